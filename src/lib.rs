@@ -1,0 +1,16 @@
+//! icewatch: a live monitor for icecream (icecc) distributed build clusters.
+//!
+//! # Layout
+//!
+//! ```text
+//! scheduler ──TCP──▶ connection ──frames──▶ protocol::Message::decode ──▶ monitor::State::apply
+//!                                                                              │ change set
+//!                              publisher: coalesce ─▶ JSON once ─▶ WebSocket, /api, /metrics
+//! ```
+//!
+//! - [`protocol`]: the icecream wire codec (versions 21 to 44), zero-copy,
+//!   usable on its own by other tools.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod protocol;

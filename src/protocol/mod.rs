@@ -1,0 +1,198 @@
+//! The icecream wire protocol: a zero-copy codec for every message, at every
+//! protocol version from [`MIN_PROTOCOL_VERSION`] (21) to [`PROTOCOL_VERSION`]
+//! (44).
+//!
+//! This layer knows nothing of sockets or of the monitor: it turns bytes into
+//! typed messages that borrow from those bytes, and typed messages back into
+//! bytes. Use it from any icecream tool:
+//!
+//! 1. [`handshake`]: both peers send their highest version as a little-endian
+//!    word, then the minimum of both; the agreed version governs every message.
+//! 2. [`frame`]: after the handshake, each message is a big-endian length, a
+//!    big-endian type code and a body. [`frame::parse_frame`] cuts one frame
+//!    out of a buffer, or says how many more bytes it needs.
+//! 3. [`Message::decode`] parses a body at the agreed version, borrowing
+//!    strings and payloads; [`Message::encode`] writes a whole frame back.
+//!
+//! ```
+//! use icewatch::protocol::{frame, Message};
+//!
+//! let capture = include_bytes!("../../tests/data/basic.v43.bin");
+//! let version = u32::from_le_bytes(capture[4..8].try_into().unwrap());
+//! let mut input = &capture[8..];
+//! let mut jobs_done = 0;
+//! while !input.is_empty() {
+//!     let (rest, raw) = frame::parse_frame(input, frame::MAX_MSG_SIZE).unwrap();
+//!     if let Message::MonJobDone(done) = Message::decode(raw.ty, raw.body, version).unwrap() {
+//!         assert!(done.real_ms < 60_000);
+//!         jobs_done += 1;
+//!     }
+//!     input = rest;
+//! }
+//! assert_eq!(jobs_done, 42);
+//! ```
+//!
+//! Strings on the wire are bytes (file names need not be UTF-8), so messages
+//! hold `&[u8]`; fields that a version does not carry decode as 0 or empty and
+//! are not written at that version. Numbers are kept exactly as sent (for
+//! example a job's exit code is the raw `u32`), so re-encoding a decoded frame
+//! reproduces its bytes.
+
+pub mod daemon;
+pub mod discovery;
+pub mod frame;
+pub mod handshake;
+pub mod job;
+mod message;
+pub mod monitor;
+pub mod stats;
+pub mod text;
+pub mod wire;
+
+pub use daemon::*;
+pub use job::*;
+pub use message::{DecodeError, Message};
+pub use monitor::*;
+pub use wire::{EnvList, Environment, StrList};
+
+use std::fmt;
+
+/// The newest protocol version this codec speaks (icecream git master).
+pub const PROTOCOL_VERSION: u32 = 44;
+/// The oldest protocol version icecream still accepts.
+pub const MIN_PROTOCOL_VERSION: u32 = 21;
+
+/// A message type code: the `u32` after a frame's length.
+///
+/// Codes count up from `'A'`. Unknown codes are kept as numbers so a newer
+/// peer never breaks the connection.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MsgType(pub u32);
+
+macro_rules! msg_types {
+    ($($name:ident = $code:literal,)*) => {
+        impl MsgType {
+            $(#[doc = concat!("`", stringify!($name), "`")]
+            pub const $name: MsgType = MsgType($code);)*
+
+            /// Every type code icecream defines, in order.
+            pub const ALL: &'static [MsgType] = &[$(MsgType::$name),*];
+
+            /// icecream's own name for the type (`"MON_STATS"`), if it has one.
+            pub fn name(self) -> Option<&'static str> {
+                match self.0 {
+                    $($code => Some(stringify!($name)),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+msg_types! {
+    UNKNOWN = 0x41,
+    PING = 0x42,
+    END = 0x43,
+    TIMEOUT = 0x44,
+    GET_NATIVE_ENV = 0x45,
+    NATIVE_ENV = 0x46,
+    GET_CS = 0x47,
+    USE_CS = 0x48,
+    COMPILE_FILE = 0x49,
+    FILE_CHUNK = 0x4a,
+    COMPILE_RESULT = 0x4b,
+    JOB_BEGIN = 0x4c,
+    JOB_DONE = 0x4d,
+    JOB_LOCAL_BEGIN = 0x4e,
+    JOB_LOCAL_DONE = 0x4f,
+    LOGIN = 0x50,
+    STATS = 0x51,
+    MON_LOGIN = 0x52,
+    MON_GET_CS = 0x53,
+    MON_JOB_BEGIN = 0x54,
+    MON_JOB_DONE = 0x55,
+    MON_LOCAL_JOB_BEGIN = 0x56,
+    MON_STATS = 0x57,
+    TRANFER_ENV = 0x58,
+    TEXT = 0x59,
+    STATUS_TEXT = 0x5a,
+    GET_INTERNALS = 0x5b,
+    CS_CONF = 0x5c,
+    VERIFY_ENV = 0x5d,
+    VERIFY_ENV_RESULT = 0x5e,
+    BLACKLIST_HOST_ENV = 0x5f,
+    NO_CS = 0x60,
+}
+
+impl fmt::Display for MsgType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => f.write_str(name),
+            None => write!(f, "0x{:02x}", self.0),
+        }
+    }
+}
+
+impl fmt::Debug for MsgType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MsgType({self})")
+    }
+}
+
+/// A compile job's source language, as the raw wire value.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Language(pub u32);
+
+impl Language {
+    /// C.
+    pub const C: Language = Language(0);
+    /// C++.
+    pub const CXX: Language = Language(1);
+    /// Objective-C.
+    pub const OBJC: Language = Language(2);
+    /// Objective-C++.
+    pub const OBJCXX: Language = Language(3);
+    /// A custom compiler.
+    pub const CUSTOM: Language = Language(4);
+
+    /// A short name: `C`, `C++`, `ObjC`, `ObjC++`, `custom`, or `?`.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            0 => "C",
+            1 => "C++",
+            2 => "ObjC",
+            3 => "ObjC++",
+            4 => "custom",
+            _ => "?",
+        }
+    }
+}
+
+impl fmt::Display for Language {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0..=4 => f.write_str(self.name()),
+            n => write!(f, "lang{n}"),
+        }
+    }
+}
+
+impl fmt::Debug for Language {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Language({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_codes_count_up_from_a() {
+        for (i, ty) in MsgType::ALL.iter().enumerate() {
+            assert_eq!(ty.0, 0x41 + i as u32);
+        }
+        assert_eq!(MsgType::NO_CS.to_string(), "NO_CS");
+        assert_eq!(MsgType(0x99).to_string(), "0x99");
+    }
+}
