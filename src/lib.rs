@@ -10,7 +10,11 @@
 //!
 //! - [`protocol`]: the icecream wire codec (versions 21 to 44), zero-copy,
 //!   usable on its own by other tools.
+//! - [`publisher`]: what people look at: the page `web/visage.html` (d3
+//!   embedded at build time), WebSocket JSON diffs coalesced and rendered
+//!   once for every client, `/api/v1`, Prometheus `/metrics`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod protocol;
+pub mod publisher;
