@@ -1,0 +1,193 @@
+// The page in a real browser: `icewatch demo` serves a simulated cluster
+// (a fake scheduler speaking the real wire protocol to the real monitor),
+// Debian's chromium, driven by playwright-core, opens the page and checks
+// what a person would: a node per host, arrows while jobs run, tables that
+// move, a filter that narrows, numbers that agree. It saves screenshots to
+// target/e2e/ (visage.png is the README's).
+//
+// Run from the repository root after `cargo build` and `npm ci --prefix web`:
+//   node --test e2e/
+// Needs /usr/bin/chromium (Debian's `chromium` package); never downloads a browser.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from '../web/node_modules/playwright-core/index.mjs';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const binary = process.env.ICEWATCH_BIN || join(root, 'target', 'debug', 'icewatch');
+const chromiumPath = '/usr/bin/chromium';
+const shots = join(root, 'target', 'e2e');
+const WAIT = 60_000; // generous: CI machines are small and busy
+
+let demo;
+let demoOutput = '';
+let pageUrl;
+let browser;
+let profile;
+let page;
+const pageErrors = [];
+
+/** Starts `icewatch demo` and resolves with the first URL it prints. */
+function startDemo() {
+  return new Promise((resolvePromise, reject) => {
+    demo = spawn(binary, ['demo', '--listen', '127.0.0.1:0', '--seed', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const timer = setTimeout(() => reject(new Error(`icewatch demo printed no URL in ${WAIT} ms:\n${demoOutput}`)), WAIT);
+    demo.stdout.on('data', (chunk) => {
+      demoOutput += chunk;
+      const url = demoOutput.match(/http:\/\/\S+/);
+      if (url) { clearTimeout(timer); resolvePromise(url[0]); }
+    });
+    demo.stderr.on('data', (chunk) => { demoOutput += chunk; });
+    demo.on('exit', (code) => { clearTimeout(timer); reject(new Error(`icewatch demo exited (${code}):\n${demoOutput}`)); });
+    demo.on('error', reject);
+  });
+}
+
+/** The server's view, with the token of the page URL if it has one. */
+async function api(path) {
+  const url = new URL(path, pageUrl);
+  const token = new URL(pageUrl).searchParams.get('token');
+  if (token) url.searchParams.set('token', token);
+  const response = await fetch(url);
+  assert.equal(response.status, 200, `${path}: ${response.status}`);
+  return response.json();
+}
+
+/** Polls `check` until it returns a truthy value; fails with `what`. */
+async function eventually(what, check, timeout = WAIT) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    last = await check();
+    if (last) return last;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+before(async () => {
+  assert.ok(existsSync(binary), `no ${binary}: run \`cargo build\` first`);
+  assert.ok(existsSync(chromiumPath), `no ${chromiumPath}: install Debian's chromium (apt-get install chromium)`);
+  pageUrl = await startDemo();
+  profile = mkdtempSync(join(tmpdir(), 'icewatch-e2e-'));
+  browser = await chromium.launchPersistentContext(profile, {
+    executablePath: chromiumPath,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--no-first-run'],
+    viewport: { width: 1440, height: 960 },
+    colorScheme: 'light',
+  });
+  page = browser.pages()[0] ?? await browser.newPage();
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  await page.goto(pageUrl);
+  await page.waitForSelector('[data-testid=connection][data-state=live]', { timeout: WAIT });
+  mkdirSync(shots, { recursive: true });
+});
+
+after(async () => {
+  await browser?.close();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+  demo?.kill('SIGTERM');
+});
+
+test('the graph shows one node per online host of the demo cluster', async () => {
+  // Hosts leave and join in the demo: compare until a moment when both agree.
+  const counts = await eventually('as many online nodes as online hosts', async () => {
+    const hosts = await api('api/v1/hosts');
+    const online = hosts.filter((h) => h.online).map((h) => String(h.id)).sort();
+    const nodes = (await page.$$eval('[data-testid=host-node]:not(.offline)', (els) => els.map((e) => e.dataset.id))).sort();
+    return online.length > 1 && JSON.stringify(online) === JSON.stringify(nodes) && online.length;
+  });
+  assert.ok(counts >= 10, `the demo's dozen hosts are drawn (${counts})`);
+  const noRemote = await page.$$eval('[data-testid=host-node].no-remote', (els) => els.length);
+  assert.ok(noRemote >= 1, 'no-remote hosts are marked');
+});
+
+test('arrows from submitter to server appear while jobs compile', async () => {
+  const links = await eventually('an arrow', () => page.$$eval('[data-testid=link]', (els) => els.length));
+  assert.ok(links > 0);
+  // Each arrow joins two drawn hosts and matches a link the server reports.
+  const snapshot = await api('api/v1/snapshot');
+  const drawn = await page.$$eval('[data-testid=link]', (els) => els.map((e) => [e.dataset.from, e.dataset.to]));
+  const nodes = new Set(await page.$$eval('[data-testid=host-node]', (els) => els.map((e) => e.dataset.id)));
+  for (const [from, to] of drawn) assert.ok(nodes.has(from) && nodes.has(to), `arrow ${from}→${to} joins drawn hosts`);
+  assert.ok(snapshot.links.length > 0, 'the server has links too');
+});
+
+test('the host table and the job list update as the cluster works', async () => {
+  const hostText = () => page.locator('[data-testid=hosts] tbody').innerText();
+  const jobText = () => page.locator('[data-testid=jobs] tbody').innerText();
+  const hostsBefore = await hostText();
+  const jobsBefore = await jobText();
+  await eventually('the host table changes', async () => (await hostText()) !== hostsBefore);
+  await eventually('the job list changes', async () => (await jobText()) !== jobsBefore);
+  const rows = await page.locator('[data-testid=host-row]').count();
+  assert.ok(rows >= 10, `a row per host (${rows})`);
+});
+
+test('the summary agrees with the host table', async () => {
+  // Both come from the same model in the same frame; read them together.
+  const numbers = await page.evaluate(() => {
+    const n = (s) => Number(s.replace(/[^\d]/g, ''));
+    const [busy, total] = document.getElementById('sum-slots').textContent.split('/').map(n);
+    const cell = (key) => n(document.querySelector(`[data-testid=total-${key}]`).textContent);
+    return { busy, total, cur: cell('cur'), max: cell('max'), active: cell('active') };
+  });
+  assert.equal(numbers.busy, numbers.cur, 'busy slots = sum of CUR');
+  assert.equal(numbers.total, numbers.max, 'total slots = sum of MAX');
+});
+
+test('a filter narrows the job list', async () => {
+  await page.waitForSelector('[data-testid=job-row]', { timeout: WAIT });
+  const files = await page.$$eval('[data-testid=job-row] td:nth-child(2)', (els) => els.map((e) => e.textContent));
+  // A file name's last component, e.g. "parser.c": rarer than its directory.
+  const needle = files.map((f) => f.split('/').pop()).find((f) => f && f.length > 3);
+  assert.ok(needle, `a file to filter by among ${files.length}`);
+  const countBefore = await page.locator('[data-testid=job-row]').count();
+  await page.fill('[data-testid=filter-file]', needle);
+  await eventually(`only jobs on ${needle}`, async () => {
+    const shown = await page.$$eval('[data-testid=job-row] td:nth-child(2)', (els) => els.map((e) => e.textContent));
+    return shown.length > 0 && shown.length < countBefore && shown.every((f) => f.toLowerCase().includes(needle.toLowerCase()));
+  });
+  await page.fill('[data-testid=filter-file]', '');
+
+  // The state filter: failed jobs only, or none at all.
+  await page.selectOption('[data-testid=filter-state]', 'compiling');
+  await eventually('only compiling jobs', async () => {
+    const states = await page.$$eval('[data-testid=job-row] .state', (els) => els.map((e) => e.textContent));
+    return states.length > 0 && states.every((s) => s === 'compiling');
+  });
+  await page.selectOption('[data-testid=filter-state]', '');
+});
+
+test('clicking a host opens its panel, and the page is saved for the README', async () => {
+  await page.locator('[data-testid=host-row]').first().click();
+  await page.waitForSelector('[data-testid=panel]:not([hidden])', { timeout: WAIT });
+  await eventually('the host panel', async () => /statistics/i.test(await page.locator('[data-testid=panel]').innerText()));
+  await page.screenshot({ path: join(shots, 'visage-panel.png') });
+  await page.keyboard.press('Escape');
+  await eventually('the panel closes', () => page.locator('[data-testid=panel]').isHidden());
+
+  // The README's picture: the top of the page, a moment with jobs flowing.
+  await page.mouse.move(1, 1);
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await eventually('jobs flowing', () => page.$$eval('[data-testid=link]', (els) => els.length >= 3));
+  await page.screenshot({ path: join(shots, 'visage.png') });
+
+  // On a phone, in the dark: one column, nothing wider than the screen.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await eventually('the one-column layout', () => page.evaluate(() => document.documentElement.scrollWidth <= 390));
+  await page.screenshot({ path: join(shots, 'visage-phone-dark.png'), fullPage: true });
+  assert.ok(existsSync(join(shots, 'visage.png')));
+});
+
+test('the page ran without a script error', () => {
+  assert.deepEqual(pageErrors, []);
+});
