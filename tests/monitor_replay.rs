@@ -61,6 +61,7 @@ async fn every_capture_replayed_over_tcp_ends_in_the_exact_state() {
         {
             let st = lock_state(&state);
             assert_basic_final_state(&st, agreed);
+            assert_eq!(st.history().len(), 44);
             let s = st.scheduler();
             assert!(s.online && s.error.is_none() && s.reconnects == 0);
             assert_eq!(s.address, format!("127.0.0.1:{}", sched.port()));

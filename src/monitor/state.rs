@@ -507,10 +507,10 @@ impl Book {
     }
 
     fn set_online(&mut self, id: u32, online: bool) {
-        let Some(h) = self.touch_host(id) else { return };
-        if h.online == online {
+        if self.hosts.get(&id).map_or(true, |h| h.online == online) {
             return;
         }
+        let Some(h) = self.touch_host(id) else { return };
         h.online = online;
         let slots = u64::from(h.max_jobs);
         let c = &mut self.counts;
@@ -859,8 +859,36 @@ impl State {
             .map(|h| h.id)
             .collect();
         for twin in twins {
-            self.book.hosts.remove(&twin);
-            self.book.changes.hosts.push(twin);
+            self.remove_host(twin);
+        }
+    }
+
+    /// Drops a host. Jobs that still name it (only odd streams start jobs
+    /// on an offline host) are counted again without it.
+    fn remove_host(&mut self, id: u32) {
+        let naming: Vec<u32> = self
+            .jobs
+            .values()
+            .filter(|j| j.client == Some(id) || j.server == Some(id))
+            .map(|j| j.id)
+            .collect();
+        for job_id in &naming {
+            if let Some(job) = self.jobs.get_mut(job_id) {
+                self.book.leave(job);
+            }
+        }
+        if let Some(h) = self.book.hosts.remove(&id) {
+            if h.online {
+                let c = &mut self.book.counts;
+                c.hosts_online = c.hosts_online.saturating_sub(1);
+                c.total_slots = c.total_slots.saturating_sub(u64::from(h.max_jobs));
+            }
+        }
+        self.book.changes.hosts.push(id);
+        for job_id in &naming {
+            if let Some(job) = self.jobs.get_mut(job_id) {
+                self.book.enter(job);
+            }
         }
     }
 
@@ -894,8 +922,7 @@ impl State {
         while self.offline.len() > OFFLINE_HOST_LIMIT {
             if let Some(old) = self.offline.pop_front() {
                 if self.book.hosts.get(&old).is_some_and(|h| !h.online) {
-                    self.book.hosts.remove(&old);
-                    self.book.changes.hosts.push(old);
+                    self.remove_host(old);
                 }
             }
         }
