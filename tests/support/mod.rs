@@ -73,6 +73,10 @@ impl FakeScheduler {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                // Without this, Nagle holds a second small write until the
+                // client's delayed ACK: real milliseconds in which a paused
+                // clock jumps straight to the next timeout.
+                stream.set_nodelay(true).unwrap();
                 let _ = tx.send((Instant::now(), Event::Accepted(n)));
                 let script = scripts[n.min(scripts.len() - 1)].clone();
                 tokio::spawn(play(n, stream, script, tx.clone()));
