@@ -163,6 +163,7 @@ fn a_host_going_offline_finishes_its_jobs_and_the_schedulers_exit_255_reports_ar
     let h2 = st.host(2).unwrap();
     assert!(!h2.online);
     assert_eq!((h2.active, h2.pending, h2.failed), (0, 0, 1));
+    assert_eq!(h2.compiled, 0, "job 10 was cut short, not compiled");
     let ended: BTreeMap<u32, (JobState, Option<i32>)> = st
         .history()
         .map(|j| (j.id, (j.state, j.exit_code)))

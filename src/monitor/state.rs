@@ -84,7 +84,8 @@ pub struct Host {
     pub load_avg: Option<[f64; 3]>,
     /// Free memory in MiB; `None` until a STATS update.
     pub free_mem_mb: Option<u32>,
-    /// Remote jobs it finished as server (its own included, see `compiled_own`).
+    /// Remote jobs it compiled to the end as server, whatever the exit code
+    /// (its own included, see `compiled_own`).
     pub compiled: u64,
     /// Of `compiled`, jobs it had submitted itself (the scheduler gave them back).
     pub compiled_own: u64,
@@ -530,6 +531,9 @@ impl Book {
 enum End {
     /// The scheduler reported the end of a remote job.
     Done(i32, Option<JobStats>),
+    /// A host of a remote job left: the job fails (the scheduler reports
+    /// exit code 255) without having been compiled.
+    HostGone,
     /// A local job ended (or its host left).
     LocalDone,
     /// The scheduler connection went away: the outcome is unknown.
@@ -913,7 +917,7 @@ impl State {
                     self.ended_early.clear();
                 }
                 self.ended_early.insert(job_id);
-                End::Done(EXIT_CODE_HOST_GONE as i32, None)
+                End::HostGone
             };
             self.finish(job, end);
         }
@@ -1019,6 +1023,14 @@ impl State {
         job.end_ms = Some(now);
         let counted = !matches!(end, End::Lost);
         match end {
+            End::HostGone => {
+                job.state = JobState::Failed;
+                job.exit_code = Some(EXIT_CODE_HOST_GONE as i32);
+                self.book.counts.jobs_failed += 1;
+                if let Some(h) = job.client.and_then(|id| self.book.touch_host(id)) {
+                    h.failed += 1;
+                }
+            }
             End::Done(exit, stats) => {
                 job.state = if exit == 0 {
                     JobState::Finished
