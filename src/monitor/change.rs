@@ -10,7 +10,7 @@
 /// Ids of what changed; turn it into JSON with [`State::diff`](super::State::diff).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChangeSet {
-    /// Hosts added, changed or removed (sorted once taken).
+    /// Hosts added, changed or removed, each once, in the order they changed.
     pub(crate) hosts: Vec<u32>,
     /// Links `(submitter, server)` whose count changed.
     pub(crate) links: Vec<(u32, u32)>,
@@ -21,6 +21,8 @@ pub struct ChangeSet {
     pub(crate) scheduler: bool,
     pub(crate) totals: bool,
     pub(crate) reset: bool,
+    /// An id may be listed twice (an object was dropped and made again).
+    pub(crate) repeats: bool,
 }
 
 impl ChangeSet {
@@ -40,13 +42,9 @@ impl ChangeSet {
     /// diff always shows objects as they are now, so merged ids read right.
     pub fn merge(&mut self, other: ChangeSet) {
         fn union<T: Ord>(a: &mut Vec<T>, b: Vec<T>) {
-            if a.is_empty() {
-                *a = b;
-            } else if !b.is_empty() {
-                a.extend(b);
-                a.sort_unstable();
-                a.dedup();
-            }
+            a.extend(b);
+            a.sort_unstable();
+            a.dedup();
         }
         union(&mut self.hosts, other.hosts);
         union(&mut self.links, other.links);
@@ -58,6 +56,18 @@ impl ChangeSet {
         self.scheduler |= other.scheduler;
         self.totals |= other.totals;
         self.reset |= other.reset;
+        self.repeats = false;
+    }
+
+    /// Lists every id once, in id order.
+    pub(crate) fn dedup(&mut self) {
+        self.hosts.sort_unstable();
+        self.hosts.dedup();
+        self.jobs.sort_unstable();
+        self.jobs.dedup();
+        self.links.sort_unstable();
+        self.links.dedup();
+        self.repeats = false;
     }
 
     /// Ids of hosts added, changed or removed.

@@ -23,6 +23,10 @@ pub const OFFLINE_HOST_LIMIT: usize = 1024;
 /// the set starts over (a report then merely counts as an unknown job).
 const ENDED_EARLY_LIMIT: usize = 1 << 16;
 
+/// How many file name buffers are kept for reuse, and how large each may be.
+const SPARE_FILES: usize = 256;
+const SPARE_FILE_BYTES: usize = 256;
+
 /// Options of a [`State`].
 #[derive(Clone, Debug)]
 pub struct StateOptions {
@@ -171,10 +175,19 @@ fn set<T: PartialEq>(dst: &mut T, src: Option<T>) -> bool {
 fn set_text(dst: &mut Box<str>, src: Option<&[u8]>) -> bool {
     match src {
         Some(b) if b != dst.as_bytes() => {
-            *dst = String::from_utf8_lossy(b).into();
+            *dst = text(b);
             true
         }
         _ => false,
+    }
+}
+
+/// Wire bytes as text: borrowed when valid UTF-8 (the usual case, checked
+/// quickly), with U+FFFD for invalid sequences otherwise.
+fn text(b: &[u8]) -> Box<str> {
+    match std::str::from_utf8(b) {
+        Ok(s) => Box::from(s),
+        Err(_) => String::from_utf8_lossy(b).into(),
     }
 }
 
@@ -268,7 +281,7 @@ pub struct Job {
     /// The scheduler's id (one counter for remote and local jobs).
     pub id: u32,
     /// Source file (remote jobs) or output file (local jobs); empty if never seen.
-    pub file: Box<str>,
+    pub file: String,
     /// Source language; `None` for local jobs and jobs first seen mid-way.
     pub lang: Option<Language>,
     /// Submitting host; `None` if the job was first seen mid-way.
@@ -294,7 +307,7 @@ impl Job {
     fn new(id: u32, state: JobState, now_ms: u64) -> Job {
         Job {
             id,
-            file: Box::from(""),
+            file: String::new(),
             lang: None,
             client: None,
             server: None,
@@ -361,10 +374,21 @@ struct Counters {
 /// Job ends per second over the last minute, in 60 one-second buckets.
 #[derive(Clone, Debug)]
 struct RateWindow {
+    /// (second, job ends in it), at index second % 60.
     buckets: [(u64, u32); 60],
+    /// When the oldest counted second leaves the window (ms), so the
+    /// per-minute figure changes; `u64::MAX` if nothing is counted.
+    next_expiry_ms: u64,
 }
 
 impl RateWindow {
+    fn new() -> RateWindow {
+        RateWindow {
+            buckets: [(u64::MAX, 0); 60],
+            next_expiry_ms: u64::MAX,
+        }
+    }
+
     fn add(&mut self, now_ms: u64) {
         let sec = now_ms / 1000;
         let b = &mut self.buckets[(sec % 60) as usize];
@@ -372,6 +396,7 @@ impl RateWindow {
             *b = (sec, 0);
         }
         b.1 = b.1.saturating_add(1);
+        self.next_expiry_ms = self.next_expiry_ms.min((sec + 60) * 1000);
     }
 
     fn per_minute(&self, now_ms: u64) -> u64 {
@@ -381,6 +406,22 @@ impl RateWindow {
             .filter(|(s, _)| *s <= sec && sec - *s < 60)
             .map(|(_, n)| u64::from(*n))
             .sum()
+    }
+
+    /// Moves the window to `now_ms`; true if the per-minute figure changed.
+    fn advance(&mut self, now_ms: u64) -> bool {
+        if now_ms < self.next_expiry_ms {
+            return false;
+        }
+        let sec = now_ms / 1000;
+        self.next_expiry_ms = self
+            .buckets
+            .iter()
+            .filter(|(s, n)| *n > 0 && *s <= sec && sec - *s < 60)
+            .map(|(s, _)| (s + 60) * 1000)
+            .min()
+            .unwrap_or(u64::MAX);
+        true
     }
 }
 
@@ -455,9 +496,9 @@ impl Book {
                     self.counts.busy += 1;
                     job.raised.server_active = true;
                 }
-                if job.state == JobState::Compiling {
+                if job.state == JobState::Compiling && job.raised.server_active {
                     if let (Some(from), Some(to)) = (job.client, job.server) {
-                        if self.hosts.contains_key(&from) && self.hosts.contains_key(&to) {
+                        if self.hosts.contains_key(&from) {
                             self.link((from, to), true);
                             job.raised.link = true;
                         }
@@ -495,16 +536,6 @@ impl Book {
                 self.link((from, to), false);
             }
         }
-    }
-
-    /// Looks a host up for a job message, counting ids never announced.
-    fn known(&mut self, id: u32) -> bool {
-        let known = self.hosts.contains_key(&id);
-        if !known {
-            self.counts.unknown_hosts += 1;
-            self.changes.totals = true;
-        }
-        known
     }
 
     fn set_online(&mut self, id: u32, online: bool) {
@@ -562,6 +593,9 @@ pub struct State {
     book: Book,
     jobs: FxHashMap<u32, Job>,
     history: VecDeque<Job>,
+    /// File name buffers of jobs that left the history, for new jobs:
+    /// the steady state allocates nothing.
+    spare_files: Vec<String>,
     /// Jobs ever pushed to the history (the sequence number of the next one).
     history_pushed: u64,
     /// Offline hosts, oldest first (may name hosts since back online or gone).
@@ -590,12 +624,11 @@ impl State {
             },
             jobs: FxHashMap::default(),
             history: VecDeque::new(),
+            spare_files: Vec::new(),
             history_pushed: 0,
             offline: VecDeque::new(),
             ended_early: FxHashSet::default(),
-            rate: RateWindow {
-                buckets: [(u64::MAX, 0); 60],
-            },
+            rate: RateWindow::new(),
             clock_ms: 0,
             messages: 0,
             sessions: 0,
@@ -609,7 +642,7 @@ impl State {
     /// tolerated and counted in [`Totals`].
     pub fn apply(&mut self, msg: &Message<'_>, now_ms: u64) {
         self.messages += 1;
-        self.clock_ms = self.clock_ms.max(now_ms);
+        self.advance_clock(now_ms);
         match msg {
             Message::MonStats(m) => self.host_stats(m.host_id, &m.stats()),
             Message::MonGetCs(m) => {
@@ -636,10 +669,11 @@ impl State {
     /// session's hosts, jobs, links and counters go (jobs still active end as
     /// if the connection was lost; the history stays, across sessions).
     pub fn scheduler_connected(&mut self, address: String, protocol: u32, now_ms: u64) {
-        self.clock_ms = self.clock_ms.max(now_ms);
+        self.advance_clock(now_ms);
         self.end_all();
         let ids: Vec<u32> = self.book.hosts.keys().copied().collect();
         self.book.changes.hosts.extend(ids);
+        self.book.changes.repeats = true;
         self.book.hosts.clear();
         let links: Vec<(u32, u32)> = self.book.links.keys().copied().collect();
         self.book.changes.links.extend(links);
@@ -664,7 +698,7 @@ impl State {
     /// The session ended (or an attempt failed) because of `error`: hosts are
     /// shown offline and active jobs end with an unknown outcome.
     pub fn scheduler_lost(&mut self, error: String, now_ms: u64) {
-        self.clock_ms = self.clock_ms.max(now_ms);
+        self.advance_clock(now_ms);
         self.end_all();
         let online: Vec<u32> = self
             .book
@@ -699,9 +733,14 @@ impl State {
     /// Moves the clock on without a message; true if that changed the
     /// totals (jobs per minute decays while nothing ends).
     pub fn tick(&mut self, now_ms: u64) -> bool {
-        let before = self.rate.per_minute(self.clock_ms);
+        self.advance_clock(now_ms)
+    }
+
+    /// Moves the clock to `now_ms` (never back); true if that changed the
+    /// jobs per minute, which then counts as a change of the totals.
+    fn advance_clock(&mut self, now_ms: u64) -> bool {
         self.clock_ms = self.clock_ms.max(now_ms);
-        let changed = self.rate.per_minute(self.clock_ms) != before;
+        let changed = self.rate.advance(self.clock_ms);
         self.book.changes.totals |= changed;
         changed
     }
@@ -711,12 +750,9 @@ impl State {
     pub fn take_changes(&mut self) -> ChangeSet {
         let mut changes = std::mem::take(&mut self.book.changes);
         self.book.gen += 1;
-        changes.hosts.sort_unstable();
-        changes.hosts.dedup();
-        changes.jobs.sort_unstable();
-        changes.jobs.dedup();
-        changes.links.sort_unstable();
-        changes.links.dedup();
+        if changes.repeats {
+            changes.dedup();
+        }
         for key in &changes.links {
             if self.book.links.get(key).is_some_and(|l| l.active == 0) {
                 self.book.links.remove(key);
@@ -889,6 +925,7 @@ impl State {
             }
         }
         self.book.changes.hosts.push(id);
+        self.book.changes.repeats = true;
         for job_id in &naming {
             if let Some(job) = self.jobs.get_mut(job_id) {
                 self.book.enter(job);
@@ -933,26 +970,40 @@ impl State {
     }
 
     fn job_requested(&mut self, id: u32, client: u32, file: &[u8], lang: Language) {
-        if let Some(old) = self.jobs.remove(&id) {
-            // The scheduler never reuses an id within a session.
-            self.book.counts.unknown_jobs += 1;
-            self.finish(old, End::Lost);
-        }
         let mut job = Job::new(id, JobState::Waiting, self.clock_ms);
-        job.file = String::from_utf8_lossy(file).into();
+        job.file = self.file_name(file);
         job.lang = Some(lang);
         job.client = Some(client);
-        if self.book.known(client) {
-            if let Some(h) = self.book.touch_host(client) {
-                h.submitted += 1;
-            }
+        match self.book.touch_host(client) {
+            Some(h) => h.submitted += 1,
+            None => self.book.counts.unknown_hosts += 1,
         }
         self.book.enter(&mut job);
-        self.jobs.insert(id, job);
+        self.start(job);
+    }
+
+    /// `file` as text, in a recycled buffer when there is one.
+    fn file_name(&mut self, file: &[u8]) -> String {
+        let mut name = self.spare_files.pop().unwrap_or_default();
+        name.clear();
+        match std::str::from_utf8(file) {
+            Ok(t) => name.push_str(t),
+            Err(_) => name.push_str(&String::from_utf8_lossy(file)),
+        }
+        name
+    }
+
+    /// Files a new active job; one already under its id (the scheduler
+    /// never reuses an id within a session) ends with an unknown outcome.
+    fn start(&mut self, job: Job) {
+        if let Some(old) = self.jobs.insert(job.id, job) {
+            self.book.counts.unknown_jobs += 1;
+            self.book.changes.repeats = true;
+            self.finish(old, End::Lost);
+        }
     }
 
     fn job_begun(&mut self, id: u32, server: u32) {
-        self.book.known(server);
         let now = self.clock_ms;
         let job = match self.jobs.get_mut(&id) {
             Some(job) => {
@@ -970,6 +1021,9 @@ impl State {
         job.server = Some(server);
         job.start_ms = now;
         self.book.enter(job);
+        if !job.raised.server_active {
+            self.book.counts.unknown_hosts += 1;
+        }
     }
 
     fn job_done(&mut self, done: &JobDone) {
@@ -989,21 +1043,16 @@ impl State {
     }
 
     fn local_job_begun(&mut self, id: u32, host: u32, file: &[u8]) {
-        if let Some(old) = self.jobs.remove(&id) {
-            self.book.counts.unknown_jobs += 1;
-            self.finish(old, End::Lost);
-        }
         let mut job = Job::new(id, JobState::Local, self.clock_ms);
-        job.file = String::from_utf8_lossy(file).into();
+        job.file = self.file_name(file);
         job.client = Some(host);
         job.server = Some(host);
-        if self.book.known(host) {
-            if let Some(h) = self.book.touch_host(host) {
-                h.local_jobs += 1;
-            }
+        match self.book.touch_host(host) {
+            Some(h) => h.local_jobs += 1,
+            None => self.book.counts.unknown_hosts += 1,
         }
         self.book.enter(&mut job);
-        self.jobs.insert(id, job);
+        self.start(job);
     }
 
     fn local_job_done(&mut self, id: u32) {
@@ -1078,7 +1127,11 @@ impl State {
             self.book.changes.done_from = Some(self.history_pushed);
         }
         if self.history.len() >= self.history_limit {
-            self.history.pop_front();
+            if let Some(old) = self.history.pop_front() {
+                if self.spare_files.len() < SPARE_FILES && old.file.capacity() <= SPARE_FILE_BYTES {
+                    self.spare_files.push(old.file);
+                }
+            }
         }
         self.history.push_back(job);
         self.history_pushed += 1;
