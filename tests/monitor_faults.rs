@@ -2,8 +2,8 @@
 //! scheduler over real TCP on 127.0.0.1, with tokio's clock paused so that
 //! timeouts and backoff take no real time: a close inside a frame, a length
 //! above the limit, unknown types and undecodable bodies, garbage and
-//! stalled handshakes, END, a reset, silence, and a scheduler that keeps
-//! failing. Each time: no panic, no hang, one log line for the failure, and
+//! stalled handshakes, END, a reset, silence (of a hung scheduler, and of
+//! a merely quiet one), and a scheduler that keeps failing. Each time: no panic, no hang, one log line for the failure, and
 //! after the reconnect exactly the new session's hosts.
 //!
 //! Every script after the last repeats the last one, a working scheduler,
@@ -290,17 +290,42 @@ async fn a_reset_connection_is_reported_and_retried() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_silent_scheduler_is_dropped_after_the_idle_timeout() {
+async fn a_silent_scheduler_that_no_longer_answers_is_dropped() {
     let mut m = Monitor::start(vec![
         vec![Step::Handshake(43), Step::Send(early_host()), Step::Hold],
+        // The check connection: the scheduler is hung, it never answers.
+        vec![Step::Hold],
         working(),
     ])
     .await;
     let logged_in = m.event(Event::LoggedIn(0, 43)).await;
+    let checked = m.event(Event::Accepted(1)).await;
+    assert!(checked - logged_in >= IDLE_TIMEOUT);
     let closed = m.event(Event::ClientClosed(0)).await;
-    assert!(closed - logged_in >= IDLE_TIMEOUT);
-    m.until_lost("sent nothing for 30s").await;
+    assert!(closed - checked >= HANDSHAKE_TIMEOUT);
+    let error = m
+        .until_lost("sent nothing for 30s and no longer answers")
+        .await;
+    assert!(error.contains("handshake timed out after 5s"), "{error}");
     m.recovers().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quiet_scheduler_that_still_answers_keeps_its_session() {
+    let mut m = Monitor::start(vec![
+        vec![Step::Handshake(43), Step::Send(early_host()), Step::Hold],
+        vec![Step::Handshake(43), Step::Hold],
+    ])
+    .await;
+    let logged_in = m.event(Event::LoggedIn(0, 43)).await;
+    let first = m.event(Event::Checked(1)).await;
+    let second = m.event(Event::Checked(2)).await;
+    assert!(first - logged_in >= IDLE_TIMEOUT);
+    assert!(second - first >= IDLE_TIMEOUT);
+    let st = lock_state(&m.state);
+    let s = st.scheduler();
+    assert!(s.online && s.error.is_none() && s.reconnects == 0, "{s:?}");
+    assert!(st.host(1).is_some_and(|h| h.online));
 }
 
 /// Collects what `tracing` prints.

@@ -24,8 +24,9 @@ use tokio::time::Instant;
 /// One step of a scripted scheduler connection.
 #[derive(Clone, Debug)]
 pub enum Step {
-    /// The scheduler's side of the handshake offering this version, then
-    /// read the client's MON_LOGIN (reports [`Event::LoggedIn`]).
+    /// The scheduler's side of the handshake offering this version (the
+    /// same symmetric exchange), then read the client's MON_LOGIN (reports
+    /// [`Event::LoggedIn`], or [`Event::Checked`] if the client closes).
     Handshake(u32),
     /// Send these bytes as they are.
     Send(Vec<u8>),
@@ -48,6 +49,9 @@ pub enum Event {
     Accepted(usize),
     /// Connection `n` completed the handshake at this version and logged in.
     LoggedIn(usize, u32),
+    /// Connection `n` completed the handshake, then the client closed it
+    /// without logging in (the monitor checking that a quiet scheduler lives).
+    Checked(usize),
     /// Connection `n`'s handshake or login failed (the client gave up).
     HandshakeFailed(usize),
     /// The client closed connection `n` while the scheduler held it.
@@ -135,13 +139,29 @@ async fn play(
     };
     for step in script {
         match step {
-            Step::Handshake(version) => match scheduler_handshake(&mut stream, version).await {
-                Some(agreed) => send(Event::LoggedIn(n, agreed)),
-                None => {
+            Step::Handshake(version) => {
+                let Ok(agreed) = handshake(&mut stream, version).await else {
+                    send(Event::HandshakeFailed(n));
+                    return;
+                };
+                let mut login = [0u8; 8];
+                match stream.read(&mut login[..1]).await {
+                    Ok(0) => {
+                        send(Event::Checked(n));
+                        return;
+                    }
+                    Ok(_) if stream.read_exact(&mut login[1..]).await.is_ok() => {}
+                    _ => {
+                        send(Event::HandshakeFailed(n));
+                        return;
+                    }
+                }
+                if login != [0, 0, 0, 4, 0, 0, 0, MsgType::MON_LOGIN.0 as u8] {
                     send(Event::HandshakeFailed(n));
                     return;
                 }
-            },
+                send(Event::LoggedIn(n, agreed));
+            }
             Step::Send(bytes) => {
                 if stream.write_all(&bytes).await.is_err() {
                     return;
@@ -162,15 +182,6 @@ async fn play(
             }
         }
     }
-}
-
-/// The scheduler's side: the same symmetric handshake, then MON_LOGIN.
-async fn scheduler_handshake(stream: &mut TcpStream, version: u32) -> Option<u32> {
-    let agreed = handshake(stream, version).await.ok()?;
-    let mut login = [0u8; 8];
-    stream.read_exact(&mut login).await.ok()?;
-    let expected = [0, 0, 0, 4, 0, 0, 0, MsgType::MON_LOGIN.0 as u8];
-    (login == expected).then_some(agreed)
 }
 
 /// One encoded frame.
