@@ -441,7 +441,8 @@ pub async fn run(
 ) {
     tokio::pin!(shutdown);
     let mut backoff = Backoff::new(opts.backoff_min, opts.backoff_max);
-    let mut last_error: Option<String> = None;
+    // Failures of the same kind in a row are one story: warn once.
+    let mut last_kind = None;
     let mut failures = 0u64;
     loop {
         let mut progress = Progress::default();
@@ -454,14 +455,15 @@ pub async fn run(
             backoff.reset();
         }
         let text = error.to_string();
-        if progress.connected || last_error.as_deref() != Some(text.as_str()) {
+        let kind = std::mem::discriminant(&error);
+        if progress.connected || last_kind != Some(kind) {
             tracing::warn!(target = %opts.target, "{text}");
         } else {
             tracing::debug!(target = %opts.target, "again: {text}");
         }
+        last_kind = Some(kind);
         failures = if progress.connected { 1 } else { failures + 1 };
-        lock_state(&state).scheduler_lost(text.clone(), now_ms());
-        last_error = Some(text);
+        lock_state(&state).scheduler_lost(text, now_ms());
         changed.notify_one();
         let delay = backoff.next_delay();
         tokio::select! {
