@@ -23,12 +23,15 @@ pub struct ChangeSet {
     pub(crate) reset: bool,
     /// An id may be listed twice (an object was dropped and made again).
     pub(crate) repeats: bool,
+    /// Too many jobs or links changed to list them: all of them count as changed.
+    pub(crate) overflow: bool,
 }
 
 impl ChangeSet {
     /// Nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.hosts.is_empty()
+        !self.overflow
+            && self.hosts.is_empty()
             && self.links.is_empty()
             && self.jobs.is_empty()
             && self.done_from.is_none()
@@ -56,6 +59,7 @@ impl ChangeSet {
         self.scheduler |= other.scheduler;
         self.totals |= other.totals;
         self.reset |= other.reset;
+        self.overflow |= other.overflow;
         self.repeats = false;
     }
 
@@ -100,8 +104,11 @@ impl ChangeSet {
         self.totals
     }
 
-    /// Whether a new scheduler session replaced every host: a publisher
-    /// may prefer to send a fresh snapshot (the diff is correct either way).
+    /// Whether a publisher should send a fresh snapshot rather than this
+    /// diff: a new scheduler session replaced every host (the diff is still
+    /// complete), or so much changed that the set stopped listing jobs and
+    /// links (the diff then carries them all, but links that ended are not
+    /// in it).
     pub fn is_reset(&self) -> bool {
         self.reset
     }

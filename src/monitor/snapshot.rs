@@ -118,16 +118,20 @@ impl State {
                 None => hosts_removed.push(id),
             }
         }
-        let mut links: Vec<Link> = changes
-            .links
-            .iter()
-            .map(|&(from, to)| Link {
+        let (mut links, mut jobs): (Vec<Link>, Vec<&Job>) = if changes.overflow {
+            let links = self
+                .links()
+                .map(|((from, to), active)| Link { from, to, active });
+            (links.collect(), self.jobs().collect())
+        } else {
+            let links = changes.links.iter().map(|&(from, to)| Link {
                 from,
                 to,
                 active: self.link(from, to),
-            })
-            .collect();
-        let mut jobs: Vec<&Job> = changes.jobs.iter().filter_map(|&id| self.job(id)).collect();
+            });
+            let jobs = changes.jobs.iter().filter_map(|&id| self.job(id));
+            (links.collect(), jobs.collect())
+        };
         hosts.sort_unstable_by_key(|h| h.id);
         hosts_removed.sort_unstable();
         links.sort_unstable_by_key(|l| (l.from, l.to));

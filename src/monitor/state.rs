@@ -23,6 +23,16 @@ pub const OFFLINE_HOST_LIMIT: usize = 1024;
 /// the set starts over (a report then merely counts as an unknown job).
 const ENDED_EARLY_LIMIT: usize = 1 << 16;
 
+/// At most this many active jobs: past it, the oldest eighth ends with an
+/// unknown outcome (a real cluster never comes near; a broken stream could).
+pub const MAX_ACTIVE_JOBS: usize = 1 << 18;
+/// At most this many hosts; a scheduler announcing more is not believed.
+pub const MAX_HOSTS: usize = 1 << 16;
+/// A change set listing more jobs or links than this collapses into "send a
+/// snapshot" (see [`ChangeSet::is_reset`]), so a state whose changes are
+/// never taken still stays bounded.
+pub const CHANGE_LIMIT: usize = 1 << 20;
+
 /// How many file name buffers are kept for reuse, and how large each may be.
 const SPARE_FILES: usize = 256;
 const SPARE_FILE_BYTES: usize = 256;
@@ -453,10 +463,23 @@ impl Book {
     }
 
     fn touch_job(&mut self, job: &mut Job) {
-        if job.gen != self.gen {
+        if job.gen != self.gen && !self.changes.overflow {
             job.gen = self.gen;
             self.changes.jobs.push(job.id);
+            if self.changes.jobs.len() > CHANGE_LIMIT {
+                self.overflow();
+            }
         }
+    }
+
+    /// Too much changed to list: the change set now says "everything".
+    fn overflow(&mut self) {
+        self.changes.jobs = Vec::new();
+        self.changes.links = Vec::new();
+        self.links.retain(|_, l| l.active > 0);
+        self.changes.overflow = true;
+        self.changes.reset = true;
+        self.changes.totals = true;
     }
 
     fn link(&mut self, key: (u32, u32), up: bool) {
@@ -466,9 +489,12 @@ impl Book {
         } else {
             l.active.saturating_sub(1)
         };
-        if l.gen != self.gen {
+        if l.gen != self.gen && !self.changes.overflow {
             l.gen = self.gen;
             self.changes.links.push(key);
+            if self.changes.links.len() > CHANGE_LIMIT {
+                self.overflow();
+            }
         }
     }
 
@@ -858,6 +884,11 @@ impl State {
             }
             return;
         }
+        if !self.book.hosts.contains_key(&id) && self.book.hosts.len() >= MAX_HOSTS {
+            self.book.counts.unknown_hosts += 1;
+            self.book.changes.totals = true;
+            return;
+        }
         if let Entry::Vacant(slot) = self.book.hosts.entry(id) {
             slot.insert(Host::new(id));
             self.book.touch_host(id);
@@ -1000,6 +1031,18 @@ impl State {
             self.book.counts.unknown_jobs += 1;
             self.book.changes.repeats = true;
             self.finish(old, End::Lost);
+        }
+        if self.jobs.len() > MAX_ACTIVE_JOBS {
+            let mut ids: Vec<u32> = self.jobs.keys().copied().collect();
+            let cut = ids.len() / 8;
+            ids.select_nth_unstable(cut);
+            ids.truncate(cut);
+            ids.sort_unstable();
+            for id in ids {
+                if let Some(job) = self.jobs.remove(&id) {
+                    self.finish(job, End::Lost);
+                }
+            }
         }
     }
 
