@@ -457,12 +457,12 @@ pub async fn run(
         let text = error.to_string();
         let kind = std::mem::discriminant(&error);
         if progress.connected || last_kind != Some(kind) {
-            tracing::warn!(target = %opts.target, "{text}");
+            tracing::warn!(scheduler = %opts.target, "{text}");
         } else {
-            tracing::debug!(target = %opts.target, "again: {text}");
+            tracing::debug!(scheduler = %opts.target, "again: {text}");
         }
         last_kind = Some(kind);
-        failures = if progress.connected { 1 } else { failures + 1 };
+        failures = if progress.connected { 0 } else { failures + 1 };
         lock_state(&state).scheduler_lost(text, now_ms());
         changed.notify_one();
         let delay = backoff.next_delay();

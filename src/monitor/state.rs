@@ -989,8 +989,10 @@ impl State {
             };
             self.finish(job, end);
         }
-        self.book.set_online(id, false);
-        self.offline.push_back(id);
+        if self.book.hosts.get(&id).is_some_and(|h| h.online) {
+            self.book.set_online(id, false);
+            self.offline.push_back(id);
+        }
         while self.offline.len() > OFFLINE_HOST_LIMIT {
             if let Some(old) = self.offline.pop_front() {
                 if self.book.hosts.get(&old).is_some_and(|h| !h.online) {
