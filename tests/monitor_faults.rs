@@ -12,8 +12,9 @@
 
 mod support;
 
-use icewatch::monitor::lock_state;
+use icewatch::monitor::{lock_state, ConnectOptions, Target};
 use icewatch::protocol::{Message, MsgType};
+use std::time::Duration;
 use support::*;
 
 /// The working session's hosts, and only them, once it is up; then stop.
@@ -164,6 +165,28 @@ async fn a_stalled_handshake_times_out_closes_and_is_retried() {
     let accepted = m.event(Event::Accepted(1)).await;
     let closed = m.event(Event::ClientClosed(1)).await;
     assert!(closed - accepted >= HANDSHAKE_TIMEOUT);
+    recovers(m).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scheduler_that_answers_the_handshake_late_like_an_idle_one_is_waited_for() {
+    let sched = FakeScheduler::start(vec![vec![
+        Step::Wait(Duration::from_secs(35)),
+        Step::Handshake(43),
+        Step::Send(concat(&[
+            host(21, "good1", 2, false),
+            host(22, "good2", 3, true),
+        ])),
+        Step::Hold,
+    ]])
+    .await;
+    let opts = ConnectOptions::new(Target::Address {
+        host: "127.0.0.1".into(),
+        port: sched.port(),
+    });
+    let mut m = Monitor::start_with(sched, opts).await;
+    // The very first connection got through: no attempt was given up.
+    m.event(Event::LoggedIn(0, 43)).await;
     recovers(m).await;
 }
 
