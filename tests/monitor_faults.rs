@@ -272,3 +272,32 @@ async fn a_quiet_scheduler_that_still_answers_keeps_its_session() {
     assert!(s.online && s.error.is_none() && s.reconnects == 0, "{s:?}");
     assert!(st.host(1).is_some_and(|h| h.online));
 }
+
+#[tokio::test(start_paused = true)]
+async fn random_bytes_after_a_valid_handshake_never_break_the_monitor() {
+    use rand::{Rng, SeedableRng};
+    for seed in 0..8u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut noise = vec![0u8; 4096];
+        rng.fill(&mut noise[..]);
+        // Some seeds start with a plausible small frame length.
+        if seed % 2 == 1 {
+            noise[..4].copy_from_slice(&40u32.to_be_bytes());
+        }
+        let m = Monitor::start(vec![
+            vec![
+                Step::Handshake(43),
+                Step::Send(concat(&[early_host(), noise])),
+                Step::Close,
+            ],
+            working(),
+        ])
+        .await;
+        m.until("the noisy session to end", |st| {
+            !st.scheduler().online && st.scheduler().error.is_some()
+        })
+        .await;
+        lock_state(&m.state).check_invariants();
+        recovers(m).await;
+    }
+}
