@@ -451,9 +451,11 @@ struct Progress {
 /// batch of frames under one lock and notify `changed` (one waiter, e.g. the
 /// publisher's coalescing task). Connecting and losing the scheduler update
 /// the state and notify at once. Any failure (refused, timeout, bad
-/// handshake, bad frame, END, EOF, reset, silence) is logged once with its
-/// cause and retried after an exponential backoff with jitter, reset after
-/// a session that delivered messages.
+/// handshake, bad frame, END, EOF, reset, silence of a scheduler that no
+/// longer answers a new handshake) is logged once with its cause and
+/// retried after an exponential backoff with jitter, reset after a session
+/// that delivered messages. Bodies that do not decode are counted in the
+/// totals and skipped; the session goes on.
 pub async fn run(
     opts: ConnectOptions,
     state: SharedState,
