@@ -11,6 +11,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
@@ -74,8 +75,7 @@ fn per_host<N>(
 where
     ConstGauge<N>: EncodeMetric,
 {
-    let first = ConstGauge::new(0i64);
-    let mut family = e.encode_descriptor(name, help, None, first.metric_type())?;
+    let mut family = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for row in rows {
         ConstGauge::new(value(row)).encode(family.encode_family(&row.labels)?)?;
     }
@@ -84,11 +84,12 @@ where
 
 impl Collector for ClusterCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
-        let (scheduler, totals, rows) = {
+        let (scheduler, t, rows) = {
             let state = self.hub.state();
-            let mut rows: Vec<HostRow> = state
-                .hosts()
-                .filter(|h| h.online)
+            let mut hosts: Vec<_> = state.hosts().filter(|h| h.online).collect();
+            hosts.sort_unstable_by_key(|h| h.id);
+            let rows: Vec<HostRow> = hosts
+                .iter()
                 .map(|h| HostRow {
                     labels: [("id", h.id.to_string()), ("host", h.name.to_string())],
                     load: f64::from(h.load) / 1000.0,
@@ -96,94 +97,118 @@ impl Collector for ClusterCollector {
                     max_jobs: i64::from(h.max_jobs),
                 })
                 .collect();
-            rows.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
             (state.scheduler().clone(), state.totals(), rows)
         };
+        let fan_out = self.hub.stats();
+        let n = |v: &std::sync::atomic::AtomicU64| v.load(Relaxed);
+        let gauges: [(&str, &str, i64); 8] = [
+            (
+                "scheduler_connected",
+                "1 while a scheduler session is up",
+                i64::from(scheduler.online),
+            ),
+            ("hosts_online", "Hosts online", i64::from(t.hosts_online)),
+            (
+                "slots",
+                "Job slots of online hosts, no-remote hosts included",
+                t.total_slots as i64,
+            ),
+            (
+                "slots_busy",
+                "Jobs compiling on known hosts, remote and local",
+                t.busy_slots as i64,
+            ),
+            (
+                "jobs_active",
+                "Jobs compiling, remote and local",
+                t.active as i64,
+            ),
+            (
+                "jobs_local_active",
+                "Local jobs compiling",
+                t.local_active as i64,
+            ),
+            (
+                "jobs_pending",
+                "Jobs waiting for a server",
+                t.pending as i64,
+            ),
+            (
+                "websocket_clients",
+                "WebSocket clients connected",
+                n(&fan_out.clients) as i64,
+            ),
+        ];
+        let counters: [(&str, &str, u64); 11] = [
+            (
+                "scheduler_reconnects",
+                "Scheduler sessions started after the first",
+                scheduler.reconnects,
+            ),
+            (
+                "jobs_finished",
+                "Remote jobs that ended with exit code 0 (this scheduler session)",
+                t.jobs_finished,
+            ),
+            (
+                "jobs_failed",
+                "Remote jobs that ended otherwise (this scheduler session)",
+                t.jobs_failed,
+            ),
+            (
+                "local_jobs_finished",
+                "Local jobs that ended (this scheduler session)",
+                t.local_jobs_finished,
+            ),
+            (
+                "unknown_jobs",
+                "Messages about jobs never seen begin",
+                t.unknown_jobs,
+            ),
+            (
+                "invalid_messages",
+                "Scheduler messages that did not decode",
+                t.invalid_messages,
+            ),
+            (
+                "websocket_diffs",
+                "Diff messages rendered and broadcast",
+                n(&fan_out.diffs),
+            ),
+            (
+                "websocket_snapshots",
+                "Snapshot messages sent",
+                n(&fan_out.snapshots),
+            ),
+            (
+                "websocket_resyncs",
+                "Snapshots sent to clients that fell behind",
+                n(&fan_out.resyncs),
+            ),
+            (
+                "websocket_timeouts",
+                "Clients dropped because their socket stayed blocked",
+                n(&fan_out.timeouts),
+            ),
+            (
+                "websocket_sent_bytes",
+                "Bytes of messages handed to client sockets",
+                n(&fan_out.bytes_sent),
+            ),
+        ];
         let e = &mut e;
-        gauge(
-            e,
-            "scheduler_connected",
-            "1 while a scheduler session is up",
-            i64::from(scheduler.online),
-        )?;
-        counter(
-            e,
-            "scheduler_reconnects",
-            "Scheduler sessions started after the first",
-            scheduler.reconnects,
-        )?;
-        gauge(
-            e,
-            "hosts_online",
-            "Hosts online",
-            i64::from(totals.hosts_online),
-        )?;
-        gauge(
-            e,
-            "slots",
-            "Job slots of online hosts, no-remote hosts included",
-            totals.total_slots as i64,
-        )?;
-        gauge(
-            e,
-            "slots_busy",
-            "Jobs compiling on known hosts, remote and local",
-            totals.busy_slots as i64,
-        )?;
-        gauge(
-            e,
-            "jobs_active",
-            "Jobs compiling, remote and local",
-            totals.active as i64,
-        )?;
-        gauge(
-            e,
-            "jobs_local_active",
-            "Local jobs compiling",
-            totals.local_active as i64,
-        )?;
-        gauge(
-            e,
-            "jobs_pending",
-            "Jobs waiting for a server",
-            totals.pending as i64,
-        )?;
-        counter(
-            e,
-            "jobs_finished",
-            "Remote jobs that ended with exit code 0 (this scheduler session)",
-            totals.jobs_finished,
-        )?;
-        counter(
-            e,
-            "jobs_failed",
-            "Remote jobs that ended otherwise (this scheduler session)",
-            totals.jobs_failed,
-        )?;
-        counter(
-            e,
-            "local_jobs_finished",
-            "Local jobs that ended (this scheduler session)",
-            totals.local_jobs_finished,
-        )?;
+        for (name, help, value) in gauges {
+            gauge(e, name, help, value)?;
+        }
         gauge(
             e,
             "jobs_per_minute",
             "Jobs that ended in the last minute",
-            totals.jobs_per_minute,
+            t.jobs_per_minute,
         )?;
-        counter(
-            e,
-            "unknown_jobs",
-            "Messages about jobs never seen begin",
-            totals.unknown_jobs,
-        )?;
-        counter(
-            e,
-            "invalid_messages",
-            "Scheduler messages that did not decode",
-            totals.invalid_messages,
-        )?;
+        for (name, help, value) in counters {
+            counter(e, name, help, value)?;
+        }
         per_host(
             e,
             "host_load",
@@ -199,43 +224,6 @@ impl Collector for ClusterCollector {
             |r| r.active,
         )?;
         per_host(e, "host_slots", "A host's job slots", &rows, |r| r.max_jobs)?;
-        let stats = self.hub.stats();
-        gauge(
-            e,
-            "websocket_clients",
-            "WebSocket clients connected",
-            stats.clients.load(Relaxed) as i64,
-        )?;
-        counter(
-            e,
-            "websocket_diffs",
-            "Diff messages rendered and broadcast",
-            stats.diffs.load(Relaxed),
-        )?;
-        counter(
-            e,
-            "websocket_snapshots",
-            "Snapshot messages sent",
-            stats.snapshots.load(Relaxed),
-        )?;
-        counter(
-            e,
-            "websocket_resyncs",
-            "Snapshots sent to clients that fell behind",
-            stats.resyncs.load(Relaxed),
-        )?;
-        counter(
-            e,
-            "websocket_timeouts",
-            "Clients dropped because their socket stayed blocked",
-            stats.timeouts.load(Relaxed),
-        )?;
-        counter(
-            e,
-            "websocket_sent_bytes",
-            "Bytes of messages handed to client sockets",
-            stats.bytes_sent.load(Relaxed),
-        )?;
         Ok(())
     }
 }
