@@ -13,4 +13,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod demo;
 pub mod protocol;
+pub mod record;
