@@ -413,20 +413,6 @@ impl Simulation {
         self.now_ms
     }
 
-    /// What a scheduler sends a monitor that just logged in: `MON_STATS` for
-    /// every host online now, oldest first.
-    pub fn login_burst(&self) -> Vec<Event> {
-        let mut online: Vec<&Host> = self.hosts.iter().filter(|h| h.online).collect();
-        online.sort_by_key(|h| h.id);
-        online
-            .into_iter()
-            .map(|h| Event::Stats {
-                host_id: h.id,
-                text: self.stats_text(h, false),
-            })
-            .collect()
-    }
-
     /// Messages per virtual second, measured by running a copy of the model
     /// for `samples` events. Used to turn a rate in messages per second into
     /// a pace.
@@ -1121,19 +1107,16 @@ mod tests {
     }
 
     #[test]
-    fn the_login_burst_names_every_online_host() {
-        let mut sim = Simulation::new(12, 5);
-        for _ in 0..30_000 {
-            sim.step();
-        }
-        let burst = sim.login_burst();
-        let online = sim.hosts.iter().filter(|h| h.online).count();
-        assert_eq!(burst.len(), online);
-        let no_remote = burst
-            .iter()
-            .filter(|e| matches!(e, Event::Stats { text, .. } if text.contains("NoRemote:true")))
-            .count();
-        assert_eq!(no_remote, 2);
+    fn one_or_two_workstations_take_no_remote_jobs() {
+        let count = |hosts| {
+            Simulation::new(hosts, 5)
+                .hosts
+                .iter()
+                .filter(|h| h.no_remote)
+                .count()
+        };
+        assert_eq!(count(4), 1);
+        assert_eq!(count(12), 2);
     }
 
     #[test]

@@ -14,5 +14,8 @@
 #![warn(missing_docs)]
 
 pub mod demo;
+pub mod ndjson;
 pub mod protocol;
 pub mod record;
+pub mod scheduler;
+pub mod shutdown;
