@@ -13,6 +13,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cli;
+pub mod commands;
 pub mod demo;
 pub mod ndjson;
 pub mod protocol;

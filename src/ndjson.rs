@@ -39,6 +39,18 @@ impl Object {
         self
     }
 
+    /// Inserts a key at `index` (or last, if beyond the end).
+    pub fn insert(
+        &mut self,
+        index: usize,
+        key: &'static str,
+        value: impl Into<Value>,
+    ) -> &mut Object {
+        let index = index.min(self.0.len());
+        self.0.insert(index, (key, value.into()));
+        self
+    }
+
     /// The value under `key`, if any.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| v)

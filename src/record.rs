@@ -76,7 +76,7 @@ pub struct Recorded {
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     /// The file could not be opened or read.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
     /// The file is empty.
     #[error("the file is empty: neither an icewatch recording nor a capture")]
@@ -89,12 +89,12 @@ pub enum RecordError {
     UnsupportedFormat(u32),
     /// A recording or capture at a protocol version outside 21..=44.
     #[error(
-        "recorded at protocol version {0}, which is unknown (icewatch knows {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}); is this a capture?"
+        "the file says protocol version {0}, which icewatch does not know (it reads {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION})"
     )]
     UnknownVersion(u32),
     /// The file ends inside a message or before the end mark: it was cut
     /// short. Everything before has been read.
-    #[error("the file is truncated after {messages} whole messages (cut short while recording?)")]
+    #[error("the file is truncated after {messages} whole messages (cut short?)")]
     Truncated {
         /// Whole messages read before the cut.
         messages: u64,
@@ -201,7 +201,7 @@ pub struct Reader {
 }
 
 enum Input {
-    Recording(BufReader<FrameDecoder<BufReader<File>>>),
+    Recording(Box<BufReader<FrameDecoder<BufReader<File>>>>),
     Raw(BufReader<File>),
 }
 
@@ -241,7 +241,7 @@ pub fn open(path: &Path) -> Result<Reader, RecordError> {
                 start_ms: Some(u64::from_le_bytes(start)),
                 kind: Kind::Recording,
             },
-            input: Input::Recording(input),
+            input: Input::Recording(Box::new(input)),
             messages: 0,
             done: false,
         });
@@ -302,7 +302,7 @@ fn corrupt_or_cut(e: io::Error, messages: u64) -> RecordError {
     } else {
         RecordError::Corrupt {
             messages,
-            reason: e.to_string(),
+            reason: format!("damaged lz4 data ({e})"),
         }
     }
 }

@@ -595,10 +595,8 @@ async fn replay_monitor(
             }
         }
         ended_with_end = resend(&mut link, version, &recorded.frame);
-        if link.queued() >= 64 * 1024 || rx.is_empty() {
-            if link.flush().await.is_err() {
-                return;
-            }
+        if (link.queued() >= 64 * 1024 || rx.is_empty()) && link.flush().await.is_err() {
+            return;
         }
     }
     drop(rx);
@@ -630,7 +628,7 @@ fn resend(link: &mut MonitorLink, recorded_version: u32, frame: &[u8]) -> bool {
         && (!is_job_done
             || link
                 .job_done
-                .is_none_or(|k| k.code(link.version()) == raw.ty));
+                .map_or(true, |k| k.code(link.version()) == raw.ty));
     if same {
         link.queue_raw(frame);
     } else {

@@ -1,7 +1,6 @@
 //! A shutdown signal that any number of tasks can wait for: Ctrl-C in the
 //! binary, a plain trigger in tests.
 
-use std::future::Future;
 use tokio::sync::watch;
 
 /// Fires the [`Shutdown`] it was made with.
@@ -47,9 +46,10 @@ impl Shutdown {
         }
     }
 
-    /// The signal as an owned future, for APIs that take `impl Future`.
-    pub fn into_future(mut self) -> impl Future<Output = ()> + Send + 'static {
-        async move { self.wait().await }
+    /// Waits, consuming the signal: an owned future for APIs that take
+    /// `impl Future<Output = ()> + Send + 'static`.
+    pub async fn fired(mut self) {
+        self.wait().await
     }
 }
 
@@ -96,6 +96,6 @@ mod tests {
         trigger.fire();
         waiter.await.unwrap();
         assert!(b.is_set());
-        b.into_future().await;
+        b.fired().await;
     }
 }
