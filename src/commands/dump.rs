@@ -9,6 +9,7 @@ use crate::shutdown::Shutdown;
 use anyhow::{Context, Result};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use tokio::time::Instant;
 
 pub async fn run(args: DumpArgs, shutdown: Shutdown) -> Result<()> {
     match &args.capture {
@@ -17,11 +18,48 @@ pub async fn run(args: DumpArgs, shutdown: Shutdown) -> Result<()> {
             let (raw, count) = (args.raw, args.count);
             tokio::task::spawn_blocking(move || dump_file(&path, raw, count)).await?
         }
-        None => {
-            let _ = shutdown;
-            anyhow::bail!("dump: live not wired yet")
+        None => dump_live(&args, shutdown).await,
+    }
+}
+
+/// Prints what a live scheduler sends until it goes away, `--count` is
+/// reached, or Ctrl-C.
+async fn dump_live(args: &DumpArgs, mut shutdown: Shutdown) -> Result<()> {
+    let mut conn = super::connect_once(&args.scheduler, &mut shutdown).await?;
+    let version = conn.version();
+    let start = Instant::now();
+    let mut lines = LineWriter::new(BufWriter::new(io::stdout()), args.raw);
+    loop {
+        if args.count.is_some_and(|c| lines.messages >= c) {
+            break;
+        }
+        let frame = tokio::select! {
+            frame = conn.read_frame() => frame,
+            _ = shutdown.wait() => break,
+        };
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                eprintln!("the scheduler closed the connection");
+                break;
+            }
+            Err(e) => {
+                let _ = lines.flush();
+                return Err(e.into());
+            }
+        };
+        let at = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match lines
+            .write(&frame, version, Some(at))
+            .and_then(|()| lines.flush())
+        {
+            Ok(()) => {}
+            Err(e) if reader_gone(&e) => return Ok(()),
+            Err(e) => return Err(e).context("cannot write to stdout"),
         }
     }
+    eprintln!("{} messages", lines.messages);
+    Ok(())
 }
 
 /// Writes NDJSON lines for frames; counts messages that do not decode.
