@@ -398,8 +398,8 @@ impl Simulation {
                 return next;
             }
             let Some(Reverse((at, _, action))) = self.agenda.pop() else {
-                // Unreachable in practice: stats are always scheduled. Keep
-                // the stream alive anyway with a quiet tick.
+                // Never empty: `Leave` always schedules the next one. Should
+                // that change, a later `Leave` keeps the stream going.
                 self.schedule(1_000, Action::Leave);
                 continue;
             };

@@ -13,6 +13,18 @@
 //! - [`monitor`]: the scheduler connection (handshake, MON_LOGIN, reconnect
 //!   with backoff, discovery) and the live cluster [`monitor::State`] it
 //!   feeds: hosts, jobs, links, totals, change sets, snapshot and diff JSON.
+//!
+//! Beside the flow, for the `icewatch` command:
+//!
+//! - [`record`]: recordings of a scheduler's stream (lz4, timestamped
+//!   frames) and the raw captures of `tests/data`, written and read back.
+//! - [`ndjson`]: any message as a JSON object (`icewatch dump`).
+//! - [`demo`]: a seeded simulation of a busy cluster's monitor stream, and
+//!   [`scheduler`]: the scheduler's side of the wire, which serves that
+//!   simulation or a recording to any monitor over real TCP.
+//! - [`cli`] (clap definitions) and [`commands`] (what each subcommand
+//!   does); `src/main.rs` only parses and calls [`commands::run`];
+//!   [`shutdown`] carries Ctrl-C to every task.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
