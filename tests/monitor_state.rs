@@ -6,7 +6,9 @@
 
 mod support;
 
-use icewatch::monitor::{JobState, State, StateOptions, OFFLINE_HOST_LIMIT};
+use icewatch::monitor::{
+    JobState, State, StateOptions, CHANGE_LIMIT, MAX_ACTIVE_JOBS, MAX_HOSTS, OFFLINE_HOST_LIMIT,
+};
 use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
 use icewatch::protocol::{
     GetCs, JobDone, JobLocalDone, Language, Message, MonGetCs, MonJobBegin, MonLocalJobBegin,
@@ -163,6 +165,7 @@ fn a_host_going_offline_finishes_its_jobs_and_the_schedulers_exit_255_reports_ar
     let h2 = st.host(2).unwrap();
     assert!(!h2.online);
     assert_eq!((h2.active, h2.pending, h2.failed), (0, 0, 1));
+    assert_eq!(h2.compiled, 0, "job 10 was cut short, not compiled");
     let ended: BTreeMap<u32, (JobState, Option<i32>)> = st
         .history()
         .map(|j| (j.id, (j.state, j.exit_code)))
@@ -499,6 +502,56 @@ fn offline_hosts_are_kept_up_to_a_bound() {
     st.check_invariants();
     assert_eq!(st.hosts().count(), OFFLINE_HOST_LIMIT);
     assert!(st.host(0).is_none() && st.host(OFFLINE_HOST_LIMIT as u32 + 49).is_some());
+}
+
+#[test]
+fn a_stream_that_never_ends_its_jobs_or_announces_endless_hosts_stays_bounded() {
+    let mut st = connected();
+    let h = host_text("h", 4, false);
+    st.apply(&stats(1, &h), T0);
+    for id in 0..(MAX_ACTIVE_JOBS as u32 + 1000) {
+        st.apply(&get_cs(id, 1, "f.c"), T0);
+    }
+    st.check_invariants();
+    assert!(st.jobs().count() <= MAX_ACTIVE_JOBS);
+    assert!(st.job(0).is_none(), "the oldest went first");
+    assert!(st.job(MAX_ACTIVE_JOBS as u32 + 999).is_some());
+    assert_eq!(st.host(1).unwrap().pending as usize, st.jobs().count());
+    st.take_changes();
+
+    for id in 0..(MAX_HOSTS as u32 + 10) {
+        st.apply(&stats(id + 2, &h), T0);
+    }
+    assert_eq!(st.hosts().count(), MAX_HOSTS);
+    assert_eq!(st.totals().unknown_hosts, 11);
+    st.check_invariants();
+}
+
+#[test]
+fn changes_never_taken_collapse_into_a_reset_instead_of_growing() {
+    let mut st = connected();
+    let h = host_text("h", 4, false);
+    st.apply(&stats(1, &h), T0);
+    let mut id = 0;
+    while id <= CHANGE_LIMIT as u32 + 10 {
+        st.apply(&get_cs(id, 1, "f.c"), T0);
+        st.apply(&begin(id, 1), T0);
+        st.apply(&done(id, 0), T0);
+        id += 1;
+    }
+    st.apply(&get_cs(id, 1, "last.c"), T0);
+    st.apply(&begin(id, 1), T0);
+    let changes = st.take_changes();
+    assert!(changes.is_reset());
+    assert!(changes.jobs().len() <= CHANGE_LIMIT);
+    let d = serde_json::to_value(st.diff(&changes)).unwrap();
+    assert_eq!(
+        d["jobs"],
+        json!([serde_json::to_value(st.job(id).unwrap()).unwrap()])
+    );
+    assert_eq!(d["links"], json!([{"from": 1, "to": 1, "active": 1}]));
+    assert_eq!(d["totals"]["jobs_finished"], u64::from(id));
+    st.check_invariants();
 }
 
 // ---- arbitrary streams ----

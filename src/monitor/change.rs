@@ -10,7 +10,7 @@
 /// Ids of what changed; turn it into JSON with [`State::diff`](super::State::diff).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChangeSet {
-    /// Hosts added, changed or removed (sorted once taken).
+    /// Hosts added, changed or removed, each once, in the order they changed.
     pub(crate) hosts: Vec<u32>,
     /// Links `(submitter, server)` whose count changed.
     pub(crate) links: Vec<(u32, u32)>,
@@ -21,12 +21,17 @@ pub struct ChangeSet {
     pub(crate) scheduler: bool,
     pub(crate) totals: bool,
     pub(crate) reset: bool,
+    /// An id may be listed twice (an object was dropped and made again).
+    pub(crate) repeats: bool,
+    /// Too many jobs or links changed to list them: all of them count as changed.
+    pub(crate) overflow: bool,
 }
 
 impl ChangeSet {
     /// Nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.hosts.is_empty()
+        !self.overflow
+            && self.hosts.is_empty()
             && self.links.is_empty()
             && self.jobs.is_empty()
             && self.done_from.is_none()
@@ -40,13 +45,9 @@ impl ChangeSet {
     /// diff always shows objects as they are now, so merged ids read right.
     pub fn merge(&mut self, other: ChangeSet) {
         fn union<T: Ord>(a: &mut Vec<T>, b: Vec<T>) {
-            if a.is_empty() {
-                *a = b;
-            } else if !b.is_empty() {
-                a.extend(b);
-                a.sort_unstable();
-                a.dedup();
-            }
+            a.extend(b);
+            a.sort_unstable();
+            a.dedup();
         }
         union(&mut self.hosts, other.hosts);
         union(&mut self.links, other.links);
@@ -58,6 +59,19 @@ impl ChangeSet {
         self.scheduler |= other.scheduler;
         self.totals |= other.totals;
         self.reset |= other.reset;
+        self.overflow |= other.overflow;
+        self.repeats = false;
+    }
+
+    /// Lists every id once, in id order.
+    pub(crate) fn dedup(&mut self) {
+        self.hosts.sort_unstable();
+        self.hosts.dedup();
+        self.jobs.sort_unstable();
+        self.jobs.dedup();
+        self.links.sort_unstable();
+        self.links.dedup();
+        self.repeats = false;
     }
 
     /// Ids of hosts added, changed or removed.
@@ -90,8 +104,11 @@ impl ChangeSet {
         self.totals
     }
 
-    /// Whether a new scheduler session replaced every host: a publisher
-    /// may prefer to send a fresh snapshot (the diff is correct either way).
+    /// Whether a publisher should send a fresh snapshot rather than this
+    /// diff: a new scheduler session replaced every host (the diff is still
+    /// complete), or so much changed that the set stopped listing jobs and
+    /// links (the diff then carries them all, but links that ended are not
+    /// in it).
     pub fn is_reset(&self) -> bool {
         self.reset
     }

@@ -20,6 +20,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -121,13 +122,15 @@ pub enum ConnectError {
         /// Why.
         source: io::Error,
     },
-    /// Nothing arrived for too long.
-    #[error("scheduler {addr} sent nothing for {after:?}")]
+    /// Nothing arrived for too long, and a new handshake failed too.
+    #[error("scheduler {addr} sent nothing for {after:?} and no longer answers: {check}")]
     Idle {
         /// The scheduler.
         addr: SocketAddr,
         /// The time allowed.
         after: Duration,
+        /// Why the check connection failed.
+        check: Box<ConnectError>,
     },
     /// The scheduler said END: it is going away.
     #[error("scheduler {addr} is going away (it sent END)")]
@@ -174,28 +177,16 @@ impl Connection {
         handshake_timeout: Duration,
     ) -> Result<Connection, ConnectError> {
         let t = handshake_timeout;
-        let timed_out = |phase| ConnectError::Timeout {
-            addr,
-            phase,
-            after: t,
-        };
-        Handshake::new(protocol).map_err(|source| ConnectError::Handshake { addr, source })?;
-        let mut stream = timeout(t, TcpStream::connect(addr))
-            .await
-            .map_err(|_| timed_out("connect"))?
-            .map_err(|source| ConnectError::Connect { addr, source })?;
-        stream
-            .set_nodelay(true)
-            .map_err(|source| ConnectError::Io { addr, source })?;
-        let version = timeout(t, handshake(&mut stream, protocol))
-            .await
-            .map_err(|_| timed_out("handshake"))?
-            .map_err(|source| ConnectError::Handshake { addr, source })?;
+        let (mut stream, version) = shake_hands(addr, protocol, t).await?;
         let mut login = BytesMut::new();
         Message::MonLogin.encode(version, &mut login);
         timeout(t, stream.write_all(&login))
             .await
-            .map_err(|_| timed_out("login"))?
+            .map_err(|_| ConnectError::Timeout {
+                addr,
+                phase: "login",
+                after: t,
+            })?
             .map_err(|source| ConnectError::Io { addr, source })?;
         Ok(Connection {
             stream,
@@ -301,6 +292,40 @@ impl Connection {
     }
 }
 
+/// Connects to `addr` and completes the version handshake, each within `t`.
+async fn shake_hands(
+    addr: SocketAddr,
+    protocol: u32,
+    t: Duration,
+) -> Result<(TcpStream, u32), ConnectError> {
+    let timed_out = |phase| ConnectError::Timeout {
+        addr,
+        phase,
+        after: t,
+    };
+    Handshake::new(protocol).map_err(|source| ConnectError::Handshake { addr, source })?;
+    let mut stream = timeout(t, TcpStream::connect(addr))
+        .await
+        .map_err(|_| timed_out("connect"))?
+        .map_err(|source| ConnectError::Connect { addr, source })?;
+    stream
+        .set_nodelay(true)
+        .map_err(|source| ConnectError::Io { addr, source })?;
+    let version = timeout(t, handshake(&mut stream, protocol))
+        .await
+        .map_err(|_| timed_out("handshake"))?
+        .map_err(|source| ConnectError::Handshake { addr, source })?;
+    Ok((stream, version))
+}
+
+/// Whether the scheduler at `addr` still answers: a quiet cluster sends a
+/// monitor nothing for a long time (daemons report only load changes),
+/// while a hung scheduler answers no new handshake. The check connection
+/// closes right after the handshake, which the scheduler takes in stride.
+async fn still_there(addr: SocketAddr, protocol: u32, t: Duration) -> Result<(), ConnectError> {
+    shake_hands(addr, protocol, t).await.map(drop)
+}
+
 /// The addresses of `target`, each lookup bounded in time.
 async fn locate(
     target: &Target,
@@ -329,8 +354,10 @@ pub struct ConnectOptions {
     pub protocol: u32,
     /// Bound on each of: address lookup, TCP connect, handshake, login (default 5 s).
     pub handshake_timeout: Duration,
-    /// A session that receives nothing this long ends (default 120 s; daemons
-    /// report their load every few seconds, so a silent scheduler is a dead one).
+    /// After this long without a message (default 60 s) the scheduler is
+    /// checked with a second connection that only does the handshake: a
+    /// quiet cluster keeps its session, a scheduler that does not answer
+    /// ends it.
     pub idle_timeout: Duration,
     /// First delay before reconnecting (default 500 ms).
     pub backoff_min: Duration,
@@ -349,7 +376,7 @@ impl ConnectOptions {
             target,
             protocol: PROTOCOL_VERSION,
             handshake_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(60),
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             max_frame: MAX_MSG_SIZE,
@@ -414,7 +441,8 @@ pub async fn run(
 ) {
     tokio::pin!(shutdown);
     let mut backoff = Backoff::new(opts.backoff_min, opts.backoff_max);
-    let mut last_error: Option<String> = None;
+    // Failures of the same kind in a row are one story: warn once.
+    let mut last_kind = None;
     let mut failures = 0u64;
     loop {
         let mut progress = Progress::default();
@@ -427,14 +455,15 @@ pub async fn run(
             backoff.reset();
         }
         let text = error.to_string();
-        if progress.connected || last_error.as_deref() != Some(text.as_str()) {
-            tracing::warn!(target = %opts.target, "{text}");
+        let kind = std::mem::discriminant(&error);
+        if progress.connected || last_kind != Some(kind) {
+            tracing::warn!(scheduler = %opts.target, "{text}");
         } else {
-            tracing::debug!(target = %opts.target, "again: {text}");
+            tracing::debug!(scheduler = %opts.target, "again: {text}");
         }
-        failures = if progress.connected { 1 } else { failures + 1 };
-        lock_state(&state).scheduler_lost(text.clone(), now_ms());
-        last_error = Some(text);
+        last_kind = Some(kind);
+        failures = if progress.connected { 0 } else { failures + 1 };
+        lock_state(&state).scheduler_lost(text, now_ms());
         changed.notify_one();
         let delay = backoff.next_delay();
         tokio::select! {
@@ -496,6 +525,9 @@ async fn session(
     read_loop(&mut conn, opts, state, changed, progress).await
 }
 
+/// A pending [`still_there`].
+type Check = Pin<Box<dyn Future<Output = Result<(), ConnectError>> + Send>>;
+
 /// Reads, applies and notifies until the session ends.
 async fn read_loop(
     conn: &mut Connection,
@@ -511,6 +543,7 @@ async fn read_loop(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut invalid_logged = false;
+    let mut check: Option<Check> = None;
     loop {
         let (batch, end) = {
             let mut end = false;
@@ -556,8 +589,26 @@ async fn read_loop(
                     return e;
                 }
                 idle.as_mut().reset(Instant::now() + opts.idle_timeout);
+                check = None;
             }
-            () = &mut idle => return ConnectError::Idle { addr, after: opts.idle_timeout },
+            () = &mut idle, if check.is_none() => {
+                check = Some(Box::pin(still_there(addr, version, opts.handshake_timeout)));
+            }
+            answer = async {
+                match check.as_mut() {
+                    Some(c) => c.await,
+                    None => std::future::pending().await,
+                }
+            }, if check.is_some() => {
+                check = None;
+                match answer {
+                    Ok(()) => {
+                        tracing::debug!(scheduler = %addr, "quiet for {:?}, but it answers", opts.idle_timeout);
+                        idle.as_mut().reset(Instant::now() + opts.idle_timeout);
+                    }
+                    Err(e) => return ConnectError::Idle { addr, after: opts.idle_timeout, check: Box::new(e) },
+                }
+            }
             _ = tick.tick() => {
                 if lock_state(state).tick(now_ms()) {
                     changed.notify_one();

@@ -42,7 +42,8 @@ pub use change::ChangeSet;
 pub use connection::{run, ConnectError, ConnectOptions, Connection};
 pub use snapshot::{Diff, Link, Snapshot, SNAPSHOT_HISTORY};
 pub use state::{
-    Host, Job, JobState, JobStats, SchedulerStatus, State, StateOptions, Totals, OFFLINE_HOST_LIMIT,
+    Host, Job, JobState, JobStats, SchedulerStatus, State, StateOptions, Totals, CHANGE_LIMIT,
+    MAX_ACTIVE_JOBS, MAX_HOSTS, OFFLINE_HOST_LIMIT,
 };
 pub use target::{Target, TargetError, DEFAULT_NETNAME, DEFAULT_PORT};
 

@@ -107,7 +107,8 @@ impl State {
     }
 
     /// The diff of `changes` (from [`State::take_changes`] under the same
-    /// lock): objects as they are now, ids that are gone as removals.
+    /// lock): objects as they are now, ids that are gone as removals, each
+    /// list sorted by id.
     pub fn diff(&self, changes: &ChangeSet) -> Diff<'_> {
         let mut hosts = Vec::new();
         let mut hosts_removed = Vec::new();
@@ -117,20 +118,30 @@ impl State {
                 None => hosts_removed.push(id),
             }
         }
+        let (mut links, mut jobs): (Vec<Link>, Vec<&Job>) = if changes.overflow {
+            let links = self
+                .links()
+                .map(|((from, to), active)| Link { from, to, active });
+            (links.collect(), self.jobs().collect())
+        } else {
+            let links = changes.links.iter().map(|&(from, to)| Link {
+                from,
+                to,
+                active: self.link(from, to),
+            });
+            let jobs = changes.jobs.iter().filter_map(|&id| self.job(id));
+            (links.collect(), jobs.collect())
+        };
+        hosts.sort_unstable_by_key(|h| h.id);
+        hosts_removed.sort_unstable();
+        links.sort_unstable_by_key(|l| (l.from, l.to));
+        jobs.sort_unstable_by_key(|j| j.id);
         Diff {
             scheduler: changes.scheduler.then(|| self.scheduler()),
             hosts,
             hosts_removed,
-            links: changes
-                .links
-                .iter()
-                .map(|&(from, to)| Link {
-                    from,
-                    to,
-                    active: self.link(from, to),
-                })
-                .collect(),
-            jobs: changes.jobs.iter().filter_map(|&id| self.job(id)).collect(),
+            links,
+            jobs,
             jobs_done: match changes.done_from {
                 Some(from) => self.history_since(from).collect(),
                 None => Vec::new(),

@@ -23,6 +23,20 @@ pub const OFFLINE_HOST_LIMIT: usize = 1024;
 /// the set starts over (a report then merely counts as an unknown job).
 const ENDED_EARLY_LIMIT: usize = 1 << 16;
 
+/// At most this many active jobs: past it, the oldest eighth ends with an
+/// unknown outcome (a real cluster never comes near; a broken stream could).
+pub const MAX_ACTIVE_JOBS: usize = 1 << 18;
+/// At most this many hosts; a scheduler announcing more is not believed.
+pub const MAX_HOSTS: usize = 1 << 16;
+/// A change set listing more jobs or links than this collapses into "send a
+/// snapshot" (see [`ChangeSet::is_reset`]), so a state whose changes are
+/// never taken still stays bounded.
+pub const CHANGE_LIMIT: usize = 1 << 20;
+
+/// How many file name buffers are kept for reuse, and how large each may be.
+const SPARE_FILES: usize = 256;
+const SPARE_FILE_BYTES: usize = 256;
+
 /// Options of a [`State`].
 #[derive(Clone, Debug)]
 pub struct StateOptions {
@@ -84,7 +98,8 @@ pub struct Host {
     pub load_avg: Option<[f64; 3]>,
     /// Free memory in MiB; `None` until a STATS update.
     pub free_mem_mb: Option<u32>,
-    /// Remote jobs it finished as server (its own included, see `compiled_own`).
+    /// Remote jobs it compiled to the end as server, whatever the exit code
+    /// (its own included, see `compiled_own`).
     pub compiled: u64,
     /// Of `compiled`, jobs it had submitted itself (the scheduler gave them back).
     pub compiled_own: u64,
@@ -170,10 +185,19 @@ fn set<T: PartialEq>(dst: &mut T, src: Option<T>) -> bool {
 fn set_text(dst: &mut Box<str>, src: Option<&[u8]>) -> bool {
     match src {
         Some(b) if b != dst.as_bytes() => {
-            *dst = String::from_utf8_lossy(b).into();
+            *dst = text(b);
             true
         }
         _ => false,
+    }
+}
+
+/// Wire bytes as text: borrowed when valid UTF-8 (the usual case, checked
+/// quickly), with U+FFFD for invalid sequences otherwise.
+fn text(b: &[u8]) -> Box<str> {
+    match std::str::from_utf8(b) {
+        Ok(s) => Box::from(s),
+        Err(_) => String::from_utf8_lossy(b).into(),
     }
 }
 
@@ -267,7 +291,7 @@ pub struct Job {
     /// The scheduler's id (one counter for remote and local jobs).
     pub id: u32,
     /// Source file (remote jobs) or output file (local jobs); empty if never seen.
-    pub file: Box<str>,
+    pub file: String,
     /// Source language; `None` for local jobs and jobs first seen mid-way.
     pub lang: Option<Language>,
     /// Submitting host; `None` if the job was first seen mid-way.
@@ -293,7 +317,7 @@ impl Job {
     fn new(id: u32, state: JobState, now_ms: u64) -> Job {
         Job {
             id,
-            file: Box::from(""),
+            file: String::new(),
             lang: None,
             client: None,
             server: None,
@@ -360,10 +384,21 @@ struct Counters {
 /// Job ends per second over the last minute, in 60 one-second buckets.
 #[derive(Clone, Debug)]
 struct RateWindow {
+    /// (second, job ends in it), at index second % 60.
     buckets: [(u64, u32); 60],
+    /// When the oldest counted second leaves the window (ms), so the
+    /// per-minute figure changes; `u64::MAX` if nothing is counted.
+    next_expiry_ms: u64,
 }
 
 impl RateWindow {
+    fn new() -> RateWindow {
+        RateWindow {
+            buckets: [(u64::MAX, 0); 60],
+            next_expiry_ms: u64::MAX,
+        }
+    }
+
     fn add(&mut self, now_ms: u64) {
         let sec = now_ms / 1000;
         let b = &mut self.buckets[(sec % 60) as usize];
@@ -371,6 +406,7 @@ impl RateWindow {
             *b = (sec, 0);
         }
         b.1 = b.1.saturating_add(1);
+        self.next_expiry_ms = self.next_expiry_ms.min((sec + 60) * 1000);
     }
 
     fn per_minute(&self, now_ms: u64) -> u64 {
@@ -380,6 +416,22 @@ impl RateWindow {
             .filter(|(s, _)| *s <= sec && sec - *s < 60)
             .map(|(_, n)| u64::from(*n))
             .sum()
+    }
+
+    /// Moves the window to `now_ms`; true if the per-minute figure changed.
+    fn advance(&mut self, now_ms: u64) -> bool {
+        if now_ms < self.next_expiry_ms {
+            return false;
+        }
+        let sec = now_ms / 1000;
+        self.next_expiry_ms = self
+            .buckets
+            .iter()
+            .filter(|(s, n)| *n > 0 && *s <= sec && sec - *s < 60)
+            .map(|(s, _)| (s + 60) * 1000)
+            .min()
+            .unwrap_or(u64::MAX);
+        true
     }
 }
 
@@ -411,10 +463,23 @@ impl Book {
     }
 
     fn touch_job(&mut self, job: &mut Job) {
-        if job.gen != self.gen {
+        if job.gen != self.gen && !self.changes.overflow {
             job.gen = self.gen;
             self.changes.jobs.push(job.id);
+            if self.changes.jobs.len() > CHANGE_LIMIT {
+                self.overflow();
+            }
         }
+    }
+
+    /// Too much changed to list: the change set now says "everything".
+    fn overflow(&mut self) {
+        self.changes.jobs = Vec::new();
+        self.changes.links = Vec::new();
+        self.links.retain(|_, l| l.active > 0);
+        self.changes.overflow = true;
+        self.changes.reset = true;
+        self.changes.totals = true;
     }
 
     fn link(&mut self, key: (u32, u32), up: bool) {
@@ -424,9 +489,12 @@ impl Book {
         } else {
             l.active.saturating_sub(1)
         };
-        if l.gen != self.gen {
+        if l.gen != self.gen && !self.changes.overflow {
             l.gen = self.gen;
             self.changes.links.push(key);
+            if self.changes.links.len() > CHANGE_LIMIT {
+                self.overflow();
+            }
         }
     }
 
@@ -454,9 +522,9 @@ impl Book {
                     self.counts.busy += 1;
                     job.raised.server_active = true;
                 }
-                if job.state == JobState::Compiling {
+                if job.state == JobState::Compiling && job.raised.server_active {
                     if let (Some(from), Some(to)) = (job.client, job.server) {
-                        if self.hosts.contains_key(&from) && self.hosts.contains_key(&to) {
+                        if self.hosts.contains_key(&from) {
                             self.link((from, to), true);
                             job.raised.link = true;
                         }
@@ -496,16 +564,6 @@ impl Book {
         }
     }
 
-    /// Looks a host up for a job message, counting ids never announced.
-    fn known(&mut self, id: u32) -> bool {
-        let known = self.hosts.contains_key(&id);
-        if !known {
-            self.counts.unknown_hosts += 1;
-            self.changes.totals = true;
-        }
-        known
-    }
-
     fn set_online(&mut self, id: u32, online: bool) {
         if self.hosts.get(&id).map_or(true, |h| h.online == online) {
             return;
@@ -530,6 +588,9 @@ impl Book {
 enum End {
     /// The scheduler reported the end of a remote job.
     Done(i32, Option<JobStats>),
+    /// A host of a remote job left: the job fails (the scheduler reports
+    /// exit code 255) without having been compiled.
+    HostGone,
     /// A local job ended (or its host left).
     LocalDone,
     /// The scheduler connection went away: the outcome is unknown.
@@ -558,6 +619,9 @@ pub struct State {
     book: Book,
     jobs: FxHashMap<u32, Job>,
     history: VecDeque<Job>,
+    /// File name buffers of jobs that left the history, for new jobs:
+    /// the steady state allocates nothing.
+    spare_files: Vec<String>,
     /// Jobs ever pushed to the history (the sequence number of the next one).
     history_pushed: u64,
     /// Offline hosts, oldest first (may name hosts since back online or gone).
@@ -586,12 +650,11 @@ impl State {
             },
             jobs: FxHashMap::default(),
             history: VecDeque::new(),
+            spare_files: Vec::new(),
             history_pushed: 0,
             offline: VecDeque::new(),
             ended_early: FxHashSet::default(),
-            rate: RateWindow {
-                buckets: [(u64::MAX, 0); 60],
-            },
+            rate: RateWindow::new(),
             clock_ms: 0,
             messages: 0,
             sessions: 0,
@@ -605,7 +668,7 @@ impl State {
     /// tolerated and counted in [`Totals`].
     pub fn apply(&mut self, msg: &Message<'_>, now_ms: u64) {
         self.messages += 1;
-        self.clock_ms = self.clock_ms.max(now_ms);
+        self.advance_clock(now_ms);
         match msg {
             Message::MonStats(m) => self.host_stats(m.host_id, &m.stats()),
             Message::MonGetCs(m) => {
@@ -632,10 +695,11 @@ impl State {
     /// session's hosts, jobs, links and counters go (jobs still active end as
     /// if the connection was lost; the history stays, across sessions).
     pub fn scheduler_connected(&mut self, address: String, protocol: u32, now_ms: u64) {
-        self.clock_ms = self.clock_ms.max(now_ms);
+        self.advance_clock(now_ms);
         self.end_all();
         let ids: Vec<u32> = self.book.hosts.keys().copied().collect();
         self.book.changes.hosts.extend(ids);
+        self.book.changes.repeats = true;
         self.book.hosts.clear();
         let links: Vec<(u32, u32)> = self.book.links.keys().copied().collect();
         self.book.changes.links.extend(links);
@@ -660,7 +724,7 @@ impl State {
     /// The session ended (or an attempt failed) because of `error`: hosts are
     /// shown offline and active jobs end with an unknown outcome.
     pub fn scheduler_lost(&mut self, error: String, now_ms: u64) {
-        self.clock_ms = self.clock_ms.max(now_ms);
+        self.advance_clock(now_ms);
         self.end_all();
         let online: Vec<u32> = self
             .book
@@ -695,9 +759,14 @@ impl State {
     /// Moves the clock on without a message; true if that changed the
     /// totals (jobs per minute decays while nothing ends).
     pub fn tick(&mut self, now_ms: u64) -> bool {
-        let before = self.rate.per_minute(self.clock_ms);
+        self.advance_clock(now_ms)
+    }
+
+    /// Moves the clock to `now_ms` (never back); true if that changed the
+    /// jobs per minute, which then counts as a change of the totals.
+    fn advance_clock(&mut self, now_ms: u64) -> bool {
         self.clock_ms = self.clock_ms.max(now_ms);
-        let changed = self.rate.per_minute(self.clock_ms) != before;
+        let changed = self.rate.advance(self.clock_ms);
         self.book.changes.totals |= changed;
         changed
     }
@@ -707,12 +776,9 @@ impl State {
     pub fn take_changes(&mut self) -> ChangeSet {
         let mut changes = std::mem::take(&mut self.book.changes);
         self.book.gen += 1;
-        changes.hosts.sort_unstable();
-        changes.hosts.dedup();
-        changes.jobs.sort_unstable();
-        changes.jobs.dedup();
-        changes.links.sort_unstable();
-        changes.links.dedup();
+        if changes.repeats {
+            changes.dedup();
+        }
         for key in &changes.links {
             if self.book.links.get(key).is_some_and(|l| l.active == 0) {
                 self.book.links.remove(key);
@@ -818,6 +884,11 @@ impl State {
             }
             return;
         }
+        if !self.book.hosts.contains_key(&id) && self.book.hosts.len() >= MAX_HOSTS {
+            self.book.counts.unknown_hosts += 1;
+            self.book.changes.totals = true;
+            return;
+        }
         if let Entry::Vacant(slot) = self.book.hosts.entry(id) {
             slot.insert(Host::new(id));
             self.book.touch_host(id);
@@ -885,6 +956,7 @@ impl State {
             }
         }
         self.book.changes.hosts.push(id);
+        self.book.changes.repeats = true;
         for job_id in &naming {
             if let Some(job) = self.jobs.get_mut(job_id) {
                 self.book.enter(job);
@@ -913,12 +985,14 @@ impl State {
                     self.ended_early.clear();
                 }
                 self.ended_early.insert(job_id);
-                End::Done(EXIT_CODE_HOST_GONE as i32, None)
+                End::HostGone
             };
             self.finish(job, end);
         }
-        self.book.set_online(id, false);
-        self.offline.push_back(id);
+        if self.book.hosts.get(&id).is_some_and(|h| h.online) {
+            self.book.set_online(id, false);
+            self.offline.push_back(id);
+        }
         while self.offline.len() > OFFLINE_HOST_LIMIT {
             if let Some(old) = self.offline.pop_front() {
                 if self.book.hosts.get(&old).is_some_and(|h| !h.online) {
@@ -929,26 +1003,52 @@ impl State {
     }
 
     fn job_requested(&mut self, id: u32, client: u32, file: &[u8], lang: Language) {
-        if let Some(old) = self.jobs.remove(&id) {
-            // The scheduler never reuses an id within a session.
-            self.book.counts.unknown_jobs += 1;
-            self.finish(old, End::Lost);
-        }
         let mut job = Job::new(id, JobState::Waiting, self.clock_ms);
-        job.file = String::from_utf8_lossy(file).into();
+        job.file = self.file_name(file);
         job.lang = Some(lang);
         job.client = Some(client);
-        if self.book.known(client) {
-            if let Some(h) = self.book.touch_host(client) {
-                h.submitted += 1;
-            }
+        match self.book.touch_host(client) {
+            Some(h) => h.submitted += 1,
+            None => self.book.counts.unknown_hosts += 1,
         }
         self.book.enter(&mut job);
-        self.jobs.insert(id, job);
+        self.start(job);
+    }
+
+    /// `file` as text, in a recycled buffer when there is one.
+    fn file_name(&mut self, file: &[u8]) -> String {
+        let mut name = self.spare_files.pop().unwrap_or_default();
+        name.clear();
+        match std::str::from_utf8(file) {
+            Ok(t) => name.push_str(t),
+            Err(_) => name.push_str(&String::from_utf8_lossy(file)),
+        }
+        name
+    }
+
+    /// Files a new active job; one already under its id (the scheduler
+    /// never reuses an id within a session) ends with an unknown outcome.
+    fn start(&mut self, job: Job) {
+        if let Some(old) = self.jobs.insert(job.id, job) {
+            self.book.counts.unknown_jobs += 1;
+            self.book.changes.repeats = true;
+            self.finish(old, End::Lost);
+        }
+        if self.jobs.len() > MAX_ACTIVE_JOBS {
+            let mut ids: Vec<u32> = self.jobs.keys().copied().collect();
+            let cut = ids.len() / 8;
+            ids.select_nth_unstable(cut);
+            ids.truncate(cut);
+            ids.sort_unstable();
+            for id in ids {
+                if let Some(job) = self.jobs.remove(&id) {
+                    self.finish(job, End::Lost);
+                }
+            }
+        }
     }
 
     fn job_begun(&mut self, id: u32, server: u32) {
-        self.book.known(server);
         let now = self.clock_ms;
         let job = match self.jobs.get_mut(&id) {
             Some(job) => {
@@ -966,6 +1066,9 @@ impl State {
         job.server = Some(server);
         job.start_ms = now;
         self.book.enter(job);
+        if !job.raised.server_active {
+            self.book.counts.unknown_hosts += 1;
+        }
     }
 
     fn job_done(&mut self, done: &JobDone) {
@@ -985,21 +1088,16 @@ impl State {
     }
 
     fn local_job_begun(&mut self, id: u32, host: u32, file: &[u8]) {
-        if let Some(old) = self.jobs.remove(&id) {
-            self.book.counts.unknown_jobs += 1;
-            self.finish(old, End::Lost);
-        }
         let mut job = Job::new(id, JobState::Local, self.clock_ms);
-        job.file = String::from_utf8_lossy(file).into();
+        job.file = self.file_name(file);
         job.client = Some(host);
         job.server = Some(host);
-        if self.book.known(host) {
-            if let Some(h) = self.book.touch_host(host) {
-                h.local_jobs += 1;
-            }
+        match self.book.touch_host(host) {
+            Some(h) => h.local_jobs += 1,
+            None => self.book.counts.unknown_hosts += 1,
         }
         self.book.enter(&mut job);
-        self.jobs.insert(id, job);
+        self.start(job);
     }
 
     fn local_job_done(&mut self, id: u32) {
@@ -1019,6 +1117,14 @@ impl State {
         job.end_ms = Some(now);
         let counted = !matches!(end, End::Lost);
         match end {
+            End::HostGone => {
+                job.state = JobState::Failed;
+                job.exit_code = Some(EXIT_CODE_HOST_GONE as i32);
+                self.book.counts.jobs_failed += 1;
+                if let Some(h) = job.client.and_then(|id| self.book.touch_host(id)) {
+                    h.failed += 1;
+                }
+            }
             End::Done(exit, stats) => {
                 job.state = if exit == 0 {
                     JobState::Finished
@@ -1066,7 +1172,11 @@ impl State {
             self.book.changes.done_from = Some(self.history_pushed);
         }
         if self.history.len() >= self.history_limit {
-            self.history.pop_front();
+            if let Some(old) = self.history.pop_front() {
+                if self.spare_files.len() < SPARE_FILES && old.file.capacity() <= SPARE_FILE_BYTES {
+                    self.spare_files.push(old.file);
+                }
+            }
         }
         self.history.push_back(job);
         self.history_pushed += 1;

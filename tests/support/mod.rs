@@ -10,7 +10,9 @@
 #![allow(dead_code)]
 
 use bytes::BytesMut;
-use icewatch::monitor::{lock_state, SharedState, State, StateOptions};
+use icewatch::monitor::{
+    lock_state, run, ConnectOptions, SharedState, State, StateOptions, Target,
+};
 use icewatch::protocol::handshake::handshake;
 use icewatch::protocol::{Message, MonStats, MsgType};
 use std::net::SocketAddr;
@@ -18,14 +20,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// One step of a scripted scheduler connection.
 #[derive(Clone, Debug)]
 pub enum Step {
-    /// The scheduler's side of the handshake offering this version, then
-    /// read the client's MON_LOGIN (reports [`Event::LoggedIn`]).
+    /// The scheduler's side of the handshake offering this version (the
+    /// same symmetric exchange), then read the client's MON_LOGIN (reports
+    /// [`Event::LoggedIn`], or [`Event::Checked`] if the client closes).
     Handshake(u32),
     /// Send these bytes as they are.
     Send(Vec<u8>),
@@ -48,6 +52,9 @@ pub enum Event {
     Accepted(usize),
     /// Connection `n` completed the handshake at this version and logged in.
     LoggedIn(usize, u32),
+    /// Connection `n` completed the handshake, then the client closed it
+    /// without logging in (the monitor checking that a quiet scheduler lives).
+    Checked(usize),
     /// Connection `n`'s handshake or login failed (the client gave up).
     HandshakeFailed(usize),
     /// The client closed connection `n` while the scheduler held it.
@@ -135,13 +142,29 @@ async fn play(
     };
     for step in script {
         match step {
-            Step::Handshake(version) => match scheduler_handshake(&mut stream, version).await {
-                Some(agreed) => send(Event::LoggedIn(n, agreed)),
-                None => {
+            Step::Handshake(version) => {
+                let Ok(agreed) = handshake(&mut stream, version).await else {
+                    send(Event::HandshakeFailed(n));
+                    return;
+                };
+                let mut login = [0u8; 8];
+                match stream.read(&mut login[..1]).await {
+                    Ok(0) => {
+                        send(Event::Checked(n));
+                        return;
+                    }
+                    Ok(_) if stream.read_exact(&mut login[1..]).await.is_ok() => {}
+                    _ => {
+                        send(Event::HandshakeFailed(n));
+                        return;
+                    }
+                }
+                if login != [0, 0, 0, 4, 0, 0, 0, MsgType::MON_LOGIN.0 as u8] {
                     send(Event::HandshakeFailed(n));
                     return;
                 }
-            },
+                send(Event::LoggedIn(n, agreed));
+            }
             Step::Send(bytes) => {
                 if stream.write_all(&bytes).await.is_err() {
                     return;
@@ -162,15 +185,6 @@ async fn play(
             }
         }
     }
-}
-
-/// The scheduler's side: the same symmetric handshake, then MON_LOGIN.
-async fn scheduler_handshake(stream: &mut TcpStream, version: u32) -> Option<u32> {
-    let agreed = handshake(stream, version).await.ok()?;
-    let mut login = [0u8; 8];
-    stream.read_exact(&mut login).await.ok()?;
-    let expected = [0, 0, 0, 4, 0, 0, 0, MsgType::MON_LOGIN.0 as u8];
-    (login == expected).then_some(agreed)
 }
 
 /// One encoded frame.
@@ -334,4 +348,86 @@ pub fn assert_basic_final_state(st: &State, agreed: u32) {
     local.sort();
     assert_eq!(local, [(22, Some(1), Some(1)), (44, Some(1), Some(1))]);
     assert_eq!(st.scheduler().protocol, Some(agreed));
+}
+
+/// The handshake timeout of [`Monitor::start`].
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The idle timeout of [`Monitor::start`].
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `connection::run` and a fresh state against a fake scheduler.
+pub struct Monitor {
+    pub sched: FakeScheduler,
+    pub state: SharedState,
+    pub changed: Arc<Notify>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Monitor {
+    pub async fn start(scripts: Vec<Script>) -> Monitor {
+        let sched = FakeScheduler::start(scripts).await;
+        let mut opts = ConnectOptions::new(Target::Address {
+            host: "127.0.0.1".into(),
+            port: sched.port(),
+        });
+        opts.handshake_timeout = HANDSHAKE_TIMEOUT;
+        opts.idle_timeout = IDLE_TIMEOUT;
+        opts.backoff_min = Duration::from_millis(100);
+        opts.backoff_max = Duration::from_secs(2);
+        Monitor::start_with(sched, opts).await
+    }
+
+    pub async fn start_with(sched: FakeScheduler, opts: ConnectOptions) -> Monitor {
+        let state = shared_state();
+        let changed = Arc::new(Notify::new());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(opts, state.clone(), changed.clone(), async {
+            let _ = stopped.await;
+        }));
+        Monitor {
+            sched,
+            state,
+            changed,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Waits (in paused time, so any bound is generous) until `cond` holds.
+    pub async fn until(&self, what: &str, cond: impl FnMut(&State) -> bool) {
+        tokio::time::timeout(
+            Duration::from_secs(3600),
+            wait_until(&self.state, &self.changed, cond),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("never: {what}; {:?}", lock_state(&self.state).scheduler()));
+    }
+
+    /// Waits until a session ends with an error containing `cause`.
+    pub async fn until_lost(&self, cause: &str) -> String {
+        self.until(cause, |st| {
+            let s = st.scheduler();
+            !s.online && s.error.as_deref().is_some_and(|e| e.contains(cause))
+        })
+        .await;
+        lock_state(&self.state).scheduler().error.clone().unwrap()
+    }
+
+    pub async fn event(&mut self, want: Event) -> Instant {
+        tokio::time::timeout(Duration::from_secs(3600), self.sched.wait_for(want.clone()))
+            .await
+            .unwrap_or_else(|_| panic!("never: {want:?}"))
+    }
+
+    /// Stops the monitor and waits until `run` has returned.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(3600), &mut self.task)
+            .await
+            .expect("run ends on shutdown, even while waiting to retry")
+            .unwrap();
+    }
 }
