@@ -48,7 +48,7 @@ fn read_to_end(m: &mut Monitor) -> Vec<MsgType> {
 
 #[test]
 fn demo_as_scheduler_serves_every_monitor_message_then_end_on_ctrl_c() {
-    let demo = Running::start(&[
+    let mut demo = Running::start(&[
         "demo",
         "--as-scheduler",
         "--port",

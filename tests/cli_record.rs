@@ -99,7 +99,7 @@ fn ctrl_c_ends_a_recording_cleanly_after_showing_progress() {
     let (_demo, addr) = demo("10", "300");
     let dir = scratch_dir("record_ctrl_c");
     let path = dir.join("ctrl-c.icwr");
-    let record = Running::start(&["record", &addr.to_string(), "-o", path.to_str().unwrap()]);
+    let mut record = Running::start(&["record", &addr.to_string(), "-o", path.to_str().unwrap()]);
     let line = record.stderr_until(|l| messages_in(l).is_some_and(|n| n >= 20));
     assert!(line.starts_with("recording to "), "{line}");
     let shown = messages_in(&line).unwrap();
@@ -122,7 +122,7 @@ fn a_recording_cut_short_by_a_crash_reads_back_every_flushed_message() {
     let (_demo, addr) = demo("11", "300");
     let dir = scratch_dir("record_crash");
     let path = dir.join("crash.icwr");
-    let record = Running::start(&["record", &addr.to_string(), "-o", path.to_str().unwrap()]);
+    let mut record = Running::start(&["record", &addr.to_string(), "-o", path.to_str().unwrap()]);
     let line = record.stderr_until(|l| messages_in(l).is_some_and(|n| n >= 20));
     let flushed = messages_in(&line).unwrap();
     record.signal("KILL");

@@ -23,7 +23,7 @@ fn frames_of(file: &[u8]) -> Vec<Vec<u8>> {
 fn replaying_a_capture_sends_its_exact_frames_then_end_on_ctrl_c() {
     let path = capture(43);
     let expected = frames_of(&std::fs::read(&path).unwrap());
-    let replay = Running::start(&[
+    let mut replay = Running::start(&[
         "replay",
         path.to_str().unwrap(),
         "--as-scheduler",

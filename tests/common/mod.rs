@@ -40,7 +40,7 @@ pub fn scratch_dir(test: &str) -> PathBuf {
 /// An `icewatch` process whose stdout and stderr are read line by line;
 /// killed if the test ends early.
 pub struct Running {
-    child: Child,
+    child: Option<Child>,
     stdout: mpsc::Receiver<String>,
     stderr: mpsc::Receiver<String>,
 }
@@ -71,7 +71,7 @@ impl Running {
         let out: ChildStdout = child.stdout.take().unwrap();
         let err: ChildStderr = child.stderr.take().unwrap();
         Running {
-            child,
+            child: Some(child),
             stdout: lines(out),
             stderr: lines(err),
         }
@@ -110,31 +110,37 @@ impl Running {
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// Sends a signal (`INT`, `KILL`).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
+            .arg(self.pid().to_string())
             .status()
             .unwrap();
         assert!(status.success());
     }
 
-    /// Waits for the exit, bounded.
-    pub fn wait(mut self) -> ExitStatus {
-        let deadline = std::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
+    /// Waits for the exit, bounded: a process still running after
+    /// [`PATIENCE`] is killed and the test fails.
+    pub fn wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("still running");
+        let pid = child.id();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match rx.recv_timeout(PATIENCE) {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(pid.to_string())
+                    .status();
+                panic!("icewatch did not exit");
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "icewatch did not exit"
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -146,8 +152,10 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
