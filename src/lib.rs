@@ -13,6 +13,9 @@
 //! - [`monitor`]: the scheduler connection (handshake, MON_LOGIN, reconnect
 //!   with backoff, discovery) and the live cluster [`monitor::State`] it
 //!   feeds: hosts, jobs, links, totals, change sets, snapshot and diff JSON.
+//! - [`publisher`]: what people look at: the page `web/visage.html` (d3
+//!   embedded at build time), WebSocket JSON diffs coalesced and rendered
+//!   once for every client, `/api/v1`, Prometheus `/metrics`.
 //!
 //! Beside the flow, for the `icewatch` command:
 //!
@@ -34,6 +37,7 @@ pub mod demo;
 pub mod monitor;
 pub mod ndjson;
 pub mod protocol;
+pub mod publisher;
 pub mod record;
 pub mod scheduler;
 pub mod shutdown;

@@ -12,8 +12,9 @@
 
 mod support;
 
-use icewatch::monitor::lock_state;
+use icewatch::monitor::{lock_state, ConnectOptions, Target};
 use icewatch::protocol::{Message, MsgType};
+use std::time::Duration;
 use support::*;
 
 /// The working session's hosts, and only them, once it is up; then stop.
@@ -168,6 +169,28 @@ async fn a_stalled_handshake_times_out_closes_and_is_retried() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_scheduler_that_answers_the_handshake_late_like_an_idle_one_is_waited_for() {
+    let sched = FakeScheduler::start(vec![vec![
+        Step::Wait(Duration::from_secs(35)),
+        Step::Handshake(43),
+        Step::Send(concat(&[
+            host(21, "good1", 2, false),
+            host(22, "good2", 3, true),
+        ])),
+        Step::Hold,
+    ]])
+    .await;
+    let opts = ConnectOptions::new(Target::Address {
+        host: "127.0.0.1".into(),
+        port: sched.port(),
+    });
+    let mut m = Monitor::start_with(sched, opts).await;
+    // The very first connection got through: no attempt was given up.
+    m.event(Event::LoggedIn(0, 43)).await;
+    recovers(m).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn end_from_the_scheduler_ends_the_session_at_once_and_nothing_after_it_counts() {
     let mut m = Monitor::start(vec![
         vec![
@@ -248,4 +271,33 @@ async fn a_quiet_scheduler_that_still_answers_keeps_its_session() {
     let s = st.scheduler();
     assert!(s.online && s.error.is_none() && s.reconnects == 0, "{s:?}");
     assert!(st.host(1).is_some_and(|h| h.online));
+}
+
+#[tokio::test(start_paused = true)]
+async fn random_bytes_after_a_valid_handshake_never_break_the_monitor() {
+    use rand::{Rng, SeedableRng};
+    for seed in 0..8u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut noise = vec![0u8; 4096];
+        rng.fill(&mut noise[..]);
+        // Some seeds start with a plausible small frame length.
+        if seed % 2 == 1 {
+            noise[..4].copy_from_slice(&40u32.to_be_bytes());
+        }
+        let m = Monitor::start(vec![
+            vec![
+                Step::Handshake(43),
+                Step::Send(concat(&[early_host(), noise])),
+                Step::Close,
+            ],
+            working(),
+        ])
+        .await;
+        m.until("the noisy session to end", |st| {
+            !st.scheduler().online && st.scheduler().error.is_some()
+        })
+        .await;
+        lock_state(&m.state).check_invariants();
+        recovers(m).await;
+    }
 }

@@ -176,8 +176,18 @@ impl Connection {
         protocol: u32,
         handshake_timeout: Duration,
     ) -> Result<Connection, ConnectError> {
+        Connection::open(addr, protocol, handshake_timeout, handshake_timeout).await
+    }
+
+    /// [`Connection::connect_addr`] with its own bound for the TCP connect.
+    async fn open(
+        addr: SocketAddr,
+        protocol: u32,
+        connect_timeout: Duration,
+        handshake_timeout: Duration,
+    ) -> Result<Connection, ConnectError> {
         let t = handshake_timeout;
-        let (mut stream, version) = shake_hands(addr, protocol, t).await?;
+        let (mut stream, version) = shake_hands(addr, protocol, connect_timeout, t).await?;
         let mut login = BytesMut::new();
         Message::MonLogin.encode(version, &mut login);
         timeout(t, stream.write_all(&login))
@@ -292,28 +302,25 @@ impl Connection {
     }
 }
 
-/// Connects to `addr` and completes the version handshake, each within `t`.
+/// Connects to `addr` and completes the version handshake, each in its time.
 async fn shake_hands(
     addr: SocketAddr,
     protocol: u32,
+    connect_timeout: Duration,
     t: Duration,
 ) -> Result<(TcpStream, u32), ConnectError> {
-    let timed_out = |phase| ConnectError::Timeout {
-        addr,
-        phase,
-        after: t,
-    };
+    let timed_out = |phase, after| ConnectError::Timeout { addr, phase, after };
     Handshake::new(protocol).map_err(|source| ConnectError::Handshake { addr, source })?;
-    let mut stream = timeout(t, TcpStream::connect(addr))
+    let mut stream = timeout(connect_timeout, TcpStream::connect(addr))
         .await
-        .map_err(|_| timed_out("connect"))?
+        .map_err(|_| timed_out("connect", connect_timeout))?
         .map_err(|source| ConnectError::Connect { addr, source })?;
     stream
         .set_nodelay(true)
         .map_err(|source| ConnectError::Io { addr, source })?;
     let version = timeout(t, handshake(&mut stream, protocol))
         .await
-        .map_err(|_| timed_out("handshake"))?
+        .map_err(|_| timed_out("handshake", t))?
         .map_err(|source| ConnectError::Handshake { addr, source })?;
     Ok((stream, version))
 }
@@ -322,8 +329,15 @@ async fn shake_hands(
 /// monitor nothing for a long time (daemons report only load changes),
 /// while a hung scheduler answers no new handshake. The check connection
 /// closes right after the handshake, which the scheduler takes in stride.
-async fn still_there(addr: SocketAddr, protocol: u32, t: Duration) -> Result<(), ConnectError> {
-    shake_hands(addr, protocol, t).await.map(drop)
+async fn still_there(addr: SocketAddr, opts: &ConnectOptions) -> Result<(), ConnectError> {
+    shake_hands(
+        addr,
+        opts.protocol,
+        opts.connect_timeout,
+        opts.handshake_timeout,
+    )
+    .await
+    .map(drop)
 }
 
 /// The addresses of `target`, each lookup bounded in time.
@@ -352,7 +366,13 @@ pub struct ConnectOptions {
     pub target: Target,
     /// The protocol version offered (default 44; 21..=44).
     pub protocol: u32,
-    /// Bound on each of: address lookup, TCP connect, handshake, login (default 5 s).
+    /// Bound on the address lookup and on the TCP connect (default 10 s).
+    pub connect_timeout: Duration,
+    /// Bound on the handshake and the login (default 45 s). An idle
+    /// scheduler accepts new connections only between waits of up to 36 s
+    /// (icecream's `MAX_SCHEDULER_PING`), so a connection can sit in its
+    /// backlog that long; waiting costs the scheduler nothing, since our
+    /// side of the handshake is always sent at once.
     pub handshake_timeout: Duration,
     /// After this long without a message (default 60 s) the scheduler is
     /// checked with a second connection that only does the handshake: a
@@ -375,7 +395,8 @@ impl ConnectOptions {
         ConnectOptions {
             target,
             protocol: PROTOCOL_VERSION,
-            handshake_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(45),
             idle_timeout: Duration::from_secs(60),
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
@@ -430,9 +451,11 @@ struct Progress {
 /// batch of frames under one lock and notify `changed` (one waiter, e.g. the
 /// publisher's coalescing task). Connecting and losing the scheduler update
 /// the state and notify at once. Any failure (refused, timeout, bad
-/// handshake, bad frame, END, EOF, reset, silence) is logged once with its
-/// cause and retried after an exponential backoff with jitter, reset after
-/// a session that delivered messages.
+/// handshake, bad frame, END, EOF, reset, silence of a scheduler that no
+/// longer answers a new handshake) is logged once with its cause and
+/// retried after an exponential backoff with jitter, reset after a session
+/// that delivered messages. Bodies that do not decode are counted in the
+/// totals and skipped; the session goes on.
 pub async fn run(
     opts: ConnectOptions,
     state: SharedState,
@@ -485,7 +508,7 @@ async fn session(
     let addrs = match locate(
         &opts.target,
         opts.protocol,
-        opts.handshake_timeout,
+        opts.connect_timeout,
         opts.discovery_wait,
     )
     .await
@@ -501,7 +524,14 @@ async fn session(
     let mut conn = None;
     for addr in addrs {
         lock_state(state).scheduler_address(&shown(addr));
-        match Connection::connect_addr(addr, opts.protocol, opts.handshake_timeout).await {
+        match Connection::open(
+            addr,
+            opts.protocol,
+            opts.connect_timeout,
+            opts.handshake_timeout,
+        )
+        .await
+        {
             Ok(c) => {
                 conn = Some(c);
                 break;
@@ -526,7 +556,7 @@ async fn session(
 }
 
 /// A pending [`still_there`].
-type Check = Pin<Box<dyn Future<Output = Result<(), ConnectError>> + Send>>;
+type Check<'a> = Pin<Box<dyn Future<Output = Result<(), ConnectError>> + Send + 'a>>;
 
 /// Reads, applies and notifies until the session ends.
 async fn read_loop(
@@ -543,7 +573,7 @@ async fn read_loop(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut invalid_logged = false;
-    let mut check: Option<Check> = None;
+    let mut check: Option<Check<'_>> = None;
     loop {
         let (batch, end) = {
             let mut end = false;
@@ -592,7 +622,7 @@ async fn read_loop(
                 check = None;
             }
             () = &mut idle, if check.is_none() => {
-                check = Some(Box::pin(still_there(addr, version, opts.handshake_timeout)));
+                check = Some(Box::pin(still_there(addr, opts)));
             }
             answer = async {
                 match check.as_mut() {

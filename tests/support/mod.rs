@@ -33,6 +33,9 @@ pub enum Step {
     Handshake(u32),
     /// Send these bytes as they are.
     Send(Vec<u8>),
+    /// Do nothing for a while (an idle real scheduler accepts a connection
+    /// only between waits of up to 36 s).
+    Wait(Duration),
     /// Close the connection (FIN).
     Close,
     /// Reset the connection (RST).
@@ -170,6 +173,7 @@ async fn play(
                     return;
                 }
             }
+            Step::Wait(d) => tokio::time::sleep(d).await,
             Step::Close => return,
             Step::Reset => {
                 // A zero linger turns the close into an RST; it never blocks.
