@@ -3,6 +3,8 @@
 
 mod demo;
 mod dump;
+mod monitor;
+mod page;
 mod record;
 mod replay;
 
@@ -20,7 +22,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Carries out `cli` until it is done or `shutdown` fires.
 pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<()> {
     match cli.command {
-        Command::Monitor(_) => anyhow::bail!("monitor: not wired yet"),
+        Command::Monitor(args) => monitor::run(args, shutdown).await,
         Command::Demo(args) => demo::run(args, shutdown).await,
         Command::Dump(args) => dump::run(args, shutdown).await,
         Command::Record(args) => record::run(args, shutdown).await,
