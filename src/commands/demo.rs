@@ -46,7 +46,7 @@ pub async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<()> {
     let page = page::bind(&args.serve).await?;
     let simulation = tokio::spawn(serve_demo(scheduler, opts, shutdown.clone()));
     let connect = page::connect_options(target, PROTOCOL_VERSION);
-    let served = page::serve(page, &args.serve, connect, shutdown).await;
+    page::serve(page, &args.serve, connect, shutdown).await?;
     simulation.await??;
-    served
+    Ok(())
 }

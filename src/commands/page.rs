@@ -93,8 +93,13 @@ pub async fn serve(
         .coalesce(Duration::from_millis(args.coalesce_ms))
         .token(args.token.clone());
     let served = publisher::serve(listener, state, changed, opts, shutdown.fired()).await;
+    if served.is_err() {
+        // The server failed on its own: the connection has no one to feed.
+        reading.abort();
+        return served;
+    }
     reading.await.context("the scheduler connection failed")?;
-    served
+    Ok(())
 }
 
 #[cfg(test)]

@@ -58,11 +58,11 @@ pub async fn run(args: ReplayArgs, shutdown: Shutdown) -> Result<()> {
     // After the last message the replay falls silent: that is the end of
     // the recording, not a dead scheduler.
     connect.idle_timeout = QUIET_END;
-    let served = page::serve(page, &args.serve, connect, shutdown).await;
+    page::serve(page, &args.serve, connect, shutdown).await?;
     playing
         .await?
         .with_context(|| format!("cannot replay {shown}"))?;
-    served
+    Ok(())
 }
 
 fn speed_text(speed: f64) -> String {
