@@ -149,3 +149,31 @@ fn replay_refuses_a_negative_speed() {
         .code(2)
         .stderr(predicate::str::contains("is not a number of 0 or more"));
 }
+
+#[test]
+fn a_truncated_recording_replays_its_whole_messages_then_warns() {
+    let dir = scratch_dir("replay_truncated");
+    let path = dir.join("cut.icwr");
+    let frames = frames_of(&std::fs::read(capture(44)).unwrap());
+    let mut rec =
+        icewatch::record::Recorder::new(std::fs::File::create(&path).unwrap(), 44, 0).unwrap();
+    for frame in &frames[..100] {
+        rec.write_frame(0, frame).unwrap();
+    }
+    // Flushed but never finished: what a crash leaves behind.
+    rec.flush().unwrap();
+    let replay = Running::start(&[
+        "replay",
+        path.to_str().unwrap(),
+        "--as-scheduler",
+        "--port",
+        "0",
+    ]);
+    let mut m = Monitor::connect(replay.scheduler_addr(), 44);
+    for want in &frames[..100] {
+        assert_eq!(&m.frame().unwrap()[..], &want[..]);
+    }
+    replay.stderr_until(|l| {
+        l.contains("stops early: the file is truncated after 100 whole messages")
+    });
+}
