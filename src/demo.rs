@@ -310,44 +310,12 @@ const PROJECTS: &[Project] = &[
     },
 ];
 
+#[rustfmt::skip]
 const STEMS: &[&str] = &[
-    "alloc",
-    "buffer",
-    "cache",
-    "codec",
-    "config",
-    "context",
-    "device",
-    "dispatch",
-    "driver",
-    "event",
-    "filter",
-    "format",
-    "graph",
-    "handler",
-    "index",
-    "layout",
-    "loader",
-    "main",
-    "manager",
-    "parser",
-    "pool",
-    "queue",
-    "reader",
-    "render",
-    "scheduler",
-    "session",
-    "shader",
-    "socket",
-    "stream",
-    "table",
-    "task",
-    "texture",
-    "thread",
-    "timer",
-    "util",
-    "view",
-    "writer",
+    "alloc", "buffer", "cache", "codec", "config", "context", "device", "dispatch", "driver",
+    "event", "filter", "format", "graph", "handler", "index", "layout", "loader", "main", "manager",
+    "parser", "pool", "queue", "reader", "render", "scheduler", "session", "shader", "socket",
+    "stream", "table", "task", "texture", "thread", "timer", "util", "view", "writer",
 ];
 
 impl Simulation {
@@ -958,14 +926,16 @@ impl Simulation {
         self.assign_waiting();
     }
 
-    /// Jobs known to the model (for tests of boundedness).
-    pub fn jobs_in_flight(&self) -> usize {
+    /// Jobs known to the model.
+    #[cfg(test)]
+    fn jobs_in_flight(&self) -> usize {
         self.jobs.len()
     }
 
-    /// Checks the model's own bookkeeping (for tests): slots never
-    /// overbooked, every job on an online host.
-    pub fn check_invariants(&self) -> Result<(), String> {
+    /// Checks the model's own bookkeeping: slots never overbooked, every
+    /// job on an online host.
+    #[cfg(test)]
+    fn check_invariants(&self) -> Result<(), String> {
         for h in &self.hosts {
             if h.serving > h.max_jobs {
                 return Err(format!(
