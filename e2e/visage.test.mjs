@@ -176,6 +176,7 @@ test('clicking a host opens its panel, and the page is saved for the README', as
   await page.screenshot({ path: join(shots, 'visage-panel.png') });
   await page.keyboard.press('Escape');
   await eventually('the panel closes', () => page.locator('[data-testid=panel]').isHidden());
+  await eventually('no host selected', async () => (await page.locator('[data-testid=host-node].selected').count()) === 0);
 
   // The README's picture: the top of the page, a moment with jobs flowing.
   await page.mouse.move(1, 1);
