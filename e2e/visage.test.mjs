@@ -182,6 +182,9 @@ test('clicking a host opens its panel, and the page is saved for the README', as
   await page.mouse.move(1, 1);
   await page.evaluate(() => window.scrollTo(0, 0));
   await eventually('jobs flowing', () => page.$$eval('[data-testid=link]', (els) => els.length >= 3));
+  // A busier moment makes a better picture; wait a little for one, not more.
+  const busy = () => page.evaluate(() => visage.model.totals && visage.model.totals.busy_slots >= 20);
+  for (const until = Date.now() + 20_000; Date.now() < until && !(await busy());) await page.waitForTimeout(250);
   await page.screenshot({ path: join(shots, 'visage.png') });
 
   // On a phone, in the dark: one column, nothing wider than the screen.
