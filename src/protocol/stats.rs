@@ -1,10 +1,22 @@
 //! The text inside `MON_STATS`: `Key:Value` lines describing a host.
 //!
-//! At login the scheduler sends Name, IP, MaxJobs, NoRemote, Platform,
-//! Version, Features, Speed and Load; after a daemon's `STATS` also LoadAvg1,
-//! LoadAvg5, LoadAvg10 (×1000) and FreeMem (MiB). A text of only
+//! Every `MON_STATS` the scheduler sends carries the host's whole
+//! description: Name, IP, MaxJobs, NoRemote, Platform, Version, Features,
+//! Speed and Load, and when it follows a daemon's `STATS` report also
+//! LoadAvg1, LoadAvg5, LoadAvg10 (×1000) and FreeMem (MiB). A text of only
 //! `State:Offline` means the host left. Unknown keys are ignored and missing
-//! keys stay `None`, so newer schedulers do not break parsing.
+//! or malformed values stay `None`, so a newer scheduler does not break
+//! parsing. Values borrow from the text; nothing is allocated.
+//!
+//! ```
+//! use icewatch::protocol::stats::HostStats;
+//!
+//! let host = HostStats::parse(b"Name:remote1\nIP:10.0.0.2\nMaxJobs:4\nNoRemote:false\nLoad:250\n");
+//! assert_eq!(host.name, Some(&b"remote1"[..]));
+//! assert_eq!((host.max_jobs, host.no_remote, host.load), (Some(4), Some(false), Some(250)));
+//! assert_eq!(host.free_mem, None);
+//! assert!(HostStats::parse(b"State:Offline\n").offline);
+//! ```
 
 /// Typed view of a `MON_STATS` text; parsing allocates nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
