@@ -115,6 +115,7 @@ pub enum FrameError {
 ///
 /// `max_len` bounds the length word (use [`MAX_MSG_SIZE`] unless you have a
 /// reason); it is checked as soon as the four length bytes are there.
+#[inline]
 pub fn parse_frame(input: &[u8], max_len: u32) -> Result<(&[u8], RawFrame<'_>), FrameError> {
     let Some((len_word, rest)) = input.split_first_chunk::<4>() else {
         return Err(FrameError::Incomplete {
