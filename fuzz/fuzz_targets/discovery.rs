@@ -22,7 +22,10 @@ fuzz_target!(|data: &[u8]| {
         // buffer, a reply keeps one byte for the NUL.
         assert!(info.netname.starts_with(back.netname));
         if request >= 33 {
-            assert_eq!((back.version, back.start_time), (info.version, info.start_time));
+            assert_eq!(
+                (back.version, back.start_time),
+                (info.version, info.start_time)
+            );
         } else {
             assert_eq!((back.version, back.start_time), (32, 0));
         }
