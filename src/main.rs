@@ -1,1 +1,41 @@
-fn main() {}
+//! The `icewatch` binary: parses the command line and hands it to the
+//! library ([`icewatch::commands`]); an error is printed as one line on
+//! stderr and the exit code is 1.
+
+use clap::Parser;
+use icewatch::cli::Cli;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("icewatch=info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = icewatch::shutdown::on_ctrl_c();
+        icewatch::commands::run(cli, shutdown).await
+    });
+    // A blocking reader (a file, stdin) must not hold the exit back.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! How fast `State::apply` takes decoded messages: a cluster of 1,000 hosts
+//! with 100,000 remote jobs passing through (MON_GET_CS, MON_JOB_BEGIN,
+//! MON_JOB_DONE, about 2,000 in flight), a MON_STATS load update every 100
+//! job events (a real 1,000-host cluster sends some 300 a second, far
+//! fewer per job at these rates) and a publisher taking the changes every
+//! 10,000 events. Decoding is measured by the codec's own benchmark; this
+//! is the state's share. Goal: at least 10 million events per second on
+//! one core.
+//!
+//! Run: `cargo bench --bench monitor_apply`
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use icewatch::monitor::{State, StateOptions};
+use icewatch::protocol::{GetCs, JobDone, Language, Message, MonGetCs, MonJobBegin, MonStats};
+use std::hint::black_box;
+
+const HOSTS: u32 = 1_000;
+const JOBS: u32 = 100_000;
+const LAG: u32 = 1_000;
+
+fn stream<'a>(files: &'a [String], texts: &'a [String]) -> Vec<Message<'a>> {
+    let mut out = Vec::new();
+    let host = |n: u32| n % HOSTS + 1;
+    for t in 0..JOBS + 2 * LAG {
+        if t < JOBS {
+            out.push(Message::MonGetCs(MonGetCs {
+                request: GetCs {
+                    filename: files[(t % 64) as usize].as_bytes(),
+                    lang: Language::CXX,
+                    ..GetCs::default()
+                },
+                job_id: t + 1,
+                client_id: host(t),
+            }));
+        }
+        if (LAG..JOBS + LAG).contains(&t) {
+            let j = t - LAG;
+            out.push(Message::MonJobBegin(MonJobBegin {
+                job_id: j + 1,
+                start_time: 0,
+                host_id: host(j * 7 + 3),
+            }));
+        }
+        if t >= 2 * LAG {
+            let j = t - 2 * LAG;
+            out.push(Message::MonJobDone(JobDone {
+                job_id: j + 1,
+                exit_code: u32::from(j % 97 == 0),
+                real_ms: 800,
+                ..JobDone::default()
+            }));
+        }
+        if t % 33 == 0 {
+            out.push(Message::MonStats(MonStats {
+                host_id: host(t),
+                text: texts[(t % 4) as usize].as_bytes(),
+            }));
+        }
+    }
+    out
+}
+
+fn host_burst(st: &mut State) {
+    for id in 1..=HOSTS {
+        let text = format!(
+            "Name:host{id}\nIP:10.0.{}.{}\nMaxJobs:8\nNoRemote:false\nPlatform:x86_64\n\
+             Version:44\nFeatures:env_xz env_zstd\nSpeed:10.0\nLoad:0\n",
+            id / 256,
+            id % 256
+        );
+        st.apply(
+            &Message::MonStats(MonStats {
+                host_id: id,
+                text: text.as_bytes(),
+            }),
+            0,
+        );
+    }
+}
+
+fn apply(c: &mut Criterion) {
+    let files: Vec<String> = (0..64)
+        .map(|i| format!("src/module{i}/file{i}.cpp"))
+        .collect();
+    let texts: Vec<String> = (0..4)
+        .map(|i| {
+            format!(
+                "Name:host\nIP:10.0.0.1\nMaxJobs:8\nNoRemote:false\nPlatform:x86_64\nVersion:44\n\
+                 Features:env_xz env_zstd\nSpeed:10.0\nLoad:{}\nLoadAvg1:{}\nLoadAvg5:500\nLoadAvg10:400\nFreeMem:20000\n",
+                i * 250,
+                i * 100
+            )
+        })
+        .collect();
+    let msgs = stream(&files, &texts);
+    let mut group = c.benchmark_group("monitor_apply");
+    group.throughput(Throughput::Elements(msgs.len() as u64));
+    group.sample_size(20);
+    group.bench_function("1000_hosts_100000_jobs", |b| {
+        b.iter_batched(
+            || {
+                let mut st = State::new(StateOptions::default());
+                st.scheduler_connected("bench:8765".into(), 44, 0);
+                host_burst(&mut st);
+                st.take_changes();
+                st
+            },
+            |mut st| {
+                for (i, m) in msgs.iter().enumerate() {
+                    st.apply(m, 1_700_000_000_000 + i as u64 / 1_000);
+                    if i % 10_000 == 9_999 {
+                        black_box(st.take_changes());
+                    }
+                }
+                st
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, apply);
+criterion_main!(benches);

@@ -1,0 +1,408 @@
+//! The `icewatch` command line: clap definitions and typed options. Each
+//! subcommand documents itself in `icewatch help SUBCOMMAND`, with examples.
+//! [`crate::commands`] carries them out.
+
+use crate::scheduler::JobDoneType;
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+/// Where the page and the APIs are served unless `--listen` says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+const ABOUT: &str = "Live monitor for icecream (icecc) distributed build clusters";
+
+const LONG_ABOUT: &str = "\
+Live monitor for icecream (icecc) distributed build clusters.
+
+icewatch logs in to an icecream scheduler as a monitor, keeps a live picture of \
+the cluster (hosts, slots, jobs, who compiles for whom) and serves it as a web \
+page, a WebSocket stream of JSON diffs, a JSON API and Prometheus metrics. It \
+can also print the raw message stream as JSON lines, record it, replay it, and \
+simulate a whole cluster for a demo.";
+
+const EXAMPLES: &str = "\
+Examples:
+  icewatch demo                         a simulated cluster; open the printed URL
+  icewatch monitor scheduler.lan        watch a real cluster
+  icewatch dump scheduler.lan | jq .    every message as one JSON object a line
+  icewatch record scheduler.lan -o build.icwr
+  icewatch replay build.icwr --speed 10";
+
+/// The `icewatch` command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "icewatch",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = EXAMPLES,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Watch a real cluster: connect to its scheduler and serve the page
+    #[command(
+        long_about = "\
+Connect to an icecream scheduler as a monitor and serve the live cluster: the \
+page at /, a WebSocket of JSON diffs at /ws, JSON at /api/v1/snapshot, \
+/api/v1/hosts and /api/v1/jobs, Prometheus metrics at /metrics and /healthz.
+
+The scheduler is found as icecream's own tools find it: HOST[:PORT] or HOST \
+PORT if given (port 8765 unless told), else the USE_SCHEDULER environment \
+variable (host[:port]), else a UDP broadcast for the network name (-n, default \
+ICECREAM). icewatch reconnects by itself when the scheduler goes away.
+
+The first line on stdout is the address to open in a browser.",
+        after_help = "\
+Examples:
+  icewatch monitor                               find the scheduler like icecc does
+  icewatch monitor scheduler.lan                 port 8765
+  icewatch monitor 10.0.0.5:8765
+  USE_SCHEDULER=10.0.0.5 icewatch monitor
+  icewatch monitor scheduler.lan --listen 0.0.0.0:8080 --token \"$(openssl rand -hex 16)\""
+    )]
+    Monitor(MonitorArgs),
+
+    /// Run a simulated cluster and serve its page: no scheduler needed
+    #[command(
+        long_about = "\
+Run a simulated icecream cluster inside icewatch and serve its page exactly as \
+`icewatch monitor` does. The simulation is a scheduler speaking the real wire \
+protocol over a loopback TCP connection to the real monitor code: hosts with \
+different slot counts and platforms, one or two that take no remote jobs, \
+builds that burst like `make -j`, a few failures, local jobs and links, hosts \
+leaving and joining, and periodic load reports.
+
+With --as-scheduler it serves the same simulation on --port to any monitor \
+instead (icemon, icecream-sundae, another icewatch), as a fake scheduler.",
+        after_help = "\
+Examples:
+  icewatch demo                                  then open the printed URL
+  icewatch demo --hosts 40 --seed 7 --rate 500
+  icewatch demo --as-scheduler --port 8765       then: USE_SCHEDULER=127.0.0.1 icemon
+  icewatch demo --as-scheduler --port 0          any free port, printed on stdout"
+    )]
+    Demo(DemoArgs),
+
+    /// Print every message from a scheduler or a file as one JSON object a line
+    #[command(
+        long_about = "\
+Print every message as one JSON object a line (NDJSON) on stdout: \"type\" is \
+icecream's own name for the message (MON_STATS, MON_GET_CS, MON_JOB_BEGIN, \
+MON_JOB_DONE or JOB_DONE, MON_LOCAL_JOB_BEGIN, JOB_LOCAL_DONE, END, ...), then \
+its decoded fields; a MON_STATS text becomes an object. Status goes to stderr, \
+so stdout pipes cleanly into jq.
+
+Reads a live scheduler (found like `icewatch monitor` finds it), or with \
+--capture a file: an icewatch recording, or a raw capture (two little-endian \
+version words, then frames). Messages read from a recording carry \"at_ms\", \
+their time since the recording started.",
+        after_help = "\
+Examples:
+  icewatch dump scheduler.lan | jq 'select(.type == \"MON_JOB_DONE\")'
+  icewatch dump --capture build.icwr --raw
+  icewatch dump --capture tests/data/basic.v43.bin | jq -r .type | sort | uniq -c"
+    )]
+    Dump(DumpArgs),
+
+    /// Record a scheduler's message stream to a file
+    #[command(
+        long_about = "\
+Record everything a scheduler sends to a monitor into an lz4-compressed file \
+(format in docs/recording.md): a header with the protocol version and the \
+start time, then every frame as received with its time. Progress (messages, \
+bytes, elapsed) goes to stderr. The file is flushed every second, so a \
+recording cut short by a crash still reads back up to the last whole message; \
+Ctrl-C ends it cleanly.
+
+Play it back with `icewatch replay`, or print it with `icewatch dump --capture`.",
+        after_help = "\
+Examples:
+  icewatch record scheduler.lan -o monday.icwr
+  icewatch record 10.0.0.5 8765 -o short.icwr --count 1000"
+    )]
+    Record(RecordArgs),
+
+    /// Serve the page from a recording as if it were live
+    #[command(
+        long_about = "\
+Serve the page from a recording (or a raw capture) as if the cluster were \
+live, at the recorded pace times --speed (0: as fast as possible). With \
+--as-scheduler it plays the recording to any monitor that connects to --port \
+instead, each from the start, as a fake scheduler.",
+        after_help = "\
+Examples:
+  icewatch replay monday.icwr                    then open the printed URL
+  icewatch replay monday.icwr --speed 20
+  icewatch replay monday.icwr --as-scheduler --port 8765 --speed 0"
+    )]
+    Replay(ReplayArgs),
+}
+
+/// Where the scheduler is.
+#[derive(Debug, Clone, Args)]
+pub struct SchedulerArgs {
+    /// The scheduler, as HOST or HOST:PORT; without it, USE_SCHEDULER or
+    /// discovery by broadcast
+    #[arg(value_name = "HOST[:PORT]")]
+    pub host: Option<String>,
+
+    /// The scheduler's port, if not given with the host [default: 8765]
+    #[arg(value_name = "PORT")]
+    pub port: Option<u16>,
+
+    /// The network name to look for when discovering the scheduler
+    #[arg(short = 'n', long, value_name = "NETNAME", default_value = "ICECREAM")]
+    pub netname: String,
+
+    /// The protocol version to offer the scheduler (21 to 44)
+    #[arg(long, value_name = "N", default_value_t = 44,
+          value_parser = clap::value_parser!(u32).range(21..=44))]
+    pub protocol: u32,
+}
+
+/// How the page and APIs are served.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The address to serve the page on; a non-loopback address without a
+    /// token prints a warning
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Require this token on every route but /healthz (as `Authorization:
+    /// Bearer T` or `?token=T`; the printed URL carries it)
+    #[arg(long, value_name = "T", env = "ICEWATCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Gather changes for this long before sending a diff to browsers
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    pub coalesce_ms: u64,
+
+    /// Finished jobs to remember
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub history: usize,
+}
+
+/// `icewatch monitor`.
+#[derive(Debug, Clone, Args)]
+pub struct MonitorArgs {
+    /// Where the scheduler is.
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
+
+    /// How to serve.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Which type code job ends go out under, as a scheduler would send them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JobDoneArg {
+    /// 0x55 (MON_JOB_DONE) up to protocol 43, 0x4D (JOB_DONE) at 44
+    Auto,
+    /// Always 0x55 (MON_JOB_DONE), like icecream 1.4 and older
+    Mon,
+    /// Always 0x4D (JOB_DONE), like icecream git master
+    Job,
+}
+
+impl From<JobDoneArg> for JobDoneType {
+    fn from(arg: JobDoneArg) -> JobDoneType {
+        match arg {
+            JobDoneArg::Auto => JobDoneType::Auto,
+            JobDoneArg::Mon => JobDoneType::Mon,
+            JobDoneArg::Job => JobDoneType::Job,
+        }
+    }
+}
+
+/// Options of `--as-scheduler`.
+#[derive(Debug, Clone, Args)]
+pub struct AsSchedulerArgs {
+    /// Serve monitors as a fake icecream scheduler instead of serving the page
+    #[arg(long)]
+    pub as_scheduler: bool,
+
+    /// With --as-scheduler: the port to listen on (0: any free port; the
+    /// address is printed on stdout)
+    #[arg(
+        long,
+        value_name = "P",
+        default_value_t = 8765,
+        requires = "as_scheduler"
+    )]
+    pub port: u16,
+
+    /// With --as-scheduler: the address to listen on
+    #[arg(long, value_name = "IP", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST),
+          requires = "as_scheduler")]
+    pub bind: IpAddr,
+}
+
+/// `icewatch demo`.
+#[derive(Debug, Clone, Args)]
+#[command(group = page_group())]
+pub struct DemoArgs {
+    /// Hosts in the simulated cluster
+    #[arg(long, value_name = "N", default_value_t = 12,
+          value_parser = clap::value_parser!(u16).range(2..=5000))]
+    pub hosts: u16,
+
+    /// Seed of the simulation: the same seed gives the same cluster and jobs
+    /// [default: random, printed on stderr]
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+
+    /// Messages per second on average (0: as fast as monitors read)
+    /// [default: the pace of a busy real cluster]
+    #[arg(long, value_name = "R", value_parser = non_negative)]
+    pub rate: Option<f64>,
+
+    /// The protocol version the simulated scheduler offers (21 to 44)
+    #[arg(long, value_name = "N", default_value_t = 44,
+          value_parser = clap::value_parser!(u32).range(21..=44))]
+    pub protocol: u32,
+
+    /// The type code of job ends
+    #[arg(long, value_name = "TYPE", value_enum, default_value_t = JobDoneArg::Auto)]
+    pub job_done: JobDoneArg,
+
+    /// Fake-scheduler mode.
+    #[command(flatten)]
+    pub scheduler: AsSchedulerArgs,
+
+    /// How to serve the page.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// `icewatch dump`.
+#[derive(Debug, Clone, Args)]
+pub struct DumpArgs {
+    /// Where the scheduler is.
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
+
+    /// Read this recording or raw capture instead of a scheduler
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["host", "port"])]
+    pub capture: Option<PathBuf>,
+
+    /// Add each whole frame (length, type, body) in hex as "raw"
+    #[arg(long)]
+    pub raw: bool,
+
+    /// Stop after this many messages
+    #[arg(short = 'c', long, value_name = "N")]
+    pub count: Option<u64>,
+}
+
+/// `icewatch record`.
+#[derive(Debug, Clone, Args)]
+pub struct RecordArgs {
+    /// Where the scheduler is.
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
+
+    /// The file to write (replaced if it exists)
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Stop after this many messages
+    #[arg(short = 'c', long, value_name = "N")]
+    pub count: Option<u64>,
+}
+
+/// `icewatch replay`.
+#[derive(Debug, Clone, Args)]
+#[command(group = page_group())]
+pub struct ReplayArgs {
+    /// The recording (or raw capture) to play
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Playback speed: 1 as recorded, 10 ten times faster, 0 as fast as
+    /// possible (raw captures have no times and always play at once)
+    #[arg(long, value_name = "X", default_value_t = 1.0, value_parser = non_negative)]
+    pub speed: f64,
+
+    /// With --as-scheduler: the protocol version to offer (21 to 44)
+    /// [default: the recording's]
+    #[arg(long, value_name = "N", requires = "as_scheduler",
+          value_parser = clap::value_parser!(u32).range(21..=44))]
+    pub protocol: Option<u32>,
+
+    /// With --as-scheduler: rewrite job ends to this type code [default: as
+    /// recorded]
+    #[arg(long, value_name = "TYPE", value_enum, requires = "as_scheduler")]
+    pub job_done: Option<JobDoneArg>,
+
+    /// Fake-scheduler mode.
+    #[command(flatten)]
+    pub scheduler: AsSchedulerArgs,
+
+    /// How to serve the page.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Options about the page make no sense for a fake scheduler.
+fn page_group() -> ArgGroup {
+    ArgGroup::new("page")
+        .multiple(true)
+        .args(["listen", "coalesce_ms", "history"])
+        .conflicts_with("as_scheduler")
+}
+
+fn non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of 0 or more")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn host_and_port_may_come_together_or_apart() {
+        let cli = Cli::try_parse_from(["icewatch", "monitor", "sched.lan", "9000"]).unwrap();
+        let Command::Monitor(m) = cli.command else {
+            panic!()
+        };
+        assert_eq!(m.scheduler.host.as_deref(), Some("sched.lan"));
+        assert_eq!(m.scheduler.port, Some(9000));
+        assert_eq!(m.serve.listen.to_string(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn scheduler_options_need_as_scheduler() {
+        assert!(Cli::try_parse_from(["icewatch", "demo", "--port", "0"]).is_err());
+        assert!(Cli::try_parse_from(["icewatch", "demo", "--as-scheduler", "--port", "0"]).is_ok());
+        assert!(Cli::try_parse_from([
+            "icewatch",
+            "demo",
+            "--as-scheduler",
+            "--listen",
+            "127.0.0.1:1"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from(["icewatch", "dump", "h", "--capture", "f"]).is_err());
+        assert!(Cli::try_parse_from(["icewatch", "replay", "f", "--speed", "-1"]).is_err());
+        assert!(Cli::try_parse_from(["icewatch", "monitor", "--protocol", "20"]).is_err());
+    }
+}

@@ -1,0 +1,52 @@
+//! `icewatch demo`: the simulated cluster, as a page or as a fake scheduler.
+
+use super::{bind_scheduler, page};
+use crate::cli::DemoArgs;
+use crate::monitor::Target;
+use crate::protocol::PROTOCOL_VERSION;
+use crate::scheduler::{serve_demo, DemoOptions, Pace};
+use crate::shutdown::Shutdown;
+use anyhow::{Context, Result};
+use std::net::{Ipv4Addr, SocketAddr};
+use tokio::net::TcpListener;
+
+pub async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<()> {
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let pace = match args.rate {
+        None => Pace::RealTime,
+        Some(0.0) => Pace::Unlimited,
+        Some(r) => Pace::PerSecond(r),
+    };
+    eprintln!(
+        "demo cluster: {} hosts, seed {seed} (--seed {seed} shows the same again)",
+        args.hosts
+    );
+    let opts = DemoOptions {
+        hosts: usize::from(args.hosts),
+        seed,
+        pace,
+        offer: args.protocol,
+        job_done: args.job_done.into(),
+    };
+    if args.scheduler.as_scheduler {
+        let addr = SocketAddr::new(args.scheduler.bind, args.scheduler.port);
+        let listener = bind_scheduler(addr).await?;
+        serve_demo(listener, opts, shutdown).await?;
+        return Ok(());
+    }
+    // The simulated scheduler listens on loopback and the real monitor code
+    // connects to it, exactly as it would to a real one.
+    let scheduler = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .context("cannot listen on loopback for the simulated scheduler")?;
+    let target = Target::Address {
+        host: Ipv4Addr::LOCALHOST.to_string(),
+        port: scheduler.local_addr()?.port(),
+    };
+    let page = page::bind(&args.serve).await?;
+    let simulation = tokio::spawn(serve_demo(scheduler, opts, shutdown.clone()));
+    let connect = page::connect_options(target, PROTOCOL_VERSION);
+    page::serve(page, &args.serve, connect, shutdown).await?;
+    simulation.await??;
+    Ok(())
+}

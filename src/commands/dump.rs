@@ -1,0 +1,178 @@
+//! `icewatch dump`: every message as one JSON object a line on stdout.
+
+use crate::cli::DumpArgs;
+use crate::ndjson::{hex, message_json};
+use crate::protocol::frame::{parse_frame, MAX_MSG_SIZE};
+use crate::protocol::Message;
+use crate::record::{self, Kind};
+use crate::shutdown::Shutdown;
+use anyhow::{Context, Result};
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use tokio::time::Instant;
+
+pub async fn run(args: DumpArgs, shutdown: Shutdown) -> Result<()> {
+    match &args.capture {
+        Some(path) => {
+            let path = path.clone();
+            let (raw, count) = (args.raw, args.count);
+            tokio::task::spawn_blocking(move || dump_file(&path, raw, count)).await?
+        }
+        None => dump_live(&args, shutdown).await,
+    }
+}
+
+/// Prints what a live scheduler sends until it goes away, `--count` is
+/// reached, or Ctrl-C.
+async fn dump_live(args: &DumpArgs, mut shutdown: Shutdown) -> Result<()> {
+    let mut conn = super::connect_once(&args.scheduler, &mut shutdown).await?;
+    let version = conn.version();
+    let start = Instant::now();
+    let mut lines = LineWriter::new(BufWriter::new(io::stdout()), args.raw);
+    loop {
+        if args.count.is_some_and(|c| lines.messages >= c) {
+            break;
+        }
+        let frame = tokio::select! {
+            frame = conn.read_frame() => frame,
+            _ = shutdown.wait() => break,
+        };
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                eprintln!("the scheduler closed the connection");
+                break;
+            }
+            Err(e) => {
+                let _ = lines.flush();
+                return Err(e.into());
+            }
+        };
+        let at = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match lines
+            .write(&frame, version, Some(at))
+            .and_then(|()| lines.flush())
+        {
+            Ok(()) => {}
+            Err(e) if reader_gone(&e) => return Ok(()),
+            Err(e) => return Err(e).context("cannot write to stdout"),
+        }
+    }
+    eprintln!("{} messages", lines.messages);
+    Ok(())
+}
+
+/// Writes NDJSON lines for frames; counts messages that do not decode.
+pub(super) struct LineWriter<W: Write> {
+    out: W,
+    raw: bool,
+    pub(super) messages: u64,
+    pub(super) invalid: u64,
+}
+
+impl<W: Write> LineWriter<W> {
+    pub(super) fn new(out: W, raw: bool) -> LineWriter<W> {
+        LineWriter {
+            out,
+            raw,
+            messages: 0,
+            invalid: 0,
+        }
+    }
+
+    /// One line for one whole frame (length word included).
+    pub(super) fn write(
+        &mut self,
+        frame: &[u8],
+        version: u32,
+        at_ms: Option<u64>,
+    ) -> io::Result<()> {
+        let mut obj = match parse_frame(frame, MAX_MSG_SIZE) {
+            Ok((_, raw)) => match Message::decode(raw.ty, raw.body, version) {
+                Ok(msg) => message_json(&msg, version),
+                Err(e) => {
+                    self.invalid += 1;
+                    let mut o = crate::ndjson::Object::new();
+                    o.push("type", raw.ty.to_string())
+                        .push("error", e.to_string());
+                    o
+                }
+            },
+            Err(e) => {
+                self.invalid += 1;
+                let mut o = crate::ndjson::Object::new();
+                o.push("type", "?").push("error", e.to_string());
+                o
+            }
+        };
+        if let Some(at) = at_ms {
+            obj.insert(1, "at_ms", at);
+        }
+        if self.raw {
+            obj.push("raw", hex(frame));
+        }
+        serde_json::to_writer(&mut self.out, &obj)?;
+        self.out.write_all(b"\n")?;
+        self.messages += 1;
+        Ok(())
+    }
+
+    pub(super) fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Whether an output error only means the reader went away (`| head`).
+pub(super) fn reader_gone(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::BrokenPipe
+}
+
+fn dump_file(path: &Path, raw: bool, count: Option<u64>) -> Result<()> {
+    let shown = path.display();
+    let reader = record::open(path).with_context(|| format!("cannot read {shown}"))?;
+    let header = reader.header();
+    match header.kind {
+        Kind::Recording => eprintln!("{shown}: icewatch recording, protocol {}", header.protocol),
+        Kind::RawCapture { scheduler } => eprintln!(
+            "{shown}: raw capture, protocol {} (the scheduler offered {scheduler})",
+            header.protocol
+        ),
+    }
+    let mut lines = LineWriter::new(BufWriter::new(io::stdout().lock()), raw);
+    let mut failure = None;
+    for item in reader {
+        if count.is_some_and(|c| lines.messages >= c) {
+            break;
+        }
+        let written = match item {
+            Ok(rec) => lines.write(&rec.frame, header.protocol, rec.at_ms),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        if let Err(e) = written {
+            if reader_gone(&e) {
+                return Ok(());
+            }
+            return Err(e).context("cannot write to stdout");
+        }
+    }
+    match lines.flush() {
+        Err(e) if !reader_gone(&e) => return Err(e).context("cannot write to stdout"),
+        _ => {}
+    }
+    eprintln!(
+        "{shown}: {} messages{}",
+        lines.messages,
+        if lines.invalid > 0 {
+            format!(", {} that do not decode", lines.invalid)
+        } else {
+            String::new()
+        }
+    );
+    match failure {
+        Some(e) => Err(e).with_context(|| format!("cannot read all of {shown}")),
+        None => Ok(()),
+    }
+}

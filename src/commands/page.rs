@@ -1,0 +1,132 @@
+//! Serving the page: the monitor's connection feeding the live state, and
+//! the publisher serving it. Shared by `monitor`, `demo` and `replay`.
+
+use crate::cli::ServeArgs;
+use crate::monitor::{self, ConnectOptions, SharedState, State, StateOptions, Target};
+use crate::publisher::{self, ServeOptions};
+use crate::shutdown::Shutdown;
+use anyhow::{Context, Result};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// Binds the page's address; warns when it is reachable from other
+/// machines without a token.
+pub async fn bind(args: &ServeArgs) -> Result<TcpListener> {
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the page", args.listen))?;
+    let local = listener.local_addr()?;
+    if let Some(warning) = exposure_warning(local, args.token.as_deref()) {
+        eprintln!("{warning}");
+    }
+    Ok(listener)
+}
+
+/// The warning for a page reachable from other machines without a token.
+fn exposure_warning(local: SocketAddr, token: Option<&str>) -> Option<String> {
+    (!local.ip().is_loopback() && token.is_none()).then(|| {
+        format!(
+            "warning: serving on {local}, reachable from other machines, without a token: \
+             anyone who can reach it sees the cluster (set --token or ICEWATCH_TOKEN)"
+        )
+    })
+}
+
+/// The address to open in a browser, with the token if there is one.
+pub fn url(local: SocketAddr, token: Option<&str>) -> String {
+    let ip = match local.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let host = SocketAddr::new(ip, local.port());
+    match token {
+        Some(t) => format!("http://{host}/?token={}", percent_encode(t)),
+        None => format!("http://{host}/"),
+    }
+}
+
+/// Everything but RFC 3986's unreserved characters, percent-encoded.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// How the page's connection reaches `target`, offering `protocol`.
+pub fn connect_options(target: Target, protocol: u32) -> ConnectOptions {
+    let mut connect = ConnectOptions::new(target);
+    connect.protocol = protocol;
+    connect
+}
+
+/// Connects as `connect` says (reconnecting as needed) and serves the page
+/// on `listener` until `shutdown`. Prints the URL on stdout first.
+pub async fn serve(
+    listener: TcpListener,
+    args: &ServeArgs,
+    connect: ConnectOptions,
+    shutdown: Shutdown,
+) -> Result<()> {
+    let local = listener.local_addr()?;
+    println!("open {} in a browser", url(local, args.token.as_deref()));
+    let state: SharedState = Arc::new(Mutex::new(State::new(StateOptions {
+        history_limit: args.history.max(1),
+    })));
+    let changed = Arc::new(Notify::new());
+    let reading = tokio::spawn(monitor::run(
+        connect,
+        state.clone(),
+        changed.clone(),
+        shutdown.clone().fired(),
+    ));
+    let opts = ServeOptions::default()
+        .coalesce(Duration::from_millis(args.coalesce_ms))
+        .token(args.token.clone());
+    let served = publisher::serve(listener, state, changed, opts, shutdown.fired()).await;
+    if served.is_err() {
+        // The server failed on its own: the connection has no one to feed.
+        reading.abort();
+        return served;
+    }
+    reading.await.context("the scheduler connection failed")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_page_beyond_loopback_without_a_token_is_warned_about() {
+        let open: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let v6: SocketAddr = "[::1]:8080".parse().unwrap();
+        assert!(exposure_warning(open, None).is_some_and(|w| w.contains("without a token")));
+        assert!(exposure_warning(open, Some("t")).is_none());
+        assert!(exposure_warning(local, None).is_none());
+        assert!(exposure_warning(v6, None).is_none());
+    }
+
+    #[test]
+    fn the_url_names_a_reachable_host_and_carries_the_token() {
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert_eq!(url(any, None), "http://127.0.0.1:8080/");
+        let local: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert_eq!(
+            url(local, Some("a b/c")),
+            "http://127.0.0.1:9/?token=a%20b%2Fc"
+        );
+        let v6: SocketAddr = "[::]:80".parse().unwrap();
+        assert_eq!(url(v6, Some("x")), "http://[::1]:80/?token=x");
+    }
+}

@@ -1,0 +1,178 @@
+//! Serde views of a [`State`]: the whole [`Snapshot`] and a [`Diff`] of a
+//! [`ChangeSet`], as documented in `docs/json.md` and `docs/websocket.md`.
+//!
+//! They borrow from the state, so build and serialise them while holding
+//! its lock; nothing is copied but the small totals and link records.
+
+use super::change::ChangeSet;
+use super::state::{Host, Job, SchedulerStatus, State, Totals};
+use serde::ser::{Serialize, SerializeStruct, Serializer};
+
+/// How many finished jobs a snapshot carries (the newest).
+pub const SNAPSHOT_HISTORY: usize = 200;
+
+/// Remote jobs compiling from one submitter on one server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Link {
+    /// Submitting host id.
+    pub from: u32,
+    /// Compiling host id (may equal `from`: the scheduler gave the job back).
+    pub to: u32,
+    /// Jobs compiling on that link now (0 in a diff: the link is gone).
+    pub active: u32,
+}
+
+/// The whole state: `{scheduler, hosts, links, jobs, history, totals}`.
+///
+/// Hosts, links and jobs are sorted by id; `history` holds the newest
+/// [`SNAPSHOT_HISTORY`] finished jobs, oldest first.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Snapshot<'a> {
+    /// The scheduler connection.
+    pub scheduler: &'a SchedulerStatus,
+    /// Every host, online or recently offline.
+    pub hosts: Vec<&'a Host>,
+    /// Links with at least one active job.
+    pub links: Vec<Link>,
+    /// Active jobs: waiting, compiling, local.
+    pub jobs: Vec<&'a Job>,
+    /// The newest finished jobs.
+    pub history: Vec<&'a Job>,
+    /// Cluster totals.
+    pub totals: Totals,
+}
+
+/// What a [`ChangeSet`] changed, as the diff keys of `docs/websocket.md`;
+/// empty keys are left out.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Diff<'a> {
+    /// The scheduler connection, if it changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<&'a SchedulerStatus>,
+    /// Hosts added or changed (replace by id).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<&'a Host>,
+    /// Ids of hosts to drop.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts_removed: Vec<u32>,
+    /// Links whose count changed (`active: 0` removes one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<Link>,
+    /// Jobs that started or changed state and are still active (replace by id).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<&'a Job>,
+    /// Jobs that finished: drop from `jobs`, append to the history.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub jobs_done: Vec<&'a Job>,
+    /// The totals, if they changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub totals: Option<Totals>,
+}
+
+impl Diff<'_> {
+    /// Nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.scheduler.is_none()
+            && self.hosts.is_empty()
+            && self.hosts_removed.is_empty()
+            && self.links.is_empty()
+            && self.jobs.is_empty()
+            && self.jobs_done.is_empty()
+            && self.totals.is_none()
+    }
+}
+
+impl State {
+    /// The whole state as one serialisable value.
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        let mut hosts: Vec<&Host> = self.hosts().collect();
+        hosts.sort_unstable_by_key(|h| h.id);
+        let mut links: Vec<Link> = self
+            .links()
+            .map(|((from, to), active)| Link { from, to, active })
+            .collect();
+        links.sort_unstable_by_key(|l| (l.from, l.to));
+        let mut jobs: Vec<&Job> = self.jobs().collect();
+        jobs.sort_unstable_by_key(|j| j.id);
+        let history = self.history();
+        let skip = history.len().saturating_sub(SNAPSHOT_HISTORY);
+        Snapshot {
+            scheduler: self.scheduler(),
+            hosts,
+            links,
+            jobs,
+            history: history.skip(skip).collect(),
+            totals: self.totals(),
+        }
+    }
+
+    /// The diff of `changes` (from [`State::take_changes`] under the same
+    /// lock): objects as they are now, ids that are gone as removals, each
+    /// list sorted by id.
+    pub fn diff(&self, changes: &ChangeSet) -> Diff<'_> {
+        let mut hosts = Vec::new();
+        let mut hosts_removed = Vec::new();
+        for &id in &changes.hosts {
+            match self.host(id) {
+                Some(h) => hosts.push(h),
+                None => hosts_removed.push(id),
+            }
+        }
+        let (mut links, mut jobs): (Vec<Link>, Vec<&Job>) = if changes.overflow {
+            let links = self
+                .links()
+                .map(|((from, to), active)| Link { from, to, active });
+            (links.collect(), self.jobs().collect())
+        } else {
+            let links = changes.links.iter().map(|&(from, to)| Link {
+                from,
+                to,
+                active: self.link(from, to),
+            });
+            let jobs = changes.jobs.iter().filter_map(|&id| self.job(id));
+            (links.collect(), jobs.collect())
+        };
+        hosts.sort_unstable_by_key(|h| h.id);
+        hosts_removed.sort_unstable();
+        links.sort_unstable_by_key(|l| (l.from, l.to));
+        jobs.sort_unstable_by_key(|j| j.id);
+        Diff {
+            scheduler: changes.scheduler.then(|| self.scheduler()),
+            hosts,
+            hosts_removed,
+            links,
+            jobs,
+            jobs_done: match changes.done_from {
+                Some(from) => self.history_since(from).collect(),
+                None => Vec::new(),
+            },
+            totals: changes.totals.then(|| self.totals()),
+        }
+    }
+}
+
+/// A job as JSON: its statistics are flattened and null until it ends.
+impl Serialize for Job {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Job", 17)?;
+        s.serialize_field("id", &self.id)?;
+        s.serialize_field("file", &*self.file)?;
+        s.serialize_field("lang", &self.lang.map(|l| l.name()))?;
+        s.serialize_field("client", &self.client)?;
+        s.serialize_field("server", &self.server)?;
+        s.serialize_field("state", &self.state)?;
+        s.serialize_field("start_ms", &self.start_ms)?;
+        s.serialize_field("end_ms", &self.end_ms)?;
+        s.serialize_field("exit_code", &self.exit_code)?;
+        let st = self.stats.as_ref();
+        s.serialize_field("real_ms", &st.map(|t| t.real_ms))?;
+        s.serialize_field("user_ms", &st.map(|t| t.user_ms))?;
+        s.serialize_field("sys_ms", &st.map(|t| t.sys_ms))?;
+        s.serialize_field("page_faults", &st.map(|t| t.page_faults))?;
+        s.serialize_field("in_compressed", &st.map(|t| t.in_compressed))?;
+        s.serialize_field("in_uncompressed", &st.map(|t| t.in_uncompressed))?;
+        s.serialize_field("out_compressed", &st.map(|t| t.out_compressed))?;
+        s.serialize_field("out_uncompressed", &st.map(|t| t.out_uncompressed))?;
+        s.end()
+    }
+}

@@ -1,0 +1,1244 @@
+//! [`State`]: the live picture of a cluster, built by applying decoded
+//! scheduler messages one by one. Pure data: no I/O, no clock of its own
+//! (every call that can change time-based numbers takes `now_ms`).
+//!
+//! Bookkeeping rule: a job contributes to counters only through
+//! `enter` (when it takes a state) and `leave` (when it gives it up), and it
+//! remembers which host and link counters it raised. So whatever order
+//! messages arrive in, however many are missing or repeated, every counter
+//! goes back down exactly as far as it went up and never below zero.
+
+use super::change::ChangeSet;
+use crate::protocol::stats::HostStats;
+use crate::protocol::{JobDone, Language, Message, EXIT_CODE_HOST_GONE};
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::Serialize;
+use std::collections::hash_map::Entry;
+use std::collections::VecDeque;
+
+/// How many offline hosts are kept (shown as offline) before the oldest go.
+pub const OFFLINE_HOST_LIMIT: usize = 1024;
+
+/// Jobs ended early whose exit-255 report is still expected; past this
+/// the set starts over (a report then merely counts as an unknown job).
+const ENDED_EARLY_LIMIT: usize = 1 << 16;
+
+/// At most this many active jobs: past it, the oldest eighth ends with an
+/// unknown outcome (a real cluster never comes near; a broken stream could).
+pub const MAX_ACTIVE_JOBS: usize = 1 << 18;
+/// At most this many hosts; a scheduler announcing more is not believed.
+pub const MAX_HOSTS: usize = 1 << 16;
+/// A change set listing more jobs or links than this collapses into "send a
+/// snapshot" (see [`ChangeSet::is_reset`]), so a state whose changes are
+/// never taken still stays bounded.
+pub const CHANGE_LIMIT: usize = 1 << 20;
+
+/// How many file name buffers are kept for reuse, and how large each may be.
+const SPARE_FILES: usize = 256;
+const SPARE_FILE_BYTES: usize = 256;
+
+/// Options of a [`State`].
+#[derive(Clone, Debug)]
+pub struct StateOptions {
+    /// How many finished jobs the history keeps (at least 1; default 10,000).
+    pub history_limit: usize,
+}
+
+impl Default for StateOptions {
+    fn default() -> Self {
+        StateOptions {
+            history_limit: 10_000,
+        }
+    }
+}
+
+/// The scheduler connection as the publishers show it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SchedulerStatus {
+    /// The scheduler's address (`host:port`), empty before the first attempt.
+    pub address: String,
+    /// The agreed protocol version of the current or last session.
+    pub protocol: Option<u32>,
+    /// Whether a session is up.
+    pub online: bool,
+    /// When it last went online or offline, ms since the epoch.
+    pub since_ms: Option<u64>,
+    /// Sessions started after the first one.
+    pub reconnects: u64,
+    /// Why the last session ended or the last attempt failed (null while online).
+    pub error: Option<String>,
+}
+
+/// A host (a daemon) known to the scheduler.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Host {
+    /// The scheduler's id for the host (new each time the daemon logs in).
+    pub id: u32,
+    /// Node name.
+    pub name: Box<str>,
+    /// Address as the scheduler sees it.
+    pub ip: Box<str>,
+    /// Platform, e.g. `x86_64`.
+    pub platform: Box<str>,
+    /// Compile slots.
+    pub max_jobs: u32,
+    /// Takes no jobs from other hosts (`--no-remote`); its slots still count.
+    pub no_remote: bool,
+    /// Still connected to the scheduler.
+    pub online: bool,
+    /// The daemon's protocol version.
+    pub protocol: u32,
+    /// Features, space separated.
+    pub features: Box<str>,
+    /// The scheduler's speed estimate.
+    pub speed: f64,
+    /// Load, 0 (idle) to 1000 (full).
+    pub load: u32,
+    /// Load averages over 1, 5 and 10 minutes; `None` until a STATS update.
+    pub load_avg: Option<[f64; 3]>,
+    /// Free memory in MiB; `None` until a STATS update.
+    pub free_mem_mb: Option<u32>,
+    /// Remote jobs it compiled to the end as server, whatever the exit code
+    /// (its own included, see `compiled_own`).
+    pub compiled: u64,
+    /// Of `compiled`, jobs it had submitted itself (the scheduler gave them back).
+    pub compiled_own: u64,
+    /// Remote jobs it submitted.
+    pub submitted: u64,
+    /// Local jobs it started.
+    pub local_jobs: u64,
+    /// Jobs compiling on it now: remote jobs it serves plus its local jobs.
+    pub active: u32,
+    /// Jobs it submitted that wait for a server.
+    pub pending: u32,
+    /// Remote jobs it submitted that failed.
+    pub failed: u64,
+    #[serde(skip)]
+    pub(crate) gen: u64,
+}
+
+impl Host {
+    fn new(id: u32) -> Host {
+        Host {
+            id,
+            name: Box::from(""),
+            ip: Box::from(""),
+            platform: Box::from(""),
+            max_jobs: 0,
+            no_remote: false,
+            online: true,
+            protocol: 0,
+            features: Box::from(""),
+            speed: 0.0,
+            load: 0,
+            load_avg: None,
+            free_mem_mb: None,
+            compiled: 0,
+            compiled_own: 0,
+            submitted: 0,
+            local_jobs: 0,
+            active: 0,
+            pending: 0,
+            failed: 0,
+            gen: 0,
+        }
+    }
+
+    /// Takes what a MON_STATS text carries; true if anything changed.
+    fn update(&mut self, s: &HostStats<'_>) -> bool {
+        let mut changed = set_text(&mut self.name, s.name);
+        changed |= set_text(&mut self.ip, s.ip);
+        changed |= set_text(&mut self.platform, s.platform);
+        changed |= set_text(&mut self.features, s.features);
+        changed |= set(&mut self.max_jobs, s.max_jobs);
+        changed |= set(&mut self.no_remote, s.no_remote);
+        changed |= set(&mut self.protocol, s.version);
+        changed |= set(&mut self.load, s.load);
+        changed |= set(&mut self.free_mem_mb, s.free_mem.map(Some));
+        if let Some(speed) = s.speed {
+            let speed = if speed.is_finite() { speed } else { 0.0 };
+            if speed.to_bits() != self.speed.to_bits() {
+                self.speed = speed;
+                changed = true;
+            }
+        }
+        if let (Some(a), Some(b), Some(c)) = (s.load_avg1, s.load_avg5, s.load_avg10) {
+            let avg = [a, b, c].map(|v| f64::from(v) / 1000.0);
+            changed |= set(&mut self.load_avg, Some(Some(avg)));
+        }
+        changed
+    }
+}
+
+fn set<T: PartialEq>(dst: &mut T, src: Option<T>) -> bool {
+    match src {
+        Some(v) if *dst != v => {
+            *dst = v;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Replaces `dst` only when the bytes differ, so a repeated MON_STATS
+/// allocates nothing.
+fn set_text(dst: &mut Box<str>, src: Option<&[u8]>) -> bool {
+    match src {
+        Some(b) if b != dst.as_bytes() => {
+            *dst = text(b);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Wire bytes as text: borrowed when valid UTF-8 (the usual case, checked
+/// quickly), with U+FFFD for invalid sequences otherwise.
+fn text(b: &[u8]) -> Box<str> {
+    match std::str::from_utf8(b) {
+        Ok(s) => Box::from(s),
+        Err(_) => String::from_utf8_lossy(b).into(),
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Submitted, waiting for a server.
+    Waiting,
+    /// Compiling on a server.
+    Compiling,
+    /// Ended with exit code 0.
+    Finished,
+    /// Ended otherwise (or its end was not seen: then no exit code).
+    Failed,
+    /// Compiling on its own host, outside the scheduler's placement.
+    Local,
+    /// A local job that ended.
+    LocalFinished,
+}
+
+impl JobState {
+    /// Waiting, compiling or local.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            JobState::Waiting | JobState::Compiling | JobState::Local
+        )
+    }
+
+    /// The name used in JSON (`"local_finished"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Waiting => "waiting",
+            JobState::Compiling => "compiling",
+            JobState::Finished => "finished",
+            JobState::Failed => "failed",
+            JobState::Local => "local",
+            JobState::LocalFinished => "local_finished",
+        }
+    }
+}
+
+/// What a server reports when a remote job ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct JobStats {
+    /// Wall-clock ms.
+    pub real_ms: u32,
+    /// User CPU ms.
+    pub user_ms: u32,
+    /// System CPU ms.
+    pub sys_ms: u32,
+    /// Major page faults.
+    pub page_faults: u32,
+    /// Bytes sent to the server, compressed.
+    pub in_compressed: u32,
+    /// Bytes sent to the server, uncompressed.
+    pub in_uncompressed: u32,
+    /// Bytes sent back, compressed.
+    pub out_compressed: u32,
+    /// Bytes sent back, uncompressed.
+    pub out_uncompressed: u32,
+}
+
+impl From<&JobDone> for JobStats {
+    fn from(d: &JobDone) -> Self {
+        JobStats {
+            real_ms: d.real_ms,
+            user_ms: d.user_ms,
+            sys_ms: d.sys_ms,
+            page_faults: d.page_faults,
+            in_compressed: d.in_compressed,
+            in_uncompressed: d.in_uncompressed,
+            out_compressed: d.out_compressed,
+            out_uncompressed: d.out_uncompressed,
+        }
+    }
+}
+
+/// Which counters a job raised, so that `leave` lowers exactly those.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Raised {
+    client_pending: bool,
+    server_active: bool,
+    link: bool,
+}
+
+/// A compile job, remote or local.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Job {
+    /// The scheduler's id (one counter for remote and local jobs).
+    pub id: u32,
+    /// Source file (remote jobs) or output file (local jobs); empty if never seen.
+    pub file: String,
+    /// Source language; `None` for local jobs and jobs first seen mid-way.
+    pub lang: Option<Language>,
+    /// Submitting host; `None` if the job was first seen mid-way.
+    pub client: Option<u32>,
+    /// Compiling host; `None` while waiting.
+    pub server: Option<u32>,
+    /// Where it is in its life.
+    pub state: JobState,
+    /// When it was submitted, started compiling or started locally
+    /// (monitor clock, ms since the epoch).
+    pub start_ms: u64,
+    /// When it ended.
+    pub end_ms: Option<u64>,
+    /// The compiler's exit code (remote jobs whose end was reported).
+    pub exit_code: Option<i32>,
+    /// What the server reported at the end.
+    pub stats: Option<JobStats>,
+    pub(crate) raised: Raised,
+    pub(crate) gen: u64,
+}
+
+impl Job {
+    fn new(id: u32, state: JobState, now_ms: u64) -> Job {
+        Job {
+            id,
+            file: String::new(),
+            lang: None,
+            client: None,
+            server: None,
+            state,
+            start_ms: now_ms,
+            end_ms: None,
+            exit_code: None,
+            stats: None,
+            raised: Raised::default(),
+            gen: 0,
+        }
+    }
+}
+
+/// Cluster-wide numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Totals {
+    /// Hosts online.
+    pub hosts_online: u32,
+    /// Slots of every online host, no-remote hosts included.
+    pub total_slots: u64,
+    /// Jobs compiling on known hosts (remote and local): the sum of the hosts' `active`.
+    pub busy_slots: u64,
+    /// Jobs compiling anywhere, remote and local.
+    pub active: u64,
+    /// Jobs waiting for a server.
+    pub pending: u64,
+    /// Of `active`, local jobs.
+    pub local_active: u64,
+    /// Remote jobs that ended with exit code 0.
+    pub jobs_finished: u64,
+    /// Remote jobs that ended otherwise (255: their host left).
+    pub jobs_failed: u64,
+    /// Local jobs that ended.
+    pub local_jobs_finished: u64,
+    /// Jobs (remote and local) that ended in the last minute.
+    pub jobs_per_minute: f64,
+    /// `jobs_finished / (jobs_finished + jobs_failed)`; `None` before any.
+    pub success_ratio: Option<f64>,
+    /// Messages about jobs never seen begin (joined mid-build): tolerated.
+    pub unknown_jobs: u64,
+    /// Messages naming hosts never announced: tolerated.
+    pub unknown_hosts: u64,
+    /// Messages whose body did not decode: skipped.
+    pub invalid_messages: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Counters {
+    hosts_online: u32,
+    total_slots: u64,
+    busy: u64,
+    compiling: u64,
+    pending: u64,
+    local_active: u64,
+    jobs_finished: u64,
+    jobs_failed: u64,
+    local_jobs_finished: u64,
+    unknown_jobs: u64,
+    unknown_hosts: u64,
+    invalid_messages: u64,
+}
+
+/// Job ends per second over the last minute, in 60 one-second buckets.
+#[derive(Clone, Debug)]
+struct RateWindow {
+    /// (second, job ends in it), at index second % 60.
+    buckets: [(u64, u32); 60],
+    /// When the oldest counted second leaves the window (ms), so the
+    /// per-minute figure changes; `u64::MAX` if nothing is counted.
+    next_expiry_ms: u64,
+}
+
+impl RateWindow {
+    fn new() -> RateWindow {
+        RateWindow {
+            buckets: [(u64::MAX, 0); 60],
+            next_expiry_ms: u64::MAX,
+        }
+    }
+
+    fn add(&mut self, now_ms: u64) {
+        let sec = now_ms / 1000;
+        let b = &mut self.buckets[(sec % 60) as usize];
+        if b.0 != sec {
+            *b = (sec, 0);
+        }
+        b.1 = b.1.saturating_add(1);
+        self.next_expiry_ms = self.next_expiry_ms.min((sec + 60) * 1000);
+    }
+
+    fn per_minute(&self, now_ms: u64) -> u64 {
+        let sec = now_ms / 1000;
+        self.buckets
+            .iter()
+            .filter(|(s, _)| *s <= sec && sec - *s < 60)
+            .map(|(_, n)| u64::from(*n))
+            .sum()
+    }
+
+    /// Moves the window to `now_ms`; true if the per-minute figure changed.
+    fn advance(&mut self, now_ms: u64) -> bool {
+        if now_ms < self.next_expiry_ms {
+            return false;
+        }
+        let sec = now_ms / 1000;
+        self.next_expiry_ms = self
+            .buckets
+            .iter()
+            .filter(|(s, n)| *n > 0 && *s <= sec && sec - *s < 60)
+            .map(|(s, _)| (s + 60) * 1000)
+            .min()
+            .unwrap_or(u64::MAX);
+        true
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LinkCount {
+    pub(crate) active: u32,
+    gen: u64,
+}
+
+/// Hosts, links, counters and the change set: everything a job's state
+/// change touches, apart from the job tables themselves.
+#[derive(Debug)]
+struct Book {
+    hosts: FxHashMap<u32, Host>,
+    links: FxHashMap<(u32, u32), LinkCount>,
+    counts: Counters,
+    changes: ChangeSet,
+    gen: u64,
+}
+
+impl Book {
+    fn touch_host(&mut self, id: u32) -> Option<&mut Host> {
+        let h = self.hosts.get_mut(&id)?;
+        if h.gen != self.gen {
+            h.gen = self.gen;
+            self.changes.hosts.push(id);
+        }
+        Some(h)
+    }
+
+    fn touch_job(&mut self, job: &mut Job) {
+        if job.gen != self.gen && !self.changes.overflow {
+            job.gen = self.gen;
+            self.changes.jobs.push(job.id);
+            if self.changes.jobs.len() > CHANGE_LIMIT {
+                self.overflow();
+            }
+        }
+    }
+
+    /// Too much changed to list: the change set now says "everything".
+    fn overflow(&mut self) {
+        self.changes.jobs = Vec::new();
+        self.changes.links = Vec::new();
+        self.links.retain(|_, l| l.active > 0);
+        self.changes.overflow = true;
+        self.changes.reset = true;
+        self.changes.totals = true;
+    }
+
+    fn link(&mut self, key: (u32, u32), up: bool) {
+        let l = self.links.entry(key).or_default();
+        l.active = if up {
+            l.active.saturating_add(1)
+        } else {
+            l.active.saturating_sub(1)
+        };
+        if l.gen != self.gen && !self.changes.overflow {
+            l.gen = self.gen;
+            self.changes.links.push(key);
+            if self.changes.links.len() > CHANGE_LIMIT {
+                self.overflow();
+            }
+        }
+    }
+
+    /// Counts `job` in its current state.
+    fn enter(&mut self, job: &mut Job) {
+        self.touch_job(job);
+        self.changes.totals = true;
+        let c = &mut self.counts;
+        match job.state {
+            JobState::Waiting => {
+                c.pending += 1;
+                if let Some(h) = job.client.and_then(|id| self.touch_host(id)) {
+                    h.pending += 1;
+                    job.raised.client_pending = true;
+                }
+            }
+            JobState::Compiling | JobState::Local => {
+                if job.state == JobState::Local {
+                    c.local_active += 1;
+                } else {
+                    c.compiling += 1;
+                }
+                if let Some(h) = job.server.and_then(|id| self.touch_host(id)) {
+                    h.active += 1;
+                    self.counts.busy += 1;
+                    job.raised.server_active = true;
+                }
+                if job.state == JobState::Compiling && job.raised.server_active {
+                    if let (Some(from), Some(to)) = (job.client, job.server) {
+                        if self.hosts.contains_key(&from) {
+                            self.link((from, to), true);
+                            job.raised.link = true;
+                        }
+                    }
+                }
+            }
+            JobState::Finished | JobState::Failed | JobState::LocalFinished => {}
+        }
+    }
+
+    /// Takes back what `enter` counted for `job`.
+    fn leave(&mut self, job: &mut Job) {
+        self.changes.totals = true;
+        let c = &mut self.counts;
+        match job.state {
+            JobState::Waiting => c.pending = c.pending.saturating_sub(1),
+            JobState::Compiling => c.compiling = c.compiling.saturating_sub(1),
+            JobState::Local => c.local_active = c.local_active.saturating_sub(1),
+            JobState::Finished | JobState::Failed | JobState::LocalFinished => {}
+        }
+        let raised = std::mem::take(&mut job.raised);
+        if raised.client_pending {
+            if let Some(h) = job.client.and_then(|id| self.touch_host(id)) {
+                h.pending = h.pending.saturating_sub(1);
+            }
+        }
+        if raised.server_active {
+            if let Some(h) = job.server.and_then(|id| self.touch_host(id)) {
+                h.active = h.active.saturating_sub(1);
+            }
+            self.counts.busy = self.counts.busy.saturating_sub(1);
+        }
+        if raised.link {
+            if let (Some(from), Some(to)) = (job.client, job.server) {
+                self.link((from, to), false);
+            }
+        }
+    }
+
+    fn set_online(&mut self, id: u32, online: bool) {
+        if self.hosts.get(&id).map_or(true, |h| h.online == online) {
+            return;
+        }
+        let Some(h) = self.touch_host(id) else { return };
+        h.online = online;
+        let slots = u64::from(h.max_jobs);
+        let c = &mut self.counts;
+        if online {
+            c.hosts_online += 1;
+            c.total_slots += slots;
+        } else {
+            c.hosts_online = c.hosts_online.saturating_sub(1);
+            c.total_slots = c.total_slots.saturating_sub(slots);
+        }
+        self.changes.totals = true;
+    }
+}
+
+/// How a job ends.
+#[derive(Clone, Copy, Debug)]
+enum End {
+    /// The scheduler reported the end of a remote job.
+    Done(i32, Option<JobStats>),
+    /// A host of a remote job left: the job fails (the scheduler reports
+    /// exit code 255) without having been compiled.
+    HostGone,
+    /// A local job ended (or its host left).
+    LocalDone,
+    /// The scheduler connection went away: the outcome is unknown.
+    Lost,
+}
+
+/// The live state of one cluster, fed message by message.
+///
+/// ```
+/// use icewatch::monitor::{State, StateOptions};
+/// use icewatch::protocol::{Message, MonStats};
+///
+/// let mut state = State::new(StateOptions::default());
+/// state.scheduler_connected("127.0.0.1:8765".into(), 43, 0);
+/// let text = b"Name:remote1\nIP:10.0.0.2\nMaxJobs:4\nNoRemote:false\n";
+/// state.apply(&Message::MonStats(MonStats { host_id: 7, text }), 1);
+/// assert_eq!(state.totals().total_slots, 4);
+/// let changes = state.take_changes();
+/// let diff = serde_json::to_value(state.diff(&changes)).unwrap();
+/// assert_eq!(diff["hosts"][0]["name"], "remote1");
+/// ```
+#[derive(Debug)]
+pub struct State {
+    history_limit: usize,
+    scheduler: SchedulerStatus,
+    book: Book,
+    jobs: FxHashMap<u32, Job>,
+    history: VecDeque<Job>,
+    /// File name buffers of jobs that left the history, for new jobs:
+    /// the steady state allocates nothing.
+    spare_files: Vec<String>,
+    /// Jobs ever pushed to the history (the sequence number of the next one).
+    history_pushed: u64,
+    /// Offline hosts, oldest first (may name hosts since back online or gone).
+    offline: VecDeque<u32>,
+    /// Remote jobs ended because their host left: the scheduler's exit-255
+    /// reports for them are expected, not unknown.
+    ended_early: FxHashSet<u32>,
+    rate: RateWindow,
+    clock_ms: u64,
+    messages: u64,
+    sessions: u64,
+}
+
+impl State {
+    /// An empty state: no scheduler, no hosts.
+    pub fn new(opts: StateOptions) -> State {
+        State {
+            history_limit: opts.history_limit.max(1),
+            scheduler: SchedulerStatus::default(),
+            book: Book {
+                hosts: FxHashMap::default(),
+                links: FxHashMap::default(),
+                counts: Counters::default(),
+                changes: ChangeSet::default(),
+                gen: 1,
+            },
+            jobs: FxHashMap::default(),
+            history: VecDeque::new(),
+            spare_files: Vec::new(),
+            history_pushed: 0,
+            offline: VecDeque::new(),
+            ended_early: FxHashSet::default(),
+            rate: RateWindow::new(),
+            clock_ms: 0,
+            messages: 0,
+            sessions: 0,
+        }
+    }
+
+    /// Applies one message from the scheduler, received at `now_ms`.
+    ///
+    /// Messages a monitor does not use (PING, END, unknown types) only count
+    /// in [`State::messages`]; messages about unknown jobs or hosts are
+    /// tolerated and counted in [`Totals`].
+    pub fn apply(&mut self, msg: &Message<'_>, now_ms: u64) {
+        self.messages += 1;
+        self.advance_clock(now_ms);
+        match msg {
+            Message::MonStats(m) => self.host_stats(m.host_id, &m.stats()),
+            Message::MonGetCs(m) => {
+                self.job_requested(m.job_id, m.client_id, m.request.filename, m.request.lang)
+            }
+            Message::MonJobBegin(m) => self.job_begun(m.job_id, m.host_id),
+            Message::MonJobDone(d) | Message::JobDone(d) => self.job_done(d),
+            Message::MonLocalJobBegin(m) => self.local_job_begun(m.job_id, m.host_id, m.file),
+            Message::JobLocalDone(m) => self.local_job_done(m.job_id),
+            _ => {}
+        }
+    }
+
+    /// Counts a message whose body did not decode (the connection skips it).
+    pub fn invalid_message(&mut self) {
+        self.messages += 1;
+        self.book.counts.invalid_messages += 1;
+        self.book.changes.totals = true;
+    }
+
+    /// A new session with the scheduler at `address` is up, at `protocol`.
+    ///
+    /// The scheduler is about to send MON_STATS for every host, so the old
+    /// session's hosts, jobs, links and counters go (jobs still active end as
+    /// if the connection was lost; the history stays, across sessions).
+    pub fn scheduler_connected(&mut self, address: String, protocol: u32, now_ms: u64) {
+        self.advance_clock(now_ms);
+        self.end_all();
+        let ids: Vec<u32> = self.book.hosts.keys().copied().collect();
+        self.book.changes.hosts.extend(ids);
+        self.book.changes.repeats = true;
+        self.book.hosts.clear();
+        let links: Vec<(u32, u32)> = self.book.links.keys().copied().collect();
+        self.book.changes.links.extend(links);
+        self.book.links.clear();
+        self.book.counts = Counters::default();
+        self.offline.clear();
+        self.ended_early.clear();
+        if self.sessions > 0 {
+            self.scheduler.reconnects += 1;
+        }
+        self.sessions += 1;
+        self.scheduler.address = address;
+        self.scheduler.protocol = Some(protocol);
+        self.scheduler.online = true;
+        self.scheduler.since_ms = Some(now_ms);
+        self.scheduler.error = None;
+        self.book.changes.scheduler = true;
+        self.book.changes.totals = true;
+        self.book.changes.reset = true;
+    }
+
+    /// The session ended (or an attempt failed) because of `error`: hosts are
+    /// shown offline and active jobs end with an unknown outcome.
+    pub fn scheduler_lost(&mut self, error: String, now_ms: u64) {
+        self.advance_clock(now_ms);
+        self.end_all();
+        let online: Vec<u32> = self
+            .book
+            .hosts
+            .values()
+            .filter(|h| h.online)
+            .map(|h| h.id)
+            .collect();
+        for id in online {
+            self.host_gone(id);
+        }
+        let s = &mut self.scheduler;
+        if s.online || s.since_ms.is_none() {
+            s.since_ms = Some(now_ms);
+        }
+        if s.online || s.error.as_deref() != Some(error.as_str()) {
+            s.online = false;
+            s.error = Some(error);
+            self.book.changes.scheduler = true;
+        }
+    }
+
+    /// Sets the scheduler address shown before a session is up (after
+    /// discovery, or while attempts fail).
+    pub fn scheduler_address(&mut self, address: &str) {
+        if self.scheduler.address != address {
+            self.scheduler.address = address.to_owned();
+            self.book.changes.scheduler = true;
+        }
+    }
+
+    /// Moves the clock on without a message; true if that changed the
+    /// totals (jobs per minute decays while nothing ends).
+    pub fn tick(&mut self, now_ms: u64) -> bool {
+        self.advance_clock(now_ms)
+    }
+
+    /// Moves the clock to `now_ms` (never back); true if that changed the
+    /// jobs per minute, which then counts as a change of the totals.
+    fn advance_clock(&mut self, now_ms: u64) -> bool {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        let changed = self.rate.advance(self.clock_ms);
+        self.book.changes.totals |= changed;
+        changed
+    }
+
+    /// What changed since the last call, to turn into a [`Diff`](super::Diff)
+    /// with [`State::diff`] while still holding the same lock.
+    pub fn take_changes(&mut self) -> ChangeSet {
+        let mut changes = std::mem::take(&mut self.book.changes);
+        self.book.gen += 1;
+        if changes.repeats {
+            changes.dedup();
+        }
+        for key in &changes.links {
+            if self.book.links.get(key).is_some_and(|l| l.active == 0) {
+                self.book.links.remove(key);
+            }
+        }
+        changes
+    }
+
+    /// Every host, online or recently offline, in no particular order.
+    pub fn hosts(&self) -> impl Iterator<Item = &Host> {
+        self.book.hosts.values()
+    }
+
+    /// One host.
+    pub fn host(&self, id: u32) -> Option<&Host> {
+        self.book.hosts.get(&id)
+    }
+
+    /// Active jobs (waiting, compiling, local), in no particular order.
+    pub fn jobs(&self) -> impl Iterator<Item = &Job> {
+        self.jobs.values()
+    }
+
+    /// One active job.
+    pub fn job(&self, id: u32) -> Option<&Job> {
+        self.jobs.get(&id)
+    }
+
+    /// Finished jobs, oldest first, at most `history_limit`.
+    pub fn history(&self) -> impl DoubleEndedIterator<Item = &Job> + ExactSizeIterator {
+        self.history.iter()
+    }
+
+    /// Links: `(submitter, server)` → remote jobs compiling, only non-zero.
+    pub fn links(&self) -> impl Iterator<Item = ((u32, u32), u32)> + '_ {
+        self.book
+            .links
+            .iter()
+            .filter(|(_, l)| l.active > 0)
+            .map(|(k, l)| (*k, l.active))
+    }
+
+    /// Active jobs on the link `from` → `to` (0 if none).
+    pub fn link(&self, from: u32, to: u32) -> u32 {
+        self.book.links.get(&(from, to)).map_or(0, |l| l.active)
+    }
+
+    /// Cluster totals at the latest time seen.
+    pub fn totals(&self) -> Totals {
+        let c = &self.book.counts;
+        let ended = c.jobs_finished + c.jobs_failed;
+        Totals {
+            hosts_online: c.hosts_online,
+            total_slots: c.total_slots,
+            busy_slots: c.busy,
+            active: c.compiling + c.local_active,
+            pending: c.pending,
+            local_active: c.local_active,
+            jobs_finished: c.jobs_finished,
+            jobs_failed: c.jobs_failed,
+            local_jobs_finished: c.local_jobs_finished,
+            jobs_per_minute: self.rate.per_minute(self.clock_ms) as f64,
+            success_ratio: (ended > 0).then(|| c.jobs_finished as f64 / ended as f64),
+            unknown_jobs: c.unknown_jobs,
+            unknown_hosts: c.unknown_hosts,
+            invalid_messages: c.invalid_messages,
+        }
+    }
+
+    /// The scheduler connection.
+    pub fn scheduler(&self) -> &SchedulerStatus {
+        &self.scheduler
+    }
+
+    /// Messages applied since the state was made (all sessions).
+    pub fn messages(&self) -> u64 {
+        self.messages
+    }
+
+    /// The latest time seen, ms since the epoch.
+    pub fn clock_ms(&self) -> u64 {
+        self.clock_ms
+    }
+
+    /// Finished jobs with history sequence number `from` or later, oldest first.
+    pub(crate) fn history_since(&self, from: u64) -> impl Iterator<Item = &Job> {
+        let first = self.history_pushed - self.history.len() as u64;
+        let skip = from.saturating_sub(first);
+        self.history
+            .iter()
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+    }
+
+    // ---- messages ----
+
+    fn host_stats(&mut self, id: u32, stats: &HostStats<'_>) {
+        if stats.offline {
+            if self.book.hosts.contains_key(&id) {
+                self.host_gone(id);
+            } else {
+                self.book.counts.unknown_hosts += 1;
+                self.book.changes.totals = true;
+            }
+            return;
+        }
+        if !self.book.hosts.contains_key(&id) && self.book.hosts.len() >= MAX_HOSTS {
+            self.book.counts.unknown_hosts += 1;
+            self.book.changes.totals = true;
+            return;
+        }
+        if let Entry::Vacant(slot) = self.book.hosts.entry(id) {
+            slot.insert(Host::new(id));
+            self.book.touch_host(id);
+            let (name, ip) = (stats.name.unwrap_or(b""), stats.ip.unwrap_or(b""));
+            self.forget_offline_twins(id, name, ip);
+            self.book.counts.hosts_online += 1;
+            self.book.changes.totals = true;
+        }
+        self.book.set_online(id, true);
+        let gen = self.book.gen;
+        let Some(h) = self.book.hosts.get_mut(&id) else {
+            return;
+        };
+        let old_slots = u64::from(h.max_jobs);
+        if h.update(stats) {
+            let new_slots = u64::from(h.max_jobs);
+            if h.gen != gen {
+                h.gen = gen;
+                self.book.changes.hosts.push(id);
+            }
+            let c = &mut self.book.counts;
+            c.total_slots = (c.total_slots + new_slots).saturating_sub(old_slots);
+            self.book.changes.totals |= new_slots != old_slots;
+        }
+    }
+
+    /// A daemon that logs in again gets a new id: drop its old offline entry.
+    fn forget_offline_twins(&mut self, id: u32, name: &[u8], ip: &[u8]) {
+        if self.offline.is_empty() {
+            return;
+        }
+        let twins: Vec<u32> = self
+            .book
+            .hosts
+            .values()
+            .filter(|h| {
+                h.id != id && !h.online && h.name.as_bytes() == name && h.ip.as_bytes() == ip
+            })
+            .map(|h| h.id)
+            .collect();
+        for twin in twins {
+            self.remove_host(twin);
+        }
+    }
+
+    /// Drops a host. Jobs that still name it (only odd streams start jobs
+    /// on an offline host) are counted again without it.
+    fn remove_host(&mut self, id: u32) {
+        let naming: Vec<u32> = self
+            .jobs
+            .values()
+            .filter(|j| j.client == Some(id) || j.server == Some(id))
+            .map(|j| j.id)
+            .collect();
+        for job_id in &naming {
+            if let Some(job) = self.jobs.get_mut(job_id) {
+                self.book.leave(job);
+            }
+        }
+        if let Some(h) = self.book.hosts.remove(&id) {
+            if h.online {
+                let c = &mut self.book.counts;
+                c.hosts_online = c.hosts_online.saturating_sub(1);
+                c.total_slots = c.total_slots.saturating_sub(u64::from(h.max_jobs));
+            }
+        }
+        self.book.changes.hosts.push(id);
+        self.book.changes.repeats = true;
+        for job_id in &naming {
+            if let Some(job) = self.jobs.get_mut(job_id) {
+                self.book.enter(job);
+            }
+        }
+    }
+
+    /// The host left: it goes offline and every job on it or from it ends,
+    /// as the scheduler ends them (exit code 255 for remote jobs).
+    fn host_gone(&mut self, id: u32) {
+        let mut ending: Vec<u32> = self
+            .jobs
+            .values()
+            .filter(|j| j.server == Some(id) || j.client == Some(id))
+            .map(|j| j.id)
+            .collect();
+        ending.sort_unstable();
+        for job_id in ending {
+            let Some(job) = self.jobs.remove(&job_id) else {
+                continue;
+            };
+            let end = if job.state == JobState::Local {
+                End::LocalDone
+            } else {
+                if self.ended_early.len() >= ENDED_EARLY_LIMIT {
+                    self.ended_early.clear();
+                }
+                self.ended_early.insert(job_id);
+                End::HostGone
+            };
+            self.finish(job, end);
+        }
+        if self.book.hosts.get(&id).is_some_and(|h| h.online) {
+            self.book.set_online(id, false);
+            self.offline.push_back(id);
+        }
+        while self.offline.len() > OFFLINE_HOST_LIMIT {
+            if let Some(old) = self.offline.pop_front() {
+                if self.book.hosts.get(&old).is_some_and(|h| !h.online) {
+                    self.remove_host(old);
+                }
+            }
+        }
+    }
+
+    fn job_requested(&mut self, id: u32, client: u32, file: &[u8], lang: Language) {
+        let mut job = Job::new(id, JobState::Waiting, self.clock_ms);
+        job.file = self.file_name(file);
+        job.lang = Some(lang);
+        job.client = Some(client);
+        match self.book.touch_host(client) {
+            Some(h) => h.submitted += 1,
+            None => self.book.counts.unknown_hosts += 1,
+        }
+        self.book.enter(&mut job);
+        self.start(job);
+    }
+
+    /// `file` as text, in a recycled buffer when there is one.
+    fn file_name(&mut self, file: &[u8]) -> String {
+        let mut name = self.spare_files.pop().unwrap_or_default();
+        name.clear();
+        match std::str::from_utf8(file) {
+            Ok(t) => name.push_str(t),
+            Err(_) => name.push_str(&String::from_utf8_lossy(file)),
+        }
+        name
+    }
+
+    /// Files a new active job; one already under its id (the scheduler
+    /// never reuses an id within a session) ends with an unknown outcome.
+    fn start(&mut self, job: Job) {
+        if let Some(old) = self.jobs.insert(job.id, job) {
+            self.book.counts.unknown_jobs += 1;
+            self.book.changes.repeats = true;
+            self.finish(old, End::Lost);
+        }
+        if self.jobs.len() > MAX_ACTIVE_JOBS {
+            let mut ids: Vec<u32> = self.jobs.keys().copied().collect();
+            let cut = ids.len() / 8;
+            ids.select_nth_unstable(cut);
+            ids.truncate(cut);
+            ids.sort_unstable();
+            for id in ids {
+                if let Some(job) = self.jobs.remove(&id) {
+                    self.finish(job, End::Lost);
+                }
+            }
+        }
+    }
+
+    fn job_begun(&mut self, id: u32, server: u32) {
+        let now = self.clock_ms;
+        let job = match self.jobs.get_mut(&id) {
+            Some(job) => {
+                self.book.leave(job);
+                job
+            }
+            None => {
+                self.book.counts.unknown_jobs += 1;
+                self.jobs
+                    .entry(id)
+                    .or_insert_with(|| Job::new(id, JobState::Compiling, now))
+            }
+        };
+        job.state = JobState::Compiling;
+        job.server = Some(server);
+        job.start_ms = now;
+        self.book.enter(job);
+        if !job.raised.server_active {
+            self.book.counts.unknown_hosts += 1;
+        }
+    }
+
+    fn job_done(&mut self, done: &JobDone) {
+        let Some(job) = self.jobs.remove(&done.job_id) else {
+            if !self.ended_early.remove(&done.job_id) {
+                self.book.counts.unknown_jobs += 1;
+                self.book.changes.totals = true;
+            }
+            return;
+        };
+        let end = if job.state == JobState::Local {
+            End::LocalDone
+        } else {
+            End::Done(done.exit_code_signed(), Some(JobStats::from(done)))
+        };
+        self.finish(job, end);
+    }
+
+    fn local_job_begun(&mut self, id: u32, host: u32, file: &[u8]) {
+        let mut job = Job::new(id, JobState::Local, self.clock_ms);
+        job.file = self.file_name(file);
+        job.client = Some(host);
+        job.server = Some(host);
+        match self.book.touch_host(host) {
+            Some(h) => h.local_jobs += 1,
+            None => self.book.counts.unknown_hosts += 1,
+        }
+        self.book.enter(&mut job);
+        self.start(job);
+    }
+
+    fn local_job_done(&mut self, id: u32) {
+        match self.jobs.remove(&id) {
+            Some(job) => self.finish(job, End::LocalDone),
+            None => {
+                self.book.counts.unknown_jobs += 1;
+                self.book.changes.totals = true;
+            }
+        }
+    }
+
+    /// Ends a job taken out of the active table and files it in the history.
+    fn finish(&mut self, mut job: Job, end: End) {
+        self.book.leave(&mut job);
+        let now = self.clock_ms;
+        job.end_ms = Some(now);
+        let counted = !matches!(end, End::Lost);
+        match end {
+            End::HostGone => {
+                job.state = JobState::Failed;
+                job.exit_code = Some(EXIT_CODE_HOST_GONE as i32);
+                self.book.counts.jobs_failed += 1;
+                if let Some(h) = job.client.and_then(|id| self.book.touch_host(id)) {
+                    h.failed += 1;
+                }
+            }
+            End::Done(exit, stats) => {
+                job.state = if exit == 0 {
+                    JobState::Finished
+                } else {
+                    JobState::Failed
+                };
+                job.exit_code = Some(exit);
+                job.stats = stats;
+                let c = &mut self.book.counts;
+                if exit == 0 {
+                    c.jobs_finished += 1;
+                } else {
+                    c.jobs_failed += 1;
+                }
+                if let Some(server) = job.server {
+                    if let Some(h) = self.book.touch_host(server) {
+                        h.compiled += 1;
+                        if job.client == Some(server) {
+                            h.compiled_own += 1;
+                        }
+                    }
+                }
+                if exit != 0 {
+                    if let Some(h) = job.client.and_then(|id| self.book.touch_host(id)) {
+                        h.failed += 1;
+                    }
+                }
+            }
+            End::LocalDone => {
+                job.state = JobState::LocalFinished;
+                self.book.counts.local_jobs_finished += 1;
+            }
+            End::Lost => {
+                job.state = if job.state == JobState::Local {
+                    JobState::LocalFinished
+                } else {
+                    JobState::Failed
+                };
+            }
+        }
+        if counted {
+            self.rate.add(now);
+        }
+        if self.book.changes.done_from.is_none() {
+            self.book.changes.done_from = Some(self.history_pushed);
+        }
+        if self.history.len() >= self.history_limit {
+            if let Some(old) = self.history.pop_front() {
+                if self.spare_files.len() < SPARE_FILES && old.file.capacity() <= SPARE_FILE_BYTES {
+                    self.spare_files.push(old.file);
+                }
+            }
+        }
+        self.history.push_back(job);
+        self.history_pushed += 1;
+    }
+
+    /// Ends every active job with an unknown outcome.
+    fn end_all(&mut self) {
+        let mut ids: Vec<u32> = self.jobs.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            if let Some(job) = self.jobs.remove(&id) {
+                self.finish(job, End::Lost);
+            }
+        }
+    }
+
+    /// Recounts everything from the tables and panics where the running
+    /// counters disagree (for tests of the bookkeeping).
+    #[doc(hidden)]
+    pub fn check_invariants(&self) {
+        let mut pending = std::collections::HashMap::new();
+        let mut active = std::collections::HashMap::new();
+        let mut links = std::collections::HashMap::new();
+        let (mut waiting, mut compiling, mut local, mut busy) = (0u64, 0u64, 0u64, 0u64);
+        for j in self.jobs.values() {
+            assert!(j.state.is_active(), "job {} is {:?}", j.id, j.state);
+            match j.state {
+                JobState::Waiting => waiting += 1,
+                JobState::Compiling => compiling += 1,
+                _ => local += 1,
+            }
+            if j.raised.client_pending {
+                *pending.entry(j.client).or_insert(0u32) += 1;
+            }
+            if j.raised.server_active {
+                *active.entry(j.server).or_insert(0u32) += 1;
+                busy += 1;
+            }
+            if j.raised.link {
+                *links.entry((j.client, j.server)).or_insert(0u32) += 1;
+            }
+        }
+        let c = &self.book.counts;
+        assert_eq!(
+            (c.pending, c.compiling, c.local_active, c.busy),
+            (waiting, compiling, local, busy)
+        );
+        let (mut online, mut slots) = (0u32, 0u64);
+        for h in self.book.hosts.values() {
+            assert_eq!(h.pending, pending.get(&Some(h.id)).copied().unwrap_or(0));
+            assert_eq!(h.active, active.get(&Some(h.id)).copied().unwrap_or(0));
+            if h.online {
+                online += 1;
+                slots += u64::from(h.max_jobs);
+            }
+        }
+        assert_eq!((c.hosts_online, c.total_slots), (online, slots));
+        for (&(from, to), l) in &self.book.links {
+            let n = links.get(&(Some(from), Some(to))).copied().unwrap_or(0);
+            assert_eq!(l.active, n, "link {from}->{to}");
+        }
+        assert!(self.history.len() <= self.history_limit);
+        assert!(self.book.hosts.values().filter(|h| !h.online).count() <= OFFLINE_HOST_LIMIT);
+    }
+}

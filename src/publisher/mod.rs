@@ -1,0 +1,94 @@
+//! Publishers: what people look at, made from the monitor's state.
+//!
+//! - [`server`]: axum routes: the page `GET /` (with d3 embedded in the
+//!   binary), `GET /ws`, `GET /api/v1/{snapshot,hosts,jobs}`, `GET /metrics`,
+//!   `GET /healthz`; the token and the WebSocket origin check
+//!   (`docs/http.md`).
+//! - [`websocket`]: the fan-out. One task coalesces the reading task's
+//!   change signals, renders each diff once and broadcasts the same text to
+//!   every client; clients that fall behind get a fresh snapshot
+//!   (`docs/websocket.md`).
+//! - [`json`]: pure functions from state to JSON text.
+//! - [`metrics`]: the Prometheus exposition, read from the state at scrape.
+//!
+//! ```no_run
+//! use icewatch::monitor::{SharedState, State, StateOptions};
+//! use icewatch::publisher::{serve, ServeOptions};
+//! use std::sync::{Arc, Mutex};
+//!
+//! # async fn demo() -> anyhow::Result<()> {
+//! let state: SharedState = Arc::new(Mutex::new(State::new(StateOptions::default())));
+//! let changed = Arc::new(tokio::sync::Notify::new());
+//! // ... spawn icewatch::monitor::run(opts, state.clone(), changed.clone(), shutdown) ...
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! serve(listener, state, changed, ServeOptions::default(), std::future::pending()).await
+//! # }
+//! ```
+
+pub mod json;
+pub mod metrics;
+pub mod server;
+pub mod websocket;
+
+pub use server::router;
+pub use websocket::{serve_client, Hub, HubOptions, Render};
+
+use crate::monitor::SharedState;
+use anyhow::Context;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// How the page and APIs are served.
+#[derive(Clone, Debug, Default)]
+pub struct ServeOptions {
+    /// Required on every route but `/healthz` when set.
+    pub token: Option<String>,
+    /// Fan-out tuning: coalescing period (`--coalesce-ms`), client queue.
+    pub hub: HubOptions,
+}
+
+impl ServeOptions {
+    /// Options with this coalescing period.
+    pub fn coalesce(mut self, period: Duration) -> Self {
+        self.hub.coalesce = period;
+        self
+    }
+
+    /// Options with this token.
+    pub fn token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+}
+
+/// Serves the page, the WebSocket and the APIs on `listener` until
+/// `shutdown` resolves, publishing `state` each time the reading task
+/// notifies `changed` (`changed` must have no other waiter).
+pub async fn serve(
+    listener: TcpListener,
+    state: SharedState,
+    changed: Arc<Notify>,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let address = listener.local_addr().ok();
+    let hub = Hub::new(state, opts.hub);
+    let app = router(hub.clone(), opts.token);
+    let publishing = tokio::spawn(hub.clone().run(changed));
+    let closing = hub.clone();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            closing.close();
+        })
+        .await;
+    hub.close();
+    publishing.await.context("the publishing task failed")?;
+    served.with_context(|| match address {
+        Some(a) => format!("serving HTTP on {a}"),
+        None => "serving HTTP".to_owned(),
+    })
+}

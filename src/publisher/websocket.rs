@@ -1,0 +1,282 @@
+//! WebSocket fan-out: one JSON text per change, shared by every client.
+//!
+//! The [`Hub`] owns the sequence number and a bounded
+//! [`broadcast`](tokio::sync::broadcast) channel of already-serialised
+//! messages. [`Hub::run`] is the one publishing task: it wakes when the
+//! reading task signals a change, waits out the coalescing period, and under
+//! the state lock takes the changes, renders one `diff` and sends that same
+//! text to every client. [`serve_client`] feeds one client: a `snapshot`
+//! rendered under the same lock as its subscription (so no diff falls in
+//! between), then the diffs as they come. A client that falls behind the
+//! bounded channel gets a fresh snapshot instead of the diffs it missed; a
+//! client whose socket stays blocked past a timeout is dropped. Nothing is
+//! buffered per client beyond its socket, and nobody waits for a slow client.
+//!
+//! The contract with the page is `docs/websocket.md`.
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use tokio::sync::{broadcast, watch, Notify};
+use tokio::time::{sleep_until, timeout, Instant};
+
+/// A state that can be published: the whole of it, and what changed since
+/// the last call. [`State`](crate::monitor::State) implements it (in
+/// `json.rs`); tests may publish anything else.
+pub trait Render: Send + 'static {
+    /// The whole state as a `snapshot` message with sequence number `seq`.
+    fn snapshot_message(&self, seq: u64) -> String;
+    /// Takes the changes since the last call and renders them as a `diff`
+    /// message with sequence number `seq`, or `None` if nothing changed.
+    fn diff_message(&mut self, seq: u64) -> Option<String>;
+    /// Forgets the changes since the last call (nobody is listening).
+    fn discard_changes(&mut self);
+}
+
+/// Tuning of the fan-out.
+#[derive(Clone, Debug)]
+pub struct HubOptions {
+    /// At most one diff per this period.
+    pub coalesce: Duration,
+    /// Diffs a client may fall behind before it gets a fresh snapshot.
+    pub queue: usize,
+    /// A client whose socket accepts nothing for this long is dropped.
+    pub client_timeout: Duration,
+}
+
+impl Default for HubOptions {
+    fn default() -> Self {
+        HubOptions {
+            coalesce: Duration::from_millis(100),
+            queue: 64,
+            client_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Counters of the fan-out, for `/metrics` and for tests.
+#[derive(Debug, Default)]
+pub struct HubStats {
+    /// Clients connected now.
+    pub clients: AtomicU64,
+    /// Diffs rendered and broadcast.
+    pub diffs: AtomicU64,
+    /// Snapshots sent (first ones and resyncs).
+    pub snapshots: AtomicU64,
+    /// Snapshots sent because a client fell behind.
+    pub resyncs: AtomicU64,
+    /// Clients dropped because their socket stayed blocked.
+    pub timeouts: AtomicU64,
+    /// Bytes of messages handed to client sockets.
+    pub bytes_sent: AtomicU64,
+}
+
+/// The fan-out of one shared state to every WebSocket client.
+pub struct Hub<S> {
+    state: Arc<Mutex<S>>,
+    /// Sequence number of the last diff; changed only under the state lock.
+    seq: AtomicU64,
+    tx: broadcast::Sender<Utf8Bytes>,
+    closing: watch::Sender<bool>,
+    opts: HubOptions,
+    stats: HubStats,
+}
+
+impl<S: Render> Hub<S> {
+    /// A hub publishing `state`.
+    pub fn new(state: Arc<Mutex<S>>, opts: HubOptions) -> Arc<Hub<S>> {
+        let (tx, _) = broadcast::channel(opts.queue.max(1));
+        Arc::new(Hub {
+            state,
+            seq: AtomicU64::new(0),
+            tx,
+            closing: watch::channel(false).0,
+            opts,
+            stats: HubStats::default(),
+        })
+    }
+
+    /// The published state (lock it briefly, never across an `.await`).
+    pub fn state(&self) -> MutexGuard<'_, S> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The fan-out's counters.
+    pub fn stats(&self) -> &HubStats {
+        &self.stats
+    }
+
+    /// The sequence number of the last diff sent.
+    pub fn seq(&self) -> u64 {
+        let _guard = self.state();
+        self.seq.load(Relaxed)
+    }
+
+    /// Sends what changed since the last flush as one diff, if anyone
+    /// listens. Call it with the state locked (`state` is the guard).
+    fn flush(&self, state: &mut S) {
+        if self.tx.receiver_count() == 0 {
+            state.discard_changes();
+            return;
+        }
+        let seq = self.seq.load(Relaxed) + 1;
+        if let Some(text) = state.diff_message(seq) {
+            self.seq.store(seq, Relaxed);
+            self.stats.diffs.fetch_add(1, Relaxed);
+            // Receivers may all have gone since the check: nothing to do then.
+            let _ = self.tx.send(Utf8Bytes::from(text));
+        }
+    }
+
+    /// Publishes pending changes now (outside the coalescing rhythm).
+    pub fn flush_now(&self) {
+        self.flush(&mut self.state());
+    }
+
+    /// A snapshot and the subscription that continues it without a gap:
+    /// pending changes go out first as a diff to the other clients, so the
+    /// snapshot is exactly the state after diff `seq`.
+    pub fn subscribe(&self) -> (Utf8Bytes, broadcast::Receiver<Utf8Bytes>) {
+        let mut state = self.state();
+        self.flush(&mut state);
+        let text = state.snapshot_message(self.seq.load(Relaxed));
+        let rx = self.tx.subscribe();
+        drop(state);
+        self.stats.snapshots.fetch_add(1, Relaxed);
+        (Utf8Bytes::from(text), rx)
+    }
+
+    /// The whole state as a `snapshot` message, after publishing pending
+    /// changes (for clients that poll instead of subscribing).
+    pub fn snapshot(&self) -> String {
+        let mut state = self.state();
+        self.flush(&mut state);
+        state.snapshot_message(self.seq.load(Relaxed))
+    }
+
+    /// The publishing task: after each signal on `changed`, at most one diff
+    /// per coalescing period, until [`Hub::close`].
+    pub async fn run(self: Arc<Self>, changed: Arc<Notify>) {
+        let mut closing = self.closing.subscribe();
+        let mut last = None::<Instant>;
+        loop {
+            tokio::select! {
+                biased;
+                () = closed(&mut closing) => return,
+                () = changed.notified() => {}
+            }
+            if let Some(last) = last {
+                tokio::select! {
+                    biased;
+                    () = closed(&mut closing) => return,
+                    () = sleep_until(last + self.opts.coalesce) => {}
+                }
+            }
+            self.flush_now();
+            last = Some(Instant::now());
+        }
+    }
+
+    /// Ends [`Hub::run`] and makes every client close its socket.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`Hub::close`] was called.
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut closing = self.closing.subscribe();
+        async move { closed(&mut closing).await }
+    }
+}
+
+/// Waits until `closing` turns true (or its hub is gone).
+async fn closed(closing: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns must not live across an await.
+    let _ = closing.wait_for(|c| *c).await;
+}
+
+/// Why a client's session ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientEnd {
+    /// The client closed, or its stream ended or failed.
+    Closed,
+    /// Sending to the client failed.
+    SendFailed,
+    /// The client's socket accepted nothing for the client timeout.
+    TimedOut,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// Feeds one client: a snapshot, then every diff, with a fresh snapshot
+/// whenever it falls behind. Generic over the socket's two halves so tests
+/// can drive it with channels; what the client sends is read (to answer
+/// pings and notice a close) and otherwise ignored.
+pub async fn serve_client<S, Si, St, E>(hub: Arc<Hub<S>>, mut sink: Si, mut stream: St) -> ClientEnd
+where
+    S: Render,
+    Si: Sink<Message> + Unpin,
+    St: Stream<Item = Result<Message, E>> + Unpin,
+{
+    let stats = &hub.stats;
+    let _connected = Connected::new(&stats.clients);
+    let mut closing = hub.closing.subscribe();
+    let (snapshot, mut rx) = hub.subscribe();
+    let mut outgoing = Some(snapshot);
+    let end = loop {
+        if let Some(text) = outgoing.take() {
+            let len = text.len() as u64;
+            match timeout(hub.opts.client_timeout, sink.send(Message::Text(text))).await {
+                Ok(Ok(())) => stats.bytes_sent.fetch_add(len, Relaxed),
+                Ok(Err(_)) => break ClientEnd::SendFailed,
+                Err(_) => {
+                    stats.timeouts.fetch_add(1, Relaxed);
+                    break ClientEnd::TimedOut;
+                }
+            };
+        }
+        tokio::select! {
+            biased;
+            () = closed(&mut closing) => {
+                let close = Message::Close(Some(CloseFrame { code: 1001, reason: "server shutting down".into() }));
+                let _ = timeout(Duration::from_secs(1), sink.send(close)).await;
+                break ClientEnd::Shutdown;
+            }
+            received = rx.recv() => match received {
+                Ok(text) => outgoing = Some(text),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let (snapshot, fresh) = hub.subscribe();
+                    rx = fresh;
+                    stats.resyncs.fetch_add(1, Relaxed);
+                    outgoing = Some(snapshot);
+                }
+                Err(broadcast::error::RecvError::Closed) => break ClientEnd::Shutdown,
+            },
+            incoming = stream.next() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break ClientEnd::Closed,
+                Some(Ok(_)) => {}
+            },
+        }
+    };
+    end
+}
+
+/// Counts a client as connected for as long as it lives (even if its task
+/// is cancelled).
+struct Connected<'a>(&'a AtomicU64);
+
+impl<'a> Connected<'a> {
+    fn new(clients: &'a AtomicU64) -> Self {
+        clients.fetch_add(1, Relaxed);
+        Connected(clients)
+    }
+}
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}

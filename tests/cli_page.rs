@@ -1,0 +1,226 @@
+//! The page-serving commands end to end: `demo`, `monitor` (against the demo
+//! running as a scheduler) and `replay`, read through the HTTP API and the
+//! WebSocket exactly as the page reads them. Waits are on messages, never
+//! on time.
+
+mod common;
+
+use common::{capture, Running, PATIENCE};
+use futures_util::StreamExt;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// The URL in the first stdout line (`open URL in a browser`).
+fn page_url(running: &Running) -> String {
+    let line = running.stdout_line();
+    line.split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string()
+}
+
+/// `http://HOST:PORT/?token=T` → (`HOST:PORT`, token).
+fn split_url(url: &str) -> (String, Option<String>) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, query) = rest.split_once('/').unwrap();
+    let token = query.strip_prefix("?token=").map(|t| t.to_string());
+    (host.to_string(), token)
+}
+
+/// A plain HTTP/1.1 GET: (status, body).
+fn get(host: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    s.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+/// Follows `/ws` (snapshot, then diffs) until `done` says the state it
+/// describes is reached; at most `limit` messages.
+async fn watch_until(
+    host: &str,
+    token: Option<&str>,
+    limit: usize,
+    mut done: impl FnMut(&Value) -> bool,
+) {
+    let url = match token {
+        Some(t) => format!("ws://{host}/ws?token={t}"),
+        None => format!("ws://{host}/ws"),
+    };
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("the WebSocket opens");
+    for _ in 0..limit {
+        let msg = tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("the stream goes on")
+            .expect("a good message");
+        if let WsMessage::Text(text) = msg {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if done(&v) {
+                return;
+            }
+        }
+    }
+    panic!("the state was not reached within {limit} messages");
+}
+
+/// Tracks the hosts a snapshot-then-diffs stream describes.
+#[derive(Default)]
+struct Hosts(std::collections::BTreeMap<u64, bool>);
+
+impl Hosts {
+    fn apply(&mut self, msg: &Value) {
+        if msg["type"] == "snapshot" {
+            self.0.clear();
+        }
+        for h in msg["hosts"].as_array().into_iter().flatten() {
+            self.0
+                .insert(h["id"].as_u64().unwrap(), h["online"] == true);
+        }
+        for id in msg["hosts_removed"].as_array().into_iter().flatten() {
+            self.0.remove(&id.as_u64().unwrap());
+        }
+    }
+
+    fn online(&self) -> usize {
+        self.0.values().filter(|o| **o).count()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_prints_its_url_at_once_and_serves_the_live_page() {
+    let mut demo = Running::start(&["demo", "--listen", "127.0.0.1:0", "--seed", "1"]);
+    let url = page_url(&demo);
+    let (host, token) = split_url(&url);
+    assert!(host.starts_with("127.0.0.1:"));
+    assert_eq!(token, None);
+    let (status, body) = get(&host, "/");
+    assert_eq!(status, 200);
+    assert!(body.contains("<html") || body.contains("<!DOCTYPE") || body.contains("<!doctype"));
+    assert_eq!(get(&host, "/healthz").0, 200);
+
+    let mut hosts = Hosts::default();
+    let mut jobs_seen = false;
+    watch_until(&host, None, 10_000, |msg| {
+        hosts.apply(msg);
+        jobs_seen |= msg["jobs"].as_array().is_some_and(|j| !j.is_empty());
+        hosts.online() == 12 && jobs_seen
+    })
+    .await;
+
+    let (status, body) = get(&host, "/api/v1/snapshot");
+    assert_eq!(status, 200);
+    let snapshot: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(snapshot["scheduler"]["online"], true);
+    demo.signal("INT");
+    assert!(demo.wait().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_guards_every_route_but_healthz_and_rides_in_the_url() {
+    let demo = Running::start(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--seed",
+        "2",
+        "--token",
+        "s3cret/+",
+    ]);
+    let url = page_url(&demo);
+    let (host, token) = split_url(&url);
+    assert_eq!(token.as_deref(), Some("s3cret%2F%2B"));
+    assert_eq!(get(&host, "/healthz").0, 200);
+    assert_eq!(get(&host, "/api/v1/snapshot").0, 401);
+    assert_eq!(get(&host, "/").0, 401);
+    let (status, _) = get(&host, &format!("/api/v1/snapshot?token={}", token.unwrap()));
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn monitor_connects_to_a_scheduler_and_serves_its_cluster() {
+    let scheduler = Running::start(&[
+        "demo",
+        "--as-scheduler",
+        "--port",
+        "0",
+        "--seed",
+        "3",
+        "--hosts",
+        "7",
+    ]);
+    let addr = scheduler.scheduler_addr();
+    let mut monitor = Running::start(&["monitor", &addr.to_string(), "--listen", "127.0.0.1:0"]);
+    let (host, _) = split_url(&page_url(&monitor));
+    let mut hosts = Hosts::default();
+    watch_until(&host, None, 10_000, |msg| {
+        hosts.apply(msg);
+        hosts.online() == 7
+    })
+    .await;
+    let (_, body) = get(&host, "/api/v1/snapshot");
+    let snapshot: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(snapshot["scheduler"]["protocol"], 44);
+    monitor.signal("INT");
+    assert!(monitor.wait().success());
+}
+
+#[test]
+fn monitor_with_no_scheduler_there_says_so_in_one_line_and_exits() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let mut monitor = Running::start(&["monitor", &addr.to_string(), "--listen", "127.0.0.1:0"]);
+    let status = monitor.wait();
+    assert_eq!(status.code(), Some(1));
+    let stderr = monitor.rest_of_stderr();
+    let last = stderr.last().unwrap();
+    assert!(
+        last.starts_with("error: cannot connect to scheduler"),
+        "{last}"
+    );
+    assert!(
+        last.contains("is the icecream scheduler running there"),
+        "{last}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_serves_the_page_of_a_capture_up_to_its_final_state() {
+    let path = capture(43);
+    let replay = Running::start(&[
+        "replay",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--speed",
+        "0",
+    ]);
+    let (host, _) = split_url(&page_url(&replay));
+    // The capture: 42 remote jobs, one failed; two local jobs.
+    watch_until(&host, None, 10_000, |msg| {
+        let t = &msg["totals"];
+        t["jobs_finished"] == 41 && t["jobs_failed"] == 1 && t["local_jobs_finished"] == 2
+    })
+    .await;
+}

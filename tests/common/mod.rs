@@ -1,0 +1,234 @@
+//! Helpers shared by the command-line tests: a running `icewatch` process
+//! read line by line, and a minimal monitor that logs in to a scheduler.
+//! Every wait is bounded by a read timeout, never by a sleep.
+#![allow(dead_code)]
+
+use bytes::BytesMut;
+use icewatch::protocol::frame::{parse_frame, FrameError, MAX_MSG_SIZE};
+use icewatch::protocol::handshake::handshake_blocking;
+use icewatch::protocol::{Message, MsgType};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long any single step of a test may take before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The binary under test.
+pub fn icewatch() -> Command {
+    Command::new(assert_cmd::cargo::cargo_bin!("icewatch"))
+}
+
+/// A test capture from `tests/data`.
+pub fn capture(version: u32) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(format!("basic.v{version}.bin"))
+}
+
+/// A fresh directory for this test's files.
+pub fn scratch_dir(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// An `icewatch` process whose stdout and stderr are read line by line;
+/// killed if the test ends early.
+pub struct Running {
+    child: Option<Child>,
+    stdout: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+}
+
+fn lines<R: Read + Send + 'static>(r: R) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+impl Running {
+    /// Starts `icewatch ARGS`.
+    pub fn start(args: &[&str]) -> Running {
+        let mut child = icewatch()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("icewatch starts");
+        let out: ChildStdout = child.stdout.take().unwrap();
+        let err: ChildStderr = child.stderr.take().unwrap();
+        Running {
+            child: Some(child),
+            stdout: lines(out),
+            stderr: lines(err),
+        }
+    }
+
+    /// The next line on stdout.
+    pub fn stdout_line(&self) -> String {
+        self.stdout
+            .recv_timeout(PATIENCE)
+            .expect("a line on stdout in time")
+    }
+
+    /// Reads stderr until a line contains `needle`; returns that line.
+    pub fn stderr_until(&self, mut found: impl FnMut(&str) -> bool) -> String {
+        loop {
+            let line = self
+                .stderr
+                .recv_timeout(PATIENCE)
+                .expect("the awaited line on stderr in time");
+            if found(&line) {
+                return line;
+            }
+        }
+    }
+
+    /// The address in the first stdout line (`... listening on IP:PORT`).
+    pub fn scheduler_addr(&self) -> SocketAddr {
+        let line = self.stdout_line();
+        let addr = line
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        addr
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Sends a signal (`INT`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the exit, bounded: a process still running after
+    /// [`PATIENCE`] is killed and the test fails.
+    pub fn wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("still running");
+        let pid = child.id();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match rx.recv_timeout(PATIENCE) {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(pid.to_string())
+                    .status();
+                panic!("icewatch did not exit");
+            }
+        }
+    }
+
+    /// Everything left on stderr after the exit.
+    pub fn rest_of_stderr(&self) -> Vec<String> {
+        self.stderr.iter().collect()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A minimal monitor: the client handshake, MON_LOGIN, then whole frames.
+pub struct Monitor {
+    stream: TcpStream,
+    buf: BytesMut,
+    /// The agreed protocol version.
+    pub version: u32,
+}
+
+impl Monitor {
+    /// Connects to a scheduler at `addr` offering `offer`.
+    pub fn connect(addr: SocketAddr, offer: u32) -> Monitor {
+        let mut stream = TcpStream::connect(addr).expect("the scheduler accepts");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let version = handshake_blocking(&mut stream, offer).expect("handshake");
+        let mut login = BytesMut::new();
+        Message::MonLogin.encode(version, &mut login);
+        stream.write_all(&login).unwrap();
+        Monitor {
+            stream,
+            buf: BytesMut::new(),
+            version,
+        }
+    }
+
+    /// The next whole frame, or `None` when the scheduler closed.
+    pub fn frame(&mut self) -> Option<BytesMut> {
+        loop {
+            match parse_frame(&self.buf, MAX_MSG_SIZE) {
+                Ok((rest, _)) => {
+                    let used = self.buf.len() - rest.len();
+                    return Some(self.buf.split_to(used));
+                }
+                Err(FrameError::Incomplete { .. }) => {}
+                Err(e) => panic!("bad frame from the scheduler: {e}"),
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .expect("data from the scheduler in time");
+            if n == 0 {
+                assert!(self.buf.is_empty(), "closed in the middle of a frame");
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The type of a frame, checking that it decodes at the agreed version
+    /// into a known message.
+    pub fn check(&self, frame: &[u8]) -> MsgType {
+        let (_, raw) = parse_frame(frame, MAX_MSG_SIZE).unwrap();
+        let msg = Message::decode(raw.ty, raw.body, self.version)
+            .unwrap_or_else(|e| panic!("invalid message from the scheduler: {e}"));
+        assert!(
+            !matches!(msg, Message::Unknown { .. }),
+            "unknown message type {}",
+            raw.ty
+        );
+        raw.ty
+    }
+}
+
+/// The message types in NDJSON output, counted.
+pub fn type_counts(ndjson: &str) -> std::collections::BTreeMap<String, u32> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in ndjson.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
+        let ty = v["type"].as_str().expect("a type").to_string();
+        *counts.entry(ty).or_insert(0) += 1;
+    }
+    counts
+}

@@ -1,0 +1,303 @@
+//! Everything a scheduler connection can do wrong, played by a scripted fake
+//! scheduler over real TCP on 127.0.0.1, with tokio's clock paused so that
+//! timeouts and backoff take no real time: a close inside a frame, a length
+//! above the limit, unknown types and undecodable bodies, garbage and
+//! stalled handshakes, END, a reset, silence (of a hung scheduler, and of
+//! a merely quiet one). Each time: no panic, no hang, and after the
+//! reconnect exactly the new session's hosts. (Backoff and logging are in
+//! `monitor_logging.rs`.)
+//!
+//! Every script after the last repeats the last one, a working scheduler,
+//! so assertions hold even if a loaded machine makes the client retry more.
+
+mod support;
+
+use icewatch::monitor::{lock_state, ConnectOptions, Target};
+use icewatch::protocol::{Message, MsgType};
+use std::time::Duration;
+use support::*;
+
+/// The working session's hosts, and only them, once it is up; then stop.
+async fn recovers(mut m: Monitor) {
+    m.until("the working session", |st| {
+        st.scheduler().online && st.hosts().count() == 2
+    })
+    .await;
+    {
+        let st = lock_state(&m.state);
+        st.check_invariants();
+        let mut hosts: Vec<_> = st.hosts().map(|h| (h.id, h.online)).collect();
+        hosts.sort();
+        assert_eq!(
+            hosts,
+            [(21, true), (22, true)],
+            "no ghost of the failed session"
+        );
+        let t = st.totals();
+        assert_eq!((t.hosts_online, t.total_slots, t.active), (2, 5, 0));
+        assert!(st.scheduler().error.is_none());
+    }
+    m.stop().await;
+}
+
+fn working() -> Script {
+    vec![
+        Step::Handshake(43),
+        Step::Send(concat(&[
+            host(21, "good1", 2, false),
+            host(22, "good2", 3, true),
+        ])),
+        Step::Hold,
+    ]
+}
+
+fn early_host() -> Vec<u8> {
+    host(1, "early", 4, false)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_close_inside_a_frame_ends_the_session_and_the_next_one_starts_clean() {
+    let cut = host(2, "cut", 1, false);
+    let m = Monitor::start(vec![
+        vec![
+            Step::Handshake(43),
+            Step::Send(concat(&[early_host(), cut[..cut.len() / 2].to_vec()])),
+            Step::Close,
+        ],
+        working(),
+    ])
+    .await;
+    let error = m.until_lost("in the middle of a frame").await;
+    assert!(error.starts_with("scheduler 127.0.0.1:"), "{error}");
+    {
+        let st = lock_state(&m.state);
+        let hosts: Vec<_> = st.hosts().map(|h| (h.id, h.online)).collect();
+        assert_eq!(
+            hosts,
+            [(1, false)],
+            "the whole frame applied, shown offline"
+        );
+    }
+    recovers(m).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_length_above_the_limit_ends_the_session_without_waiting_for_the_body() {
+    let mut huge = (1u32 << 20).wrapping_add(1).to_be_bytes().to_vec();
+    huge.extend_from_slice(&MsgType::MON_STATS.0.to_be_bytes());
+    let mut m = Monitor::start(vec![
+        vec![
+            Step::Handshake(43),
+            Step::Send(concat(&[early_host(), huge])),
+            Step::Hold,
+        ],
+        working(),
+    ])
+    .await;
+    let error = m.until_lost("exceeds the maximum").await;
+    assert!(error.contains("frame length 1048577"), "{error}");
+    // The scheduler never sent the body: the client closed on the length.
+    m.event(Event::ClientClosed(0)).await;
+    recovers(m).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_types_and_undecodable_bodies_are_skipped_and_the_session_goes_on() {
+    let unknown = frame(
+        &Message::Unknown {
+            ty: MsgType(0x99),
+            body: b"from a newer scheduler",
+        },
+        43,
+    );
+    let mut short_begin = 10u32.to_be_bytes().to_vec();
+    short_begin.extend_from_slice(&MsgType::MON_JOB_BEGIN.0.to_be_bytes());
+    short_begin.extend_from_slice(&[0, 0, 0, 1, 0, 0]);
+    let m = Monitor::start(vec![vec![
+        Step::Handshake(43),
+        Step::Send(concat(&[unknown, short_begin, host(21, "good1", 2, false)])),
+        Step::Send(host(22, "good2", 3, true)),
+        Step::Hold,
+    ]])
+    .await;
+    // good2 comes after the odd frames: the session went on past them.
+    m.until("both hosts", |st| st.hosts().count() == 2).await;
+    {
+        let st = lock_state(&m.state);
+        let t = st.totals();
+        assert_eq!((t.invalid_messages, t.unknown_jobs), (1, 0));
+    }
+    recovers(m).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_garbage_or_too_old_handshake_is_refused_and_retried() {
+    let mut m = Monitor::start(vec![
+        vec![
+            Step::Send(b"HTTP/1.0 400 Bad Request\r\n\r\n".to_vec()),
+            Step::Hold,
+        ],
+        vec![Step::Send(20u32.to_le_bytes().to_vec()), Step::Hold],
+        working(),
+    ])
+    .await;
+    let error = m.until_lost("not an icecream protocol version").await;
+    assert!(error.starts_with("scheduler 127.0.0.1:"), "{error}");
+    m.event(Event::ClientClosed(0)).await;
+    m.until_lost("older than the oldest supported").await;
+    m.event(Event::ClientClosed(1)).await;
+    recovers(m).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_handshake_times_out_closes_and_is_retried() {
+    let mut m = Monitor::start(vec![
+        vec![Step::Hold],
+        vec![Step::Send(43u32.to_le_bytes().to_vec()), Step::Hold],
+        working(),
+    ])
+    .await;
+    let accepted = m.event(Event::Accepted(0)).await;
+    let closed = m.event(Event::ClientClosed(0)).await;
+    assert!(closed - accepted >= HANDSHAKE_TIMEOUT);
+    m.until_lost("handshake timed out after 5s").await;
+    // Half a handshake (the version word, never the confirmation) too.
+    let accepted = m.event(Event::Accepted(1)).await;
+    let closed = m.event(Event::ClientClosed(1)).await;
+    assert!(closed - accepted >= HANDSHAKE_TIMEOUT);
+    recovers(m).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scheduler_that_answers_the_handshake_late_like_an_idle_one_is_waited_for() {
+    let sched = FakeScheduler::start(vec![vec![
+        Step::Wait(Duration::from_secs(35)),
+        Step::Handshake(43),
+        Step::Send(concat(&[
+            host(21, "good1", 2, false),
+            host(22, "good2", 3, true),
+        ])),
+        Step::Hold,
+    ]])
+    .await;
+    let opts = ConnectOptions::new(Target::Address {
+        host: "127.0.0.1".into(),
+        port: sched.port(),
+    });
+    let mut m = Monitor::start_with(sched, opts).await;
+    // The very first connection got through: no attempt was given up.
+    m.event(Event::LoggedIn(0, 43)).await;
+    recovers(m).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn end_from_the_scheduler_ends_the_session_at_once_and_nothing_after_it_counts() {
+    let mut m = Monitor::start(vec![
+        vec![
+            Step::Handshake(43),
+            Step::Send(concat(&[
+                early_host(),
+                end(),
+                host(2, "after-end", 1, false),
+            ])),
+            Step::Hold,
+        ],
+        working(),
+    ])
+    .await;
+    m.until_lost("going away (it sent END)").await;
+    {
+        let st = lock_state(&m.state);
+        let hosts: Vec<_> = st.hosts().map(|h| h.id).collect();
+        assert_eq!(hosts, [1]);
+    }
+    m.event(Event::ClientClosed(0)).await;
+    recovers(m).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reset_connection_is_reported_and_retried() {
+    let m = Monitor::start(vec![
+        vec![Step::Handshake(43), Step::Send(early_host()), Step::Reset],
+        working(),
+    ])
+    .await;
+    m.until("the loss", |st| {
+        !st.scheduler().online && st.scheduler().error.is_some()
+    })
+    .await;
+    let error = lock_state(&m.state).scheduler().error.clone().unwrap();
+    assert!(
+        error.contains("reset") || error.contains("closed the connection"),
+        "{error}"
+    );
+    recovers(m).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_scheduler_that_no_longer_answers_is_dropped() {
+    let mut m = Monitor::start(vec![
+        vec![Step::Handshake(43), Step::Send(early_host()), Step::Hold],
+        // The check connection: the scheduler is hung, it never answers.
+        vec![Step::Hold],
+        working(),
+    ])
+    .await;
+    let logged_in = m.event(Event::LoggedIn(0, 43)).await;
+    let checked = m.event(Event::Accepted(1)).await;
+    assert!(checked - logged_in >= IDLE_TIMEOUT);
+    let closed = m.event(Event::ClientClosed(0)).await;
+    assert!(closed - checked >= HANDSHAKE_TIMEOUT);
+    let error = m
+        .until_lost("sent nothing for 30s and no longer answers")
+        .await;
+    assert!(error.contains("handshake timed out after 5s"), "{error}");
+    recovers(m).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quiet_scheduler_that_still_answers_keeps_its_session() {
+    let mut m = Monitor::start(vec![
+        vec![Step::Handshake(43), Step::Send(early_host()), Step::Hold],
+        vec![Step::Handshake(43), Step::Hold],
+    ])
+    .await;
+    let logged_in = m.event(Event::LoggedIn(0, 43)).await;
+    let first = m.event(Event::Checked(1)).await;
+    let second = m.event(Event::Checked(2)).await;
+    assert!(first - logged_in >= IDLE_TIMEOUT);
+    assert!(second - first >= IDLE_TIMEOUT);
+    let st = lock_state(&m.state);
+    let s = st.scheduler();
+    assert!(s.online && s.error.is_none() && s.reconnects == 0, "{s:?}");
+    assert!(st.host(1).is_some_and(|h| h.online));
+}
+
+#[tokio::test(start_paused = true)]
+async fn random_bytes_after_a_valid_handshake_never_break_the_monitor() {
+    use rand::{Rng, SeedableRng};
+    for seed in 0..8u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut noise = vec![0u8; 4096];
+        rng.fill(&mut noise[..]);
+        // Some seeds start with a plausible small frame length.
+        if seed % 2 == 1 {
+            noise[..4].copy_from_slice(&40u32.to_be_bytes());
+        }
+        let m = Monitor::start(vec![
+            vec![
+                Step::Handshake(43),
+                Step::Send(concat(&[early_host(), noise])),
+                Step::Close,
+            ],
+            working(),
+        ])
+        .await;
+        m.until("the noisy session to end", |st| {
+            !st.scheduler().online && st.scheduler().error.is_some()
+        })
+        .await;
+        lock_state(&m.state).check_invariants();
+        recovers(m).await;
+    }
+}

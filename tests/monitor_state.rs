@@ -1,0 +1,716 @@
+//! `State` driven message by message, without any I/O: the real captures,
+//! a monitor joining mid-build, hosts leaving with jobs running, unknown
+//! ids, bounds, rates, change sets and diffs, and a property test that
+//! keeps every counter exact on arbitrary streams while a client rebuilt
+//! from one snapshot plus the diffs stays equal to a fresh snapshot.
+
+mod support;
+
+use icewatch::monitor::{
+    JobState, State, StateOptions, CHANGE_LIMIT, MAX_ACTIVE_JOBS, MAX_HOSTS, OFFLINE_HOST_LIMIT,
+};
+use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
+use icewatch::protocol::{
+    GetCs, JobDone, JobLocalDone, Language, Message, MonGetCs, MonJobBegin, MonLocalJobBegin,
+    MonStats,
+};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use support::{assert_basic_final_state, capture_frames, CAPTURES};
+
+const T0: u64 = 1_700_000_000_000;
+
+fn stats(host_id: u32, text: &str) -> Message<'_> {
+    Message::MonStats(MonStats {
+        host_id,
+        text: text.as_bytes(),
+    })
+}
+
+fn host_text(name: &str, max_jobs: u32, no_remote: bool) -> String {
+    format!("Name:{name}\nIP:10.0.0.{max_jobs}\nMaxJobs:{max_jobs}\nNoRemote:{no_remote}\nPlatform:x86_64\nVersion:43\nFeatures:env_xz\nSpeed:1.5\nLoad:10\n")
+}
+
+fn get_cs(job_id: u32, client_id: u32, file: &str) -> Message<'_> {
+    Message::MonGetCs(MonGetCs {
+        request: GetCs {
+            filename: file.as_bytes(),
+            lang: Language::CXX,
+            ..GetCs::default()
+        },
+        job_id,
+        client_id,
+    })
+}
+
+fn begin(job_id: u32, host_id: u32) -> Message<'static> {
+    Message::MonJobBegin(MonJobBegin {
+        job_id,
+        start_time: 0,
+        host_id,
+    })
+}
+
+fn done(job_id: u32, exit_code: u32) -> Message<'static> {
+    Message::MonJobDone(JobDone {
+        job_id,
+        exit_code,
+        real_ms: 100,
+        ..JobDone::default()
+    })
+}
+
+fn local_begin(job_id: u32, host_id: u32) -> Message<'static> {
+    Message::MonLocalJobBegin(MonLocalJobBegin {
+        host_id,
+        job_id,
+        start_time: 0,
+        file: b"out.o",
+    })
+}
+
+fn local_done(job_id: u32) -> Message<'static> {
+    Message::JobLocalDone(JobLocalDone { job_id })
+}
+
+fn connected() -> State {
+    let mut st = State::new(StateOptions::default());
+    st.scheduler_connected("127.0.0.1:8765".into(), 43, T0);
+    st
+}
+
+fn apply_all(st: &mut State, msgs: &[Message<'_>], now: u64) {
+    for m in msgs {
+        st.apply(m, now);
+        st.check_invariants();
+    }
+}
+
+#[test]
+fn every_capture_applied_message_by_message_keeps_the_books_and_ends_exactly() {
+    for &(_, file) in CAPTURES {
+        let (agreed, mut frames) = capture_frames(file);
+        let mut st = connected();
+        let mut peak_links = 0;
+        while !frames.is_empty() {
+            let (rest, raw) = parse_frame(frames, MAX_MSG_SIZE).unwrap();
+            st.apply(&Message::decode(raw.ty, raw.body, agreed).unwrap(), T0);
+            st.check_invariants();
+            peak_links = peak_links.max(st.links().count());
+            frames = rest;
+        }
+        st.scheduler_connected("127.0.0.1:8765".into(), agreed, T0);
+        // After a reconnect the books start over: replay once more.
+        let (_, mut frames) = capture_frames(file);
+        while !frames.is_empty() {
+            let (rest, raw) = parse_frame(frames, MAX_MSG_SIZE).unwrap();
+            st.apply(&Message::decode(raw.ty, raw.body, agreed).unwrap(), T0);
+            frames = rest;
+        }
+        let history: Vec<_> = st.history().map(|j| j.id).collect();
+        assert_eq!(history.len(), 88);
+        assert_eq!(history[..44], history[44..], "the history spans sessions");
+        // localice compiled for itself, remote1 and remote2 for localice.
+        assert_eq!(peak_links, 3);
+        assert_basic_final_state(&st, agreed);
+    }
+}
+
+#[test]
+fn a_monitor_joining_mid_build_counts_unknown_jobs_and_keeps_going() {
+    let mut st = connected();
+    let (a, b) = (host_text("a", 2, false), host_text("b", 4, false));
+    apply_all(&mut st, &[stats(1, &a), stats(2, &b)], T0);
+    apply_all(&mut st, &[begin(50, 2)], T0 + 1);
+    let job = st.job(50).unwrap();
+    assert_eq!(
+        (job.state, job.client, job.server, &*job.file, job.lang),
+        (JobState::Compiling, None, Some(2), "", None)
+    );
+    assert_eq!(st.host(2).unwrap().active, 1);
+    assert_eq!(st.totals().busy_slots, 1);
+    assert_eq!(st.links().count(), 0, "no submitter, no link");
+    apply_all(&mut st, &[done(50, 0), done(51, 0), local_done(52)], T0 + 2);
+    let t = st.totals();
+    assert_eq!((t.unknown_jobs, t.jobs_finished, t.active), (3, 1, 0));
+    assert_eq!(st.host(2).unwrap().compiled, 1);
+    assert_eq!(st.host(2).unwrap().active, 0);
+}
+
+#[test]
+fn a_host_going_offline_finishes_its_jobs_and_the_schedulers_exit_255_reports_are_expected() {
+    let mut st = connected();
+    let (h1, h2, h3) = (
+        host_text("h1", 1, true),
+        host_text("h2", 2, false),
+        host_text("h3", 3, false),
+    );
+    apply_all(&mut st, &[stats(1, &h1), stats(2, &h2), stats(3, &h3)], T0);
+    apply_all(
+        &mut st,
+        &[
+            get_cs(10, 1, "a.c"),
+            begin(10, 2),
+            get_cs(11, 1, "b.c"),
+            begin(11, 3),
+            get_cs(12, 2, "c.c"),
+            local_begin(13, 2),
+        ],
+        T0 + 10,
+    );
+    assert_eq!(st.totals().total_slots, 6);
+    assert_eq!(st.host(2).unwrap().active, 2);
+    apply_all(&mut st, &[stats(2, "State:Offline\n")], T0 + 20);
+    let h2 = st.host(2).unwrap();
+    assert!(!h2.online);
+    assert_eq!((h2.active, h2.pending, h2.failed), (0, 0, 1));
+    assert_eq!(h2.compiled, 0, "job 10 was cut short, not compiled");
+    let ended: BTreeMap<u32, (JobState, Option<i32>)> = st
+        .history()
+        .map(|j| (j.id, (j.state, j.exit_code)))
+        .collect();
+    assert_eq!(
+        ended,
+        BTreeMap::from([
+            (10, (JobState::Failed, Some(255))),
+            (12, (JobState::Failed, Some(255))),
+            (13, (JobState::LocalFinished, None)),
+        ])
+    );
+    assert_eq!(st.job(11).unwrap().state, JobState::Compiling);
+    let t = st.totals();
+    assert_eq!(
+        (
+            t.hosts_online,
+            t.total_slots,
+            t.active,
+            t.jobs_failed,
+            t.local_jobs_finished
+        ),
+        (2, 4, 1, 2, 1)
+    );
+    assert_eq!((st.link(1, 2), st.link(1, 3)), (0, 1));
+    assert_eq!(st.host(1).unwrap().failed, 1);
+    // What the scheduler sends next for those jobs is no surprise.
+    apply_all(&mut st, &[done(10, 255), done(12, 255)], T0 + 21);
+    assert_eq!(st.totals().unknown_jobs, 0);
+    assert_eq!(st.totals().jobs_failed, 2, "each job counted once");
+}
+
+#[test]
+fn messages_naming_unknown_hosts_are_counted_and_touch_no_host() {
+    let mut st = connected();
+    apply_all(
+        &mut st,
+        &[
+            get_cs(1, 99, "x.c"),
+            begin(1, 98),
+            done(1, 0),
+            stats(97, "State:Offline\n"),
+        ],
+        T0,
+    );
+    let t = st.totals();
+    assert_eq!(
+        (t.unknown_hosts, t.unknown_jobs, t.jobs_finished),
+        (3, 0, 1)
+    );
+    assert_eq!(st.hosts().count(), 0);
+    let job = st.history().next().unwrap();
+    assert_eq!((job.client, job.server), (Some(99), Some(98)));
+}
+
+#[test]
+fn the_history_keeps_only_the_newest_jobs() {
+    let mut st = State::new(StateOptions { history_limit: 3 });
+    st.scheduler_connected("s:1".into(), 43, T0);
+    let h = host_text("h", 8, false);
+    st.apply(&stats(1, &h), T0);
+    for id in 1..=5 {
+        apply_all(&mut st, &[local_begin(id, 1), local_done(id)], T0);
+    }
+    let ids: Vec<u32> = st.history().map(|j| j.id).collect();
+    assert_eq!(ids, [3, 4, 5]);
+    assert_eq!(st.totals().local_jobs_finished, 5);
+}
+
+/// The moment the anchors in `shared/anchors` show: other monitors leave the
+/// no-remote host's slots and jobs out of one total and not the other.
+#[test]
+fn busy_and_total_slots_include_no_remote_hosts_so_they_agree_with_the_host_table() {
+    let mut st = connected();
+    let hosts = [
+        ("localice", 2, true),
+        ("remote1", 2, false),
+        ("remote2", 3, false),
+        ("remote3", 1, false),
+        ("remote4", 2, false),
+        ("remote5", 3, false),
+    ];
+    let texts: Vec<String> = hosts.iter().map(|&(n, m, r)| host_text(n, m, r)).collect();
+    for (i, t) in texts.iter().enumerate() {
+        st.apply(&stats(i as u32 + 1, t), T0);
+    }
+    let mut job = 0;
+    let files: Vec<String> = (0..20).map(|i| format!("src{i}.c")).collect();
+    for (server, &(_, slots, _)) in hosts.iter().enumerate().skip(1) {
+        for _ in 0..slots {
+            job += 1;
+            apply_all(
+                &mut st,
+                &[
+                    get_cs(job, 1, &files[job as usize]),
+                    begin(job, server as u32 + 1),
+                ],
+                T0,
+            );
+        }
+    }
+    for _ in 0..4 {
+        job += 1;
+        apply_all(&mut st, &[get_cs(job, 1, &files[job as usize])], T0);
+    }
+    apply_all(&mut st, &[local_begin(100, 1), local_begin(101, 1)], T0);
+    let t = st.totals();
+    assert_eq!(
+        (
+            t.hosts_online,
+            t.total_slots,
+            t.busy_slots,
+            t.active,
+            t.pending,
+            t.local_active
+        ),
+        (6, 13, 13, 13, 4, 2)
+    );
+    let table_busy: u64 = st.hosts().map(|h| u64::from(h.active)).sum();
+    let table_slots: u64 = st.hosts().map(|h| u64::from(h.max_jobs)).sum();
+    assert_eq!((table_busy, table_slots), (t.busy_slots, t.total_slots));
+    let localice = st.host(1).unwrap();
+    assert_eq!(
+        (
+            localice.active,
+            localice.pending,
+            localice.submitted,
+            localice.local_jobs
+        ),
+        (2, 4, 15, 2)
+    );
+    let links: Vec<_> = {
+        let mut l: Vec<_> = st.links().collect();
+        l.sort();
+        l
+    };
+    assert_eq!(
+        links,
+        [
+            ((1, 2), 2),
+            ((1, 3), 3),
+            ((1, 4), 1),
+            ((1, 5), 2),
+            ((1, 6), 3)
+        ]
+    );
+}
+
+#[test]
+fn jobs_per_minute_slides_with_the_clock_and_success_ratio_counts_remote_ends() {
+    let mut st = connected();
+    let h = host_text("h", 4, false);
+    st.apply(&stats(1, &h), T0);
+    assert_eq!(st.totals().success_ratio, None);
+    apply_all(
+        &mut st,
+        &[
+            get_cs(1, 1, "a.c"),
+            begin(1, 1),
+            done(1, 0),
+            get_cs(2, 1, "b.c"),
+            begin(2, 1),
+            done(2, 0),
+            get_cs(3, 1, "c.c"),
+            begin(3, 1),
+            done(3, 1),
+            local_begin(4, 1),
+            local_done(4),
+        ],
+        T0 + 500,
+    );
+    let t = st.totals();
+    assert_eq!(t.jobs_per_minute, 4.0);
+    assert_eq!(t.success_ratio, Some(2.0 / 3.0));
+    assert!(!st.tick(T0 + 30_000), "still inside the minute");
+    assert_eq!(st.totals().jobs_per_minute, 4.0);
+    assert!(st.tick(T0 + 61_000), "the minute has passed");
+    assert_eq!(st.totals().jobs_per_minute, 0.0);
+    assert!(!st.tick(T0 + 1_000), "the clock never runs backwards");
+}
+
+#[test]
+fn change_sets_name_only_what_changed_and_diffs_read_the_state_as_it_is_now() {
+    let mut st = connected();
+    let (a, b) = (host_text("a", 2, false), host_text("b", 4, false));
+    apply_all(&mut st, &[stats(1, &a), stats(2, &b)], T0);
+    let c = st.take_changes();
+    let d = serde_json::to_value(st.diff(&c)).unwrap();
+    assert_eq!(d["hosts"].as_array().unwrap().len(), 2);
+    assert_eq!(d["scheduler"]["online"], true);
+    assert_eq!(d["totals"]["total_slots"], 6);
+    assert!(st.take_changes().is_empty());
+
+    // A repeated MON_STATS changes nothing.
+    apply_all(&mut st, &[stats(1, &a)], T0);
+    assert!(st.take_changes().is_empty());
+
+    apply_all(&mut st, &[get_cs(5, 1, "x.c"), begin(5, 2)], T0 + 1);
+    let c = st.take_changes();
+    assert_eq!(
+        (c.hosts(), c.jobs(), c.links()),
+        (&[1, 2][..], &[5][..], &[(1, 2)][..])
+    );
+    let d = serde_json::to_value(st.diff(&c)).unwrap();
+    assert_eq!(d["jobs"][0]["state"], "compiling");
+    assert_eq!(d["links"], json!([{"from": 1, "to": 2, "active": 1}]));
+    assert!(d.get("jobs_done").is_none() && d.get("hosts_removed").is_none());
+
+    apply_all(&mut st, &[done(5, 0)], T0 + 2);
+    let c = st.take_changes();
+    let d = serde_json::to_value(st.diff(&c)).unwrap();
+    assert!(
+        d.get("jobs").is_none(),
+        "finished jobs are only in jobs_done"
+    );
+    assert_eq!(d["jobs_done"][0]["id"], 5);
+    assert_eq!(d["jobs_done"][0]["state"], "finished");
+    assert_eq!(d["links"], json!([{"from": 1, "to": 2, "active": 0}]));
+    assert_eq!(st.links().count(), 0, "a link at zero goes once announced");
+
+    // Coalescing: two sets merged, diffed under the later lock.
+    apply_all(&mut st, &[get_cs(6, 1, "y.c")], T0 + 3);
+    let mut merged = st.take_changes();
+    apply_all(&mut st, &[begin(6, 1), stats(2, "State:Offline\n")], T0 + 4);
+    merged.merge(st.take_changes());
+    let d = serde_json::to_value(st.diff(&merged)).unwrap();
+    assert_eq!(d["jobs"][0]["state"], "compiling");
+    assert_eq!(d["hosts"][1]["online"], false);
+    assert_eq!(d["totals"]["hosts_online"], 1);
+}
+
+#[test]
+fn a_new_session_drops_the_old_hosts_and_jobs_so_no_ghost_remains() {
+    let mut st = connected();
+    let (a, b) = (host_text("a", 2, false), host_text("b", 4, false));
+    apply_all(
+        &mut st,
+        &[
+            stats(1, &a),
+            stats(2, &b),
+            get_cs(5, 1, "x.c"),
+            begin(5, 2),
+            done(4, 0),
+        ],
+        T0,
+    );
+    st.take_changes();
+    st.scheduler_connected("127.0.0.1:8765".into(), 43, T0 + 5);
+    st.check_invariants();
+    assert_eq!(st.hosts().count(), 0);
+    assert_eq!(st.jobs().count(), 0);
+    let ended = st.history().last().unwrap();
+    assert_eq!(
+        (ended.id, ended.state, ended.exit_code),
+        (5, JobState::Failed, None)
+    );
+    let t = st.totals();
+    assert_eq!((t.jobs_failed, t.unknown_jobs, t.total_slots), (0, 0, 0));
+    assert_eq!(st.scheduler().reconnects, 1);
+    let c = st.take_changes();
+    assert!(c.is_reset());
+    let d = serde_json::to_value(st.diff(&c)).unwrap();
+    assert_eq!(d["hosts_removed"], json!([1, 2]));
+    assert_eq!(d["jobs_done"][0]["id"], 5);
+    assert_eq!(d["links"], json!([{"from": 1, "to": 2, "active": 0}]));
+}
+
+#[test]
+fn losing_the_scheduler_shows_hosts_offline_and_ends_jobs_with_an_unknown_outcome() {
+    let mut st = connected();
+    let a = host_text("a", 2, false);
+    apply_all(
+        &mut st,
+        &[stats(1, &a), local_begin(7, 1), get_cs(8, 1, "w.c")],
+        T0,
+    );
+    st.take_changes();
+    st.scheduler_lost(
+        "scheduler 127.0.0.1:8765 closed the connection".into(),
+        T0 + 9,
+    );
+    st.check_invariants();
+    assert!(st.hosts().all(|h| !h.online));
+    let ended: Vec<_> = st.history().map(|j| (j.id, j.state, j.exit_code)).collect();
+    assert_eq!(
+        ended,
+        [
+            (7, JobState::LocalFinished, None),
+            (8, JobState::Failed, None)
+        ]
+    );
+    let t = st.totals();
+    assert_eq!(
+        (t.active, t.pending, t.hosts_online, t.jobs_failed),
+        (0, 0, 0, 0)
+    );
+    let s = st.scheduler();
+    assert!(!s.online);
+    assert_eq!(s.since_ms, Some(T0 + 9));
+    let c = st.take_changes();
+    assert!(c.scheduler_changed() && c.jobs_finished());
+    // The same failure again changes nothing.
+    st.scheduler_lost(
+        "scheduler 127.0.0.1:8765 closed the connection".into(),
+        T0 + 20,
+    );
+    assert!(st.take_changes().is_empty());
+    assert_eq!(st.scheduler().since_ms, Some(T0 + 9));
+}
+
+#[test]
+fn a_daemon_that_logs_in_again_replaces_its_offline_entry() {
+    let mut st = connected();
+    let r = host_text("remote2", 3, false);
+    apply_all(&mut st, &[stats(3, &r), stats(3, "State:Offline\n")], T0);
+    st.take_changes();
+    apply_all(&mut st, &[stats(7, &r)], T0 + 1);
+    let ids: Vec<u32> = st.hosts().map(|h| h.id).collect();
+    assert_eq!(ids, [7]);
+    let c = st.take_changes();
+    let d = serde_json::to_value(st.diff(&c)).unwrap();
+    assert_eq!(d["hosts_removed"], json!([3]));
+    assert_eq!(d["hosts"][0]["id"], 7);
+}
+
+#[test]
+fn offline_hosts_are_kept_up_to_a_bound() {
+    let mut st = connected();
+    for id in 0..(OFFLINE_HOST_LIMIT as u32 + 50) {
+        let t = host_text(&format!("h{id}"), 1, false);
+        st.apply(&stats(id, &t), T0);
+        st.apply(&stats(id, "State:Offline\n"), T0);
+    }
+    st.check_invariants();
+    assert_eq!(st.hosts().count(), OFFLINE_HOST_LIMIT);
+    assert!(st.host(0).is_none() && st.host(OFFLINE_HOST_LIMIT as u32 + 49).is_some());
+}
+
+#[test]
+fn a_stream_that_never_ends_its_jobs_or_announces_endless_hosts_stays_bounded() {
+    let mut st = connected();
+    let h = host_text("h", 4, false);
+    st.apply(&stats(1, &h), T0);
+    for id in 0..(MAX_ACTIVE_JOBS as u32 + 1000) {
+        st.apply(&get_cs(id, 1, "f.c"), T0);
+    }
+    st.check_invariants();
+    assert!(st.jobs().count() <= MAX_ACTIVE_JOBS);
+    assert!(st.job(0).is_none(), "the oldest went first");
+    assert!(st.job(MAX_ACTIVE_JOBS as u32 + 999).is_some());
+    assert_eq!(st.host(1).unwrap().pending as usize, st.jobs().count());
+    st.take_changes();
+
+    for id in 0..(MAX_HOSTS as u32 + 10) {
+        st.apply(&stats(id + 2, &h), T0);
+    }
+    assert_eq!(st.hosts().count(), MAX_HOSTS);
+    assert_eq!(st.totals().unknown_hosts, 11);
+    st.check_invariants();
+}
+
+#[test]
+fn changes_never_taken_collapse_into_a_reset_instead_of_growing() {
+    let mut st = connected();
+    let h = host_text("h", 4, false);
+    st.apply(&stats(1, &h), T0);
+    let mut id = 0;
+    while id <= CHANGE_LIMIT as u32 + 10 {
+        st.apply(&get_cs(id, 1, "f.c"), T0);
+        st.apply(&begin(id, 1), T0);
+        st.apply(&done(id, 0), T0);
+        id += 1;
+    }
+    st.apply(&get_cs(id, 1, "last.c"), T0);
+    st.apply(&begin(id, 1), T0);
+    let changes = st.take_changes();
+    assert!(changes.is_reset());
+    assert!(changes.jobs().len() <= CHANGE_LIMIT);
+    let d = serde_json::to_value(st.diff(&changes)).unwrap();
+    assert_eq!(
+        d["jobs"],
+        json!([serde_json::to_value(st.job(id).unwrap()).unwrap()])
+    );
+    assert_eq!(d["links"], json!([{"from": 1, "to": 1, "active": 1}]));
+    assert_eq!(d["totals"]["jobs_finished"], u64::from(id));
+    st.check_invariants();
+}
+
+// ---- arbitrary streams ----
+
+#[derive(Clone, Debug)]
+enum Op {
+    Stats(u32, u32, bool),
+    Offline(u32),
+    GetCs(u32, u32),
+    Begin(u32, u32),
+    Done(u32, u32),
+    LocalBegin(u32, u32),
+    LocalDone(u32),
+    Connected,
+    Lost,
+    Tick(u64),
+    Take,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let host = 1u32..5;
+    let job = 1u32..8;
+    prop_oneof![
+        (host.clone(), 0u32..4, any::<bool>()).prop_map(|(h, m, r)| Op::Stats(h, m, r)),
+        host.clone().prop_map(Op::Offline),
+        (job.clone(), host.clone()).prop_map(|(j, h)| Op::GetCs(j, h)),
+        (job.clone(), host.clone()).prop_map(|(j, h)| Op::Begin(j, h)),
+        (job.clone(), prop_oneof![Just(0u32), Just(1), Just(255)])
+            .prop_map(|(j, e)| Op::Done(j, e)),
+        (job.clone(), host.clone()).prop_map(|(j, h)| Op::LocalBegin(j, h)),
+        job.prop_map(Op::LocalDone),
+        Just(Op::Connected),
+        Just(Op::Lost),
+        (0u64..90_000).prop_map(Op::Tick),
+        Just(Op::Take),
+    ]
+}
+
+/// A client of `docs/websocket.md`: one snapshot, then diffs applied by its rules.
+#[derive(Debug, Default, PartialEq)]
+struct Client {
+    scheduler: Value,
+    hosts: BTreeMap<u64, Value>,
+    links: BTreeMap<(u64, u64), u64>,
+    jobs: BTreeMap<u64, Value>,
+    history: Vec<Value>,
+    totals: Value,
+}
+
+fn id(v: &Value) -> u64 {
+    v["id"].as_u64().unwrap()
+}
+
+impl Client {
+    fn from_snapshot(s: &Value) -> Client {
+        let mut c = Client {
+            scheduler: s["scheduler"].clone(),
+            totals: s["totals"].clone(),
+            history: s["history"].as_array().unwrap().clone(),
+            ..Client::default()
+        };
+        for h in s["hosts"].as_array().unwrap() {
+            c.hosts.insert(id(h), h.clone());
+        }
+        for l in s["links"].as_array().unwrap() {
+            let key = (l["from"].as_u64().unwrap(), l["to"].as_u64().unwrap());
+            c.links.insert(key, l["active"].as_u64().unwrap());
+        }
+        for j in s["jobs"].as_array().unwrap() {
+            c.jobs.insert(id(j), j.clone());
+        }
+        c
+    }
+
+    fn apply(&mut self, d: &Value) {
+        let list = |k: &str| d.get(k).map_or(vec![], |v| v.as_array().unwrap().clone());
+        for key in ["hosts", "hosts_removed", "links", "jobs", "jobs_done"] {
+            assert_ne!(d.get(key), Some(&json!([])), "empty keys are left out");
+        }
+        if let Some(s) = d.get("scheduler") {
+            self.scheduler = s.clone();
+        }
+        for h in list("hosts") {
+            self.hosts.insert(id(&h), h);
+        }
+        for h in list("hosts_removed") {
+            self.hosts.remove(&h.as_u64().unwrap());
+        }
+        for l in list("links") {
+            let key = (l["from"].as_u64().unwrap(), l["to"].as_u64().unwrap());
+            match l["active"].as_u64().unwrap() {
+                0 => self.links.remove(&key),
+                n => self.links.insert(key, n),
+            };
+        }
+        // Ended first: after a scheduler restart one id can end and start again.
+        for j in list("jobs_done") {
+            self.jobs.remove(&id(&j));
+            self.history.push(j);
+        }
+        for j in list("jobs") {
+            self.jobs.insert(id(&j), j);
+        }
+        if let Some(t) = d.get("totals") {
+            self.totals = t.clone();
+        }
+    }
+
+    fn agrees_with(&self, fresh: &Client) {
+        assert_eq!(self.scheduler, fresh.scheduler);
+        assert_eq!(self.hosts, fresh.hosts);
+        assert_eq!(self.links, fresh.links);
+        assert_eq!(self.jobs, fresh.jobs);
+        assert_eq!(self.totals, fresh.totals);
+        let tail = &self.history[self.history.len().saturating_sub(fresh.history.len())..];
+        assert_eq!(tail, &fresh.history[..]);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn any_stream_keeps_every_counter_exact_and_diffs_rebuild_the_snapshot(
+        ops in proptest::collection::vec(op(), 1..120)
+    ) {
+        let mut st = connected();
+        let mut client = Client::from_snapshot(&serde_json::to_value(st.snapshot()).unwrap());
+        st.take_changes();
+        let mut now = T0;
+        let texts: Vec<String> = (0..4u32)
+            .flat_map(|m| [false, true].map(|r| host_text(&format!("m{m}{r}"), m, r)))
+            .collect();
+        for op in ops {
+            now += 250;
+            match op {
+                Op::Stats(h, m, r) => st.apply(&stats(h, &texts[(m * 2 + u32::from(r)) as usize]), now),
+                Op::Offline(h) => st.apply(&stats(h, "State:Offline\n"), now),
+                Op::GetCs(j, h) => st.apply(&get_cs(j, h, "f.c"), now),
+                Op::Begin(j, h) => st.apply(&begin(j, h), now),
+                Op::Done(j, e) => st.apply(&done(j, e), now),
+                Op::LocalBegin(j, h) => st.apply(&local_begin(j, h), now),
+                Op::LocalDone(j) => st.apply(&local_done(j), now),
+                Op::Connected => st.scheduler_connected("s:1".into(), 43, now),
+                Op::Lost => st.scheduler_lost("gone".into(), now),
+                Op::Tick(dt) => {
+                    now += dt;
+                    st.tick(now);
+                }
+                Op::Take => {
+                    let c = st.take_changes();
+                    client.apply(&serde_json::to_value(st.diff(&c)).unwrap());
+                }
+            }
+            st.check_invariants();
+        }
+        let c = st.take_changes();
+        client.apply(&serde_json::to_value(st.diff(&c)).unwrap());
+        let fresh = Client::from_snapshot(&serde_json::to_value(st.snapshot()).unwrap());
+        client.agrees_with(&fresh);
+    }
+}

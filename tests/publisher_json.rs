@@ -1,0 +1,133 @@
+//! The JSON the publishers send, pinned with insta: the WebSocket snapshot
+//! and diff messages of `docs/websocket.md` and the `/api/v1` answers of
+//! `docs/http.md`, from a state fed with real scheduler messages.
+
+mod feed;
+
+use feed::Feed;
+use icewatch::monitor::lock_state;
+use icewatch::publisher::json::{self, JobQuery};
+use serde_json::Value;
+
+fn pretty(text: &str) -> String {
+    let value: Value = serde_json::from_str(text).expect("valid JSON");
+    serde_json::to_string_pretty(&value).expect("printable")
+}
+
+#[test]
+fn a_snapshot_message_carries_the_whole_cluster_after_its_type_and_seq() {
+    let mut feed = Feed::new();
+    feed.small_cluster();
+    let state = lock_state(&feed.state);
+    let text = json::snapshot_message(&state, 41);
+    assert!(
+        text.starts_with(r#"{"type":"snapshot","seq":41,"#),
+        "{text}"
+    );
+    insta::assert_snapshot!(pretty(&text));
+}
+
+#[test]
+fn a_diff_message_carries_only_what_changed() {
+    let mut feed = Feed::new();
+    feed.small_cluster();
+    lock_state(&feed.state).take_changes();
+    feed.done(13, 0);
+    feed.begin(17, 2);
+    feed.local_done(18);
+    let mut state = lock_state(&feed.state);
+    let changes = state.take_changes();
+    let text = json::diff_message(&state, &changes, 42).expect("something changed");
+    assert!(text.starts_with(r#"{"type":"diff","seq":42,"#), "{text}");
+    insta::assert_snapshot!(pretty(&text));
+}
+
+#[test]
+fn a_host_leaving_is_sent_offline_with_its_jobs_ended_and_its_links_zeroed() {
+    let mut feed = Feed::new();
+    feed.small_cluster();
+    lock_state(&feed.state).take_changes();
+    feed.host_offline(3);
+    let mut state = lock_state(&feed.state);
+    let changes = state.take_changes();
+    let text = json::diff_message(&state, &changes, 7).expect("something changed");
+    let diff: Value = serde_json::from_str(&text).expect("valid JSON");
+    let host = diff["hosts"]
+        .as_array()
+        .and_then(|hosts| hosts.iter().find(|h| h["id"] == 3))
+        .expect("remote2 is in the diff");
+    assert_eq!(host["online"], false);
+    assert_eq!(
+        diff["links"],
+        serde_json::json!([{"from": 1, "to": 3, "active": 0}])
+    );
+    let ended: Vec<&Value> = diff["jobs_done"].as_array().into_iter().flatten().collect();
+    assert_eq!(ended.len(), 2, "remote2's two jobs end with it: {text}");
+    assert!(ended
+        .iter()
+        .all(|j| j["server"] == 3 && j["state"] == "failed"));
+}
+
+#[test]
+fn no_change_gives_no_diff() {
+    let mut feed = Feed::new();
+    feed.small_cluster();
+    let mut state = lock_state(&feed.state);
+    state.take_changes();
+    let changes = state.take_changes();
+    assert_eq!(json::diff_message(&state, &changes, 1), None);
+}
+
+#[test]
+fn the_hosts_api_lists_every_host_by_id() {
+    let mut feed = Feed::new();
+    feed.small_cluster();
+    let hosts: Value = serde_json::from_str(&json::hosts(&lock_state(&feed.state))).expect("JSON");
+    let names: Vec<&str> = hosts
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|h| h["name"].as_str())
+        .collect();
+    assert_eq!(names, ["localice", "remote1", "remote2"]);
+}
+
+fn job_ids(feed: &Feed, state: Option<&str>, host: Option<&str>, limit: Option<&str>) -> Vec<u64> {
+    let query = JobQuery::parse(state, host, limit).expect("a valid query");
+    let jobs: Value =
+        serde_json::from_str(&json::jobs(&lock_state(&feed.state), &query)).expect("JSON");
+    jobs.as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|j| j["id"].as_u64())
+        .collect()
+}
+
+#[test]
+fn the_jobs_api_filters_by_state_host_and_limit_newest_first() {
+    let mut feed = Feed::new();
+    feed.small_cluster();
+    assert_eq!(job_ids(&feed, Some("failed"), None, None), [11]);
+    assert_eq!(job_ids(&feed, Some("history"), None, None), [12, 11, 10]);
+    assert_eq!(job_ids(&feed, Some("waiting,local"), None, None), [18, 17]);
+    assert_eq!(
+        job_ids(&feed, Some("compiling"), Some("remote1"), None),
+        [14, 13]
+    );
+    assert_eq!(job_ids(&feed, None, Some("2"), None), [14, 13, 10]);
+    assert_eq!(job_ids(&feed, Some("active"), None, Some("2")), [18, 17]);
+    assert_eq!(
+        job_ids(&feed, None, Some("nobody"), None),
+        Vec::<u64>::new()
+    );
+}
+
+#[test]
+fn the_jobs_api_refuses_an_unknown_state_or_a_bad_limit() {
+    assert!(JobQuery::parse(Some("done"), None, None)
+        .unwrap_err()
+        .contains("unknown job state"));
+    assert!(JobQuery::parse(None, None, Some("ten"))
+        .unwrap_err()
+        .contains("not a number"));
+}

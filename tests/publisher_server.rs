@@ -1,0 +1,604 @@
+//! The publisher over real sockets on 127.0.0.1 port 0: `publisher::serve`
+//! with tokio-tungstenite WebSocket clients and plain HTTP/1.1 requests.
+//! Checks the WebSocket contract (a snapshot, then contiguous diffs that
+//! rebuild the server's state; a fresh snapshot for a client that stopped
+//! reading while another keeps receiving), the token and origin checks, the
+//! page with d3 inlined, the APIs and the metrics.
+
+mod feed;
+
+use feed::Feed;
+use futures_util::StreamExt;
+use icewatch::monitor::lock_state;
+use icewatch::publisher::{serve, HubOptions, ServeOptions};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{oneshot, watch, Notify};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::WebSocketStream;
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// A running server and what feeds it.
+struct Server {
+    addr: SocketAddr,
+    feed: Feed,
+    changed: Arc<Notify>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    async fn start(opts: ServeOptions) -> Server {
+        let mut feed = Feed::new();
+        feed.small_cluster();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let changed = Arc::new(Notify::new());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(
+            listener,
+            feed.state.clone(),
+            changed.clone(),
+            opts,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Server {
+            addr,
+            feed,
+            changed,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Publishes pending changes and returns the snapshot the API gives.
+    async fn api_snapshot(&self) -> Value {
+        let (status, body) = http_get(self.addr, "/api/v1/snapshot", &[]).await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("JSON")
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.expect("no panic").expect("served cleanly");
+    }
+}
+
+/// One HTTP/1.1 GET; returns the status and the body.
+async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("receive");
+    let text = String::from_utf8(response).expect("UTF-8");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    (status, body.to_owned())
+}
+
+/// Opens a WebSocket on `path` with extra headers; `recv_buffer` fixes the
+/// socket's receive buffer (no autotuning) to make a slow reader fill up.
+async fn ws_connect(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    recv_buffer: Option<u32>,
+) -> Result<Ws, tungstenite::Error> {
+    let socket = TcpSocket::new_v4()?;
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size)?;
+    }
+    let stream = socket.connect(addr).await?;
+    let mut request = format!("ws://{addr}{path}").into_client_request()?;
+    for (k, v) in headers {
+        let name = tungstenite::http::HeaderName::from_bytes(k.as_bytes()).expect("a header name");
+        request
+            .headers_mut()
+            .insert(name, v.parse().expect("a header value"));
+    }
+    let (ws, _) = tokio_tungstenite::client_async(request, stream).await?;
+    Ok(ws)
+}
+
+/// The next JSON message and its size.
+async fn next_message(ws: &mut Ws) -> (Value, usize) {
+    loop {
+        match ws
+            .next()
+            .await
+            .expect("the server keeps the socket open")
+            .expect("no error")
+        {
+            Message::Text(text) => return (serde_json::from_str(&text).expect("JSON"), text.len()),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// A client's picture of the server state, rebuilt from the messages.
+#[derive(Debug, Default, PartialEq)]
+struct Model {
+    seq: u64,
+    snapshots: usize,
+    scheduler: Value,
+    totals: Value,
+    hosts: BTreeMap<u64, Value>,
+    links: BTreeMap<(u64, u64), Value>,
+    jobs: BTreeMap<u64, Value>,
+    history: Vec<Value>,
+}
+
+fn id(v: &Value) -> u64 {
+    v["id"].as_u64().expect("an id")
+}
+
+fn list(v: &Value) -> impl Iterator<Item = &Value> {
+    v.as_array().into_iter().flatten()
+}
+
+impl Model {
+    /// Takes a snapshot, or applies a diff that must follow the last seq.
+    fn apply(&mut self, msg: &Value) {
+        let seq = msg["seq"].as_u64().expect("a seq");
+        match msg["type"].as_str() {
+            Some("snapshot") => {
+                assert!(
+                    seq >= self.seq,
+                    "a snapshot never goes back: {seq} after {}",
+                    self.seq
+                );
+                *self = Model {
+                    seq,
+                    snapshots: self.snapshots + 1,
+                    scheduler: msg["scheduler"].clone(),
+                    totals: msg["totals"].clone(),
+                    hosts: list(&msg["hosts"]).map(|h| (id(h), h.clone())).collect(),
+                    links: list(&msg["links"])
+                        .map(|l| (link_key(l), l.clone()))
+                        .collect(),
+                    jobs: list(&msg["jobs"]).map(|j| (id(j), j.clone())).collect(),
+                    history: list(&msg["history"]).cloned().collect(),
+                };
+            }
+            Some("diff") => {
+                assert_eq!(seq, self.seq + 1, "diffs are contiguous");
+                self.seq = seq;
+                if !msg["scheduler"].is_null() {
+                    self.scheduler = msg["scheduler"].clone();
+                }
+                if !msg["totals"].is_null() {
+                    self.totals = msg["totals"].clone();
+                }
+                for h in list(&msg["hosts"]) {
+                    self.hosts.insert(id(h), h.clone());
+                }
+                for h in list(&msg["hosts_removed"]) {
+                    self.hosts.remove(&h.as_u64().expect("an id"));
+                }
+                for l in list(&msg["links"]) {
+                    if l["active"] == 0 {
+                        self.links.remove(&link_key(l));
+                    } else {
+                        self.links.insert(link_key(l), l.clone());
+                    }
+                }
+                // Ends first: one id can end and start again in one diff.
+                for j in list(&msg["jobs_done"]) {
+                    self.jobs.remove(&id(j));
+                    self.history.push(j.clone());
+                }
+                for j in list(&msg["jobs"]) {
+                    self.jobs.insert(id(j), j.clone());
+                }
+            }
+            other => panic!("unknown message type {other:?}"),
+        }
+    }
+
+    /// Asserts this model shows the same state as an API snapshot.
+    fn assert_matches(&self, snapshot: &Value) {
+        let mut server = Model::default();
+        server.apply(snapshot);
+        assert_eq!(self.seq, server.seq);
+        assert_eq!(self.scheduler, server.scheduler);
+        assert_eq!(self.totals, server.totals);
+        assert_eq!(self.hosts, server.hosts);
+        assert_eq!(self.links, server.links);
+        assert_eq!(self.jobs, server.jobs);
+        let tail = &self.history[self.history.len().saturating_sub(server.history.len())..];
+        assert_eq!(tail, server.history.as_slice());
+    }
+}
+
+fn link_key(l: &Value) -> (u64, u64) {
+    (
+        l["from"].as_u64().expect("from"),
+        l["to"].as_u64().expect("to"),
+    )
+}
+
+/// Reads messages into `model` until it reaches `seq`.
+async fn read_until(ws: &mut Ws, model: &mut Model, seq: u64) {
+    while model.seq < seq {
+        let (msg, _) = next_message(ws).await;
+        model.apply(&msg);
+    }
+}
+
+/// A build on the small cluster: requests, placements, ends, local jobs,
+/// load reports, a host leaving and another joining.
+fn busy_build(feed: &mut Feed, first_job: u32, jobs: u32) {
+    for n in 0..jobs {
+        let id = first_job + n;
+        let server = 2 + n % 2;
+        feed.request(id, 1, &format!("src/file{n}.c"));
+        feed.begin(id, server);
+        if n >= 3 {
+            feed.done(id - 3, u32::from(n % 17 == 0));
+        }
+        if n % 10 == 0 {
+            feed.local_begin(first_job + jobs + n, 1, &format!("obj/local{n}.o"));
+        }
+        if n % 10 == 5 {
+            feed.local_done(first_job + jobs + n - 5);
+        }
+        if n % 7 == 0 {
+            feed.host(2, "remote1", 2, false, 100 + n);
+        }
+        if n == jobs / 2 {
+            feed.host_offline(3);
+            feed.host(4, "remote3", 4, false, 0);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gets_a_snapshot_then_contiguous_diffs_that_rebuild_the_server_state() {
+    let opts = ServeOptions {
+        hub: HubOptions {
+            coalesce: Duration::from_millis(20),
+            queue: 1024,
+            ..HubOptions::default()
+        },
+        ..ServeOptions::default()
+    };
+    let mut server = Server::start(opts).await;
+    let mut ws = ws_connect(server.addr, "/ws", &[], None)
+        .await
+        .expect("connect");
+    let mut model = Model::default();
+    let (first, _) = next_message(&mut ws).await;
+    assert_eq!(first["type"], "snapshot");
+    model.apply(&first);
+    assert_eq!(model.hosts.len(), 3);
+
+    let reader = tokio::spawn(async move {
+        let mut diffs = 0;
+        loop {
+            let (msg, _) = next_message(&mut ws).await;
+            model.apply(&msg);
+            diffs += 1;
+            if model.hosts.contains_key(&99) {
+                return (ws, model, diffs);
+            }
+        }
+    });
+    for round in 0..20 {
+        busy_build(&mut server.feed, 100 + round * 100, 40);
+        server.changed.notify_one();
+        tokio::task::yield_now().await;
+    }
+    // A last host marks the end; the reader stops once it sees it.
+    server.feed.host(99, "last", 1, false, 0);
+    server.changed.notify_one();
+    let (mut ws, mut model, diffs) = reader.await.expect("no panic");
+    assert!(diffs >= 2, "changes arrived as diffs ({diffs})");
+    assert_eq!(
+        model.snapshots, 1,
+        "a client that keeps reading never needs a resync"
+    );
+    let snapshot = server.api_snapshot().await;
+    read_until(&mut ws, &mut model, snapshot["seq"].as_u64().expect("seq")).await;
+    model.assert_matches(&snapshot);
+    assert!(model.history.len() > 700, "the history grew through diffs");
+    server.stop().await;
+}
+
+/// The most a stalled client can have in flight: the kernel's largest send
+/// buffer (autotuning stops there), the receive buffer the client fixed
+/// (the kernel doubles it), and a few messages in user space.
+fn stalled_capacity(recv_buffer: u32, message: usize, queue: usize) -> usize {
+    let wmem_max = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(2)
+                .and_then(|n| n.parse::<usize>().ok())
+        })
+        .unwrap_or(64 << 20);
+    wmem_max + 4 * recv_buffer as usize + (queue + 4) * message + (1 << 20)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_gets_a_fresh_snapshot_while_another_keeps_receiving() {
+    let queue = 4;
+    let opts = ServeOptions {
+        hub: HubOptions {
+            queue,
+            client_timeout: Duration::from_secs(600),
+            ..HubOptions::default()
+        },
+        ..ServeOptions::default()
+    };
+    let mut server = Server::start(opts).await;
+    // Many hosts make every round's diff large.
+    for id in 10..310 {
+        server
+            .feed
+            .host(id, &format!("builder-{id:03}.example.org"), 8, false, 0);
+    }
+    let recv_buffer = 8 * 1024;
+    let mut stalled = ws_connect(server.addr, "/ws", &[], Some(recv_buffer))
+        .await
+        .expect("connect");
+    let mut stalled_model = Model::default();
+    let (first, _) = next_message(&mut stalled).await;
+    stalled_model.apply(&first);
+
+    // The other client reads everything and reports how far it got.
+    let mut live = ws_connect(server.addr, "/ws", &[], None)
+        .await
+        .expect("connect");
+    let (progress, mut seen) = watch::channel((0u64, 0usize));
+    let reader = tokio::spawn(async move {
+        let mut model = Model::default();
+        let mut bytes = 0;
+        loop {
+            let (msg, len) = next_message(&mut live).await;
+            model.apply(&msg);
+            bytes += len;
+            if progress.send((model.seq, bytes)).is_err() {
+                return model;
+            }
+        }
+    });
+
+    let mut round = 0u32;
+    let mut needed = None;
+    let mut delivered_since_stall = 0;
+    while needed.map_or(true, |n| delivered_since_stall < n) {
+        round += 1;
+        assert!(
+            round < 5000,
+            "no resync after {delivered_since_stall} bytes"
+        );
+        for id in 10..310 {
+            server.feed.host(
+                id,
+                &format!("builder-{id:03}.example.org"),
+                8,
+                false,
+                round % 1000,
+            );
+        }
+        let snapshot = server.api_snapshot().await;
+        let seq = snapshot["seq"].as_u64().expect("seq");
+        let before = seen.borrow().1;
+        let (_, after) = *seen
+            .wait_for(|(s, _)| *s >= seq)
+            .await
+            .expect("the live client keeps up");
+        let diff_size = after - before;
+        delivered_since_stall += diff_size;
+        needed.get_or_insert_with(|| stalled_capacity(recv_buffer, diff_size, queue));
+    }
+
+    // Reading again, the stalled client first gets what its socket held,
+    // then a fresh snapshot instead of what it missed, then diffs again.
+    let snapshot = server.api_snapshot().await;
+    let end = snapshot["seq"].as_u64().expect("seq");
+    read_until(&mut stalled, &mut stalled_model, end).await;
+    assert_eq!(stalled_model.snapshots, 2, "one resync");
+    stalled_model.assert_matches(&snapshot);
+    let metrics = http_get(server.addr, "/metrics", &[]).await.1;
+    assert!(
+        metrics.contains("icewatch_websocket_resyncs_total 1\n"),
+        "{metrics}"
+    );
+
+    drop(seen);
+    server
+        .feed
+        .host(10, "builder-010.example.org", 8, false, 999);
+    server.changed.notify_one();
+    let live_model = reader.await.expect("no panic");
+    assert_eq!(live_model.snapshots, 1, "the reading client never lagged");
+    assert!(live_model.seq >= end);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_guards_every_route_but_healthz() {
+    let server = Server::start(ServeOptions::default().token(Some("s3cret".into()))).await;
+    let addr = server.addr;
+    for path in [
+        "/",
+        "/api/v1/snapshot",
+        "/api/v1/hosts",
+        "/api/v1/jobs",
+        "/metrics",
+        "/ws",
+    ] {
+        assert_eq!(
+            http_get(addr, path, &[]).await.0,
+            401,
+            "{path} without a token"
+        );
+        let wrong = format!("{path}?token=guess");
+        assert_eq!(
+            http_get(addr, &wrong, &[]).await.0,
+            401,
+            "{path} with a wrong token"
+        );
+        assert_eq!(
+            http_get(addr, path, &[("Authorization", "Bearer s3cre")])
+                .await
+                .0,
+            401,
+            "{path} with a prefix of the token"
+        );
+    }
+    for path in [
+        "/",
+        "/api/v1/snapshot",
+        "/api/v1/hosts",
+        "/api/v1/jobs",
+        "/metrics",
+    ] {
+        assert_eq!(
+            http_get(addr, &format!("{path}?token=s3cret"), &[]).await.0,
+            200,
+            "{path}"
+        );
+        let bearer = [("Authorization", "Bearer s3cret")];
+        assert_eq!(http_get(addr, path, &bearer).await.0, 200, "{path}");
+    }
+    assert_eq!(
+        http_get(addr, "/healthz", &[]).await,
+        (200, "ok\n".to_owned())
+    );
+
+    match ws_connect(addr, "/ws", &[], None).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
+        other => panic!("expected 401, got {other:?}"),
+    }
+    let mut ws = ws_connect(addr, "/ws?token=s3cret", &[], None)
+        .await
+        .expect("connect");
+    assert_eq!(next_message(&mut ws).await.0["type"], "snapshot");
+    let bearer = [("Authorization", "Bearer s3cret")];
+    let mut ws = ws_connect(addr, "/ws", &bearer, None)
+        .await
+        .expect("connect");
+    assert_eq!(next_message(&mut ws).await.0["type"], "snapshot");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_websocket_refuses_a_page_from_another_origin() {
+    let server = Server::start(ServeOptions::default()).await;
+    let addr = server.addr;
+    for origin in ["http://evil.example", "null", "http://127.0.0.1:1"] {
+        match ws_connect(addr, "/ws", &[("Origin", origin)], None).await {
+            Err(tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 403, "{origin}")
+            }
+            other => panic!("expected 403 for {origin}, got {other:?}"),
+        }
+    }
+    let own = format!("http://{addr}");
+    let mut ws = ws_connect(addr, "/ws", &[("Origin", &own)], None)
+        .await
+        .expect("same origin");
+    assert_eq!(next_message(&mut ws).await.0["type"], "snapshot");
+    let mut ws = ws_connect(addr, "/ws", &[], None)
+        .await
+        .expect("no Origin: not a browser");
+    assert_eq!(next_message(&mut ws).await.0["type"], "snapshot");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_page_is_served_with_d3_inlined() {
+    let server = Server::start(ServeOptions::default()).await;
+    let (status, page) = http_get(server.addr, "/", &[]).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>icewatch</title>"));
+    assert!(page.contains("https://d3js.org v7"), "d3 is inlined");
+    assert!(
+        !page.contains("node_modules"),
+        "nothing is loaded from elsewhere"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_apis_answer_json_and_refuse_bad_queries() {
+    let server = Server::start(ServeOptions::default()).await;
+    let addr = server.addr;
+    let (status, body) = http_get(addr, "/api/v1/hosts", &[]).await;
+    assert_eq!(status, 200);
+    let hosts: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(hosts.as_array().map(Vec::len), Some(3));
+    let (status, body) = http_get(addr, "/api/v1/jobs?state=failed&host=localice", &[]).await;
+    assert_eq!(status, 200);
+    let jobs: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(jobs[0]["file"], "src/parser.c");
+    assert_eq!(jobs.as_array().map(Vec::len), Some(1));
+    let (status, body) = http_get(addr, "/api/v1/jobs?limit=2", &[]).await;
+    assert_eq!(
+        (
+            status,
+            serde_json::from_str::<Value>(&body)
+                .expect("JSON")
+                .as_array()
+                .map(Vec::len)
+        ),
+        (200, Some(2))
+    );
+    assert_eq!(http_get(addr, "/api/v1/jobs?state=done", &[]).await.0, 400);
+    assert_eq!(http_get(addr, "/api/v1/jobs?limit=-1", &[]).await.0, 400);
+    let snapshot = server.api_snapshot().await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(snapshot["totals"]["busy_slots"], 5);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_metrics_show_the_cluster_and_the_fan_out() {
+    let server = Server::start(ServeOptions::default()).await;
+    let (status, text) = http_get(server.addr, "/metrics", &[]).await;
+    assert_eq!(status, 200);
+    let state = lock_state(&server.feed.state).totals();
+    for line in [
+        "icewatch_scheduler_connected 1".to_owned(),
+        "icewatch_scheduler_reconnects_total 0".to_owned(),
+        "icewatch_hosts_online 3".to_owned(),
+        format!("icewatch_slots {}", state.total_slots),
+        format!("icewatch_slots_busy {}", state.busy_slots),
+        "icewatch_jobs_pending 1".to_owned(),
+        "icewatch_jobs_finished_total 2".to_owned(),
+        "icewatch_jobs_failed_total 1".to_owned(),
+        r#"icewatch_host_load{id="1",host="localice"} 0.28"#.to_owned(),
+        r#"icewatch_host_active_jobs{id="3",host="remote2"} 2"#.to_owned(),
+        "icewatch_websocket_clients 0".to_owned(),
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line:?} in\n{text}"
+        );
+    }
+    assert!(text.ends_with("# EOF\n"));
+    server.stop().await;
+}
