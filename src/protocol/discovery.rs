@@ -14,6 +14,20 @@
 //! also announce themselves to each other with an `ICF` datagram of 268 bytes
 //! ([`parse_scheduler_announcement`]). Never broadcast outside a private
 //! network in tests.
+//!
+//! A client's side, with the reply a version-43 scheduler would send:
+//!
+//! ```
+//! use icewatch::protocol::discovery::*;
+//!
+//! let request = discovery_request(44); // broadcast this to port 8765
+//! let scheduler = SchedulerInfo { version: 43, start_time: 1_700_000_000, netname: b"ICECREAM" };
+//! let datagram = discovery_reply(request[0], &scheduler); // what comes back
+//! let found = parse_discovery_reply(&datagram, request[0])?;
+//! assert_eq!(found, scheduler);
+//! assert!(found.netname.eq_ignore_ascii_case(b"icecream"));
+//! # Ok::<(), DiscoveryError>(())
+//! ```
 
 /// Length of a current reply.
 pub const REPLY_LEN: usize = 268;

@@ -4,7 +4,73 @@
 //!
 //! [`parse_frame`] is a streaming parser: on a partial buffer it says how many
 //! more bytes it needs, and it checks the length against a maximum before
-//! anything is taken or allocated, as icecream itself does.
+//! anything is taken or allocated, as icecream itself does (it drops a peer
+//! whose length word exceeds [`MAX_MSG_SIZE`]). A whole frame is handed out
+//! as a [`RawFrame`] for [`Message::decode`](super::Message::decode), which
+//! then treats a short body as an invalid message, never as "need more".
+//!
+//! A monitor's read loop over a blocking socket (a thread replays a real
+//! scheduler's capture on the other end, in pieces that cut frames apart):
+//!
+//! ```
+//! use bytes::{Buf, BytesMut};
+//! use icewatch::protocol::frame::{parse_frame, FrameError, MAX_MSG_SIZE};
+//! use icewatch::protocol::handshake::handshake_blocking;
+//! use icewatch::protocol::{Message, PROTOCOL_VERSION};
+//! use std::io::{Read, Write};
+//! use std::os::unix::net::UnixStream;
+//!
+//! let (mut socket, mut scheduler) = UnixStream::pair()?;
+//! let capture = include_bytes!("../../tests/data/basic.v43.bin");
+//! let replay = std::thread::spawn(move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//!     handshake_blocking(&mut scheduler, 43)?;
+//!     let mut login = [0u8; 8];
+//!     scheduler.read_exact(&mut login)?;
+//!     assert_eq!(login, [0, 0, 0, 4, 0, 0, 0, 0x52]); // MON_LOGIN
+//!     for piece in capture[8..].chunks(1000) {
+//!         scheduler.write_all(piece)?;
+//!     }
+//!     Ok(())
+//! });
+//!
+//! let version = handshake_blocking(&mut socket, PROTOCOL_VERSION)?;
+//! let mut out = BytesMut::new();
+//! Message::MonLogin.encode(version, &mut out);
+//! socket.write_all(&out)?;
+//!
+//! let mut buf = BytesMut::with_capacity(64 * 1024);
+//! let mut chunk = [0u8; 4096];
+//! let mut jobs_done = 0;
+//! loop {
+//!     match parse_frame(&buf, MAX_MSG_SIZE) {
+//!         Ok((rest, raw)) => {
+//!             let used = buf.len() - rest.len();
+//!             if let Message::MonJobDone(_) = Message::decode(raw.ty, raw.body, version)? {
+//!                 jobs_done += 1;
+//!             }
+//!             buf.advance(used);
+//!         }
+//!         // Read at least `needed` more bytes; end on a clean close.
+//!         Err(FrameError::Incomplete { needed: _ }) => {
+//!             let n = socket.read(&mut chunk)?;
+//!             if n == 0 {
+//!                 break;
+//!             }
+//!             buf.extend_from_slice(&chunk[..n]);
+//!         }
+//!         // Too large or too short: the stream cannot be trusted any more.
+//!         Err(e) => return Err(e.into()),
+//!     }
+//! }
+//! assert!(buf.is_empty(), "the scheduler closed inside a frame");
+//! assert_eq!((version, jobs_done), (43, 42));
+//! replay.join().unwrap().unwrap();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! An async connection does the same over a `BytesMut` and cuts each frame
+//! with `split_to(4 + L).freeze()`, so decoded messages can borrow an owned
+//! `Bytes` while the buffer fills again.
 
 use super::MsgType;
 
@@ -49,6 +115,7 @@ pub enum FrameError {
 ///
 /// `max_len` bounds the length word (use [`MAX_MSG_SIZE`] unless you have a
 /// reason); it is checked as soon as the four length bytes are there.
+#[inline]
 pub fn parse_frame(input: &[u8], max_len: u32) -> Result<(&[u8], RawFrame<'_>), FrameError> {
     let Some((len_word, rest)) = input.split_first_chunk::<4>() else {
         return Err(FrameError::Incomplete {

@@ -9,7 +9,25 @@
 //!
 //! Finish it at once: a scheduler waits for a half-done handshake with a
 //! blocking read of up to 15 s, freezing its whole cluster meanwhile.
-//! [`handshake`] (async) and [`handshake_blocking`] do the whole exchange.
+//! [`handshake`] (async) and [`handshake_blocking`] do the whole exchange;
+//! bound either with a timeout, since a silent peer leaves it waiting.
+//!
+//! The state machine on its own, for an event loop of your own (here against
+//! an icecream 1.4 scheduler, which speaks 43):
+//!
+//! ```
+//! use icewatch::protocol::handshake::{Handshake, Step};
+//!
+//! let mut hs = Handshake::new(44)?;
+//! let hello = hs.hello(); // send at once on connect
+//! assert_eq!(hello, 44u32.to_le_bytes());
+//! // The scheduler's first word: its own version.
+//! assert_eq!(hs.receive(43u32.to_le_bytes())?, Step::Send(43u32.to_le_bytes()));
+//! // Its second word confirms the minimum.
+//! assert_eq!(hs.receive(43u32.to_le_bytes())?, Step::Agreed(43));
+//! assert_eq!(hs.agreed(), Some(43));
+//! # Ok::<(), icewatch::protocol::handshake::HandshakeError>(())
+//! ```
 
 use super::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 

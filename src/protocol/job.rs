@@ -7,7 +7,7 @@
 //! mirrors it. Fields introduced at version N are noted `(vN)`: below that
 //! version they decode as 0 or empty and are not written.
 
-use super::wire::{be_u32, put_string, put_u32, string, EnvList, StrList, WResult};
+use super::wire::{be_u32, be_u32s, put_string, put_u32, string, EnvList, StrList, WResult};
 use super::Language;
 use bytes::BufMut;
 
@@ -469,18 +469,14 @@ impl JobDone {
 }
 
 /// Parses a `JOB_DONE` / `MON_JOB_DONE` body.
+#[inline]
 pub fn parse_job_done(i: &[u8], version: u32) -> WResult<'_, JobDone> {
-    let (i, job_id) = be_u32(i)?;
-    let (i, exit_code) = be_u32(i)?;
-    let (i, real_ms) = be_u32(i)?;
-    let (i, user_ms) = be_u32(i)?;
-    let (i, sys_ms) = be_u32(i)?;
-    let (i, page_faults) = be_u32(i)?;
-    let (i, in_compressed) = be_u32(i)?;
-    let (i, in_uncompressed) = be_u32(i)?;
-    let (i, out_compressed) = be_u32(i)?;
-    let (i, out_uncompressed) = be_u32(i)?;
-    let (mut i, flags) = be_u32(i)?;
+    let (mut i, words) = be_u32s::<11>(i)?;
+    #[rustfmt::skip]
+    let [
+        job_id, exit_code, real_ms, user_ms, sys_ms, page_faults,
+        in_compressed, in_uncompressed, out_compressed, out_uncompressed, flags,
+    ] = words;
     let mut client_count = 0;
     if version >= 39 {
         (i, client_count) = be_u32(i)?;
@@ -575,6 +571,7 @@ pub struct JobLocalDone {
 }
 
 /// Parses a `JOB_LOCAL_DONE` body.
+#[inline]
 pub fn parse_job_local_done(i: &[u8]) -> WResult<'_, JobLocalDone> {
     let (i, job_id) = be_u32(i)?;
     Ok((i, JobLocalDone { job_id }))

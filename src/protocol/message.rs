@@ -4,7 +4,6 @@
 use super::daemon::*;
 use super::job::*;
 use super::monitor::*;
-use super::wire::WireError;
 use super::MsgType;
 use bytes::{BufMut, BytesMut};
 
@@ -99,8 +98,6 @@ pub struct DecodeError {
     pub expected: &'static str,
 }
 
-type Parsed<'a> = Result<(&'a [u8], Message<'a>), nom::Err<WireError<'a>>>;
-
 impl<'a> Message<'a> {
     /// Decodes a message body of type `ty` at the agreed `version`.
     ///
@@ -108,60 +105,73 @@ impl<'a> Message<'a> {
     /// a [`DecodeError`]. Unknown type codes give [`Message::Unknown`].
     pub fn decode(ty: MsgType, body: &'a [u8], version: u32) -> Result<Message<'a>, DecodeError> {
         let v = version;
-        let parsed: Parsed<'a> = match ty {
-            MsgType::PING => Ok((body, Message::Ping)),
-            MsgType::END => Ok((body, Message::End)),
-            MsgType::TIMEOUT => Ok((body, Message::Timeout)),
-            MsgType::MON_LOGIN => Ok((body, Message::MonLogin)),
-            MsgType::GET_INTERNALS => Ok((body, Message::GetInternals)),
-            MsgType::TEXT => Ok((&body[body.len()..], Message::Text(body))),
-            MsgType::GET_NATIVE_ENV => wrap(parse_get_native_env(body, v), Message::GetNativeEnv),
-            MsgType::NATIVE_ENV => wrap(parse_native_env(body), Message::NativeEnv),
-            MsgType::GET_CS => wrap(parse_get_cs(body, v), Message::GetCs),
-            MsgType::USE_CS => wrap(parse_use_cs(body, v), Message::UseCs),
-            MsgType::COMPILE_FILE => wrap(parse_compile_file(body, v), Message::CompileFile),
-            MsgType::FILE_CHUNK => wrap(parse_file_chunk(body, v), Message::FileChunk),
-            MsgType::COMPILE_RESULT => wrap(parse_compile_result(body, v), Message::CompileResult),
-            MsgType::JOB_BEGIN => wrap(parse_job_begin(body, v), Message::JobBegin),
-            MsgType::JOB_DONE => wrap(parse_job_done(body, v), Message::JobDone),
-            MsgType::JOB_LOCAL_BEGIN => {
-                wrap(parse_job_local_begin(body, v), Message::JobLocalBegin)
-            }
-            MsgType::JOB_LOCAL_DONE => wrap(parse_job_local_done(body), Message::JobLocalDone),
-            MsgType::LOGIN => wrap(parse_login(body, v), Message::Login),
-            MsgType::STATS => wrap(parse_stats(body), Message::Stats),
-            MsgType::MON_GET_CS => wrap(parse_mon_get_cs(body, v), Message::MonGetCs),
-            MsgType::MON_JOB_BEGIN => wrap(parse_mon_job_begin(body), Message::MonJobBegin),
-            MsgType::MON_JOB_DONE => wrap(parse_job_done(body, v), Message::MonJobDone),
+        let invalid = |at: &[u8], expected| invalid(ty, version, body, at, expected);
+        // Each arm builds the final result in place: a `Message` is large,
+        // and copying it between intermediate results costs more than
+        // parsing a monitor message.
+        macro_rules! whole {
+            ($parsed:expr, $variant:path) => {
+                match $parsed {
+                    Ok(([], m)) => Ok($variant(m)),
+                    Ok((rest, _)) => Err(invalid(rest, "end of message")),
+                    Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
+                        Err(invalid(e.at, e.expected))
+                    }
+                    Err(nom::Err::Incomplete(_)) => Err(invalid(&[], "more bytes")),
+                }
+            };
+        }
+        macro_rules! bodiless {
+            ($msg:expr) => {
+                match body {
+                    [] => Ok($msg),
+                    rest => Err(invalid(rest, "end of message")),
+                }
+            };
+        }
+        match ty {
+            MsgType::MON_GET_CS => whole!(parse_mon_get_cs(body, v), Message::MonGetCs),
+            MsgType::MON_JOB_BEGIN => whole!(parse_mon_job_begin(body), Message::MonJobBegin),
+            MsgType::MON_JOB_DONE => whole!(parse_job_done(body, v), Message::MonJobDone),
             MsgType::MON_LOCAL_JOB_BEGIN => {
-                wrap(parse_mon_local_job_begin(body), Message::MonLocalJobBegin)
+                whole!(parse_mon_local_job_begin(body), Message::MonLocalJobBegin)
             }
-            MsgType::MON_STATS => wrap(parse_mon_stats(body), Message::MonStats),
-            MsgType::TRANFER_ENV => wrap(parse_env_transfer(body), Message::EnvTransfer),
-            MsgType::STATUS_TEXT => wrap(parse_status_text(body), Message::StatusText),
-            MsgType::CS_CONF => wrap(parse_cs_conf(body), Message::CsConf),
-            MsgType::VERIFY_ENV => wrap(parse_verify_env(body), Message::VerifyEnv),
+            MsgType::MON_STATS => whole!(parse_mon_stats(body), Message::MonStats),
+            MsgType::PING => bodiless!(Message::Ping),
+            MsgType::END => bodiless!(Message::End),
+            MsgType::TIMEOUT => bodiless!(Message::Timeout),
+            MsgType::MON_LOGIN => bodiless!(Message::MonLogin),
+            MsgType::GET_INTERNALS => bodiless!(Message::GetInternals),
+            MsgType::TEXT => Ok(Message::Text(body)),
+            MsgType::GET_NATIVE_ENV => whole!(parse_get_native_env(body, v), Message::GetNativeEnv),
+            MsgType::NATIVE_ENV => whole!(parse_native_env(body), Message::NativeEnv),
+            MsgType::GET_CS => whole!(parse_get_cs(body, v), Message::GetCs),
+            MsgType::USE_CS => whole!(parse_use_cs(body, v), Message::UseCs),
+            MsgType::COMPILE_FILE => whole!(parse_compile_file(body, v), Message::CompileFile),
+            MsgType::FILE_CHUNK => whole!(parse_file_chunk(body, v), Message::FileChunk),
+            MsgType::COMPILE_RESULT => {
+                whole!(parse_compile_result(body, v), Message::CompileResult)
+            }
+            MsgType::JOB_BEGIN => whole!(parse_job_begin(body, v), Message::JobBegin),
+            MsgType::JOB_DONE => whole!(parse_job_done(body, v), Message::JobDone),
+            MsgType::JOB_LOCAL_BEGIN => {
+                whole!(parse_job_local_begin(body, v), Message::JobLocalBegin)
+            }
+            MsgType::JOB_LOCAL_DONE => whole!(parse_job_local_done(body), Message::JobLocalDone),
+            MsgType::LOGIN => whole!(parse_login(body, v), Message::Login),
+            MsgType::STATS => whole!(parse_stats(body), Message::Stats),
+            MsgType::TRANFER_ENV => whole!(parse_env_transfer(body), Message::EnvTransfer),
+            MsgType::STATUS_TEXT => whole!(parse_status_text(body), Message::StatusText),
+            MsgType::CS_CONF => whole!(parse_cs_conf(body), Message::CsConf),
+            MsgType::VERIFY_ENV => whole!(parse_verify_env(body), Message::VerifyEnv),
             MsgType::VERIFY_ENV_RESULT => {
-                wrap(parse_verify_env_result(body), Message::VerifyEnvResult)
+                whole!(parse_verify_env_result(body), Message::VerifyEnvResult)
             }
             MsgType::BLACKLIST_HOST_ENV => {
-                wrap(parse_blacklist_host_env(body), Message::BlacklistHostEnv)
+                whole!(parse_blacklist_host_env(body), Message::BlacklistHostEnv)
             }
-            MsgType::NO_CS => wrap(parse_no_cs(body), Message::NoCs),
-            _ => Ok((&body[body.len()..], Message::Unknown { ty, body })),
-        };
-        let error = |at: &[u8], expected| DecodeError {
-            ty,
-            version,
-            offset: body.len() - at.len(),
-            len: body.len(),
-            expected,
-        };
-        match parsed {
-            Ok(([], msg)) => Ok(msg),
-            Ok((rest, _)) => Err(error(rest, "end of message")),
-            Err(nom::Err::Error(e) | nom::Err::Failure(e)) => Err(error(e.at, e.expected)),
-            Err(nom::Err::Incomplete(_)) => Err(error(&[], "more bytes")),
+            MsgType::NO_CS => whole!(parse_no_cs(body), Message::NoCs),
+            _ => Ok(Message::Unknown { ty, body }),
         }
     }
 
@@ -252,11 +262,21 @@ impl<'a> Message<'a> {
     }
 }
 
-fn wrap<'a, T>(
-    r: Result<(&'a [u8], T), nom::Err<WireError<'a>>>,
-    f: impl FnOnce(T) -> Message<'a>,
-) -> Parsed<'a> {
-    r.map(|(rest, m)| (rest, f(m)))
+#[cold]
+fn invalid(
+    ty: MsgType,
+    version: u32,
+    body: &[u8],
+    at: &[u8],
+    expected: &'static str,
+) -> DecodeError {
+    DecodeError {
+        ty,
+        version,
+        offset: body.len().saturating_sub(at.len()),
+        len: body.len(),
+        expected,
+    }
 }
 
 #[cfg(test)]

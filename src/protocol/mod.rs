@@ -4,39 +4,104 @@
 //!
 //! This layer knows nothing of sockets or of the monitor: it turns bytes into
 //! typed messages that borrow from those bytes, and typed messages back into
-//! bytes. Use it from any icecream tool:
+//! bytes. Any icecream tool can stand on it: a monitor, a scheduler or daemon
+//! stand-in for tests, a proxy, a capture reader.
 //!
-//! 1. [`handshake`]: both peers send their highest version as a little-endian
-//!    word, then the minimum of both; the agreed version governs every message.
-//! 2. [`frame`]: after the handshake, each message is a big-endian length, a
-//!    big-endian type code and a body. [`frame::parse_frame`] cuts one frame
-//!    out of a buffer, or says how many more bytes it needs.
-//! 3. [`Message::decode`] parses a body at the agreed version, borrowing
-//!    strings and payloads; [`Message::encode`] writes a whole frame back.
+//! # A binary connection, step by step
+//!
+//! 1. [`handshake`]: on connect both peers send their highest version as a
+//!    little-endian word, then the minimum of both; that agreed version
+//!    governs every message on the connection. [`handshake::Handshake`] is
+//!    the exchange as a state machine free of I/O; [`handshake::handshake`]
+//!    (tokio) and [`handshake::handshake_blocking`] run it on a stream.
+//! 2. [`frame`]: after the handshake each message is a big-endian length, a
+//!    big-endian type code ([`MsgType`]) and a body.
+//!    [`frame::parse_frame`] cuts one frame from the front of a buffer, or
+//!    says how many more bytes it needs; it refuses a length above the limit
+//!    before the body arrives. Its module docs show a whole read loop.
+//! 3. [`Message::decode`] parses a body at the agreed version into one
+//!    [`Message`], borrowing strings and payloads from the body. A body that
+//!    is short, too long or malformed is a [`DecodeError`] naming the type,
+//!    version, offset and what was expected; a type code this codec does not
+//!    know becomes [`Message::Unknown`], so a newer peer never breaks a
+//!    connection.
+//! 4. [`Message::encode`] appends a whole frame at a version to a
+//!    [`BytesMut`](bytes::BytesMut); [`Message::write_body`] writes only the
+//!    body to any [`BufMut`](bytes::BufMut). Re-encoding a decoded frame
+//!    gives back its exact bytes.
+//!
+//! A monitor sends [`Message::MonLogin`] and then only reads: the scheduler
+//! answers with a [`MonStats`] for every host ([`MonStats::stats`] reads its
+//! `Key:Value` text into [`stats::HostStats`]) and streams [`MonGetCs`],
+//! [`MonJobBegin`], [`Message::MonJobDone`] (or [`Message::JobDone`] from
+//! icecream git master: the same [`JobDone`] body under type 0x4d),
+//! [`MonLocalJobBegin`], [`JobLocalDone`] and [`Message::End`].
 //!
 //! ```
 //! use icewatch::protocol::{frame, Message};
 //!
+//! // What a real icecream 1.4 scheduler sent a monitor: its version word,
+//! // the agreed version, then frames.
 //! let capture = include_bytes!("../../tests/data/basic.v43.bin");
 //! let version = u32::from_le_bytes(capture[4..8].try_into().unwrap());
 //! let mut input = &capture[8..];
-//! let mut jobs_done = 0;
+//! let (mut jobs_done, mut offline) = (0, 0);
 //! while !input.is_empty() {
 //!     let (rest, raw) = frame::parse_frame(input, frame::MAX_MSG_SIZE).unwrap();
-//!     if let Message::MonJobDone(done) = Message::decode(raw.ty, raw.body, version).unwrap() {
-//!         assert!(done.real_ms < 60_000);
-//!         jobs_done += 1;
+//!     match Message::decode(raw.ty, raw.body, version).unwrap() {
+//!         Message::MonJobDone(done) => {
+//!             assert!(done.real_ms < 60_000);
+//!             jobs_done += 1;
+//!         }
+//!         Message::MonStats(host) if host.stats().offline => offline += 1,
+//!         _ => {}
 //!     }
 //!     input = rest;
 //! }
-//! assert_eq!(jobs_done, 42);
+//! assert_eq!((jobs_done, offline), (42, 1));
 //! ```
 //!
-//! Strings on the wire are bytes (file names need not be UTF-8), so messages
-//! hold `&[u8]`; fields that a version does not carry decode as 0 or empty and
-//! are not written at that version. Numbers are kept exactly as sent (for
-//! example a job's exit code is the raw `u32`), so re-encoding a decoded frame
-//! reproduces its bytes.
+//! # Where each message lives
+//!
+//! | module | messages |
+//! | --- | --- |
+//! | [`monitor`] | `MON_GET_CS`, `MON_JOB_BEGIN`, `MON_LOCAL_JOB_BEGIN`, `MON_STATS` |
+//! | [`job`] | `GET_CS`, `USE_CS`, `NO_CS`, `COMPILE_FILE`, `FILE_CHUNK`, `COMPILE_RESULT`, `JOB_BEGIN`, `JOB_DONE` (and `MON_JOB_DONE`), `JOB_LOCAL_BEGIN`, `JOB_LOCAL_DONE` |
+//! | [`daemon`] | `LOGIN`, `STATS`, `CS_CONF`, `GET_NATIVE_ENV`, `NATIVE_ENV`, `TRANFER_ENV`, `VERIFY_ENV`, `VERIFY_ENV_RESULT`, `BLACKLIST_HOST_ENV`, `STATUS_TEXT` |
+//! | [`Message`] | the bodiless `PING`, `END`, `TIMEOUT`, `MON_LOGIN`, `GET_INTERNALS`; raw `TEXT` |
+//!
+//! Each message has a struct, a `parse_*` function (a nom parser of the whole
+//! body at a version) and a `write_*` function that mirrors it; their types
+//! are re-exported here. [`wire`] holds the primitives (big-endian `u32`,
+//! strings, counted lists). Outside the binary channel: [`discovery`] (the
+//! UDP datagrams that find a scheduler), [`text`] (the scheduler's line
+//! protocol on its port + 1) and [`stats`] (the text inside `MON_STATS`).
+//!
+//! # Versions, bytes and numbers
+//!
+//! Fields that a version does not carry are documented `(vN)` with the
+//! version that brought them; below it they decode as 0 or empty and are not
+//! written. Strings on the wire are bytes (file names need not be UTF-8), so
+//! messages hold `&[u8]`. Numbers are kept exactly as sent: a job's exit code
+//! is the raw `u32` ([`JobDone::exit_code_signed`] reads it as the C `int`),
+//! and below v39 the "unknown job id" flag travels as exit code 200
+//! ([`JobDone::unknown_job_id`]). The one thing re-encoding does not keep is
+//! a zero-length string (`00 00 00 00`), which icecream reads as empty but
+//! always writes with its NUL (`00 00 00 01 00`); the codec does the same.
+//!
+//! # Borrowing and allocation
+//!
+//! A decoded [`Message`] borrows the frame it came from: keep the frame alive
+//! (for example as [`Bytes`](bytes::Bytes) cut from the read buffer) for as
+//! long as the message, or copy out what you keep. Counted lists
+//! ([`StrList`], [`EnvList`]) stay views of the frame, walked on iteration.
+//! Cutting a frame, decoding it and reading `MON_STATS` allocate nothing
+//! (`tests/protocol_no_alloc.rs` checks it on the captures); encoding writes
+//! straight into the output buffer. `FILE_CHUNK` payloads stay compressed:
+//! the codec never inflates them.
+//!
+//! Nothing here panics on wire data: the parsers are fuzzed (`fuzz/`) and
+//! property-tested (`tests/protocol_roundtrip.rs`).
 
 pub mod daemon;
 pub mod discovery;

@@ -5,7 +5,7 @@
 
 use super::job::{parse_get_cs, write_get_cs, GetCs};
 use super::stats::HostStats;
-use super::wire::{be_u32, put_string, put_u32, string, WResult};
+use super::wire::{be_u32, be_u32s, put_string, put_u32, string, WResult};
 use bytes::BufMut;
 
 /// `MON_GET_CS`: a client asked for a compile server (the job now waits).
@@ -23,6 +23,7 @@ pub struct MonGetCs<'a> {
 }
 
 /// Parses a `MON_GET_CS` body.
+#[inline]
 pub fn parse_mon_get_cs(i: &[u8], version: u32) -> WResult<'_, MonGetCs<'_>> {
     let (i, request) = if version >= 29 {
         let (i, filename) = string(i)?;
@@ -38,8 +39,7 @@ pub fn parse_mon_get_cs(i: &[u8], version: u32) -> WResult<'_, MonGetCs<'_>> {
     } else {
         parse_get_cs(i, version)?
     };
-    let (i, job_id) = be_u32(i)?;
-    let (i, client_id) = be_u32(i)?;
+    let (i, [job_id, client_id]) = be_u32s(i)?;
     Ok((
         i,
         MonGetCs {
@@ -74,10 +74,9 @@ pub struct MonJobBegin {
 }
 
 /// Parses a `MON_JOB_BEGIN` body.
+#[inline]
 pub fn parse_mon_job_begin(i: &[u8]) -> WResult<'_, MonJobBegin> {
-    let (i, job_id) = be_u32(i)?;
-    let (i, start_time) = be_u32(i)?;
-    let (i, host_id) = be_u32(i)?;
+    let (i, [job_id, start_time, host_id]) = be_u32s(i)?;
     Ok((
         i,
         MonJobBegin {
@@ -109,10 +108,9 @@ pub struct MonLocalJobBegin<'a> {
 }
 
 /// Parses a `MON_LOCAL_JOB_BEGIN` body.
+#[inline]
 pub fn parse_mon_local_job_begin(i: &[u8]) -> WResult<'_, MonLocalJobBegin<'_>> {
-    let (i, host_id) = be_u32(i)?;
-    let (i, job_id) = be_u32(i)?;
-    let (i, start_time) = be_u32(i)?;
+    let (i, [host_id, job_id, start_time]) = be_u32s(i)?;
     let (i, file) = string(i)?;
     Ok((
         i,
@@ -150,6 +148,7 @@ impl<'a> MonStats<'a> {
 }
 
 /// Parses a `MON_STATS` body.
+#[inline]
 pub fn parse_mon_stats(i: &[u8]) -> WResult<'_, MonStats<'_>> {
     let (i, host_id) = be_u32(i)?;
     let (i, text) = string(i)?;

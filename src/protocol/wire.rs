@@ -52,6 +52,26 @@ pub fn be_u32(i: &[u8]) -> WResult<'_, u32> {
     }
 }
 
+/// `N` big-endian `u32`s in a row, with one length check for all of them.
+///
+/// Fails exactly where reading them one by one with [`be_u32`] would: at
+/// the first word that is not all there.
+#[inline]
+pub fn be_u32s<const N: usize>(i: &[u8]) -> WResult<'_, [u32; N]> {
+    if i.len() < 4 * N {
+        let whole_words = i.len() / 4 * 4;
+        return fail(i.get(whole_words..).unwrap_or_default(), "a 4-byte integer");
+    }
+    let (words, rest) = i.split_at(4 * N);
+    let mut out = [0u32; N];
+    for (n, word) in out.iter_mut().zip(words.chunks_exact(4)) {
+        if let [a, b, c, d] = *word {
+            *n = u32::from_be_bytes([a, b, c, d]);
+        }
+    }
+    Ok((rest, out))
+}
+
 /// An icecream string: `u32` length including a trailing NUL, the bytes,
 /// the NUL. Length 0 reads as the empty string. Returns the bytes without
 /// the NUL; they are not necessarily UTF-8.
