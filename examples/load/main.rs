@@ -1,0 +1,478 @@
+//! The load harness: how much CPU and memory `icewatch monitor` spends on a
+//! fast scheduler, beside a bare baseline measured in the same run.
+//!
+//! ```text
+//! cargo build --release && cargo run --release --example load -- e2e
+//! cargo run --release --example load -- e2e --runs 5 --messages 1000000 --hosts 5000
+//! ```
+//!
+//! `e2e`: a fake scheduler on 127.0.0.1 (port 0) pre-encodes a stream of
+//! about a million messages (see `stream.rs`) and writes it as fast as the
+//! socket takes it to a child process, then holds the connection open. Two
+//! children take turns, once per run:
+//!
+//! - `target/release/icewatch monitor 127.0.0.1 PORT --listen 127.0.0.1:0
+//!   --history 100000`: the real monitor, page server running, state kept;
+//! - `target/release/examples/bare_reader PORT COUNT`: frames and decodes
+//!   only, keeps nothing.
+//!
+//! For each it reports the CPU time (user + sys, from `/proc/PID/stat`,
+//! and the precise on-CPU time of all its threads from
+//! `/proc/PID/task/*/schedstat`) spent from its login to the last message,
+//! and its peak RSS (`VmHWM`). icewatch is done when the kernel holds no
+//! unread byte of the stream on either side and its CPU time stands still;
+//! its `/api/v1/snapshot` totals are then checked against the stream's.
+
+mod fanout;
+mod stream;
+
+use anyhow::{bail, ensure, Context, Result};
+use icewatch::protocol::handshake::handshake_blocking;
+use icewatch::protocol::PROTOCOL_VERSION;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+struct Opts {
+    runs: usize,
+    messages: u64,
+    hosts: u32,
+    history: u64,
+    clients: usize,
+    rate: u64,
+    seconds: u64,
+}
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let what = args.next().unwrap_or_default();
+    let mut opts = Opts {
+        runs: 3,
+        messages: 1_000_000,
+        hosts: 5_000,
+        history: 100_000,
+        clients: 200,
+        rate: 10_000,
+        seconds: 10,
+    };
+    if what == "fanout" {
+        opts.hosts = 1_000;
+    }
+    while let Some(flag) = args.next() {
+        let value = args.next().context("a flag without its value")?;
+        match flag.as_str() {
+            "--runs" => opts.runs = value.parse()?,
+            "--messages" => opts.messages = value.parse()?,
+            "--hosts" => opts.hosts = value.parse()?,
+            "--history" => opts.history = value.parse()?,
+            "--clients" => opts.clients = value.parse()?,
+            "--rate" => opts.rate = value.parse()?,
+            "--seconds" => opts.seconds = value.parse()?,
+            _ => bail!("unknown flag {flag}"),
+        }
+    }
+    match what.as_str() {
+        "e2e" => e2e(&opts),
+        "fanout" => fanout_runs(&opts),
+        _ => bail!(
+            "usage: load e2e [--runs N] [--messages N] [--hosts N] [--history N]\n       \
+             load fanout [--runs N] [--hosts N] [--clients N] [--rate N] [--seconds N]"
+        ),
+    }
+}
+
+/// What one child spent.
+#[derive(Clone, Copy, Debug)]
+struct Cost {
+    /// user + sys from /proc/PID/stat, seconds (10 ms ticks).
+    cpu_stat: f64,
+    /// on-CPU time of every thread from schedstat, seconds.
+    cpu_sched: f64,
+    /// VmHWM, KiB.
+    peak_kib: u64,
+    /// From the login to the last message consumed.
+    wall: Duration,
+}
+
+fn e2e(opts: &Opts) -> Result<()> {
+    let release = release_dir()?;
+    let icewatch = release.join("icewatch");
+    let reader = release.join("examples").join("bare_reader");
+    for bin in [&icewatch, &reader] {
+        ensure!(
+            bin.exists(),
+            "{} is missing: run `cargo build --release --examples --bins` first",
+            bin.display()
+        );
+    }
+    let built = Instant::now();
+    let stream = stream::build(opts.hosts, opts.messages, PROTOCOL_VERSION);
+    println!(
+        "stream: {} messages, {:.1} MiB, {} hosts, {} remote jobs ({} failed), {} local jobs; built in {:.2?}",
+        stream.messages,
+        stream.bytes.len() as f64 / 1048576.0,
+        opts.hosts,
+        stream.finished + stream.failed,
+        stream.failed,
+        stream.local_finished,
+        built.elapsed()
+    );
+    println!("machine: {} cores, {}", cores(), cpu_model());
+    let stream = Arc::new(stream);
+    let mut rows = Vec::new();
+    for run in 1..=opts.runs {
+        let base = run_reader(&reader, &stream)?;
+        let ice = run_icewatch(&icewatch, &stream, opts.history)?;
+        println!(
+            "run {run}: bare reader cpu {:.3} s (stat {:.2} s) peak {:.1} MiB in {:.2?} | \
+             icewatch cpu {:.3} s (stat {:.2} s) peak {:.1} MiB in {:.2?} | ratio {:.2}x",
+            base.cpu_sched,
+            base.cpu_stat,
+            base.peak_kib as f64 / 1024.0,
+            base.wall,
+            ice.cpu_sched,
+            ice.cpu_stat,
+            ice.peak_kib as f64 / 1024.0,
+            ice.wall,
+            ice.cpu_sched / base.cpu_sched
+        );
+        rows.push((base, ice));
+    }
+    let summary = |name: &str, mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        println!(
+            "{name}: median {:.3}, min {:.3}, max {:.3} (n={})",
+            v[v.len() / 2],
+            v[0],
+            v[v.len() - 1],
+            v.len()
+        );
+    };
+    summary(
+        "bare reader cpu s",
+        rows.iter().map(|r| r.0.cpu_sched).collect(),
+    );
+    summary(
+        "icewatch cpu s",
+        rows.iter().map(|r| r.1.cpu_sched).collect(),
+    );
+    summary(
+        "ratio icewatch/bare",
+        rows.iter().map(|r| r.1.cpu_sched / r.0.cpu_sched).collect(),
+    );
+    summary(
+        "bare reader peak MiB",
+        rows.iter().map(|r| r.0.peak_kib as f64 / 1024.0).collect(),
+    );
+    summary(
+        "icewatch peak MiB",
+        rows.iter().map(|r| r.1.peak_kib as f64 / 1024.0).collect(),
+    );
+    Ok(())
+}
+
+fn fanout_runs(opts: &Opts) -> Result<()> {
+    let icewatch = release_dir()?.join("icewatch");
+    ensure!(icewatch.exists(), "run `cargo build --release` first");
+    println!(
+        "fanout: {} clients, {} events/s for {} s, {} hosts; machine: {} cores, {}",
+        opts.clients,
+        opts.rate,
+        opts.seconds,
+        opts.hosts,
+        cores(),
+        cpu_model()
+    );
+    let mut rows = Vec::new();
+    for run in 1..=opts.runs {
+        let f = fanout::run(&icewatch, opts.hosts, opts.clients, opts.rate, opts.seconds)?;
+        println!(
+            "run {run}: latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms ({} samples) | \
+             icewatch {:.3} cores | {} events, {} diffs | bytes/event/client: diff {:.1}, \
+             full lists {:.1}, ratio {:.1}x fewer",
+            f.p50_ms,
+            f.p99_ms,
+            f.max_ms,
+            f.samples,
+            f.cpu_cores,
+            f.events,
+            f.diffs,
+            f.diff_bytes_per_event,
+            f.full_bytes_per_event,
+            f.full_bytes_per_event / f.diff_bytes_per_event
+        );
+        rows.push(f);
+    }
+    let summary = |name: &str, mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        println!(
+            "{name}: median {:.2}, min {:.2}, max {:.2} (n={})",
+            v[v.len() / 2],
+            v[0],
+            v[v.len() - 1],
+            v.len()
+        );
+    };
+    summary("p50 ms", rows.iter().map(|f| f.p50_ms).collect());
+    summary("p99 ms", rows.iter().map(|f| f.p99_ms).collect());
+    summary("icewatch cores", rows.iter().map(|f| f.cpu_cores).collect());
+    summary(
+        "diff bytes/event/client",
+        rows.iter().map(|f| f.diff_bytes_per_event).collect(),
+    );
+    summary(
+        "full-list bytes/event/client",
+        rows.iter().map(|f| f.full_bytes_per_event).collect(),
+    );
+    summary(
+        "full/diff ratio",
+        rows.iter()
+            .map(|f| f.full_bytes_per_event / f.diff_bytes_per_event)
+            .collect(),
+    );
+    Ok(())
+}
+
+fn release_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/release/examples/load -> target/release
+    Ok(exe
+        .parent()
+        .and_then(Path::parent)
+        .context("where is target/release?")?
+        .to_path_buf())
+}
+
+/// A fake scheduler: every connection that logs in gets the whole stream;
+/// the connection is then handed back (still open) with the time its
+/// writing started and ended. Connections that close early (a check
+/// connection) are dropped.
+type Served = (TcpStream, Instant, (u64, u64));
+
+fn fake_scheduler(
+    stream: Arc<stream::Stream>,
+    pid: Arc<OnceLock<u32>>,
+) -> Result<(SocketAddr, mpsc::Receiver<Served>)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let _ = conn.set_nodelay(true);
+            if handshake_blocking(&mut conn, PROTOCOL_VERSION).is_err() {
+                continue;
+            }
+            let mut login = [0u8; 8];
+            if conn.read_exact(&mut login).is_err() {
+                continue;
+            }
+            let before = pid.get().and_then(|&p| cpu(p).ok()).unwrap_or((0, 0));
+            let started = Instant::now();
+            if conn.write_all(&stream.bytes).is_err() {
+                continue;
+            }
+            if tx.send((conn, started, before)).is_err() {
+                return;
+            }
+        }
+    });
+    Ok((addr, rx))
+}
+
+fn run_reader(bin: &Path, stream: &Arc<stream::Stream>) -> Result<Cost> {
+    let child_pid = Arc::new(OnceLock::new());
+    let (addr, done) = fake_scheduler(stream.clone(), child_pid.clone())?;
+    let mut child = Command::new(bin)
+        .args([addr.port().to_string(), stream.messages.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let _ = child_pid.set(pid);
+    let mut out = BufReader::new(child.stdout.take().context("stdout")?);
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    let (_conn, started, before) = done.recv_timeout(Duration::from_secs(60))?;
+    ensure!(
+        line.trim() == format!("done {} invalid 0", stream.messages),
+        "the bare reader said {line:?}"
+    );
+    let cost = sample(pid, started, before)?;
+    stop(child);
+    Ok(cost)
+}
+
+fn run_icewatch(bin: &Path, stream: &Arc<stream::Stream>, history: u64) -> Result<Cost> {
+    let child_pid = Arc::new(OnceLock::new());
+    let (addr, done) = fake_scheduler(stream.clone(), child_pid.clone())?;
+    let mut child = Command::new(bin)
+        .args([
+            "monitor",
+            "127.0.0.1",
+            &addr.port().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--history",
+            &history.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let pid = child.id();
+    let _ = child_pid.set(pid);
+    let mut out = BufReader::new(child.stdout.take().context("stdout")?);
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    let page: SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .with_context(|| format!("no URL in {line:?}"))?
+        .parse()?;
+    let (conn, started, before) = done.recv_timeout(Duration::from_secs(120))?;
+    let sched_port = addr.port();
+    let child_port = conn.peer_addr()?.port();
+    // Everything written is read once neither side's queue holds a byte.
+    while queued(sched_port, child_port)? > 0 {
+        thread::sleep(Duration::from_millis(5));
+    }
+    // Then the last batch is applied once the CPU time stands still.
+    let mut last = cpu(pid)?.1;
+    let mut still = 0;
+    while still < 5 {
+        thread::sleep(Duration::from_millis(20));
+        let now = cpu(pid)?.1;
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+    }
+    let cost = sample(pid, started, before)?;
+    let snap: serde_json::Value = serde_json::from_str(&http_get(page, "/api/v1/snapshot")?)?;
+    let t = &snap["totals"];
+    let got = (
+        t["jobs_finished"].as_u64(),
+        t["jobs_failed"].as_u64(),
+        t["local_jobs_finished"].as_u64(),
+        t["hosts_online"].as_u64(),
+    );
+    let want = (
+        Some(stream.finished),
+        Some(stream.failed),
+        Some(stream.local_finished),
+    );
+    ensure!(
+        (got.0, got.1, got.2) == want,
+        "icewatch counted {got:?}, the stream holds {want:?}"
+    );
+    drop(conn);
+    stop(child);
+    Ok(cost)
+}
+
+/// Bytes of the stream still in the kernel: the scheduler's send queue
+/// plus the child's receive queue, from /proc/net/tcp.
+fn queued(sched_port: u16, child_port: u16) -> Result<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp")?;
+    let mut total = 0;
+    let mut seen = 0;
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let port = |a: &str| u16::from_str_radix(a.rsplit(':').next().unwrap_or(""), 16).ok();
+        let (Some(local), Some(remote)) = (port(f[1]), port(f[2])) else {
+            continue;
+        };
+        let Some((tx, rx)) = f[4].split_once(':') else {
+            continue;
+        };
+        if (local, remote) == (sched_port, child_port) {
+            total += u64::from_str_radix(tx, 16)?;
+            seen += 1;
+        } else if (local, remote) == (child_port, sched_port) {
+            total += u64::from_str_radix(rx, 16)?;
+            seen += 1;
+        }
+    }
+    ensure!(seen == 2, "the stream's sockets are not in /proc/net/tcp");
+    Ok(total)
+}
+
+/// (user + sys ticks from /proc/PID/stat, schedstat ns of every thread).
+fn cpu(pid: u32) -> Result<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').context("stat")?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat; `after` starts at field 3.
+    let ticks = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
+    let mut ns = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let s = std::fs::read_to_string(task?.path().join("schedstat"))?;
+        ns += s
+            .split_whitespace()
+            .next()
+            .context("schedstat")?
+            .parse::<u64>()?;
+    }
+    Ok((ticks, ns))
+}
+
+fn peak_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .context("VmHWM")?
+        .parse()
+        .map_err(Into::into)
+}
+
+/// What `pid` spent since `before` (its CPU at login).
+fn sample(pid: u32, started: Instant, before: (u64, u64)) -> Result<Cost> {
+    let (ticks, ns) = cpu(pid)?;
+    let (ticks, ns) = (ticks.saturating_sub(before.0), ns.saturating_sub(before.1));
+    Ok(Cost {
+        cpu_stat: ticks as f64 / 100.0,
+        cpu_sched: ns as f64 / 1e9,
+        peak_kib: peak_kib(pid)?,
+        wall: started.elapsed(),
+    })
+}
+
+fn stop(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
+    let mut s = TcpStream::connect(addr)?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    let (head, body) = body.split_once("\r\n\r\n").context("no HTTP body")?;
+    ensure!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    Ok(body.to_string())
+}
+
+fn cores() -> usize {
+    thread::available_parallelism().map_or(0, |n| n.get())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,162 @@
+//! A scheduler that restarts 100 times in a row, each session ending in a
+//! different way (clean close, reset, a close inside a frame, a length above
+//! the limit, END, random bytes after valid frames), with jobs in flight
+//! every time. `connection::run` and `State` must come through every one:
+//! no panic, a reconnect each time, the last session's cluster exactly, and
+//! afterwards as many open file descriptors and live tokio tasks as before.
+//! Time is paused: backoff and timeouts take no real time. One test in this
+//! file, so that no other test opens descriptors meanwhile.
+//!
+//! (Each fault alone, and silence and stalled handshakes, are in
+//! `monitor_faults.rs`.)
+
+mod support;
+
+use icewatch::monitor::lock_state;
+use icewatch::protocol::{Message, MonGetCs, MonJobBegin, MsgType};
+use rand::{Rng, SeedableRng};
+use std::time::Duration;
+use support::*;
+
+const RESTARTS: u32 = 100;
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+}
+
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+/// Session `i`: two hosts of its own, a job submitted and begun between
+/// them, then an end of kind `i % 6`.
+fn session(i: u32, rng: &mut rand::rngs::StdRng) -> Script {
+    let (a, b) = (1000 + 2 * i, 1001 + 2 * i);
+    let job = frame(
+        &Message::MonGetCs(MonGetCs {
+            job_id: 10 + i,
+            client_id: a,
+            ..MonGetCs::default()
+        }),
+        43,
+    );
+    let begin = frame(
+        &Message::MonJobBegin(MonJobBegin {
+            job_id: 10 + i,
+            start_time: 0,
+            host_id: b,
+        }),
+        43,
+    );
+    let mut frames = vec![host(a, "a", 2, false), host(b, "b", 4, false), job, begin];
+    let mut ending = Step::Close;
+    match i % 6 {
+        0 => {}
+        1 => ending = Step::Reset,
+        2 => {
+            let cut = host(9, "cut", 1, false);
+            frames.push(cut[..cut.len() - 3].to_vec());
+        }
+        3 => {
+            let mut huge = (1u32 << 20).wrapping_add(1).to_be_bytes().to_vec();
+            huge.extend_from_slice(&MsgType::MON_STATS.0.to_be_bytes());
+            frames.push(huge);
+            ending = Step::Hold;
+        }
+        4 => frames.push(end()),
+        _ => {
+            let mut noise = vec![0u8; 512];
+            rng.fill(&mut noise[..]);
+            frames.push(noise);
+        }
+    }
+    vec![Step::Handshake(43), Step::Send(concat(&frames)), ending]
+}
+
+fn last_session() -> Script {
+    vec![
+        Step::Handshake(43),
+        Step::Send(concat(&[
+            host(21, "good1", 2, false),
+            host(22, "good2", 3, true),
+        ])),
+        Step::Hold,
+    ]
+}
+
+/// Lets aborted tasks and closed sockets settle: a bounded number of
+/// (paused, so instant) sleeps until `done` holds.
+async fn settle(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..1000 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    done()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hundred_restarts_each_ending_badly_leak_no_descriptor_or_task_and_end_in_the_last_state()
+{
+    let fds_before = open_fds();
+    let tasks_before = alive_tasks();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+    let mut scripts: Vec<Script> = (0..RESTARTS).map(|i| session(i, &mut rng)).collect();
+    scripts.push(last_session());
+    let mut m = Monitor::start(scripts).await;
+
+    m.until("the last session", |st| {
+        st.scheduler().online && st.host(21).is_some_and(|h| h.online)
+    })
+    .await;
+    {
+        let st = lock_state(&m.state);
+        st.check_invariants();
+        assert!(
+            st.scheduler().reconnects >= u64::from(RESTARTS),
+            "{:?}",
+            st.scheduler()
+        );
+        let mut hosts: Vec<_> = st.hosts().map(|h| (h.id, h.online)).collect();
+        hosts.sort();
+        assert_eq!(
+            hosts,
+            [(21, true), (22, true)],
+            "nothing of the old sessions"
+        );
+        assert_eq!(
+            st.jobs().count(),
+            0,
+            "no job of the old sessions still runs"
+        );
+        // Every session's job ended (unknown outcome) into the bounded history.
+        assert!(st.history().len() <= 10_000);
+        let t = st.totals();
+        assert_eq!(
+            (t.hosts_online, t.total_slots, t.active, t.pending),
+            (2, 5, 0, 0)
+        );
+    }
+    // While the session is up: the accept loop, the held connection and run.
+    assert!(alive_tasks() <= tasks_before + 3, "{} tasks", alive_tasks());
+
+    m.stop().await;
+    drop(m);
+    let fds_ok = settle(|| open_fds() == fds_before).await;
+    assert!(
+        fds_ok,
+        "{} descriptors open, {fds_before} before",
+        open_fds()
+    );
+    let tasks_ok = settle(|| alive_tasks() == tasks_before).await;
+    assert!(
+        tasks_ok,
+        "{} tasks alive, {tasks_before} before",
+        alive_tasks()
+    );
+}
