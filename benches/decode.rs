@@ -67,7 +67,7 @@ fn decode_all(segments: &[Segment]) -> usize {
         while let Ok((rest, raw)) = parse_frame(input, MAX_MSG_SIZE) {
             match &Message::decode(raw.ty, raw.body, segment.version) {
                 Ok(Message::MonStats(stats)) => {
-                    black_box(stats.stats());
+                    black_box(&stats.stats());
                 }
                 Ok(msg) => {
                     black_box(msg);

@@ -142,6 +142,7 @@ pub struct MonStats<'a> {
 
 impl<'a> MonStats<'a> {
     /// The typed statistics in the text.
+    #[inline]
     pub fn stats(&self) -> HostStats<'a> {
         HostStats::parse(self.text)
     }

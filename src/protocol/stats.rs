@@ -53,41 +53,215 @@ pub struct HostStats<'a> {
 
 impl<'a> HostStats<'a> {
     /// Parses the text; never fails (bad values read as `None`).
+    #[inline]
     pub fn parse(text: &'a [u8]) -> HostStats<'a> {
         let mut s = HostStats::default();
         let mut rest = text;
+        // A scheduler writes its keys in one order: each line is first
+        // tried as the key that follows the previous one.
+        let mut next = 0;
         while !rest.is_empty() {
+            if let Some((field, after)) = expected_key(rest, next) {
+                rest = s.store(field, after);
+                next = field as usize + 1;
+                continue;
+            }
             let (colon, end) = split_line(rest);
-            let Some((line, next)) = rest.split_at_checked(end) else {
+            let Some((line, after)) = rest.split_at_checked(end) else {
                 break;
             };
             if let Some((key, value)) = colon.and_then(|c| line.split_at_checked(c)) {
-                s.set(key, value.get(1..).unwrap_or_default());
+                if let Some(field) = s.set(key, value.get(1..).unwrap_or_default()) {
+                    next = field as usize + 1;
+                }
             }
-            rest = next.get(1..).unwrap_or_default();
+            rest = after.get(1..).unwrap_or_default();
         }
         s
     }
 
-    fn set(&mut self, key: &[u8], value: &'a [u8]) {
-        match key {
-            b"Name" => self.name = Some(value),
-            b"IP" => self.ip = Some(value),
-            b"MaxJobs" => self.max_jobs = number(value),
-            b"NoRemote" => self.no_remote = Some(value == b"true"),
-            b"Platform" => self.platform = Some(value),
-            b"Version" => self.version = number(value),
-            b"Features" => self.features = Some(value),
-            b"Speed" => self.speed = decimal(value),
-            b"Load" => self.load = number(value),
-            b"LoadAvg1" => self.load_avg1 = number(value),
-            b"LoadAvg5" => self.load_avg5 = number(value),
-            b"LoadAvg10" => self.load_avg10 = number(value),
-            b"FreeMem" => self.free_mem = number(value),
-            b"State" => self.offline = value == b"Offline",
-            _ => {}
+    /// Any line: the key (before its first colon) and its value. Returns
+    /// the key's field if it is a known one.
+    fn set(&mut self, key: &[u8], value: &'a [u8]) -> Option<Field> {
+        let &(_, field) = KEYS
+            .iter()
+            .find(|(k, _)| k.strip_suffix(b":") == Some(key))?;
+        self.set_value(field, value);
+        Some(field)
+    }
+
+    #[inline]
+    fn set_value(&mut self, field: Field, value: &'a [u8]) {
+        match field {
+            Field::Name => self.name = Some(value),
+            Field::Ip => self.ip = Some(value),
+            Field::MaxJobs => self.max_jobs = number(value),
+            Field::NoRemote => self.no_remote = Some(value == b"true"),
+            Field::Platform => self.platform = Some(value),
+            Field::Version => self.version = number(value),
+            Field::Features => self.features = Some(value),
+            Field::Speed => self.speed = decimal(value),
+            Field::Load => self.load = number(value),
+            Field::LoadAvg1 => self.load_avg1 = number(value),
+            Field::LoadAvg5 => self.load_avg5 = number(value),
+            Field::LoadAvg10 => self.load_avg10 = number(value),
+            Field::FreeMem => self.free_mem = number(value),
+            Field::State => self.offline = value == b"Offline",
         }
     }
+
+    /// `field`'s value, which starts `rest` and ends at a newline or at the
+    /// end; returns what follows its line. Numbers are read as the line is
+    /// scanned.
+    #[inline]
+    fn store(&mut self, field: Field, rest: &'a [u8]) -> &'a [u8] {
+        let slot = match field {
+            Field::MaxJobs => &mut self.max_jobs,
+            Field::Version => &mut self.version,
+            Field::Load => &mut self.load,
+            Field::LoadAvg1 => &mut self.load_avg1,
+            Field::LoadAvg5 => &mut self.load_avg5,
+            Field::LoadAvg10 => &mut self.load_avg10,
+            Field::FreeMem => &mut self.free_mem,
+            Field::Speed => {
+                let (speed, end) = decimal_line(rest);
+                self.speed = speed;
+                return rest.get(end + 1..).unwrap_or_default();
+            }
+            _ => {
+                let end = line_end(rest);
+                let (value, after) = rest.split_at(end);
+                self.set_value(field, value);
+                return after.get(1..).unwrap_or_default();
+            }
+        };
+        let (value, end) = number_line(rest);
+        *slot = value;
+        rest.get(end + 1..).unwrap_or_default()
+    }
+}
+
+/// The keys a scheduler writes, in its order, with their colon.
+const KEYS: [(&[u8], Field); 14] = [
+    (b"Name:", Field::Name),
+    (b"IP:", Field::Ip),
+    (b"MaxJobs:", Field::MaxJobs),
+    (b"NoRemote:", Field::NoRemote),
+    (b"Platform:", Field::Platform),
+    (b"Version:", Field::Version),
+    (b"Features:", Field::Features),
+    (b"Speed:", Field::Speed),
+    (b"Load:", Field::Load),
+    (b"LoadAvg1:", Field::LoadAvg1),
+    (b"LoadAvg5:", Field::LoadAvg5),
+    (b"LoadAvg10:", Field::LoadAvg10),
+    (b"FreeMem:", Field::FreeMem),
+    (b"State:", Field::State),
+];
+
+/// A known key, numbered by its place in [`KEYS`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Field {
+    Name,
+    Ip,
+    MaxJobs,
+    NoRemote,
+    Platform,
+    Version,
+    Features,
+    Speed,
+    Load,
+    LoadAvg1,
+    LoadAvg5,
+    LoadAvg10,
+    FreeMem,
+    State,
+}
+
+/// The first eight bytes of `bytes`, zero-padded.
+const fn first_word(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    let mut i = 0;
+    while i < 8 && i < bytes.len() {
+        word[i] = bytes[i];
+        i += 1;
+    }
+    u64::from_le_bytes(word)
+}
+
+/// Per key: its first eight bytes, the mask of those that count, and its
+/// last eight bytes (for keys longer than eight).
+const KEY_WORDS: [(u64, u64, u64); 14] = {
+    let mut words = [(0, 0, 0); 14];
+    let mut i = 0;
+    while i < KEYS.len() {
+        let key = KEYS[i].0;
+        let mask = if key.len() >= 8 {
+            u64::MAX
+        } else {
+            (1 << (8 * key.len())) - 1
+        };
+        let last = if key.len() > 8 {
+            let (_, tail) = key.split_at(key.len() - 8);
+            first_word(tail)
+        } else {
+            0
+        };
+        words[i] = (first_word(key), mask, last);
+        i += 1;
+    }
+    words
+};
+
+/// Whether `line` starts with `KEYS[index]`: one or two word compares.
+/// Returns the key's field and what follows its colon.
+#[inline]
+fn expected_key(line: &[u8], index: usize) -> Option<(Field, &[u8])> {
+    let (key, field) = *KEYS.get(index)?;
+    let (first, mask, last) = *KEY_WORDS.get(index)?;
+    let word = u64::from_le_bytes(line.get(..8)?.try_into().ok()?);
+    if word & mask != first {
+        return None;
+    }
+    if key.len() > 8 {
+        let tail = line.get(key.len() - 8..key.len())?;
+        if u64::from_le_bytes(tail.try_into().ok()?) != last {
+            return None;
+        }
+    }
+    Some((field, line.get(key.len()..)?))
+}
+
+/// A decimal `u32` that ends at a newline or at the end of `text`, read in
+/// the same pass that finds where it ends: (the number, where its line
+/// ends). The number is what [`number`] makes of the whole line.
+#[inline]
+fn number_line(text: &[u8]) -> (Option<u32>, usize) {
+    let mut n: u64 = 0;
+    for (i, &b) in text.iter().enumerate() {
+        if b.is_ascii_digit() {
+            // Eleven digits or more are refused below; stop growing.
+            if i < 11 {
+                n = n * 10 + u64::from(b - b'0');
+            }
+            continue;
+        }
+        if b == b'\n' {
+            return (ended_number(n, i), i);
+        }
+        // Not a number: the line ends at its newline.
+        return (None, i + line_end(text.get(i..).unwrap_or_default()));
+    }
+    (ended_number(n, text.len()), text.len())
+}
+
+/// A run of `digits` digits worth `n`, as [`number`] reads it.
+#[inline]
+fn ended_number(n: u64, digits: usize) -> Option<u32> {
+    if digits == 0 || digits > 10 {
+        return None;
+    }
+    u32::try_from(n).ok()
 }
 
 /// The first line of `text`: where its first colon is (if any) and where
@@ -126,6 +300,24 @@ fn split_line(text: &[u8]) -> (Option<usize>, usize) {
     (colon, text.len())
 }
 
+/// Where the first line of `text` ends: its `\n`, or the end of `text`.
+#[inline]
+fn line_end(text: &[u8]) -> usize {
+    let mut at = 0;
+    while let Some(word) = text.get(at..at + 8) {
+        let newlines = bytes_equal_to(
+            u64::from_le_bytes(word.try_into().unwrap_or_default()),
+            b'\n',
+        );
+        if newlines != 0 {
+            return at + (newlines.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    let tail = text.get(at..).unwrap_or_default();
+    at + tail.iter().position(|&b| b == b'\n').unwrap_or(tail.len())
+}
+
 /// The top bit of every byte of `word` that equals `byte`, with no false
 /// hits (a borrow-free variant of the classic has-zero-byte trick).
 #[inline]
@@ -160,31 +352,56 @@ const POW10: [f64; 16] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
 ];
 
-/// A float as `str::parse::<f64>` reads it, with a fast path for the
-/// scheduler's `%f` (`12.500000`): with at most 15 digits the digits form an
-/// exact integer `m` below 2^53 and `m / 10^k` is one correctly rounded
-/// division of exact values, which is the same float `str::parse` gives.
-/// Anything else (signs, exponents, `inf`, long numbers) takes `str::parse`.
+/// A float as `str::parse::<f64>` reads it.
 fn decimal(v: &[u8]) -> Option<f64> {
-    let (int, frac) = match find(v, b'.') {
-        Some(dot) => (
-            v.get(..dot).unwrap_or_default(),
-            v.get(dot + 1..).unwrap_or_default(),
-        ),
-        None => (v, &[][..]),
-    };
-    let digits = int.len() + frac.len();
-    if digits == 0 || digits > 15 {
-        return slow_decimal(v);
-    }
+    decimal_line(v).0
+}
+
+/// A float that ends at a newline or at the end of `text`, read as
+/// `str::parse::<f64>` reads the whole line, in the pass that finds where
+/// the line ends: (the float, where its line ends).
+///
+/// The scheduler writes `%f` (`12.500000`): with at most 15 digits around
+/// one dot the digits form an exact integer `m` below 2^53, and `m / 10^k`
+/// is one correctly rounded division of exact values, which is the float
+/// `str::parse` gives. Anything else (signs, exponents, `inf`, long
+/// numbers) takes `str::parse`.
+#[inline]
+fn decimal_line(text: &[u8]) -> (Option<f64>, usize) {
     let mut m: u64 = 0;
-    for &b in int.iter().chain(frac) {
-        if !b.is_ascii_digit() {
-            return slow_decimal(v);
+    let mut digits = 0;
+    let mut fraction = None;
+    let mut end = text.len();
+    for (i, &b) in text.iter().enumerate() {
+        match b {
+            b'0'..=b'9' => {
+                if digits < 16 {
+                    m = m * 10 + u64::from(b - b'0');
+                }
+                digits += 1;
+                if let Some(k) = &mut fraction {
+                    *k += 1;
+                }
+            }
+            b'.' if fraction.is_none() => fraction = Some(0),
+            b'\n' => {
+                end = i;
+                break;
+            }
+            _ => {
+                let end = i + line_end(text.get(i..).unwrap_or_default());
+                return (slow_decimal(text.get(..end).unwrap_or_default()), end);
+            }
         }
-        m = m * 10 + u64::from(b - b'0');
     }
-    Some(m as f64 / POW10.get(frac.len())?)
+    if digits == 0 || digits > 15 {
+        return (slow_decimal(text.get(..end).unwrap_or_default()), end);
+    }
+    let scale = POW10
+        .get(fraction.unwrap_or(0))
+        .copied()
+        .unwrap_or(f64::NAN);
+    (Some(m as f64 / scale), end)
 }
 
 #[cold]
@@ -269,6 +486,22 @@ Version:43\nFeatures:env_xz env_zstd\nSpeed:0.000000\nLoad:28\n";
 
     proptest::proptest! {
         #[test]
+        fn a_decimal_line_reads_as_its_line_does(
+            value in "[0-9]{0,18}(\\.[0-9]{0,18})?|[-+.0-9eE]{0,12}",
+            after in "(\n[0-9a-z:.\n]{0,8})?",
+        ) {
+            let text = format!("{value}{after}");
+            let (read, end) = decimal_line(text.as_bytes());
+            proptest::prop_assert_eq!(end, value.len());
+            proptest::prop_assert_eq!(
+                read.map(f64::to_bits),
+                value.parse::<f64>().ok().map(f64::to_bits)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
         fn split_line_agrees_with_a_byte_loop(text in proptest::collection::vec(
             proptest::prop_oneof![
                 proptest::prelude::Just(b':'),
@@ -283,12 +516,42 @@ Version:43\nFeatures:env_xz env_zstd\nSpeed:0.000000\nLoad:28\n";
         }
     }
 
+    #[test]
+    fn fields_are_numbered_by_their_place_in_keys() {
+        for (i, (key, field)) in KEYS.iter().enumerate() {
+            assert_eq!(*field as usize, i, "{key:?}");
+            assert!(expected_key(&[key, &b"12345678"[..]].concat(), i).is_some());
+        }
+    }
+
+    #[test]
+    fn keys_out_of_order_and_numbers_that_are_not_read_the_same() {
+        let text = b"Load:7\nName:a\nMaxJobs:12345678901\nVersion:4294967296\n\
+                     FreeMem:4294967295\nLoadAvg1:1x\nLoadAvg5:\nLoadAvg10:05\nIP:";
+        let host = HostStats::parse(text);
+        assert_eq!(format!("{host:?}"), format!("{:?}", parse_naively(text)));
+        assert_eq!(
+            (host.load, host.name, host.max_jobs, host.version),
+            (Some(7), Some(&b"a"[..]), None, None)
+        );
+        assert_eq!(
+            (
+                host.free_mem,
+                host.load_avg1,
+                host.load_avg5,
+                host.load_avg10
+            ),
+            (Some(u32::MAX), None, None, Some(5))
+        );
+        assert_eq!(host.ip, Some(&b""[..]));
+    }
+
     /// The obvious parser, to check the word-at-a-time one against.
     fn parse_naively(text: &[u8]) -> HostStats<'_> {
         let mut s = HostStats::default();
         for line in text.split(|&b| b == b'\n') {
             if let Some(colon) = line.iter().position(|&b| b == b':') {
-                s.set(&line[..colon], &line[colon + 1..]);
+                let _ = s.set(&line[..colon], &line[colon + 1..]);
             }
         }
         s
@@ -298,12 +561,12 @@ Version:43\nFeatures:env_xz env_zstd\nSpeed:0.000000\nLoad:28\n";
         #[test]
         fn parse_agrees_with_a_byte_at_a_time_parser(lines in proptest::collection::vec(
             (
-                "(Name|IP|MaxJobs|Speed|LoadAvg10|State|[A-Za-z:\n]{0,10})",
+                "(Name|IP|MaxJobs|NoRemote|Platform|Version|Features|Speed|Load|LoadAvg1|LoadAvg5|LoadAvg10|FreeMem|State|LoadAvg|[A-Za-z:\n]{0,10})",
                 "(:|::|)",
-                "[0-9.:a-z\n]{0,12}",
+                "([0-9]{0,12}|[0-9.:a-z\n]{0,12})",
                 "\n?",
             ),
-            0..8,
+            0..16,
         )) {
             let text: String = lines
                 .iter()
