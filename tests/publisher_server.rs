@@ -8,7 +8,7 @@
 mod feed;
 
 use feed::Feed;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use icewatch::monitor::lock_state;
 use icewatch::publisher::{serve, HubOptions, ServeOptions};
 use serde_json::Value;
@@ -600,5 +600,204 @@ async fn the_metrics_show_the_cluster_and_the_fan_out() {
         );
     }
     assert!(text.ends_with("# EOF\n"));
+    server.stop().await;
+}
+
+/// A gauge or counter's value in the `/metrics` text.
+async fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let text = http_get(addr, "/metrics", &[]).await.1;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// Polls `/metrics` until `name` reads `want`; a bounded number of polls,
+/// each after the server had a moment to run its tasks.
+async fn wait_metric(addr: SocketAddr, name: &str, want: u64) {
+    for _ in 0..2000 {
+        if metric(addr, name).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(metric(addr, name).await, want, "{name}");
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+}
+
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+/// A client that reads everything, checking that diffs stay contiguous and
+/// that it never needs a second snapshot; `progress` says how far it got.
+fn live_reader(mut ws: Ws) -> (watch::Receiver<u64>, tokio::task::JoinHandle<Model>) {
+    let (progress, seen) = watch::channel(0);
+    let reader = tokio::spawn(async move {
+        let mut model = Model::default();
+        loop {
+            let (msg, _) = next_message(&mut ws).await;
+            model.apply(&msg);
+            assert_eq!(model.snapshots, 1, "the live client never lagged");
+            if progress.send(model.seq).is_err() {
+                return model;
+            }
+        }
+    });
+    (seen, reader)
+}
+
+/// One round of changes, published; waits until the live client saw it.
+async fn round_reaches(server: &mut Server, seen: &mut watch::Receiver<u64>, round: u32) {
+    server.feed.host(2, "remote1", 2, false, round);
+    let seq = server.api_snapshot().await["seq"].as_u64().expect("seq");
+    seen.wait_for(|s| *s >= seq)
+        .await
+        .expect("the live client keeps receiving");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_send_garbage_are_closed_or_ignored_while_another_keeps_receiving() {
+    let mut server = Server::start(ServeOptions::default()).await;
+    let live = ws_connect(server.addr, "/ws", &[], None)
+        .await
+        .expect("connect");
+    let (mut seen, reader) = live_reader(live);
+    round_reaches(&mut server, &mut seen, 1).await;
+
+    // Junk messages inside valid frames: read and ignored, the session
+    // goes on and its diffs keep coming.
+    let mut junk = ws_connect(server.addr, "/ws", &[], None)
+        .await
+        .expect("connect");
+    let mut junk_model = Model::default();
+    junk_model.apply(&next_message(&mut junk).await.0);
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    for n in 0..200u32 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let bytes: Vec<u8> = rng.to_le_bytes().repeat(1 + n as usize % 50);
+        let msg = match n % 4 {
+            0 => Message::binary(bytes),
+            1 => Message::text(String::from_utf8_lossy(&bytes).into_owned()),
+            2 => Message::text("{\"type\":\"subscribe\",\"seq\":-1}"),
+            _ => Message::Ping(bytes.into()),
+        };
+        junk.send(msg).await.expect("the server reads on");
+    }
+    round_reaches(&mut server, &mut seen, 2).await;
+    let end = server.api_snapshot().await["seq"].as_u64().expect("seq");
+    // Replies to the pings may come first; diffs stay contiguous.
+    while junk_model.seq < end {
+        match junk.next().await.expect("open").expect("no error") {
+            Message::Text(text) => junk_model.apply(&serde_json::from_str(&text).expect("JSON")),
+            Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(junk_model.snapshots, 1);
+
+    // A message above the limit, bytes that are no WebSocket frame, bytes
+    // that are not even HTTP: each such connection is closed by the server.
+    let oversized = Message::binary(vec![0u8; 1 << 20]);
+    let _ = junk.send(oversized).await;
+    loop {
+        match junk.next().await {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+            Some(Ok(_)) => {}
+        }
+    }
+    let mut upgraded = ws_connect(server.addr, "/ws", &[], None)
+        .await
+        .expect("connect");
+    let raw = upgraded.get_mut();
+    raw.write_all(&[0xff; 64]).await.expect("send garbage");
+    let mut rest = Vec::new();
+    let _ = raw.read_to_end(&mut rest).await;
+    let mut not_http = TcpStream::connect(server.addr).await.expect("connect");
+    not_http
+        .write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n")
+        .await
+        .expect("send garbage");
+    let mut answer = Vec::new();
+    let _ = not_http.read_to_end(&mut answer).await;
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // Only the live client is left, and it never noticed.
+    wait_metric(server.addr, "icewatch_websocket_clients", 1).await;
+    round_reaches(&mut server, &mut seen, 3).await;
+    drop(seen);
+    server.feed.host(2, "remote1", 2, false, 4);
+    server.changed.notify_one();
+    let model = reader.await.expect("no panic");
+    assert_eq!(model.snapshots, 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_connections_opened_and_dropped_leak_nothing_and_do_not_disturb_a_reader() {
+    const CONNECTIONS: usize = 1000;
+    const AT_ONCE: usize = 250;
+    let mut server = Server::start(ServeOptions::default()).await;
+    let live = ws_connect(server.addr, "/ws", &[], None)
+        .await
+        .expect("connect");
+    let (mut seen, reader) = live_reader(live);
+    round_reaches(&mut server, &mut seen, 0).await;
+    wait_metric(server.addr, "icewatch_websocket_clients", 1).await;
+    let (fds, tasks) = (open_fds(), alive_tasks());
+
+    let mut round = 0;
+    for batch in 0..CONNECTIONS / AT_ONCE {
+        let addr = server.addr;
+        let opened = futures_util::future::join_all((0..AT_ONCE).map(|_| async move {
+            let mut ws = ws_connect(addr, "/ws", &[], None).await.expect("connect");
+            let (first, _) = next_message(&mut ws).await;
+            assert_eq!(first["type"], "snapshot");
+            ws
+        }))
+        .await;
+        wait_metric(
+            server.addr,
+            "icewatch_websocket_clients",
+            1 + AT_ONCE as u64,
+        )
+        .await;
+        round += 1;
+        round_reaches(&mut server, &mut seen, round).await;
+        // Half say goodbye, half just vanish.
+        for (n, mut ws) in opened.into_iter().enumerate() {
+            if (n + batch) % 2 == 0 {
+                let _ = ws.close(None).await;
+            }
+        }
+        wait_metric(server.addr, "icewatch_websocket_clients", 1).await;
+        round += 1;
+        round_reaches(&mut server, &mut seen, round).await;
+    }
+
+    // Every socket and every task of the dropped connections is gone.
+    for _ in 0..2000 {
+        if open_fds() <= fds && alive_tasks() <= tasks {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!((open_fds(), alive_tasks()), (fds, tasks), "(fds, tasks)");
+    drop(seen);
+    server.feed.host(2, "remote1", 2, false, 9999);
+    server.changed.notify_one();
+    assert_eq!(reader.await.expect("no panic").snapshots, 1);
     server.stop().await;
 }

@@ -15,7 +15,6 @@ use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
 use icewatch::protocol::handshake::handshake;
 use icewatch::protocol::{Message, PROTOCOL_VERSION};
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -98,15 +97,7 @@ async fn fanout(
         .stderr(Stdio::null())
         .spawn()?;
     let pid = child.id();
-    let mut out = std::io::BufReader::new(child.stdout.take().context("stdout")?);
-    let mut line = String::new();
-    out.read_line(&mut line)?;
-    let page = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split('/').next())
-        .with_context(|| format!("no URL in {line:?}"))?
-        .to_string();
+    let page = super::page_addr(&mut child)?;
 
     // The monitor's session: the one that stays open after its login.
     let mut conn = loop {

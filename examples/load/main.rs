@@ -24,6 +24,7 @@
 //! its `/api/v1/snapshot` totals are then checked against the stream's.
 
 mod fanout;
+mod soak;
 mod stream;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -46,6 +47,7 @@ struct Opts {
     clients: usize,
     rate: u64,
     seconds: u64,
+    every: u64,
 }
 
 fn main() -> Result<()> {
@@ -59,9 +61,12 @@ fn main() -> Result<()> {
         clients: 200,
         rate: 10_000,
         seconds: 10,
+        every: 60,
     };
-    if what == "fanout" {
-        opts.hosts = 1_000;
+    match what.as_str() {
+        "fanout" => opts.hosts = 1_000,
+        "soak" => (opts.hosts, opts.rate, opts.clients, opts.seconds) = (200, 5_000, 4, 3_600),
+        _ => {}
     }
     while let Some(flag) = args.next() {
         let value = args.next().context("a flag without its value")?;
@@ -73,15 +78,28 @@ fn main() -> Result<()> {
             "--clients" => opts.clients = value.parse()?,
             "--rate" => opts.rate = value.parse()?,
             "--seconds" => opts.seconds = value.parse()?,
+            "--every" => opts.every = value.parse()?,
             _ => bail!("unknown flag {flag}"),
         }
     }
     match what.as_str() {
         "e2e" => e2e(&opts),
         "fanout" => fanout_runs(&opts),
+        "soak" => soak::run(
+            &built("icewatch")?,
+            &soak::Soak {
+                hosts: opts.hosts,
+                rate: opts.rate,
+                clients: opts.clients,
+                seconds: opts.seconds,
+                every: opts.every,
+                history: opts.history,
+            },
+        ),
         _ => bail!(
             "usage: load e2e [--runs N] [--messages N] [--hosts N] [--history N]\n       \
-             load fanout [--runs N] [--hosts N] [--clients N] [--rate N] [--seconds N]"
+             load fanout [--runs N] [--hosts N] [--clients N] [--rate N] [--seconds N]\n       \
+             load soak [--seconds N] [--every N] [--rate N] [--hosts N] [--clients N] [--history N]"
         ),
     }
 }
@@ -100,16 +118,8 @@ struct Cost {
 }
 
 fn e2e(opts: &Opts) -> Result<()> {
-    let release = release_dir()?;
-    let icewatch = release.join("icewatch");
-    let reader = release.join("examples").join("bare_reader");
-    for bin in [&icewatch, &reader] {
-        ensure!(
-            bin.exists(),
-            "{} is missing: run `cargo build --release --examples --bins` first",
-            bin.display()
-        );
-    }
+    let icewatch = built("icewatch")?;
+    let reader = built("examples/bare_reader")?;
     let built = Instant::now();
     let stream = stream::build(opts.hosts, opts.messages, PROTOCOL_VERSION);
     println!(
@@ -177,8 +187,7 @@ fn e2e(opts: &Opts) -> Result<()> {
 }
 
 fn fanout_runs(opts: &Opts) -> Result<()> {
-    let icewatch = release_dir()?.join("icewatch");
-    ensure!(icewatch.exists(), "run `cargo build --release` first");
+    let icewatch = built("icewatch")?;
     println!(
         "fanout: {} clients, {} events/s for {} s, {} hosts; machine: {} cores, {}",
         opts.clients,
@@ -238,14 +247,36 @@ fn fanout_runs(opts: &Opts) -> Result<()> {
     Ok(())
 }
 
-fn release_dir() -> Result<PathBuf> {
+/// A binary built beside this harness, in target/release.
+fn built(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     // target/release/examples/load -> target/release
-    Ok(exe
+    let bin = exe
         .parent()
         .and_then(Path::parent)
         .context("where is target/release?")?
-        .to_path_buf())
+        .join(name);
+    ensure!(
+        bin.exists(),
+        "{} is missing: run `cargo build --release --examples --bins` first",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+/// The page's address, from the first line `icewatch` prints; the rest of
+/// its output is drained so that it never blocks on a full pipe.
+fn page_addr(child: &mut Child) -> Result<SocketAddr> {
+    let mut out = BufReader::new(child.stdout.take().context("stdout")?);
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    line.split("http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .with_context(|| format!("no URL in {line:?}"))?
+        .parse()
+        .map_err(Into::into)
 }
 
 /// A fake scheduler: every connection that logs in gets the whole stream;
@@ -327,15 +358,7 @@ fn run_icewatch(bin: &Path, stream: &Arc<stream::Stream>, history: u64) -> Resul
         .spawn()?;
     let pid = child.id();
     let _ = child_pid.set(pid);
-    let mut out = BufReader::new(child.stdout.take().context("stdout")?);
-    let mut line = String::new();
-    out.read_line(&mut line)?;
-    let page: SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split('/').next())
-        .with_context(|| format!("no URL in {line:?}"))?
-        .parse()?;
+    let page = page_addr(&mut child)?;
     let (conn, started, before) = done.recv_timeout(Duration::from_secs(120))?;
     let sched_port = addr.port();
     let child_port = conn.peer_addr()?.port();

@@ -234,7 +234,7 @@ fn expected_key(line: &[u8], index: usize) -> Option<(Field, &[u8])> {
 
 /// A decimal `u32` that ends at a newline or at the end of `text`, read in
 /// the same pass that finds where it ends: (the number, where its line
-/// ends). The number is what [`number`] makes of the whole line.
+/// ends). Eleven digits or more, or anything but digits, read as `None`.
 #[inline]
 fn number_line(text: &[u8]) -> (Option<u32>, usize) {
     let mut n: u64 = 0;
@@ -255,7 +255,7 @@ fn number_line(text: &[u8]) -> (Option<u32>, usize) {
     (ended_number(n, text.len()), text.len())
 }
 
-/// A run of `digits` digits worth `n`, as [`number`] reads it.
+/// A run of `digits` digits worth `n`, if it is a `u32`.
 #[inline]
 fn ended_number(n: u64, digits: usize) -> Option<u32> {
     if digits == 0 || digits > 10 {
@@ -327,24 +327,9 @@ fn bytes_equal_to(word: u64, byte: u8) -> u64 {
     !(((x & LOW7) + LOW7) | x | LOW7)
 }
 
-/// The first `byte` in a short `haystack`.
-fn find(haystack: &[u8], byte: u8) -> Option<usize> {
-    haystack.iter().position(|&b| b == byte)
-}
-
 /// A decimal `u32` without allocating; `None` on anything else.
 fn number(v: &[u8]) -> Option<u32> {
-    if v.is_empty() || v.len() > 10 {
-        return None;
-    }
-    let mut n: u64 = 0;
-    for &b in v {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        n = n * 10 + u64::from(b - b'0');
-    }
-    u32::try_from(n).ok()
+    number_line(v).0
 }
 
 /// Exact powers of ten as `f64` (all below 2^53).
