@@ -8,7 +8,7 @@
 //! serialises its snapshot's hosts and links.
 
 use super::{cpu, stop};
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use futures_util::StreamExt;
 use icewatch::monitor::{State, StateOptions};
 use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
@@ -96,26 +96,29 @@ async fn fanout(
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
+    // The monitor's session: the one that stays open after its login
+    // (`monitor` first makes a check connection that it closes).
+    let session = tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await?;
+            conn.set_nodelay(true)?;
+            if handshake(&mut conn, PROTOCOL_VERSION).await.is_err() {
+                continue;
+            }
+            let mut login = [0u8; 8];
+            if conn.read_exact(&mut login).await.is_err() {
+                continue;
+            }
+            let mut probe = [0u8; 1];
+            match tokio::time::timeout(Duration::from_millis(500), conn.read(&mut probe)).await {
+                Err(_) => return anyhow::Ok(conn),
+                Ok(_) => continue,
+            }
+        }
+    });
     let pid = child.id();
     let page = super::page_addr(&mut child)?;
-
-    // The monitor's session: the one that stays open after its login.
-    let mut conn = loop {
-        let (mut conn, _) = listener.accept().await?;
-        conn.set_nodelay(true)?;
-        if handshake(&mut conn, PROTOCOL_VERSION).await.is_err() {
-            continue;
-        }
-        let mut login = [0u8; 8];
-        if conn.read_exact(&mut login).await.is_err() {
-            continue;
-        }
-        let mut probe = [0u8; 1];
-        match tokio::time::timeout(Duration::from_millis(500), conn.read(&mut probe)).await {
-            Err(_) => break conn,
-            Ok(_) => continue,
-        }
-    };
+    let mut conn = session.await??;
     let mirror = Arc::new(Mutex::new(State::new(StateOptions::default())));
     mirror
         .lock()
