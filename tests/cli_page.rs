@@ -93,9 +93,12 @@ impl Hosts {
         if msg["type"] == "snapshot" {
             self.0.clear();
         }
+        // A host already known may come without `online` (unchanged).
         for h in msg["hosts"].as_array().into_iter().flatten() {
-            self.0
-                .insert(h["id"].as_u64().unwrap(), h["online"] == true);
+            let online = self.0.entry(h["id"].as_u64().unwrap()).or_default();
+            if let Some(now) = h["online"].as_bool() {
+                *online = now;
+            }
         }
         for id in msg["hosts_removed"].as_array().into_iter().flatten() {
             self.0.remove(&id.as_u64().unwrap());

@@ -7,6 +7,7 @@ mod feed;
 use feed::Feed;
 use icewatch::monitor::lock_state;
 use icewatch::publisher::json::{self, JobQuery};
+use icewatch::publisher::websocket::Render;
 use serde_json::Value;
 
 fn pretty(text: &str) -> String {
@@ -66,6 +67,36 @@ fn a_host_leaving_is_sent_offline_with_its_jobs_ended_and_its_links_zeroed() {
     assert!(ended
         .iter()
         .all(|j| j["server"] == 3 && j["state"] == "failed"));
+}
+
+#[test]
+fn a_host_already_published_is_sent_as_its_changed_fields_until_changes_go_unpublished() {
+    let mut feed = Feed::new();
+    feed.small_cluster();
+    let mut publish = |feed: &Feed, seq| -> Value {
+        let text = lock_state(&feed.state).diff_message(seq).expect("a diff");
+        serde_json::from_str(&text).expect("valid JSON")
+    };
+    let first = publish(&feed, 1);
+    let hosts = first["hosts"].as_array().expect("hosts");
+    assert_eq!(hosts.len(), 3);
+    assert!(hosts.iter().all(|h| h["name"].is_string()), "new: whole");
+
+    feed.host(2, "remote1", 2, false, 777);
+    feed.request(40, 1, "src/x.c");
+    assert_eq!(
+        publish(&feed, 2)["hosts"],
+        serde_json::json!([{"id": 1, "pending": 2, "submitted": 9}, {"id": 2, "load": 777}])
+    );
+
+    // Changes dropped while nobody listened: the memory of what clients
+    // have is dropped too, and hosts go out whole again.
+    feed.host(2, "remote1", 2, false, 778);
+    lock_state(&feed.state).discard_changes();
+    feed.host(2, "remote1", 2, false, 779);
+    let third = publish(&feed, 3);
+    assert_eq!(third["hosts"][0]["load"], 779);
+    assert_eq!(third["hosts"][0]["name"], "remote1");
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 use super::change::ChangeSet;
 use super::state::{Host, Job, SchedulerStatus, State, Totals};
-use serde::ser::{Serialize, SerializeStruct, Serializer};
+use serde::ser::{Serialize, SerializeMap, SerializeStruct, Serializer};
 
 /// How many finished jobs a snapshot carries (the newest).
 pub const SNAPSHOT_HISTORY: usize = 200;
@@ -49,9 +49,10 @@ pub struct Diff<'a> {
     /// The scheduler connection, if it changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<&'a SchedulerStatus>,
-    /// Hosts added or changed (replace by id).
+    /// Hosts added or changed: whole when new to the client, else their id
+    /// and the fields that changed (merge by id).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub hosts: Vec<&'a Host>,
+    pub hosts: Vec<HostDelta<'a>>,
     /// Ids of hosts to drop.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hosts_removed: Vec<u32>,
@@ -114,7 +115,10 @@ impl State {
         let mut hosts_removed = Vec::new();
         for &id in &changes.hosts {
             match self.host(id) {
-                Some(h) => hosts.push(h),
+                Some(now) => hosts.push(HostDelta {
+                    now,
+                    before: self.published_host(id),
+                }),
                 None => hosts_removed.push(id),
             }
         }
@@ -132,7 +136,7 @@ impl State {
             let jobs = changes.jobs.iter().filter_map(|&id| self.job(id));
             (links.collect(), jobs.collect())
         };
-        hosts.sort_unstable_by_key(|h| h.id);
+        hosts.sort_unstable_by_key(|h| h.now.id);
         hosts_removed.sort_unstable();
         links.sort_unstable_by_key(|l| (l.from, l.to));
         jobs.sort_unstable_by_key(|j| j.id);
@@ -148,6 +152,57 @@ impl State {
             },
             totals: changes.totals.then(|| self.totals()),
         }
+    }
+}
+
+/// A host in a diff: the whole host, or, when the client already has it
+/// (`before`, as last published), its id and the fields that differ.
+#[derive(Clone, Copy, Debug)]
+pub struct HostDelta<'a> {
+    /// The host now.
+    pub now: &'a Host,
+    /// The host as the client last saw it, if it saw it.
+    pub before: Option<&'a Host>,
+}
+
+impl Serialize for HostDelta<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Some(before) = self.before else {
+            return self.now.serialize(serializer);
+        };
+        let now = self.now;
+        let mut s = serializer.serialize_map(None)?;
+        s.serialize_entry("id", &now.id)?;
+        macro_rules! changed {
+            ($($field:ident),*) => {$(
+                if now.$field != before.$field {
+                    s.serialize_entry(stringify!($field), &now.$field)?;
+                }
+            )*};
+        }
+        // Every serialised field of `Host` but its id.
+        changed!(
+            name,
+            ip,
+            platform,
+            max_jobs,
+            no_remote,
+            online,
+            protocol,
+            features,
+            speed,
+            load,
+            load_avg,
+            free_mem_mb,
+            compiled,
+            compiled_own,
+            submitted,
+            local_jobs,
+            active,
+            pending,
+            failed
+        );
+        s.end()
     }
 }
 
@@ -174,5 +229,56 @@ impl Serialize for Job {
         s.serialize_field("out_compressed", &st.map(|t| t.out_compressed))?;
         s.serialize_field("out_uncompressed", &st.map(|t| t.out_uncompressed))?;
         s.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::StateOptions;
+    use crate::protocol::{Message, MonStats};
+
+    #[test]
+    fn a_host_delta_names_every_field_of_a_host() {
+        let mut state = State::new(StateOptions::default());
+        state.scheduler_connected("s:1".into(), 43, 0);
+        let text = b"Name:a\nIP:10.0.0.1\nMaxJobs:4\nNoRemote:true\nPlatform:p\nVersion:43\n\
+                     Features:f\nSpeed:2.5\nLoad:9\nLoadAvg1:1\nLoadAvg5:1\nLoadAvg10:1\nFreeMem:9\n";
+        state.apply(&Message::MonStats(MonStats { host_id: 1, text }), 1);
+        let now = state.host(1).expect("host 1");
+        // A host that differs from `now` in every field.
+        let mut before = now.clone();
+        before.name = "b".into();
+        before.ip = "".into();
+        before.platform = "".into();
+        before.max_jobs += 1;
+        before.no_remote = !now.no_remote;
+        before.online = !now.online;
+        before.protocol += 1;
+        before.features = "".into();
+        before.speed += 1.0;
+        before.load += 1;
+        before.load_avg = None;
+        before.free_mem_mb = None;
+        before.compiled += 1;
+        before.compiled_own += 1;
+        before.submitted += 1;
+        before.local_jobs += 1;
+        before.active += 1;
+        before.pending += 1;
+        before.failed += 1;
+        let delta = serde_json::to_value(HostDelta {
+            now,
+            before: Some(&before),
+        })
+        .expect("JSON");
+        let whole = serde_json::to_value(now).expect("JSON");
+        assert_eq!(delta, whole, "a field of Host is missing from HostDelta");
+        let same = serde_json::to_value(HostDelta {
+            now,
+            before: Some(now),
+        })
+        .expect("JSON");
+        assert_eq!(same, serde_json::json!({"id": 1}));
     }
 }

@@ -633,6 +633,10 @@ pub struct State {
     clock_ms: u64,
     messages: u64,
     sessions: u64,
+    /// The hosts as the last published diff left them, so that the next
+    /// diff carries only the fields that changed since (see
+    /// [`State::mark_published`]).
+    published: FxHashMap<u32, Host>,
 }
 
 impl State {
@@ -658,7 +662,38 @@ impl State {
             clock_ms: 0,
             messages: 0,
             sessions: 0,
+            published: FxHashMap::default(),
         }
+    }
+
+    /// Host `id` as the last published diff (or snapshot) showed it, if
+    /// [`State::mark_published`] recorded it.
+    pub(crate) fn published_host(&self, id: u32) -> Option<&Host> {
+        self.published.get(&id)
+    }
+
+    /// Records that the diff of `changes` was published: the next
+    /// [`State::diff`] sends these hosts as their changed fields only.
+    pub fn mark_published(&mut self, changes: &ChangeSet) {
+        for &id in &changes.hosts {
+            match self.book.hosts.get(&id) {
+                Some(h) => match self.published.get_mut(&id) {
+                    Some(seen) => seen.clone_from(h),
+                    None => {
+                        self.published.insert(id, h.clone());
+                    }
+                },
+                None => {
+                    self.published.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Forgets what was published (changes went unpublished): the next
+    /// diff sends every host it names whole.
+    pub fn forget_published(&mut self) {
+        self.published.clear();
     }
 
     /// Applies one message from the scheduler, received at `now_ms`.

@@ -58,11 +58,14 @@ impl Render for State {
         if changes.is_empty() {
             return None;
         }
-        diff_message(self, &changes, seq)
+        let text = diff_message(self, &changes, seq);
+        self.mark_published(&changes);
+        text
     }
 
     fn discard_changes(&mut self) {
         self.take_changes();
+        self.forget_published();
     }
 }
 
