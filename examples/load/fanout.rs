@@ -10,7 +10,7 @@
 use super::{cpu, stop};
 use anyhow::{ensure, Result};
 use futures_util::StreamExt;
-use icewatch::monitor::{State, StateOptions};
+use icewatch::monitor::{Link, State, StateOptions};
 use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
 use icewatch::protocol::handshake::handshake;
 use icewatch::protocol::{Message, PROTOCOL_VERSION};
@@ -31,6 +31,8 @@ pub struct Fanout {
     pub cpu_cores: f64,
     pub diff_bytes_per_event: f64,
     pub full_bytes_per_event: f64,
+    /// Sending the full host and link lists after every event instead.
+    pub every_change_bytes_per_event: f64,
     pub events: u64,
     pub diffs: u64,
     pub samples: usize,
@@ -252,6 +254,7 @@ async fn fanout(
     lat.sort_by(f64::total_cmp);
     let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
     let sent = paced.len() as u64;
+    let every_change = full_lists_on_every_change(&frames, paced.len())?;
     Ok(Fanout {
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
@@ -259,10 +262,62 @@ async fn fanout(
         cpu_cores: cpu_used / elapsed.as_secs_f64(),
         diff_bytes_per_event: diff_bytes as f64 / sent as f64,
         full_bytes_per_event: full_bytes as f64 / sent as f64,
+        every_change_bytes_per_event: every_change as f64 / sent as f64,
         events: sent,
         diffs,
         samples: lat.len(),
     })
+}
+
+/// What a publisher without diffs would send one client: the full host and
+/// link lists (`{"hosts":[...],"links":[...]}`) after each of the `events`
+/// paced events. Replays the stream into a fresh state and keeps each
+/// host's and link's JSON length up to date from the change sets, so the
+/// total is exact without serialising the whole lists 100,000 times; the
+/// final lists are serialised once to check the bookkeeping.
+fn full_lists_on_every_change(frames: &Frames, events: usize) -> Result<u64> {
+    fn json_len<T: serde::Serialize>(value: &T) -> usize {
+        serde_json::to_vec(value).map_or(0, |v| v.len())
+    }
+    // `{"hosts":[h,h],"links":[l]}`: the objects, their commas, the frame.
+    fn lists_len(hosts: &HashMap<u32, usize>, links: &HashMap<(u32, u32), usize>) -> usize {
+        r#"{"hosts":[],"links":[]}"#.len()
+            + hosts.values().sum::<usize>()
+            + hosts.len().saturating_sub(1)
+            + links.values().sum::<usize>()
+            + links.len().saturating_sub(1)
+    }
+    let mut state = State::new(StateOptions::default());
+    state.scheduler_connected("fake".into(), PROTOCOL_VERSION, 0);
+    let mut hosts = HashMap::new();
+    let mut links = HashMap::new();
+    let mut total = 0u64;
+    for (n, (range, _)) in frames.frames[..frames.hosts + events].iter().enumerate() {
+        let (_, raw) = parse_frame(&frames.bytes[range.clone()], MAX_MSG_SIZE)?;
+        let msg = Message::decode(raw.ty, raw.body, PROTOCOL_VERSION)?;
+        state.apply(&msg, icewatch::monitor::now_ms());
+        let changes = state.take_changes();
+        for &id in changes.hosts() {
+            match state.host(id) {
+                Some(h) => hosts.insert(id, json_len(h)),
+                None => hosts.remove(&id),
+            };
+        }
+        for &(from, to) in changes.links() {
+            match state.link(from, to) {
+                0 => links.remove(&(from, to)),
+                active => links.insert((from, to), json_len(&Link { from, to, active })),
+            };
+        }
+        if n >= frames.hosts {
+            total += lists_len(&hosts, &links) as u64;
+        }
+    }
+    let snapshot = state.snapshot();
+    let last = json_len(&serde_json::json!({"hosts": snapshot.hosts, "links": snapshot.links}));
+    let kept = lists_len(&hosts, &links);
+    ensure!(last == kept, "bookkeeping: {kept} bytes, the lists are {last}");
+    Ok(total)
 }
 
 fn seq_of(text: &str) -> u64 {

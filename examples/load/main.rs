@@ -202,8 +202,8 @@ fn fanout_runs(opts: &Opts) -> Result<()> {
         let f = fanout::run(&icewatch, opts.hosts, opts.clients, opts.rate, opts.seconds)?;
         println!(
             "run {run}: latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms ({} samples) | \
-             icewatch {:.3} cores | {} events, {} diffs | bytes/event/client: diff {:.1}, \
-             full lists {:.1}, ratio {:.1}x fewer",
+             icewatch {:.3} cores | {} events, {} diffs | bytes/event/client: diff {:.1}; \
+             full lists per diff {:.1} ({:.1}x), full lists per change {:.0} ({:.0}x)",
             f.p50_ms,
             f.p99_ms,
             f.max_ms,
@@ -213,7 +213,9 @@ fn fanout_runs(opts: &Opts) -> Result<()> {
             f.diffs,
             f.diff_bytes_per_event,
             f.full_bytes_per_event,
-            f.full_bytes_per_event / f.diff_bytes_per_event
+            f.full_bytes_per_event / f.diff_bytes_per_event,
+            f.every_change_bytes_per_event,
+            f.every_change_bytes_per_event / f.diff_bytes_per_event
         );
         rows.push(f);
     }
@@ -235,13 +237,23 @@ fn fanout_runs(opts: &Opts) -> Result<()> {
         rows.iter().map(|f| f.diff_bytes_per_event).collect(),
     );
     summary(
-        "full-list bytes/event/client",
+        "full lists per diff bytes/event/client",
         rows.iter().map(|f| f.full_bytes_per_event).collect(),
     );
     summary(
-        "full/diff ratio",
+        "full lists per diff / diff",
         rows.iter()
             .map(|f| f.full_bytes_per_event / f.diff_bytes_per_event)
+            .collect(),
+    );
+    summary(
+        "full lists per change bytes/event/client",
+        rows.iter().map(|f| f.every_change_bytes_per_event).collect(),
+    );
+    summary(
+        "full lists per change / diff",
+        rows.iter()
+            .map(|f| f.every_change_bytes_per_event / f.diff_bytes_per_event)
             .collect(),
     );
     Ok(())
