@@ -70,7 +70,8 @@ fn a_host_leaving_is_sent_offline_with_its_jobs_ended_and_its_links_zeroed() {
 }
 
 #[test]
-fn a_host_already_published_is_sent_as_its_changed_fields_until_changes_go_unpublished() {
+fn hosts_and_jobs_already_published_are_sent_as_their_changed_fields_until_changes_go_unpublished()
+{
     let mut feed = Feed::new();
     feed.small_cluster();
     let mut publish = |feed: &Feed, seq| -> Value {
@@ -84,9 +85,37 @@ fn a_host_already_published_is_sent_as_its_changed_fields_until_changes_go_unpub
 
     feed.host(2, "remote1", 2, false, 777);
     feed.request(40, 1, "src/x.c");
+    let second = publish(&feed, 2);
     assert_eq!(
-        publish(&feed, 2)["hosts"],
+        second["hosts"],
         serde_json::json!([{"id": 1, "pending": 2, "submitted": 9}, {"id": 2, "load": 777}])
+    );
+    assert_eq!(second["jobs"][0]["file"], "src/x.c", "a new job: whole");
+
+    // A job the clients have: what changed, never its file.
+    feed.begin(40, 2);
+    let begun = &publish(&feed, 3)["jobs"][0];
+    assert_eq!(
+        (
+            begun["id"].clone(),
+            begun["state"].clone(),
+            begun["server"].clone()
+        ),
+        (40.into(), "compiling".into(), 2.into())
+    );
+    assert!(
+        begun.get("file").is_none() && begun.get("client").is_none(),
+        "{begun}"
+    );
+    feed.done(40, 0);
+    let ended = &publish(&feed, 4)["jobs_done"][0];
+    assert_eq!(
+        (ended["state"].clone(), ended["exit_code"].clone()),
+        ("finished".into(), 0.into())
+    );
+    assert!(
+        ended["real_ms"].is_u64() && ended.get("file").is_none(),
+        "{ended}"
     );
 
     // Changes dropped while nobody listened: the memory of what clients
@@ -94,9 +123,9 @@ fn a_host_already_published_is_sent_as_its_changed_fields_until_changes_go_unpub
     feed.host(2, "remote1", 2, false, 778);
     lock_state(&feed.state).discard_changes();
     feed.host(2, "remote1", 2, false, 779);
-    let third = publish(&feed, 3);
-    assert_eq!(third["hosts"][0]["load"], 779);
-    assert_eq!(third["hosts"][0]["name"], "remote1");
+    let fifth = publish(&feed, 5);
+    assert_eq!(fifth["hosts"][0]["load"], 779);
+    assert_eq!(fifth["hosts"][0]["name"], "remote1");
 }
 
 #[test]

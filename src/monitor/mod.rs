@@ -40,7 +40,7 @@ pub mod target;
 
 pub use change::ChangeSet;
 pub use connection::{run, ConnectError, ConnectOptions, Connection};
-pub use snapshot::{Diff, Link, Snapshot, SNAPSHOT_HISTORY};
+pub use snapshot::{Diff, HostDelta, JobDelta, Link, Snapshot, SNAPSHOT_HISTORY};
 pub use state::{
     Host, Job, JobState, JobStats, SchedulerStatus, State, StateOptions, Totals, CHANGE_LIMIT,
     MAX_ACTIVE_JOBS, MAX_HOSTS, OFFLINE_HOST_LIMIT,

@@ -5,7 +5,7 @@
 //! its lock; nothing is copied but the small totals and link records.
 
 use super::change::ChangeSet;
-use super::state::{Host, Job, SchedulerStatus, State, Totals};
+use super::state::{Host, Job, JobSeen, SchedulerStatus, State, Totals};
 use serde::ser::{Serialize, SerializeMap, SerializeStruct, Serializer};
 
 /// How many finished jobs a snapshot carries (the newest).
@@ -59,12 +59,14 @@ pub struct Diff<'a> {
     /// Links whose count changed (`active: 0` removes one).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<Link>,
-    /// Jobs that started or changed state and are still active (replace by id).
+    /// Jobs that started or changed state and are still active: whole when
+    /// new to the client, else their id and what changed (merge by id).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub jobs: Vec<&'a Job>,
-    /// Jobs that finished: drop from `jobs`, append to the history.
+    pub jobs: Vec<JobDelta<'a>>,
+    /// Jobs that finished: drop from `jobs`, append to the history (merged
+    /// like `jobs`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub jobs_done: Vec<&'a Job>,
+    pub jobs_done: Vec<JobDelta<'a>>,
     /// The totals, if they changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub totals: Option<Totals>,
@@ -140,14 +142,18 @@ impl State {
         hosts_removed.sort_unstable();
         links.sort_unstable_by_key(|l| (l.from, l.to));
         jobs.sort_unstable_by_key(|j| j.id);
+        let delta = |job| JobDelta {
+            now: job,
+            before: self.published_job(job),
+        };
         Diff {
             scheduler: changes.scheduler.then(|| self.scheduler()),
             hosts,
             hosts_removed,
             links,
-            jobs,
+            jobs: jobs.into_iter().map(delta).collect(),
             jobs_done: match changes.done_from {
-                Some(from) => self.history_since(from).collect(),
+                Some(from) => self.history_since(from).map(delta).collect(),
                 None => Vec::new(),
             },
             totals: changes.totals.then(|| self.totals()),
@@ -202,6 +208,54 @@ impl Serialize for HostDelta<'_> {
             pending,
             failed
         );
+        s.end()
+    }
+}
+
+/// A job in a diff: the whole job, or, when the client already has it
+/// (`before`, as last published), its id and the fields that changed (the
+/// file, language and client never do).
+#[derive(Clone, Copy, Debug)]
+pub struct JobDelta<'a> {
+    /// The job now.
+    pub now: &'a Job,
+    /// What the client last saw of it, if it saw it.
+    before: Option<JobSeen>,
+}
+
+impl Serialize for JobDelta<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Some(before) = self.before else {
+            return self.now.serialize(serializer);
+        };
+        let now = self.now;
+        let mut s = serializer.serialize_map(None)?;
+        s.serialize_entry("id", &now.id)?;
+        if now.server != before.server {
+            s.serialize_entry("server", &now.server)?;
+        }
+        if now.state != before.state {
+            s.serialize_entry("state", &now.state)?;
+        }
+        if now.start_ms != before.start_ms {
+            s.serialize_entry("start_ms", &now.start_ms)?;
+        }
+        if now.end_ms != before.end_ms {
+            s.serialize_entry("end_ms", &now.end_ms)?;
+        }
+        if now.exit_code != before.exit_code {
+            s.serialize_entry("exit_code", &now.exit_code)?;
+        }
+        if let Some(st) = now.stats.as_ref().filter(|_| !before.stats) {
+            s.serialize_entry("real_ms", &st.real_ms)?;
+            s.serialize_entry("user_ms", &st.user_ms)?;
+            s.serialize_entry("sys_ms", &st.sys_ms)?;
+            s.serialize_entry("page_faults", &st.page_faults)?;
+            s.serialize_entry("in_compressed", &st.in_compressed)?;
+            s.serialize_entry("in_uncompressed", &st.in_uncompressed)?;
+            s.serialize_entry("out_compressed", &st.out_compressed)?;
+            s.serialize_entry("out_uncompressed", &st.out_uncompressed)?;
+        }
         s.end()
     }
 }

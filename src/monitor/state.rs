@@ -311,6 +311,21 @@ pub struct Job {
     pub stats: Option<JobStats>,
     pub(crate) raised: Raised,
     pub(crate) gen: u64,
+    /// The job as the last published diff showed it.
+    pub(crate) seen: Option<JobSeen>,
+}
+
+/// What of a job can change once it is published, as a diff showed it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct JobSeen {
+    /// [`State`]'s publishing epoch at the time: older marks are void.
+    pub(crate) epoch: u64,
+    pub(crate) server: Option<u32>,
+    pub(crate) state: JobState,
+    pub(crate) start_ms: u64,
+    pub(crate) end_ms: Option<u64>,
+    pub(crate) exit_code: Option<i32>,
+    pub(crate) stats: bool,
 }
 
 impl Job {
@@ -328,6 +343,7 @@ impl Job {
             stats: None,
             raised: Raised::default(),
             gen: 0,
+            seen: None,
         }
     }
 }
@@ -637,6 +653,9 @@ pub struct State {
     /// diff carries only the fields that changed since (see
     /// [`State::mark_published`]).
     published: FxHashMap<u32, Host>,
+    /// Bumped when published marks become void (see
+    /// [`State::forget_published`]).
+    published_epoch: u64,
 }
 
 impl State {
@@ -663,6 +682,7 @@ impl State {
             messages: 0,
             sessions: 0,
             published: FxHashMap::default(),
+            published_epoch: 0,
         }
     }
 
@@ -672,9 +692,36 @@ impl State {
         self.published.get(&id)
     }
 
+    /// Job `job` as the last published diff showed it, if it did.
+    pub(crate) fn published_job(&self, job: &Job) -> Option<JobSeen> {
+        job.seen.filter(|seen| seen.epoch == self.published_epoch)
+    }
+
     /// Records that the diff of `changes` was published: the next
-    /// [`State::diff`] sends these hosts as their changed fields only.
+    /// [`State::diff`] sends these hosts and jobs as their changed fields
+    /// only.
     pub fn mark_published(&mut self, changes: &ChangeSet) {
+        let epoch = self.published_epoch;
+        let mark = |job: &mut Job| {
+            job.seen = Some(JobSeen {
+                epoch,
+                server: job.server,
+                state: job.state,
+                start_ms: job.start_ms,
+                end_ms: job.end_ms,
+                exit_code: job.exit_code,
+                stats: job.stats.is_some(),
+            });
+        };
+        if changes.overflow {
+            self.jobs.values_mut().for_each(mark);
+        } else {
+            for id in &changes.jobs {
+                if let Some(job) = self.jobs.get_mut(id) {
+                    mark(job);
+                }
+            }
+        }
         for &id in &changes.hosts {
             match self.book.hosts.get(&id) {
                 Some(h) => match self.published.get_mut(&id) {
@@ -694,6 +741,7 @@ impl State {
     /// diff sends every host it names whole.
     pub fn forget_published(&mut self) {
         self.published.clear();
+        self.published_epoch += 1;
     }
 
     /// Applies one message from the scheduler, received at `now_ms`.
