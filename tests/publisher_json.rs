@@ -74,7 +74,7 @@ fn hosts_and_jobs_already_published_are_sent_as_their_changed_fields_until_chang
 {
     let mut feed = Feed::new();
     feed.small_cluster();
-    let mut publish = |feed: &Feed, seq| -> Value {
+    let publish = |feed: &Feed, seq| -> Value {
         let text = lock_state(&feed.state).diff_message(seq).expect("a diff");
         serde_json::from_str(&text).expect("valid JSON")
     };

@@ -316,7 +316,10 @@ fn full_lists_on_every_change(frames: &Frames, events: usize) -> Result<u64> {
     let snapshot = state.snapshot();
     let last = json_len(&serde_json::json!({"hosts": snapshot.hosts, "links": snapshot.links}));
     let kept = lists_len(&hosts, &links);
-    ensure!(last == kept, "bookkeeping: {kept} bytes, the lists are {last}");
+    ensure!(
+        last == kept,
+        "bookkeeping: {kept} bytes, the lists are {last}"
+    );
     Ok(total)
 }
 

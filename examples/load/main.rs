@@ -248,7 +248,9 @@ fn fanout_runs(opts: &Opts) -> Result<()> {
     );
     summary(
         "full lists per change bytes/event/client",
-        rows.iter().map(|f| f.every_change_bytes_per_event).collect(),
+        rows.iter()
+            .map(|f| f.every_change_bytes_per_event)
+            .collect(),
     );
     summary(
         "full lists per change / diff",
