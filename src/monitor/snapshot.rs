@@ -240,10 +240,10 @@ impl Serialize for JobDelta<'_> {
         if now.start_ms != before.start_ms {
             s.serialize_entry("start_ms", &now.start_ms)?;
         }
-        if now.end_ms != before.end_ms {
+        if now.end_ms.is_some() != before.end_ms {
             s.serialize_entry("end_ms", &now.end_ms)?;
         }
-        if now.exit_code != before.exit_code {
+        if now.exit_code.is_some() != before.exit_code {
             s.serialize_entry("exit_code", &now.exit_code)?;
         }
         if let Some(st) = now.stats.as_ref().filter(|_| !before.stats) {

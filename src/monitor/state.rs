@@ -316,15 +316,17 @@ pub struct Job {
 }
 
 /// What of a job can change once it is published, as a diff showed it.
+/// The end time, exit code and statistics are set once, when the job ends:
+/// whether they were there is enough.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct JobSeen {
     /// [`State`]'s publishing epoch at the time: older marks are void.
-    pub(crate) epoch: u64,
+    pub(crate) epoch: u32,
     pub(crate) server: Option<u32>,
-    pub(crate) state: JobState,
     pub(crate) start_ms: u64,
-    pub(crate) end_ms: Option<u64>,
-    pub(crate) exit_code: Option<i32>,
+    pub(crate) state: JobState,
+    pub(crate) end_ms: bool,
+    pub(crate) exit_code: bool,
     pub(crate) stats: bool,
 }
 
@@ -655,7 +657,7 @@ pub struct State {
     published: FxHashMap<u32, Host>,
     /// Bumped when published marks become void (see
     /// [`State::forget_published`]).
-    published_epoch: u64,
+    published_epoch: u32,
 }
 
 impl State {
@@ -706,10 +708,10 @@ impl State {
             job.seen = Some(JobSeen {
                 epoch,
                 server: job.server,
-                state: job.state,
                 start_ms: job.start_ms,
-                end_ms: job.end_ms,
-                exit_code: job.exit_code,
+                state: job.state,
+                end_ms: job.end_ms.is_some(),
+                exit_code: job.exit_code.is_some(),
                 stats: job.stats.is_some(),
             });
         };
@@ -741,7 +743,7 @@ impl State {
     /// diff sends every host it names whole.
     pub fn forget_published(&mut self) {
         self.published.clear();
-        self.published_epoch += 1;
+        self.published_epoch = self.published_epoch.wrapping_add(1);
     }
 
     /// Applies one message from the scheduler, received at `now_ms`.
