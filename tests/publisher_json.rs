@@ -73,7 +73,7 @@ fn a_host_leaving_is_sent_offline_with_its_jobs_ended_and_its_links_zeroed() {
 fn a_host_already_published_is_sent_as_its_changed_fields_until_changes_go_unpublished() {
     let mut feed = Feed::new();
     feed.small_cluster();
-    let mut publish = |feed: &Feed, seq| -> Value {
+    let publish = |feed: &Feed, seq| -> Value {
         let text = lock_state(&feed.state).diff_message(seq).expect("a diff");
         serde_json::from_str(&text).expect("valid JSON")
     };
