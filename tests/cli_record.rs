@@ -10,16 +10,7 @@ use predicates::prelude::*;
 use std::net::{SocketAddr, TcpListener};
 
 fn demo(seed: &str, rate: &str) -> (Running, SocketAddr) {
-    let demo = Running::start(&[
-        "demo",
-        "--as-scheduler",
-        "--port",
-        "0",
-        "--seed",
-        seed,
-        "--rate",
-        rate,
-    ]);
+    let demo = Running::demo_scheduler(&["--seed", seed, "--rate", rate]);
     let addr = demo.scheduler_addr();
     (demo, addr)
 }
@@ -52,15 +43,7 @@ fn record_then_replay_reproduces_the_same_frames() {
     let frames = recorded_frames(&path);
     assert_eq!(frames.len(), 3000);
 
-    let replay = Running::start(&[
-        "replay",
-        path.to_str().unwrap(),
-        "--as-scheduler",
-        "--port",
-        "0",
-        "--speed",
-        "0",
-    ]);
+    let replay = Running::replay_scheduler(&path, &["--speed", "0"]);
     let replay_addr = replay.scheduler_addr();
     let mut m = Monitor::connect(replay_addr, 44);
     for (i, want) in frames.iter().enumerate() {

@@ -77,6 +77,20 @@ impl Running {
         }
     }
 
+    /// Starts `icewatch demo --as-scheduler --port 0 EXTRA...`: the
+    /// simulated cluster served to monitors on a free port, which
+    /// [`Running::scheduler_addr`] reads.
+    pub fn demo_scheduler(extra: &[&str]) -> Running {
+        Running::start(&[&["demo", "--as-scheduler", "--port", "0"], extra].concat())
+    }
+
+    /// Starts `icewatch replay FILE --as-scheduler --port 0 EXTRA...`: the
+    /// recording played to monitors on a free port.
+    pub fn replay_scheduler(file: &Path, extra: &[&str]) -> Running {
+        let file = file.to_str().expect("a UTF-8 path");
+        Running::start(&[&["replay", file, "--as-scheduler", "--port", "0"], extra].concat())
+    }
+
     /// The next line on stdout.
     pub fn stdout_line(&self) -> String {
         self.stdout
