@@ -5,7 +5,7 @@
 mod common;
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use common::{scratch_dir, type_counts, Monitor, Running};
+use common::{dump_capture, scratch_dir, stdout_text, type_counts, Monitor, Running};
 use predicates::prelude::*;
 use std::net::{SocketAddr, TcpListener};
 
@@ -88,15 +88,8 @@ fn ctrl_c_ends_a_recording_cleanly_after_showing_progress() {
     let shown = messages_in(&line).unwrap();
     record.signal("INT");
     assert!(record.wait().success());
-    let out = cargo_bin_cmd!("icewatch")
-        .args(["dump", "--capture"])
-        .arg(&path)
-        .assert()
-        .success();
-    let lines = String::from_utf8(out.get_output().stdout.clone())
-        .unwrap()
-        .lines()
-        .count() as u64;
+    let out = dump_capture(&path).success();
+    let lines = stdout_text(&out).lines().count() as u64;
     assert!(lines >= shown, "{lines} < {shown}");
 }
 
@@ -111,16 +104,10 @@ fn a_recording_cut_short_by_a_crash_reads_back_every_flushed_message() {
     record.signal("KILL");
     let status = record.wait();
     assert!(!status.success());
-    let out = cargo_bin_cmd!("icewatch")
-        .args(["dump", "--capture"])
-        .arg(&path)
-        .assert()
+    let out = dump_capture(&path)
         .failure()
         .stderr(predicate::str::contains("is truncated after"));
-    let lines = String::from_utf8(out.get_output().stdout.clone())
-        .unwrap()
-        .lines()
-        .count() as u64;
+    let lines = stdout_text(&out).lines().count() as u64;
     assert!(lines >= flushed, "{lines} < {flushed}");
 }
 
@@ -132,7 +119,7 @@ fn live_dump_prints_one_object_per_message_with_its_time() {
         .assert()
         .success()
         .stderr(predicate::str::contains("protocol 44"));
-    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let stdout = stdout_text(&out);
     let counts = type_counts(&stdout);
     assert_eq!(counts.values().sum::<u32>(), 2000);
     for ty in counts.keys() {

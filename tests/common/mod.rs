@@ -29,6 +29,20 @@ pub fn capture(version: u32) -> PathBuf {
         .join(format!("basic.v{version}.bin"))
 }
 
+/// `icewatch dump --capture FILE`, run to its end; the caller checks how
+/// it ended.
+pub fn dump_capture(file: impl AsRef<std::ffi::OsStr>) -> assert_cmd::assert::Assert {
+    assert_cmd::cargo::cargo_bin_cmd!("icewatch")
+        .args(["dump", "--capture"])
+        .arg(file)
+        .assert()
+}
+
+/// What a finished command printed on stdout.
+pub fn stdout_text(out: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8(out.get_output().stdout.clone()).expect("UTF-8 on stdout")
+}
+
 /// A fresh directory for this test's files.
 pub fn scratch_dir(test: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{test}-{}", std::process::id()));
