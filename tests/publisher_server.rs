@@ -6,11 +6,13 @@
 //! page with d3 inlined, the APIs and the metrics.
 
 mod feed;
+mod leaks;
 
 use feed::Feed;
 use futures_util::{SinkExt, StreamExt};
 use icewatch::monitor::lock_state;
 use icewatch::publisher::{serve, HubOptions, ServeOptions};
+use leaks::{alive_tasks, open_fds};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -629,18 +631,6 @@ async fn wait_metric(addr: SocketAddr, name: &str, want: u64) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(metric(addr, name).await, want, "{name}");
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
-}
-
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks()
 }
 
 /// A client that reads everything, checking that diffs stay contiguous and
