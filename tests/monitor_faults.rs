@@ -26,10 +26,8 @@ async fn recovers(mut m: Monitor) {
     {
         let st = lock_state(&m.state);
         st.check_invariants();
-        let mut hosts: Vec<_> = st.hosts().map(|h| (h.id, h.online)).collect();
-        hosts.sort();
         assert_eq!(
-            hosts,
+            hosts_by_id(&st),
             [(21, true), (22, true)],
             "no ghost of the failed session"
         );
@@ -60,9 +58,8 @@ async fn a_close_inside_a_frame_ends_the_session_and_the_next_one_starts_clean()
     assert!(error.starts_with("scheduler 127.0.0.1:"), "{error}");
     {
         let st = lock_state(&m.state);
-        let hosts: Vec<_> = st.hosts().map(|h| (h.id, h.online)).collect();
         assert_eq!(
-            hosts,
+            hosts_by_id(&st),
             [(1, false)],
             "the whole frame applied, shown offline"
         );
@@ -157,16 +154,8 @@ async fn a_stalled_handshake_times_out_closes_and_is_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn a_scheduler_that_answers_the_handshake_late_like_an_idle_one_is_waited_for() {
-    let sched = FakeScheduler::start(vec![vec![
-        Step::Wait(Duration::from_secs(35)),
-        Step::Handshake(43),
-        Step::Send(concat(&[
-            host(21, "good1", 2, false),
-            host(22, "good2", 3, true),
-        ])),
-        Step::Hold,
-    ]])
-    .await;
+    let late = [vec![Step::Wait(Duration::from_secs(35))], working_session()].concat();
+    let sched = FakeScheduler::start(vec![late]).await;
     let opts = ConnectOptions::new(Target::Address {
         host: "127.0.0.1".into(),
         port: sched.port(),

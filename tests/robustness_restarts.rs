@@ -99,10 +99,8 @@ async fn a_hundred_restarts_each_ending_badly_leak_no_descriptor_or_task_and_end
             "{:?}",
             st.scheduler()
         );
-        let mut hosts: Vec<_> = st.hosts().map(|h| (h.id, h.online)).collect();
-        hosts.sort();
         assert_eq!(
-            hosts,
+            hosts_by_id(&st),
             [(21, true), (22, true)],
             "nothing of the old sessions"
         );

@@ -251,6 +251,13 @@ pub fn working_session() -> Script {
     ]
 }
 
+/// Every host the state knows, as (id, online), by id.
+pub fn hosts_by_id(st: &State) -> Vec<(u32, bool)> {
+    let mut hosts: Vec<_> = st.hosts().map(|h| (h.id, h.online)).collect();
+    hosts.sort();
+    hosts
+}
+
 /// The real captures: (version offered, file). See `tests/data/README.md`.
 pub const CAPTURES: &[(u32, &[u8])] = &[
     (21, include_bytes!("../data/basic.v21.bin")),
