@@ -29,6 +29,14 @@ fn messages_in(line: &str) -> Option<u64> {
     rest.split(' ').next()?.parse().ok()
 }
 
+/// `icewatch record ADDR -o PATH`, once a progress line shows at least 20
+/// messages; returns that line too.
+fn recording_with_progress(addr: SocketAddr, path: &std::path::Path) -> (Running, String) {
+    let record = Running::start(&["record", &addr.to_string(), "-o", path.to_str().unwrap()]);
+    let line = record.stderr_until(|l| messages_in(l).is_some_and(|n| n >= 20));
+    (record, line)
+}
+
 #[test]
 fn record_then_replay_reproduces_the_same_frames() {
     let (_demo, addr) = demo("9", "0");
@@ -82,8 +90,7 @@ fn ctrl_c_ends_a_recording_cleanly_after_showing_progress() {
     let (_demo, addr) = demo("10", "300");
     let dir = scratch_dir("record_ctrl_c");
     let path = dir.join("ctrl-c.icwr");
-    let mut record = Running::start(&["record", &addr.to_string(), "-o", path.to_str().unwrap()]);
-    let line = record.stderr_until(|l| messages_in(l).is_some_and(|n| n >= 20));
+    let (mut record, line) = recording_with_progress(addr, &path);
     assert!(line.starts_with("recording to "), "{line}");
     let shown = messages_in(&line).unwrap();
     record.signal("INT");
@@ -98,8 +105,7 @@ fn a_recording_cut_short_by_a_crash_reads_back_every_flushed_message() {
     let (_demo, addr) = demo("11", "300");
     let dir = scratch_dir("record_crash");
     let path = dir.join("crash.icwr");
-    let mut record = Running::start(&["record", &addr.to_string(), "-o", path.to_str().unwrap()]);
-    let line = record.stderr_until(|l| messages_in(l).is_some_and(|n| n >= 20));
+    let (mut record, line) = recording_with_progress(addr, &path);
     let flushed = messages_in(&line).unwrap();
     record.signal("KILL");
     let status = record.wait();

@@ -641,6 +641,16 @@ fn live_reader(mut ws: Ws) -> (watch::Receiver<u64>, tokio::task::JoinHandle<Mod
     (seen, reader)
 }
 
+/// A server with the default options and a [`live_reader`] on `/ws`.
+async fn with_live_reader() -> (Server, watch::Receiver<u64>, tokio::task::JoinHandle<Model>) {
+    let server = Server::start(ServeOptions::default()).await;
+    let live = ws_connect(server.addr, "/ws", &[], None)
+        .await
+        .expect("connect");
+    let (seen, reader) = live_reader(live);
+    (server, seen, reader)
+}
+
 /// One round of changes, published; waits until the live client saw it.
 async fn round_reaches(server: &mut Server, seen: &mut watch::Receiver<u64>, round: u32) {
     server.feed.host(2, "remote1", 2, false, round);
@@ -652,11 +662,7 @@ async fn round_reaches(server: &mut Server, seen: &mut watch::Receiver<u64>, rou
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_send_garbage_are_closed_or_ignored_while_another_keeps_receiving() {
-    let mut server = Server::start(ServeOptions::default()).await;
-    let live = ws_connect(server.addr, "/ws", &[], None)
-        .await
-        .expect("connect");
-    let (mut seen, reader) = live_reader(live);
+    let (mut server, mut seen, reader) = with_live_reader().await;
     round_reaches(&mut server, &mut seen, 1).await;
 
     // Junk messages inside valid frames: read and ignored, the session
@@ -738,11 +744,7 @@ async fn clients_that_send_garbage_are_closed_or_ignored_while_another_keeps_rec
 async fn a_thousand_connections_opened_and_dropped_leak_nothing_and_do_not_disturb_a_reader() {
     const CONNECTIONS: usize = 1000;
     const AT_ONCE: usize = 250;
-    let mut server = Server::start(ServeOptions::default()).await;
-    let live = ws_connect(server.addr, "/ws", &[], None)
-        .await
-        .expect("connect");
-    let (mut seen, reader) = live_reader(live);
+    let (mut server, mut seen, reader) = with_live_reader().await;
     round_reaches(&mut server, &mut seen, 0).await;
     wait_metric(server.addr, "icewatch_websocket_clients", 1).await;
     let (fds, tasks) = (open_fds(), alive_tasks());
