@@ -137,6 +137,64 @@ pub async fn accept_monitor(
     })
 }
 
+/// Accepts monitors on `listener` until `shutdown` (with `once`, until the
+/// first one), each served by its own task: `serve(stream)`. Finished tasks
+/// are reaped meanwhile; the ones still running are returned.
+async fn accept_monitors<F>(
+    listener: &TcpListener,
+    shutdown: &Shutdown,
+    once: bool,
+    mut serve: impl FnMut(TcpStream) -> F,
+) -> JoinSet<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut monitors = JoinSet::new();
+    let mut stop = shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = stop.wait() => break,
+            accepted = listener.accept() => {
+                match accepted {
+                    Ok((stream, _)) => {
+                        monitors.spawn(serve(stream));
+                        if once {
+                            break;
+                        }
+                    }
+                    Err(e) => tracing::warn!("accepting a monitor failed: {e}"),
+                }
+            }
+            Some(_) = monitors.join_next(), if !monitors.is_empty() => {}
+        }
+    }
+    monitors
+}
+
+/// [`accept_monitor`], logged either way: a connection that does not log
+/// in as a monitor gives `None`; `serving` ends the login line.
+async fn log_in(
+    stream: TcpStream,
+    offer: u32,
+    job_done: Option<JobDoneType>,
+    serving: &str,
+) -> Option<MonitorLink> {
+    match accept_monitor(stream, offer, job_done).await {
+        Ok(link) => {
+            tracing::info!(
+                "monitor {} logged in at protocol {}{serving}",
+                link.peer(),
+                link.version()
+            );
+            Some(link)
+        }
+        Err(e) => {
+            tracing::warn!("a connection did not log in as a monitor: {e}");
+            None
+        }
+    }
+}
+
 impl MonitorLink {
     /// The agreed protocol version.
     pub fn version(&self) -> u32 {
@@ -258,30 +316,16 @@ pub async fn serve_demo(
         drained.clone(),
         shutdown.clone(),
     ));
-    let mut monitors = JoinSet::new();
-    let mut stop = shutdown.clone();
-    loop {
-        tokio::select! {
-            _ = stop.wait() => break,
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!("accepting a monitor failed: {e}");
-                        continue;
-                    }
-                };
-                monitors.spawn(demo_monitor(
-                    stream,
-                    opts.offer,
-                    opts.job_done,
-                    login_tx.clone(),
-                    drained.clone(),
-                ));
-            }
-            Some(_) = monitors.join_next(), if !monitors.is_empty() => {}
-        }
-    }
+    let mut monitors = accept_monitors(&listener, &shutdown, false, |stream| {
+        demo_monitor(
+            stream,
+            opts.offer,
+            opts.job_done,
+            login_tx.clone(),
+            drained.clone(),
+        )
+    })
+    .await;
     drop(login_tx);
     let _ = feed.await;
     let _ = timeout(GOODBYE * 2, async {
@@ -298,18 +342,9 @@ async fn demo_monitor(
     logins: mpsc::Sender<oneshot::Sender<LoginReply>>,
     drained: Arc<Notify>,
 ) {
-    let mut link = match accept_monitor(stream, offer, Some(job_done)).await {
-        Ok(link) => link,
-        Err(e) => {
-            tracing::warn!("a connection did not log in as a monitor: {e}");
-            return;
-        }
+    let Some(mut link) = log_in(stream, offer, Some(job_done), "").await else {
+        return;
     };
-    tracing::info!(
-        "monitor {} logged in at protocol {}",
-        link.peer(),
-        link.version()
-    );
     let (reply_tx, reply_rx) = oneshot::channel();
     if logins.send(reply_tx).await.is_err() {
         link.goodbye().await;
@@ -503,27 +538,10 @@ pub async fn serve_recording(
         .offer
         .unwrap_or(header.protocol)
         .clamp(MIN_PROTOCOL_VERSION, PROTOCOL_VERSION);
-    let mut monitors = JoinSet::new();
-    let mut stop = shutdown.clone();
-    loop {
-        tokio::select! {
-            _ = stop.wait() => break,
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((s, _)) => s,
-                    Err(e) => {
-                        tracing::warn!("accepting a monitor failed: {e}");
-                        continue;
-                    }
-                };
-                monitors.spawn(replay_monitor(stream, opts.clone(), offer, shutdown.clone()));
-                if opts.once {
-                    break;
-                }
-            }
-            Some(_) = monitors.join_next(), if !monitors.is_empty() => {}
-        }
-    }
+    let mut monitors = accept_monitors(&listener, &shutdown, opts.once, |stream| {
+        replay_monitor(stream, opts.clone(), offer, shutdown.clone())
+    })
+    .await;
     drop(listener);
     while monitors.join_next().await.is_some() {}
     Ok(())
@@ -535,19 +553,10 @@ async fn replay_monitor(
     offer: u32,
     mut shutdown: Shutdown,
 ) {
-    let mut link = match accept_monitor(stream, offer, opts.job_done).await {
-        Ok(link) => link,
-        Err(e) => {
-            tracing::warn!("a connection did not log in as a monitor: {e}");
-            return;
-        }
+    let serving = format!(", replaying {}", opts.path.display());
+    let Some(mut link) = log_in(stream, offer, opts.job_done, &serving).await else {
+        return;
     };
-    tracing::info!(
-        "monitor {} logged in at protocol {}, replaying {}",
-        link.peer(),
-        link.version(),
-        opts.path.display()
-    );
     let (tx, mut rx) = mpsc::channel(1024);
     let path = opts.path.clone();
     let reader = tokio::task::spawn_blocking(move || {
@@ -745,22 +754,20 @@ mod tests {
     #[test]
     fn the_login_burst_has_the_short_stats_of_online_hosts() {
         let mut table = HostTable::default();
-        table.note(&Event::Stats {
-            host_id: 2,
-            text: "Name:b\nLoad:5\nLoadAvg1:1\nLoadAvg5:1\nLoadAvg10:1\nFreeMem:9\n".into(),
-        });
-        table.note(&Event::Stats {
-            host_id: 1,
-            text: "Name:a\nLoad:0\n".into(),
-        });
-        table.note(&Event::Stats {
-            host_id: 3,
-            text: "Name:c\nLoad:0\n".into(),
-        });
-        table.note(&Event::Stats {
-            host_id: 3,
-            text: "State:Offline\n".into(),
-        });
+        for (host_id, text) in [
+            (
+                2,
+                "Name:b\nLoad:5\nLoadAvg1:1\nLoadAvg5:1\nLoadAvg10:1\nFreeMem:9\n",
+            ),
+            (1, "Name:a\nLoad:0\n"),
+            (3, "Name:c\nLoad:0\n"),
+            (3, "State:Offline\n"),
+        ] {
+            table.note(&Event::Stats {
+                host_id,
+                text: text.into(),
+            });
+        }
         let burst: Vec<Event> = table.burst().iter().map(|e| (**e).clone()).collect();
         assert_eq!(
             burst,

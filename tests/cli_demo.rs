@@ -48,16 +48,7 @@ fn read_to_end(m: &mut Monitor) -> Vec<MsgType> {
 
 #[test]
 fn demo_as_scheduler_serves_every_monitor_message_then_end_on_ctrl_c() {
-    let mut demo = Running::start(&[
-        "demo",
-        "--as-scheduler",
-        "--port",
-        "0",
-        "--seed",
-        "1",
-        "--rate",
-        "0",
-    ]);
+    let mut demo = Running::demo_scheduler(&["--seed", "1", "--rate", "0"]);
     let addr = demo.scheduler_addr();
     assert!(addr.ip().is_loopback());
     let mut m = Monitor::connect(addr, 44);
@@ -76,16 +67,7 @@ fn demo_as_scheduler_serves_every_monitor_message_then_end_on_ctrl_c() {
 
 #[test]
 fn demo_as_scheduler_speaks_a_released_scheduler_to_older_monitors() {
-    let demo = Running::start(&[
-        "demo",
-        "--as-scheduler",
-        "--port",
-        "0",
-        "--seed",
-        "2",
-        "--rate",
-        "0",
-    ]);
+    let demo = Running::demo_scheduler(&["--seed", "2", "--rate", "0"]);
     let addr = demo.scheduler_addr();
     for offer in [43, 29, 22, 21] {
         let mut m = Monitor::connect(addr, offer);
@@ -101,16 +83,7 @@ fn demo_as_scheduler_speaks_a_released_scheduler_to_older_monitors() {
 
 #[test]
 fn the_long_mon_get_cs_goes_to_monitors_below_protocol_29() {
-    let demo = Running::start(&[
-        "demo",
-        "--as-scheduler",
-        "--port",
-        "0",
-        "--seed",
-        "3",
-        "--rate",
-        "0",
-    ]);
+    let demo = Running::demo_scheduler(&["--seed", "3", "--rate", "0"]);
     let addr = demo.scheduler_addr();
     let mut m = Monitor::connect(addr, 28);
     loop {
@@ -127,35 +100,13 @@ fn the_long_mon_get_cs_goes_to_monitors_below_protocol_29() {
 
 #[test]
 fn job_done_type_can_be_pinned_either_way() {
-    let demo = Running::start(&[
-        "demo",
-        "--as-scheduler",
-        "--port",
-        "0",
-        "--seed",
-        "4",
-        "--rate",
-        "0",
-        "--job-done",
-        "job",
-    ]);
+    let demo = Running::demo_scheduler(&["--seed", "4", "--rate", "0", "--job-done", "job"]);
     let mut m = Monitor::connect(demo.scheduler_addr(), 43);
     let seen = read_every_type(&mut m, MsgType::JOB_DONE, 200_000);
     assert!(seen.contains(&MsgType::JOB_DONE) && !seen.contains(&MsgType::MON_JOB_DONE));
     drop(demo);
 
-    let demo = Running::start(&[
-        "demo",
-        "--as-scheduler",
-        "--port",
-        "0",
-        "--seed",
-        "4",
-        "--rate",
-        "0",
-        "--job-done",
-        "mon",
-    ]);
+    let demo = Running::demo_scheduler(&["--seed", "4", "--rate", "0", "--job-done", "mon"]);
     let mut m = Monitor::connect(demo.scheduler_addr(), 44);
     let seen = read_every_type(&mut m, MsgType::MON_JOB_DONE, 200_000);
     assert!(seen.contains(&MsgType::MON_JOB_DONE) && !seen.contains(&MsgType::JOB_DONE));
@@ -163,16 +114,7 @@ fn job_done_type_can_be_pinned_either_way() {
 
 /// The decoded messages, with the wall-clock start times zeroed.
 fn first_messages(seed: &str, n: usize) -> Vec<String> {
-    let demo = Running::start(&[
-        "demo",
-        "--as-scheduler",
-        "--port",
-        "0",
-        "--seed",
-        seed,
-        "--rate",
-        "0",
-    ]);
+    let demo = Running::demo_scheduler(&["--seed", seed, "--rate", "0"]);
     let mut m = Monitor::connect(demo.scheduler_addr(), 44);
     (0..n)
         .map(|_| {
@@ -203,16 +145,7 @@ fn a_daemon_that_connects_to_the_demo_is_turned_away_and_monitors_keep_going() {
     use bytes::BytesMut;
     use icewatch::protocol::{handshake::handshake_blocking, Login};
     use std::io::{Read, Write};
-    let demo = Running::start(&[
-        "demo",
-        "--as-scheduler",
-        "--port",
-        "0",
-        "--seed",
-        "5",
-        "--rate",
-        "0",
-    ]);
+    let demo = Running::demo_scheduler(&["--seed", "5", "--rate", "0"]);
     let addr = demo.scheduler_addr();
     let mut daemon = std::net::TcpStream::connect(addr).unwrap();
     daemon.set_read_timeout(Some(common::PATIENCE)).unwrap();
@@ -236,16 +169,7 @@ fn a_daemon_that_connects_to_the_demo_is_turned_away_and_monitors_keep_going() {
 fn a_demo_paced_by_rate_delivers_valid_messages() {
     // A monitor more than 4096 messages behind is dropped: at 500 a second
     // that leaves this test eight seconds of slack on a loaded machine.
-    let demo = Running::start(&[
-        "demo",
-        "--as-scheduler",
-        "--port",
-        "0",
-        "--seed",
-        "6",
-        "--rate",
-        "500",
-    ]);
+    let demo = Running::demo_scheduler(&["--seed", "6", "--rate", "500"]);
     let mut m = Monitor::connect(demo.scheduler_addr(), 44);
     for _ in 0..500 {
         let frame = m.frame().unwrap();

@@ -4,7 +4,7 @@
 mod common;
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use common::{capture, scratch_dir, type_counts};
+use common::{capture, dump_capture, scratch_dir, stdout_text, type_counts};
 use icewatch::record::Recorder;
 use predicates::prelude::*;
 use std::collections::BTreeMap;
@@ -25,12 +25,8 @@ const STATS: &[(u32, u32)] = &[
 #[test]
 fn dump_capture_prints_exactly_the_documented_counts_for_every_capture() {
     for &(version, stats) in STATS {
-        let out = cargo_bin_cmd!("icewatch")
-            .args(["dump", "--capture"])
-            .arg(capture(version))
-            .assert()
-            .success();
-        let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+        let out = dump_capture(capture(version)).success();
+        let stdout = stdout_text(&out);
         let expected: BTreeMap<String, u32> = [
             ("JOB_LOCAL_DONE", 2),
             ("MON_GET_CS", 42),
@@ -53,7 +49,7 @@ fn dump_raw_hex_of_every_line_adds_up_to_the_capture() {
         .arg(capture(39))
         .assert()
         .success();
-    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let stdout = stdout_text(&out);
     let hex: String = stdout
         .lines()
         .map(|l| {
@@ -68,12 +64,8 @@ fn dump_raw_hex_of_every_line_adds_up_to_the_capture() {
 
 #[test]
 fn dump_shows_decoded_fields_and_host_stats_as_an_object() {
-    let out = cargo_bin_cmd!("icewatch")
-        .args(["dump", "--capture"])
-        .arg(capture(43))
-        .assert()
-        .success();
-    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let out = dump_capture(capture(43)).success();
+    let stdout = stdout_text(&out);
     let lines: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -126,13 +118,10 @@ fn dump_reads_an_icewatch_recording_with_receive_times() {
         input = rest;
     }
     rec.finish().unwrap();
-    let out = cargo_bin_cmd!("icewatch")
-        .args(["dump", "--capture"])
-        .arg(&path)
-        .assert()
+    let out = dump_capture(&path)
         .success()
         .stderr(predicate::str::contains("icewatch recording, protocol 44"));
-    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let stdout = stdout_text(&out);
     let times: Vec<u64> = stdout
         .lines()
         .map(|l| {
@@ -166,10 +155,7 @@ fn dump_of_a_capture_at_an_unknown_version_fails_with_one_line() {
     file[4..8].copy_from_slice(&45u32.to_le_bytes());
     let path = dir.join("v45.bin");
     std::fs::write(&path, &file).unwrap();
-    cargo_bin_cmd!("icewatch")
-        .args(["dump", "--capture"])
-        .arg(&path)
-        .assert()
+    dump_capture(&path)
         .failure()
         .stdout("")
         .stderr(predicate::function(|s: &str| {
@@ -184,13 +170,10 @@ fn dump_of_a_truncated_capture_prints_every_whole_message_then_fails() {
     let file = std::fs::read(capture(43)).unwrap();
     let path = dir.join("cut.bin");
     std::fs::write(&path, &file[..1000]).unwrap();
-    let out = cargo_bin_cmd!("icewatch")
-        .args(["dump", "--capture"])
-        .arg(&path)
-        .assert()
+    let out = dump_capture(&path)
         .failure()
         .stderr(predicate::str::contains("truncated after 6 whole messages"));
-    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let stdout = stdout_text(&out);
     assert_eq!(stdout.lines().count(), 6);
 }
 
@@ -212,13 +195,8 @@ fn dump_of_a_corrupt_recording_fails_without_a_panic() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
-    cargo_bin_cmd!("icewatch")
-        .args(["dump", "--capture"])
-        .arg(&path)
-        .assert()
-        .code(1)
-        .stderr(
-            predicate::str::contains("is corrupt after 0 messages: damaged lz4 data")
-                .and(predicate::str::contains("panicked").not()),
-        );
+    dump_capture(&path).code(1).stderr(
+        predicate::str::contains("is corrupt after 0 messages: damaged lz4 data")
+            .and(predicate::str::contains("panicked").not()),
+    );
 }

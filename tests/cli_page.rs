@@ -162,16 +162,7 @@ async fn a_token_guards_every_route_but_healthz_and_rides_in_the_url() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn monitor_connects_to_a_scheduler_and_serves_its_cluster() {
-    let scheduler = Running::start(&[
-        "demo",
-        "--as-scheduler",
-        "--port",
-        "0",
-        "--seed",
-        "3",
-        "--hosts",
-        "7",
-    ]);
+    let scheduler = Running::demo_scheduler(&["--seed", "3", "--hosts", "7"]);
     let addr = scheduler.scheduler_addr();
     let mut monitor = Running::start(&["monitor", &addr.to_string(), "--listen", "127.0.0.1:0"]);
     let (host, _) = split_url(&page_url(&monitor));

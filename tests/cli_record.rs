@@ -5,21 +5,12 @@
 mod common;
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use common::{scratch_dir, type_counts, Monitor, Running};
+use common::{dump_capture, scratch_dir, stdout_text, type_counts, Monitor, Running};
 use predicates::prelude::*;
 use std::net::{SocketAddr, TcpListener};
 
 fn demo(seed: &str, rate: &str) -> (Running, SocketAddr) {
-    let demo = Running::start(&[
-        "demo",
-        "--as-scheduler",
-        "--port",
-        "0",
-        "--seed",
-        seed,
-        "--rate",
-        rate,
-    ]);
+    let demo = Running::demo_scheduler(&["--seed", seed, "--rate", rate]);
     let addr = demo.scheduler_addr();
     (demo, addr)
 }
@@ -38,6 +29,14 @@ fn messages_in(line: &str) -> Option<u64> {
     rest.split(' ').next()?.parse().ok()
 }
 
+/// `icewatch record ADDR -o PATH`, once a progress line shows at least 20
+/// messages; returns that line too.
+fn recording_with_progress(addr: SocketAddr, path: &std::path::Path) -> (Running, String) {
+    let record = Running::start(&["record", &addr.to_string(), "-o", path.to_str().unwrap()]);
+    let line = record.stderr_until(|l| messages_in(l).is_some_and(|n| n >= 20));
+    (record, line)
+}
+
 #[test]
 fn record_then_replay_reproduces_the_same_frames() {
     let (_demo, addr) = demo("9", "0");
@@ -52,15 +51,7 @@ fn record_then_replay_reproduces_the_same_frames() {
     let frames = recorded_frames(&path);
     assert_eq!(frames.len(), 3000);
 
-    let replay = Running::start(&[
-        "replay",
-        path.to_str().unwrap(),
-        "--as-scheduler",
-        "--port",
-        "0",
-        "--speed",
-        "0",
-    ]);
+    let replay = Running::replay_scheduler(&path, &["--speed", "0"]);
     let replay_addr = replay.scheduler_addr();
     let mut m = Monitor::connect(replay_addr, 44);
     for (i, want) in frames.iter().enumerate() {
@@ -99,21 +90,13 @@ fn ctrl_c_ends_a_recording_cleanly_after_showing_progress() {
     let (_demo, addr) = demo("10", "300");
     let dir = scratch_dir("record_ctrl_c");
     let path = dir.join("ctrl-c.icwr");
-    let mut record = Running::start(&["record", &addr.to_string(), "-o", path.to_str().unwrap()]);
-    let line = record.stderr_until(|l| messages_in(l).is_some_and(|n| n >= 20));
+    let (mut record, line) = recording_with_progress(addr, &path);
     assert!(line.starts_with("recording to "), "{line}");
     let shown = messages_in(&line).unwrap();
     record.signal("INT");
     assert!(record.wait().success());
-    let out = cargo_bin_cmd!("icewatch")
-        .args(["dump", "--capture"])
-        .arg(&path)
-        .assert()
-        .success();
-    let lines = String::from_utf8(out.get_output().stdout.clone())
-        .unwrap()
-        .lines()
-        .count() as u64;
+    let out = dump_capture(&path).success();
+    let lines = stdout_text(&out).lines().count() as u64;
     assert!(lines >= shown, "{lines} < {shown}");
 }
 
@@ -122,22 +105,15 @@ fn a_recording_cut_short_by_a_crash_reads_back_every_flushed_message() {
     let (_demo, addr) = demo("11", "300");
     let dir = scratch_dir("record_crash");
     let path = dir.join("crash.icwr");
-    let mut record = Running::start(&["record", &addr.to_string(), "-o", path.to_str().unwrap()]);
-    let line = record.stderr_until(|l| messages_in(l).is_some_and(|n| n >= 20));
+    let (mut record, line) = recording_with_progress(addr, &path);
     let flushed = messages_in(&line).unwrap();
     record.signal("KILL");
     let status = record.wait();
     assert!(!status.success());
-    let out = cargo_bin_cmd!("icewatch")
-        .args(["dump", "--capture"])
-        .arg(&path)
-        .assert()
+    let out = dump_capture(&path)
         .failure()
         .stderr(predicate::str::contains("is truncated after"));
-    let lines = String::from_utf8(out.get_output().stdout.clone())
-        .unwrap()
-        .lines()
-        .count() as u64;
+    let lines = stdout_text(&out).lines().count() as u64;
     assert!(lines >= flushed, "{lines} < {flushed}");
 }
 
@@ -149,7 +125,7 @@ fn live_dump_prints_one_object_per_message_with_its_time() {
         .assert()
         .success()
         .stderr(predicate::str::contains("protocol 44"));
-    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let stdout = stdout_text(&out);
     let counts = type_counts(&stdout);
     assert_eq!(counts.values().sum::<u32>(), 2000);
     for ty in counts.keys() {

@@ -23,13 +23,7 @@ fn frames_of(file: &[u8]) -> Vec<Vec<u8>> {
 fn replaying_a_capture_sends_its_exact_frames_then_end_on_ctrl_c() {
     let path = capture(43);
     let expected = frames_of(&std::fs::read(&path).unwrap());
-    let mut replay = Running::start(&[
-        "replay",
-        path.to_str().unwrap(),
-        "--as-scheduler",
-        "--port",
-        "0",
-    ]);
+    let mut replay = Running::replay_scheduler(&path, &[]);
     let mut m = Monitor::connect(replay.scheduler_addr(), 44);
     assert_eq!(m.version, 43, "offers the capture's own version");
     for (i, want) in expected.iter().enumerate() {
@@ -47,15 +41,7 @@ fn replaying_a_capture_sends_its_exact_frames_then_end_on_ctrl_c() {
 fn every_monitor_gets_the_whole_capture_at_its_own_version() {
     let path = capture(43);
     let expected = frames_of(&std::fs::read(&path).unwrap());
-    let replay = Running::start(&[
-        "replay",
-        path.to_str().unwrap(),
-        "--as-scheduler",
-        "--port",
-        "0",
-        "--speed",
-        "0",
-    ]);
+    let replay = Running::replay_scheduler(&path, &["--speed", "0"]);
     let addr = replay.scheduler_addr();
     for offer in [21, 29, 38, 43] {
         let mut m = Monitor::connect(addr, offer);
@@ -90,17 +76,7 @@ fn every_monitor_gets_the_whole_capture_at_its_own_version() {
 #[test]
 fn replay_can_rewrite_job_ends_as_git_master_sends_them() {
     let path = capture(43);
-    let replay = Running::start(&[
-        "replay",
-        path.to_str().unwrap(),
-        "--as-scheduler",
-        "--port",
-        "0",
-        "--protocol",
-        "44",
-        "--job-done",
-        "auto",
-    ]);
+    let replay = Running::replay_scheduler(&path, &["--protocol", "44", "--job-done", "auto"]);
     let mut m = Monitor::connect(replay.scheduler_addr(), 44);
     assert_eq!(m.version, 44);
     let mut done = 0;
@@ -162,13 +138,7 @@ fn a_truncated_recording_replays_its_whole_messages_then_warns() {
     }
     // Flushed but never finished: what a crash leaves behind.
     rec.flush().unwrap();
-    let replay = Running::start(&[
-        "replay",
-        path.to_str().unwrap(),
-        "--as-scheduler",
-        "--port",
-        "0",
-    ]);
+    let replay = Running::replay_scheduler(&path, &[]);
     let mut m = Monitor::connect(replay.scheduler_addr(), 44);
     for want in &frames[..100] {
         assert_eq!(&m.frame().unwrap()[..], &want[..]);

@@ -26,10 +26,8 @@ async fn recovers(mut m: Monitor) {
     {
         let st = lock_state(&m.state);
         st.check_invariants();
-        let mut hosts: Vec<_> = st.hosts().map(|h| (h.id, h.online)).collect();
-        hosts.sort();
         assert_eq!(
-            hosts,
+            hosts_by_id(&st),
             [(21, true), (22, true)],
             "no ghost of the failed session"
         );
@@ -38,17 +36,6 @@ async fn recovers(mut m: Monitor) {
         assert!(st.scheduler().error.is_none());
     }
     m.stop().await;
-}
-
-fn working() -> Script {
-    vec![
-        Step::Handshake(43),
-        Step::Send(concat(&[
-            host(21, "good1", 2, false),
-            host(22, "good2", 3, true),
-        ])),
-        Step::Hold,
-    ]
 }
 
 fn early_host() -> Vec<u8> {
@@ -64,16 +51,15 @@ async fn a_close_inside_a_frame_ends_the_session_and_the_next_one_starts_clean()
             Step::Send(concat(&[early_host(), cut[..cut.len() / 2].to_vec()])),
             Step::Close,
         ],
-        working(),
+        working_session(),
     ])
     .await;
     let error = m.until_lost("in the middle of a frame").await;
     assert!(error.starts_with("scheduler 127.0.0.1:"), "{error}");
     {
         let st = lock_state(&m.state);
-        let hosts: Vec<_> = st.hosts().map(|h| (h.id, h.online)).collect();
         assert_eq!(
-            hosts,
+            hosts_by_id(&st),
             [(1, false)],
             "the whole frame applied, shown offline"
         );
@@ -83,15 +69,13 @@ async fn a_close_inside_a_frame_ends_the_session_and_the_next_one_starts_clean()
 
 #[tokio::test(start_paused = true)]
 async fn a_length_above_the_limit_ends_the_session_without_waiting_for_the_body() {
-    let mut huge = (1u32 << 20).wrapping_add(1).to_be_bytes().to_vec();
-    huge.extend_from_slice(&MsgType::MON_STATS.0.to_be_bytes());
     let mut m = Monitor::start(vec![
         vec![
             Step::Handshake(43),
-            Step::Send(concat(&[early_host(), huge])),
+            Step::Send(concat(&[early_host(), oversized_header()])),
             Step::Hold,
         ],
-        working(),
+        working_session(),
     ])
     .await;
     let error = m.until_lost("exceeds the maximum").await;
@@ -138,7 +122,7 @@ async fn a_garbage_or_too_old_handshake_is_refused_and_retried() {
             Step::Hold,
         ],
         vec![Step::Send(20u32.to_le_bytes().to_vec()), Step::Hold],
-        working(),
+        working_session(),
     ])
     .await;
     let error = m.until_lost("not an icecream protocol version").await;
@@ -154,7 +138,7 @@ async fn a_stalled_handshake_times_out_closes_and_is_retried() {
     let mut m = Monitor::start(vec![
         vec![Step::Hold],
         vec![Step::Send(43u32.to_le_bytes().to_vec()), Step::Hold],
-        working(),
+        working_session(),
     ])
     .await;
     let accepted = m.event(Event::Accepted(0)).await;
@@ -170,16 +154,8 @@ async fn a_stalled_handshake_times_out_closes_and_is_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn a_scheduler_that_answers_the_handshake_late_like_an_idle_one_is_waited_for() {
-    let sched = FakeScheduler::start(vec![vec![
-        Step::Wait(Duration::from_secs(35)),
-        Step::Handshake(43),
-        Step::Send(concat(&[
-            host(21, "good1", 2, false),
-            host(22, "good2", 3, true),
-        ])),
-        Step::Hold,
-    ]])
-    .await;
+    let late = [vec![Step::Wait(Duration::from_secs(35))], working_session()].concat();
+    let sched = FakeScheduler::start(vec![late]).await;
     let opts = ConnectOptions::new(Target::Address {
         host: "127.0.0.1".into(),
         port: sched.port(),
@@ -202,7 +178,7 @@ async fn end_from_the_scheduler_ends_the_session_at_once_and_nothing_after_it_co
             ])),
             Step::Hold,
         ],
-        working(),
+        working_session(),
     ])
     .await;
     m.until_lost("going away (it sent END)").await;
@@ -219,7 +195,7 @@ async fn end_from_the_scheduler_ends_the_session_at_once_and_nothing_after_it_co
 async fn a_reset_connection_is_reported_and_retried() {
     let m = Monitor::start(vec![
         vec![Step::Handshake(43), Step::Send(early_host()), Step::Reset],
-        working(),
+        working_session(),
     ])
     .await;
     m.until("the loss", |st| {
@@ -240,7 +216,7 @@ async fn a_silent_scheduler_that_no_longer_answers_is_dropped() {
         vec![Step::Handshake(43), Step::Send(early_host()), Step::Hold],
         // The check connection: the scheduler is hung, it never answers.
         vec![Step::Hold],
-        working(),
+        working_session(),
     ])
     .await;
     let logged_in = m.event(Event::LoggedIn(0, 43)).await;
@@ -290,7 +266,7 @@ async fn random_bytes_after_a_valid_handshake_never_break_the_monitor() {
                 Step::Send(concat(&[early_host(), noise])),
                 Step::Close,
             ],
-            working(),
+            working_session(),
         ])
         .await;
         m.until("the noisy session to end", |st| {

@@ -2,41 +2,14 @@
 //! the example in `docs/json.md` checked against the real output so the
 //! document cannot drift from the code.
 
+mod messages;
+
 use icewatch::monitor::{State, StateOptions};
-use icewatch::protocol::{
-    GetCs, JobDone, JobLocalDone, Language, Message, MonGetCs, MonJobBegin, MonLocalJobBegin,
-    MonStats,
-};
+use icewatch::protocol::{JobDone, Language, Message};
+use messages::{begin, get_cs, local_begin, local_done, stats};
 use serde_json::Value;
 
 const T0: u64 = 1_700_000_000_000;
-
-fn stats(host_id: u32, text: &str) -> Message<'_> {
-    Message::MonStats(MonStats {
-        host_id,
-        text: text.as_bytes(),
-    })
-}
-
-fn get_cs(job_id: u32, client_id: u32, file: &str, lang: Language) -> Message<'_> {
-    Message::MonGetCs(MonGetCs {
-        request: GetCs {
-            filename: file.as_bytes(),
-            lang,
-            ..GetCs::default()
-        },
-        job_id,
-        client_id,
-    })
-}
-
-fn begin(job_id: u32, host_id: u32) -> Message<'static> {
-    Message::MonJobBegin(MonJobBegin {
-        job_id,
-        start_time: 0,
-        host_id,
-    })
-}
 
 fn done(job_id: u32, exit_code: u32) -> Message<'static> {
     Message::MonJobDone(JobDone {
@@ -52,15 +25,6 @@ fn done(job_id: u32, exit_code: u32) -> Message<'static> {
         out_uncompressed: 5_120,
         flags: 0,
         client_count: 0,
-    })
-}
-
-fn local_begin(job_id: u32, host_id: u32, file: &'static str) -> Message<'static> {
-    Message::MonLocalJobBegin(MonLocalJobBegin {
-        host_id,
-        job_id,
-        start_time: 0,
-        file: file.as_bytes(),
     })
 }
 
@@ -87,7 +51,7 @@ fn mid_build() -> State {
         (1_010, begin(6, 3)),
         (1_200, done(6, 1)),
         (1_300, local_begin(7, 1, "src/broken.o")),
-        (1_700, Message::JobLocalDone(JobLocalDone { job_id: 7 })),
+        (1_700, local_done(7)),
         (2_000, get_cs(8, 1, "src/main.cpp", Language::CXX)),
         (2_050, begin(8, 2)),
         (2_100, get_cs(9, 1, "src/util.c", Language::C)),

@@ -4,16 +4,15 @@
 //! keeps every counter exact on arbitrary streams while a client rebuilt
 //! from one snapshot plus the diffs stays equal to a fresh snapshot.
 
+mod messages;
 mod support;
 
 use icewatch::monitor::{
     JobState, State, StateOptions, CHANGE_LIMIT, MAX_ACTIVE_JOBS, MAX_HOSTS, OFFLINE_HOST_LIMIT,
 };
 use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
-use icewatch::protocol::{
-    GetCs, JobDone, JobLocalDone, Language, Message, MonGetCs, MonJobBegin, MonLocalJobBegin,
-    MonStats,
-};
+use icewatch::protocol::{JobDone, Language, Message};
+use messages::{begin, local_done, stats};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -21,35 +20,13 @@ use support::{assert_basic_final_state, capture_frames, CAPTURES};
 
 const T0: u64 = 1_700_000_000_000;
 
-fn stats(host_id: u32, text: &str) -> Message<'_> {
-    Message::MonStats(MonStats {
-        host_id,
-        text: text.as_bytes(),
-    })
-}
-
 fn host_text(name: &str, max_jobs: u32, no_remote: bool) -> String {
     format!("Name:{name}\nIP:10.0.0.{max_jobs}\nMaxJobs:{max_jobs}\nNoRemote:{no_remote}\nPlatform:x86_64\nVersion:43\nFeatures:env_xz\nSpeed:1.5\nLoad:10\n")
 }
 
+/// A C++ job's `MON_GET_CS`.
 fn get_cs(job_id: u32, client_id: u32, file: &str) -> Message<'_> {
-    Message::MonGetCs(MonGetCs {
-        request: GetCs {
-            filename: file.as_bytes(),
-            lang: Language::CXX,
-            ..GetCs::default()
-        },
-        job_id,
-        client_id,
-    })
-}
-
-fn begin(job_id: u32, host_id: u32) -> Message<'static> {
-    Message::MonJobBegin(MonJobBegin {
-        job_id,
-        start_time: 0,
-        host_id,
-    })
+    messages::get_cs(job_id, client_id, file, Language::CXX)
 }
 
 fn done(job_id: u32, exit_code: u32) -> Message<'static> {
@@ -61,17 +38,9 @@ fn done(job_id: u32, exit_code: u32) -> Message<'static> {
     })
 }
 
+/// `MON_LOCAL_JOB_BEGIN` of `out.o`.
 fn local_begin(job_id: u32, host_id: u32) -> Message<'static> {
-    Message::MonLocalJobBegin(MonLocalJobBegin {
-        host_id,
-        job_id,
-        start_time: 0,
-        file: b"out.o",
-    })
-}
-
-fn local_done(job_id: u32) -> Message<'static> {
-    Message::JobLocalDone(JobLocalDone { job_id })
+    messages::local_begin(job_id, host_id, "out.o")
 }
 
 fn connected() -> State {

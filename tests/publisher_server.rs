@@ -6,11 +6,13 @@
 //! page with d3 inlined, the APIs and the metrics.
 
 mod feed;
+mod leaks;
 
 use feed::Feed;
 use futures_util::{SinkExt, StreamExt};
 use icewatch::monitor::lock_state;
 use icewatch::publisher::{serve, HubOptions, ServeOptions};
+use leaks::{alive_tasks, sockets_on};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -60,11 +62,21 @@ impl Server {
         }
     }
 
+    /// The body of `GET path`, which must answer 200.
+    async fn get_ok(&self, path: &str) -> String {
+        let (status, body) = http_get(self.addr, path, &[]).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    }
+
+    /// The JSON of `GET path`, which must answer 200.
+    async fn get_json(&self, path: &str) -> Value {
+        serde_json::from_str(&self.get_ok(path).await).expect("JSON")
+    }
+
     /// Publishes pending changes and returns the snapshot the API gives.
     async fn api_snapshot(&self) -> Value {
-        let (status, body) = http_get(self.addr, "/api/v1/snapshot", &[]).await;
-        assert_eq!(status, 200, "{body}");
-        serde_json::from_str(&body).expect("JSON")
+        self.get_json("/api/v1/snapshot").await
     }
 
     async fn stop(mut self) {
@@ -133,6 +145,21 @@ async fn next_message(ws: &mut Ws) -> (Value, usize) {
             Message::Ping(_) | Message::Pong(_) => {}
             other => panic!("unexpected {other:?}"),
         }
+    }
+}
+
+/// Opens a WebSocket on `path` with extra headers (`why` says why it must
+/// open) and checks that the first message is a snapshot.
+async fn opens_with_a_snapshot(addr: SocketAddr, path: &str, headers: &[(&str, &str)], why: &str) {
+    let mut ws = ws_connect(addr, path, headers, None).await.expect(why);
+    assert_eq!(next_message(&mut ws).await.0["type"], "snapshot", "{why}");
+}
+
+/// The HTTP status with which the server refuses a WebSocket on `path`.
+async fn ws_refusal(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> u16 {
+    match ws_connect(addr, path, headers, None).await {
+        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+        other => panic!("expected {path} to be refused, got {other:?}"),
     }
 }
 
@@ -452,18 +479,21 @@ async fn a_client_that_stops_reading_gets_a_fresh_snapshot_while_another_keeps_r
     server.stop().await;
 }
 
+/// The plain HTTP routes a token guards (all but `/healthz`).
+const HTTP_ROUTES: [&str; 5] = [
+    "/",
+    "/api/v1/snapshot",
+    "/api/v1/hosts",
+    "/api/v1/jobs",
+    "/metrics",
+];
+
 #[tokio::test]
 async fn a_token_guards_every_route_but_healthz() {
     let server = Server::start(ServeOptions::default().token(Some("s3cret".into()))).await;
     let addr = server.addr;
-    for path in [
-        "/",
-        "/api/v1/snapshot",
-        "/api/v1/hosts",
-        "/api/v1/jobs",
-        "/metrics",
-        "/ws",
-    ] {
+    // The WebSocket route answers a plain GET too: 401 before the upgrade.
+    for path in HTTP_ROUTES.into_iter().chain(["/ws"]) {
         assert_eq!(
             http_get(addr, path, &[]).await.0,
             401,
@@ -483,13 +513,7 @@ async fn a_token_guards_every_route_but_healthz() {
             "{path} with a prefix of the token"
         );
     }
-    for path in [
-        "/",
-        "/api/v1/snapshot",
-        "/api/v1/hosts",
-        "/api/v1/jobs",
-        "/metrics",
-    ] {
+    for path in HTTP_ROUTES {
         assert_eq!(
             http_get(addr, &format!("{path}?token=s3cret"), &[]).await.0,
             200,
@@ -503,19 +527,10 @@ async fn a_token_guards_every_route_but_healthz() {
         (200, "ok\n".to_owned())
     );
 
-    match ws_connect(addr, "/ws", &[], None).await {
-        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
-        other => panic!("expected 401, got {other:?}"),
-    }
-    let mut ws = ws_connect(addr, "/ws?token=s3cret", &[], None)
-        .await
-        .expect("connect");
-    assert_eq!(next_message(&mut ws).await.0["type"], "snapshot");
+    assert_eq!(ws_refusal(addr, "/ws", &[]).await, 401);
+    opens_with_a_snapshot(addr, "/ws?token=s3cret", &[], "token in the query").await;
     let bearer = [("Authorization", "Bearer s3cret")];
-    let mut ws = ws_connect(addr, "/ws", &bearer, None)
-        .await
-        .expect("connect");
-    assert_eq!(next_message(&mut ws).await.0["type"], "snapshot");
+    opens_with_a_snapshot(addr, "/ws", &bearer, "token in a header").await;
     server.stop().await;
 }
 
@@ -524,30 +539,19 @@ async fn the_websocket_refuses_a_page_from_another_origin() {
     let server = Server::start(ServeOptions::default()).await;
     let addr = server.addr;
     for origin in ["http://evil.example", "null", "http://127.0.0.1:1"] {
-        match ws_connect(addr, "/ws", &[("Origin", origin)], None).await {
-            Err(tungstenite::Error::Http(response)) => {
-                assert_eq!(response.status(), 403, "{origin}")
-            }
-            other => panic!("expected 403 for {origin}, got {other:?}"),
-        }
+        let status = ws_refusal(addr, "/ws", &[("Origin", origin)]).await;
+        assert_eq!(status, 403, "{origin}");
     }
     let own = format!("http://{addr}");
-    let mut ws = ws_connect(addr, "/ws", &[("Origin", &own)], None)
-        .await
-        .expect("same origin");
-    assert_eq!(next_message(&mut ws).await.0["type"], "snapshot");
-    let mut ws = ws_connect(addr, "/ws", &[], None)
-        .await
-        .expect("no Origin: not a browser");
-    assert_eq!(next_message(&mut ws).await.0["type"], "snapshot");
+    opens_with_a_snapshot(addr, "/ws", &[("Origin", &own)], "same origin").await;
+    opens_with_a_snapshot(addr, "/ws", &[], "no Origin: not a browser").await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn the_page_is_served_with_d3_inlined() {
     let server = Server::start(ServeOptions::default()).await;
-    let (status, page) = http_get(server.addr, "/", &[]).await;
-    assert_eq!(status, 200);
+    let page = server.get_ok("/").await;
     assert!(page.contains("<title>icewatch</title>"));
     assert!(page.contains("https://d3js.org v7"), "d3 is inlined");
     assert!(
@@ -561,26 +565,15 @@ async fn the_page_is_served_with_d3_inlined() {
 async fn the_apis_answer_json_and_refuse_bad_queries() {
     let server = Server::start(ServeOptions::default()).await;
     let addr = server.addr;
-    let (status, body) = http_get(addr, "/api/v1/hosts", &[]).await;
-    assert_eq!(status, 200);
-    let hosts: Value = serde_json::from_str(&body).expect("JSON");
+    let hosts = server.get_json("/api/v1/hosts").await;
     assert_eq!(hosts.as_array().map(Vec::len), Some(3));
-    let (status, body) = http_get(addr, "/api/v1/jobs?state=failed&host=localice", &[]).await;
-    assert_eq!(status, 200);
-    let jobs: Value = serde_json::from_str(&body).expect("JSON");
+    let jobs = server
+        .get_json("/api/v1/jobs?state=failed&host=localice")
+        .await;
     assert_eq!(jobs[0]["file"], "src/parser.c");
     assert_eq!(jobs.as_array().map(Vec::len), Some(1));
-    let (status, body) = http_get(addr, "/api/v1/jobs?limit=2", &[]).await;
-    assert_eq!(
-        (
-            status,
-            serde_json::from_str::<Value>(&body)
-                .expect("JSON")
-                .as_array()
-                .map(Vec::len)
-        ),
-        (200, Some(2))
-    );
+    let jobs = server.get_json("/api/v1/jobs?limit=2").await;
+    assert_eq!(jobs.as_array().map(Vec::len), Some(2));
     assert_eq!(http_get(addr, "/api/v1/jobs?state=done", &[]).await.0, 400);
     assert_eq!(http_get(addr, "/api/v1/jobs?limit=-1", &[]).await.0, 400);
     let snapshot = server.api_snapshot().await;
@@ -592,8 +585,7 @@ async fn the_apis_answer_json_and_refuse_bad_queries() {
 #[tokio::test]
 async fn the_metrics_show_the_cluster_and_the_fan_out() {
     let server = Server::start(ServeOptions::default()).await;
-    let (status, text) = http_get(server.addr, "/metrics", &[]).await;
-    assert_eq!(status, 200);
+    let text = server.get_ok("/metrics").await;
     let state = lock_state(&server.feed.state).totals();
     for line in [
         "icewatch_scheduler_connected 1".to_owned(),
@@ -637,35 +629,6 @@ async fn wait_metric(addr: SocketAddr, name: &str, want: u64) {
     assert_eq!(metric(addr, name).await, want, "{name}");
 }
 
-/// Sockets this process holds open on `port` (the server's accepted ones
-/// and the clients'), from /proc: unlike a count of all descriptors, this
-/// ignores what the other tests running in this process open meanwhile.
-fn sockets_on(port: u16) -> usize {
-    let inodes: std::collections::HashSet<String> = std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-        .filter_map(|link| {
-            let link = link.to_string_lossy().into_owned();
-            Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
-        })
-        .collect();
-    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-    let port_of = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap_or(""), 16).ok();
-    table
-        .lines()
-        .skip(1)
-        .map(|line| line.split_whitespace().collect::<Vec<_>>())
-        .filter(|f| f.len() > 9 && inodes.contains(f[9]))
-        .filter(|f| port_of(f[1]) == Some(port) || port_of(f[2]) == Some(port))
-        .count()
-}
-
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks()
-}
-
 /// A client that reads everything, checking that diffs stay contiguous and
 /// that it never needs a second snapshot; `progress` says how far it got.
 fn live_reader(mut ws: Ws) -> (watch::Receiver<u64>, tokio::task::JoinHandle<Model>) {
@@ -684,6 +647,16 @@ fn live_reader(mut ws: Ws) -> (watch::Receiver<u64>, tokio::task::JoinHandle<Mod
     (seen, reader)
 }
 
+/// A server with the default options and a [`live_reader`] on `/ws`.
+async fn with_live_reader() -> (Server, watch::Receiver<u64>, tokio::task::JoinHandle<Model>) {
+    let server = Server::start(ServeOptions::default()).await;
+    let live = ws_connect(server.addr, "/ws", &[], None)
+        .await
+        .expect("connect");
+    let (seen, reader) = live_reader(live);
+    (server, seen, reader)
+}
+
 /// One round of changes, published; waits until the live client saw it.
 async fn round_reaches(server: &mut Server, seen: &mut watch::Receiver<u64>, round: u32) {
     server.feed.host(2, "remote1", 2, false, round);
@@ -695,11 +668,7 @@ async fn round_reaches(server: &mut Server, seen: &mut watch::Receiver<u64>, rou
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_send_garbage_are_closed_or_ignored_while_another_keeps_receiving() {
-    let mut server = Server::start(ServeOptions::default()).await;
-    let live = ws_connect(server.addr, "/ws", &[], None)
-        .await
-        .expect("connect");
-    let (mut seen, reader) = live_reader(live);
+    let (mut server, mut seen, reader) = with_live_reader().await;
     round_reaches(&mut server, &mut seen, 1).await;
 
     // Junk messages inside valid frames: read and ignored, the session
@@ -781,11 +750,7 @@ async fn clients_that_send_garbage_are_closed_or_ignored_while_another_keeps_rec
 async fn a_thousand_connections_opened_and_dropped_leak_nothing_and_do_not_disturb_a_reader() {
     const CONNECTIONS: usize = 1000;
     const AT_ONCE: usize = 250;
-    let mut server = Server::start(ServeOptions::default()).await;
-    let live = ws_connect(server.addr, "/ws", &[], None)
-        .await
-        .expect("connect");
-    let (mut seen, reader) = live_reader(live);
+    let (mut server, mut seen, reader) = with_live_reader().await;
     round_reaches(&mut server, &mut seen, 0).await;
     wait_metric(server.addr, "icewatch_websocket_clients", 1).await;
     let port = server.addr.port();

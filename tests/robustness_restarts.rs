@@ -10,27 +10,17 @@
 //! (Each fault alone, and silence and stalled handshakes, are in
 //! `monitor_faults.rs`.)
 
+mod leaks;
 mod support;
 
 use icewatch::monitor::lock_state;
-use icewatch::protocol::{Message, MonGetCs, MonJobBegin, MsgType};
+use icewatch::protocol::{Message, MonGetCs, MonJobBegin};
+use leaks::{alive_tasks, open_fds};
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
 use support::*;
 
 const RESTARTS: u32 = 100;
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
-}
-
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks()
-}
 
 /// Session `i`: two hosts of its own, a job submitted and begun between
 /// them, then an end of kind `i % 6`.
@@ -62,9 +52,7 @@ fn session(i: u32, rng: &mut rand::rngs::StdRng) -> Script {
             frames.push(cut[..cut.len() - 3].to_vec());
         }
         3 => {
-            let mut huge = (1u32 << 20).wrapping_add(1).to_be_bytes().to_vec();
-            huge.extend_from_slice(&MsgType::MON_STATS.0.to_be_bytes());
-            frames.push(huge);
+            frames.push(oversized_header());
             ending = Step::Hold;
         }
         4 => frames.push(end()),
@@ -75,17 +63,6 @@ fn session(i: u32, rng: &mut rand::rngs::StdRng) -> Script {
         }
     }
     vec![Step::Handshake(43), Step::Send(concat(&frames)), ending]
-}
-
-fn last_session() -> Script {
-    vec![
-        Step::Handshake(43),
-        Step::Send(concat(&[
-            host(21, "good1", 2, false),
-            host(22, "good2", 3, true),
-        ])),
-        Step::Hold,
-    ]
 }
 
 /// Lets aborted tasks and closed sockets settle: a bounded number of
@@ -107,7 +84,7 @@ async fn a_hundred_restarts_each_ending_badly_leak_no_descriptor_or_task_and_end
     let tasks_before = alive_tasks();
     let mut rng = rand::rngs::StdRng::seed_from_u64(6);
     let mut scripts: Vec<Script> = (0..RESTARTS).map(|i| session(i, &mut rng)).collect();
-    scripts.push(last_session());
+    scripts.push(working_session());
     let mut m = Monitor::start(scripts).await;
 
     m.until("the last session", |st| {
@@ -122,10 +99,8 @@ async fn a_hundred_restarts_each_ending_badly_leak_no_descriptor_or_task_and_end
             "{:?}",
             st.scheduler()
         );
-        let mut hosts: Vec<_> = st.hosts().map(|h| (h.id, h.online)).collect();
-        hosts.sort();
         assert_eq!(
-            hosts,
+            hosts_by_id(&st),
             [(21, true), (22, true)],
             "nothing of the old sessions"
         );

@@ -7,7 +7,7 @@
 //! harness applies the same messages to its own `State` and, at each diff,
 //! serialises its snapshot's hosts and links.
 
-use super::{cpu, stop};
+use super::{cpu, spawn_icewatch, stop};
 use anyhow::{ensure, Result};
 use futures_util::StreamExt;
 use icewatch::monitor::{Link, State, StateOptions};
@@ -16,7 +16,6 @@ use icewatch::protocol::handshake::handshake;
 use icewatch::protocol::{Message, PROTOCOL_VERSION};
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -86,18 +85,16 @@ async fn fanout(
 ) -> Result<Fanout> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
-    let mut child = Command::new(bin)
-        .args([
+    let mut child = spawn_icewatch(
+        bin,
+        &[
             "monitor",
             "127.0.0.1",
             &port.to_string(),
             "--listen",
             "127.0.0.1:0",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
+        ],
+    )?;
     // The monitor's session: the one that stays open after its login
     // (`monitor` first makes a check connection that it closes).
     let session = tokio::spawn(async move {

@@ -153,35 +153,16 @@ fn e2e(opts: &Opts) -> Result<()> {
         );
         rows.push((base, ice));
     }
-    let summary = |name: &str, mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        println!(
-            "{name}: median {:.3}, min {:.3}, max {:.3} (n={})",
-            v[v.len() / 2],
-            v[0],
-            v[v.len() - 1],
-            v.len()
-        );
-    };
-    summary(
-        "bare reader cpu s",
-        rows.iter().map(|r| r.0.cpu_sched).collect(),
-    );
-    summary(
-        "icewatch cpu s",
-        rows.iter().map(|r| r.1.cpu_sched).collect(),
-    );
-    summary(
-        "ratio icewatch/bare",
-        rows.iter().map(|r| r.1.cpu_sched / r.0.cpu_sched).collect(),
-    );
-    summary(
-        "bare reader peak MiB",
-        rows.iter().map(|r| r.0.peak_kib as f64 / 1024.0).collect(),
-    );
-    summary(
-        "icewatch peak MiB",
-        rows.iter().map(|r| r.1.peak_kib as f64 / 1024.0).collect(),
+    summarise(
+        &rows,
+        3,
+        &[
+            ("bare reader cpu s", |r| r.0.cpu_sched),
+            ("icewatch cpu s", |r| r.1.cpu_sched),
+            ("ratio icewatch/bare", |r| r.1.cpu_sched / r.0.cpu_sched),
+            ("bare reader peak MiB", |r| r.0.peak_kib as f64 / 1024.0),
+            ("icewatch peak MiB", |r| r.1.peak_kib as f64 / 1024.0),
+        ],
     );
     Ok(())
 }
@@ -219,46 +200,59 @@ fn fanout_runs(opts: &Opts) -> Result<()> {
         );
         rows.push(f);
     }
-    let summary = |name: &str, mut v: Vec<f64>| {
+    summarise(
+        &rows,
+        2,
+        &[
+            ("p50 ms", |f| f.p50_ms),
+            ("p99 ms", |f| f.p99_ms),
+            ("icewatch cores", |f| f.cpu_cores),
+            ("diff bytes/event/client", |f| f.diff_bytes_per_event),
+            ("full lists per diff bytes/event/client", |f| {
+                f.full_bytes_per_event
+            }),
+            ("full lists per diff / diff", |f| {
+                f.full_bytes_per_event / f.diff_bytes_per_event
+            }),
+            ("full lists per change bytes/event/client", |f| {
+                f.every_change_bytes_per_event
+            }),
+            ("full lists per change / diff", |f| {
+                f.every_change_bytes_per_event / f.diff_bytes_per_event
+            }),
+        ],
+    );
+    Ok(())
+}
+
+/// A named figure taken from one run's results.
+type Figure<'a, T> = (&'a str, fn(&T) -> f64);
+
+/// Prints each figure's median, minimum and maximum over the runs, with
+/// `decimals` places.
+fn summarise<T>(rows: &[T], decimals: usize, figures: &[Figure<'_, T>]) {
+    for (name, figure) in figures {
+        let mut v: Vec<f64> = rows.iter().map(figure).collect();
         v.sort_by(f64::total_cmp);
         println!(
-            "{name}: median {:.2}, min {:.2}, max {:.2} (n={})",
+            "{name}: median {:.decimals$}, min {:.decimals$}, max {:.decimals$} (n={})",
             v[v.len() / 2],
             v[0],
             v[v.len() - 1],
             v.len()
         );
-    };
-    summary("p50 ms", rows.iter().map(|f| f.p50_ms).collect());
-    summary("p99 ms", rows.iter().map(|f| f.p99_ms).collect());
-    summary("icewatch cores", rows.iter().map(|f| f.cpu_cores).collect());
-    summary(
-        "diff bytes/event/client",
-        rows.iter().map(|f| f.diff_bytes_per_event).collect(),
-    );
-    summary(
-        "full lists per diff bytes/event/client",
-        rows.iter().map(|f| f.full_bytes_per_event).collect(),
-    );
-    summary(
-        "full lists per diff / diff",
-        rows.iter()
-            .map(|f| f.full_bytes_per_event / f.diff_bytes_per_event)
-            .collect(),
-    );
-    summary(
-        "full lists per change bytes/event/client",
-        rows.iter()
-            .map(|f| f.every_change_bytes_per_event)
-            .collect(),
-    );
-    summary(
-        "full lists per change / diff",
-        rows.iter()
-            .map(|f| f.every_change_bytes_per_event / f.diff_bytes_per_event)
-            .collect(),
-    );
-    Ok(())
+    }
+}
+
+/// Starts `icewatch ARGS` with its stdout piped for [`page_addr`] and its
+/// stderr dropped.
+fn spawn_icewatch<S: AsRef<std::ffi::OsStr>>(bin: &Path, args: &[S]) -> Result<Child> {
+    Ok(Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?)
 }
 
 /// A binary built beside this harness, in target/release.
@@ -356,8 +350,9 @@ fn run_reader(bin: &Path, stream: &Arc<stream::Stream>) -> Result<Cost> {
 fn run_icewatch(bin: &Path, stream: &Arc<stream::Stream>, history: u64) -> Result<Cost> {
     let child_pid = Arc::new(OnceLock::new());
     let (addr, done) = fake_scheduler(stream.clone(), child_pid.clone())?;
-    let mut child = Command::new(bin)
-        .args([
+    let mut child = spawn_icewatch(
+        bin,
+        &[
             "monitor",
             "127.0.0.1",
             &addr.port().to_string(),
@@ -365,11 +360,8 @@ fn run_icewatch(bin: &Path, stream: &Arc<stream::Stream>, history: u64) -> Resul
             "127.0.0.1:0",
             "--history",
             &history.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
+        ],
+    )?;
     let pid = child.id();
     let _ = child_pid.set(pid);
     let page = page_addr(&mut child)?;

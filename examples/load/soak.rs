@@ -3,11 +3,10 @@
 //! fixed interval: resident (`VmRSS`), peak (`VmHWM`) and CPU seconds, one
 //! CSV line per sample, then whether memory stayed flat after warm-up.
 
-use super::{cpu, page_addr, stop};
+use super::{cpu, page_addr, spawn_icewatch, stop};
 use anyhow::{ensure, Context, Result};
 use futures_util::StreamExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,8 +34,9 @@ fn status_kib(pid: u32, field: &str) -> Result<u64> {
 }
 
 pub fn run(bin: &Path, soak: &Soak) -> Result<()> {
-    let mut child = Command::new(bin)
-        .args([
+    let mut child = spawn_icewatch(
+        bin,
+        &[
             "demo",
             "--hosts",
             &soak.hosts.to_string(),
@@ -48,11 +48,8 @@ pub fn run(bin: &Path, soak: &Soak) -> Result<()> {
             &soak.history.to_string(),
             "--listen",
             "127.0.0.1:0",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
+        ],
+    )?;
     let pid = child.id();
     let page = page_addr(&mut child)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -2,13 +2,11 @@
 
 use super::{bind_scheduler, page};
 use crate::cli::DemoArgs;
-use crate::monitor::Target;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::scheduler::{serve_demo, DemoOptions, Pace};
 use crate::shutdown::Shutdown;
-use anyhow::{Context, Result};
-use std::net::{Ipv4Addr, SocketAddr};
-use tokio::net::TcpListener;
+use anyhow::Result;
+use std::net::SocketAddr;
 
 pub async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<()> {
     let seed = args.seed.unwrap_or_else(rand::random);
@@ -36,13 +34,7 @@ pub async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<()> {
     }
     // The simulated scheduler listens on loopback and the real monitor code
     // connects to it, exactly as it would to a real one.
-    let scheduler = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .context("cannot listen on loopback for the simulated scheduler")?;
-    let target = Target::Address {
-        host: Ipv4Addr::LOCALHOST.to_string(),
-        port: scheduler.local_addr()?.port(),
-    };
+    let (scheduler, target) = page::loopback_scheduler("the simulated scheduler").await?;
     let page = page::bind(&args.serve).await?;
     let simulation = tokio::spawn(serve_demo(scheduler, opts, shutdown.clone()));
     let connect = page::connect_options(target, PROTOCOL_VERSION);

@@ -62,6 +62,19 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
+/// A listener on loopback, any free port, for a scheduler played inside this
+/// process (`what` names it in the error), and the target that reaches it.
+pub async fn loopback_scheduler(what: &str) -> Result<(TcpListener, Target)> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .with_context(|| format!("cannot listen on loopback for {what}"))?;
+    let target = Target::Address {
+        host: Ipv4Addr::LOCALHOST.to_string(),
+        port: listener.local_addr()?.port(),
+    };
+    Ok((listener, target))
+}
+
 /// How the page's connection reaches `target`, offering `protocol`.
 pub fn connect_options(target: Target, protocol: u32) -> ConnectOptions {
     let mut connect = ConnectOptions::new(target);

@@ -3,15 +3,13 @@
 
 use super::{bind_scheduler, page};
 use crate::cli::ReplayArgs;
-use crate::monitor::Target;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::record;
 use crate::scheduler::{serve_recording, ReplayOptions};
 use crate::shutdown::Shutdown;
 use anyhow::{Context, Result};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::net::TcpListener;
 
 /// How long the page waits on a finished replay before calling it gone.
 const QUIET_END: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -45,13 +43,7 @@ pub async fn run(args: ReplayArgs, shutdown: Shutdown) -> Result<()> {
     // it ends with the scheduler leaving, the page shows it offline, as the
     // recorded monitor saw it.
     opts.once = true;
-    let scheduler = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .context("cannot listen on loopback for the replay")?;
-    let target = Target::Address {
-        host: Ipv4Addr::LOCALHOST.to_string(),
-        port: scheduler.local_addr()?.port(),
-    };
+    let (scheduler, target) = page::loopback_scheduler("the replay").await?;
     let page = page::bind(&args.serve).await?;
     let playing = tokio::spawn(serve_recording(scheduler, opts, shutdown.clone()));
     let mut connect = page::connect_options(target, PROTOCOL_VERSION);

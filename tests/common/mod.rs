@@ -29,6 +29,20 @@ pub fn capture(version: u32) -> PathBuf {
         .join(format!("basic.v{version}.bin"))
 }
 
+/// `icewatch dump --capture FILE`, run to its end; the caller checks how
+/// it ended.
+pub fn dump_capture(file: impl AsRef<std::ffi::OsStr>) -> assert_cmd::assert::Assert {
+    assert_cmd::cargo::cargo_bin_cmd!("icewatch")
+        .args(["dump", "--capture"])
+        .arg(file)
+        .assert()
+}
+
+/// What a finished command printed on stdout.
+pub fn stdout_text(out: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8(out.get_output().stdout.clone()).expect("UTF-8 on stdout")
+}
+
 /// A fresh directory for this test's files.
 pub fn scratch_dir(test: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{test}-{}", std::process::id()));
@@ -75,6 +89,20 @@ impl Running {
             stdout: lines(out),
             stderr: lines(err),
         }
+    }
+
+    /// Starts `icewatch demo --as-scheduler --port 0 EXTRA...`: the
+    /// simulated cluster served to monitors on a free port, which
+    /// [`Running::scheduler_addr`] reads.
+    pub fn demo_scheduler(extra: &[&str]) -> Running {
+        Running::start(&[&["demo", "--as-scheduler", "--port", "0"], extra].concat())
+    }
+
+    /// Starts `icewatch replay FILE --as-scheduler --port 0 EXTRA...`: the
+    /// recording played to monitors on a free port.
+    pub fn replay_scheduler(file: &Path, extra: &[&str]) -> Running {
+        let file = file.to_str().expect("a UTF-8 path");
+        Running::start(&[&["replay", file, "--as-scheduler", "--port", "0"], extra].concat())
     }
 
     /// The next line on stdout.

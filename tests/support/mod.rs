@@ -230,6 +230,34 @@ pub fn concat(frames: &[Vec<u8>]) -> Vec<u8> {
     frames.concat()
 }
 
+/// A frame header announcing a MON_STATS body one byte longer than the
+/// 1 MiB limit; no body follows.
+pub fn oversized_header() -> Vec<u8> {
+    let mut header = (1u32 << 20).wrapping_add(1).to_be_bytes().to_vec();
+    header.extend_from_slice(&MsgType::MON_STATS.0.to_be_bytes());
+    header
+}
+
+/// A scheduler that works: hosts `good1` (id 21, 2 slots) and `good2`
+/// (id 22, 3 slots, no remote jobs), then the connection held open.
+pub fn working_session() -> Script {
+    vec![
+        Step::Handshake(43),
+        Step::Send(concat(&[
+            host(21, "good1", 2, false),
+            host(22, "good2", 3, true),
+        ])),
+        Step::Hold,
+    ]
+}
+
+/// Every host the state knows, as (id, online), by id.
+pub fn hosts_by_id(st: &State) -> Vec<(u32, bool)> {
+    let mut hosts: Vec<_> = st.hosts().map(|h| (h.id, h.online)).collect();
+    hosts.sort();
+    hosts
+}
+
 /// The real captures: (version offered, file). See `tests/data/README.md`.
 pub const CAPTURES: &[(u32, &[u8])] = &[
     (21, include_bytes!("../data/basic.v21.bin")),
