@@ -1,7 +1,7 @@
 //! WebSocket fan-out: one JSON text per change, shared by every client.
 //!
 //! The [`Hub`] owns the sequence number and a bounded
-//! [`broadcast`](tokio::sync::broadcast) channel of already-serialised
+//! [`broadcast`] channel of already-serialised
 //! messages. [`Hub::run`] is the one publishing task: it wakes when the
 //! reading task signals a change, waits out the coalescing period, and under
 //! the state lock takes the changes, renders one `diff` and sends that same
