@@ -6,7 +6,7 @@
 
 use super::change::ChangeSet;
 use super::state::{Host, Job, JobSeen, SchedulerStatus, State, Totals};
-use serde::ser::{Serialize, SerializeMap, SerializeStruct, Serializer};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 
 /// How many finished jobs a snapshot carries (the newest).
 pub const SNAPSHOT_HISTORY: usize = 200;
@@ -225,65 +225,59 @@ pub struct JobDelta<'a> {
 
 impl Serialize for JobDelta<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let Some(before) = self.before else {
-            return self.now.serialize(serializer);
-        };
-        let now = self.now;
-        let mut s = serializer.serialize_map(None)?;
-        s.serialize_entry("id", &now.id)?;
-        if now.server != before.server {
-            s.serialize_entry("server", &now.server)?;
-        }
-        if now.state != before.state {
-            s.serialize_entry("state", &now.state)?;
-        }
-        if now.start_ms != before.start_ms {
-            s.serialize_entry("start_ms", &now.start_ms)?;
-        }
-        if now.end_ms.is_some() != before.end_ms {
-            s.serialize_entry("end_ms", &now.end_ms)?;
-        }
-        if now.exit_code.is_some() != before.exit_code {
-            s.serialize_entry("exit_code", &now.exit_code)?;
-        }
-        if let Some(st) = now.stats.as_ref().filter(|_| !before.stats) {
-            s.serialize_entry("real_ms", &st.real_ms)?;
-            s.serialize_entry("user_ms", &st.user_ms)?;
-            s.serialize_entry("sys_ms", &st.sys_ms)?;
-            s.serialize_entry("page_faults", &st.page_faults)?;
-            s.serialize_entry("in_compressed", &st.in_compressed)?;
-            s.serialize_entry("in_uncompressed", &st.in_uncompressed)?;
-            s.serialize_entry("out_compressed", &st.out_compressed)?;
-            s.serialize_entry("out_uncompressed", &st.out_uncompressed)?;
-        }
-        s.end()
+        serialize_job(self.now, self.before, serializer)
     }
 }
 
 /// A job as JSON: its statistics are flattened and null until it ends.
 impl Serialize for Job {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Job", 17)?;
-        s.serialize_field("id", &self.id)?;
-        s.serialize_field("file", &*self.file)?;
-        s.serialize_field("lang", &self.lang.map(|l| l.name()))?;
-        s.serialize_field("client", &self.client)?;
-        s.serialize_field("server", &self.server)?;
-        s.serialize_field("state", &self.state)?;
-        s.serialize_field("start_ms", &self.start_ms)?;
-        s.serialize_field("end_ms", &self.end_ms)?;
-        s.serialize_field("exit_code", &self.exit_code)?;
-        let st = self.stats.as_ref();
-        s.serialize_field("real_ms", &st.map(|t| t.real_ms))?;
-        s.serialize_field("user_ms", &st.map(|t| t.user_ms))?;
-        s.serialize_field("sys_ms", &st.map(|t| t.sys_ms))?;
-        s.serialize_field("page_faults", &st.map(|t| t.page_faults))?;
-        s.serialize_field("in_compressed", &st.map(|t| t.in_compressed))?;
-        s.serialize_field("in_uncompressed", &st.map(|t| t.in_uncompressed))?;
-        s.serialize_field("out_compressed", &st.map(|t| t.out_compressed))?;
-        s.serialize_field("out_uncompressed", &st.map(|t| t.out_uncompressed))?;
-        s.end()
+        serialize_job(self, None, serializer)
     }
+}
+
+/// `job` whole, or, if the client saw it as `before`, its id and the fields
+/// that changed since.
+fn serialize_job<S: Serializer>(
+    job: &Job,
+    before: Option<JobSeen>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let mut s = serializer.serialize_map(None)?;
+    s.serialize_entry("id", &job.id)?;
+    // The file, language and client never change.
+    if before.is_none() {
+        s.serialize_entry("file", &*job.file)?;
+        s.serialize_entry("lang", &job.lang.map(|l| l.name()))?;
+        s.serialize_entry("client", &job.client)?;
+    }
+    if before.map_or(true, |b| job.server != b.server) {
+        s.serialize_entry("server", &job.server)?;
+    }
+    if before.map_or(true, |b| job.state != b.state) {
+        s.serialize_entry("state", &job.state)?;
+    }
+    if before.map_or(true, |b| job.start_ms != b.start_ms) {
+        s.serialize_entry("start_ms", &job.start_ms)?;
+    }
+    if before.map_or(true, |b| job.end_ms.is_some() != b.end_ms) {
+        s.serialize_entry("end_ms", &job.end_ms)?;
+    }
+    if before.map_or(true, |b| job.exit_code.is_some() != b.exit_code) {
+        s.serialize_entry("exit_code", &job.exit_code)?;
+    }
+    if before.map_or(true, |b| job.stats.is_some() && !b.stats) {
+        let st = job.stats.as_ref();
+        s.serialize_entry("real_ms", &st.map(|t| t.real_ms))?;
+        s.serialize_entry("user_ms", &st.map(|t| t.user_ms))?;
+        s.serialize_entry("sys_ms", &st.map(|t| t.sys_ms))?;
+        s.serialize_entry("page_faults", &st.map(|t| t.page_faults))?;
+        s.serialize_entry("in_compressed", &st.map(|t| t.in_compressed))?;
+        s.serialize_entry("in_uncompressed", &st.map(|t| t.in_uncompressed))?;
+        s.serialize_entry("out_compressed", &st.map(|t| t.out_compressed))?;
+        s.serialize_entry("out_uncompressed", &st.map(|t| t.out_uncompressed))?;
+    }
+    s.end()
 }
 
 #[cfg(test)]
