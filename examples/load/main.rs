@@ -450,13 +450,14 @@ fn cpu(pid: u32) -> Result<(u64, u64)> {
     Ok((ticks, ns))
 }
 
-fn peak_kib(pid: u32) -> Result<u64> {
+/// A `/proc/PID/status` field in KiB (`VmHWM:`, `VmRSS:`).
+fn status_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
-        .context("VmHWM")?
+        .with_context(|| format!("no {field}"))?
         .parse()
         .map_err(Into::into)
 }
@@ -468,7 +469,7 @@ fn sample(pid: u32, started: Instant, before: (u64, u64)) -> Result<Cost> {
     Ok(Cost {
         cpu_stat: ticks as f64 / 100.0,
         cpu_sched: ns as f64 / 1e9,
-        peak_kib: peak_kib(pid)?,
+        peak_kib: status_kib(pid, "VmHWM:")?,
         wall: started.elapsed(),
     })
 }

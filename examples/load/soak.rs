@@ -3,8 +3,8 @@
 //! fixed interval: resident (`VmRSS`), peak (`VmHWM`) and CPU seconds, one
 //! CSV line per sample, then whether memory stayed flat after warm-up.
 
-use super::{cpu, page_addr, spawn_icewatch, stop};
-use anyhow::{ensure, Context, Result};
+use super::{cpu, page_addr, spawn_icewatch, status_kib, stop};
+use anyhow::{ensure, Result};
 use futures_util::StreamExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -19,18 +19,6 @@ pub struct Soak {
     pub seconds: u64,
     pub every: u64,
     pub history: u64,
-}
-
-/// A `/proc/PID/status` field in KiB.
-fn status_kib(pid: u32, field: &str) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .with_context(|| format!("no {field}"))?
-        .parse()
-        .map_err(Into::into)
 }
 
 pub fn run(bin: &Path, soak: &Soak) -> Result<()> {
