@@ -33,6 +33,7 @@
 //! ```
 
 mod change;
+mod jobs;
 pub mod connection;
 mod snapshot;
 mod state;
@@ -43,7 +44,7 @@ pub use connection::{run, ConnectError, ConnectOptions, Connection};
 pub use snapshot::{Diff, HostDelta, JobDelta, Link, Snapshot, SNAPSHOT_HISTORY};
 pub use state::{
     Host, Job, JobState, JobStats, SchedulerStatus, State, StateOptions, Totals, CHANGE_LIMIT,
-    MAX_ACTIVE_JOBS, MAX_HOSTS, OFFLINE_HOST_LIMIT,
+    MAX_ACTIVE_JOBS, MAX_HISTORY, MAX_HOSTS, OFFLINE_HOST_LIMIT,
 };
 pub use target::{Target, TargetError, DEFAULT_NETNAME, DEFAULT_PORT};
 

@@ -9,11 +9,12 @@
 //! goes back down exactly as far as it went up and never below zero.
 
 use super::change::ChangeSet;
+use super::jobs::{Jobs, Slot};
 use crate::protocol::stats::HostStats;
 use crate::protocol::{JobDone, Language, Message, EXIT_CODE_HOST_GONE};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
-use std::collections::hash_map::Entry;
+use slab::Slab;
 use std::collections::VecDeque;
 
 /// How many offline hosts are kept (shown as offline) before the oldest go.
@@ -33,14 +34,14 @@ pub const MAX_HOSTS: usize = 1 << 16;
 /// never taken still stays bounded.
 pub const CHANGE_LIMIT: usize = 1 << 20;
 
-/// How many file name buffers are kept for reuse, and how large each may be.
-const SPARE_FILES: usize = 256;
-const SPARE_FILE_BYTES: usize = 256;
+/// The longest history a [`State`] keeps, whatever [`StateOptions`] asks.
+pub const MAX_HISTORY: usize = 1 << 24;
 
 /// Options of a [`State`].
 #[derive(Clone, Debug)]
 pub struct StateOptions {
-    /// How many finished jobs the history keeps (at least 1; default 10,000).
+    /// How many finished jobs the history keeps (at least 1, at most
+    /// [`MAX_HISTORY`]; default 10,000).
     pub history_limit: usize,
 }
 
@@ -277,11 +278,13 @@ impl From<&JobDone> for JobStats {
     }
 }
 
-/// Which counters a job raised, so that `leave` lowers exactly those.
+/// Which counters a job raised, so that `leave` lowers exactly those: the
+/// slots of the hosts whose counters it raised (a host keeps its slot while
+/// any job counts on it), and whether it raised its link's count.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Raised {
-    client_pending: bool,
-    server_active: bool,
+    client_pending: Option<HostSlot>,
+    server_active: Option<HostSlot>,
     link: bool,
 }
 
@@ -331,7 +334,7 @@ pub(crate) struct JobSeen {
 }
 
 impl Job {
-    fn new(id: u32, state: JobState, now_ms: u64) -> Job {
+    pub(super) fn new(id: u32, state: JobState, now_ms: u64) -> Job {
         Job {
             id,
             file: String::new(),
@@ -453,6 +456,59 @@ impl RateWindow {
     }
 }
 
+/// Index of a host in [`Hosts`]: below [`MAX_HOSTS`].
+type HostSlot = u16;
+
+/// The hosts, each in a slot of its own for as long as it is known, and an
+/// index from the scheduler's ids to the slots. A job remembers the slots
+/// of the hosts it counts on, so taking its counts back looks nothing up.
+#[derive(Debug, Default)]
+struct Hosts {
+    slab: Slab<Host>,
+    index: FxHashMap<u32, HostSlot>,
+}
+
+impl Hosts {
+    fn slot(&self, id: u32) -> Option<HostSlot> {
+        self.index.get(&id).copied()
+    }
+
+    fn get(&self, id: u32) -> Option<&Host> {
+        self.slot(id).map(|slot| &self.slab[usize::from(slot)])
+    }
+
+    fn contains(&self, id: u32) -> bool {
+        self.index.contains_key(&id)
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Host> {
+        self.slab.iter().map(|(_, h)| h)
+    }
+
+    /// Files a new host; the caller keeps the count under [`MAX_HOSTS`].
+    fn insert(&mut self, host: Host) -> HostSlot {
+        let id = host.id;
+        // At most MAX_HOSTS hosts, so every slot fits.
+        let slot = self.slab.insert(host) as HostSlot;
+        self.index.insert(id, slot);
+        slot
+    }
+
+    fn remove(&mut self, id: u32) -> Option<Host> {
+        let slot = self.index.remove(&id)?;
+        Some(self.slab.remove(usize::from(slot)))
+    }
+
+    fn clear(&mut self) {
+        self.slab.clear();
+        self.index.clear();
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct LinkCount {
     pub(crate) active: u32,
@@ -463,7 +519,7 @@ pub(crate) struct LinkCount {
 /// change touches, apart from the job tables themselves.
 #[derive(Debug)]
 struct Book {
-    hosts: FxHashMap<u32, Host>,
+    hosts: Hosts,
     links: FxHashMap<(u32, u32), LinkCount>,
     counts: Counters,
     changes: ChangeSet,
@@ -472,12 +528,18 @@ struct Book {
 
 impl Book {
     fn touch_host(&mut self, id: u32) -> Option<&mut Host> {
-        let h = self.hosts.get_mut(&id)?;
+        let slot = self.hosts.slot(id)?;
+        Some(self.touch_slot(slot))
+    }
+
+    /// The host in `slot`, recorded as changed.
+    fn touch_slot(&mut self, slot: HostSlot) -> &mut Host {
+        let h = &mut self.hosts.slab[usize::from(slot)];
         if h.gen != self.gen {
             h.gen = self.gen;
-            self.changes.hosts.push(id);
+            self.changes.hosts.push(h.id);
         }
-        Some(h)
+        h
     }
 
     fn touch_job(&mut self, job: &mut Job) {
@@ -524,9 +586,9 @@ impl Book {
         match job.state {
             JobState::Waiting => {
                 c.pending += 1;
-                if let Some(h) = job.client.and_then(|id| self.touch_host(id)) {
-                    h.pending += 1;
-                    job.raised.client_pending = true;
+                if let Some(slot) = job.client.and_then(|id| self.hosts.slot(id)) {
+                    self.touch_slot(slot).pending += 1;
+                    job.raised.client_pending = Some(slot);
                 }
             }
             JobState::Compiling | JobState::Local => {
@@ -535,14 +597,14 @@ impl Book {
                 } else {
                     c.compiling += 1;
                 }
-                if let Some(h) = job.server.and_then(|id| self.touch_host(id)) {
-                    h.active += 1;
+                if let Some(slot) = job.server.and_then(|id| self.hosts.slot(id)) {
+                    self.touch_slot(slot).active += 1;
                     self.counts.busy += 1;
-                    job.raised.server_active = true;
+                    job.raised.server_active = Some(slot);
                 }
-                if job.state == JobState::Compiling && job.raised.server_active {
+                if job.state == JobState::Compiling && job.raised.server_active.is_some() {
                     if let (Some(from), Some(to)) = (job.client, job.server) {
-                        if self.hosts.contains_key(&from) {
+                        if self.hosts.contains(from) {
                             self.link((from, to), true);
                             job.raised.link = true;
                         }
@@ -564,15 +626,13 @@ impl Book {
             JobState::Finished | JobState::Failed | JobState::LocalFinished => {}
         }
         let raised = std::mem::take(&mut job.raised);
-        if raised.client_pending {
-            if let Some(h) = job.client.and_then(|id| self.touch_host(id)) {
-                h.pending = h.pending.saturating_sub(1);
-            }
+        if let Some(slot) = raised.client_pending {
+            let h = self.touch_slot(slot);
+            h.pending = h.pending.saturating_sub(1);
         }
-        if raised.server_active {
-            if let Some(h) = job.server.and_then(|id| self.touch_host(id)) {
-                h.active = h.active.saturating_sub(1);
-            }
+        if let Some(slot) = raised.server_active {
+            let h = self.touch_slot(slot);
+            h.active = h.active.saturating_sub(1);
             self.counts.busy = self.counts.busy.saturating_sub(1);
         }
         if raised.link {
@@ -583,10 +643,16 @@ impl Book {
     }
 
     fn set_online(&mut self, id: u32, online: bool) {
-        if self.hosts.get(&id).map_or(true, |h| h.online == online) {
+        if let Some(slot) = self.hosts.slot(id) {
+            self.set_slot_online(slot, online);
+        }
+    }
+
+    fn set_slot_online(&mut self, slot: HostSlot, online: bool) {
+        if self.hosts.slab[usize::from(slot)].online == online {
             return;
         }
-        let Some(h) = self.touch_host(id) else { return };
+        let h = self.touch_slot(slot);
         h.online = online;
         let slots = u64::from(h.max_jobs);
         let c = &mut self.counts;
@@ -632,16 +698,10 @@ enum End {
 /// ```
 #[derive(Debug)]
 pub struct State {
-    history_limit: usize,
     scheduler: SchedulerStatus,
     book: Book,
-    jobs: FxHashMap<u32, Job>,
-    history: VecDeque<Job>,
-    /// File name buffers of jobs that left the history, for new jobs:
-    /// the steady state allocates nothing.
-    spare_files: Vec<String>,
-    /// Jobs ever pushed to the history (the sequence number of the next one).
-    history_pushed: u64,
+    /// Active jobs and the history.
+    jobs: Jobs,
     /// Offline hosts, oldest first (may name hosts since back online or gone).
     offline: VecDeque<u32>,
     /// Remote jobs ended because their host left: the scheduler's exit-255
@@ -664,19 +724,15 @@ impl State {
     /// An empty state: no scheduler, no hosts.
     pub fn new(opts: StateOptions) -> State {
         State {
-            history_limit: opts.history_limit.max(1),
             scheduler: SchedulerStatus::default(),
             book: Book {
-                hosts: FxHashMap::default(),
+                hosts: Hosts::default(),
                 links: FxHashMap::default(),
                 counts: Counters::default(),
                 changes: ChangeSet::default(),
                 gen: 1,
             },
-            jobs: FxHashMap::default(),
-            history: VecDeque::new(),
-            spare_files: Vec::new(),
-            history_pushed: 0,
+            jobs: Jobs::new(opts.history_limit),
             offline: VecDeque::new(),
             ended_early: FxHashSet::default(),
             rate: RateWindow::new(),
@@ -716,16 +772,16 @@ impl State {
             });
         };
         if changes.overflow {
-            self.jobs.values_mut().for_each(mark);
+            self.jobs.for_each_active_mut(mark);
         } else {
-            for id in &changes.jobs {
+            for &id in &changes.jobs {
                 if let Some(job) = self.jobs.get_mut(id) {
                     mark(job);
                 }
             }
         }
         for &id in &changes.hosts {
-            match self.book.hosts.get(&id) {
+            match self.book.hosts.get(id) {
                 Some(h) => match self.published.get_mut(&id) {
                     Some(seen) => seen.clone_from(h),
                     None => {
@@ -782,7 +838,7 @@ impl State {
     pub fn scheduler_connected(&mut self, address: String, protocol: u32, now_ms: u64) {
         self.advance_clock(now_ms);
         self.end_all();
-        let ids: Vec<u32> = self.book.hosts.keys().copied().collect();
+        let ids: Vec<u32> = self.book.hosts.iter().map(|h| h.id).collect();
         self.book.changes.hosts.extend(ids);
         self.book.changes.repeats = true;
         self.book.hosts.clear();
@@ -814,7 +870,7 @@ impl State {
         let online: Vec<u32> = self
             .book
             .hosts
-            .values()
+            .iter()
             .filter(|h| h.online)
             .map(|h| h.id)
             .collect();
@@ -874,27 +930,27 @@ impl State {
 
     /// Every host, online or recently offline, in no particular order.
     pub fn hosts(&self) -> impl Iterator<Item = &Host> {
-        self.book.hosts.values()
+        self.book.hosts.iter()
     }
 
     /// One host.
     pub fn host(&self, id: u32) -> Option<&Host> {
-        self.book.hosts.get(&id)
+        self.book.hosts.get(id)
     }
 
     /// Active jobs (waiting, compiling, local), in no particular order.
     pub fn jobs(&self) -> impl Iterator<Item = &Job> {
-        self.jobs.values()
+        self.jobs.active()
     }
 
     /// One active job.
     pub fn job(&self, id: u32) -> Option<&Job> {
-        self.jobs.get(&id)
+        self.jobs.get(id)
     }
 
     /// Finished jobs, oldest first, at most `history_limit`.
     pub fn history(&self) -> impl DoubleEndedIterator<Item = &Job> + ExactSizeIterator {
-        self.history.iter()
+        self.jobs.history()
     }
 
     /// Links: `(submitter, server)` → remote jobs compiling, only non-zero.
@@ -950,18 +1006,15 @@ impl State {
 
     /// Finished jobs with history sequence number `from` or later, oldest first.
     pub(crate) fn history_since(&self, from: u64) -> impl Iterator<Item = &Job> {
-        let first = self.history_pushed - self.history.len() as u64;
-        let skip = from.saturating_sub(first);
-        self.history
-            .iter()
-            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+        self.jobs.history_since(from)
     }
 
     // ---- messages ----
 
     fn host_stats(&mut self, id: u32, stats: &HostStats<'_>) {
+        let slot = self.book.hosts.slot(id);
         if stats.offline {
-            if self.book.hosts.contains_key(&id) {
+            if slot.is_some() {
                 self.host_gone(id);
             } else {
                 self.book.counts.unknown_hosts += 1;
@@ -969,24 +1022,28 @@ impl State {
             }
             return;
         }
-        if !self.book.hosts.contains_key(&id) && self.book.hosts.len() >= MAX_HOSTS {
-            self.book.counts.unknown_hosts += 1;
-            self.book.changes.totals = true;
-            return;
-        }
-        if let Entry::Vacant(slot) = self.book.hosts.entry(id) {
-            slot.insert(Host::new(id));
-            self.book.touch_host(id);
-            let (name, ip) = (stats.name.unwrap_or(b""), stats.ip.unwrap_or(b""));
-            self.forget_offline_twins(id, name, ip);
-            self.book.counts.hosts_online += 1;
-            self.book.changes.totals = true;
-        }
-        self.book.set_online(id, true);
-        let gen = self.book.gen;
-        let Some(h) = self.book.hosts.get_mut(&id) else {
-            return;
+        let slot = match slot {
+            Some(slot) => {
+                self.book.set_slot_online(slot, true);
+                slot
+            }
+            None if self.book.hosts.len() >= MAX_HOSTS => {
+                self.book.counts.unknown_hosts += 1;
+                self.book.changes.totals = true;
+                return;
+            }
+            None => {
+                let (name, ip) = (stats.name.unwrap_or(b""), stats.ip.unwrap_or(b""));
+                self.forget_offline_twins(id, name, ip);
+                let slot = self.book.hosts.insert(Host::new(id));
+                self.book.touch_slot(slot);
+                self.book.counts.hosts_online += 1;
+                self.book.changes.totals = true;
+                slot
+            }
         };
+        let gen = self.book.gen;
+        let h = &mut self.book.hosts.slab[usize::from(slot)];
         let old_slots = u64::from(h.max_jobs);
         if h.update(stats) {
             let new_slots = u64::from(h.max_jobs);
@@ -1008,7 +1065,7 @@ impl State {
         let twins: Vec<u32> = self
             .book
             .hosts
-            .values()
+            .iter()
             .filter(|h| {
                 h.id != id && !h.online && h.name.as_bytes() == name && h.ip.as_bytes() == ip
             })
@@ -1022,18 +1079,15 @@ impl State {
     /// Drops a host. Jobs that still name it (only odd streams start jobs
     /// on an offline host) are counted again without it.
     fn remove_host(&mut self, id: u32) {
-        let naming: Vec<u32> = self
+        let naming = self
             .jobs
-            .values()
-            .filter(|j| j.client == Some(id) || j.server == Some(id))
-            .map(|j| j.id)
-            .collect();
-        for job_id in &naming {
+            .active_ids(|j| j.client == Some(id) || j.server == Some(id));
+        for &job_id in &naming {
             if let Some(job) = self.jobs.get_mut(job_id) {
                 self.book.leave(job);
             }
         }
-        if let Some(h) = self.book.hosts.remove(&id) {
+        if let Some(h) = self.book.hosts.remove(id) {
             if h.online {
                 let c = &mut self.book.counts;
                 c.hosts_online = c.hosts_online.saturating_sub(1);
@@ -1042,7 +1096,7 @@ impl State {
         }
         self.book.changes.hosts.push(id);
         self.book.changes.repeats = true;
-        for job_id in &naming {
+        for &job_id in &naming {
             if let Some(job) = self.jobs.get_mut(job_id) {
                 self.book.enter(job);
             }
@@ -1052,18 +1106,14 @@ impl State {
     /// The host left: it goes offline and every job on it or from it ends,
     /// as the scheduler ends them (exit code 255 for remote jobs).
     fn host_gone(&mut self, id: u32) {
-        let mut ending: Vec<u32> = self
+        let ending = self
             .jobs
-            .values()
-            .filter(|j| j.server == Some(id) || j.client == Some(id))
-            .map(|j| j.id)
-            .collect();
-        ending.sort_unstable();
+            .active_ids(|j| j.server == Some(id) || j.client == Some(id));
         for job_id in ending {
-            let Some(job) = self.jobs.remove(&job_id) else {
+            let Some(slot) = self.jobs.take(job_id) else {
                 continue;
             };
-            let end = if job.state == JobState::Local {
+            let end = if self.jobs.slot_mut(slot).state == JobState::Local {
                 End::LocalDone
             } else {
                 if self.ended_early.len() >= ENDED_EARLY_LIMIT {
@@ -1072,15 +1122,15 @@ impl State {
                 self.ended_early.insert(job_id);
                 End::HostGone
             };
-            self.finish(job, end);
+            self.finish(slot, end);
         }
-        if self.book.hosts.get(&id).is_some_and(|h| h.online) {
+        if self.book.hosts.get(id).is_some_and(|h| h.online) {
             self.book.set_online(id, false);
             self.offline.push_back(id);
         }
         while self.offline.len() > OFFLINE_HOST_LIMIT {
             if let Some(old) = self.offline.pop_front() {
-                if self.book.hosts.get(&old).is_some_and(|h| !h.online) {
+                if self.book.hosts.get(old).is_some_and(|h| !h.online) {
                     self.remove_host(old);
                 }
             }
@@ -1088,106 +1138,92 @@ impl State {
     }
 
     fn job_requested(&mut self, id: u32, client: u32, file: &[u8], lang: Language) {
-        let mut job = Job::new(id, JobState::Waiting, self.clock_ms);
-        job.file = self.file_name(file);
+        let slot = self.start(id, JobState::Waiting, file);
+        let job = self.jobs.slot_mut(slot);
         job.lang = Some(lang);
         job.client = Some(client);
         match self.book.touch_host(client) {
             Some(h) => h.submitted += 1,
             None => self.book.counts.unknown_hosts += 1,
         }
-        self.book.enter(&mut job);
-        self.start(job);
+        self.book.enter(job);
     }
 
-    /// `file` as text, in a recycled buffer when there is one.
-    fn file_name(&mut self, file: &[u8]) -> String {
-        let mut name = self.spare_files.pop().unwrap_or_default();
-        name.clear();
-        match std::str::from_utf8(file) {
-            Ok(t) => name.push_str(t),
-            Err(_) => name.push_str(&String::from_utf8_lossy(file)),
-        }
-        name
-    }
-
-    /// Files a new active job; one already under its id (the scheduler
+    /// Files a new active job, not yet counted (the caller sets it up, then
+    /// lets the book count it); one already under its id (the scheduler
     /// never reuses an id within a session) ends with an unknown outcome.
-    fn start(&mut self, job: Job) {
-        if let Some(old) = self.jobs.insert(job.id, job) {
+    fn start(&mut self, id: u32, state: JobState, file: &[u8]) -> Slot {
+        if self.jobs.active_len() >= MAX_ACTIVE_JOBS && self.jobs.get(id).is_none() {
+            let mut ids = self.jobs.active_ids(|_| true);
+            ids.truncate(ids.len() / 8);
+            for old in ids {
+                if let Some(slot) = self.jobs.take(old) {
+                    self.finish(slot, End::Lost);
+                }
+            }
+        }
+        let (slot, displaced) = self.jobs.start(id, state, self.clock_ms, file);
+        if let Some(old) = displaced {
             self.book.counts.unknown_jobs += 1;
             self.book.changes.repeats = true;
             self.finish(old, End::Lost);
         }
-        if self.jobs.len() > MAX_ACTIVE_JOBS {
-            let mut ids: Vec<u32> = self.jobs.keys().copied().collect();
-            let cut = ids.len() / 8;
-            ids.select_nth_unstable(cut);
-            ids.truncate(cut);
-            ids.sort_unstable();
-            for id in ids {
-                if let Some(job) = self.jobs.remove(&id) {
-                    self.finish(job, End::Lost);
-                }
-            }
-        }
+        slot
     }
 
     fn job_begun(&mut self, id: u32, server: u32) {
         let now = self.clock_ms;
-        let job = match self.jobs.get_mut(&id) {
+        let job = match self.jobs.get_mut(id) {
             Some(job) => {
                 self.book.leave(job);
+                job.state = JobState::Compiling;
+                job.start_ms = now;
                 job
             }
             None => {
                 self.book.counts.unknown_jobs += 1;
-                self.jobs
-                    .entry(id)
-                    .or_insert_with(|| Job::new(id, JobState::Compiling, now))
+                let slot = self.start(id, JobState::Compiling, b"");
+                self.jobs.slot_mut(slot)
             }
         };
-        job.state = JobState::Compiling;
         job.server = Some(server);
-        job.start_ms = now;
         self.book.enter(job);
-        if !job.raised.server_active {
+        if job.raised.server_active.is_none() {
             self.book.counts.unknown_hosts += 1;
         }
     }
 
     fn job_done(&mut self, done: &JobDone) {
-        let Some(job) = self.jobs.remove(&done.job_id) else {
+        let Some(slot) = self.jobs.take(done.job_id) else {
             if !self.ended_early.remove(&done.job_id) {
                 self.book.counts.unknown_jobs += 1;
                 self.book.changes.totals = true;
             }
             return;
         };
-        let end = if job.state == JobState::Local {
+        let end = if self.jobs.slot_mut(slot).state == JobState::Local {
             End::LocalDone
         } else {
             End::Done(done.exit_code_signed(), Some(JobStats::from(done)))
         };
-        self.finish(job, end);
+        self.finish(slot, end);
     }
 
     fn local_job_begun(&mut self, id: u32, host: u32, file: &[u8]) {
-        let mut job = Job::new(id, JobState::Local, self.clock_ms);
-        job.file = self.file_name(file);
+        let slot = self.start(id, JobState::Local, file);
+        let job = self.jobs.slot_mut(slot);
         job.client = Some(host);
         job.server = Some(host);
         match self.book.touch_host(host) {
             Some(h) => h.local_jobs += 1,
             None => self.book.counts.unknown_hosts += 1,
         }
-        self.book.enter(&mut job);
-        self.start(job);
+        self.book.enter(job);
     }
 
     fn local_job_done(&mut self, id: u32) {
-        match self.jobs.remove(&id) {
-            Some(job) => self.finish(job, End::LocalDone),
+        match self.jobs.take(id) {
+            Some(slot) => self.finish(slot, End::LocalDone),
             None => {
                 self.book.counts.unknown_jobs += 1;
                 self.book.changes.totals = true;
@@ -1195,9 +1231,12 @@ impl State {
         }
     }
 
-    /// Ends a job taken out of the active table and files it in the history.
-    fn finish(&mut self, mut job: Job, end: End) {
-        self.book.leave(&mut job);
+    /// Ends the job in `slot`, taken out of the active jobs, and files it
+    /// in the history.
+    fn finish(&mut self, slot: Slot, end: End) {
+        let job = self.jobs.slot_mut(slot);
+        let server_slot = job.raised.server_active;
+        self.book.leave(job);
         let now = self.clock_ms;
         job.end_ms = Some(now);
         let counted = !matches!(end, End::Lost);
@@ -1224,12 +1263,13 @@ impl State {
                 } else {
                     c.jobs_failed += 1;
                 }
-                if let Some(server) = job.server {
-                    if let Some(h) = self.book.touch_host(server) {
-                        h.compiled += 1;
-                        if job.client == Some(server) {
-                            h.compiled_own += 1;
-                        }
+                let server = server_slot.or_else(|| job.server.and_then(|id| self.book.hosts.slot(id)));
+                if let Some(server) = server {
+                    let own = job.client == job.server;
+                    let h = self.book.touch_slot(server);
+                    h.compiled += 1;
+                    if own {
+                        h.compiled_own += 1;
                     }
                 }
                 if exit != 0 {
@@ -1254,26 +1294,16 @@ impl State {
             self.rate.add(now);
         }
         if self.book.changes.done_from.is_none() {
-            self.book.changes.done_from = Some(self.history_pushed);
+            self.book.changes.done_from = Some(self.jobs.next_finished());
         }
-        if self.history.len() >= self.history_limit {
-            if let Some(old) = self.history.pop_front() {
-                if self.spare_files.len() < SPARE_FILES && old.file.capacity() <= SPARE_FILE_BYTES {
-                    self.spare_files.push(old.file);
-                }
-            }
-        }
-        self.history.push_back(job);
-        self.history_pushed += 1;
+        self.jobs.retire(slot);
     }
 
     /// Ends every active job with an unknown outcome.
     fn end_all(&mut self) {
-        let mut ids: Vec<u32> = self.jobs.keys().copied().collect();
-        ids.sort_unstable();
-        for id in ids {
-            if let Some(job) = self.jobs.remove(&id) {
-                self.finish(job, End::Lost);
+        for id in self.jobs.active_ids(|_| true) {
+            if let Some(slot) = self.jobs.take(id) {
+                self.finish(slot, End::Lost);
             }
         }
     }
@@ -1286,17 +1316,17 @@ impl State {
         let mut active = std::collections::HashMap::new();
         let mut links = std::collections::HashMap::new();
         let (mut waiting, mut compiling, mut local, mut busy) = (0u64, 0u64, 0u64, 0u64);
-        for j in self.jobs.values() {
+        for j in self.jobs.active() {
             assert!(j.state.is_active(), "job {} is {:?}", j.id, j.state);
             match j.state {
                 JobState::Waiting => waiting += 1,
                 JobState::Compiling => compiling += 1,
                 _ => local += 1,
             }
-            if j.raised.client_pending {
+            if j.raised.client_pending.is_some() {
                 *pending.entry(j.client).or_insert(0u32) += 1;
             }
-            if j.raised.server_active {
+            if j.raised.server_active.is_some() {
                 *active.entry(j.server).or_insert(0u32) += 1;
                 busy += 1;
             }
@@ -1310,7 +1340,7 @@ impl State {
             (waiting, compiling, local, busy)
         );
         let (mut online, mut slots) = (0u32, 0u64);
-        for h in self.book.hosts.values() {
+        for h in self.book.hosts.iter() {
             assert_eq!(h.pending, pending.get(&Some(h.id)).copied().unwrap_or(0));
             assert_eq!(h.active, active.get(&Some(h.id)).copied().unwrap_or(0));
             if h.online {
@@ -1323,7 +1353,8 @@ impl State {
             let n = links.get(&(Some(from), Some(to))).copied().unwrap_or(0);
             assert_eq!(l.active, n, "link {from}->{to}");
         }
-        assert!(self.history.len() <= self.history_limit);
-        assert!(self.book.hosts.values().filter(|h| !h.online).count() <= OFFLINE_HOST_LIMIT);
+        let (kept, limit) = self.jobs.history_len();
+        assert!(kept <= limit);
+        assert!(self.book.hosts.iter().filter(|h| !h.online).count() <= OFFLINE_HOST_LIMIT);
     }
 }
