@@ -204,6 +204,50 @@ fn the_history_keeps_only_the_newest_jobs() {
     assert_eq!(st.totals().local_jobs_finished, 5);
 }
 
+#[test]
+fn a_job_in_a_recycled_slot_carries_nothing_of_the_job_before_it() {
+    let mut st = State::new(StateOptions { history_limit: 2 });
+    st.scheduler_connected("s:1".into(), 43, T0);
+    for id in 1..=2 {
+        st.apply(&stats(id, &host_text(&format!("h{id}"), 4, false)), T0);
+    }
+    let files: Vec<String> = (0..8)
+        .map(|i| format!("src/{}.cpp", "long_name_".repeat(i % 3 + 1)))
+        .collect();
+    for (id, file) in (1..).zip(&files) {
+        apply_all(
+            &mut st,
+            &[get_cs(id, 1, file), begin(id, 2), done(id, id % 2)],
+            T0 + u64::from(id),
+        );
+    }
+    let history: Vec<(u32, &str, Option<i32>)> = st
+        .history()
+        .map(|j| (j.id, j.file.as_str(), j.exit_code))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            (7, files[6].as_str(), Some(1)),
+            (8, files[7].as_str(), Some(0))
+        ]
+    );
+    // Every slot has been used and freed; a new job takes one over.
+    st.apply(&get_cs(100, 1, "new.c"), T0 + 100);
+    let job = st.job(100).expect("filed");
+    assert_eq!(
+        (job.file.as_str(), job.state, job.server, job.end_ms),
+        ("new.c", JobState::Waiting, None, None)
+    );
+    assert!(job.exit_code.is_none() && job.stats.is_none());
+    assert_eq!(job.start_ms, T0 + 100);
+    // A MON_JOB_BEGIN for an id never requested is filed with no file.
+    st.apply(&begin(200, 2), T0 + 200);
+    assert_eq!(st.job(200).map(|j| j.file.as_str()), Some(""));
+    st.check_invariants();
+    assert_eq!(st.host(2).unwrap().compiled, 8);
+}
+
 /// The moment the anchors in `shared/anchors` show: other monitors leave the
 /// no-remote host's slots and jobs out of one total and not the other.
 #[test]
@@ -486,6 +530,15 @@ fn a_stream_that_never_ends_its_jobs_or_announces_endless_hosts_stays_bounded() 
     assert!(st.job(0).is_none(), "the oldest went first");
     assert!(st.job(MAX_ACTIVE_JOBS as u32 + 999).is_some());
     assert_eq!(st.host(1).unwrap().pending as usize, st.jobs().count());
+    st.take_changes();
+
+    // So does one that only begins jobs nobody requested.
+    let base = MAX_ACTIVE_JOBS as u32 + 1000;
+    for id in base..base + MAX_ACTIVE_JOBS as u32 + 1000 {
+        st.apply(&begin(id, 1), T0);
+    }
+    st.check_invariants();
+    assert!(st.jobs().count() <= MAX_ACTIVE_JOBS);
     st.take_changes();
 
     for id in 0..(MAX_HOSTS as u32 + 10) {

@@ -581,12 +581,13 @@ async fn read_loop(
             let now = now_ms();
             let batch = conn.for_each_frame(|raw| {
                 let st = guard.get_or_insert_with(|| lock_state(state));
-                match Message::decode(raw.ty, raw.body, version) {
+                // Matched by reference: moving the message out costs a copy.
+                match &Message::decode(raw.ty, raw.body, version) {
                     Ok(Message::End) => {
                         end = true;
                         return ControlFlow::Break(());
                     }
-                    Ok(msg) => st.apply(&msg, now),
+                    Ok(msg) => st.apply(msg, now),
                     Err(e) => {
                         st.invalid_message();
                         if invalid_logged {

@@ -61,7 +61,9 @@ impl Jobs {
 
     /// The active job `id`, to change it.
     pub(crate) fn get_mut(&mut self, id: u32) -> Option<&mut Job> {
-        self.active.get(&id).map(|&slot| &mut self.slots[slot as usize])
+        self.active
+            .get(&id)
+            .map(|&slot| &mut self.slots[slot as usize])
     }
 
     /// The job in `slot` (active, finished or free).
@@ -89,9 +91,7 @@ impl Jobs {
     }
 
     /// Finished jobs, oldest first.
-    pub(crate) fn history(
-        &self,
-    ) -> impl DoubleEndedIterator<Item = &Job> + ExactSizeIterator + '_ {
+    pub(crate) fn history(&self) -> impl DoubleEndedIterator<Item = &Job> + ExactSizeIterator + '_ {
         self.history.iter().map(|&slot| &self.slots[slot as usize])
     }
 

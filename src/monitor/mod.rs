@@ -33,8 +33,8 @@
 //! ```
 
 mod change;
-mod jobs;
 pub mod connection;
+mod jobs;
 mod snapshot;
 mod state;
 pub mod target;

@@ -1263,7 +1263,8 @@ impl State {
                 } else {
                     c.jobs_failed += 1;
                 }
-                let server = server_slot.or_else(|| job.server.and_then(|id| self.book.hosts.slot(id)));
+                let server =
+                    server_slot.or_else(|| job.server.and_then(|id| self.book.hosts.slot(id)));
                 if let Some(server) = server {
                     let own = job.client == job.server;
                     let h = self.book.touch_slot(server);
