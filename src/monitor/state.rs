@@ -285,7 +285,7 @@ impl From<&JobDone> for JobStats {
 pub(crate) struct Raised {
     client_pending: Option<HostSlot>,
     server_active: Option<HostSlot>,
-    link: bool,
+    link: Option<LinkSlot>,
 }
 
 /// A compile job, remote or local.
@@ -465,12 +465,65 @@ type HostSlot = u16;
 #[derive(Debug, Default)]
 struct Hosts {
     slab: Slab<Host>,
-    index: FxHashMap<u32, HostSlot>,
+    index: HostIndex,
+}
+
+/// Host ids → slots. The scheduler numbers hosts with a counter from 1, so
+/// ids below [`HostIndex::DIRECT`] are looked up in a table by position;
+/// a scheduler that has seen more logins than that uses a hash map too.
+#[derive(Debug, Default)]
+struct HostIndex {
+    direct: Vec<Option<HostSlot>>,
+    hashed: FxHashMap<u32, HostSlot>,
+    len: usize,
+}
+
+impl HostIndex {
+    /// Ids below this are looked up by position (the table takes at most
+    /// 256 KiB).
+    const DIRECT: u32 = 1 << 16;
+
+    fn get(&self, id: u32) -> Option<HostSlot> {
+        if id < Self::DIRECT {
+            self.direct.get(id as usize).copied().flatten()
+        } else {
+            self.hashed.get(&id).copied()
+        }
+    }
+
+    fn insert(&mut self, id: u32, slot: HostSlot) {
+        let old = if id < Self::DIRECT {
+            let at = id as usize;
+            if self.direct.len() <= at {
+                self.direct.resize(at + 1, None);
+            }
+            self.direct[at].replace(slot)
+        } else {
+            self.hashed.insert(id, slot)
+        };
+        self.len += usize::from(old.is_none());
+    }
+
+    fn remove(&mut self, id: u32) -> Option<HostSlot> {
+        let old = if id < Self::DIRECT {
+            self.direct.get_mut(id as usize).and_then(Option::take)
+        } else {
+            self.hashed.remove(&id)
+        };
+        self.len -= usize::from(old.is_some());
+        old
+    }
+
+    fn clear(&mut self) {
+        self.direct.clear();
+        self.hashed.clear();
+        self.len = 0;
+    }
 }
 
 impl Hosts {
     fn slot(&self, id: u32) -> Option<HostSlot> {
-        self.index.get(&id).copied()
+        self.index.get(id)
     }
 
     fn get(&self, id: u32) -> Option<&Host> {
@@ -478,11 +531,11 @@ impl Hosts {
     }
 
     fn contains(&self, id: u32) -> bool {
-        self.index.contains_key(&id)
+        self.index.get(id).is_some()
     }
 
     fn len(&self) -> usize {
-        self.index.len()
+        self.index.len
     }
 
     fn iter(&self) -> impl Iterator<Item = &Host> {
@@ -499,7 +552,7 @@ impl Hosts {
     }
 
     fn remove(&mut self, id: u32) -> Option<Host> {
-        let slot = self.index.remove(&id)?;
+        let slot = self.index.remove(id)?;
         Some(self.slab.remove(usize::from(slot)))
     }
 
@@ -509,10 +562,64 @@ impl Hosts {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct LinkCount {
-    pub(crate) active: u32,
+/// Index of a link in [`Links`].
+type LinkSlot = u32;
+
+/// A submitter → server pair and the remote jobs compiling on it.
+#[derive(Clone, Copy, Debug)]
+struct LinkCount {
+    key: (u32, u32),
+    active: u32,
     gen: u64,
+}
+
+/// The links, each in a slot of its own while it counts jobs (a job
+/// remembers its link's slot), and an index from the host pair.
+#[derive(Debug, Default)]
+struct Links {
+    slab: Slab<LinkCount>,
+    index: FxHashMap<(u32, u32), LinkSlot>,
+}
+
+impl Links {
+    fn get(&self, key: (u32, u32)) -> Option<&LinkCount> {
+        let slot = *self.index.get(&key)?;
+        Some(&self.slab[slot as usize])
+    }
+
+    /// The slot of `key`, made (with no jobs) if it has none.
+    fn slot(&mut self, key: (u32, u32)) -> LinkSlot {
+        let slab = &mut self.slab;
+        *self.index.entry(key).or_insert_with(|| {
+            // Links only join hosts, at most MAX_HOSTS² of them: fits.
+            slab.insert(LinkCount {
+                key,
+                active: 0,
+                gen: 0,
+            }) as LinkSlot
+        })
+    }
+
+    /// Drops the links of `keys` that count no job.
+    fn drop_idle(&mut self, keys: impl IntoIterator<Item = (u32, u32)>) {
+        for key in keys {
+            if let Some(&slot) = self.index.get(&key) {
+                if self.slab[slot as usize].active == 0 {
+                    self.index.remove(&key);
+                    self.slab.remove(slot as usize);
+                }
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &LinkCount> {
+        self.slab.iter().map(|(_, l)| l)
+    }
+
+    fn clear(&mut self) {
+        self.slab.clear();
+        self.index.clear();
+    }
 }
 
 /// Hosts, links, counters and the change set: everything a job's state
@@ -520,7 +627,7 @@ pub(crate) struct LinkCount {
 #[derive(Debug)]
 struct Book {
     hosts: Hosts,
-    links: FxHashMap<(u32, u32), LinkCount>,
+    links: Links,
     counts: Counters,
     changes: ChangeSet,
     gen: u64,
@@ -556,14 +663,21 @@ impl Book {
     fn overflow(&mut self) {
         self.changes.jobs = Vec::new();
         self.changes.links = Vec::new();
-        self.links.retain(|_, l| l.active > 0);
+        let idle: Vec<(u32, u32)> = self
+            .links
+            .iter()
+            .filter(|l| l.active == 0)
+            .map(|l| l.key)
+            .collect();
+        self.links.drop_idle(idle);
         self.changes.overflow = true;
         self.changes.reset = true;
         self.changes.totals = true;
     }
 
-    fn link(&mut self, key: (u32, u32), up: bool) {
-        let l = self.links.entry(key).or_default();
+    /// Counts one job more (`up`) or less on the link in `slot`.
+    fn link(&mut self, slot: LinkSlot, up: bool) {
+        let l = &mut self.links.slab[slot as usize];
         l.active = if up {
             l.active.saturating_add(1)
         } else {
@@ -571,7 +685,7 @@ impl Book {
         };
         if l.gen != self.gen && !self.changes.overflow {
             l.gen = self.gen;
-            self.changes.links.push(key);
+            self.changes.links.push(l.key);
             if self.changes.links.len() > CHANGE_LIMIT {
                 self.overflow();
             }
@@ -605,8 +719,9 @@ impl Book {
                 if job.state == JobState::Compiling && job.raised.server_active.is_some() {
                     if let (Some(from), Some(to)) = (job.client, job.server) {
                         if self.hosts.contains(from) {
-                            self.link((from, to), true);
-                            job.raised.link = true;
+                            let slot = self.links.slot((from, to));
+                            self.link(slot, true);
+                            job.raised.link = Some(slot);
                         }
                     }
                 }
@@ -635,10 +750,8 @@ impl Book {
             h.active = h.active.saturating_sub(1);
             self.counts.busy = self.counts.busy.saturating_sub(1);
         }
-        if raised.link {
-            if let (Some(from), Some(to)) = (job.client, job.server) {
-                self.link((from, to), false);
-            }
+        if let Some(slot) = raised.link {
+            self.link(slot, false);
         }
     }
 
@@ -727,7 +840,7 @@ impl State {
             scheduler: SchedulerStatus::default(),
             book: Book {
                 hosts: Hosts::default(),
-                links: FxHashMap::default(),
+                links: Links::default(),
                 counts: Counters::default(),
                 changes: ChangeSet::default(),
                 gen: 1,
@@ -842,7 +955,7 @@ impl State {
         self.book.changes.hosts.extend(ids);
         self.book.changes.repeats = true;
         self.book.hosts.clear();
-        let links: Vec<(u32, u32)> = self.book.links.keys().copied().collect();
+        let links: Vec<(u32, u32)> = self.book.links.iter().map(|l| l.key).collect();
         self.book.changes.links.extend(links);
         self.book.links.clear();
         self.book.counts = Counters::default();
@@ -920,11 +1033,7 @@ impl State {
         if changes.repeats {
             changes.dedup();
         }
-        for key in &changes.links {
-            if self.book.links.get(key).is_some_and(|l| l.active == 0) {
-                self.book.links.remove(key);
-            }
-        }
+        self.book.links.drop_idle(changes.links.iter().copied());
         changes
     }
 
@@ -958,13 +1067,13 @@ impl State {
         self.book
             .links
             .iter()
-            .filter(|(_, l)| l.active > 0)
-            .map(|(k, l)| (*k, l.active))
+            .filter(|l| l.active > 0)
+            .map(|l| (l.key, l.active))
     }
 
     /// Active jobs on the link `from` → `to` (0 if none).
     pub fn link(&self, from: u32, to: u32) -> u32 {
-        self.book.links.get(&(from, to)).map_or(0, |l| l.active)
+        self.book.links.get((from, to)).map_or(0, |l| l.active)
     }
 
     /// Cluster totals at the latest time seen.
@@ -1331,7 +1440,7 @@ impl State {
                 *active.entry(j.server).or_insert(0u32) += 1;
                 busy += 1;
             }
-            if j.raised.link {
+            if j.raised.link.is_some() {
                 *links.entry((j.client, j.server)).or_insert(0u32) += 1;
             }
         }
@@ -1350,7 +1459,8 @@ impl State {
             }
         }
         assert_eq!((c.hosts_online, c.total_slots), (online, slots));
-        for (&(from, to), l) in &self.book.links {
+        for l in self.book.links.iter() {
+            let (from, to) = l.key;
             let n = links.get(&(Some(from), Some(to))).copied().unwrap_or(0);
             assert_eq!(l.active, n, "link {from}->{to}");
         }
