@@ -15,6 +15,124 @@ use std::collections::VecDeque;
 /// Index of a job in the arena.
 pub(crate) type Slot = u32;
 
+/// No job (in [`JobIndex`]'s window); never a real slot.
+const NO_SLOT: Slot = Slot::MAX;
+
+/// Active job ids → slots. The scheduler numbers jobs with one counter, so
+/// the active ones sit among the recent ids: a window of at most
+/// [`JobIndex::WINDOW`] ids from `base` is looked up by position, and the
+/// rest (a job that never ends, an id far from the others) sits in a hash
+/// map. Whatever the ids, each message costs a bounded amount of work.
+/// No id of the hash map lies in the window's range.
+#[derive(Debug, Default)]
+struct JobIndex {
+    base: u32,
+    window: VecDeque<Slot>,
+    outside: FxHashMap<u32, Slot>,
+    len: usize,
+}
+
+impl JobIndex {
+    /// The most ids the window covers (256 KiB of slots).
+    const WINDOW: usize = 1 << 16;
+    /// An id further than this past the window's end goes to the hash map
+    /// instead of stretching the window over the ids in between.
+    const MAX_GAP: u64 = 256;
+
+    /// Where `id` sits in the window, if it falls inside.
+    fn position(&self, id: u32) -> Option<usize> {
+        let at = id.checked_sub(self.base)? as usize;
+        (at < self.window.len()).then_some(at)
+    }
+
+    fn get(&self, id: u32) -> Option<Slot> {
+        match self.position(id) {
+            Some(at) => Some(self.window[at]).filter(|&s| s != NO_SLOT),
+            None => self.outside.get(&id).copied(),
+        }
+    }
+
+    fn insert(&mut self, id: u32, slot: Slot) -> Option<Slot> {
+        if self.window.is_empty() {
+            self.base = id;
+        }
+        let end = u64::from(self.base) + self.window.len() as u64;
+        let old = match self.position(id) {
+            Some(at) => Some(std::mem::replace(&mut self.window[at], slot)),
+            None if u64::from(id) >= end && u64::from(id) - end <= Self::MAX_GAP => {
+                let gap = (u64::from(id) - end) as usize;
+                self.window.extend(std::iter::repeat(NO_SLOT).take(gap));
+                self.window.push_back(slot);
+                let old = self.adopt(end as u32, gap + 1);
+                self.slide();
+                old
+            }
+            None => self.outside.insert(id, slot),
+        };
+        let old = old.filter(|&s| s != NO_SLOT);
+        self.len += usize::from(old.is_none());
+        old
+    }
+
+    fn remove(&mut self, id: u32) -> Option<Slot> {
+        let old = match self.position(id) {
+            Some(at) => Some(std::mem::replace(&mut self.window[at], NO_SLOT)),
+            None => self.outside.remove(&id),
+        };
+        let old = old.filter(|&s| s != NO_SLOT);
+        self.len -= usize::from(old.is_some());
+        self.trim();
+        old
+    }
+
+    /// Moves the hash map's entries for the `count` ids from `first`, just
+    /// added to the window, into it; returns the hashed entry of the last
+    /// one (the id being inserted).
+    fn adopt(&mut self, first: u32, count: usize) -> Option<Slot> {
+        if self.outside.is_empty() {
+            return None;
+        }
+        let mut last = None;
+        for k in 0..count {
+            let id = first.wrapping_add(k as u32);
+            if let Some(slot) = self.outside.remove(&id) {
+                if k + 1 == count {
+                    last = Some(slot);
+                } else if let Some(at) = self.position(id) {
+                    self.window[at] = slot;
+                }
+            }
+        }
+        last
+    }
+
+    /// Moves the oldest ids out of a window grown past [`JobIndex::WINDOW`].
+    fn slide(&mut self) {
+        while self.window.len() > Self::WINDOW {
+            if let Some(slot) = self.window.pop_front() {
+                if slot != NO_SLOT {
+                    self.outside.insert(self.base, slot);
+                }
+            }
+            self.base = self.base.wrapping_add(1);
+        }
+        self.trim();
+    }
+
+    /// Drops ended ids from the front of the window.
+    fn trim(&mut self) {
+        while self.window.front() == Some(&NO_SLOT) {
+            self.window.pop_front();
+            self.base = self.base.wrapping_add(1);
+        }
+    }
+
+    fn slots(&self) -> impl Iterator<Item = Slot> + '_ {
+        let window = self.window.iter().copied().filter(|&s| s != NO_SLOT);
+        window.chain(self.outside.values().copied())
+    }
+}
+
 /// A file name buffer this large or larger is not kept for the next job.
 const KEPT_FILE_BYTES: usize = 256;
 
@@ -24,7 +142,7 @@ pub(crate) struct Jobs {
     /// Every job ever filed that is still active, in the history, or free.
     slots: Vec<Job>,
     /// Active jobs: id → slot.
-    active: FxHashMap<u32, Slot>,
+    active: JobIndex,
     /// Finished jobs, oldest first.
     history: VecDeque<Slot>,
     /// Slots of jobs that left the history, for the next jobs.
@@ -41,7 +159,7 @@ impl Jobs {
     pub(crate) fn new(history_limit: usize) -> Jobs {
         Jobs {
             slots: Vec::new(),
-            active: FxHashMap::default(),
+            active: JobIndex::default(),
             history: VecDeque::new(),
             free: Vec::new(),
             pushed: 0,
@@ -51,19 +169,19 @@ impl Jobs {
 
     /// How many jobs are active.
     pub(crate) fn active_len(&self) -> usize {
-        self.active.len()
+        self.active.len
     }
 
     /// The active job `id`.
     pub(crate) fn get(&self, id: u32) -> Option<&Job> {
-        self.active.get(&id).map(|&slot| &self.slots[slot as usize])
+        self.active.get(id).map(|slot| &self.slots[slot as usize])
     }
 
     /// The active job `id`, to change it.
     pub(crate) fn get_mut(&mut self, id: u32) -> Option<&mut Job> {
         self.active
-            .get(&id)
-            .map(|&slot| &mut self.slots[slot as usize])
+            .get(id)
+            .map(|slot| &mut self.slots[slot as usize])
     }
 
     /// The job in `slot` (active, finished or free).
@@ -73,12 +191,12 @@ impl Jobs {
 
     /// Active jobs, in no particular order.
     pub(crate) fn active(&self) -> impl Iterator<Item = &Job> {
-        self.active.values().map(|&slot| &self.slots[slot as usize])
+        self.active.slots().map(|slot| &self.slots[slot as usize])
     }
 
     /// Calls `f` on every active job.
     pub(crate) fn for_each_active_mut(&mut self, mut f: impl FnMut(&mut Job)) {
-        for &slot in self.active.values() {
+        for slot in self.active.slots() {
             f(&mut self.slots[slot as usize]);
         }
     }
@@ -153,7 +271,7 @@ impl Jobs {
     /// Takes job `id` out of the active jobs; its slot stays its own until
     /// [`Jobs::retire`].
     pub(crate) fn take(&mut self, id: u32) -> Option<Slot> {
-        self.active.remove(&id)
+        self.active.remove(id)
     }
 
     /// Files the ended job in `slot` (taken out of the active jobs) in the
@@ -166,5 +284,71 @@ impl Jobs {
         }
         self.history.push_back(slot);
         self.pushed += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{JobIndex, Slot};
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// Checks `index` against `model`, the map it must behave as.
+    fn agree(index: &JobIndex, model: &HashMap<u32, Slot>, ids: &[u32]) {
+        assert_eq!(index.len, model.len());
+        for id in ids {
+            assert_eq!(index.get(*id), model.get(id).copied(), "id {id}");
+        }
+        let mut got: Vec<Slot> = index.slots().collect();
+        let mut want: Vec<Slot> = model.values().copied().collect();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want);
+        assert!(index.window.len() <= JobIndex::WINDOW);
+        assert_ne!(index.window.front(), Some(&super::NO_SLOT));
+    }
+
+    fn id() -> impl Strategy<Value = u32> {
+        prop_oneof![0u32..600, (u32::MAX - 300)..=u32::MAX, any::<u32>(),]
+    }
+
+    proptest! {
+        #[test]
+        fn the_index_behaves_as_a_map_whatever_the_ids(
+            ops in proptest::collection::vec((any::<bool>(), id()), 1..400)
+        ) {
+            let mut index = JobIndex::default();
+            let mut model = HashMap::new();
+            let mut ids = Vec::new();
+            for (n, (insert, id)) in ops.into_iter().enumerate() {
+                ids.push(id);
+                if insert {
+                    let slot = n as Slot;
+                    prop_assert_eq!(index.insert(id, slot), model.insert(id, slot));
+                } else {
+                    prop_assert_eq!(index.remove(id), model.remove(&id));
+                }
+                agree(&index, &model, &ids);
+            }
+        }
+    }
+
+    #[test]
+    fn a_job_that_never_ends_leaves_the_window_for_the_hash_map() {
+        let mut index = JobIndex::default();
+        let mut model = HashMap::new();
+        index.insert(1, 0);
+        model.insert(1, 0);
+        for id in 2..(3 * JobIndex::WINDOW as u32) {
+            index.insert(id, id);
+            model.insert(id, id);
+            if id > 2 {
+                index.remove(id - 1);
+                model.remove(&(id - 1));
+            }
+        }
+        assert_eq!(index.outside.len(), 1, "only the stuck job is hashed");
+        agree(&index, &model, &[1, 2, 3 * JobIndex::WINDOW as u32 - 1]);
+        assert!(index.window.len() <= 2);
     }
 }
