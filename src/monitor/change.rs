@@ -39,6 +39,16 @@ impl ChangeSet {
             && !self.totals
     }
 
+    /// An empty set whose lists have room for as many ids as `other`'s.
+    pub(crate) fn sized_like(other: &ChangeSet) -> ChangeSet {
+        ChangeSet {
+            hosts: Vec::with_capacity(other.hosts.len()),
+            links: Vec::with_capacity(other.links.len()),
+            jobs: Vec::with_capacity(other.jobs.len()),
+            ..ChangeSet::default()
+        }
+    }
+
     /// Adds a later change set to this one (for publishers that coalesce).
     ///
     /// Diff the merged set under the same lock that took the later one: a

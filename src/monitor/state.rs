@@ -1028,7 +1028,10 @@ impl State {
     /// What changed since the last call, to turn into a [`Diff`](super::Diff)
     /// with [`State::diff`] while still holding the same lock.
     pub fn take_changes(&mut self) -> ChangeSet {
-        let mut changes = std::mem::take(&mut self.book.changes);
+        // The next period likely changes about as much: size its lists so,
+        // instead of growing them from nothing again.
+        let next = ChangeSet::sized_like(&self.book.changes);
+        let mut changes = std::mem::replace(&mut self.book.changes, next);
         self.book.gen += 1;
         if changes.repeats {
             changes.dedup();
