@@ -1,6 +1,7 @@
 //! The load harness's baseline: a monitor that only frames and decodes.
 //! It connects to the scheduler at 127.0.0.1:PORT, does the handshake and
-//! MON_LOGIN, then reads, cuts and decodes frames and keeps nothing, until
+//! MON_LOGIN, then reads, cuts and decodes frames (MON_STATS texts into
+//! their fields, as `benches/decode.rs` does) and keeps nothing, until
 //! it has seen COUNT messages. It then prints `done COUNT` and waits for
 //! its stdin to close, so that the harness can read its CPU time and peak
 //! memory while it still lives.
@@ -34,6 +35,11 @@ fn main() -> anyhow::Result<()> {
             match parse_frame(input, MAX_MSG_SIZE) {
                 Ok((rest, raw)) => {
                     match Message::decode(raw.ty, raw.body, version) {
+                        // The statistics text is decoded into its fields,
+                        // as in the codec's benchmark.
+                        Ok(Message::MonStats(m)) => {
+                            std::hint::black_box(m.stats());
+                        }
                         Ok(m) => {
                             std::hint::black_box(&m);
                         }
