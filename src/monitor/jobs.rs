@@ -20,14 +20,18 @@ const NO_SLOT: Slot = Slot::MAX;
 
 /// Active job ids → slots. The scheduler numbers jobs with one counter, so
 /// the active ones sit among the recent ids: a window of at most
-/// [`JobIndex::WINDOW`] ids from `base` is looked up by position, and the
-/// rest (a job that never ends, an id far from the others) sits in a hash
-/// map. Whatever the ids, each message costs a bounded amount of work.
-/// No id of the hash map lies in the window's range.
+/// [`JobIndex::WINDOW`] ids is looked up by position, and the rest (a job
+/// that never ends, an id far from the others) sits in a hash map.
+/// Whatever the ids, each message costs a bounded amount of work. No id of
+/// the hash map lies in the window.
 #[derive(Debug, Default)]
 struct JobIndex {
+    /// The id of `table[0]`.
     base: u32,
-    window: VecDeque<Slot>,
+    /// Slots by id - `base`; the window is `table[start..]`, what lies
+    /// before `start` has left it (it is cut off now and then).
+    table: Vec<Slot>,
+    start: usize,
     outside: FxHashMap<u32, Slot>,
     len: usize,
 }
@@ -37,37 +41,40 @@ impl JobIndex {
     const WINDOW: usize = 1 << 16;
     /// An id further than this past the window's end goes to the hash map
     /// instead of stretching the window over the ids in between.
-    const MAX_GAP: u64 = 256;
+    const MAX_GAP: usize = 256;
 
-    /// Where `id` sits in the window, if it falls inside.
+    /// Where `id` sits in the table, if it falls inside the window.
     fn position(&self, id: u32) -> Option<usize> {
         let at = id.checked_sub(self.base)? as usize;
-        (at < self.window.len()).then_some(at)
+        (self.start <= at && at < self.table.len()).then_some(at)
     }
 
     fn get(&self, id: u32) -> Option<Slot> {
         match self.position(id) {
-            Some(at) => Some(self.window[at]).filter(|&s| s != NO_SLOT),
+            Some(at) => Some(self.table[at]).filter(|&s| s != NO_SLOT),
             None => self.outside.get(&id).copied(),
         }
     }
 
     fn insert(&mut self, id: u32, slot: Slot) -> Option<Slot> {
-        if self.window.is_empty() {
+        if self.start == self.table.len() {
+            self.table.clear();
+            self.start = 0;
             self.base = id;
         }
-        let end = u64::from(self.base) + self.window.len() as u64;
-        let old = match self.position(id) {
-            Some(at) => Some(std::mem::replace(&mut self.window[at], slot)),
-            None if u64::from(id) >= end && u64::from(id) - end <= Self::MAX_GAP => {
-                let gap = (u64::from(id) - end) as usize;
-                self.window.extend(std::iter::repeat(NO_SLOT).take(gap));
-                self.window.push_back(slot);
-                let old = self.adopt(end as u32, gap + 1);
+        let end = u64::from(self.base) + self.table.len() as u64;
+        let gap = u64::from(id).checked_sub(end).map(|g| g as usize);
+        let old = match (self.position(id), gap) {
+            (Some(at), _) => Some(std::mem::replace(&mut self.table[at], slot)),
+            (None, Some(gap)) if gap <= Self::MAX_GAP => {
+                let first = self.table.len();
+                self.table.resize(first + gap, NO_SLOT);
+                self.table.push(slot);
+                let old = self.adopt(first, gap + 1);
                 self.slide();
                 old
             }
-            None => self.outside.insert(id, slot),
+            (None, _) => self.outside.insert(id, slot),
         };
         let old = old.filter(|&s| s != NO_SLOT);
         self.len += usize::from(old.is_none());
@@ -76,7 +83,7 @@ impl JobIndex {
 
     fn remove(&mut self, id: u32) -> Option<Slot> {
         let old = match self.position(id) {
-            Some(at) => Some(std::mem::replace(&mut self.window[at], NO_SLOT)),
+            Some(at) => Some(std::mem::replace(&mut self.table[at], NO_SLOT)),
             None => self.outside.remove(&id),
         };
         let old = old.filter(|&s| s != NO_SLOT);
@@ -85,21 +92,21 @@ impl JobIndex {
         old
     }
 
-    /// Moves the hash map's entries for the `count` ids from `first`, just
-    /// added to the window, into it; returns the hashed entry of the last
-    /// one (the id being inserted).
-    fn adopt(&mut self, first: u32, count: usize) -> Option<Slot> {
+    /// Moves the hash map's entries for the `count` table positions from
+    /// `first`, just added to the window, into it; returns the hashed entry
+    /// of the last one (the id being inserted).
+    fn adopt(&mut self, first: usize, count: usize) -> Option<Slot> {
         if self.outside.is_empty() {
             return None;
         }
         let mut last = None;
-        for k in 0..count {
-            let id = first.wrapping_add(k as u32);
+        for at in first..first + count {
+            let id = self.base.wrapping_add(at as u32);
             if let Some(slot) = self.outside.remove(&id) {
-                if k + 1 == count {
+                if at + 1 == first + count {
                     last = Some(slot);
-                } else if let Some(at) = self.position(id) {
-                    self.window[at] = slot;
+                } else {
+                    self.table[at] = slot;
                 }
             }
         }
@@ -108,28 +115,35 @@ impl JobIndex {
 
     /// Moves the oldest ids out of a window grown past [`JobIndex::WINDOW`].
     fn slide(&mut self) {
-        while self.window.len() > Self::WINDOW {
-            if let Some(slot) = self.window.pop_front() {
-                if slot != NO_SLOT {
-                    self.outside.insert(self.base, slot);
-                }
+        while self.table.len() - self.start > Self::WINDOW {
+            let slot = self.table[self.start];
+            if slot != NO_SLOT {
+                let id = self.base.wrapping_add(self.start as u32);
+                self.outside.insert(id, slot);
             }
-            self.base = self.base.wrapping_add(1);
+            self.start += 1;
         }
         self.trim();
     }
 
-    /// Drops ended ids from the front of the window.
+    /// Moves the window's start past ended ids, and now and then cuts off
+    /// what lies before it.
     fn trim(&mut self) {
-        while self.window.front() == Some(&NO_SLOT) {
-            self.window.pop_front();
-            self.base = self.base.wrapping_add(1);
+        while self.table.get(self.start) == Some(&NO_SLOT) {
+            self.start += 1;
+        }
+        if self.start >= Self::WINDOW && self.start * 2 >= self.table.len() {
+            self.table.drain(..self.start);
+            self.base = self.base.wrapping_add(self.start as u32);
+            self.start = 0;
         }
     }
 
     fn slots(&self) -> impl Iterator<Item = Slot> + '_ {
-        let window = self.window.iter().copied().filter(|&s| s != NO_SLOT);
-        window.chain(self.outside.values().copied())
+        let window = self.table[self.start..].iter().copied();
+        window
+            .filter(|&s| s != NO_SLOT)
+            .chain(self.outside.values().copied())
     }
 }
 
@@ -304,8 +318,10 @@ mod tests {
         got.sort_unstable();
         want.sort_unstable();
         assert_eq!(got, want);
-        assert!(index.window.len() <= JobIndex::WINDOW);
-        assert_ne!(index.window.front(), Some(&super::NO_SLOT));
+        let window = &index.table[index.start..];
+        assert!(window.len() <= JobIndex::WINDOW);
+        assert_ne!(window.first(), Some(&super::NO_SLOT));
+        assert!(index.table.len() <= 2 * JobIndex::WINDOW + JobIndex::MAX_GAP + 1);
     }
 
     fn id() -> impl Strategy<Value = u32> {
@@ -349,6 +365,6 @@ mod tests {
         }
         assert_eq!(index.outside.len(), 1, "only the stuck job is hashed");
         agree(&index, &model, &[1, 2, 3 * JobIndex::WINDOW as u32 - 1]);
-        assert!(index.window.len() <= 2);
+        assert!(index.table.len() - index.start <= 2);
     }
 }
