@@ -5,8 +5,8 @@
 //! finishing it moves only its slot number into the history, and a job
 //! that leaves the history hands its slot, file name buffer included, to
 //! the next job that starts. So the steady state allocates nothing, and the
-//! id index, at 8 bytes an entry, stays small enough for the caches however
-//! large the jobs are.
+//! id index (4 bytes an id, looked up by position: [`JobIndex`]) stays
+//! small enough for the caches however large the jobs are.
 
 use super::state::{Job, JobState, MAX_HISTORY};
 use rustc_hash::FxHashMap;

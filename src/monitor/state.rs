@@ -279,8 +279,8 @@ impl From<&JobDone> for JobStats {
 }
 
 /// Which counters a job raised, so that `leave` lowers exactly those: the
-/// slots of the hosts whose counters it raised (a host keeps its slot while
-/// any job counts on it), and whether it raised its link's count.
+/// slots of the host and link counters it raised (each keeps its slot while
+/// any job counts on it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Raised {
     client_pending: Option<HostSlot>,
@@ -591,7 +591,8 @@ impl Links {
     fn slot(&mut self, key: (u32, u32)) -> LinkSlot {
         let slab = &mut self.slab;
         *self.index.entry(key).or_insert_with(|| {
-            // Links only join hosts, at most MAX_HOSTS² of them: fits.
+            // A link goes once no job counts on it and the change is taken
+            // (or the change set overflows): far fewer than 2³² of them.
             slab.insert(LinkCount {
                 key,
                 active: 0,
