@@ -3,8 +3,8 @@
 
 Seeds come from the real captures in tests/data/basic.vNN.bin, split into
 one seed per frame (prefixed with the byte that makes the decode_frame target
-pick the capture's agreed version), plus a few handmade handshake and
-discovery datagrams. Run from anywhere: `python3 fuzz/seed_corpora.py`.
+pick the capture's agreed version) and, for the apply target, each whole
+stream, plus a few handmade handshake and discovery datagrams. Run from anywhere: `python3 fuzz/seed_corpora.py`.
 The corpora are not committed; the fuzzer grows them.
 """
 
@@ -47,6 +47,8 @@ def main():
         pick = bytes([agreed - MIN_VERSION])
         stream = raw[8:]
         write("decode_frame", pick + stream)
+        # The apply target: version, a history of 8 jobs, the whole stream.
+        write("apply", pick + bytes([7]) + stream)
         for ty, body, whole in frames(stream):
             write("decode_frame", pick + whole)
             if ty == MON_STATS:
