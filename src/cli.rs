@@ -2,6 +2,7 @@
 //! subcommand documents itself in `icewatch help SUBCOMMAND`, with examples.
 //! [`crate::commands`] carries them out.
 
+use crate::monitor::MAX_HISTORY;
 use crate::scheduler::JobDoneType;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -186,8 +187,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MS", default_value_t = 100)]
     pub coalesce_ms: u64,
 
-    /// Finished jobs to remember
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    /// Finished jobs to remember (1 to 16,777,216)
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = history_len)]
     pub history: usize,
 }
 
@@ -361,6 +362,14 @@ fn page_group() -> ArgGroup {
         .conflicts_with("as_scheduler")
 }
 
+/// A history length the state keeps as asked: 1 to [`MAX_HISTORY`].
+fn history_len(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MAX_HISTORY).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a number from 1 to {MAX_HISTORY}")),
+    }
+}
+
 fn non_negative(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
@@ -404,5 +413,15 @@ mod tests {
         assert!(Cli::try_parse_from(["icewatch", "dump", "h", "--capture", "f"]).is_err());
         assert!(Cli::try_parse_from(["icewatch", "replay", "f", "--speed", "-1"]).is_err());
         assert!(Cli::try_parse_from(["icewatch", "monitor", "--protocol", "20"]).is_err());
+    }
+
+    #[test]
+    fn a_history_the_state_would_not_keep_is_refused() {
+        let history = |n: &str| Cli::try_parse_from(["icewatch", "demo", "--history", n]);
+        assert!(history("1").is_ok() && history(&MAX_HISTORY.to_string()).is_ok());
+        for refused in ["0", &(MAX_HISTORY + 1).to_string(), "lots"] {
+            let err = history(refused).unwrap_err().to_string();
+            assert!(err.contains("is not a number from 1 to 16777216"), "{err}");
+        }
     }
 }

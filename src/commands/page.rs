@@ -93,7 +93,7 @@ pub async fn serve(
     let local = listener.local_addr()?;
     println!("open {} in a browser", url(local, args.token.as_deref()));
     let state: SharedState = Arc::new(Mutex::new(State::new(StateOptions {
-        history_limit: args.history.max(1),
+        history_limit: args.history,
     })));
     let changed = Arc::new(Notify::new());
     let reading = tokio::spawn(monitor::run(
