@@ -68,11 +68,11 @@ impl JobIndex {
             (Some(at), _) => Some(std::mem::replace(&mut self.table[at], slot)),
             (None, Some(gap)) if gap <= Self::MAX_GAP => {
                 let first = self.table.len();
-                self.table.resize(first + gap, NO_SLOT);
-                self.table.push(slot);
-                let old = self.adopt(first, gap + 1);
+                self.table.resize(first + gap + 1, NO_SLOT);
+                self.adopt(first);
+                let old = std::mem::replace(&mut self.table[first + gap], slot);
                 self.slide();
-                old
+                Some(old)
             }
             (None, _) => self.outside.insert(id, slot),
         };
@@ -92,25 +92,18 @@ impl JobIndex {
         old
     }
 
-    /// Moves the hash map's entries for the `count` table positions from
-    /// `first`, just added to the window, into it; returns the hashed entry
-    /// of the last one (the id being inserted).
-    fn adopt(&mut self, first: usize, count: usize) -> Option<Slot> {
+    /// Moves the hash map's entries for the table positions from `first`,
+    /// just added to the window, into it.
+    fn adopt(&mut self, first: usize) {
         if self.outside.is_empty() {
-            return None;
+            return;
         }
-        let mut last = None;
-        for at in first..first + count {
+        for at in first..self.table.len() {
             let id = self.base.wrapping_add(at as u32);
             if let Some(slot) = self.outside.remove(&id) {
-                if at + 1 == first + count {
-                    last = Some(slot);
-                } else {
-                    self.table[at] = slot;
-                }
+                self.table[at] = slot;
             }
         }
-        last
     }
 
     /// Moves the oldest ids out of a window grown past [`JobIndex::WINDOW`].

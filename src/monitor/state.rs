@@ -475,7 +475,6 @@ struct Hosts {
 struct HostIndex {
     direct: Vec<Option<HostSlot>>,
     hashed: FxHashMap<u32, HostSlot>,
-    len: usize,
 }
 
 impl HostIndex {
@@ -492,32 +491,28 @@ impl HostIndex {
     }
 
     fn insert(&mut self, id: u32, slot: HostSlot) {
-        let old = if id < Self::DIRECT {
+        if id < Self::DIRECT {
             let at = id as usize;
             if self.direct.len() <= at {
                 self.direct.resize(at + 1, None);
             }
-            self.direct[at].replace(slot)
+            self.direct[at] = Some(slot);
         } else {
-            self.hashed.insert(id, slot)
-        };
-        self.len += usize::from(old.is_none());
+            self.hashed.insert(id, slot);
+        }
     }
 
     fn remove(&mut self, id: u32) -> Option<HostSlot> {
-        let old = if id < Self::DIRECT {
+        if id < Self::DIRECT {
             self.direct.get_mut(id as usize).and_then(Option::take)
         } else {
             self.hashed.remove(&id)
-        };
-        self.len -= usize::from(old.is_some());
-        old
+        }
     }
 
     fn clear(&mut self) {
         self.direct.clear();
         self.hashed.clear();
-        self.len = 0;
     }
 }
 
@@ -535,7 +530,7 @@ impl Hosts {
     }
 
     fn len(&self) -> usize {
-        self.index.len
+        self.slab.len()
     }
 
     fn iter(&self) -> impl Iterator<Item = &Host> {
