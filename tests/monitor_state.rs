@@ -94,7 +94,7 @@ fn a_monitor_joining_mid_build_counts_unknown_jobs_and_keeps_going() {
     apply_all(&mut st, &[begin(50, 2)], T0 + 1);
     let job = st.job(50).unwrap();
     assert_eq!(
-        (job.state, job.client, job.server, &*job.file, job.lang),
+        (job.state, job.client, job.server, &*job.file(), job.lang),
         (JobState::Compiling, None, Some(2), "", None)
     );
     assert_eq!(st.host(2).unwrap().active, 1);
@@ -221,29 +221,29 @@ fn a_job_in_a_recycled_slot_carries_nothing_of_the_job_before_it() {
             T0 + u64::from(id),
         );
     }
-    let history: Vec<(u32, &str, Option<i32>)> = st
+    let history: Vec<(u32, String, Option<i32>)> = st
         .history()
-        .map(|j| (j.id, j.file.as_str(), j.exit_code))
+        .map(|j| (j.id, j.file().into_owned(), j.exit_code))
         .collect();
     assert_eq!(
         history,
         [
-            (7, files[6].as_str(), Some(1)),
-            (8, files[7].as_str(), Some(0))
+            (7, files[6].clone(), Some(1)),
+            (8, files[7].clone(), Some(0))
         ]
     );
     // Every slot has been used and freed; a new job takes one over.
     st.apply(&get_cs(100, 1, "new.c"), T0 + 100);
     let job = st.job(100).expect("filed");
     assert_eq!(
-        (job.file.as_str(), job.state, job.server, job.end_ms),
+        (&*job.file(), job.state, job.server, job.end_ms),
         ("new.c", JobState::Waiting, None, None)
     );
     assert!(job.exit_code.is_none() && job.stats.is_none());
     assert_eq!(job.start_ms, T0 + 100);
     // A MON_JOB_BEGIN for an id never requested is filed with no file.
     st.apply(&begin(200, 2), T0 + 200);
-    assert_eq!(st.job(200).map(|j| j.file.as_str()), Some(""));
+    assert_eq!(st.job(200).map(|j| j.file_bytes()), Some(&b""[..]));
     st.check_invariants();
     assert_eq!(st.host(2).unwrap().compiled, 8);
 }

@@ -67,7 +67,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use icewatch::monitor::{
-    lock_state, run, ConnectOptions, Host, Job, JobState, SharedState, State, StateOptions, Target,
+    lock_state, run, ConnectOptions, Host, JobRef, JobState, SharedState, State, StateOptions,
+    Target,
 };
 use icewatch::protocol::text;
 use std::sync::{Arc, Mutex};
@@ -482,7 +483,7 @@ fn sees_the_build_job_for_job(st: &State, build: &Build) {
             spec.name
         );
     }
-    let history: BTreeMap<u32, &Job> = st.history().map(|j| (j.id, j)).collect();
+    let history: BTreeMap<u32, JobRef<'_>> = st.history().map(|j| (j.id, j)).collect();
     let client_id = host_named(st, CLIENT_DAEMON).id;
     for job in &build.jobs {
         let seen = history.get(&job.id).unwrap_or_else(|| {
@@ -494,7 +495,7 @@ fn sees_the_build_job_for_job(st: &State, build: &Build) {
                 server,
                 seen.client,
                 seen.state,
-                seen.file.ends_with(&job.file)
+                seen.file().ends_with(&job.file)
             ),
             (
                 Some(job.server),

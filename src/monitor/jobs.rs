@@ -3,12 +3,14 @@
 //!
 //! A job is written into a slot once, when it starts, and never moves:
 //! finishing it moves only its slot number into the history, and a job
-//! that leaves the history hands its slot, file name buffer included, to
-//! the next job that starts. So the steady state allocates nothing, and the
-//! id index (4 bytes an id, looked up by position: [`JobIndex`]) stays
-//! small enough for the caches however large the jobs are.
+//! that leaves the history hands its slot to the next job that starts.
+//! File names sit apart, back to back ([`Names`]). So the steady state
+//! allocates nothing, and the id index (4 bytes an id, looked up by
+//! position: [`JobIndex`]) stays small enough for the caches however large
+//! the jobs are.
 
-use super::state::{Job, JobState, MAX_HISTORY};
+use super::names::Names;
+use super::state::{Job, JobRef, JobState, MAX_HISTORY};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 
@@ -140,9 +142,6 @@ impl JobIndex {
     }
 }
 
-/// A file name buffer this large or larger is not kept for the next job.
-const KEPT_FILE_BYTES: usize = 256;
-
 /// Active jobs and the history, in one arena.
 #[derive(Debug)]
 pub(crate) struct Jobs {
@@ -154,6 +153,8 @@ pub(crate) struct Jobs {
     history: VecDeque<Slot>,
     /// Slots of jobs that left the history, for the next jobs.
     free: Vec<Slot>,
+    /// The file names of the jobs in `slots`.
+    names: Names,
     /// Jobs ever pushed to the history (the sequence number of the next one).
     pushed: u64,
     /// At most this many finished jobs are kept.
@@ -169,6 +170,7 @@ impl Jobs {
             active: JobIndex::default(),
             history: VecDeque::new(),
             free: Vec::new(),
+            names: Names::default(),
             pushed: 0,
             history_limit: history_limit.clamp(1, MAX_HISTORY),
         }
@@ -182,6 +184,11 @@ impl Jobs {
     /// The active job `id`.
     pub(crate) fn get(&self, id: u32) -> Option<&Job> {
         self.active.get(id).map(|slot| &self.slots[slot as usize])
+    }
+
+    /// `job` (of this table) with its file name.
+    pub(crate) fn lend<'a>(&'a self, job: &'a Job) -> JobRef<'a> {
+        JobRef::new(job, self.names.get(job.name))
     }
 
     /// The active job `id`, to change it.
@@ -238,7 +245,7 @@ impl Jobs {
     }
 
     /// Files a new active job `id` in `state`, started at `now_ms`, with the
-    /// file name `file` (lossy UTF-8). Returns its slot, and the slot of the
+    /// file name `file`. Returns its slot, and the slot of the
     /// job the id named until now, if any: that one is no longer active
     /// (its caller ends it).
     pub(crate) fn start(
@@ -250,13 +257,7 @@ impl Jobs {
     ) -> (Slot, Option<Slot>) {
         let slot = match self.free.pop() {
             Some(slot) => {
-                let job = &mut self.slots[slot as usize];
-                let mut name = std::mem::take(&mut job.file);
-                if name.capacity() >= KEPT_FILE_BYTES {
-                    name = String::new();
-                }
-                *job = Job::new(id, state, now_ms);
-                job.file = name;
+                self.slots[slot as usize] = Job::new(id, state, now_ms);
                 slot
             }
             None => {
@@ -266,12 +267,8 @@ impl Jobs {
                 slot
             }
         };
-        let name = &mut self.slots[slot as usize].file;
-        name.clear();
-        match std::str::from_utf8(file) {
-            Ok(t) => name.push_str(t),
-            Err(_) => name.push_str(&String::from_utf8_lossy(file)),
-        }
+        let name = self.names.add(file, slot, &mut self.slots);
+        self.slots[slot as usize].name = name;
         (slot, self.active.insert(id, slot))
     }
 
@@ -286,6 +283,8 @@ impl Jobs {
     pub(crate) fn retire(&mut self, slot: Slot) {
         if self.history.len() >= self.history_limit {
             if let Some(old) = self.history.pop_front() {
+                let name = std::mem::take(&mut self.slots[old as usize].name);
+                self.names.remove(name);
                 self.free.push(old);
             }
         }

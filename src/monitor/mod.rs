@@ -35,6 +35,7 @@
 mod change;
 pub mod connection;
 mod jobs;
+mod names;
 mod snapshot;
 mod state;
 pub mod target;
@@ -43,8 +44,8 @@ pub use change::ChangeSet;
 pub use connection::{run, ConnectError, ConnectOptions, Connection};
 pub use snapshot::{Diff, HostDelta, JobDelta, Link, Snapshot, SNAPSHOT_HISTORY};
 pub use state::{
-    Host, Job, JobState, JobStats, SchedulerStatus, State, StateOptions, Totals, CHANGE_LIMIT,
-    MAX_ACTIVE_JOBS, MAX_HISTORY, MAX_HOSTS, OFFLINE_HOST_LIMIT,
+    Host, Job, JobRef, JobState, JobStats, SchedulerStatus, State, StateOptions, Totals,
+    CHANGE_LIMIT, MAX_ACTIVE_JOBS, MAX_HISTORY, MAX_HOSTS, OFFLINE_HOST_LIMIT,
 };
 pub use target::{Target, TargetError, DEFAULT_NETNAME, DEFAULT_PORT};
 

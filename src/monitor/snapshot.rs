@@ -5,7 +5,7 @@
 //! its lock; nothing is copied but the small totals and link records.
 
 use super::change::ChangeSet;
-use super::state::{Host, Job, JobSeen, SchedulerStatus, State, Totals};
+use super::state::{Host, JobRef, JobSeen, SchedulerStatus, State, Totals};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 /// How many finished jobs a snapshot carries (the newest).
@@ -35,9 +35,9 @@ pub struct Snapshot<'a> {
     /// Links with at least one active job.
     pub links: Vec<Link>,
     /// Active jobs: waiting, compiling, local.
-    pub jobs: Vec<&'a Job>,
+    pub jobs: Vec<JobRef<'a>>,
     /// The newest finished jobs.
-    pub history: Vec<&'a Job>,
+    pub history: Vec<JobRef<'a>>,
     /// Cluster totals.
     pub totals: Totals,
 }
@@ -95,7 +95,7 @@ impl State {
             .map(|((from, to), active)| Link { from, to, active })
             .collect();
         links.sort_unstable_by_key(|l| (l.from, l.to));
-        let mut jobs: Vec<&Job> = self.jobs().collect();
+        let mut jobs: Vec<JobRef<'_>> = self.jobs().collect();
         jobs.sort_unstable_by_key(|j| j.id);
         let history = self.history();
         let skip = history.len().saturating_sub(SNAPSHOT_HISTORY);
@@ -112,7 +112,7 @@ impl State {
     /// The diff of `changes` (from [`State::take_changes`] under the same
     /// lock): objects as they are now, ids that are gone as removals, each
     /// list sorted by id.
-    pub fn diff(&self, changes: &ChangeSet) -> Diff<'_> {
+    pub fn diff<'a>(&'a self, changes: &ChangeSet) -> Diff<'a> {
         let mut hosts = Vec::new();
         let mut hosts_removed = Vec::new();
         for &id in &changes.hosts {
@@ -124,7 +124,7 @@ impl State {
                 None => hosts_removed.push(id),
             }
         }
-        let (mut links, mut jobs): (Vec<Link>, Vec<&Job>) = if changes.overflow {
+        let (mut links, mut jobs): (Vec<Link>, Vec<JobRef<'_>>) = if changes.overflow {
             let links = self
                 .links()
                 .map(|((from, to), active)| Link { from, to, active });
@@ -142,9 +142,9 @@ impl State {
         hosts_removed.sort_unstable();
         links.sort_unstable_by_key(|l| (l.from, l.to));
         jobs.sort_unstable_by_key(|j| j.id);
-        let delta = |job| JobDelta {
+        let delta = |job: JobRef<'a>| JobDelta {
             now: job,
-            before: self.published_job(job),
+            before: self.published_job(&job),
         };
         Diff {
             scheduler: changes.scheduler.then(|| self.scheduler()),
@@ -218,7 +218,7 @@ impl Serialize for HostDelta<'_> {
 #[derive(Clone, Copy, Debug)]
 pub struct JobDelta<'a> {
     /// The job now.
-    pub now: &'a Job,
+    pub now: JobRef<'a>,
     /// What the client last saw of it, if it saw it.
     before: Option<JobSeen>,
 }
@@ -230,16 +230,16 @@ impl Serialize for JobDelta<'_> {
 }
 
 /// A job as JSON: its statistics are flattened and null until it ends.
-impl Serialize for Job {
+impl Serialize for JobRef<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serialize_job(self, None, serializer)
+        serialize_job(*self, None, serializer)
     }
 }
 
 /// `job` whole, or, if the client saw it as `before`, its id and the fields
 /// that changed since.
 fn serialize_job<S: Serializer>(
-    job: &Job,
+    job: JobRef<'_>,
     before: Option<JobSeen>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
@@ -247,7 +247,7 @@ fn serialize_job<S: Serializer>(
     s.serialize_entry("id", &job.id)?;
     // The file, language and client never change.
     if before.is_none() {
-        s.serialize_entry("file", &*job.file)?;
+        s.serialize_entry("file", &job.file())?;
         s.serialize_entry("lang", &job.lang.map(|l| l.name()))?;
         s.serialize_entry("client", &job.client)?;
     }

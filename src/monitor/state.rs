@@ -10,6 +10,7 @@
 
 use super::change::ChangeSet;
 use super::jobs::{Jobs, Slot};
+use super::names::Name;
 use crate::protocol::stats::HostStats;
 use crate::protocol::{JobDone, Language, Message, EXIT_CODE_HOST_GONE};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -293,8 +294,8 @@ pub(crate) struct Raised {
 pub struct Job {
     /// The scheduler's id (one counter for remote and local jobs).
     pub id: u32,
-    /// Source file (remote jobs) or output file (local jobs); empty if never seen.
-    pub file: String,
+    /// Where its file name lies (read it with [`JobRef::file`]).
+    pub(crate) name: Name,
     /// Source language; `None` for local jobs and jobs first seen mid-way.
     pub lang: Option<Language>,
     /// Submitting host; `None` if the job was first seen mid-way.
@@ -337,7 +338,7 @@ impl Job {
     pub(super) fn new(id: u32, state: JobState, now_ms: u64) -> Job {
         Job {
             id,
-            file: String::new(),
+            name: Name::default(),
             lang: None,
             client: None,
             server: None,
@@ -350,6 +351,44 @@ impl Job {
             gen: 0,
             seen: None,
         }
+    }
+}
+
+/// A job as [`State`] lends it out: its record (the fields of [`Job`],
+/// through `Deref`) and its file name.
+#[derive(Clone, Copy, Debug)]
+pub struct JobRef<'a> {
+    job: &'a Job,
+    file: &'a [u8],
+}
+
+impl<'a> JobRef<'a> {
+    pub(crate) fn new(job: &'a Job, file: &'a [u8]) -> JobRef<'a> {
+        JobRef { job, file }
+    }
+
+    /// Source file (remote jobs) or output file (local jobs), bytes that
+    /// are not UTF-8 replaced by U+FFFD; empty if never seen.
+    pub fn file(&self) -> std::borrow::Cow<'a, str> {
+        String::from_utf8_lossy(self.file)
+    }
+
+    /// The file name as the scheduler sent it.
+    pub fn file_bytes(&self) -> &'a [u8] {
+        self.file
+    }
+
+    /// The job's record alone.
+    pub fn job(&self) -> &'a Job {
+        self.job
+    }
+}
+
+impl std::ops::Deref for JobRef<'_> {
+    type Target = Job;
+
+    fn deref(&self) -> &Job {
+        self.job
     }
 }
 
@@ -1047,18 +1086,18 @@ impl State {
     }
 
     /// Active jobs (waiting, compiling, local), in no particular order.
-    pub fn jobs(&self) -> impl Iterator<Item = &Job> {
-        self.jobs.active()
+    pub fn jobs(&self) -> impl Iterator<Item = JobRef<'_>> {
+        self.jobs.active().map(|j| self.jobs.lend(j))
     }
 
     /// One active job.
-    pub fn job(&self, id: u32) -> Option<&Job> {
-        self.jobs.get(id)
+    pub fn job(&self, id: u32) -> Option<JobRef<'_>> {
+        self.jobs.get(id).map(|j| self.jobs.lend(j))
     }
 
     /// Finished jobs, oldest first, at most `history_limit`.
-    pub fn history(&self) -> impl DoubleEndedIterator<Item = &Job> + ExactSizeIterator {
-        self.jobs.history()
+    pub fn history(&self) -> impl DoubleEndedIterator<Item = JobRef<'_>> + ExactSizeIterator {
+        self.jobs.history().map(|j| self.jobs.lend(j))
     }
 
     /// Links: `(submitter, server)` → remote jobs compiling, only non-zero.
@@ -1113,8 +1152,8 @@ impl State {
     }
 
     /// Finished jobs with history sequence number `from` or later, oldest first.
-    pub(crate) fn history_since(&self, from: u64) -> impl Iterator<Item = &Job> {
-        self.jobs.history_since(from)
+    pub(crate) fn history_since(&self, from: u64) -> impl Iterator<Item = JobRef<'_>> {
+        self.jobs.history_since(from).map(|j| self.jobs.lend(j))
     }
 
     // ---- messages ----

@@ -4,7 +4,7 @@
 //! which the snapshot tests pin.
 
 use super::websocket::Render;
-use crate::monitor::{ChangeSet, Job, JobState, State};
+use crate::monitor::{ChangeSet, JobRef, JobState, State};
 use serde::Serialize;
 
 /// A WebSocket message: `{"type": kind, "seq": seq, ...body}`.
@@ -154,7 +154,7 @@ pub fn jobs(state: &State, query: &JobQuery) -> String {
             .map(|h| h.id)
             .collect(),
     });
-    let wanted = |job: &&Job| {
+    let wanted = |job: &JobRef<'_>| {
         query
             .states
             .as_ref()
@@ -164,9 +164,9 @@ pub fn jobs(state: &State, query: &JobQuery) -> String {
                     .any(|id| job.client == Some(*id) || job.server == Some(*id))
             })
     };
-    let mut active: Vec<&Job> = state.jobs().filter(wanted).collect();
+    let mut active: Vec<JobRef<'_>> = state.jobs().filter(wanted).collect();
     active.sort_unstable_by_key(|j| std::cmp::Reverse((j.start_ms, j.id)));
-    let list: Vec<&Job> = active
+    let list: Vec<JobRef<'_>> = active
         .into_iter()
         .chain(state.history().rev().filter(wanted))
         .take(query.limit)

@@ -369,9 +369,16 @@ pub fn assert_basic_final_state(st: &State, agreed: u32) {
     let failed: Vec<_> = newest
         .iter()
         .filter(|j| j.exit_code.is_some_and(|c| c != 0))
-        .map(|j| (j.id, j.exit_code, j.client, j.file.rsplit('/').next()))
+        .map(|j| {
+            (
+                j.id,
+                j.exit_code,
+                j.client,
+                j.file().rsplit('/').next().map(str::to_owned),
+            )
+        })
         .collect();
-    assert_eq!(failed, [(21, Some(1), Some(1), Some("bad.c"))]);
+    assert_eq!(failed, [(21, Some(1), Some(1), Some("bad.c".to_owned()))]);
     let mut local: Vec<_> = newest
         .iter()
         .filter(|j| j.state == icewatch::monitor::JobState::LocalFinished)

@@ -1,0 +1,267 @@
+//! [`Names`]: the file names of the jobs of a [`Jobs`](super::jobs::Jobs)
+//! arena, back to back in chunks of bytes rather than one heap buffer each.
+//!
+//! A name is written once, where the previous one ended, so consecutive
+//! jobs write consecutive bytes: the prefetcher streams them, where
+//! 100,000 separate buffers, each last touched 100,000 jobs ago, cost a
+//! cache miss apiece (and an allocation apiece until the history is full).
+//! A chunk whose names have all gone is reused. A few long-lived names must
+//! not hold many chunks: once chunks hold more than twice the bytes still
+//! in use, the sparse ones are emptied into the newest, so memory stays
+//! proportional to the names in use whatever the jobs do.
+//!
+//! Names are kept as the scheduler sent them; readers decode them (lossy
+//! UTF-8, see [`JobRef::file`](super::JobRef::file)), so the many names
+//! nobody reads are never validated.
+
+use super::jobs::Slot;
+use super::state::Job;
+
+/// Bytes of a chunk (a longer name gets a chunk of its own size).
+const CHUNK: usize = 64 * 1024;
+
+/// Free chunks kept with their buffers, ready for the next names.
+const SPARE_CHUNKS: usize = 2;
+
+/// Where a job's name lies: `len` bytes at `at` in chunk `chunk`. The empty
+/// name (the default) lies nowhere.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Name {
+    chunk: u32,
+    at: u32,
+    len: u32,
+}
+
+#[derive(Debug, Default)]
+struct Chunk {
+    bytes: Vec<u8>,
+    /// Bytes of its names still in use.
+    live: usize,
+    /// Every name written to it since it was last emptied: the slot whose
+    /// job it was written for, and where (the job may have left since).
+    names: Vec<(Slot, u32)>,
+    in_use: bool,
+}
+
+/// The names of a job arena. Each method that may move names takes the
+/// arena's slots, to point their jobs at the new places.
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    chunks: Vec<Chunk>,
+    /// The chunk being written, if any.
+    current: Option<u32>,
+    /// Chunks not in use (with a buffer only the first [`SPARE_CHUNKS`]).
+    free: Vec<u32>,
+    /// Bytes of names in use.
+    live: usize,
+    /// Bytes of the buffers of the chunks in use.
+    held: usize,
+    /// For copying a name between two chunks.
+    scratch: Vec<u8>,
+}
+
+impl Names {
+    /// The bytes of `name`.
+    pub(crate) fn get(&self, name: Name) -> &[u8] {
+        if name.len == 0 {
+            return &[];
+        }
+        let at = name.at as usize;
+        &self.chunks[name.chunk as usize].bytes[at..at + name.len as usize]
+    }
+
+    /// Stores `bytes` as the name of the job in `slot` and returns where.
+    pub(crate) fn add(&mut self, bytes: &[u8], slot: Slot, slots: &mut [Job]) -> Name {
+        if bytes.is_empty() {
+            return Name::default();
+        }
+        if self.held > 2 * self.live + 4 * CHUNK {
+            self.compact(slots);
+        }
+        self.write(bytes, slot)
+    }
+
+    /// The job that had `name` no longer needs it.
+    pub(crate) fn remove(&mut self, name: Name) {
+        if name.len == 0 {
+            return;
+        }
+        let c = &mut self.chunks[name.chunk as usize];
+        c.live -= name.len as usize;
+        self.live -= name.len as usize;
+        if c.live == 0 && self.current != Some(name.chunk) {
+            self.recycle(name.chunk);
+        }
+    }
+
+    /// Appends `bytes` to the current chunk, or to a new one if it has no
+    /// room left.
+    fn write(&mut self, bytes: &[u8], slot: Slot) -> Name {
+        let chunk = match self.current {
+            Some(i) if self.chunks[i as usize].room() >= bytes.len() => i,
+            _ => self.next_chunk(bytes.len()),
+        };
+        let c = &mut self.chunks[chunk as usize];
+        let at = c.bytes.len() as u32;
+        c.bytes.extend_from_slice(bytes);
+        c.live += bytes.len();
+        c.names.push((slot, at));
+        self.live += bytes.len();
+        Name {
+            chunk,
+            at,
+            len: bytes.len() as u32,
+        }
+    }
+
+    /// Makes a chunk with room for `len` bytes the current one.
+    fn next_chunk(&mut self, len: usize) -> u32 {
+        if let Some(old) = self.current.take() {
+            if self.chunks[old as usize].live == 0 {
+                self.recycle(old);
+            }
+        }
+        let i = self.free.pop().unwrap_or_else(|| {
+            self.chunks.push(Chunk::default());
+            (self.chunks.len() - 1) as u32
+        });
+        let c = &mut self.chunks[i as usize];
+        c.bytes.reserve_exact(len.max(CHUNK));
+        c.in_use = true;
+        self.held += c.bytes.capacity();
+        self.current = Some(i);
+        i
+    }
+
+    /// Returns the emptied chunk `i` to the free ones.
+    fn recycle(&mut self, i: u32) {
+        let spare = self.free.len() < SPARE_CHUNKS;
+        let c = &mut self.chunks[i as usize];
+        debug_assert_eq!(c.live, 0);
+        self.held -= c.bytes.capacity();
+        c.in_use = false;
+        c.bytes.clear();
+        c.names.clear();
+        if !spare || c.bytes.capacity() > CHUNK {
+            c.bytes = Vec::new();
+            c.names = Vec::new();
+        }
+        self.free.push(i);
+    }
+
+    /// Moves the names still in use out of every chunk at most half in use
+    /// (but the current one) into the current one, and frees those chunks.
+    fn compact(&mut self, slots: &mut [Job]) {
+        let sparse: Vec<u32> = (0..self.chunks.len() as u32)
+            .filter(|&i| {
+                let c = &self.chunks[i as usize];
+                c.in_use && self.current != Some(i) && c.live * 2 <= c.bytes.capacity()
+            })
+            .collect();
+        for i in sparse {
+            let names = std::mem::take(&mut self.chunks[i as usize].names);
+            for &(slot, at) in &names {
+                let job = &mut slots[slot as usize];
+                if job.name.len == 0 || job.name.chunk != i || job.name.at != at {
+                    continue;
+                }
+                let old = job.name;
+                let mut bytes = std::mem::take(&mut self.scratch);
+                bytes.clear();
+                bytes.extend_from_slice(self.get(old));
+                job.name = self.write(&bytes, slot);
+                self.scratch = bytes;
+                self.chunks[i as usize].live -= old.len as usize;
+                self.live -= old.len as usize;
+            }
+            self.chunks[i as usize].names = names;
+            self.recycle(i);
+        }
+    }
+
+    /// (bytes of names in use, bytes of the chunks in use), for tests.
+    #[cfg(test)]
+    fn usage(&self) -> (usize, usize) {
+        (self.live, self.held)
+    }
+}
+
+impl Chunk {
+    /// Bytes that still fit without growing the buffer.
+    fn room(&self) -> usize {
+        self.bytes.capacity() - self.bytes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Names, CHUNK};
+    use crate::monitor::state::{Job, JobState};
+    use proptest::prelude::*;
+
+    fn name_of(n: u32, len: usize) -> Vec<u8> {
+        let mut v = format!("job{n}/").into_bytes();
+        v.resize(len.max(v.len()), b'a' + (n % 26) as u8);
+        v
+    }
+
+    proptest! {
+        /// Whatever names come and go, each job reads back its own, and the
+        /// chunks never hold much more than twice the bytes in use.
+        #[test]
+        fn every_job_reads_its_own_name_and_memory_stays_bounded(
+            ops in proptest::collection::vec((0usize..64, 0usize..3000, any::<bool>()), 1..600)
+        ) {
+            let mut slots: Vec<Job> = (0..64).map(|i| Job::new(i, JobState::Waiting, 0)).collect();
+            let mut want: Vec<Option<Vec<u8>>> = vec![None; 64];
+            let mut names = Names::default();
+            for (n, (slot, len, long)) in ops.into_iter().enumerate() {
+                // Mostly short names, now and then one longer than a chunk.
+                let len = if long && len < 20 { CHUNK + len } else { len % 200 };
+                let old = std::mem::take(&mut slots[slot].name);
+                names.remove(old);
+                if want[slot].take().is_some() && n % 3 == 0 {
+                    continue;
+                }
+                let bytes = name_of(n as u32, len);
+                slots[slot].name = names.add(&bytes, slot as u32, &mut slots);
+                want[slot] = Some(bytes);
+                for (s, w) in want.iter().enumerate() {
+                    let got = names.get(slots[s].name);
+                    prop_assert_eq!(got, w.as_deref().unwrap_or(&[]), "slot {}", s);
+                }
+                let (live, held) = names.usage();
+                let longest = want.iter().flatten().map(Vec::len).max().unwrap_or(0);
+                prop_assert!(held <= 2 * live + 5 * CHUNK + 2 * longest, "{} held for {} live", held, live);
+            }
+        }
+    }
+
+    #[test]
+    fn names_kept_for_long_do_not_keep_their_chunks() {
+        // Slot 0 takes one name after another; every 700th name (about one
+        // a chunk) stays, in a slot of its own, as if its job never ended.
+        let mut slots: Vec<Job> = (0..200)
+            .map(|i| Job::new(i, JobState::Waiting, 0))
+            .collect();
+        let mut names = Names::default();
+        let mut kept = Vec::new();
+        for n in 0..100_000u32 {
+            let bytes = name_of(n, 100);
+            let slot = if n % 700 == 0 { kept.len() + 1 } else { 0 };
+            if slot == 0 {
+                let old = std::mem::take(&mut slots[0].name);
+                names.remove(old);
+            } else {
+                kept.push(bytes.clone());
+            }
+            slots[slot].name = names.add(&bytes, slot as u32, &mut slots);
+        }
+        for (i, bytes) in kept.iter().enumerate() {
+            assert_eq!(names.get(slots[i + 1].name), &bytes[..]);
+        }
+        let (live, held) = names.usage();
+        assert_eq!(live, 100 * (kept.len() + 1));
+        assert!(held <= 6 * CHUNK, "{held} bytes held for {live}");
+    }
+}
