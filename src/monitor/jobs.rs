@@ -231,7 +231,8 @@ impl Jobs {
     pub(crate) fn history_since(&self, from: u64) -> impl Iterator<Item = &Job> {
         let first = self.pushed - self.history.len() as u64;
         let skip = usize::try_from(from.saturating_sub(first)).unwrap_or(usize::MAX);
-        self.history().skip(skip)
+        let kept = self.history.range(skip.min(self.history.len())..);
+        kept.map(|&slot| &self.slots[slot as usize])
     }
 
     /// The sequence number the next finished job will have.

@@ -97,14 +97,15 @@ impl State {
         links.sort_unstable_by_key(|l| (l.from, l.to));
         let mut jobs: Vec<JobRef<'_>> = self.jobs().collect();
         jobs.sort_unstable_by_key(|j| j.id);
-        let history = self.history();
-        let skip = history.len().saturating_sub(SNAPSHOT_HISTORY);
+        // Taken from the end: skipping the older ones would read them all.
+        let mut history: Vec<JobRef<'_>> = self.history().rev().take(SNAPSHOT_HISTORY).collect();
+        history.reverse();
         Snapshot {
             scheduler: self.scheduler(),
             hosts,
             links,
             jobs,
-            history: history.skip(skip).collect(),
+            history,
             totals: self.totals(),
         }
     }
