@@ -129,6 +129,33 @@ fn hosts_and_jobs_already_published_are_sent_as_their_changed_fields_until_chang
 }
 
 #[test]
+fn a_job_that_takes_over_the_record_of_a_published_one_goes_out_whole() {
+    // With a history of one, job 42 is filed where job 40 was.
+    let mut feed = Feed::with_history(1);
+    feed.small_cluster();
+    let publish = |feed: &Feed, seq| -> Value {
+        let text = lock_state(&feed.state).diff_message(seq).expect("a diff");
+        serde_json::from_str(&text).expect("valid JSON")
+    };
+    publish(&feed, 1);
+    feed.request(40, 1, "src/a.c");
+    assert_eq!(publish(&feed, 2)["jobs"][0]["file"], "src/a.c");
+    feed.begin(40, 2);
+    feed.done(40, 0);
+    feed.remote_job(41, 1, 2, "src/b.c", 0);
+    feed.request(42, 1, "src/c.c");
+    let diff = publish(&feed, 3);
+    let job = diff["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["id"] == 42))
+        .expect("job 42");
+    assert_eq!(
+        (&job["file"], &job["client"]),
+        (&"src/c.c".into(), &1.into())
+    );
+}
+
+#[test]
 fn no_change_gives_no_diff() {
     let mut feed = Feed::new();
     feed.small_cluster();

@@ -10,7 +10,7 @@
 //! the jobs are.
 
 use super::names::Names;
-use super::state::{Job, JobRef, JobState, MAX_HISTORY};
+use super::state::{Job, JobRef, JobSeen, JobState, MAX_HISTORY};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 
@@ -155,6 +155,12 @@ pub(crate) struct Jobs {
     free: Vec<Slot>,
     /// The file names of the jobs in `slots`.
     names: Names,
+    /// By slot, the job as the last published diff showed it: apart from
+    /// the jobs, which it would make a third larger, and touched only by a
+    /// publisher. Valid if its serial is the slot's job's.
+    seen: Vec<Option<JobSeen>>,
+    /// The serial number of the next job (wrapping).
+    serial: u32,
     /// Jobs ever pushed to the history (the sequence number of the next one).
     pushed: u64,
     /// At most this many finished jobs are kept.
@@ -171,6 +177,8 @@ impl Jobs {
             history: VecDeque::new(),
             free: Vec::new(),
             names: Names::default(),
+            seen: Vec::new(),
+            serial: 0,
             pushed: 0,
             history_limit: history_limit.clamp(1, MAX_HISTORY),
         }
@@ -186,9 +194,40 @@ impl Jobs {
         self.active.get(id).map(|slot| &self.slots[slot as usize])
     }
 
-    /// `job` (of this table) with its file name.
-    pub(crate) fn lend<'a>(&'a self, job: &'a Job) -> JobRef<'a> {
-        JobRef::new(job, self.names.get(job.name))
+    /// The job in `slot` with its file name.
+    pub(crate) fn lend(&self, slot: Slot) -> JobRef<'_> {
+        let job = &self.slots[slot as usize];
+        JobRef::new(job, self.names.get(job.name), slot)
+    }
+
+    /// The slot of the active job `id`.
+    pub(crate) fn slot_of(&self, id: u32) -> Option<Slot> {
+        self.active.get(id)
+    }
+
+    /// What the last published diff showed of the job in `slot`, if it
+    /// showed this job.
+    pub(crate) fn seen(&self, slot: Slot) -> Option<JobSeen> {
+        let seen = self.seen.get(slot as usize).copied().flatten()?;
+        (seen.serial == self.slots[slot as usize].serial).then_some(seen)
+    }
+
+    /// Records `seen(job)` as published for the active jobs `ids`, or all
+    /// of them.
+    pub(crate) fn mark_seen(&mut self, ids: Option<&[u32]>, seen: impl Fn(&Job) -> JobSeen) {
+        if self.seen.len() < self.slots.len() {
+            self.seen.resize(self.slots.len(), None);
+        }
+        let mut mark = |slot: Slot| {
+            self.seen[slot as usize] = Some(seen(&self.slots[slot as usize]));
+        };
+        match ids {
+            Some(ids) => ids
+                .iter()
+                .filter_map(|&id| self.active.get(id))
+                .for_each(&mut mark),
+            None => self.active.slots().for_each(&mut mark),
+        }
     }
 
     /// The active job `id`, to change it.
@@ -208,11 +247,9 @@ impl Jobs {
         self.active.slots().map(|slot| &self.slots[slot as usize])
     }
 
-    /// Calls `f` on every active job.
-    pub(crate) fn for_each_active_mut(&mut self, mut f: impl FnMut(&mut Job)) {
-        for slot in self.active.slots() {
-            f(&mut self.slots[slot as usize]);
-        }
+    /// Slots of the active jobs, in no particular order.
+    pub(crate) fn active_slots(&self) -> impl Iterator<Item = Slot> + '_ {
+        self.active.slots()
     }
 
     /// Ids of the active jobs for which `keep` is true, in id order.
@@ -222,17 +259,17 @@ impl Jobs {
         ids
     }
 
-    /// Finished jobs, oldest first.
-    pub(crate) fn history(&self) -> impl DoubleEndedIterator<Item = &Job> + ExactSizeIterator + '_ {
-        self.history.iter().map(|&slot| &self.slots[slot as usize])
+    /// Slots of the finished jobs, oldest first.
+    pub(crate) fn history(&self) -> impl DoubleEndedIterator<Item = Slot> + ExactSizeIterator + '_ {
+        self.history.iter().copied()
     }
 
-    /// Finished jobs with history sequence number `from` or later, oldest first.
-    pub(crate) fn history_since(&self, from: u64) -> impl Iterator<Item = &Job> {
+    /// Slots of the finished jobs with history sequence number `from` or
+    /// later, oldest first.
+    pub(crate) fn history_since(&self, from: u64) -> impl Iterator<Item = Slot> + '_ {
         let first = self.pushed - self.history.len() as u64;
         let skip = usize::try_from(from.saturating_sub(first)).unwrap_or(usize::MAX);
-        let kept = self.history.range(skip.min(self.history.len())..);
-        kept.map(|&slot| &self.slots[slot as usize])
+        self.history.range(skip.min(self.history.len())..).copied()
     }
 
     /// The sequence number the next finished job will have.
@@ -269,7 +306,10 @@ impl Jobs {
             }
         };
         let name = self.names.add(file, slot, &mut self.slots);
-        self.slots[slot as usize].name = name;
+        let job = &mut self.slots[slot as usize];
+        job.name = name;
+        job.serial = self.serial;
+        self.serial = self.serial.wrapping_add(1);
         (slot, self.active.insert(id, slot))
     }
 

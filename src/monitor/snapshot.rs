@@ -145,7 +145,7 @@ impl State {
         jobs.sort_unstable_by_key(|j| j.id);
         let delta = |job: JobRef<'a>| JobDelta {
             now: job,
-            before: self.published_job(&job),
+            before: self.published_job(job),
         };
         Diff {
             scheduler: changes.scheduler.then(|| self.scheduler()),

@@ -17,6 +17,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 use slab::Slab;
 use std::collections::VecDeque;
+use std::num::{NonZeroU16, NonZeroU32};
 
 /// How many offline hosts are kept (shown as offline) before the oldest go.
 pub const OFFLINE_HOST_LIMIT: usize = 1024;
@@ -29,7 +30,9 @@ const ENDED_EARLY_LIMIT: usize = 1 << 16;
 /// unknown outcome (a real cluster never comes near; a broken stream could).
 pub const MAX_ACTIVE_JOBS: usize = 1 << 18;
 /// At most this many hosts; a scheduler announcing more is not believed.
-pub const MAX_HOSTS: usize = 1 << 16;
+/// (One less than 2^16, so that a job's record can name a host's slot, or
+/// none, in two bytes.)
+pub const MAX_HOSTS: usize = (1 << 16) - 1;
 /// A change set listing more jobs or links than this collapses into "send a
 /// snapshot" (see [`ChangeSet::is_reset`]), so a state whose changes are
 /// never taken still stays bounded.
@@ -284,9 +287,39 @@ impl From<&JobDone> for JobStats {
 /// any job counts on it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Raised {
-    client_pending: Option<HostSlot>,
-    server_active: Option<HostSlot>,
-    link: Option<LinkSlot>,
+    // Each slot plus one, so that `None` takes no room of its own: the
+    // record of every job ever kept carries these.
+    client_pending: Option<NonZeroU16>,
+    server_active: Option<NonZeroU16>,
+    link: Option<NonZeroU32>,
+}
+
+impl Raised {
+    fn client_pending(&self) -> Option<HostSlot> {
+        self.client_pending.map(|s| s.get() - 1)
+    }
+
+    fn server_active(&self) -> Option<HostSlot> {
+        self.server_active.map(|s| s.get() - 1)
+    }
+
+    fn link(&self) -> Option<LinkSlot> {
+        self.link.map(|s| s.get() - 1)
+    }
+
+    // Host slots are below MAX_HOSTS < u16::MAX, link slots below the
+    // number of links, far below u32::MAX: plus one never wraps.
+    fn set_client_pending(&mut self, slot: HostSlot) {
+        self.client_pending = NonZeroU16::new(slot.wrapping_add(1));
+    }
+
+    fn set_server_active(&mut self, slot: HostSlot) {
+        self.server_active = NonZeroU16::new(slot.wrapping_add(1));
+    }
+
+    fn set_link(&mut self, slot: LinkSlot) {
+        self.link = NonZeroU32::new(slot.wrapping_add(1));
+    }
 }
 
 /// A compile job, remote or local.
@@ -314,9 +347,12 @@ pub struct Job {
     /// What the server reported at the end.
     pub stats: Option<JobStats>,
     pub(crate) raised: Raised,
-    pub(crate) gen: u64,
-    /// The job as the last published diff showed it.
-    pub(crate) seen: Option<JobSeen>,
+    /// The low 32 bits of the publishing period it last changed in (a job
+    /// would have to go unchanged for 2^32 periods, 13 years of 100 ms, to
+    /// be taken for one changed in this one).
+    pub(crate) gen: u32,
+    /// Tells it from the jobs its slot held before (see [`JobSeen`]).
+    pub(crate) serial: u32,
 }
 
 /// What of a job can change once it is published, as a diff showed it.
@@ -326,6 +362,8 @@ pub struct Job {
 pub(crate) struct JobSeen {
     /// [`State`]'s publishing epoch at the time: older marks are void.
     pub(crate) epoch: u32,
+    /// The job's [`Job::serial`].
+    pub(crate) serial: u32,
     pub(crate) server: Option<u32>,
     pub(crate) start_ms: u64,
     pub(crate) state: JobState,
@@ -349,7 +387,7 @@ impl Job {
             stats: None,
             raised: Raised::default(),
             gen: 0,
-            seen: None,
+            serial: 0,
         }
     }
 }
@@ -360,11 +398,12 @@ impl Job {
 pub struct JobRef<'a> {
     job: &'a Job,
     file: &'a [u8],
+    slot: Slot,
 }
 
 impl<'a> JobRef<'a> {
-    pub(crate) fn new(job: &'a Job, file: &'a [u8]) -> JobRef<'a> {
-        JobRef { job, file }
+    pub(crate) fn new(job: &'a Job, file: &'a [u8], slot: Slot) -> JobRef<'a> {
+        JobRef { job, file, slot }
     }
 
     /// Source file (remote jobs) or output file (local jobs), bytes that
@@ -685,8 +724,9 @@ impl Book {
     }
 
     fn touch_job(&mut self, job: &mut Job) {
-        if job.gen != self.gen && !self.changes.overflow {
-            job.gen = self.gen;
+        let gen = self.gen as u32;
+        if job.gen != gen && !self.changes.overflow {
+            job.gen = gen;
             self.changes.jobs.push(job.id);
             if self.changes.jobs.len() > CHANGE_LIMIT {
                 self.overflow();
@@ -737,7 +777,7 @@ impl Book {
                 c.pending += 1;
                 if let Some(slot) = job.client.and_then(|id| self.hosts.slot(id)) {
                     self.touch_slot(slot).pending += 1;
-                    job.raised.client_pending = Some(slot);
+                    job.raised.set_client_pending(slot);
                 }
             }
             JobState::Compiling | JobState::Local => {
@@ -749,14 +789,14 @@ impl Book {
                 if let Some(slot) = job.server.and_then(|id| self.hosts.slot(id)) {
                     self.touch_slot(slot).active += 1;
                     self.counts.busy += 1;
-                    job.raised.server_active = Some(slot);
+                    job.raised.set_server_active(slot);
                 }
                 if job.state == JobState::Compiling && job.raised.server_active.is_some() {
                     if let (Some(from), Some(to)) = (job.client, job.server) {
                         if self.hosts.contains(from) {
                             let slot = self.links.slot((from, to));
                             self.link(slot, true);
-                            job.raised.link = Some(slot);
+                            job.raised.set_link(slot);
                         }
                     }
                 }
@@ -776,16 +816,16 @@ impl Book {
             JobState::Finished | JobState::Failed | JobState::LocalFinished => {}
         }
         let raised = std::mem::take(&mut job.raised);
-        if let Some(slot) = raised.client_pending {
+        if let Some(slot) = raised.client_pending() {
             let h = self.touch_slot(slot);
             h.pending = h.pending.saturating_sub(1);
         }
-        if let Some(slot) = raised.server_active {
+        if let Some(slot) = raised.server_active() {
             let h = self.touch_slot(slot);
             h.active = h.active.saturating_sub(1);
             self.counts.busy = self.counts.busy.saturating_sub(1);
         }
-        if let Some(slot) = raised.link {
+        if let Some(slot) = raised.link() {
             self.link(slot, false);
         }
     }
@@ -899,8 +939,9 @@ impl State {
     }
 
     /// Job `job` as the last published diff showed it, if it did.
-    pub(crate) fn published_job(&self, job: &Job) -> Option<JobSeen> {
-        job.seen.filter(|seen| seen.epoch == self.published_epoch)
+    pub(crate) fn published_job(&self, job: JobRef<'_>) -> Option<JobSeen> {
+        let seen = self.jobs.seen(job.slot)?;
+        (seen.epoch == self.published_epoch).then_some(seen)
     }
 
     /// Records that the diff of `changes` was published: the next
@@ -908,26 +949,17 @@ impl State {
     /// only.
     pub fn mark_published(&mut self, changes: &ChangeSet) {
         let epoch = self.published_epoch;
-        let mark = |job: &mut Job| {
-            job.seen = Some(JobSeen {
-                epoch,
-                server: job.server,
-                start_ms: job.start_ms,
-                state: job.state,
-                end_ms: job.end_ms.is_some(),
-                exit_code: job.exit_code.is_some(),
-                stats: job.stats.is_some(),
-            });
-        };
-        if changes.overflow {
-            self.jobs.for_each_active_mut(mark);
-        } else {
-            for &id in &changes.jobs {
-                if let Some(job) = self.jobs.get_mut(id) {
-                    mark(job);
-                }
-            }
-        }
+        let ids = (!changes.overflow).then_some(&changes.jobs[..]);
+        self.jobs.mark_seen(ids, |job| JobSeen {
+            epoch,
+            serial: job.serial,
+            server: job.server,
+            start_ms: job.start_ms,
+            state: job.state,
+            end_ms: job.end_ms.is_some(),
+            exit_code: job.exit_code.is_some(),
+            stats: job.stats.is_some(),
+        });
         for &id in &changes.hosts {
             match self.book.hosts.get(id) {
                 Some(h) => match self.published.get_mut(&id) {
@@ -1087,17 +1119,17 @@ impl State {
 
     /// Active jobs (waiting, compiling, local), in no particular order.
     pub fn jobs(&self) -> impl Iterator<Item = JobRef<'_>> {
-        self.jobs.active().map(|j| self.jobs.lend(j))
+        self.jobs.active_slots().map(|slot| self.jobs.lend(slot))
     }
 
     /// One active job.
     pub fn job(&self, id: u32) -> Option<JobRef<'_>> {
-        self.jobs.get(id).map(|j| self.jobs.lend(j))
+        self.jobs.slot_of(id).map(|slot| self.jobs.lend(slot))
     }
 
     /// Finished jobs, oldest first, at most `history_limit`.
     pub fn history(&self) -> impl DoubleEndedIterator<Item = JobRef<'_>> + ExactSizeIterator {
-        self.jobs.history().map(|j| self.jobs.lend(j))
+        self.jobs.history().map(|slot| self.jobs.lend(slot))
     }
 
     /// Links: `(submitter, server)` → remote jobs compiling, only non-zero.
@@ -1153,7 +1185,9 @@ impl State {
 
     /// Finished jobs with history sequence number `from` or later, oldest first.
     pub(crate) fn history_since(&self, from: u64) -> impl Iterator<Item = JobRef<'_>> {
-        self.jobs.history_since(from).map(|j| self.jobs.lend(j))
+        self.jobs
+            .history_since(from)
+            .map(|slot| self.jobs.lend(slot))
     }
 
     // ---- messages ----
@@ -1382,7 +1416,7 @@ impl State {
     /// in the history.
     fn finish(&mut self, slot: Slot, end: End) {
         let job = self.jobs.slot_mut(slot);
-        let server_slot = job.raised.server_active;
+        let server_slot = job.raised.server_active();
         self.book.leave(job);
         let now = self.clock_ms;
         job.end_ms = Some(now);

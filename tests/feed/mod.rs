@@ -28,7 +28,12 @@ pub struct Feed {
 impl Feed {
     /// A state connected to a scheduler at `127.0.0.1:8765`.
     pub fn new() -> Feed {
-        let state = Arc::new(Mutex::new(State::new(StateOptions::default())));
+        Feed::with_history(StateOptions::default().history_limit)
+    }
+
+    /// [`Feed::new`], with a history of `history_limit` finished jobs.
+    pub fn with_history(history_limit: usize) -> Feed {
+        let state = Arc::new(Mutex::new(State::new(StateOptions { history_limit })));
         lock_state(&state).scheduler_connected("127.0.0.1:8765".into(), VERSION, START_MS);
         Feed {
             state,
