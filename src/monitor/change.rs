@@ -2,17 +2,19 @@
 //! [`State::take_changes`](super::State::take_changes), as ids only.
 //!
 //! Recording a change costs a comparison and at most one push per object and
-//! period (each host, job and link remembers the period it was last recorded
-//! in), so the hot path stays cheap however often an object changes. The
-//! objects themselves are read from the state when the set is turned into a
-//! [`Diff`](super::Diff).
+//! period (each host and job remembers the period it was last recorded in),
+//! so the hot path stays cheap however often an object changes; links are
+//! counted afresh when the set is taken and compared with the last count.
+//! The objects themselves are read from the state when the set is turned
+//! into a [`Diff`](super::Diff).
 
 /// Ids of what changed; turn it into JSON with [`State::diff`](super::State::diff).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChangeSet {
     /// Hosts added, changed or removed, each once, in the order they changed.
     pub(crate) hosts: Vec<u32>,
-    /// Links `(submitter, server)` whose count changed.
+    /// Links `(submitter, server)` whose count changed (as counted when the
+    /// set was taken), in order.
     pub(crate) links: Vec<(u32, u32)>,
     /// Jobs that started or changed state.
     pub(crate) jobs: Vec<u32>,
@@ -23,7 +25,7 @@ pub struct ChangeSet {
     pub(crate) reset: bool,
     /// An id may be listed twice (an object was dropped and made again).
     pub(crate) repeats: bool,
-    /// Too many jobs or links changed to list them: all of them count as changed.
+    /// Too many jobs changed to list them: all of them count as changed.
     pub(crate) overflow: bool,
 }
 
@@ -43,7 +45,6 @@ impl ChangeSet {
     pub(crate) fn sized_like(other: &ChangeSet) -> ChangeSet {
         ChangeSet {
             hosts: Vec::with_capacity(other.hosts.len()),
-            links: Vec::with_capacity(other.links.len()),
             jobs: Vec::with_capacity(other.jobs.len()),
             ..ChangeSet::default()
         }
@@ -116,9 +117,8 @@ impl ChangeSet {
 
     /// Whether a publisher should send a fresh snapshot rather than this
     /// diff: a new scheduler session replaced every host (the diff is still
-    /// complete), or so much changed that the set stopped listing jobs and
-    /// links (the diff then carries them all, but links that ended are not
-    /// in it).
+    /// complete), or so much changed that the set stopped listing jobs (the
+    /// diff then carries every active job).
     pub fn is_reset(&self) -> bool {
         self.reset
     }

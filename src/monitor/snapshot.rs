@@ -125,19 +125,20 @@ impl State {
                 None => hosts_removed.push(id),
             }
         }
-        let (mut links, mut jobs): (Vec<Link>, Vec<JobRef<'_>>) = if changes.overflow {
-            let links = self
-                .links()
-                .map(|((from, to), active)| Link { from, to, active });
-            (links.collect(), self.jobs().collect())
-        } else {
-            let links = changes.links.iter().map(|&(from, to)| Link {
+        let counts = self.link_counts();
+        let mut links: Vec<Link> = changes
+            .links
+            .iter()
+            .map(|&(from, to)| Link {
                 from,
                 to,
-                active: self.link(from, to),
-            });
-            let jobs = changes.jobs.iter().filter_map(|&id| self.job(id));
-            (links.collect(), jobs.collect())
+                active: counts.get(&(from, to)).copied().unwrap_or(0),
+            })
+            .collect();
+        let mut jobs: Vec<JobRef<'_>> = if changes.overflow {
+            self.jobs().collect()
+        } else {
+            changes.jobs.iter().filter_map(|&id| self.job(id)).collect()
         };
         hosts.sort_unstable_by_key(|h| h.now.id);
         hosts_removed.sort_unstable();

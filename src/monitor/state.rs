@@ -17,7 +17,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 use slab::Slab;
 use std::collections::VecDeque;
-use std::num::{NonZeroU16, NonZeroU32};
+use std::num::NonZeroU16;
 
 /// How many offline hosts are kept (shown as offline) before the oldest go.
 pub const OFFLINE_HOST_LIMIT: usize = 1024;
@@ -33,7 +33,7 @@ pub const MAX_ACTIVE_JOBS: usize = 1 << 18;
 /// (One less than 2^16, so that a job's record can name a host's slot, or
 /// none, in two bytes.)
 pub const MAX_HOSTS: usize = (1 << 16) - 1;
-/// A change set listing more jobs or links than this collapses into "send a
+/// A change set listing more jobs than this collapses into "send a
 /// snapshot" (see [`ChangeSet::is_reset`]), so a state whose changes are
 /// never taken still stays bounded.
 pub const CHANGE_LIMIT: usize = 1 << 20;
@@ -291,7 +291,6 @@ pub(crate) struct Raised {
     // record of every job ever kept carries these.
     client_pending: Option<NonZeroU16>,
     server_active: Option<NonZeroU16>,
-    link: Option<NonZeroU32>,
 }
 
 impl Raised {
@@ -303,22 +302,13 @@ impl Raised {
         self.server_active.map(|s| s.get() - 1)
     }
 
-    fn link(&self) -> Option<LinkSlot> {
-        self.link.map(|s| s.get() - 1)
-    }
-
-    // Host slots are below MAX_HOSTS < u16::MAX, link slots below the
-    // number of links, far below u32::MAX: plus one never wraps.
+    // Host slots are below MAX_HOSTS < u16::MAX: plus one never wraps.
     fn set_client_pending(&mut self, slot: HostSlot) {
         self.client_pending = NonZeroU16::new(slot.wrapping_add(1));
     }
 
     fn set_server_active(&mut self, slot: HostSlot) {
         self.server_active = NonZeroU16::new(slot.wrapping_add(1));
-    }
-
-    fn set_link(&mut self, slot: LinkSlot) {
-        self.link = NonZeroU32::new(slot.wrapping_add(1));
     }
 }
 
@@ -635,73 +625,11 @@ impl Hosts {
     }
 }
 
-/// Index of a link in [`Links`].
-type LinkSlot = u32;
-
-/// A submitter → server pair and the remote jobs compiling on it.
-#[derive(Clone, Copy, Debug)]
-struct LinkCount {
-    key: (u32, u32),
-    active: u32,
-    gen: u64,
-}
-
-/// The links, each in a slot of its own while it counts jobs (a job
-/// remembers its link's slot), and an index from the host pair.
-#[derive(Debug, Default)]
-struct Links {
-    slab: Slab<LinkCount>,
-    index: FxHashMap<(u32, u32), LinkSlot>,
-}
-
-impl Links {
-    fn get(&self, key: (u32, u32)) -> Option<&LinkCount> {
-        let slot = *self.index.get(&key)?;
-        Some(&self.slab[slot as usize])
-    }
-
-    /// The slot of `key`, made (with no jobs) if it has none.
-    fn slot(&mut self, key: (u32, u32)) -> LinkSlot {
-        let slab = &mut self.slab;
-        *self.index.entry(key).or_insert_with(|| {
-            // A link goes once no job counts on it and the change is taken
-            // (or the change set overflows): far fewer than 2³² of them.
-            slab.insert(LinkCount {
-                key,
-                active: 0,
-                gen: 0,
-            }) as LinkSlot
-        })
-    }
-
-    /// Drops the links of `keys` that count no job.
-    fn drop_idle(&mut self, keys: impl IntoIterator<Item = (u32, u32)>) {
-        for key in keys {
-            if let Some(&slot) = self.index.get(&key) {
-                if self.slab[slot as usize].active == 0 {
-                    self.index.remove(&key);
-                    self.slab.remove(slot as usize);
-                }
-            }
-        }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &LinkCount> {
-        self.slab.iter().map(|(_, l)| l)
-    }
-
-    fn clear(&mut self) {
-        self.slab.clear();
-        self.index.clear();
-    }
-}
-
-/// Hosts, links, counters and the change set: everything a job's state
-/// change touches, apart from the job tables themselves.
+/// Hosts, counters and the change set: everything a job's state change
+/// touches, apart from the job tables themselves.
 #[derive(Debug)]
 struct Book {
     hosts: Hosts,
-    links: Links,
     counts: Counters,
     changes: ChangeSet,
     gen: u64,
@@ -737,34 +665,9 @@ impl Book {
     /// Too much changed to list: the change set now says "everything".
     fn overflow(&mut self) {
         self.changes.jobs = Vec::new();
-        self.changes.links = Vec::new();
-        let idle: Vec<(u32, u32)> = self
-            .links
-            .iter()
-            .filter(|l| l.active == 0)
-            .map(|l| l.key)
-            .collect();
-        self.links.drop_idle(idle);
         self.changes.overflow = true;
         self.changes.reset = true;
         self.changes.totals = true;
-    }
-
-    /// Counts one job more (`up`) or less on the link in `slot`.
-    fn link(&mut self, slot: LinkSlot, up: bool) {
-        let l = &mut self.links.slab[slot as usize];
-        l.active = if up {
-            l.active.saturating_add(1)
-        } else {
-            l.active.saturating_sub(1)
-        };
-        if l.gen != self.gen && !self.changes.overflow {
-            l.gen = self.gen;
-            self.changes.links.push(l.key);
-            if self.changes.links.len() > CHANGE_LIMIT {
-                self.overflow();
-            }
-        }
     }
 
     /// Counts `job` in its current state.
@@ -791,15 +694,6 @@ impl Book {
                     self.counts.busy += 1;
                     job.raised.set_server_active(slot);
                 }
-                if job.state == JobState::Compiling && job.raised.server_active.is_some() {
-                    if let (Some(from), Some(to)) = (job.client, job.server) {
-                        if self.hosts.contains(from) {
-                            let slot = self.links.slot((from, to));
-                            self.link(slot, true);
-                            job.raised.set_link(slot);
-                        }
-                    }
-                }
             }
             JobState::Finished | JobState::Failed | JobState::LocalFinished => {}
         }
@@ -824,9 +718,6 @@ impl Book {
             let h = self.touch_slot(slot);
             h.active = h.active.saturating_sub(1);
             self.counts.busy = self.counts.busy.saturating_sub(1);
-        }
-        if let Some(slot) = raised.link() {
-            self.link(slot, false);
         }
     }
 
@@ -906,6 +797,8 @@ pub struct State {
     /// Bumped when published marks become void (see
     /// [`State::forget_published`]).
     published_epoch: u32,
+    /// The link counts when changes were last taken.
+    links_taken: FxHashMap<(u32, u32), u32>,
 }
 
 impl State {
@@ -915,7 +808,6 @@ impl State {
             scheduler: SchedulerStatus::default(),
             book: Book {
                 hosts: Hosts::default(),
-                links: Links::default(),
                 counts: Counters::default(),
                 changes: ChangeSet::default(),
                 gen: 1,
@@ -929,6 +821,7 @@ impl State {
             sessions: 0,
             published: FxHashMap::default(),
             published_epoch: 0,
+            links_taken: FxHashMap::default(),
         }
     }
 
@@ -1022,9 +915,6 @@ impl State {
         self.book.changes.hosts.extend(ids);
         self.book.changes.repeats = true;
         self.book.hosts.clear();
-        let links: Vec<(u32, u32)> = self.book.links.iter().map(|l| l.key).collect();
-        self.book.changes.links.extend(links);
-        self.book.links.clear();
         self.book.counts = Counters::default();
         self.offline.clear();
         self.ended_early.clear();
@@ -1103,7 +993,21 @@ impl State {
         if changes.repeats {
             changes.dedup();
         }
-        self.book.links.drop_idle(changes.links.iter().copied());
+        // Links are counted afresh from the jobs compiling: once a period
+        // here rather than twice a job in `apply` (a hash lookup that the
+        // caches, busy with the jobs, rarely hold).
+        let now = self.link_counts();
+        let was = &self.links_taken;
+        changes.links.extend(
+            now.iter()
+                .filter(|&(k, n)| was.get(k) != Some(n))
+                .map(|(&k, _)| k),
+        );
+        changes
+            .links
+            .extend(was.keys().filter(|&k| !now.contains_key(k)));
+        changes.links.sort_unstable();
+        self.links_taken = now;
         changes
     }
 
@@ -1132,18 +1036,34 @@ impl State {
         self.jobs.history().map(|slot| self.jobs.lend(slot))
     }
 
-    /// Links: `(submitter, server)` → remote jobs compiling, only non-zero.
+    /// Links: `(submitter, server)` → remote jobs compiling, only non-zero,
+    /// in no particular order. Counted from the active jobs on each call.
     pub fn links(&self) -> impl Iterator<Item = ((u32, u32), u32)> + '_ {
-        self.book
-            .links
-            .iter()
-            .filter(|l| l.active > 0)
-            .map(|l| (l.key, l.active))
+        self.link_counts().into_iter()
     }
 
-    /// Active jobs on the link `from` → `to` (0 if none).
+    /// Active jobs on the link `from` → `to` (0 if none). Counted from the
+    /// active jobs on each call.
     pub fn link(&self, from: u32, to: u32) -> u32 {
-        self.book.links.get((from, to)).map_or(0, |l| l.active)
+        let on = |j: &&Job| self.link_of(j) == Some((from, to));
+        self.jobs.active().filter(on).count() as u32
+    }
+
+    /// Remote jobs compiling on each link.
+    pub(crate) fn link_counts(&self) -> FxHashMap<(u32, u32), u32> {
+        let mut counts = FxHashMap::default();
+        for key in self.jobs.active().filter_map(|j| self.link_of(j)) {
+            *counts.entry(key).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// The link `job` counts on: a remote job compiling on a known server
+    /// for a known submitter.
+    fn link_of(&self, job: &Job) -> Option<(u32, u32)> {
+        let counted = job.state == JobState::Compiling && job.raised.server_active.is_some();
+        let (from, to) = (job.client?, job.server?);
+        (counted && self.book.hosts.contains(from)).then_some((from, to))
     }
 
     /// Cluster totals at the latest time seen.
@@ -1496,7 +1416,6 @@ impl State {
     pub fn check_invariants(&self) {
         let mut pending = std::collections::HashMap::new();
         let mut active = std::collections::HashMap::new();
-        let mut links = std::collections::HashMap::new();
         let (mut waiting, mut compiling, mut local, mut busy) = (0u64, 0u64, 0u64, 0u64);
         for j in self.jobs.active() {
             assert!(j.state.is_active(), "job {} is {:?}", j.id, j.state);
@@ -1511,9 +1430,6 @@ impl State {
             if j.raised.server_active.is_some() {
                 *active.entry(j.server).or_insert(0u32) += 1;
                 busy += 1;
-            }
-            if j.raised.link.is_some() {
-                *links.entry((j.client, j.server)).or_insert(0u32) += 1;
             }
         }
         let c = &self.book.counts;
@@ -1531,11 +1447,6 @@ impl State {
             }
         }
         assert_eq!((c.hosts_online, c.total_slots), (online, slots));
-        for l in self.book.links.iter() {
-            let (from, to) = l.key;
-            let n = links.get(&(Some(from), Some(to))).copied().unwrap_or(0);
-            assert_eq!(l.active, n, "link {from}->{to}");
-        }
         let (kept, limit) = self.jobs.history_len();
         assert!(kept <= limit);
         assert!(self.book.hosts.iter().filter(|h| !h.online).count() <= OFFLINE_HOST_LIMIT);
