@@ -42,6 +42,7 @@ pub mod target;
 
 pub use change::ChangeSet;
 pub use connection::{run, ConnectError, ConnectOptions, Connection};
+pub use names::MAX_FILE_NAME;
 pub use snapshot::{Diff, HostDelta, JobDelta, Link, Snapshot, SNAPSHOT_HISTORY};
 pub use state::{
     Host, Job, JobRef, JobState, JobStats, SchedulerStatus, State, StateOptions, Totals,

@@ -10,15 +10,19 @@
 //! in use, the sparse ones are emptied into the newest, so memory stays
 //! proportional to the names in use whatever the jobs do.
 //!
-//! Names are kept as the scheduler sent them; readers decode them (lossy
-//! UTF-8, see [`JobRef::file`](super::JobRef::file)), so the many names
-//! nobody reads are never validated.
+//! Names are kept as the scheduler sent them, up to [`MAX_FILE_NAME`] bytes;
+//! readers decode them (lossy UTF-8, see [`JobRef::file`](super::JobRef::file)),
+//! so the many names nobody reads are never validated.
 
 use super::jobs::Slot;
 use super::state::Job;
 
-/// Bytes of a chunk (a longer name gets a chunk of its own size).
+/// Bytes of a chunk.
 const CHUNK: usize = 64 * 1024;
+
+/// The most bytes of a file name kept: Linux's `PATH_MAX`. What a scheduler
+/// sends beyond it is no path; the name keeps its first `MAX_FILE_NAME` bytes.
+pub const MAX_FILE_NAME: usize = 4096;
 
 /// Free chunks kept with their buffers, ready for the next names.
 const SPARE_CHUNKS: usize = 2;
@@ -70,8 +74,10 @@ impl Names {
         &self.chunks[name.chunk as usize].bytes[at..at + name.len as usize]
     }
 
-    /// Stores `bytes` as the name of the job in `slot` and returns where.
+    /// Stores `bytes` (its first [`MAX_FILE_NAME`]) as the name of the job in
+    /// `slot` and returns where.
     pub(crate) fn add(&mut self, bytes: &[u8], slot: Slot, slots: &mut [Job]) -> Name {
+        let bytes = &bytes[..bytes.len().min(MAX_FILE_NAME)];
         if bytes.is_empty() {
             return Name::default();
         }
@@ -99,7 +105,7 @@ impl Names {
     fn write(&mut self, bytes: &[u8], slot: Slot) -> Name {
         let chunk = match self.current {
             Some(i) if self.chunks[i as usize].room() >= bytes.len() => i,
-            _ => self.next_chunk(bytes.len()),
+            _ => self.next_chunk(),
         };
         let c = &mut self.chunks[chunk as usize];
         let at = c.bytes.len() as u32;
@@ -114,8 +120,8 @@ impl Names {
         }
     }
 
-    /// Makes a chunk with room for `len` bytes the current one.
-    fn next_chunk(&mut self, len: usize) -> u32 {
+    /// Makes an empty chunk the current one.
+    fn next_chunk(&mut self) -> u32 {
         if let Some(old) = self.current.take() {
             if self.chunks[old as usize].live == 0 {
                 self.recycle(old);
@@ -126,7 +132,7 @@ impl Names {
             (self.chunks.len() - 1) as u32
         });
         let c = &mut self.chunks[i as usize];
-        c.bytes.reserve_exact(len.max(CHUNK));
+        c.bytes.reserve_exact(CHUNK);
         c.in_use = true;
         self.held += c.bytes.capacity();
         self.current = Some(i);
@@ -142,7 +148,7 @@ impl Names {
         c.in_use = false;
         c.bytes.clear();
         c.names.clear();
-        if !spare || c.bytes.capacity() > CHUNK {
+        if !spare {
             c.bytes = Vec::new();
             c.names = Vec::new();
         }
@@ -195,7 +201,7 @@ impl Chunk {
 
 #[cfg(test)]
 mod tests {
-    use super::{Names, CHUNK};
+    use super::{Names, CHUNK, MAX_FILE_NAME};
     use crate::monitor::state::{Job, JobState};
     use proptest::prelude::*;
 
@@ -216,23 +222,23 @@ mod tests {
             let mut want: Vec<Option<Vec<u8>>> = vec![None; 64];
             let mut names = Names::default();
             for (n, (slot, len, long)) in ops.into_iter().enumerate() {
-                // Mostly short names, now and then one longer than a chunk.
-                let len = if long && len < 20 { CHUNK + len } else { len % 200 };
+                // Mostly short names, now and then one too long to be a path.
+                let len = if long && len < 20 { MAX_FILE_NAME + len } else { len % 200 };
                 let old = std::mem::take(&mut slots[slot].name);
                 names.remove(old);
                 if want[slot].take().is_some() && n % 3 == 0 {
                     continue;
                 }
-                let bytes = name_of(n as u32, len);
+                let mut bytes = name_of(n as u32, len);
                 slots[slot].name = names.add(&bytes, slot as u32, &mut slots);
+                bytes.truncate(MAX_FILE_NAME);
                 want[slot] = Some(bytes);
                 for (s, w) in want.iter().enumerate() {
                     let got = names.get(slots[s].name);
                     prop_assert_eq!(got, w.as_deref().unwrap_or(&[]), "slot {}", s);
                 }
                 let (live, held) = names.usage();
-                let longest = want.iter().flatten().map(Vec::len).max().unwrap_or(0);
-                prop_assert!(held <= 2 * live + 5 * CHUNK + 2 * longest, "{} held for {} live", held, live);
+                prop_assert!(held <= 2 * live + 5 * CHUNK, "{} held for {} live", held, live);
             }
         }
     }
