@@ -156,7 +156,7 @@ pub(crate) struct Jobs {
     /// The file names of the jobs in `slots`.
     names: Names,
     /// By slot, the job as the last published diff showed it: apart from
-    /// the jobs, which it would make a third larger, and touched only by a
+    /// the jobs, which it would make a quarter larger, and touched only by a
     /// publisher. Valid if its serial is the slot's job's.
     seen: Vec<Option<JobSeen>>,
     /// The serial number of the next job (wrapping).
