@@ -402,7 +402,8 @@ impl<'a> JobRef<'a> {
         String::from_utf8_lossy(self.file)
     }
 
-    /// The file name as the scheduler sent it.
+    /// The file name as the scheduler sent it (its first
+    /// [`MAX_FILE_NAME`](super::MAX_FILE_NAME) bytes).
     pub fn file_bytes(&self) -> &'a [u8] {
         self.file
     }
