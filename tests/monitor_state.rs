@@ -251,6 +251,31 @@ fn a_job_in_a_recycled_slot_carries_nothing_of_the_job_before_it() {
 /// The moment the anchors in `shared/anchors` show: other monitors leave the
 /// no-remote host's slots and jobs out of one total and not the other.
 #[test]
+fn jobs_that_never_end_keep_their_file_names_while_a_hundred_thousand_pass() {
+    // One job in a thousand never ends: its name pins the chunk of names it
+    // was written to, until the store empties such chunks into a new one.
+    let mut st = connected();
+    let (a, b) = (host_text("a", 8, false), host_text("b", 8, false));
+    apply_all(&mut st, &[stats(1, &a), stats(2, &b)], T0);
+    let file = |id: u32| format!("/home/build/project/src/module{}/source_{id}.cpp", id % 97);
+    for id in 1..=100_000u32 {
+        let name = file(id);
+        st.apply(&get_cs(id, 1, &name), T0 + u64::from(id));
+        if id % 1000 != 0 {
+            st.apply(&begin(id, 2), T0 + u64::from(id));
+            st.apply(&done(id, 0), T0 + u64::from(id));
+        }
+    }
+    st.check_invariants();
+    assert_eq!(st.jobs().count(), 100);
+    for job in st.jobs() {
+        assert_eq!(job.file(), file(job.id), "job {}", job.id);
+    }
+    let newest = st.history().next_back().expect("a history");
+    assert_eq!((newest.id, newest.file()), (99_999, file(99_999).into()));
+}
+
+#[test]
 fn busy_and_total_slots_include_no_remote_hosts_so_they_agree_with_the_host_table() {
     let mut st = connected();
     let hosts = [
