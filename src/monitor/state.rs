@@ -407,11 +407,6 @@ impl<'a> JobRef<'a> {
     pub fn file_bytes(&self) -> &'a [u8] {
         self.file
     }
-
-    /// The job's record alone.
-    pub fn job(&self) -> &'a Job {
-        self.job
-    }
 }
 
 impl std::ops::Deref for JobRef<'_> {
