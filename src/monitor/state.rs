@@ -283,7 +283,7 @@ impl From<&JobDone> for JobStats {
 }
 
 /// Which counters a job raised, so that `leave` lowers exactly those: the
-/// slots of the host and link counters it raised (each keeps its slot while
+/// slots of the hosts whose counters it raised (each keeps its slot while
 /// any job counts on it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Raised {
