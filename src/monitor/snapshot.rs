@@ -125,7 +125,12 @@ impl State {
                 None => hosts_removed.push(id),
             }
         }
-        let counts = self.link_counts();
+        // Counted from the active jobs: only if some link changed.
+        let counts = if changes.links.is_empty() {
+            Default::default()
+        } else {
+            self.link_counts()
+        };
         let mut links: Vec<Link> = changes
             .links
             .iter()
