@@ -113,6 +113,8 @@ struct Cost {
     cpu_sched: f64,
     /// VmHWM, KiB.
     peak_kib: u64,
+    /// Minor page faults (first touches of memory), from /proc/PID/stat.
+    faults: u64,
     /// From the login to the last message consumed.
     wall: Duration,
 }
@@ -139,15 +141,17 @@ fn e2e(opts: &Opts) -> Result<()> {
         let base = run_reader(&reader, &stream)?;
         let ice = run_icewatch(&icewatch, &stream, opts.history)?;
         println!(
-            "run {run}: bare reader cpu {:.3} s (stat {:.2} s) peak {:.1} MiB in {:.2?} | \
-             icewatch cpu {:.3} s (stat {:.2} s) peak {:.1} MiB in {:.2?} | ratio {:.2}x",
+            "run {run}: bare reader cpu {:.3} s (stat {:.2} s) peak {:.1} MiB faults {} in {:.2?} | \
+             icewatch cpu {:.3} s (stat {:.2} s) peak {:.1} MiB faults {} in {:.2?} | ratio {:.2}x",
             base.cpu_sched,
             base.cpu_stat,
             base.peak_kib as f64 / 1024.0,
+            base.faults,
             base.wall,
             ice.cpu_sched,
             ice.cpu_stat,
             ice.peak_kib as f64 / 1024.0,
+            ice.faults,
             ice.wall,
             ice.cpu_sched / base.cpu_sched
         );
@@ -291,7 +295,7 @@ fn page_addr(child: &mut Child) -> Result<SocketAddr> {
 /// the connection is then handed back (still open) with the time its
 /// writing started and ended. Connections that close early (a check
 /// connection) are dropped.
-type Served = (TcpStream, Instant, (u64, u64));
+type Served = (TcpStream, Instant, (u64, u64, u64));
 
 fn fake_scheduler(
     stream: Arc<stream::Stream>,
@@ -311,7 +315,7 @@ fn fake_scheduler(
             if conn.read_exact(&mut login).is_err() {
                 continue;
             }
-            let before = pid.get().and_then(|&p| cpu(p).ok()).unwrap_or((0, 0));
+            let before = pid.get().and_then(|&p| cpu(p).ok()).unwrap_or((0, 0, 0));
             let started = Instant::now();
             if conn.write_all(&stream.bytes).is_err() {
                 continue;
@@ -431,12 +435,14 @@ fn queued(sched_port: u16, child_port: u16) -> Result<u64> {
     Ok(total)
 }
 
-/// (user + sys ticks from /proc/PID/stat, schedstat ns of every thread).
-fn cpu(pid: u32) -> Result<(u64, u64)> {
+/// (user + sys ticks and minor faults from /proc/PID/stat, schedstat ns
+/// of every thread).
+fn cpu(pid: u32) -> Result<(u64, u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after = stat.rsplit_once(')').context("stat")?.1;
     let f: Vec<&str> = after.split_whitespace().collect();
-    // Fields 14 and 15 of stat; `after` starts at field 3.
+    // Fields 10, 14 and 15 of stat; `after` starts at field 3.
+    let faults = f[7].parse::<u64>()?;
     let ticks = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
     let mut ns = 0;
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
@@ -447,7 +453,7 @@ fn cpu(pid: u32) -> Result<(u64, u64)> {
             .context("schedstat")?
             .parse::<u64>()?;
     }
-    Ok((ticks, ns))
+    Ok((ticks, ns, faults))
 }
 
 /// A `/proc/PID/status` field in KiB (`VmHWM:`, `VmRSS:`).
@@ -463,12 +469,13 @@ fn status_kib(pid: u32, field: &str) -> Result<u64> {
 }
 
 /// What `pid` spent since `before` (its CPU at login).
-fn sample(pid: u32, started: Instant, before: (u64, u64)) -> Result<Cost> {
-    let (ticks, ns) = cpu(pid)?;
-    let (ticks, ns) = (ticks.saturating_sub(before.0), ns.saturating_sub(before.1));
+fn sample(pid: u32, started: Instant, before: (u64, u64, u64)) -> Result<Cost> {
+    let (ticks, ns, faults) = cpu(pid)?;
+    let ticks = ticks.saturating_sub(before.0);
     Ok(Cost {
+        faults: faults.saturating_sub(before.2),
         cpu_stat: ticks as f64 / 100.0,
-        cpu_sched: ns as f64 / 1e9,
+        cpu_sched: ns.saturating_sub(before.1) as f64 / 1e9,
         peak_kib: status_kib(pid, "VmHWM:")?,
         wall: started.elapsed(),
     })
