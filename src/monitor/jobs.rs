@@ -1,15 +1,17 @@
-//! [`Jobs`]: the job table of a [`State`](super::State), active jobs by id
-//! and the bounded history of finished ones, kept in one arena of slots.
+//! [`Jobs`]: the job table of a [`State`](super::State): active jobs by id
+//! in an arena of slots, and the bounded history of finished ones in a ring.
 //!
-//! A job is written into a slot once, when it starts, and never moves:
-//! finishing it moves only its slot number into the history, and a job
-//! that leaves the history hands its slot to the next job that starts.
-//! File names sit apart, back to back ([`Names`]). So the steady state
-//! allocates nothing, and the id index (4 bytes an id, looked up by
-//! position: [`JobIndex`]) stays small enough for the caches however large
-//! the jobs are.
+//! A job is written into a slot when it starts and stays there while it is
+//! active. When it ends, its record is copied to the end of the history
+//! (and its file name to the end of a ring of names), and its slot goes
+//! straight to the next job that starts. So the slots are as many as the
+//! jobs that run at once, and the one a job starts in was in use a moment
+//! ago: it is still in the caches. The history is written and dropped in
+//! order, which the prefetcher streams. The steady state allocates
+//! nothing, and the id index (4 bytes an id, looked up by position:
+//! [`JobIndex`]) stays small enough for the caches.
 
-use super::names::Names;
+use super::names::{NameRing, Names};
 use super::state::{Job, JobRef, JobSeen, JobState, MAX_HISTORY};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -142,23 +144,38 @@ impl JobIndex {
     }
 }
 
-/// Active jobs and the history, in one arena.
+/// Where [`State`](super::State) lends a job from: an active job's slot, or
+/// a finished job's history sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum JobKey {
+    /// An active job, in this slot.
+    Active(Slot),
+    /// A finished job, with this history sequence number.
+    Done(u64),
+}
+
+/// Active jobs in an arena, and the history.
 #[derive(Debug)]
 pub(crate) struct Jobs {
-    /// Every job ever filed that is still active, in the history, or free.
+    /// Active jobs, and free slots.
     slots: Vec<Job>,
     /// Active jobs: id → slot.
     active: JobIndex,
-    /// Finished jobs, oldest first.
-    history: VecDeque<Slot>,
-    /// Slots of jobs that left the history, for the next jobs.
+    /// Free slots, the last freed on top.
     free: Vec<Slot>,
     /// The file names of the jobs in `slots`.
     names: Names,
+    /// Finished jobs, oldest first; their names are in `done_names`.
+    history: VecDeque<Job>,
+    done_names: NameRing,
     /// By slot, the job as the last published diff showed it: apart from
     /// the jobs, which it would make a quarter larger, and touched only by a
     /// publisher. Valid if its serial is the slot's job's.
     seen: Vec<Option<JobSeen>>,
+    /// The marks of `seen` of the jobs finished since marks were last set
+    /// or dropped ([`Jobs::mark_seen`], [`Jobs::forget_seen`]), by history
+    /// sequence number: their diff shows what changed since.
+    done_seen: Vec<(u64, JobSeen)>,
     /// The serial number of the next job (wrapping).
     serial: u32,
     /// Jobs ever pushed to the history (the sequence number of the next one).
@@ -174,10 +191,12 @@ impl Jobs {
         Jobs {
             slots: Vec::new(),
             active: JobIndex::default(),
-            history: VecDeque::new(),
             free: Vec::new(),
             names: Names::default(),
+            history: VecDeque::new(),
+            done_names: NameRing::default(),
             seen: Vec::new(),
+            done_seen: Vec::new(),
             serial: 0,
             pushed: 0,
             history_limit: history_limit.clamp(1, MAX_HISTORY),
@@ -194,10 +213,16 @@ impl Jobs {
         self.active.get(id).map(|slot| &self.slots[slot as usize])
     }
 
-    /// The job in `slot` with its file name.
+    /// The active job in `slot` with its file name.
     pub(crate) fn lend(&self, slot: Slot) -> JobRef<'_> {
         let job = &self.slots[slot as usize];
-        JobRef::new(job, self.names.get(job.name), slot)
+        JobRef::new(job, self.names.get(job.name), JobKey::Active(slot))
+    }
+
+    /// `job`, of the history, with history sequence number `seq` and its
+    /// file name.
+    fn lend_done<'a>(&'a self, job: &'a Job, seq: u64) -> JobRef<'a> {
+        JobRef::new(job, self.done_names.get(job.name), JobKey::Done(seq))
     }
 
     /// The slot of the active job `id`.
@@ -205,16 +230,32 @@ impl Jobs {
         self.active.get(id)
     }
 
-    /// What the last published diff showed of the job in `slot`, if it
+    /// What the last published diff showed of the job lent as `key`, if it
     /// showed this job.
-    pub(crate) fn seen(&self, slot: Slot) -> Option<JobSeen> {
-        let seen = self.seen.get(slot as usize).copied().flatten()?;
-        (seen.serial == self.slots[slot as usize].serial).then_some(seen)
+    pub(crate) fn seen(&self, key: JobKey) -> Option<JobSeen> {
+        match key {
+            JobKey::Active(slot) => {
+                let seen = self.seen.get(slot as usize).copied().flatten()?;
+                (seen.serial == self.slots[slot as usize].serial).then_some(seen)
+            }
+            JobKey::Done(seq) => {
+                let at = self.done_seen.binary_search_by_key(&seq, |d| d.0).ok()?;
+                Some(self.done_seen[at].1)
+            }
+        }
+    }
+
+    /// Drops every mark: the next diff shows each job whole.
+    pub(crate) fn forget_seen(&mut self) {
+        self.done_seen.clear();
     }
 
     /// Records `seen(job)` as published for the active jobs `ids`, or all
     /// of them.
+    /// The marks of the finished jobs, shown in the diff just published,
+    /// are no longer needed.
     pub(crate) fn mark_seen(&mut self, ids: Option<&[u32]>, seen: impl Fn(&Job) -> JobSeen) {
+        self.done_seen.clear();
         if self.seen.len() < self.slots.len() {
             self.seen.resize(self.slots.len(), None);
         }
@@ -259,17 +300,27 @@ impl Jobs {
         ids
     }
 
-    /// Slots of the finished jobs, oldest first.
-    pub(crate) fn history(&self) -> impl DoubleEndedIterator<Item = Slot> + ExactSizeIterator + '_ {
-        self.history.iter().copied()
+    /// The finished jobs, oldest first.
+    pub(crate) fn history(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = JobRef<'_>> + ExactSizeIterator + '_ {
+        let first = self.pushed - self.history.len() as u64;
+        self.history
+            .iter()
+            .enumerate()
+            .map(move |(i, job)| self.lend_done(job, first + i as u64))
     }
 
-    /// Slots of the finished jobs with history sequence number `from` or
-    /// later, oldest first.
-    pub(crate) fn history_since(&self, from: u64) -> impl Iterator<Item = Slot> + '_ {
+    /// The finished jobs with history sequence number `from` or later,
+    /// oldest first.
+    pub(crate) fn history_since(&self, from: u64) -> impl Iterator<Item = JobRef<'_>> + '_ {
         let first = self.pushed - self.history.len() as u64;
         let skip = usize::try_from(from.saturating_sub(first)).unwrap_or(usize::MAX);
-        self.history.range(skip.min(self.history.len())..).copied()
+        let skip = skip.min(self.history.len());
+        self.history
+            .range(skip..)
+            .enumerate()
+            .map(move |(i, job)| self.lend_done(job, first + (skip + i) as u64))
     }
 
     /// The sequence number the next finished job will have.
@@ -299,7 +350,7 @@ impl Jobs {
                 slot
             }
             None => {
-                // At most MAX_ACTIVE_JOBS + 1 + MAX_HISTORY slots: fits.
+                // At most MAX_ACTIVE_JOBS + 1 slots: fits.
                 let slot = self.slots.len() as Slot;
                 self.slots.push(Job::new(id, state, now_ms));
                 slot
@@ -320,16 +371,29 @@ impl Jobs {
     }
 
     /// Files the ended job in `slot` (taken out of the active jobs) in the
-    /// history; the oldest finished job leaves if the history is full.
+    /// history, and frees the slot; the oldest finished job leaves if the
+    /// history is full.
     pub(crate) fn retire(&mut self, slot: Slot) {
         if self.history.len() >= self.history_limit {
             if let Some(old) = self.history.pop_front() {
-                let name = std::mem::take(&mut self.slots[old as usize].name);
-                self.names.remove(name);
-                self.free.push(old);
+                self.done_names.pop(old.name);
             }
+        } else if self.history.len() == self.history.capacity() {
+            // Grown to the limit exactly, not to the next power of two,
+            // which the ring would then fill.
+            let want = (self.history.len() * 2).max(64).min(self.history_limit);
+            self.history.reserve_exact(want - self.history.len());
         }
-        self.history.push_back(slot);
+        if let Some(seen) = self.seen(JobKey::Active(slot)) {
+            self.done_seen.push((self.pushed, seen));
+        }
+        let job = &mut self.slots[slot as usize];
+        let name = std::mem::take(&mut job.name);
+        let mut done = job.clone();
+        done.name = self.done_names.push(self.names.get(name));
+        self.names.remove(name);
+        self.history.push_back(done);
+        self.free.push(slot);
         self.pushed += 1;
     }
 }

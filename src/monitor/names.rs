@@ -10,12 +10,17 @@
 //! in use, the sparse ones are emptied into the newest, so memory stays
 //! proportional to the names in use whatever the jobs do.
 //!
+//! Names of finished jobs move to a [`NameRing`]: they leave the history in
+//! the order they entered it, so chunks empty from the oldest, whole, and
+//! need no compaction.
+//!
 //! Names are kept as the scheduler sent them, up to [`MAX_FILE_NAME`] bytes;
 //! readers decode them (lossy UTF-8, see [`JobRef::file`](super::JobRef::file)),
 //! so the many names nobody reads are never validated.
 
 use super::jobs::Slot;
 use super::state::Job;
+use std::collections::VecDeque;
 
 /// Bytes of a chunk.
 const CHUNK: usize = 64 * 1024;
@@ -27,8 +32,9 @@ pub const MAX_FILE_NAME: usize = 4096;
 /// Free chunks kept with their buffers, ready for the next names.
 const SPARE_CHUNKS: usize = 2;
 
-/// Where a job's name lies: `len` bytes at `at` in chunk `chunk`. The empty
-/// name (the default) lies nowhere.
+/// Where a job's name lies: `len` bytes at `at` in chunk `chunk` of a
+/// [`Names`] or, for a finished job, of a [`NameRing`]. The empty name (the
+/// default) lies nowhere.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Name {
     chunk: u32,
@@ -192,6 +198,78 @@ impl Names {
     }
 }
 
+/// The names of the finished jobs, in the order they finished, in a queue
+/// of chunks: a name is written after the last and leaves after the ones
+/// before it, so a chunk is emptied whole, from the oldest, and memory is
+/// the bytes in use plus at most two chunks.
+#[derive(Debug, Default)]
+pub(crate) struct NameRing {
+    /// Oldest first; names are written to the last.
+    chunks: VecDeque<Vec<u8>>,
+    /// The number of `chunks[0]` (counting every chunk ever filled, wrapping).
+    first: u32,
+    /// An emptied chunk, for the next.
+    spare: Vec<u8>,
+}
+
+impl NameRing {
+    /// The bytes of `name`.
+    pub(crate) fn get(&self, name: Name) -> &[u8] {
+        if name.len == 0 {
+            return &[];
+        }
+        let at = name.at as usize;
+        let chunk = name.chunk.wrapping_sub(self.first) as usize;
+        &self.chunks[chunk][at..at + name.len as usize]
+    }
+
+    /// Appends `bytes` (its first [`MAX_FILE_NAME`]) and returns where.
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Name {
+        let bytes = &bytes[..bytes.len().min(MAX_FILE_NAME)];
+        if bytes.is_empty() {
+            return Name::default();
+        }
+        let full = self
+            .chunks
+            .back()
+            .map_or(true, |c| c.capacity() - c.len() < bytes.len());
+        if full {
+            let mut next = std::mem::take(&mut self.spare);
+            next.clear();
+            next.reserve_exact(CHUNK);
+            self.chunks.push_back(next);
+        }
+        let n = self.chunks.len() - 1;
+        let last = &mut self.chunks[n];
+        let at = last.len() as u32;
+        last.extend_from_slice(bytes);
+        Name {
+            chunk: self.first.wrapping_add(n as u32),
+            at,
+            len: bytes.len() as u32,
+        }
+    }
+
+    /// `name`, the oldest name still kept, leaves (and any older with it).
+    pub(crate) fn pop(&mut self, name: Name) {
+        if name.len == 0 {
+            return;
+        }
+        while self.first != name.chunk && self.chunks.len() > 1 {
+            if let Some(empty) = self.chunks.pop_front() {
+                self.spare = empty;
+            }
+            self.first = self.first.wrapping_add(1);
+        }
+    }
+
+    /// Bytes held, for tests.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.chunks.iter().map(Vec::capacity).sum::<usize>() + self.spare.capacity()
+    }
+}
+
 impl Chunk {
     /// Bytes that still fit without growing the buffer.
     fn room(&self) -> usize {
@@ -201,7 +279,7 @@ impl Chunk {
 
 #[cfg(test)]
 mod tests {
-    use super::{Names, CHUNK, MAX_FILE_NAME};
+    use super::{NameRing, Names, CHUNK, MAX_FILE_NAME};
     use crate::monitor::state::{Job, JobState};
     use proptest::prelude::*;
 
@@ -239,6 +317,40 @@ mod tests {
                 }
                 let (live, held) = names.usage();
                 prop_assert!(held <= 2 * live + 5 * CHUNK, "{} held for {} live", held, live);
+            }
+        }
+    }
+
+    proptest! {
+        /// Names leave the ring in the order they came: each one kept reads
+        /// back, and the ring holds little more than them (a chunk is left
+        /// for the next when a name does not fit: it wastes less than the
+        /// longest name, a sixteenth of it; plus the first, the last and
+        /// the spare chunk).
+        #[test]
+        fn the_ring_reads_back_every_name_kept_and_holds_little_more(
+            ops in proptest::collection::vec((0usize..5000, 0usize..4), 1..800)
+        ) {
+            let mut ring = NameRing::default();
+            let mut kept = std::collections::VecDeque::new();
+            for (n, (len, pops)) in ops.into_iter().enumerate() {
+                for _ in 0..pops.min(kept.len()) {
+                    if let Some((name, _)) = kept.pop_front() {
+                        ring.pop(name);
+                    }
+                }
+                let mut bytes = name_of(n as u32, len);
+                let name = ring.push(&bytes);
+                bytes.truncate(MAX_FILE_NAME);
+                kept.push_back((name, bytes));
+                let live: usize = kept.iter().map(|(_, b)| b.len()).sum();
+                for (name, bytes) in &kept {
+                    prop_assert_eq!(ring.get(*name), &bytes[..]);
+                }
+                prop_assert!(
+                    ring.held() <= live * 16 / 15 + 3 * CHUNK,
+                    "{} held for {}", ring.held(), live
+                );
             }
         }
     }

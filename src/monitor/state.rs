@@ -9,7 +9,7 @@
 //! goes back down exactly as far as it went up and never below zero.
 
 use super::change::ChangeSet;
-use super::jobs::{Jobs, Slot};
+use super::jobs::{JobKey, Jobs, Slot};
 use super::names::Name;
 use crate::protocol::stats::HostStats;
 use crate::protocol::{JobDone, Language, Message, EXIT_CODE_HOST_GONE};
@@ -388,12 +388,12 @@ impl Job {
 pub struct JobRef<'a> {
     job: &'a Job,
     file: &'a [u8],
-    slot: Slot,
+    key: JobKey,
 }
 
 impl<'a> JobRef<'a> {
-    pub(crate) fn new(job: &'a Job, file: &'a [u8], slot: Slot) -> JobRef<'a> {
-        JobRef { job, file, slot }
+    pub(crate) fn new(job: &'a Job, file: &'a [u8], key: JobKey) -> JobRef<'a> {
+        JobRef { job, file, key }
     }
 
     /// Source file (remote jobs) or output file (local jobs), bytes that
@@ -829,7 +829,7 @@ impl State {
 
     /// Job `job` as the last published diff showed it, if it did.
     pub(crate) fn published_job(&self, job: JobRef<'_>) -> Option<JobSeen> {
-        let seen = self.jobs.seen(job.slot)?;
+        let seen = self.jobs.seen(job.key)?;
         (seen.epoch == self.published_epoch).then_some(seen)
     }
 
@@ -869,6 +869,7 @@ impl State {
     pub fn forget_published(&mut self) {
         self.published.clear();
         self.published_epoch = self.published_epoch.wrapping_add(1);
+        self.jobs.forget_seen();
     }
 
     /// Applies one message from the scheduler, received at `now_ms`.
@@ -1029,7 +1030,7 @@ impl State {
 
     /// Finished jobs, oldest first, at most `history_limit`.
     pub fn history(&self) -> impl DoubleEndedIterator<Item = JobRef<'_>> + ExactSizeIterator {
-        self.jobs.history().map(|slot| self.jobs.lend(slot))
+        self.jobs.history()
     }
 
     /// Links: `(submitter, server)` → remote jobs compiling, only non-zero,
@@ -1101,9 +1102,7 @@ impl State {
 
     /// Finished jobs with history sequence number `from` or later, oldest first.
     pub(crate) fn history_since(&self, from: u64) -> impl Iterator<Item = JobRef<'_>> {
-        self.jobs
-            .history_since(from)
-            .map(|slot| self.jobs.lend(slot))
+        self.jobs.history_since(from)
     }
 
     // ---- messages ----
