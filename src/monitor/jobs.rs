@@ -11,8 +11,9 @@
 //! nothing, and the id index (4 bytes an id, looked up by position:
 //! [`JobIndex`]) stays small enough for the caches.
 
-use super::names::{NameRing, Names};
-use super::state::{Job, JobRef, JobSeen, JobState, MAX_HISTORY};
+use super::names::{NameRing, Names, RingName};
+use super::state::{Job, JobRef, JobSeen, JobState, JobStats, MAX_HISTORY};
+use crate::protocol::Language;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 
@@ -144,6 +145,71 @@ impl JobIndex {
     }
 }
 
+/// A finished job as the history keeps it: what a [`Job`] shows, in 80
+/// bytes rather than 128 (no counters raised, no publishing marks, which a
+/// finished job no longer has, and which fields are there as bits).
+#[derive(Clone, Copy, Debug)]
+struct Done {
+    start_ms: u64,
+    end_ms: u64,
+    stats: JobStats,
+    id: u32,
+    client: u32,
+    server: u32,
+    exit_code: i32,
+    lang: u32,
+    name: RingName,
+    state: JobState,
+    /// Which of the optional fields are there (`Done::CLIENT`...).
+    has: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<Done>() == 80);
+
+impl Done {
+    const CLIENT: u8 = 1;
+    const SERVER: u8 = 2;
+    const END: u8 = 4;
+    const EXIT_CODE: u8 = 8;
+    const STATS: u8 = 16;
+    const LANG: u8 = 32;
+
+    fn new(job: &Job, name: RingName) -> Done {
+        let bit = |present: bool, bit: u8| if present { bit } else { 0 };
+        Done {
+            start_ms: job.start_ms,
+            end_ms: job.end_ms.unwrap_or(0),
+            stats: job.stats.unwrap_or_default(),
+            id: job.id,
+            client: job.client.unwrap_or(0),
+            server: job.server.unwrap_or(0),
+            exit_code: job.exit_code.unwrap_or(0),
+            lang: job.lang.map_or(0, |l| l.0),
+            name,
+            state: job.state,
+            has: bit(job.client.is_some(), Done::CLIENT)
+                | bit(job.server.is_some(), Done::SERVER)
+                | bit(job.end_ms.is_some(), Done::END)
+                | bit(job.exit_code.is_some(), Done::EXIT_CODE)
+                | bit(job.stats.is_some(), Done::STATS)
+                | bit(job.lang.is_some(), Done::LANG),
+        }
+    }
+
+    /// The job it keeps (its name apart).
+    fn job(&self) -> Job {
+        let has = |bit: u8| self.has & bit != 0;
+        let mut job = Job::new(self.id, self.state, self.start_ms);
+        job.client = has(Done::CLIENT).then_some(self.client);
+        job.server = has(Done::SERVER).then_some(self.server);
+        job.end_ms = has(Done::END).then_some(self.end_ms);
+        job.exit_code = has(Done::EXIT_CODE).then_some(self.exit_code);
+        job.stats = has(Done::STATS).then_some(self.stats);
+        job.lang = has(Done::LANG).then_some(Language(self.lang));
+        job
+    }
+}
+
 /// Where [`State`](super::State) lends a job from: an active job's slot, or
 /// a finished job's history sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,7 +232,7 @@ pub(crate) struct Jobs {
     /// The file names of the jobs in `slots`.
     names: Names,
     /// Finished jobs, oldest first; their names are in `done_names`.
-    history: VecDeque<Job>,
+    history: VecDeque<Done>,
     done_names: NameRing,
     /// By slot, the job as the last published diff showed it: apart from
     /// the jobs, which it would make a quarter larger, and touched only by a
@@ -216,13 +282,17 @@ impl Jobs {
     /// The active job in `slot` with its file name.
     pub(crate) fn lend(&self, slot: Slot) -> JobRef<'_> {
         let job = &self.slots[slot as usize];
-        JobRef::new(job, self.names.get(job.name), JobKey::Active(slot))
+        JobRef::new(*job, self.names.get(job.name), JobKey::Active(slot))
     }
 
-    /// `job`, of the history, with history sequence number `seq` and its
+    /// `done`, of the history, with history sequence number `seq` and its
     /// file name.
-    fn lend_done<'a>(&'a self, job: &'a Job, seq: u64) -> JobRef<'a> {
-        JobRef::new(job, self.done_names.get(job.name), JobKey::Done(seq))
+    fn lend_done<'a>(&'a self, done: &Done, seq: u64) -> JobRef<'a> {
+        JobRef::new(
+            done.job(),
+            self.done_names.get(done.name),
+            JobKey::Done(seq),
+        )
     }
 
     /// The slot of the active job `id`.
@@ -389,8 +459,7 @@ impl Jobs {
         }
         let job = &mut self.slots[slot as usize];
         let name = std::mem::take(&mut job.name);
-        let mut done = job.clone();
-        done.name = self.done_names.push(self.names.get(name));
+        let done = Done::new(job, self.done_names.push(self.names.get(name)));
         self.names.remove(name);
         self.history.push_back(done);
         self.free.push(slot);

@@ -29,17 +29,28 @@ const CHUNK: usize = 64 * 1024;
 /// sends beyond it is no path; the name keeps its first `MAX_FILE_NAME` bytes.
 pub const MAX_FILE_NAME: usize = 4096;
 
+// A [`RingName`] has 16 bits for where in a chunk, and for the length.
+const _: () = assert!(CHUNK <= 1 << 16 && MAX_FILE_NAME < 1 << 16);
+
 /// Free chunks kept with their buffers, ready for the next names.
 const SPARE_CHUNKS: usize = 2;
 
 /// Where a job's name lies: `len` bytes at `at` in chunk `chunk` of a
-/// [`Names`] or, for a finished job, of a [`NameRing`]. The empty name (the
-/// default) lies nowhere.
+/// [`Names`]. The empty name (the default) lies nowhere.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Name {
     chunk: u32,
     at: u32,
     len: u32,
+}
+
+/// Where a finished job's name lies in a [`NameRing`]: as [`Name`], in 8
+/// bytes (a chunk is 64 KiB, a name at most 4 KiB).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RingName {
+    chunk: u32,
+    at: u16,
+    len: u16,
 }
 
 #[derive(Debug, Default)]
@@ -214,20 +225,20 @@ pub(crate) struct NameRing {
 
 impl NameRing {
     /// The bytes of `name`.
-    pub(crate) fn get(&self, name: Name) -> &[u8] {
+    pub(crate) fn get(&self, name: RingName) -> &[u8] {
         if name.len == 0 {
             return &[];
         }
-        let at = name.at as usize;
+        let at = usize::from(name.at);
         let chunk = name.chunk.wrapping_sub(self.first) as usize;
-        &self.chunks[chunk][at..at + name.len as usize]
+        &self.chunks[chunk][at..at + usize::from(name.len)]
     }
 
     /// Appends `bytes` (its first [`MAX_FILE_NAME`]) and returns where.
-    pub(crate) fn push(&mut self, bytes: &[u8]) -> Name {
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> RingName {
         let bytes = &bytes[..bytes.len().min(MAX_FILE_NAME)];
         if bytes.is_empty() {
-            return Name::default();
+            return RingName::default();
         }
         let full = self
             .chunks
@@ -241,17 +252,18 @@ impl NameRing {
         }
         let n = self.chunks.len() - 1;
         let last = &mut self.chunks[n];
-        let at = last.len() as u32;
+        // Below CHUNK and MAX_FILE_NAME, both within u16.
+        let at = last.len() as u16;
         last.extend_from_slice(bytes);
-        Name {
+        RingName {
             chunk: self.first.wrapping_add(n as u32),
             at,
-            len: bytes.len() as u32,
+            len: bytes.len() as u16,
         }
     }
 
     /// `name`, the oldest name still kept, leaves (and any older with it).
-    pub(crate) fn pop(&mut self, name: Name) {
+    pub(crate) fn pop(&mut self, name: RingName) {
         if name.len == 0 {
             return;
         }

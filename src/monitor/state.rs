@@ -313,7 +313,7 @@ impl Raised {
 }
 
 /// A compile job, remote or local.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Job {
     /// The scheduler's id (one counter for remote and local jobs).
     pub id: u32,
@@ -386,13 +386,13 @@ impl Job {
 /// through `Deref`) and its file name.
 #[derive(Clone, Copy, Debug)]
 pub struct JobRef<'a> {
-    job: &'a Job,
+    job: Job,
     file: &'a [u8],
     key: JobKey,
 }
 
 impl<'a> JobRef<'a> {
-    pub(crate) fn new(job: &'a Job, file: &'a [u8], key: JobKey) -> JobRef<'a> {
+    pub(crate) fn new(job: Job, file: &'a [u8], key: JobKey) -> JobRef<'a> {
         JobRef { job, file, key }
     }
 
@@ -413,7 +413,7 @@ impl std::ops::Deref for JobRef<'_> {
     type Target = Job;
 
     fn deref(&self) -> &Job {
-        self.job
+        &self.job
     }
 }
 
