@@ -22,8 +22,13 @@
 //! and its peak RSS (`VmHWM`). icewatch is done when the kernel holds no
 //! unread byte of the stream on either side and its CPU time stands still;
 //! its `/api/v1/snapshot` totals are then checked against the stream's.
+//!
+//! `apply`: the same stream decoded and applied to a `State` in process, no
+//! socket, each run in a fresh child: what the state costs a message, and
+//! the page faults of its first touches (see `inproc.rs`).
 
 mod fanout;
+mod inproc;
 mod soak;
 mod stream;
 
@@ -84,6 +89,8 @@ fn main() -> Result<()> {
     }
     match what.as_str() {
         "e2e" => e2e(&opts),
+        "apply" => apply_runs(&opts),
+        "apply-once" => inproc::once(opts.hosts, opts.messages, opts.history),
         "fanout" => fanout_runs(&opts),
         "soak" => soak::run(
             &built("icewatch")?,
@@ -98,6 +105,7 @@ fn main() -> Result<()> {
         ),
         _ => bail!(
             "usage: load e2e [--runs N] [--messages N] [--hosts N] [--history N]\n       \
+             load apply [--runs N] [--messages N] [--hosts N] [--history N]\n       \
              load fanout [--runs N] [--hosts N] [--clients N] [--rate N] [--seconds N]\n       \
              load soak [--seconds N] [--every N] [--rate N] [--hosts N] [--clients N] [--history N]"
         ),
@@ -166,6 +174,37 @@ fn e2e(opts: &Opts) -> Result<()> {
             ("ratio icewatch/bare", |r| r.1.cpu_sched / r.0.cpu_sched),
             ("bare reader peak MiB", |r| r.0.peak_kib as f64 / 1024.0),
             ("icewatch peak MiB", |r| r.1.peak_kib as f64 / 1024.0),
+        ],
+    );
+    Ok(())
+}
+
+fn apply_runs(opts: &Opts) -> Result<()> {
+    println!(
+        "apply in process: {} messages, {} hosts, history {}; machine: {} cores, {}",
+        opts.messages,
+        opts.hosts,
+        opts.history,
+        cores(),
+        cpu_model()
+    );
+    let mut rows = Vec::new();
+    for run in 1..=opts.runs {
+        let a = inproc::run(opts.hosts, opts.messages, opts.history)?;
+        println!(
+            "run {run}: decode + apply {:.1} ns/message, decode alone {:.1} ns/message, \
+             {} page faults",
+            a.ns_per_msg, a.decode_ns_per_msg, a.faults
+        );
+        rows.push(a);
+    }
+    summarise(
+        &rows,
+        1,
+        &[
+            ("decode + apply ns/message", |a| a.ns_per_msg),
+            ("decode alone ns/message", |a| a.decode_ns_per_msg),
+            ("page faults", |a| a.faults as f64),
         ],
     );
     Ok(())
