@@ -3,7 +3,7 @@
 //!
 //! A job is written into a slot when it starts and stays there while it is
 //! active. When it ends, its record is copied to the end of the history
-//! (and its file name to the end of a ring of names), and its slot goes
+//! (its file name to the end of a queue of name chunks), and its slot goes
 //! straight to the next job that starts. So the slots are as many as the
 //! jobs that run at once, and the one a job starts in was in use a moment
 //! ago: it is still in the caches. The history is written and dropped in
@@ -321,9 +321,8 @@ impl Jobs {
     }
 
     /// Records `seen(job)` as published for the active jobs `ids`, or all
-    /// of them.
-    /// The marks of the finished jobs, shown in the diff just published,
-    /// are no longer needed.
+    /// of them. The marks of the jobs finished since the last marks are
+    /// dropped: the diff just published showed them finished.
     pub(crate) fn mark_seen(&mut self, ids: Option<&[u32]>, seen: impl Fn(&Job) -> JobSeen) {
         self.done_seen.clear();
         if self.seen.len() < self.slots.len() {
@@ -378,7 +377,7 @@ impl Jobs {
         self.history
             .iter()
             .enumerate()
-            .map(move |(i, job)| self.lend_done(job, first + i as u64))
+            .map(move |(i, done)| self.lend_done(done, first + i as u64))
     }
 
     /// The finished jobs with history sequence number `from` or later,
@@ -390,7 +389,7 @@ impl Jobs {
         self.history
             .range(skip..)
             .enumerate()
-            .map(move |(i, job)| self.lend_done(job, first + (skip + i) as u64))
+            .map(move |(i, done)| self.lend_done(done, first + (skip + i) as u64))
     }
 
     /// The sequence number the next finished job will have.
