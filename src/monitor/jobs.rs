@@ -468,7 +468,10 @@ impl Jobs {
 
 #[cfg(test)]
 mod tests {
-    use super::{JobIndex, Slot};
+    use super::{Done, JobIndex, Slot};
+    use crate::monitor::names::RingName;
+    use crate::monitor::state::{Job, JobState, JobStats};
+    use crate::protocol::Language;
     use proptest::prelude::*;
     use std::collections::HashMap;
 
@@ -493,7 +496,45 @@ mod tests {
         prop_oneof![0u32..600, (u32::MAX - 300)..=u32::MAX, any::<u32>(),]
     }
 
+    fn state() -> impl Strategy<Value = JobState> {
+        prop_oneof![
+            Just(JobState::Finished),
+            Just(JobState::Failed),
+            Just(JobState::LocalFinished),
+        ]
+    }
+
     proptest! {
+        /// The history's record gives back every field a finished job shows,
+        /// whichever are there.
+        #[test]
+        fn a_finished_job_reads_back_from_its_history_record(
+            id in any::<u32>(),
+            state in state(),
+            hosts in (any::<Option<u32>>(), any::<Option<u32>>()),
+            times in (any::<u64>(), any::<Option<u64>>()),
+            exit_code in any::<Option<i32>>(),
+            lang in any::<Option<u32>>(),
+            stats in any::<Option<[u32; 8]>>(),
+        ) {
+            let mut job = Job::new(id, state, times.0);
+            (job.client, job.server) = hosts;
+            job.end_ms = times.1;
+            job.exit_code = exit_code;
+            job.lang = lang.map(Language);
+            job.stats = stats.map(|s| JobStats {
+                real_ms: s[0],
+                user_ms: s[1],
+                sys_ms: s[2],
+                page_faults: s[3],
+                in_compressed: s[4],
+                in_uncompressed: s[5],
+                out_compressed: s[6],
+                out_uncompressed: s[7],
+            });
+            prop_assert_eq!(Done::new(&job, RingName::default()).job(), job);
+        }
+
         #[test]
         fn the_index_behaves_as_a_map_whatever_the_ids(
             ops in proptest::collection::vec((any::<bool>(), id()), 1..400)
