@@ -48,8 +48,7 @@ pub fn run(hosts: u32, messages: u64, history: u64) -> Result<Applied> {
 /// faults of the second.
 pub fn once(hosts: u32, messages: u64, history: u64) -> Result<()> {
     let s = stream::build(hosts, messages, PROTOCOL_VERSION);
-    let pass = |state: Option<&mut State>| -> Result<f64> {
-        let mut state = state;
+    let pass = |mut state: Option<&mut State>| -> Result<f64> {
         let started = cpu_time::ThreadTime::now();
         let mut input = &s.bytes[..];
         let mut n = 0u64;
