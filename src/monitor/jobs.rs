@@ -11,14 +11,17 @@
 //! nothing, and the id index (4 bytes an id, looked up by position:
 //! [`JobIndex`]) stays small enough for the caches.
 
-use super::names::{NameRing, Names, RingName};
-use super::state::{Job, JobRef, JobSeen, JobState, JobStats, MAX_HISTORY};
+use super::names::{Name, NameRing, Names, RingName};
+use super::state::{Job, JobRef, JobSeen, JobState, JobStats, Raised, MAX_HISTORY};
 use crate::protocol::Language;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 
 /// Index of a job in the arena.
 pub(crate) type Slot = u32;
+
+/// Slots reserved at the first job (4 MiB of address space).
+const SLOTS_RESERVED: usize = 1 << 16;
 
 /// No job (in [`JobIndex`]'s window); never a real slot.
 const NO_SLOT: Slot = Slot::MAX;
@@ -145,9 +148,72 @@ impl JobIndex {
     }
 }
 
+/// An active job as its slot keeps it: what of a [`Job`] a running job
+/// has (no end yet), its file name's place, the counters it raised, and
+/// its publishing marks, in one cache line. A job's slot is read or
+/// written at each of its messages, and the slots of the jobs in flight
+/// are as many as they are: a line a job rather than two keeps half as
+/// many bytes in the caches.
+#[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
+pub(crate) struct Active {
+    pub(crate) start_ms: u64,
+    pub(crate) id: u32,
+    pub(crate) name: Name,
+    pub(crate) lang: Option<Language>,
+    pub(crate) client: Option<u32>,
+    pub(crate) server: Option<u32>,
+    pub(crate) raised: Raised,
+    /// The low 32 bits of the publishing period it last changed in (a job
+    /// would have to go unchanged for 2^32 periods, 13 years of 100 ms, to
+    /// be taken for one changed in this one).
+    pub(crate) gen: u32,
+    /// Tells it from the jobs its slot held before (see [`JobSeen`]).
+    pub(crate) serial: u32,
+    pub(crate) state: JobState,
+}
+
+const _: () = assert!(std::mem::size_of::<Active>() == 64);
+
+impl Active {
+    pub(super) fn new(id: u32, state: JobState, now_ms: u64) -> Active {
+        Active {
+            start_ms: now_ms,
+            id,
+            name: Name::default(),
+            lang: None,
+            client: None,
+            server: None,
+            raised: Raised::default(),
+            gen: 0,
+            serial: 0,
+            state,
+        }
+    }
+
+    /// The job as [`State`](super::State) shows it.
+    pub(crate) fn job(&self) -> Job {
+        Job {
+            lang: self.lang,
+            client: self.client,
+            server: self.server,
+            ..Job::new(self.id, self.state, self.start_ms)
+        }
+    }
+}
+
+/// How a job ended: what [`Jobs::retire`] adds to its record.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ended {
+    /// Finished, failed or local finished.
+    pub(crate) state: JobState,
+    pub(crate) end_ms: u64,
+    pub(crate) exit_code: Option<i32>,
+    pub(crate) stats: Option<JobStats>,
+}
+
 /// A finished job as the history keeps it: what a [`Job`] shows, in 80
-/// bytes rather than 128 (no counters raised, no publishing marks, which a
-/// finished job no longer has, and which fields are there as bits).
+/// bytes (which optional fields are there as bits).
 #[derive(Clone, Copy, Debug)]
 struct Done {
     start_ms: u64,
@@ -169,29 +235,27 @@ const _: () = assert!(std::mem::size_of::<Done>() == 80);
 impl Done {
     const CLIENT: u8 = 1;
     const SERVER: u8 = 2;
-    const END: u8 = 4;
-    const EXIT_CODE: u8 = 8;
-    const STATS: u8 = 16;
-    const LANG: u8 = 32;
+    const EXIT_CODE: u8 = 4;
+    const STATS: u8 = 8;
+    const LANG: u8 = 16;
 
-    fn new(job: &Job, name: RingName) -> Done {
+    fn new(job: &Active, ended: &Ended, name: RingName) -> Done {
         let bit = |present: bool, bit: u8| if present { bit } else { 0 };
         Done {
             start_ms: job.start_ms,
-            end_ms: job.end_ms.unwrap_or(0),
-            stats: job.stats.unwrap_or_default(),
+            end_ms: ended.end_ms,
+            stats: ended.stats.unwrap_or_default(),
             id: job.id,
             client: job.client.unwrap_or(0),
             server: job.server.unwrap_or(0),
-            exit_code: job.exit_code.unwrap_or(0),
+            exit_code: ended.exit_code.unwrap_or(0),
             lang: job.lang.map_or(0, |l| l.0),
             name,
-            state: job.state,
+            state: ended.state,
             has: bit(job.client.is_some(), Done::CLIENT)
                 | bit(job.server.is_some(), Done::SERVER)
-                | bit(job.end_ms.is_some(), Done::END)
-                | bit(job.exit_code.is_some(), Done::EXIT_CODE)
-                | bit(job.stats.is_some(), Done::STATS)
+                | bit(ended.exit_code.is_some(), Done::EXIT_CODE)
+                | bit(ended.stats.is_some(), Done::STATS)
                 | bit(job.lang.is_some(), Done::LANG),
         }
     }
@@ -199,14 +263,15 @@ impl Done {
     /// The job it keeps (its name apart).
     fn job(&self) -> Job {
         let has = |bit: u8| self.has & bit != 0;
-        let mut job = Job::new(self.id, self.state, self.start_ms);
-        job.client = has(Done::CLIENT).then_some(self.client);
-        job.server = has(Done::SERVER).then_some(self.server);
-        job.end_ms = has(Done::END).then_some(self.end_ms);
-        job.exit_code = has(Done::EXIT_CODE).then_some(self.exit_code);
-        job.stats = has(Done::STATS).then_some(self.stats);
-        job.lang = has(Done::LANG).then_some(Language(self.lang));
-        job
+        Job {
+            lang: has(Done::LANG).then_some(Language(self.lang)),
+            client: has(Done::CLIENT).then_some(self.client),
+            server: has(Done::SERVER).then_some(self.server),
+            end_ms: Some(self.end_ms),
+            exit_code: has(Done::EXIT_CODE).then_some(self.exit_code),
+            stats: has(Done::STATS).then_some(self.stats),
+            ..Job::new(self.id, self.state, self.start_ms)
+        }
     }
 }
 
@@ -224,7 +289,7 @@ pub(crate) enum JobKey {
 #[derive(Debug)]
 pub(crate) struct Jobs {
     /// Active jobs, and free slots.
-    slots: Vec<Job>,
+    slots: Vec<Active>,
     /// Active jobs: id → slot.
     active: JobIndex,
     /// Free slots, the last freed on top.
@@ -275,14 +340,14 @@ impl Jobs {
     }
 
     /// The active job `id`.
-    pub(crate) fn get(&self, id: u32) -> Option<&Job> {
+    pub(crate) fn get(&self, id: u32) -> Option<&Active> {
         self.active.get(id).map(|slot| &self.slots[slot as usize])
     }
 
     /// The active job in `slot` with its file name.
     pub(crate) fn lend(&self, slot: Slot) -> JobRef<'_> {
         let job = &self.slots[slot as usize];
-        JobRef::new(*job, self.names.get(job.name), JobKey::Active(slot))
+        JobRef::new(job.job(), self.names.get(job.name), JobKey::Active(slot))
     }
 
     /// `done`, of the history, with history sequence number `seq` and its
@@ -323,7 +388,7 @@ impl Jobs {
     /// Records `seen(job)` as published for the active jobs `ids`, or all
     /// of them. The marks of the jobs finished since the last marks are
     /// dropped: the diff just published showed them finished.
-    pub(crate) fn mark_seen(&mut self, ids: Option<&[u32]>, seen: impl Fn(&Job) -> JobSeen) {
+    pub(crate) fn mark_seen(&mut self, ids: Option<&[u32]>, seen: impl Fn(&Active) -> JobSeen) {
         self.done_seen.clear();
         if self.seen.len() < self.slots.len() {
             self.seen.resize(self.slots.len(), None);
@@ -341,19 +406,19 @@ impl Jobs {
     }
 
     /// The active job `id`, to change it.
-    pub(crate) fn get_mut(&mut self, id: u32) -> Option<&mut Job> {
+    pub(crate) fn get_mut(&mut self, id: u32) -> Option<&mut Active> {
         self.active
             .get(id)
             .map(|slot| &mut self.slots[slot as usize])
     }
 
     /// The job in `slot` (active, finished or free).
-    pub(crate) fn slot_mut(&mut self, slot: Slot) -> &mut Job {
+    pub(crate) fn slot_mut(&mut self, slot: Slot) -> &mut Active {
         &mut self.slots[slot as usize]
     }
 
     /// Active jobs, in no particular order.
-    pub(crate) fn active(&self) -> impl Iterator<Item = &Job> {
+    pub(crate) fn active(&self) -> impl Iterator<Item = &Active> {
         self.active.slots().map(|slot| &self.slots[slot as usize])
     }
 
@@ -363,7 +428,7 @@ impl Jobs {
     }
 
     /// Ids of the active jobs for which `keep` is true, in id order.
-    pub(crate) fn active_ids(&self, keep: impl Fn(&Job) -> bool) -> Vec<u32> {
+    pub(crate) fn active_ids(&self, keep: impl Fn(&Active) -> bool) -> Vec<u32> {
         let mut ids: Vec<u32> = self.active().filter(|j| keep(j)).map(|j| j.id).collect();
         ids.sort_unstable();
         ids
@@ -415,13 +480,20 @@ impl Jobs {
     ) -> (Slot, Option<Slot>) {
         let slot = match self.free.pop() {
             Some(slot) => {
-                self.slots[slot as usize] = Job::new(id, state, now_ms);
+                self.slots[slot as usize] = Active::new(id, state, now_ms);
                 slot
             }
             None => {
+                if self.slots.len() == self.slots.capacity() {
+                    // An over-aligned vector grows by copying into new
+                    // memory; room for many slots at once is only address
+                    // space, and its pages are touched as slots are used.
+                    let more = self.slots.len().max(SLOTS_RESERVED);
+                    self.slots.reserve_exact(more);
+                }
                 // At most MAX_ACTIVE_JOBS + 1 slots: fits.
                 let slot = self.slots.len() as Slot;
-                self.slots.push(Job::new(id, state, now_ms));
+                self.slots.push(Active::new(id, state, now_ms));
                 slot
             }
         };
@@ -439,10 +511,10 @@ impl Jobs {
         self.active.remove(id)
     }
 
-    /// Files the ended job in `slot` (taken out of the active jobs) in the
-    /// history, and frees the slot; the oldest finished job leaves if the
-    /// history is full.
-    pub(crate) fn retire(&mut self, slot: Slot) {
+    /// Files the job in `slot` (taken out of the active jobs), `ended`, in
+    /// the history, and frees the slot; the oldest finished job leaves if
+    /// the history is full.
+    pub(crate) fn retire(&mut self, slot: Slot, ended: Ended) {
         if self.history.len() >= self.history_limit {
             if let Some(old) = self.history.pop_front() {
                 self.done_names.pop(old.name);
@@ -458,7 +530,7 @@ impl Jobs {
         }
         let job = &mut self.slots[slot as usize];
         let name = std::mem::take(&mut job.name);
-        let done = Done::new(job, self.done_names.push(self.names.get(name)));
+        let done = Done::new(job, &ended, self.done_names.push(self.names.get(name)));
         self.names.remove(name);
         self.history.push_back(done);
         self.free.push(slot);
@@ -468,7 +540,7 @@ impl Jobs {
 
 #[cfg(test)]
 mod tests {
-    use super::{Done, JobIndex, Slot};
+    use super::{Active, Done, Ended, JobIndex, Slot};
     use crate::monitor::names::RingName;
     use crate::monitor::state::{Job, JobState, JobStats};
     use crate::protocol::Language;
@@ -512,27 +584,41 @@ mod tests {
             id in any::<u32>(),
             state in state(),
             hosts in (any::<Option<u32>>(), any::<Option<u32>>()),
-            times in (any::<u64>(), any::<Option<u64>>()),
+            times in (any::<u64>(), any::<u64>()),
             exit_code in any::<Option<i32>>(),
             lang in any::<Option<u32>>(),
             stats in any::<Option<[u32; 8]>>(),
         ) {
-            let mut job = Job::new(id, state, times.0);
-            (job.client, job.server) = hosts;
-            job.end_ms = times.1;
-            job.exit_code = exit_code;
-            job.lang = lang.map(Language);
-            job.stats = stats.map(|s| JobStats {
-                real_ms: s[0],
-                user_ms: s[1],
-                sys_ms: s[2],
-                page_faults: s[3],
-                in_compressed: s[4],
-                in_uncompressed: s[5],
-                out_compressed: s[6],
-                out_uncompressed: s[7],
-            });
-            prop_assert_eq!(Done::new(&job, RingName::default()).job(), job);
+            let mut active = Active::new(id, JobState::Compiling, times.0);
+            (active.client, active.server) = hosts;
+            active.lang = lang.map(Language);
+            let ended = Ended {
+                state,
+                end_ms: times.1,
+                exit_code,
+                stats: stats.map(|s| JobStats {
+                    real_ms: s[0],
+                    user_ms: s[1],
+                    sys_ms: s[2],
+                    page_faults: s[3],
+                    in_compressed: s[4],
+                    in_uncompressed: s[5],
+                    out_compressed: s[6],
+                    out_uncompressed: s[7],
+                }),
+            };
+            let want = Job {
+                id,
+                lang: active.lang,
+                client: hosts.0,
+                server: hosts.1,
+                state,
+                start_ms: times.0,
+                end_ms: Some(times.1),
+                exit_code,
+                stats: ended.stats,
+            };
+            prop_assert_eq!(Done::new(&active, &ended, RingName::default()).job(), want);
         }
 
         #[test]

@@ -18,8 +18,7 @@
 //! readers decode them (lossy UTF-8, see [`JobRef::file`](super::JobRef::file)),
 //! so the many names nobody reads are never validated.
 
-use super::jobs::Slot;
-use super::state::Job;
+use super::jobs::{Active, Slot};
 use std::collections::VecDeque;
 
 /// Bytes of a chunk.
@@ -93,7 +92,7 @@ impl Names {
 
     /// Stores `bytes` (its first [`MAX_FILE_NAME`]) as the name of the job in
     /// `slot` and returns where.
-    pub(crate) fn add(&mut self, bytes: &[u8], slot: Slot, slots: &mut [Job]) -> Name {
+    pub(crate) fn add(&mut self, bytes: &[u8], slot: Slot, slots: &mut [Active]) -> Name {
         let bytes = &bytes[..bytes.len().min(MAX_FILE_NAME)];
         if bytes.is_empty() {
             return Name::default();
@@ -174,7 +173,7 @@ impl Names {
 
     /// Moves the names still in use out of every chunk at most half in use
     /// (but the current one) into the current one, and frees those chunks.
-    fn compact(&mut self, slots: &mut [Job]) {
+    fn compact(&mut self, slots: &mut [Active]) {
         let sparse: Vec<u32> = (0..self.chunks.len() as u32)
             .filter(|&i| {
                 let c = &self.chunks[i as usize];
@@ -292,7 +291,8 @@ impl Chunk {
 #[cfg(test)]
 mod tests {
     use super::{NameRing, Names, CHUNK, MAX_FILE_NAME};
-    use crate::monitor::state::{Job, JobState};
+    use crate::monitor::jobs::Active;
+    use crate::monitor::state::JobState;
     use proptest::prelude::*;
 
     fn name_of(n: u32, len: usize) -> Vec<u8> {
@@ -308,7 +308,9 @@ mod tests {
         fn every_job_reads_its_own_name_and_memory_stays_bounded(
             ops in proptest::collection::vec((0usize..64, 0usize..3000, any::<bool>()), 1..600)
         ) {
-            let mut slots: Vec<Job> = (0..64).map(|i| Job::new(i, JobState::Waiting, 0)).collect();
+            let mut slots: Vec<Active> = (0..64)
+                .map(|i| Active::new(i, JobState::Waiting, 0))
+                .collect();
             let mut want: Vec<Option<Vec<u8>>> = vec![None; 64];
             let mut names = Names::default();
             for (n, (slot, len, long)) in ops.into_iter().enumerate() {
@@ -371,8 +373,8 @@ mod tests {
     fn names_kept_for_long_do_not_keep_their_chunks() {
         // Slot 0 takes one name after another; every 700th name (about one
         // a chunk) stays, in a slot of its own, as if its job never ended.
-        let mut slots: Vec<Job> = (0..200)
-            .map(|i| Job::new(i, JobState::Waiting, 0))
+        let mut slots: Vec<Active> = (0..200)
+            .map(|i| Active::new(i, JobState::Waiting, 0))
             .collect();
         let mut names = Names::default();
         let mut kept = Vec::new();

@@ -267,13 +267,14 @@ fn serialize_job<S: Serializer>(
     if before.map_or(true, |b| job.start_ms != b.start_ms) {
         s.serialize_entry("start_ms", &job.start_ms)?;
     }
-    if before.map_or(true, |b| job.end_ms.is_some() != b.end_ms) {
+    // A client saw the job active, without these: they are new if set.
+    if before.is_none() || job.end_ms.is_some() {
         s.serialize_entry("end_ms", &job.end_ms)?;
     }
-    if before.map_or(true, |b| job.exit_code.is_some() != b.exit_code) {
+    if before.is_none() || job.exit_code.is_some() {
         s.serialize_entry("exit_code", &job.exit_code)?;
     }
-    if before.map_or(true, |b| job.stats.is_some() && !b.stats) {
+    if before.is_none() || job.stats.is_some() {
         let st = job.stats.as_ref();
         s.serialize_entry("real_ms", &st.map(|t| t.real_ms))?;
         s.serialize_entry("user_ms", &st.map(|t| t.user_ms))?;

@@ -9,8 +9,7 @@
 //! goes back down exactly as far as it went up and never below zero.
 
 use super::change::ChangeSet;
-use super::jobs::{JobKey, Jobs, Slot};
-use super::names::Name;
+use super::jobs::{Active, Ended, JobKey, Jobs, Slot};
 use crate::protocol::stats::HostStats;
 use crate::protocol::{JobDone, Language, Message, EXIT_CODE_HOST_GONE};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -312,13 +311,11 @@ impl Raised {
     }
 }
 
-/// A compile job, remote or local.
+/// A compile job, remote or local, as [`State`] shows it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Job {
     /// The scheduler's id (one counter for remote and local jobs).
     pub id: u32,
-    /// Where its file name lies (read it with [`JobRef::file`]).
-    pub(crate) name: Name,
     /// Source language; `None` for local jobs and jobs first seen mid-way.
     pub lang: Option<Language>,
     /// Submitting host; `None` if the job was first seen mid-way.
@@ -336,37 +333,26 @@ pub struct Job {
     pub exit_code: Option<i32>,
     /// What the server reported at the end.
     pub stats: Option<JobStats>,
-    pub(crate) raised: Raised,
-    /// The low 32 bits of the publishing period it last changed in (a job
-    /// would have to go unchanged for 2^32 periods, 13 years of 100 ms, to
-    /// be taken for one changed in this one).
-    pub(crate) gen: u32,
-    /// Tells it from the jobs its slot held before (see [`JobSeen`]).
-    pub(crate) serial: u32,
 }
 
-/// What of a job can change once it is published, as a diff showed it.
-/// The end time, exit code and statistics are set once, when the job ends:
-/// whether they were there is enough.
+/// What of an active job can change once it is published, as a diff
+/// showed it. Only active jobs are marked, so a marked job was shown with
+/// no end time, exit code or statistics.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct JobSeen {
     /// [`State`]'s publishing epoch at the time: older marks are void.
     pub(crate) epoch: u32,
-    /// The job's [`Job::serial`].
+    /// The job's [`Active::serial`].
     pub(crate) serial: u32,
     pub(crate) server: Option<u32>,
     pub(crate) start_ms: u64,
     pub(crate) state: JobState,
-    pub(crate) end_ms: bool,
-    pub(crate) exit_code: bool,
-    pub(crate) stats: bool,
 }
 
 impl Job {
     pub(super) fn new(id: u32, state: JobState, now_ms: u64) -> Job {
         Job {
             id,
-            name: Name::default(),
             lang: None,
             client: None,
             server: None,
@@ -375,9 +361,6 @@ impl Job {
             end_ms: None,
             exit_code: None,
             stats: None,
-            raised: Raised::default(),
-            gen: 0,
-            serial: 0,
         }
     }
 }
@@ -647,7 +630,7 @@ impl Book {
         h
     }
 
-    fn touch_job(&mut self, job: &mut Job) {
+    fn touch_job(&mut self, job: &mut Active) {
         let gen = self.gen as u32;
         if job.gen != gen && !self.changes.overflow {
             job.gen = gen;
@@ -667,7 +650,7 @@ impl Book {
     }
 
     /// Counts `job` in its current state.
-    fn enter(&mut self, job: &mut Job) {
+    fn enter(&mut self, job: &mut Active) {
         self.touch_job(job);
         self.changes.totals = true;
         let c = &mut self.counts;
@@ -696,7 +679,7 @@ impl Book {
     }
 
     /// Takes back what `enter` counted for `job`.
-    fn leave(&mut self, job: &mut Job) {
+    fn leave(&mut self, job: &mut Active) {
         self.changes.totals = true;
         let c = &mut self.counts;
         match job.state {
@@ -845,9 +828,6 @@ impl State {
             server: job.server,
             start_ms: job.start_ms,
             state: job.state,
-            end_ms: job.end_ms.is_some(),
-            exit_code: job.exit_code.is_some(),
-            stats: job.stats.is_some(),
         });
         for &id in &changes.hosts {
             match self.book.hosts.get(id) {
@@ -1042,7 +1022,7 @@ impl State {
     /// Active jobs on the link `from` → `to` (0 if none). Counted from the
     /// active jobs on each call.
     pub fn link(&self, from: u32, to: u32) -> u32 {
-        let on = |j: &&Job| self.link_of(j) == Some((from, to));
+        let on = |j: &&Active| self.link_of(j) == Some((from, to));
         self.jobs.active().filter(on).count() as u32
     }
 
@@ -1057,7 +1037,7 @@ impl State {
 
     /// The link `job` counts on: a remote job compiling on a known server
     /// for a known submitter.
-    fn link_of(&self, job: &Job) -> Option<(u32, u32)> {
+    fn link_of(&self, job: &Active) -> Option<(u32, u32)> {
         let counted = job.state == JobState::Compiling && job.raised.server_active.is_some();
         let (from, to) = (job.client?, job.server?);
         (counted && self.book.hosts.contains(from)).then_some((from, to))
@@ -1333,58 +1313,55 @@ impl State {
         let job = self.jobs.slot_mut(slot);
         let server_slot = job.raised.server_active();
         self.book.leave(job);
+        let (client, server, was) = (job.client, job.server, job.state);
         let now = self.clock_ms;
-        job.end_ms = Some(now);
+        let mut ended = Ended {
+            state: JobState::Failed,
+            end_ms: now,
+            exit_code: None,
+            stats: None,
+        };
         let counted = !matches!(end, End::Lost);
         match end {
             End::HostGone => {
-                job.state = JobState::Failed;
-                job.exit_code = Some(EXIT_CODE_HOST_GONE as i32);
+                ended.exit_code = Some(EXIT_CODE_HOST_GONE as i32);
                 self.book.counts.jobs_failed += 1;
-                if let Some(h) = job.client.and_then(|id| self.book.touch_host(id)) {
+                if let Some(h) = client.and_then(|id| self.book.touch_host(id)) {
                     h.failed += 1;
                 }
             }
             End::Done(exit, stats) => {
-                job.state = if exit == 0 {
-                    JobState::Finished
-                } else {
-                    JobState::Failed
-                };
-                job.exit_code = Some(exit);
-                job.stats = stats;
-                let c = &mut self.book.counts;
                 if exit == 0 {
-                    c.jobs_finished += 1;
+                    ended.state = JobState::Finished;
+                    self.book.counts.jobs_finished += 1;
                 } else {
-                    c.jobs_failed += 1;
+                    self.book.counts.jobs_failed += 1;
                 }
-                let server =
-                    server_slot.or_else(|| job.server.and_then(|id| self.book.hosts.slot(id)));
-                if let Some(server) = server {
-                    let own = job.client == job.server;
-                    let h = self.book.touch_slot(server);
+                ended.exit_code = Some(exit);
+                ended.stats = stats;
+                let server_at =
+                    server_slot.or_else(|| server.and_then(|id| self.book.hosts.slot(id)));
+                if let Some(at) = server_at {
+                    let h = self.book.touch_slot(at);
                     h.compiled += 1;
-                    if own {
+                    if client == server {
                         h.compiled_own += 1;
                     }
                 }
                 if exit != 0 {
-                    if let Some(h) = job.client.and_then(|id| self.book.touch_host(id)) {
+                    if let Some(h) = client.and_then(|id| self.book.touch_host(id)) {
                         h.failed += 1;
                     }
                 }
             }
             End::LocalDone => {
-                job.state = JobState::LocalFinished;
+                ended.state = JobState::LocalFinished;
                 self.book.counts.local_jobs_finished += 1;
             }
             End::Lost => {
-                job.state = if job.state == JobState::Local {
-                    JobState::LocalFinished
-                } else {
-                    JobState::Failed
-                };
+                if was == JobState::Local {
+                    ended.state = JobState::LocalFinished;
+                }
             }
         }
         if counted {
@@ -1393,7 +1370,7 @@ impl State {
         if self.book.changes.done_from.is_none() {
             self.book.changes.done_from = Some(self.jobs.next_finished());
         }
-        self.jobs.retire(slot);
+        self.jobs.retire(slot, ended);
     }
 
     /// Ends every active job with an unknown outcome.
