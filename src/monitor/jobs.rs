@@ -3,15 +3,15 @@
 //!
 //! A job is written into a slot when it starts and stays there while it is
 //! active. When it ends, its record is copied to the end of the history
-//! (its file name to the end of a queue of name chunks), and its slot goes
-//! straight to the next job that starts. So the slots are as many as the
+//! (its file name stays where it was written when the job started, see
+//! [`Names`]), and its slot goes straight to the next job that starts. So the slots are as many as the
 //! jobs that run at once, and the one a job starts in was in use a moment
 //! ago: it is still in the caches. The history is written and dropped in
 //! order, which the prefetcher streams. The steady state allocates
 //! nothing, and the id index (4 bytes an id, looked up by position:
 //! [`JobIndex`]) stays small enough for the caches.
 
-use super::names::{Name, NameRing, Names, RingName};
+use super::names::{Name, Names};
 use super::state::{Job, JobRef, JobSeen, JobState, JobStats, Raised, MAX_HISTORY};
 use crate::protocol::Language;
 use rustc_hash::FxHashMap;
@@ -224,7 +224,7 @@ struct Done {
     server: u32,
     exit_code: i32,
     lang: u32,
-    name: RingName,
+    name: Name,
     state: JobState,
     /// Which of the optional fields are there (`Done::CLIENT`...).
     has: u8,
@@ -239,7 +239,7 @@ impl Done {
     const STATS: u8 = 8;
     const LANG: u8 = 16;
 
-    fn new(job: &Active, ended: &Ended, name: RingName) -> Done {
+    fn new(job: &Active, ended: &Ended, name: Name) -> Done {
         let bit = |present: bool, bit: u8| if present { bit } else { 0 };
         Done {
             start_ms: job.start_ms,
@@ -294,11 +294,10 @@ pub(crate) struct Jobs {
     active: JobIndex,
     /// Free slots, the last freed on top.
     free: Vec<Slot>,
-    /// The file names of the jobs in `slots`.
+    /// The file names of the jobs in `slots` and `history`.
     names: Names,
-    /// Finished jobs, oldest first; their names are in `done_names`.
+    /// Finished jobs, oldest first.
     history: VecDeque<Done>,
-    done_names: NameRing,
     /// By slot, the job as the last published diff showed it: apart from
     /// the jobs, which it would make a quarter larger, and touched only by a
     /// publisher. Valid if its serial is the slot's job's.
@@ -325,7 +324,6 @@ impl Jobs {
             free: Vec::new(),
             names: Names::default(),
             history: VecDeque::new(),
-            done_names: NameRing::default(),
             seen: Vec::new(),
             done_seen: Vec::new(),
             serial: 0,
@@ -353,11 +351,7 @@ impl Jobs {
     /// `done`, of the history, with history sequence number `seq` and its
     /// file name.
     fn lend_done<'a>(&'a self, done: &Done, seq: u64) -> JobRef<'a> {
-        JobRef::new(
-            done.job(),
-            self.done_names.get(done.name),
-            JobKey::Done(seq),
-        )
+        JobRef::new(done.job(), self.names.get(done.name), JobKey::Done(seq))
     }
 
     /// The slot of the active job `id`.
@@ -497,7 +491,12 @@ impl Jobs {
                 slot
             }
         };
-        let name = self.names.add(file, slot, &mut self.slots);
+        if self.names.wants_compaction() {
+            let active = self.slots.iter_mut().map(|job| &mut job.name);
+            let done = self.history.iter_mut().map(|done| &mut done.name);
+            self.names.compact(active.chain(done));
+        }
+        let name = self.names.add(file);
         let job = &mut self.slots[slot as usize];
         job.name = name;
         job.serial = self.serial;
@@ -517,7 +516,7 @@ impl Jobs {
     pub(crate) fn retire(&mut self, slot: Slot, ended: Ended) {
         if self.history.len() >= self.history_limit {
             if let Some(old) = self.history.pop_front() {
-                self.done_names.pop(old.name);
+                self.names.release(old.name);
             }
         } else if self.history.len() == self.history.capacity() {
             // Grown to the limit exactly, not to the next power of two,
@@ -530,8 +529,7 @@ impl Jobs {
         }
         let job = &mut self.slots[slot as usize];
         let name = std::mem::take(&mut job.name);
-        let done = Done::new(job, &ended, self.done_names.push(self.names.get(name)));
-        self.names.remove(name);
+        let done = Done::new(job, &ended, name);
         self.history.push_back(done);
         self.free.push(slot);
         self.pushed += 1;
@@ -540,8 +538,8 @@ impl Jobs {
 
 #[cfg(test)]
 mod tests {
-    use super::{Active, Done, Ended, JobIndex, Slot};
-    use crate::monitor::names::RingName;
+    use super::{Active, Done, Ended, JobIndex, Jobs, Slot};
+    use crate::monitor::names::Name;
     use crate::monitor::state::{Job, JobState, JobStats};
     use crate::protocol::Language;
     use proptest::prelude::*;
@@ -618,7 +616,7 @@ mod tests {
                 exit_code,
                 stats: ended.stats,
             };
-            prop_assert_eq!(Done::new(&active, &ended, RingName::default()).job(), want);
+            prop_assert_eq!(Done::new(&active, &ended, Name::default()).job(), want);
         }
 
         #[test]
@@ -639,6 +637,42 @@ mod tests {
                 agree(&index, &model, &ids);
             }
         }
+    }
+
+    #[test]
+    fn names_read_back_when_long_jobs_make_their_chunks_compact() {
+        // 20 jobs in flight, each ending 20 jobs after it started, but one
+        // in 50 never ends: their names, one every few kilobytes, would
+        // keep every chunk but for compaction.
+        let name = |id: u32| format!("src/dir{id}/{}.cpp", "x".repeat(80 + id as usize % 40));
+        let mut jobs = Jobs::new(300);
+        for id in 0..20_000u32 {
+            jobs.start(id, JobState::Compiling, 0, name(id).as_bytes());
+            let Some(old) = id.checked_sub(20).filter(|old| old % 50 != 0) else {
+                continue;
+            };
+            let slot = jobs.take(old).expect("active");
+            let ended = Ended {
+                state: JobState::Finished,
+                end_ms: 1,
+                exit_code: Some(0),
+                stats: None,
+            };
+            jobs.retire(slot, ended);
+        }
+        let mut live = 0;
+        for job in jobs
+            .active_slots()
+            .map(|s| jobs.lend(s))
+            .chain(jobs.history())
+        {
+            assert_eq!(job.file(), name(job.id));
+            live += job.file_bytes().len();
+        }
+        assert_eq!(jobs.history().len(), 300);
+        let (counted, held) = jobs.names.usage();
+        assert_eq!(counted, live);
+        assert!(held <= 2 * live + 5 * 64 * 1024, "{held} held for {live}");
     }
 
     #[test]
