@@ -436,6 +436,26 @@ fn change_sets_name_only_what_changed_and_diffs_read_the_state_as_it_is_now() {
 }
 
 #[test]
+fn with_nobody_listening_jobs_are_not_listed_until_changes_are_taken_again() {
+    let mut st = connected();
+    apply_all(&mut st, &[stats(1, &host_text("a", 2, false))], T0);
+    st.discard_changes();
+    apply_all(&mut st, &[get_cs(5, 1, "x.c"), begin(5, 1)], T0 + 1);
+    let c = st.take_changes();
+    assert!(
+        c.is_reset(),
+        "a set taken while paused says everything changed"
+    );
+    assert!(c.jobs().is_empty());
+
+    // The next set lists again (a listener took the snapshot in between).
+    apply_all(&mut st, &[get_cs(6, 1, "y.c")], T0 + 2);
+    let c = st.take_changes();
+    assert!(!c.is_reset());
+    assert_eq!(c.jobs(), &[6][..]);
+}
+
+#[test]
 fn a_new_session_drops_the_old_hosts_and_jobs_so_no_ghost_remains() {
     let mut st = connected();
     let (a, b) = (host_text("a", 2, false), host_text("b", 4, false));

@@ -324,6 +324,12 @@ async fn a_client_gets_a_snapshot_then_contiguous_diffs_that_rebuild_the_server_
         ..ServeOptions::default()
     };
     let mut server = Server::start(opts).await;
+    // Nobody listens yet: the hub drops these changes (and stops listing
+    // jobs); the snapshot the client starts from holds them all the same.
+    server.feed.request(1, 1, "early.c");
+    server.api_snapshot().await;
+    server.feed.begin(1, 2);
+    server.feed.request(2, 1, "early2.c");
     let mut ws = ws_connect(server.addr, "/ws", &[], None)
         .await
         .expect("connect");
@@ -332,6 +338,13 @@ async fn a_client_gets_a_snapshot_then_contiguous_diffs_that_rebuild_the_server_
     assert_eq!(first["type"], "snapshot");
     model.apply(&first);
     assert_eq!(model.hosts.len(), 3);
+    assert!(model.jobs.contains_key(&1) && model.jobs.contains_key(&2));
+    server.feed.request(3, 1, "after.c");
+    server.changed.notify_one();
+    let (diff, _) = next_message(&mut ws).await;
+    model.apply(&diff);
+    let listed: Vec<u64> = list(&diff["jobs"]).map(id).collect();
+    assert_eq!(listed, [3], "the first diff lists only what changed since");
 
     let reader = tokio::spawn(async move {
         let mut diffs = 0;

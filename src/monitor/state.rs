@@ -641,7 +641,8 @@ impl Book {
         }
     }
 
-    /// Too much changed to list: the change set now says "everything".
+    /// Too much changed to list, or nobody listens: the change set now
+    /// says "everything", and no job is listed until it is taken.
     fn overflow(&mut self) {
         self.changes.jobs = Vec::new();
         self.changes.overflow = true;
@@ -850,6 +851,18 @@ impl State {
         self.published.clear();
         self.published_epoch = self.published_epoch.wrapping_add(1);
         self.jobs.forget_seen();
+    }
+
+    /// Nobody is listening: forgets the changes since the last
+    /// [`State::take_changes`] and what was published, and stops listing
+    /// the jobs that change (a busy cluster changes hundreds of thousands a
+    /// second) until the next `take_changes`. A set taken after it says
+    /// that everything changed; take one, and drop it, before the snapshot
+    /// that a new listener starts from.
+    pub fn discard_changes(&mut self) {
+        self.take_changes();
+        self.forget_published();
+        self.book.overflow();
     }
 
     /// Applies one message from the scheduler, received at `now_ms`.

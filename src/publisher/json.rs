@@ -64,8 +64,11 @@ impl Render for State {
     }
 
     fn discard_changes(&mut self) {
+        State::discard_changes(self);
+    }
+
+    fn listen(&mut self) {
         self.take_changes();
-        self.forget_published();
     }
 }
 

@@ -32,8 +32,12 @@ pub trait Render: Send + 'static {
     /// Takes the changes since the last call and renders them as a `diff`
     /// message with sequence number `seq`, or `None` if nothing changed.
     fn diff_message(&mut self, seq: u64) -> Option<String>;
-    /// Forgets the changes since the last call (nobody is listening).
+    /// Forgets the changes since the last call (nobody is listening); may
+    /// stop keeping track of them until [`Render::listen`].
     fn discard_changes(&mut self);
+    /// A listener is about to take a snapshot: changes from now on must
+    /// reach it in the diffs that follow.
+    fn listen(&mut self) {}
 }
 
 /// Tuning of the fan-out.
@@ -142,6 +146,7 @@ impl<S: Render> Hub<S> {
     pub fn subscribe(&self) -> (Utf8Bytes, broadcast::Receiver<Utf8Bytes>) {
         let mut state = self.state();
         self.flush(&mut state);
+        state.listen();
         let text = state.snapshot_message(self.seq.load(Relaxed));
         let rx = self.tx.subscribe();
         drop(state);
