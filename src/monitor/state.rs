@@ -185,11 +185,17 @@ fn set<T: PartialEq>(dst: &mut T, src: Option<T>) -> bool {
 }
 
 /// Replaces `dst` only when the bytes differ, so a repeated MON_STATS
-/// allocates nothing.
+/// allocates nothing. Small enough to inline (a load report names no text
+/// field); the replacing is out of line.
 fn set_text(dst: &mut Box<str>, src: Option<&[u8]>) -> bool {
+    #[cold]
+    #[inline(never)]
+    fn replace(dst: &mut Box<str>, b: &[u8]) {
+        *dst = text(b);
+    }
     match src {
         Some(b) if b != dst.as_bytes() => {
-            *dst = text(b);
+            replace(dst, b);
             true
         }
         _ => false,
