@@ -200,12 +200,16 @@ impl Model {
                     snapshots: self.snapshots + 1,
                     scheduler: msg["scheduler"].clone(),
                     totals: msg["totals"].clone(),
-                    hosts: list(&msg["hosts"]).map(|h| (id(h), h.clone())).collect(),
+                    hosts: list(&msg["hosts"])
+                        .map(|h| (id(h), merged(None, h)))
+                        .collect(),
                     links: list(&msg["links"])
                         .map(|l| (link_key(l), l.clone()))
                         .collect(),
-                    jobs: list(&msg["jobs"]).map(|j| (id(j), j.clone())).collect(),
-                    history: list(&msg["history"]).cloned().collect(),
+                    jobs: list(&msg["jobs"])
+                        .map(|j| (id(j), merged(None, j)))
+                        .collect(),
+                    history: list(&msg["history"]).map(|j| merged(None, j)).collect(),
                 };
             }
             Some("diff") => {
@@ -262,12 +266,18 @@ impl Model {
     }
 }
 
-/// An object the client had (if any) with the fields of `change` set.
+/// An object the client had (if any) with the fields of `change` set;
+/// null fields are left out (a diff leaves out a new job's, a snapshot
+/// does not: missing means null).
 fn merged(had: Option<Value>, change: &Value) -> Value {
     let mut object = had.unwrap_or_else(|| Value::Object(Default::default()));
     for (k, v) in change.as_object().expect("an object") {
         object[k] = v.clone();
     }
+    object
+        .as_object_mut()
+        .expect("an object")
+        .retain(|_, v| !v.is_null());
     object
 }
 

@@ -4,9 +4,9 @@
 //! A job is written into a slot when it starts and stays there while it is
 //! active. When it ends, its record is copied to the end of the history
 //! (its file name stays where it was written when the job started, see
-//! [`Names`]), and its slot goes straight to the next job that starts. So the slots are as many as the
-//! jobs that run at once, and the one a job starts in was in use a moment
-//! ago: it is still in the caches. The history is written and dropped in
+//! [`Names`]), and its slot goes straight to the next job that starts. So
+//! the slots are as many as the jobs that run at once, and the one a job
+//! starts in was in use a moment ago: it is still in the caches. The history is written and dropped in
 //! order, which the prefetcher streams. The steady state allocates
 //! nothing, and the id index (4 bytes an id, looked up by position:
 //! [`JobIndex`]) stays small enough for the caches.

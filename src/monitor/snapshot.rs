@@ -232,49 +232,62 @@ pub struct JobDelta<'a> {
 
 impl Serialize for JobDelta<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serialize_job(self.now, self.before, serializer)
+        serialize_job(self.now, self.before, false, serializer)
     }
 }
 
 /// A job as JSON: its statistics are flattened and null until it ends.
 impl Serialize for JobRef<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serialize_job(*self, None, serializer)
+        serialize_job(*self, None, true, serializer)
     }
 }
 
 /// `job` whole, or, if the client saw it as `before`, its id and the fields
-/// that changed since.
+/// that changed since. Whole, its fields that are null are left out unless
+/// `nulls` (a diff leaves them out: a new job's end, exit code, statistics
+/// and often server are null, a quarter of a busy diff's bytes).
 fn serialize_job<S: Serializer>(
     job: JobRef<'_>,
     before: Option<JobSeen>,
+    nulls: bool,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     let mut s = serializer.serialize_map(None)?;
     s.serialize_entry("id", &job.id)?;
+    let whole = before.is_none();
+    // Shown if it changed; whole, if set or nulls are wanted.
+    let show = |set: bool, changed: bool| if whole { set || nulls } else { changed };
     // The file, language and client never change.
-    if before.is_none() {
+    if whole {
         s.serialize_entry("file", &job.file())?;
+    }
+    if show(job.lang.is_some(), false) {
         s.serialize_entry("lang", &job.lang.map(|l| l.name()))?;
+    }
+    if show(job.client.is_some(), false) {
         s.serialize_entry("client", &job.client)?;
     }
-    if before.map_or(true, |b| job.server != b.server) {
+    if show(
+        job.server.is_some(),
+        before.is_some_and(|b| job.server != b.server),
+    ) {
         s.serialize_entry("server", &job.server)?;
     }
-    if before.map_or(true, |b| job.state != b.state) {
+    if show(true, before.is_some_and(|b| job.state != b.state)) {
         s.serialize_entry("state", &job.state)?;
     }
-    if before.map_or(true, |b| job.start_ms != b.start_ms) {
+    if show(true, before.is_some_and(|b| job.start_ms != b.start_ms)) {
         s.serialize_entry("start_ms", &job.start_ms)?;
     }
     // A client saw the job active, without these: they are new if set.
-    if before.is_none() || job.end_ms.is_some() {
+    if show(job.end_ms.is_some(), job.end_ms.is_some()) {
         s.serialize_entry("end_ms", &job.end_ms)?;
     }
-    if before.is_none() || job.exit_code.is_some() {
+    if show(job.exit_code.is_some(), job.exit_code.is_some()) {
         s.serialize_entry("exit_code", &job.exit_code)?;
     }
-    if before.is_none() || job.stats.is_some() {
+    if show(job.stats.is_some(), job.stats.is_some()) {
         let st = job.stats.as_ref();
         s.serialize_entry("real_ms", &st.map(|t| t.real_ms))?;
         s.serialize_entry("user_ms", &st.map(|t| t.user_ms))?;
