@@ -137,8 +137,11 @@ impl Names {
             }
         }
         for (i, _) in sparse.iter().enumerate().filter(|(_, &s)| s) {
+            // A name in use that was not given keeps its chunk.
             debug_assert_eq!(self.chunks[i].live, 0, "a name in use was not given");
-            self.recycle(i as u32);
+            if self.chunks[i].live == 0 {
+                self.recycle(i as u32);
+            }
         }
     }
 
