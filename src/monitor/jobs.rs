@@ -11,8 +11,10 @@
 //! nothing, and the id index (4 bytes an id, looked up by position:
 //! [`JobIndex`]) stays small enough for the caches.
 
+use super::book::Raised;
+use super::cluster::{Job, JobRef, JobState, JobStats};
 use super::names::{Name, Names};
-use super::state::{Job, JobRef, JobSeen, JobState, JobStats, Raised, MAX_HISTORY};
+use super::state::{JobSeen, MAX_HISTORY};
 use crate::protocol::Language;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -539,8 +541,8 @@ impl Jobs {
 #[cfg(test)]
 mod tests {
     use super::{Active, Done, Ended, JobIndex, Jobs, Slot};
+    use crate::monitor::cluster::{Job, JobState, JobStats};
     use crate::monitor::names::Name;
-    use crate::monitor::state::{Job, JobState, JobStats};
     use crate::protocol::Language;
     use proptest::prelude::*;
     use std::collections::HashMap;

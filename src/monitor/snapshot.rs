@@ -5,7 +5,8 @@
 //! its lock; nothing is copied but the small totals and link records.
 
 use super::change::ChangeSet;
-use super::state::{Host, JobRef, JobSeen, SchedulerStatus, State, Totals};
+use super::cluster::{Host, JobRef, SchedulerStatus, Totals};
+use super::state::{JobSeen, State};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 /// How many finished jobs a snapshot carries (the newest).
