@@ -52,10 +52,29 @@ pub(crate) struct Counters {
     pub(crate) local_active: u64,
     pub(crate) jobs_finished: u64,
     pub(crate) jobs_failed: u64,
+    pub(crate) jobs_cut_short: u64,
     pub(crate) local_jobs_finished: u64,
     pub(crate) unknown_jobs: u64,
     pub(crate) unknown_hosts: u64,
     pub(crate) invalid_messages: u64,
+}
+
+impl Counters {
+    /// For a new scheduler session: what is there now (hosts, slots, jobs
+    /// in flight) starts from nothing; what was counted over time goes on,
+    /// so that counters only grow for the life of the process.
+    pub(crate) fn new_session(&mut self) {
+        *self = Counters {
+            jobs_finished: self.jobs_finished,
+            jobs_failed: self.jobs_failed,
+            jobs_cut_short: self.jobs_cut_short,
+            local_jobs_finished: self.local_jobs_finished,
+            unknown_jobs: self.unknown_jobs,
+            unknown_hosts: self.unknown_hosts,
+            invalid_messages: self.invalid_messages,
+            ..Counters::default()
+        };
+    }
 }
 
 /// Hosts, counters and the change set: everything a job's state change
@@ -124,12 +143,17 @@ impl Book {
                     c.compiling += 1;
                 }
                 if let Some(slot) = job.server.and_then(|id| self.hosts.slot(id)) {
-                    self.touch_slot(slot).active += 1;
+                    let h = self.touch_slot(slot);
+                    h.active += 1;
+                    h.serving += u32::from(job.state == JobState::Compiling);
                     self.counts.busy += 1;
                     job.raised.set_server_active(slot);
                 }
             }
-            JobState::Finished | JobState::Failed | JobState::LocalFinished => {}
+            JobState::Finished
+            | JobState::Failed
+            | JobState::CutShort
+            | JobState::LocalFinished => {}
         }
     }
 
@@ -141,7 +165,10 @@ impl Book {
             JobState::Waiting => c.pending = c.pending.saturating_sub(1),
             JobState::Compiling => c.compiling = c.compiling.saturating_sub(1),
             JobState::Local => c.local_active = c.local_active.saturating_sub(1),
-            JobState::Finished | JobState::Failed | JobState::LocalFinished => {}
+            JobState::Finished
+            | JobState::Failed
+            | JobState::CutShort
+            | JobState::LocalFinished => {}
         }
         let raised = std::mem::take(&mut job.raised);
         if let Some(slot) = raised.client_pending() {
@@ -151,6 +178,9 @@ impl Book {
         if let Some(slot) = raised.server_active() {
             let h = self.touch_slot(slot);
             h.active = h.active.saturating_sub(1);
+            if job.state == JobState::Compiling {
+                h.serving = h.serving.saturating_sub(1);
+            }
             self.counts.busy = self.counts.busy.saturating_sub(1);
         }
     }

@@ -22,12 +22,26 @@ pub struct SchedulerStatus {
     pub reconnects: u64,
     /// Why the last session ended or the last attempt failed (null while online).
     pub error: Option<String>,
+    /// Set when the stream is a recording played back, not a live scheduler.
+    pub replay: Option<Replay>,
+}
+
+/// A recording played back as the scheduler (`icewatch replay`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Replay {
+    /// The recording's file name.
+    pub file: String,
+    /// When it was recorded, ms since the epoch. The state's clock is the
+    /// recording's: job times are as recorded.
+    pub recorded_ms: u64,
 }
 
 /// A host (a daemon) known to the scheduler.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Host {
-    /// The scheduler's id for the host (new each time the daemon logs in).
+    /// The scheduler's id for the host in the current session (new each
+    /// time the daemon logs in; a restarted scheduler gives old ids to
+    /// other hosts). The name is what stays.
     pub id: u32,
     /// Node name.
     pub name: Box<str>,
@@ -58,7 +72,7 @@ pub struct Host {
     pub compiled: u64,
     /// Of `compiled`, jobs it had submitted itself (the scheduler gave them back).
     pub compiled_own: u64,
-    /// Remote jobs it submitted.
+    /// Remote jobs it submitted (asked the scheduler a server for).
     pub submitted: u64,
     /// Local jobs it started.
     pub local_jobs: u64,
@@ -66,10 +80,39 @@ pub struct Host {
     pub active: u32,
     /// Jobs it submitted that wait for a server.
     pub pending: u32,
-    /// Remote jobs it submitted that failed.
+    /// Remote jobs it submitted whose compiler failed (a non-zero exit
+    /// code reported; not jobs cut short).
     pub failed: u64,
+    /// Remote jobs that began compiling on it, from any submitter, its own
+    /// given back to it included (the host table's IN).
+    pub jobs_in: u64,
+    /// Of `jobs_in`, its own jobs the scheduler gave back to it.
+    pub jobs_in_own: u64,
+    /// Its remote jobs that began compiling on a server, itself included
+    /// (the host table's OUT: over all hosts, the `jobs_in` add up to it).
+    pub jobs_out: u64,
     #[serde(skip)]
     pub(crate) gen: u64,
+    /// The key of its name (see `host_names.rs`).
+    #[serde(skip)]
+    pub(crate) key: u16,
+    /// Remote jobs compiling on it now (`active` without its local jobs).
+    #[serde(skip)]
+    pub(crate) serving: u32,
+}
+
+/// A host's running counters: what goes on when the same host (by name)
+/// logs in again, in this scheduler session or a later one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub(crate) compiled: u64,
+    pub(crate) compiled_own: u64,
+    pub(crate) submitted: u64,
+    pub(crate) local_jobs: u64,
+    pub(crate) failed: u64,
+    pub(crate) jobs_in: u64,
+    pub(crate) jobs_in_own: u64,
+    pub(crate) jobs_out: u64,
 }
 
 impl Host {
@@ -95,8 +138,39 @@ impl Host {
             active: 0,
             pending: 0,
             failed: 0,
+            jobs_in: 0,
+            jobs_in_own: 0,
+            jobs_out: 0,
             gen: 0,
+            key: 0,
+            serving: 0,
         }
+    }
+
+    /// Its running counters.
+    pub(crate) fn tally(&self) -> Tally {
+        Tally {
+            compiled: self.compiled,
+            compiled_own: self.compiled_own,
+            submitted: self.submitted,
+            local_jobs: self.local_jobs,
+            failed: self.failed,
+            jobs_in: self.jobs_in,
+            jobs_in_own: self.jobs_in_own,
+            jobs_out: self.jobs_out,
+        }
+    }
+
+    /// Goes on from `tally`, counted by the same host before.
+    pub(crate) fn add_tally(&mut self, t: Tally) {
+        self.compiled += t.compiled;
+        self.compiled_own += t.compiled_own;
+        self.submitted += t.submitted;
+        self.local_jobs += t.local_jobs;
+        self.failed += t.failed;
+        self.jobs_in += t.jobs_in;
+        self.jobs_in_own += t.jobs_in_own;
+        self.jobs_out += t.jobs_out;
     }
 
     /// Takes what a MON_STATS text carries; true if anything changed.
@@ -170,14 +244,60 @@ pub enum JobState {
     Waiting,
     /// Compiling on a server.
     Compiling,
-    /// Ended with exit code 0.
+    /// The compiler's exit code 0 was reported.
     Finished,
-    /// Ended otherwise (or its end was not seen: then no exit code).
+    /// A non-zero exit code of the compiler was reported.
     Failed,
+    /// A remote job that ended without the compiler's verdict: its host
+    /// left, the connection to the scheduler ended, or it could not still
+    /// be running ([`EndReason`] says which).
+    CutShort,
     /// Compiling on its own host, outside the scheduler's placement.
     Local,
     /// A local job that ended.
     LocalFinished,
+}
+
+/// Why a job ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The server reported the compiler's exit code ([`JobState::Finished`]
+    /// or [`JobState::Failed`]).
+    Exit,
+    /// A local job's end was reported.
+    LocalDone,
+    /// Its server or its submitter left the scheduler (which then reports
+    /// exit code 255 for it; its client usually compiles it again locally).
+    HostLeft,
+    /// The connection to the scheduler ended: the outcome is unknown.
+    SchedulerLost,
+    /// The monitor ended it: it could not still be running (its server's
+    /// slots were all taken by newer jobs, it ran for longer than any
+    /// compile plausibly does, or a new job came under its id).
+    Stale,
+}
+
+impl EndReason {
+    /// The name used in JSON (`"host_left"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            EndReason::Exit => "exit",
+            EndReason::LocalDone => "local_done",
+            EndReason::HostLeft => "host_left",
+            EndReason::SchedulerLost => "scheduler_lost",
+            EndReason::Stale => "stale",
+        }
+    }
+
+    /// Every reason, in the order above.
+    pub const ALL: [EndReason; 5] = [
+        EndReason::Exit,
+        EndReason::LocalDone,
+        EndReason::HostLeft,
+        EndReason::SchedulerLost,
+        EndReason::Stale,
+    ];
 }
 
 impl JobState {
@@ -196,6 +316,7 @@ impl JobState {
             JobState::Compiling => "compiling",
             JobState::Finished => "finished",
             JobState::Failed => "failed",
+            JobState::CutShort => "cut_short",
             JobState::Local => "local",
             JobState::LocalFinished => "local_finished",
         }
@@ -259,6 +380,8 @@ pub struct Job {
     pub exit_code: Option<i32>,
     /// What the server reported at the end.
     pub stats: Option<JobStats>,
+    /// Why it ended; `None` while active.
+    pub reason: Option<EndReason>,
 }
 
 impl Job {
@@ -273,22 +396,52 @@ impl Job {
             end_ms: None,
             exit_code: None,
             stats: None,
+            reason: None,
         }
     }
 }
 
-/// A job as [`State`] lends it out: its record (the fields of [`Job`],
-/// through `Deref`) and its file name.
+/// A job as [`State`](super::State) lends it out: its record (the fields
+/// of [`Job`], through `Deref`), its file name, the scheduler session it
+/// belongs to and the names of its hosts as they were when it ran.
 #[derive(Clone, Copy, Debug)]
 pub struct JobRef<'a> {
     job: Job,
     file: &'a [u8],
     pub(crate) key: JobKey,
+    pub(crate) session: u32,
+    pub(crate) client_name: Option<&'a str>,
+    pub(crate) server_name: Option<&'a str>,
 }
 
 impl<'a> JobRef<'a> {
     pub(crate) fn new(job: Job, file: &'a [u8], key: JobKey) -> JobRef<'a> {
-        JobRef { job, file, key }
+        JobRef {
+            job,
+            file,
+            key,
+            session: 0,
+            client_name: None,
+            server_name: None,
+        }
+    }
+
+    /// The scheduler session it belongs to: 1 for the first session the
+    /// monitor saw, one more for each reconnection. Its `id`, `client` and
+    /// `server` are the scheduler's numbers within that session.
+    pub fn session(&self) -> u32 {
+        self.session
+    }
+
+    /// The submitting host's name as it was when the job ran (`None` if
+    /// the host was never announced).
+    pub fn client_name(&self) -> Option<&'a str> {
+        self.client_name
+    }
+
+    /// The compiling host's name as it was when the job ran.
+    pub fn server_name(&self) -> Option<&'a str> {
+        self.server_name
     }
 
     /// Source file (remote jobs) or output file (local jobs), bytes that
@@ -327,15 +480,19 @@ pub struct Totals {
     pub pending: u64,
     /// Of `active`, local jobs.
     pub local_active: u64,
-    /// Remote jobs that ended with exit code 0.
+    /// Remote jobs whose compiler exited with 0.
     pub jobs_finished: u64,
-    /// Remote jobs that ended otherwise (255: their host left).
+    /// Remote jobs whose compiler exited otherwise.
     pub jobs_failed: u64,
+    /// Remote jobs cut short (see [`JobState::CutShort`]).
+    pub jobs_cut_short: u64,
     /// Local jobs that ended.
     pub local_jobs_finished: u64,
-    /// Jobs (remote and local) that ended in the last minute.
+    /// Jobs (remote and local) that ended in the last minute, by a report
+    /// of their end or their host leaving.
     pub jobs_per_minute: f64,
-    /// `jobs_finished / (jobs_finished + jobs_failed)`; `None` before any.
+    /// `jobs_finished / (jobs_finished + jobs_failed)`: compiler outcomes
+    /// only; `None` before any.
     pub success_ratio: Option<f64>,
     /// Messages about jobs never seen begin (joined mid-build): tolerated.
     pub unknown_jobs: u64,

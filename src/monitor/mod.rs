@@ -36,16 +36,20 @@ mod book;
 mod change;
 mod cluster;
 pub mod connection;
+mod host_names;
 mod hosts;
 mod jobs;
 mod names;
 mod rate;
+mod serving;
 mod snapshot;
 mod state;
 pub mod target;
 
 pub use change::ChangeSet;
-pub use cluster::{Host, Job, JobRef, JobState, JobStats, SchedulerStatus, Totals};
+pub use cluster::{
+    EndReason, Host, Job, JobRef, JobState, JobStats, Replay, SchedulerStatus, Totals,
+};
 pub use connection::{run, ConnectError, ConnectOptions, Connection};
 pub use names::MAX_FILE_NAME;
 pub use snapshot::{Diff, HostDelta, JobDelta, Link, Snapshot, SNAPSHOT_HISTORY};

@@ -8,24 +8,35 @@
 
 use super::book::{Book, Counters};
 use super::change::ChangeSet;
-use super::cluster::{Host, JobRef, JobState, JobStats, SchedulerStatus, Totals};
-use super::hosts::Hosts;
-use super::jobs::{Active, Ended, Jobs, Slot};
+use super::cluster::{
+    EndReason, Host, JobRef, JobState, JobStats, Replay, SchedulerStatus, Totals,
+};
+use super::host_names::{HostNames, NO_NAME};
+use super::hosts::{HostSlot, Hosts};
+use super::jobs::{Active, Ended, JobKey, Jobs, Slot};
 use super::rate::RateWindow;
+use super::serving::Serving;
 use crate::protocol::stats::HostStats;
-use crate::protocol::{JobDone, Language, Message, EXIT_CODE_HOST_GONE};
+use crate::protocol::{JobDone, Language, Message};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::VecDeque;
 
 /// How many offline hosts are kept (shown as offline) before the oldest go.
 pub const OFFLINE_HOST_LIMIT: usize = 1024;
 
-/// Jobs ended early whose exit-255 report is still expected; past this
+/// Jobs ended early whose end report is still expected; past this
 /// the set starts over (a report then merely counts as an unknown job).
 const ENDED_EARLY_LIMIT: usize = 1 << 16;
 
-/// At most this many active jobs: past it, the oldest eighth ends with an
-/// unknown outcome (a real cluster never comes near; a broken stream could).
+/// Hosts named by jobs before they were announced that are remembered; a
+/// stream naming more is odd, and the names of its jobs may show up late.
+const NAMED_UNKNOWN_LIMIT: usize = 1 << 12;
+
+/// How often [`State::tick`] looks for jobs past the stale limit.
+const STALE_CHECK_MS: u64 = 10_000;
+
+/// At most this many active jobs: past it, the oldest eighth ends as stale
+/// (a real cluster never comes near; a broken stream could).
 pub const MAX_ACTIVE_JOBS: usize = 1 << 18;
 /// At most this many hosts; a scheduler announcing more is not believed.
 /// (One less than 2^16, so that a job's record can name a host's slot, or
@@ -45,12 +56,17 @@ pub struct StateOptions {
     /// How many finished jobs the history keeps (at least 1, at most
     /// [`MAX_HISTORY`]; default 10,000).
     pub history_limit: usize,
+    /// A job waiting, compiling or running locally for longer than this
+    /// (ms) ends as stale: its end was lost (default one hour; `u64::MAX`:
+    /// never).
+    pub stale_after_ms: u64,
 }
 
 impl Default for StateOptions {
     fn default() -> Self {
         StateOptions {
             history_limit: 10_000,
+            stale_after_ms: 3_600_000,
         }
     }
 }
@@ -69,18 +85,20 @@ pub(crate) struct JobSeen {
     pub(crate) state: JobState,
 }
 
-/// How a job ends.
+/// How a job ends, as the messages tell it.
 #[derive(Clone, Copy, Debug)]
 enum End {
-    /// The scheduler reported the end of a remote job.
-    Done(i32, Option<JobStats>),
-    /// A host of a remote job left: the job fails (the scheduler reports
-    /// exit code 255) without having been compiled.
-    HostGone,
-    /// A local job ended (or its host left).
+    /// The scheduler reported the compiler's exit code of a remote job.
+    Exit(i32, Option<JobStats>),
+    /// A local job's end was reported.
     LocalDone,
+    /// Its submitter or server left (the scheduler reports exit code 255
+    /// for a remote job): cut short.
+    HostLeft,
     /// The scheduler connection went away: the outcome is unknown.
-    Lost,
+    SchedulerLost,
+    /// It cannot still be running.
+    Stale,
 }
 
 /// The live state of one cluster, fed message by message.
@@ -106,13 +124,27 @@ pub struct State {
     jobs: Jobs,
     /// Offline hosts, oldest first (may name hosts since back online or gone).
     offline: VecDeque<u32>,
-    /// Remote jobs ended because their host left: the scheduler's exit-255
-    /// reports for them are expected, not unknown.
+    /// Jobs ended because their host left: the scheduler's reports of
+    /// their end (exit code 255, or a local job's end) are expected, not
+    /// unknown.
     ended_early: FxHashSet<u32>,
+    /// Every host name seen, with the counters of hosts that left.
+    host_names: HostNames,
+    /// By host slot, the remote jobs compiling there in the order they began.
+    serving: Serving,
+    /// Ids of hosts that jobs named before the host was announced (at most
+    /// [`NAMED_UNKNOWN_LIMIT`]): when one is, those jobs show its name.
+    named_unknown: FxHashSet<u32>,
     rate: RateWindow,
     clock_ms: u64,
     messages: u64,
     sessions: u64,
+    /// The history sequence number of the first job of each scheduler
+    /// session still in the history, with the session's number.
+    session_starts: VecDeque<(u64, u32)>,
+    stale_after_ms: u64,
+    /// When [`State::tick`] next looks for stale jobs.
+    next_stale_check_ms: u64,
     /// The hosts as the last published diff left them, so that the next
     /// diff carries only the fields that changed since (see
     /// [`State::mark_published`]).
@@ -138,10 +170,16 @@ impl State {
             jobs: Jobs::new(opts.history_limit),
             offline: VecDeque::new(),
             ended_early: FxHashSet::default(),
+            host_names: HostNames::default(),
+            serving: Serving::default(),
+            named_unknown: FxHashSet::default(),
             rate: RateWindow::new(),
             clock_ms: 0,
             messages: 0,
             sessions: 0,
+            session_starts: VecDeque::new(),
+            stale_after_ms: opts.stale_after_ms,
+            next_stale_check_ms: 0,
             published: FxHashMap::default(),
             published_epoch: 0,
             links_taken: FxHashMap::default(),
@@ -238,23 +276,37 @@ impl State {
 
     /// A new session with the scheduler at `address` is up, at `protocol`.
     ///
-    /// The scheduler is about to send MON_STATS for every host, so the old
-    /// session's hosts, jobs, links and counters go (jobs still active end as
-    /// if the connection was lost; the history stays, across sessions).
+    /// The scheduler is about to send MON_STATS for every host, under ids
+    /// that may have named other hosts before, so the old session's hosts,
+    /// jobs and links go (jobs still active end as if the connection was
+    /// lost). What stays: the history, the counters that count over time,
+    /// and each host's counters under its name, for the host that logs in
+    /// again under that name to go on from.
     pub fn scheduler_connected(&mut self, address: String, protocol: u32, now_ms: u64) {
         self.advance_clock(now_ms);
         self.end_all();
         let ids: Vec<u32> = self.book.hosts.iter().map(|h| h.id).collect();
+        for h in self.book.hosts.iter() {
+            self.host_names.carry(h.key, h.tally());
+        }
         self.book.changes.hosts.extend(ids);
         self.book.changes.repeats = true;
         self.book.hosts.clear();
-        self.book.counts = Counters::default();
+        self.serving.clear();
+        self.book.counts.new_session();
         self.offline.clear();
         self.ended_early.clear();
+        self.named_unknown.clear();
         if self.sessions > 0 {
             self.scheduler.reconnects += 1;
         }
         self.sessions += 1;
+        let first = self.jobs.next_finished();
+        self.session_starts.push_back((first, self.session()));
+        let kept = self.jobs.first_finished();
+        while self.session_starts.get(1).is_some_and(|&(s, _)| s <= kept) {
+            self.session_starts.pop_front();
+        }
         self.scheduler.address = address;
         self.scheduler.protocol = Some(protocol);
         self.scheduler.online = true;
@@ -300,10 +352,38 @@ impl State {
         }
     }
 
-    /// Moves the clock on without a message; true if that changed the
-    /// totals (jobs per minute decays while nothing ends).
+    /// Marks the stream as a recording played back (`None`: live).
+    pub fn set_replay(&mut self, replay: Option<Replay>) {
+        if self.scheduler.replay != replay {
+            self.scheduler.replay = replay;
+            self.book.changes.scheduler = true;
+        }
+    }
+
+    /// The current scheduler session's number (1 for the first; 0 before
+    /// any).
+    pub fn session(&self) -> u32 {
+        u32::try_from(self.sessions).unwrap_or(u32::MAX)
+    }
+
+    /// Moves the clock on without a message, and now and then ends the
+    /// jobs that have run for longer than the stale limit; true if that
+    /// changed anything (jobs per minute decays while nothing ends).
     pub fn tick(&mut self, now_ms: u64) -> bool {
-        self.advance_clock(now_ms)
+        let mut changed = self.advance_clock(now_ms);
+        if self.clock_ms >= self.next_stale_check_ms {
+            self.next_stale_check_ms = self.clock_ms.saturating_add(STALE_CHECK_MS);
+            let limit = self.clock_ms.saturating_sub(self.stale_after_ms);
+            if self.stale_after_ms < self.clock_ms {
+                for id in self.jobs.active_ids(|j| j.start_ms < limit) {
+                    if let Some(slot) = self.jobs.take(id) {
+                        self.finish(slot, End::Stale);
+                        changed = true;
+                    }
+                }
+            }
+        }
+        changed
     }
 
     /// Moves the clock to `now_ms` (never back); true if that changed the
@@ -356,17 +436,46 @@ impl State {
 
     /// Active jobs (waiting, compiling, local), in no particular order.
     pub fn jobs(&self) -> impl Iterator<Item = JobRef<'_>> {
-        self.jobs.active_slots().map(|slot| self.jobs.lend(slot))
+        self.jobs.active_slots().map(|slot| self.lend(slot))
     }
 
     /// One active job.
     pub fn job(&self, id: u32) -> Option<JobRef<'_>> {
-        self.jobs.slot_of(id).map(|slot| self.jobs.lend(slot))
+        self.jobs.slot_of(id).map(|slot| self.lend(slot))
     }
 
     /// Finished jobs, oldest first, at most `history_limit`.
     pub fn history(&self) -> impl DoubleEndedIterator<Item = JobRef<'_>> + ExactSizeIterator {
-        self.jobs.history()
+        self.jobs
+            .history(&self.host_names)
+            .map(|job| self.in_session(job))
+    }
+
+    /// The active job in `slot`, its hosts named as they are now.
+    fn lend(&self, slot: Slot) -> JobRef<'_> {
+        let mut job = self.jobs.lend(slot);
+        let name = |id: Option<u32>| {
+            let host = self.book.hosts.get(id?)?;
+            Some(&*host.name).filter(|n| !n.is_empty())
+        };
+        job.client_name = name(job.client);
+        job.server_name = name(job.server);
+        job.session = self.session();
+        job
+    }
+
+    /// `job`, finished, with the number of the session it belongs to.
+    fn in_session<'a>(&self, mut job: JobRef<'a>) -> JobRef<'a> {
+        if let JobKey::Done(seq) = job.key {
+            let at = self
+                .session_starts
+                .partition_point(|&(first, _)| first <= seq);
+            job.session = at
+                .checked_sub(1)
+                .and_then(|at| self.session_starts.get(at))
+                .map_or(0, |&(_, session)| session);
+        }
+        job
     }
 
     /// Links: `(submitter, server)` → remote jobs compiling, only non-zero,
@@ -412,6 +521,7 @@ impl State {
             local_active: c.local_active,
             jobs_finished: c.jobs_finished,
             jobs_failed: c.jobs_failed,
+            jobs_cut_short: c.jobs_cut_short,
             local_jobs_finished: c.local_jobs_finished,
             jobs_per_minute: self.rate.per_minute(self.clock_ms) as f64,
             success_ratio: (ended > 0).then(|| c.jobs_finished as f64 / ended as f64),
@@ -438,7 +548,9 @@ impl State {
 
     /// Finished jobs with history sequence number `from` or later, oldest first.
     pub(crate) fn history_since(&self, from: u64) -> impl Iterator<Item = JobRef<'_>> {
-        self.jobs.history_since(from)
+        self.jobs
+            .history_since(from, &self.host_names)
+            .map(|job| self.in_session(job))
     }
 
     // ---- messages ----
@@ -468,6 +580,7 @@ impl State {
                 let (name, ip) = (stats.name.unwrap_or(b""), stats.ip.unwrap_or(b""));
                 self.forget_offline_twins(id, name, ip);
                 let slot = self.book.hosts.insert(Host::new(id));
+                self.serving.reset(slot);
                 self.book.touch_slot(slot);
                 self.book.counts.hosts_online += 1;
                 self.book.changes.totals = true;
@@ -477,6 +590,7 @@ impl State {
         let gen = self.book.gen;
         let h = &mut self.book.hosts.slab[usize::from(slot)];
         let old_slots = u64::from(h.max_jobs);
+        let renamed = stats.name.is_some_and(|n| n != h.name.as_bytes());
         if h.update(stats) {
             let new_slots = u64::from(h.max_jobs);
             if h.gen != gen {
@@ -486,6 +600,39 @@ impl State {
             let c = &mut self.book.counts;
             c.total_slots = (c.total_slots + new_slots).saturating_sub(old_slots);
             self.book.changes.totals |= new_slots != old_slots;
+        }
+        if renamed {
+            self.name_host(slot);
+        }
+    }
+
+    /// Gives the host in `slot` the key of its (new) name; a host named for
+    /// the first time goes on from the counters a host of that name left.
+    /// Its active jobs, which show its name, go out whole in the next diff.
+    fn name_host(&mut self, slot: HostSlot) {
+        let h = &mut self.book.hosts.slab[usize::from(slot)];
+        let key = self.host_names.key(&h.name);
+        let first = h.key == NO_NAME;
+        h.key = key;
+        if first {
+            if let Some(tally) = self.host_names.take_carried(key) {
+                h.add_tally(tally);
+            }
+        }
+        let id = h.id;
+        // Only jobs that named the host before it was known, or a host
+        // renamed (which real schedulers never do), show another name now.
+        if first && !self.named_unknown.remove(&id) {
+            return;
+        }
+        for job in self
+            .jobs
+            .active_ids(|j| j.client == Some(id) || j.server == Some(id))
+        {
+            self.jobs.forget_seen_of(job);
+            if let Some(job) = self.jobs.get_mut(job) {
+                self.book.touch_job(job);
+            }
         }
     }
 
@@ -520,6 +667,7 @@ impl State {
             }
         }
         if let Some(h) = self.book.hosts.remove(id) {
+            self.host_names.carry(h.key, h.tally());
             if h.online {
                 let c = &mut self.book.counts;
                 c.hosts_online = c.hosts_online.saturating_sub(1);
@@ -536,7 +684,7 @@ impl State {
     }
 
     /// The host left: it goes offline and every job on it or from it ends,
-    /// as the scheduler ends them (exit code 255 for remote jobs).
+    /// as the scheduler ends them (exit code 255 for remote jobs), cut short.
     fn host_gone(&mut self, id: u32) {
         let ending = self
             .jobs
@@ -545,16 +693,11 @@ impl State {
             let Some(slot) = self.jobs.take(job_id) else {
                 continue;
             };
-            let end = if self.jobs.slot_mut(slot).state == JobState::Local {
-                End::LocalDone
-            } else {
-                if self.ended_early.len() >= ENDED_EARLY_LIMIT {
-                    self.ended_early.clear();
-                }
-                self.ended_early.insert(job_id);
-                End::HostGone
-            };
-            self.finish(slot, end);
+            if self.ended_early.len() >= ENDED_EARLY_LIMIT {
+                self.ended_early.clear();
+            }
+            self.ended_early.insert(job_id);
+            self.finish(slot, End::HostLeft);
         }
         if self.book.hosts.get(id).is_some_and(|h| h.online) {
             self.book.set_online(id, false);
@@ -576,21 +719,21 @@ impl State {
         job.client = Some(client);
         match self.book.touch_host(client) {
             Some(h) => h.submitted += 1,
-            None => self.book.counts.unknown_hosts += 1,
+            None => note_unknown(&mut self.book, &mut self.named_unknown, client),
         }
         self.book.enter(job);
     }
 
     /// Files a new active job, not yet counted (the caller sets it up, then
     /// lets the book count it); one already under its id (the scheduler
-    /// never reuses an id within a session) ends with an unknown outcome.
+    /// never reuses an id within a session) ends as stale.
     fn start(&mut self, id: u32, state: JobState, file: &[u8]) -> Slot {
         if self.jobs.active_len() >= MAX_ACTIVE_JOBS && self.jobs.get(id).is_none() {
             let mut ids = self.jobs.active_ids(|_| true);
             ids.truncate(ids.len() / 8);
             for old in ids {
                 if let Some(slot) = self.jobs.take(old) {
-                    self.finish(slot, End::Lost);
+                    self.finish(slot, End::Stale);
                 }
             }
         }
@@ -598,30 +741,68 @@ impl State {
         if let Some(old) = displaced {
             self.book.counts.unknown_jobs += 1;
             self.book.changes.repeats = true;
-            self.finish(old, End::Lost);
+            self.finish(old, End::Stale);
         }
         slot
     }
 
+    /// Job `id` began compiling on `server`: it counts in the submitter's
+    /// OUT and the server's IN once, however often its begin is repeated.
+    /// If the server now has more remote jobs than slots, the oldest of
+    /// them cannot still be running (its end was lost): it ends as stale.
     fn job_begun(&mut self, id: u32, server: u32) {
         let now = self.clock_ms;
-        let job = match self.jobs.get_mut(id) {
+        let (job, fresh) = match self.jobs.get_mut(id) {
             Some(job) => {
+                let fresh = job.state != JobState::Compiling;
                 self.book.leave(job);
                 job.state = JobState::Compiling;
                 job.start_ms = now;
-                job
+                (job, fresh)
             }
             None => {
                 self.book.counts.unknown_jobs += 1;
                 let slot = self.start(id, JobState::Compiling, b"");
-                self.jobs.slot_mut(slot)
+                (self.jobs.slot_mut(slot), true)
             }
         };
         job.server = Some(server);
         self.book.enter(job);
-        if job.raised.server_active.is_none() {
-            self.book.counts.unknown_hosts += 1;
+        let client = job.client;
+        let Some(at) = job.raised.server_active() else {
+            note_unknown(&mut self.book, &mut self.named_unknown, server);
+            return;
+        };
+        if fresh {
+            let h = self.book.touch_slot(at);
+            h.jobs_in += 1;
+            if client == Some(server) {
+                h.jobs_in_own += 1;
+            }
+            if let Some(h) = client.and_then(|c| self.book.touch_host(c)) {
+                h.jobs_out += 1;
+            }
+        }
+        let h = &self.book.hosts.slab[usize::from(at)];
+        let (live, over) = (h.serving, h.max_jobs > 0 && h.serving > h.max_jobs);
+        let jobs = &self.jobs;
+        self.serving
+            .began(at, id, live, |id| compiling_on(jobs, id, at));
+        if over {
+            self.end_oldest_on(at, id);
+        }
+    }
+
+    /// Ends the longest-running remote job on the server in `slot` but
+    /// `except`, as stale.
+    #[cold]
+    fn end_oldest_on(&mut self, slot: HostSlot, except: u32) {
+        let jobs = &self.jobs;
+        let oldest = self
+            .serving
+            .oldest(slot, except, |id| compiling_on(jobs, id, slot));
+        if let Some(at) = oldest.and_then(|id| self.jobs.take(id)) {
+            self.finish(at, End::Stale);
         }
     }
 
@@ -636,7 +817,7 @@ impl State {
         let end = if self.jobs.slot_mut(slot).state == JobState::Local {
             End::LocalDone
         } else {
-            End::Done(done.exit_code_signed(), Some(JobStats::from(done)))
+            End::Exit(done.exit_code_signed(), Some(JobStats::from(done)))
         };
         self.finish(slot, end);
     }
@@ -648,7 +829,7 @@ impl State {
         job.server = Some(host);
         match self.book.touch_host(host) {
             Some(h) => h.local_jobs += 1,
-            None => self.book.counts.unknown_hosts += 1,
+            None => note_unknown(&mut self.book, &mut self.named_unknown, host),
         }
         self.book.enter(job);
     }
@@ -656,6 +837,7 @@ impl State {
     fn local_job_done(&mut self, id: u32) {
         match self.jobs.take(id) {
             Some(slot) => self.finish(slot, End::LocalDone),
+            None if self.ended_early.remove(&id) => {}
             None => {
                 self.book.counts.unknown_jobs += 1;
                 self.book.changes.totals = true;
@@ -664,64 +846,73 @@ impl State {
     }
 
     /// Ends the job in `slot`, taken out of the active jobs, and files it
-    /// in the history.
+    /// in the history with its hosts' names as they are now.
     fn finish(&mut self, slot: Slot, end: End) {
         let job = self.jobs.slot_mut(slot);
         let server_slot = job.raised.server_active();
         self.book.leave(job);
-        let (client, server, was) = (job.client, job.server, job.state);
+        let (id, client, server) = (job.id, job.client, job.server);
+        let local = job.state == JobState::Local;
+        if let Some(at) = server_slot.filter(|_| !local) {
+            self.serving.ended(at, id);
+        }
         let now = self.clock_ms;
+        let key = |id: Option<u32>| {
+            id.and_then(|id| self.book.hosts.get(id))
+                .map_or(NO_NAME, |h| h.key)
+        };
+        let (state, reason) = match end {
+            End::Exit(0, _) => (JobState::Finished, EndReason::Exit),
+            End::Exit(..) => (JobState::Failed, EndReason::Exit),
+            End::LocalDone => (JobState::LocalFinished, EndReason::LocalDone),
+            End::HostLeft => (JobState::CutShort, EndReason::HostLeft),
+            End::SchedulerLost => (JobState::CutShort, EndReason::SchedulerLost),
+            End::Stale => (JobState::CutShort, EndReason::Stale),
+        };
         let mut ended = Ended {
-            state: JobState::Failed,
+            state: if local {
+                JobState::LocalFinished
+            } else {
+                state
+            },
+            reason,
             end_ms: now,
             exit_code: None,
             stats: None,
+            client_name: key(client),
+            server_name: key(server),
         };
-        let counted = !matches!(end, End::Lost);
-        match end {
-            End::HostGone => {
-                ended.exit_code = Some(EXIT_CODE_HOST_GONE as i32);
-                self.book.counts.jobs_failed += 1;
+        let c = &mut self.book.counts;
+        match ended.state {
+            JobState::Finished => c.jobs_finished += 1,
+            JobState::Failed => c.jobs_failed += 1,
+            JobState::CutShort => c.jobs_cut_short += 1,
+            _ => {}
+        }
+        // Ends the messages report: a job ended by the connection's loss
+        // or by the monitor's judgement is not a job event of the cluster.
+        if matches!(end, End::Exit(..) | End::LocalDone | End::HostLeft) {
+            self.rate.add(now);
+            if local {
+                c.local_jobs_finished += 1;
+            }
+        }
+        if let End::Exit(exit, stats) = end {
+            ended.exit_code = Some(exit);
+            ended.stats = stats;
+            let server_at = server_slot.or_else(|| server.and_then(|id| self.book.hosts.slot(id)));
+            if let Some(at) = server_at {
+                let h = self.book.touch_slot(at);
+                h.compiled += 1;
+                if client == server {
+                    h.compiled_own += 1;
+                }
+            }
+            if exit != 0 {
                 if let Some(h) = client.and_then(|id| self.book.touch_host(id)) {
                     h.failed += 1;
                 }
             }
-            End::Done(exit, stats) => {
-                if exit == 0 {
-                    ended.state = JobState::Finished;
-                    self.book.counts.jobs_finished += 1;
-                } else {
-                    self.book.counts.jobs_failed += 1;
-                }
-                ended.exit_code = Some(exit);
-                ended.stats = stats;
-                let server_at =
-                    server_slot.or_else(|| server.and_then(|id| self.book.hosts.slot(id)));
-                if let Some(at) = server_at {
-                    let h = self.book.touch_slot(at);
-                    h.compiled += 1;
-                    if client == server {
-                        h.compiled_own += 1;
-                    }
-                }
-                if exit != 0 {
-                    if let Some(h) = client.and_then(|id| self.book.touch_host(id)) {
-                        h.failed += 1;
-                    }
-                }
-            }
-            End::LocalDone => {
-                ended.state = JobState::LocalFinished;
-                self.book.counts.local_jobs_finished += 1;
-            }
-            End::Lost => {
-                if was == JobState::Local {
-                    ended.state = JobState::LocalFinished;
-                }
-            }
-        }
-        if counted {
-            self.rate.add(now);
         }
         if self.book.changes.done_from.is_none() {
             self.book.changes.done_from = Some(self.jobs.next_finished());
@@ -733,7 +924,7 @@ impl State {
     fn end_all(&mut self) {
         for id in self.jobs.active_ids(|_| true) {
             if let Some(slot) = self.jobs.take(id) {
-                self.finish(slot, End::Lost);
+                self.finish(slot, End::SchedulerLost);
             }
         }
     }
@@ -778,5 +969,20 @@ impl State {
         let (kept, limit) = self.jobs.history_len();
         assert!(kept <= limit);
         assert!(self.book.hosts.iter().filter(|h| !h.online).count() <= OFFLINE_HOST_LIMIT);
+    }
+}
+
+/// Whether job `id` is compiling on the host in `slot`, as a remote job.
+fn compiling_on(jobs: &Jobs, id: u32, slot: HostSlot) -> bool {
+    jobs.get(id)
+        .is_some_and(|j| j.state == JobState::Compiling && j.raised.server_active() == Some(slot))
+}
+
+/// A job names host `id`, which was never announced: counted, and noted
+/// so that the job shows the host's name once it is.
+fn note_unknown(book: &mut Book, named_unknown: &mut FxHashSet<u32>, id: u32) {
+    book.counts.unknown_hosts += 1;
+    if named_unknown.len() < NAMED_UNKNOWN_LIMIT {
+        named_unknown.insert(id);
     }
 }
