@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{capture, Running, PATIENCE};
+use common::{capture, icewatch, Running, PATIENCE};
 use futures_util::StreamExt;
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -217,4 +217,36 @@ async fn replay_serves_the_page_of_a_capture_up_to_its_final_state() {
         t["jobs_finished"] == 41 && t["jobs_failed"] == 1 && t["local_jobs_finished"] == 2
     })
     .await;
+}
+
+/// `icewatch demo ARGS` with `ICEWATCH_TOKEN` set to `env` if given: it
+/// must refuse to start, in one line naming the flag and the variable.
+fn refuses_the_token(args: &[&str], env: Option<&str>) {
+    let mut command = icewatch();
+    command.args(["demo", "--seed", "5"]).args(args);
+    if let Some(value) = env {
+        command.env("ICEWATCH_TOKEN", value);
+    }
+    let mut demo = Running::spawn(command);
+    assert_eq!(demo.wait().code(), Some(1), "{args:?} {env:?}");
+    let stderr = demo.rest_of_stderr();
+    let last = stderr.last().expect("an error line");
+    assert!(last.starts_with("error: the token is empty"), "{last}");
+    assert!(
+        last.contains("--token") && last.contains("ICEWATCH_TOKEN"),
+        "{last}"
+    );
+    assert!(
+        !stderr.iter().any(|l| l.contains("warning")),
+        "refused before listening: {stderr:?}"
+    );
+}
+
+#[test]
+fn an_empty_or_blank_token_is_refused_at_start() {
+    refuses_the_token(&["--listen", "127.0.0.1:0", "--token", ""], None);
+    refuses_the_token(&["--listen", "127.0.0.1:0", "--token", "  "], None);
+    // What `--token "$TOKEN"` or `ICEWATCH_TOKEN=$TOKEN` give with TOKEN unset.
+    refuses_the_token(&["--listen", "127.0.0.1:0"], Some(""));
+    refuses_the_token(&["--listen", "0.0.0.0:0", "--token", ""], None);
 }

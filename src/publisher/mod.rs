@@ -2,8 +2,9 @@
 //!
 //! - [`server`]: axum routes: the page `GET /` (with d3 embedded in the
 //!   binary), `GET /ws`, `GET /api/v1/{snapshot,hosts,jobs}`, `GET /metrics`,
-//!   `GET /healthz`; the token and the WebSocket origin check
-//!   (`docs/http.md`).
+//!   `GET /healthz`; the token, the `Host` check and the WebSocket origin
+//!   check (`docs/http.md`).
+//! - [`host`]: which host names requests may name (DNS rebinding).
 //! - [`websocket`]: the fan-out. One task coalesces the reading task's
 //!   change signals, renders each diff once and broadcasts the same text to
 //!   every client; clients that fall behind get a fresh snapshot
@@ -25,16 +26,18 @@
 //! # }
 //! ```
 
+pub mod host;
 pub mod json;
 pub mod metrics;
 pub mod server;
 pub mod websocket;
 
-pub use server::router;
+pub use server::{router, Access};
 pub use websocket::{serve_client, Hub, HubOptions, Render};
 
 use crate::monitor::SharedState;
 use anyhow::Context;
+use host::AllowedHosts;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +49,9 @@ use tokio::sync::Notify;
 pub struct ServeOptions {
     /// Required on every route but `/healthz` when set.
     pub token: Option<String>,
+    /// Without a token, host names requests may name besides loopback
+    /// ones and the listen address (`--allowed-host`).
+    pub allowed_hosts: Vec<String>,
     /// Fan-out tuning: coalescing period (`--coalesce-ms`), client queue.
     pub hub: HubOptions,
 }
@@ -62,6 +68,12 @@ impl ServeOptions {
         self.token = token;
         self
     }
+
+    /// Options with these allowed hosts.
+    pub fn allowed_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.allowed_hosts = hosts;
+        self
+    }
 }
 
 /// Serves the page, the WebSocket and the APIs on `listener` until
@@ -76,7 +88,11 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let address = listener.local_addr().ok();
     let hub = Hub::new(state, opts.hub);
-    let app = router(hub.clone(), opts.token);
+    let access = Access {
+        token: opts.token,
+        hosts: AllowedHosts::new(address.map(|a| a.ip()), &opts.allowed_hosts),
+    };
+    let app = router(hub.clone(), access);
     let publishing = tokio::spawn(hub.clone().run(changed));
     let closing = hub.clone();
     let served = axum::serve(listener, app)

@@ -1,0 +1,283 @@
+//! The publisher against hostile clients, over real sockets on 127.0.0.1
+//! port 0 (issue 15): a page that rebinds its own name to loopback, empty
+//! and differently-cased tokens. Every wait is on
+//! an event (an answer, a socket closed by the server), bounded by
+//! [`PATIENCE`]; timeouts under test are set short through `ServeOptions`.
+
+mod feed;
+
+use feed::Feed;
+use futures_util::StreamExt;
+use icewatch::publisher::{serve, ServeOptions};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, Notify};
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::WebSocketStream;
+
+/// The longest any one step may take before the test fails: never a
+/// threshold on how fast the server is, only a bound on a hang.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+type Ws = WebSocketStream<TcpStream>;
+
+struct Server {
+    addr: SocketAddr,
+    _feed: Feed,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    async fn start(opts: ServeOptions) -> Server {
+        let mut feed = Feed::new();
+        feed.small_cluster();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(
+            listener,
+            feed.state.clone(),
+            Arc::new(Notify::new()),
+            opts,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Server {
+            addr,
+            _feed: feed,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        timeout(PATIENCE, self.task)
+            .await
+            .expect("the server stops in time")
+            .expect("no panic")
+            .expect("served cleanly");
+    }
+}
+
+/// One HTTP/1.1 GET with these headers (a `Host` naming the server's
+/// address unless one is given): the status and the body.
+async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    timeout(PATIENCE, async {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let mut request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            request.push_str(&format!("Host: {addr}\r\n"));
+        }
+        for (k, v) in headers {
+            request.push_str(&format!("{k}: {v}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.expect("receive");
+        let text = String::from_utf8(response).expect("UTF-8");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("a status");
+        (status, body.to_owned())
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no answer to GET {path} in time"))
+}
+
+/// A WebSocket handshake on `/ws` with these headers (`Host` replaces the
+/// one the URL gives).
+async fn ws_connect(addr: SocketAddr, headers: &[(&str, &str)]) -> Result<Ws, tungstenite::Error> {
+    let stream = TcpStream::connect(addr).await?;
+    let mut request = format!("ws://{addr}/ws").into_client_request()?;
+    for (k, v) in headers {
+        let name = tungstenite::http::HeaderName::from_bytes(k.as_bytes()).expect("a header name");
+        request
+            .headers_mut()
+            .insert(name, v.parse().expect("a header value"));
+    }
+    let (ws, _) = timeout(PATIENCE, tokio_tungstenite::client_async(request, stream))
+        .await
+        .expect("a handshake in time")?;
+    Ok(ws)
+}
+
+/// The status with which a WebSocket handshake is refused.
+async fn ws_refusal(addr: SocketAddr, headers: &[(&str, &str)]) -> u16 {
+    match ws_connect(addr, headers).await {
+        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// The next text message as JSON.
+async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let msg = timeout(PATIENCE, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("the socket stays open")
+            .expect("no error");
+        match msg {
+            Message::Text(text) => return serde_json::from_str(&text).expect("JSON"),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// The plain routes that need the token or an allowed `Host`.
+const GUARDED: [&str; 6] = [
+    "/",
+    "/ws",
+    "/api/v1/snapshot",
+    "/api/v1/hosts",
+    "/api/v1/jobs",
+    "/metrics",
+];
+
+#[tokio::test]
+async fn a_rebound_host_name_gets_421_on_every_route_but_healthz() {
+    let server = Server::start(ServeOptions::default()).await;
+    let addr = server.addr;
+    let port = addr.port();
+    let evil = format!("evil.example:{port}");
+    for path in GUARDED {
+        let (status, body) = get(addr, path, &[("Host", &evil)]).await;
+        assert_eq!(status, 421, "{path}: {body}");
+        assert!(body.contains("--allowed-host evil.example"), "{body}");
+        assert_eq!(body.lines().count(), 1, "{body}");
+    }
+    let (status, body) = get(addr, "/healthz", &[("Host", &evil)]).await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"), "/healthz");
+    for host in [
+        format!("localhost:{port}"),
+        format!("LOCALHOST:{port}"),
+        format!("page.localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("127.0.0.2:{port}"),
+        format!("[::1]:{port}"),
+        "localhost".to_owned(),
+    ] {
+        let (status, body) = get(addr, "/api/v1/hosts", &[("Host", &host)]).await;
+        assert_eq!(status, 200, "{host}: {body}");
+    }
+    for host in [
+        format!("10.1.2.3:{port}"),
+        format!("localhost.evil.example:{port}"),
+        format!("evil.example.:{port}"),
+    ] {
+        assert_eq!(get(addr, "/", &[("Host", &host)]).await.0, 421, "{host}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_websocket_from_a_rebinding_page_is_refused() {
+    let server = Server::start(ServeOptions::default()).await;
+    let addr = server.addr;
+    let port = addr.port();
+    // The attacker's page controls both Host and Origin.
+    let host = format!("rebind.attacker.test:{port}");
+    let origin = format!("http://rebind.attacker.test:{port}");
+    assert_eq!(
+        ws_refusal(addr, &[("Host", &host), ("Origin", &origin)]).await,
+        421
+    );
+    // An allowed Host with a foreign Origin: cross-site, 403.
+    let foreign = format!("http://rebind.attacker.test:{port}");
+    assert_eq!(
+        ws_refusal(
+            addr,
+            &[("Host", &format!("localhost:{port}")), ("Origin", &foreign)]
+        )
+        .await,
+        403
+    );
+    // The page's own origin, under a loopback name: served.
+    let own = format!("localhost:{port}");
+    let mut ws = ws_connect(
+        addr,
+        &[("Host", &own), ("Origin", &format!("http://{own}"))],
+    )
+    .await
+    .expect("the page's own origin");
+    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn allowed_hosts_are_served_under_their_name() {
+    let opts = ServeOptions::default().allowed_hosts(vec!["icewatch.example.org".into()]);
+    let server = Server::start(opts).await;
+    let addr = server.addr;
+    let host = format!("icewatch.example.org:{}", addr.port());
+    assert_eq!(get(addr, "/", &[("Host", &host)]).await.0, 200);
+    let origin = format!("http://{host}");
+    let mut ws = ws_connect(addr, &[("Host", &host), ("Origin", &origin)])
+        .await
+        .expect("an allowed host's page");
+    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    let other = format!("other.example.org:{}", addr.port());
+    assert_eq!(get(addr, "/", &[("Host", &other)]).await.0, 421);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn with_a_token_the_token_guards_under_any_host_name_and_bearer_is_any_case() {
+    let server = Server::start(ServeOptions::default().token(Some("s3cret".into()))).await;
+    let addr = server.addr;
+    let evil = format!("evil.example:{}", addr.port());
+    // The token is the guard: a rebinding page does not have it.
+    assert_eq!(get(addr, "/api/v1/hosts", &[("Host", &evil)]).await.0, 401);
+    assert_eq!(get(addr, "/api/v1/hosts?token=", &[]).await.0, 401);
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let auth = format!("{scheme} s3cret");
+        let (status, body) = get(addr, "/api/v1/hosts", &[("Authorization", &auth)]).await;
+        assert_eq!(status, 200, "{auth}: {body}");
+    }
+    let (status, _) = get(
+        addr,
+        "/api/v1/hosts",
+        &[("Authorization", "Bearer   s3cret")],
+    )
+    .await;
+    assert_eq!(status, 200, "more than one space after the scheme");
+    for wrong in ["Basic s3cret", "Bearers3cret", "Bearer", "Bearer s3cret2"] {
+        let status = get(addr, "/api/v1/hosts", &[("Authorization", wrong)])
+            .await
+            .0;
+        assert_eq!(status, 401, "{wrong}");
+    }
+    assert_eq!(
+        get(
+            addr,
+            "/api/v1/hosts",
+            &[("Host", &evil), ("Authorization", "bearer s3cret")]
+        )
+        .await
+        .0,
+        200
+    );
+    let mut ws = ws_connect(addr, &[("Authorization", "bearer s3cret")])
+        .await
+        .expect("a lower-case bearer");
+    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    server.stop().await;
+}
