@@ -250,3 +250,46 @@ fn an_empty_or_blank_token_is_refused_at_start() {
     refuses_the_token(&["--listen", "127.0.0.1:0"], Some(""));
     refuses_the_token(&["--listen", "0.0.0.0:0", "--token", ""], None);
 }
+
+/// The next message on a WebSocket, in time.
+async fn next_message<S>(ws: &mut S) -> WsMessage
+where
+    S: futures_util::Stream<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>>
+        + Unpin,
+{
+    tokio::time::timeout(PATIENCE, ws.next())
+        .await
+        .expect("a message in time")
+        .expect("the socket stays open")
+        .expect("a good message")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_a_low_descriptor_limit_idle_sockets_starve_neither_healthz_nor_a_reader() {
+    // 256 descriptors: the cap is 192 connections. The attacker's 400
+    // sockets are more than the process could hold at all.
+    let mut command = std::process::Command::new("sh");
+    command
+        .args(["-c", "ulimit -n 256 && exec \"$0\" \"$@\""])
+        .arg(assert_cmd::cargo::cargo_bin!("icewatch"))
+        .args(["demo", "--listen", "127.0.0.1:0", "--seed", "6"]);
+    let mut demo = Running::spawn(command);
+    let (host, _) = split_url(&page_url(&demo));
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{host}/ws"))
+        .await
+        .expect("a reader connects");
+    next_message(&mut ws).await;
+
+    let idle: Vec<TcpStream> = (0..400)
+        .map(|_| TcpStream::connect(&host).expect("the kernel accepts"))
+        .collect();
+    assert_eq!(get(&host, "/healthz"), (200, "ok\n".to_owned()));
+    assert_eq!(get(&host, "/api/v1/hosts").0, 200);
+    // The demo keeps changing: the reader keeps receiving diffs.
+    for _ in 0..3 {
+        next_message(&mut ws).await;
+    }
+    drop(idle);
+    demo.signal("INT");
+    assert!(demo.wait().success());
+}

@@ -1,6 +1,8 @@
 //! The publisher against hostile clients, over real sockets on 127.0.0.1
 //! port 0 (issue 15): a page that rebinds its own name to loopback, empty
-//! and differently-cased tokens. Every wait is on
+//! and differently-cased tokens, sockets that never send their headers,
+//! more idle sockets than the connection cap, more WebSocket clients than
+//! their share of it. Every wait is on
 //! an event (an answer, a socket closed by the server), bounded by
 //! [`PATIENCE`]; timeouts under test are set short through `ServeOptions`.
 
@@ -8,14 +10,14 @@ mod feed;
 
 use feed::Feed;
 use futures_util::StreamExt;
-use icewatch::publisher::{serve, ServeOptions};
+use icewatch::publisher::{serve, ConnectionLimits, ServeOptions};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -29,7 +31,7 @@ type Ws = WebSocketStream<TcpStream>;
 
 struct Server {
     addr: SocketAddr,
-    _feed: Feed,
+    feed: Feed,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -54,10 +56,18 @@ impl Server {
         ));
         Server {
             addr,
-            _feed: feed,
+            feed,
             stop: Some(stop),
             task,
         }
+    }
+
+    /// The seq of the snapshot the API gives now (publishing what changed).
+    async fn publish(&self) -> u64 {
+        let (status, body) = get(self.addr, "/api/v1/snapshot", &[]).await;
+        assert_eq!(status, 200, "{body}");
+        let snapshot: Value = serde_json::from_str(&body).expect("JSON");
+        snapshot["seq"].as_u64().expect("a seq")
     }
 
     async fn stop(mut self) {
@@ -140,6 +150,54 @@ async fn next_json(ws: &mut Ws) -> Value {
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+/// A client reading everything; `seen` says how far it got.
+fn reader(mut ws: Ws) -> (watch::Receiver<u64>, tokio::task::JoinHandle<()>) {
+    let (progress, seen) = watch::channel(0);
+    let task = tokio::spawn(async move {
+        loop {
+            let msg = next_json(&mut ws).await;
+            if progress.send(msg["seq"].as_u64().expect("a seq")).is_err() {
+                return;
+            }
+        }
+    });
+    (seen, task)
+}
+
+/// One change published; waits until the reader saw it.
+async fn reaches(server: &mut Server, seen: &mut watch::Receiver<u64>, round: u32) {
+    server.feed.host(2, "remote1", 2, false, round);
+    let seq = server.publish().await;
+    timeout(PATIENCE, seen.wait_for(|s| *s >= seq))
+        .await
+        .expect("the reader is served in time")
+        .expect("the reader is alive");
+}
+
+/// Waits until the server closes `socket` (end of stream or reset).
+async fn closed_by_server(socket: &mut TcpStream, why: &str) {
+    let mut buf = [0u8; 1024];
+    timeout(PATIENCE, async {
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the server did not close {why}"));
+}
+
+/// Whether the server closed `socket` already (without waiting).
+async fn is_closed(socket: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 1];
+    matches!(
+        timeout(Duration::ZERO, socket.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
 }
 
 /// The plain routes that need the token or an allowed `Host`.
@@ -278,6 +336,100 @@ async fn with_a_token_the_token_guards_under_any_host_name_and_bearer_is_any_cas
     let mut ws = ws_connect(addr, &[("Authorization", "bearer s3cret")])
         .await
         .expect("a lower-case bearer");
+    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    server.stop().await;
+}
+
+/// Options with this header timeout and connection cap.
+fn limited(header_timeout: Duration, max_connections: usize) -> ServeOptions {
+    ServeOptions {
+        limits: ConnectionLimits {
+            header_timeout,
+            max_connections: Some(max_connections),
+        },
+        ..ServeOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_that_do_not_send_their_headers_in_time_are_closed() {
+    let server = Server::start(limited(Duration::from_secs(1), 64)).await;
+    let addr = server.addr;
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    let mut slow = TcpStream::connect(addr).await.expect("connect");
+    // Slowloris: a request line and a header, then nothing more.
+    slow.write_all(b"GET /api/v1/snapshot HTTP/1.1\r\nHost: localhost\r\nX-a: ")
+        .await
+        .expect("send");
+    // A keep-alive connection that asked once and then fell silent.
+    let mut kept = TcpStream::connect(addr).await.expect("connect");
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("send");
+    closed_by_server(&mut silent, "a socket that sent nothing").await;
+    closed_by_server(&mut slow, "a socket that sent half its headers").await;
+    closed_by_server(&mut kept, "an idle keep-alive connection").await;
+    assert_eq!(get(addr, "/healthz", &[]).await.0, 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_cap_idle_sockets_make_room_for_healthz_and_a_reader_keeps_receiving() {
+    const CAP: usize = 16;
+    // Idle sockets are never timed out here: only the cap closes them.
+    let mut server = Server::start(limited(Duration::from_secs(3600), CAP)).await;
+    let addr = server.addr;
+    let live = ws_connect(addr, &[]).await.expect("a reader");
+    let (mut seen, reading) = reader(live);
+    reaches(&mut server, &mut seen, 1).await;
+
+    // An attacker opens three times the cap and sends nothing.
+    let mut idle = Vec::new();
+    for _ in 0..3 * CAP {
+        idle.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    // Each request is served at once, each time in place of an idle socket.
+    for round in 0..5 {
+        let (status, body) = get(addr, "/healthz", &[]).await;
+        assert_eq!((status, body.as_str()), (200, "ok\n"), "round {round}");
+        reaches(&mut server, &mut seen, 2 + round).await;
+    }
+    // The oldest idle sockets were closed to make room, the newest are open.
+    closed_by_server(&mut idle[0], "the oldest idle socket").await;
+    let newest = idle.last_mut().expect("sockets");
+    assert!(!is_closed(newest).await, "the newest idle socket is kept");
+    assert_eq!(get(addr, "/metrics", &[]).await.0, 200);
+    drop(idle);
+    drop(seen);
+    server.feed.host(2, "remote1", 2, false, 99);
+    server.publish().await;
+    timeout(PATIENCE, reading)
+        .await
+        .expect("the reader ends")
+        .expect("the reader never lost its socket");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_clients_get_three_quarters_of_the_cap_and_healthz_the_rest() {
+    const CAP: usize = 8;
+    let server = Server::start(limited(Duration::from_secs(3600), CAP)).await;
+    let addr = server.addr;
+    let mut clients = Vec::new();
+    for _ in 0..CAP - CAP / 4 {
+        let mut ws = ws_connect(addr, &[]).await.expect("within the share");
+        assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+        clients.push(ws);
+    }
+    assert_eq!(ws_refusal(addr, &[]).await, 503);
+    assert_eq!(get(addr, "/healthz", &[]).await.0, 200);
+    // Once one left (its socket closed by the server), another is served.
+    let mut gone = clients.pop().expect("a client");
+    gone.close(None).await.expect("a close");
+    while let Ok(Some(Ok(_))) = timeout(PATIENCE, gone.next()).await {}
+    let mut ws = ws_connect(addr, &[])
+        .await
+        .expect("the place of the one gone");
     assert_eq!(next_json(&mut ws).await["type"], "snapshot");
     server.stop().await;
 }

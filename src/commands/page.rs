@@ -12,12 +12,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-/// Checks the page options and binds the page's address; warns when it is
+/// Checks the page options, raises the limit on open files (connections
+/// are capped below it) and binds the page's address; warns when it is
 /// reachable from other machines without a token.
 pub async fn bind(args: &ServeArgs) -> Result<TcpListener> {
     if let Some(token) = &args.token {
         check_token(token)?;
     }
+    publisher::raise_fd_limit();
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} for the page", args.listen))?;

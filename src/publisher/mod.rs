@@ -5,6 +5,8 @@
 //!   `GET /healthz`; the token, the `Host` check and the WebSocket origin
 //!   check (`docs/http.md`).
 //! - [`host`]: which host names requests may name (DNS rebinding).
+//! - [`connections`]: accepting connections: the header timeout, the
+//!   connection cap below the descriptor limit, eviction of idle ones.
 //! - [`websocket`]: the fan-out. One task coalesces the reading task's
 //!   change signals, renders each diff once and broadcasts the same text to
 //!   every client; clients that fall behind get a fresh snapshot
@@ -26,12 +28,14 @@
 //! # }
 //! ```
 
+pub mod connections;
 pub mod host;
 pub mod json;
 pub mod metrics;
 pub mod server;
 pub mod websocket;
 
+pub use connections::{raise_fd_limit, ConnectionLimits};
 pub use server::{router, Access};
 pub use websocket::{serve_client, Hub, HubOptions, Render};
 
@@ -54,6 +58,8 @@ pub struct ServeOptions {
     pub allowed_hosts: Vec<String>,
     /// Fan-out tuning: coalescing period (`--coalesce-ms`), client queue.
     pub hub: HubOptions,
+    /// Header timeout and connection cap.
+    pub limits: ConnectionLimits,
 }
 
 impl ServeOptions {
@@ -76,6 +82,13 @@ impl ServeOptions {
     }
 }
 
+/// WebSocket clients served at once under a cap of `connections`: three
+/// quarters, so that plain requests (`/healthz`, the page) always find a
+/// slot.
+pub fn max_websockets(connections: usize) -> usize {
+    (connections - connections / 4).max(1)
+}
+
 /// Serves the page, the WebSocket and the APIs on `listener` until
 /// `shutdown` resolves, publishing `state` each time the reading task
 /// notifies `changed` (`changed` must have no other waiter).
@@ -86,25 +99,24 @@ pub async fn serve(
     opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let address = listener.local_addr().ok();
+    let address = listener
+        .local_addr()
+        .with_context(|| "serving HTTP: the listener has no address")?;
+    let cap = opts.limits.cap();
     let hub = Hub::new(state, opts.hub);
     let access = Access {
         token: opts.token,
-        hosts: AllowedHosts::new(address.map(|a| a.ip()), &opts.allowed_hosts),
+        hosts: AllowedHosts::new(Some(address.ip()), &opts.allowed_hosts),
+        max_websockets: max_websockets(cap),
     };
     let app = router(hub.clone(), access);
     let publishing = tokio::spawn(hub.clone().run(changed));
     let closing = hub.clone();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            closing.close();
-        })
-        .await;
-    hub.close();
-    publishing.await.context("the publishing task failed")?;
-    served.with_context(|| match address {
-        Some(a) => format!("serving HTTP on {a}"),
-        None => "serving HTTP".to_owned(),
+    connections::serve_connections(listener, app, cap, opts.limits.header_timeout, async move {
+        shutdown.await;
+        closing.close();
     })
+    .await;
+    hub.close();
+    publishing.await.context("the publishing task failed")
 }

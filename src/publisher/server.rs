@@ -16,6 +16,7 @@ use axum::Router;
 use futures_util::StreamExt;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 use subtle::ConstantTimeEq;
 
@@ -45,6 +46,9 @@ pub struct Access {
     pub token: Option<String>,
     /// Without a token, the hosts a request may name.
     pub hosts: AllowedHosts,
+    /// WebSocket clients served at once; more are refused with 503, so
+    /// that plain requests always find a connection slot.
+    pub max_websockets: usize,
 }
 
 #[derive(Clone)]
@@ -52,6 +56,7 @@ struct App {
     hub: Arc<Hub<State>>,
     token: Option<Arc<str>>,
     hosts: Arc<AllowedHosts>,
+    max_websockets: u64,
     registry: Arc<Registry>,
 }
 
@@ -64,6 +69,7 @@ pub fn router(hub: Arc<Hub<State>>, access: Access) -> Router {
         hub,
         token: access.token.map(Arc::from),
         hosts: Arc::new(access.hosts),
+        max_websockets: u64::try_from(access.max_websockets).unwrap_or(u64::MAX),
     };
     let guarded = Router::new()
         .route("/", get(index))
@@ -198,6 +204,16 @@ async fn websocket(
         return (
             StatusCode::FORBIDDEN,
             "403 Forbidden: the page's Origin is not the host it connects to\n",
+        )
+            .into_response();
+    }
+    let clients = app.hub.stats().clients.load(Relaxed);
+    if clients >= app.max_websockets {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "503 Service Unavailable: {clients} WebSocket clients, the most served at once\n"
+            ),
         )
             .into_response();
     }
