@@ -2,7 +2,7 @@
 //! port 0 (issue 15): a page that rebinds its own name to loopback, empty
 //! and differently-cased tokens, sockets that never send their headers,
 //! more idle sockets than the connection cap, more WebSocket clients than
-//! their share of it. Every wait is on
+//! their share of it, and what one client's socket costs. Every wait is on
 //! an event (an answer, a socket closed by the server), bounded by
 //! [`PATIENCE`]; timeouts under test are set short through `ServeOptions`.
 
@@ -431,5 +431,56 @@ async fn websocket_clients_get_three_quarters_of_the_cap_and_healthz_the_rest() 
         .await
         .expect("the place of the one gone");
     assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_goes_out_in_fragments_that_a_client_joins() {
+    let mut server = Server::start(ServeOptions::default()).await;
+    // A snapshot of about 60 KB: many hosts with long names.
+    for id in 10..400 {
+        let name = format!("builder-{id:04}.a-long-domain-name.example.org");
+        server.feed.host(id, &name, 8, false, id);
+    }
+    let addr = server.addr;
+    let mut raw = TcpStream::connect(addr).await.expect("connect");
+    raw.write_all(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("send");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        timeout(PATIENCE, raw.read_exact(&mut byte))
+            .await
+            .expect("the handshake in time")
+            .expect("the handshake");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // The first frame: a text frame, not final, no longer than a fragment.
+    let mut frame = [0u8; 4];
+    raw.read_exact(&mut frame).await.expect("a frame header");
+    assert_eq!(frame[0], 0x01, "text, FIN unset: {frame:?}");
+    let len = match frame[1] {
+        126 => usize::from(u16::from_be_bytes([frame[2], frame[3]])),
+        127 => panic!("a 64-bit length: not a fragment"),
+        n => usize::from(n),
+    };
+    assert!(len <= icewatch::publisher::socket::FRAGMENT, "{len}");
+
+    // A client joins them into the whole snapshot.
+    let mut ws = ws_connect(addr, &[]).await.expect("connect");
+    let snapshot = next_json(&mut ws).await;
+    assert_eq!(snapshot["hosts"].as_array().map(Vec::len), Some(393));
     server.stop().await;
 }

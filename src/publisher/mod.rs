@@ -7,6 +7,8 @@
 //! - [`host`]: which host names requests may name (DNS rebinding).
 //! - [`connections`]: accepting connections: the header timeout, the
 //!   connection cap below the descriptor limit, eviction of idle ones.
+//! - [`socket`]: the WebSocket handshake and a socket that costs little
+//!   per client.
 //! - [`websocket`]: the fan-out. One task coalesces the reading task's
 //!   change signals, renders each diff once and broadcasts the same text to
 //!   every client; clients that fall behind get a fresh snapshot
@@ -33,6 +35,7 @@ pub mod host;
 pub mod json;
 pub mod metrics;
 pub mod server;
+pub mod socket;
 pub mod websocket;
 
 pub use connections::{raise_fd_limit, ConnectionLimits};

@@ -3,10 +3,10 @@
 //! documented in `docs/http.md`.
 
 use super::host::{origin_authority, AllowedHosts};
+use super::socket::{self, Fragmenting, FRAGMENT};
 use super::websocket::{serve_client, Hub};
 use super::{json, metrics};
 use crate::monitor::State;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, Request, State as Shared};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -195,12 +195,8 @@ async fn index() -> Response {
         .into_response()
 }
 
-async fn websocket(
-    Shared(app): Shared<App>,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    if !origin_allowed(&app, &headers) {
+async fn websocket(Shared(app): Shared<App>, request: Request) -> Response {
+    if !origin_allowed(&app, request.headers()) {
         return (
             StatusCode::FORBIDDEN,
             "403 Forbidden: the page's Origin is not the host it connects to\n",
@@ -218,14 +214,15 @@ async fn websocket(
             .into_response();
     }
     let hub = app.hub;
-    upgrade
-        .max_message_size(MAX_CLIENT_MESSAGE)
-        .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| async move {
+    socket::upgrade(
+        request,
+        socket::config(MAX_CLIENT_MESSAGE),
+        move |socket| async move {
             let (sink, stream) = socket.split();
-            let end = serve_client(hub, sink, stream).await;
+            let end = serve_client(hub, Fragmenting::new(sink, FRAGMENT), stream).await;
             tracing::debug!("WebSocket client gone: {end:?}");
-        })
+        },
+    )
 }
 
 fn json_response(body: String) -> Response {
