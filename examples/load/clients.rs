@@ -2,8 +2,10 @@
 //! whether it is given back. A fresh `icewatch demo --seed 1` per run; its
 //! `VmRSS` (from `/proc/PID/status`) after a warm-up with nobody connected
 //! ("before"), with N clients connected and reading ("with"), and once they
-//! all left ("after"). Each client reads every message and sends nothing,
-//! as a browser tab left open does.
+//! all left ("after"); then the same again with N new clients ("with
+//! again", "after again"): memory kept for reuse does not grow a second
+//! time. Each client reads every message and sends nothing, as a browser
+//! tab left open does.
 
 use super::{http_get, page_addr, spawn_icewatch, status_kib, stop};
 use anyhow::{ensure, Context, Result};
@@ -17,6 +19,8 @@ pub struct Clients {
     pub before_kib: u64,
     pub with_kib: u64,
     pub after_kib: u64,
+    pub again_kib: u64,
+    pub after_again_kib: u64,
     pub peak_kib: u64,
     pub clients: usize,
 }
@@ -50,6 +54,29 @@ pub fn run(bin: &Path, clients: usize) -> Result<Clients> {
     std::thread::sleep(WARM_UP);
     let before_kib = status_kib(pid, "VmRSS:")?;
 
+    let (with_kib, after_kib) = wave(&runtime, pid, page, clients)?;
+    let (again_kib, after_again_kib) = wave(&runtime, pid, page, clients)?;
+    let peak_kib = status_kib(pid, "VmHWM:")?;
+    stop(child);
+    Ok(Clients {
+        before_kib,
+        with_kib,
+        after_kib,
+        again_kib,
+        after_again_kib,
+        peak_kib,
+        clients,
+    })
+}
+
+/// Connects `clients` readers, measures, lets them all leave, measures:
+/// `VmRSS` with them and after them, in KiB.
+fn wave(
+    runtime: &tokio::runtime::Runtime,
+    pid: u32,
+    page: std::net::SocketAddr,
+    clients: usize,
+) -> Result<(u64, u64)> {
     let (leave, left) = watch::channel(false);
     let readers = runtime.block_on(async {
         let mut readers = Vec::with_capacity(clients);
@@ -101,15 +128,7 @@ pub fn run(bin: &Path, clients: usize) -> Result<Clients> {
     }
     std::thread::sleep(SETTLE);
     let after_kib = status_kib(pid, "VmRSS:")?;
-    let peak_kib = status_kib(pid, "VmHWM:")?;
-    stop(child);
-    Ok(Clients {
-        before_kib,
-        with_kib,
-        after_kib,
-        peak_kib,
-        clients,
-    })
+    Ok((with_kib, after_kib))
 }
 
 /// `icewatch_websocket_clients` from `/metrics`.

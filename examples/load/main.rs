@@ -291,12 +291,16 @@ fn clients_runs(opts: &Opts) -> Result<()> {
     for run in 1..=opts.runs {
         let c = clients::run(&icewatch, opts.clients)?;
         println!(
-            "run {run}: RSS before {:.1} MiB, with {} clients {:.1} MiB, after {:.1} MiB \
-             (peak {:.1} MiB) | {:.1} KiB per client, {:+.1} MiB kept after they left",
+            "run {run}: RSS before {:.1} MiB, with {} clients {:.1} MiB, after {:.1} MiB, \
+             with {} new clients {:.1} MiB, after {:.1} MiB (peak {:.1} MiB) | \
+             {:.1} KiB per client, {:+.1} MiB kept after they left",
             mib(c.before_kib),
             c.clients,
             mib(c.with_kib),
             mib(c.after_kib),
+            c.clients,
+            mib(c.again_kib),
+            mib(c.after_again_kib),
             mib(c.peak_kib),
             c.per_client_kib(),
             c.kept_kib() as f64 / 1024.0
@@ -310,6 +314,8 @@ fn clients_runs(opts: &Opts) -> Result<()> {
             ("RSS before MiB", |c| mib(c.before_kib)),
             ("RSS with clients MiB", |c| mib(c.with_kib)),
             ("RSS after MiB", |c| mib(c.after_kib)),
+            ("RSS with new clients MiB", |c| mib(c.again_kib)),
+            ("RSS after them MiB", |c| mib(c.after_again_kib)),
             ("KiB per client", |c| c.per_client_kib()),
             ("MiB kept after", |c| c.kept_kib() as f64 / 1024.0),
         ],
