@@ -12,9 +12,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-/// Binds the page's address; warns when it is reachable from other
-/// machines without a token.
+/// Checks the page options, raises the limit on open files (connections
+/// are capped below it) and binds the page's address; warns when it is
+/// reachable from other machines without a token.
 pub async fn bind(args: &ServeArgs) -> Result<TcpListener> {
+    if let Some(token) = &args.token {
+        check_token(token)?;
+    }
+    publisher::raise_fd_limit();
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} for the page", args.listen))?;
@@ -23,6 +28,25 @@ pub async fn bind(args: &ServeArgs) -> Result<TcpListener> {
         eprintln!("{warning}");
     }
     Ok(listener)
+}
+
+/// Refuses a token that protects nothing: empty or only whitespace (what
+/// `--token "$TOKEN"` gives with TOKEN unset), or one that cannot travel
+/// in an HTTP header.
+fn check_token(token: &str) -> Result<()> {
+    if token.trim().is_empty() {
+        anyhow::bail!(
+            "the token is empty: --token \"\" or an empty ICEWATCH_TOKEN would let anyone in; \
+             give a token, or leave both out"
+        );
+    }
+    if token.trim() != token || token.chars().any(char::is_control) {
+        anyhow::bail!(
+            "the token (--token or ICEWATCH_TOKEN) starts or ends with whitespace or holds a \
+             control character: no HTTP header could carry it"
+        );
+    }
+    Ok(())
 }
 
 /// The warning for a page reachable from other machines without a token.
@@ -107,7 +131,8 @@ pub async fn serve(
     ));
     let opts = ServeOptions::default()
         .coalesce(Duration::from_millis(args.coalesce_ms))
-        .token(args.token.clone());
+        .token(args.token.clone())
+        .allowed_hosts(args.allowed_hosts.clone());
     let served = publisher::serve(listener, state, changed, opts, shutdown.fired()).await;
     if served.is_err() {
         // The server failed on its own: the connection has no one to feed.
@@ -131,6 +156,20 @@ mod tests {
         assert!(exposure_warning(open, Some("t")).is_none());
         assert!(exposure_warning(local, None).is_none());
         assert!(exposure_warning(v6, None).is_none());
+    }
+
+    #[test]
+    fn an_empty_or_blank_token_is_refused_in_one_line() {
+        for refused in ["", " ", "\t\n"] {
+            let e = check_token(refused).unwrap_err().to_string();
+            assert!(e.contains("the token is empty"), "{e}");
+            assert!(e.contains("--token") && e.contains("ICEWATCH_TOKEN"), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        for refused in [" s3cret", "s3cret\n", "s3c\u{7f}ret"] {
+            assert!(check_token(refused).is_err(), "{refused:?}");
+        }
+        assert!(check_token("s3cret/+ with spaces inside").is_ok());
     }
 
     #[test]

@@ -75,8 +75,15 @@ fn lines<R: Read + Send + 'static>(r: R) -> mpsc::Receiver<String> {
 impl Running {
     /// Starts `icewatch ARGS`.
     pub fn start(args: &[&str]) -> Running {
-        let mut child = icewatch()
-            .args(args)
+        let mut command = icewatch();
+        command.args(args);
+        Running::spawn(command)
+    }
+
+    /// Starts `command` (an `icewatch` command with its environment, or a
+    /// shell that runs one).
+    pub fn spawn(mut command: Command) -> Running {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
