@@ -106,7 +106,12 @@ so stdout pipes cleanly into jq.
 Reads a live scheduler (found like `icewatch monitor` finds it), or with \
 --capture a file: an icewatch recording, or a raw capture (two little-endian \
 version words, then frames). Messages read from a recording carry \"at_ms\", \
-their time since the recording started.",
+their time since the recording started.
+
+A live dump goes on when the scheduler restarts: it connects again as \
+`monitor` does and prints a line {\"session\": N, \"at_ms\": ..., \"scheduler\": \
+..., \"protocol\": ...} before the new session's messages. --once stops at the \
+first end instead.",
         after_help = "\
 Examples:
   icewatch dump scheduler.lan | jq 'select(.type == \"MON_JOB_DONE\")'
@@ -316,6 +321,10 @@ pub struct DumpArgs {
     /// Stop after this many messages
     #[arg(short = 'c', long, value_name = "N")]
     pub count: Option<u64>,
+
+    /// Stop when the scheduler goes away instead of waiting for it again
+    #[arg(long, conflicts_with = "capture")]
+    pub once: bool,
 }
 
 /// `icewatch record`.
@@ -332,6 +341,10 @@ pub struct RecordArgs {
     /// Stop after this many messages
     #[arg(short = 'c', long, value_name = "N")]
     pub count: Option<u64>,
+
+    /// Stop when the scheduler goes away instead of waiting for it again
+    #[arg(long)]
+    pub once: bool,
 }
 
 /// `icewatch replay`.

@@ -2,7 +2,7 @@
 //! the publisher serving it. Shared by `monitor`, `demo` and `replay`.
 
 use crate::cli::ServeArgs;
-use crate::monitor::{self, ConnectOptions, SharedState, State, StateOptions, Target};
+use crate::monitor::{self, ConnectOptions, Connection, SharedState, State, StateOptions, Target};
 use crate::publisher::{self, ServeOptions};
 use crate::shutdown::Shutdown;
 use anyhow::{Context, Result};
@@ -33,7 +33,7 @@ pub async fn bind(args: &ServeArgs) -> Result<TcpListener> {
 /// Refuses a token that protects nothing: empty or only whitespace (what
 /// `--token "$TOKEN"` gives with TOKEN unset), or one that cannot travel
 /// in an HTTP header.
-fn check_token(token: &str) -> Result<()> {
+pub(super) fn check_token(token: &str) -> Result<()> {
     if token.trim().is_empty() {
         anyhow::bail!(
             "the token is empty: --token \"\" or an empty ICEWATCH_TOKEN would let anyone in; \
@@ -114,6 +114,19 @@ pub async fn serve(
     connect: ConnectOptions,
     shutdown: Shutdown,
 ) -> Result<()> {
+    serve_from(listener, args, connect, None, shutdown).await
+}
+
+/// [`serve`], with `first`, if given, as the first session: the
+/// connection that checked the scheduler at start. If that one is no
+/// scheduler's, stops and says so.
+pub async fn serve_from(
+    listener: TcpListener,
+    args: &ServeArgs,
+    connect: ConnectOptions,
+    first: Option<Connection>,
+    shutdown: Shutdown,
+) -> Result<()> {
     let local = listener.local_addr()?;
     println!("open {} in a browser", url(local, args.token.as_deref()));
     let state: SharedState = Arc::new(Mutex::new(State::new(StateOptions {
@@ -123,23 +136,42 @@ pub async fn serve(
         }),
     })));
     let changed = Arc::new(Notify::new());
-    let reading = tokio::spawn(monitor::run(
-        connect,
-        state.clone(),
-        changed.clone(),
-        shutdown.clone().fired(),
-    ));
+    // The page also stops when the connection gives up (a first session
+    // that is no scheduler's).
+    let (give_up, gave_up) = crate::shutdown::channel();
+    let reading = {
+        let (state, changed, stop) = (state.clone(), changed.clone(), shutdown.clone().fired());
+        tokio::spawn(async move {
+            let read = match first {
+                Some(conn) => monitor::run_from(conn, connect, state, changed, stop).await,
+                None => {
+                    monitor::run(connect, state, changed, stop).await;
+                    Ok(())
+                }
+            };
+            if read.is_err() {
+                give_up.fire();
+            }
+            read
+        })
+    };
     let opts = ServeOptions::default()
         .coalesce(Duration::from_millis(args.coalesce_ms))
         .token(args.token.clone())
         .allowed_hosts(args.allowed_hosts.clone());
-    let served = publisher::serve(listener, state, changed, opts, shutdown.fired()).await;
+    let stop = async move {
+        tokio::select! {
+            () = shutdown.fired() => {}
+            () = gave_up.fired() => {}
+        }
+    };
+    let served = publisher::serve(listener, state, changed, opts, stop).await;
     if served.is_err() {
         // The server failed on its own: the connection has no one to feed.
         reading.abort();
         return served;
     }
-    reading.await.context("the scheduler connection failed")?;
+    reading.await.context("the scheduler connection failed")??;
     Ok(())
 }
 

@@ -183,6 +183,11 @@ impl Running {
     pub fn rest_of_stderr(&self) -> Vec<String> {
         self.stderr.iter().collect()
     }
+
+    /// Everything left on stdout after the exit.
+    pub fn rest_of_stdout(&self) -> Vec<String> {
+        self.stdout.iter().collect()
+    }
 }
 
 impl Drop for Running {
