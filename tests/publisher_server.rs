@@ -833,3 +833,32 @@ async fn a_thousand_connections_opened_and_dropped_leak_nothing_and_do_not_distu
     assert_eq!(reader.await.expect("no panic").snapshots, 1);
     server.stop().await;
 }
+
+#[test]
+fn snapshots_taken_at_once_share_one_rendering_and_none_is_kept_after() {
+    use icewatch::publisher::Hub;
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut feed = Feed::new();
+    feed.host(1, "a", 2, false, 0);
+    let hub = Hub::new(feed.state.clone(), HubOptions::default());
+    let renders = || hub.stats().renders.load(Relaxed);
+    // Four requests in flight at once, a WebSocket client among them.
+    let first = hub.snapshot();
+    let second = hub.snapshot();
+    let (third, _rx) = hub.subscribe();
+    let fourth = hub.snapshot();
+    assert_eq!(renders(), 1);
+    assert_eq!(first, second);
+    assert_eq!(first, fourth);
+    assert_eq!(third.as_str().as_bytes(), &first[..]);
+    // A change: the next one is rendered anew.
+    feed.host(2, "b", 2, false, 0);
+    let changed = hub.snapshot();
+    assert_eq!(renders(), 2);
+    assert_ne!(changed, first);
+    // Nothing holds a snapshot any more: the text is gone, and the next
+    // request renders again rather than finding it kept.
+    drop((first, second, third, fourth, changed));
+    hub.snapshot();
+    assert_eq!(renders(), 3);
+}
