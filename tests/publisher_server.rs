@@ -635,6 +635,22 @@ async fn the_metrics_show_the_cluster_and_the_fan_out() {
         );
     }
     assert!(text.ends_with("# EOF\n"));
+    // A reconnection to a new scheduler session starts the gauges from
+    // nothing; counters only grow.
+    lock_state(&server.feed.state).scheduler_connected("127.0.0.1:8765".into(), 43, 1);
+    let text = server.get_ok("/metrics").await;
+    for line in [
+        "icewatch_scheduler_reconnects_total 1",
+        "icewatch_hosts_online 0",
+        "icewatch_jobs_pending 0",
+        "icewatch_jobs_finished_total 2",
+        "icewatch_jobs_failed_total 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line:?} after a reconnect in\n{text}"
+        );
+    }
     server.stop().await;
 }
 
