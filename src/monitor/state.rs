@@ -651,19 +651,23 @@ impl State {
     }
 
     /// A daemon that logs in again gets a new id: drop its old offline entry.
+    /// Only the offline hosts are looked at (at most [`OFFLINE_HOST_LIMIT`]),
+    /// however many are online.
     fn forget_offline_twins(&mut self, id: u32, name: &[u8], ip: &[u8]) {
-        if self.offline.is_empty() {
-            return;
-        }
-        let twins: Vec<u32> = self
-            .book
-            .hosts
+        let hosts = &self.book.hosts;
+        let mut twins: Vec<u32> = self
+            .offline
             .iter()
-            .filter(|h| {
-                h.id != id && !h.online && h.name.as_bytes() == name && h.ip.as_bytes() == ip
+            .copied()
+            .filter(|&o| {
+                o != id
+                    && hosts.get(o).is_some_and(|h| {
+                        !h.online && h.name.as_bytes() == name && h.ip.as_bytes() == ip
+                    })
             })
-            .map(|h| h.id)
             .collect();
+        twins.sort_unstable();
+        twins.dedup();
         for twin in twins {
             self.remove_host(twin);
         }
