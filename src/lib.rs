@@ -20,7 +20,8 @@
 //! Beside the flow, for the `icewatch` command:
 //!
 //! - [`record`]: recordings of a scheduler's stream (lz4, timestamped
-//!   frames) and the raw captures of `tests/data`, written and read back.
+//!   frames, session marks) and the raw captures of `tests/data`, written
+//!   and read back.
 //! - [`ndjson`]: any message as a JSON object (`icewatch dump`).
 //! - [`demo`]: a seeded simulation of a busy cluster's monitor stream, and
 //!   [`scheduler`]: the scheduler's side of the wire, which serves that

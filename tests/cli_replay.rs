@@ -6,7 +6,8 @@ mod common;
 use assert_cmd::cargo::cargo_bin_cmd;
 use common::{capture, scratch_dir, Monitor, Running};
 use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
-use icewatch::protocol::{Message, MsgType};
+use icewatch::protocol::{GetCs, Language, Message, MonGetCs, MonStats, MsgType};
+use icewatch::record::Recorder;
 use predicates::prelude::*;
 
 fn frames_of(file: &[u8]) -> Vec<Vec<u8>> {
@@ -146,4 +147,91 @@ fn a_truncated_recording_replays_its_whole_messages_then_warns() {
     replay.stderr_until(|l| {
         l.contains("stops early: the file is truncated after 100 whole messages")
     });
+}
+
+/// `msg` as a frame at `version`.
+fn encode(msg: &Message<'_>, version: u32) -> Vec<u8> {
+    let mut out = bytes::BytesMut::new();
+    msg.encode(version, &mut out);
+    out.to_vec()
+}
+
+#[test]
+fn a_recording_of_two_sessions_plays_to_a_monitor_as_its_hosts_leaving_and_new_ones_coming() {
+    let dir = scratch_dir("replay_sessions");
+    let path = dir.join("restart.icwr");
+    let stats = |host_id, text: &'static str| {
+        Message::MonStats(MonStats {
+            host_id,
+            text: text.as_bytes(),
+        })
+    };
+    let request = Message::MonGetCs(MonGetCs {
+        request: GetCs {
+            filename: b"src/after.cpp",
+            lang: Language::CXX,
+            ..GetCs::default()
+        },
+        job_id: 1,
+        client_id: 1,
+    });
+    let mut rec = Recorder::new(std::fs::File::create(&path).unwrap(), 43, 0).unwrap();
+    rec.write_frame(0, &encode(&stats(1, "Name:a\nMaxJobs:2\n"), 43))
+        .unwrap();
+    rec.write_frame(0, &encode(&stats(2, "Name:b\nMaxJobs:2\n"), 43))
+        .unwrap();
+    rec.write_frame(1, &encode(&stats(2, "State:Offline\n"), 43))
+        .unwrap();
+    rec.write_frame(2, &encode(&stats(3, "Name:d\nMaxJobs:1\n"), 43))
+        .unwrap();
+    rec.write_frame(5, &encode(&Message::End, 43)).unwrap();
+    // The scheduler comes back speaking protocol 28 (the long MON_GET_CS).
+    rec.new_session(9, 28).unwrap();
+    rec.write_frame(9, &encode(&stats(1, "Name:c\nMaxJobs:4\n"), 28))
+        .unwrap();
+    rec.write_frame(10, &encode(&request, 28)).unwrap();
+    rec.finish().unwrap();
+
+    let mut replay = Running::replay_scheduler(&path, &["--speed", "0"]);
+    let mut m = Monitor::connect(replay.scheduler_addr(), 44);
+    assert_eq!(m.version, 43, "the first session's version");
+    let mut seen = Vec::new();
+    while let Some(frame) = m.frame() {
+        let ty = m.check(&frame);
+        let (_, raw) = parse_frame(&frame, MAX_MSG_SIZE).unwrap();
+        seen.push(
+            match Message::decode(raw.ty, raw.body, m.version).unwrap() {
+                Message::MonStats(s) => format!(
+                    "{} {}",
+                    s.host_id,
+                    String::from_utf8_lossy(s.text).trim_end_matches(['\n', '\0'])
+                ),
+                Message::MonGetCs(g) => format!(
+                    "job {} {}",
+                    g.job_id,
+                    String::from_utf8_lossy(g.request.filename)
+                ),
+                _ => ty.to_string(),
+            },
+        );
+        if seen.len() == 8 {
+            replay.signal("INT");
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "1 Name:a\nMaxJobs:2",
+            "2 Name:b\nMaxJobs:2",
+            "2 State:Offline",
+            "3 Name:d\nMaxJobs:1",
+            // No END: the monitor stays, and sees the hosts it knows leave.
+            "1 State:Offline",
+            "3 State:Offline",
+            "1 Name:c\nMaxJobs:4",
+            "job 1 src/after.cpp",
+            "END",
+        ]
+    );
+    assert!(replay.wait().success());
 }

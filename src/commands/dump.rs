@@ -1,10 +1,10 @@
 //! `icewatch dump`: every message as one JSON object a line on stdout.
 
 use crate::cli::DumpArgs;
-use crate::ndjson::{hex, message_json};
+use crate::ndjson::{hex, message_json, session_json};
 use crate::protocol::frame::{parse_frame, MAX_MSG_SIZE};
 use crate::protocol::Message;
-use crate::record::{self, Kind};
+use crate::record::{self, Entry, Kind};
 use crate::shutdown::Shutdown;
 use anyhow::{Context, Result};
 use std::io::{self, BufWriter, Write};
@@ -117,6 +117,13 @@ impl<W: Write> LineWriter<W> {
         Ok(())
     }
 
+    /// The line that marks the start of scheduler session `number` (2 and
+    /// up), `at_ms` after the start, at `protocol`.
+    pub(super) fn session(&mut self, number: u32, at_ms: u64, protocol: u32) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, &session_json(number, at_ms, protocol))?;
+        self.out.write_all(b"\n")
+    }
+
     pub(super) fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
@@ -140,12 +147,21 @@ fn dump_file(path: &Path, raw: bool, count: Option<u64>) -> Result<()> {
     }
     let mut lines = LineWriter::new(BufWriter::new(io::stdout().lock()), raw);
     let mut failure = None;
+    let mut sessions = 1;
     for item in reader {
         if count.is_some_and(|c| lines.messages >= c) {
             break;
         }
         let written = match item {
-            Ok(rec) => lines.write(&rec.frame, header.protocol, rec.at_ms),
+            Ok(Entry::Message(rec)) => lines.write(&rec.frame, rec.protocol, rec.at_ms),
+            Ok(Entry::Session {
+                number,
+                at_ms,
+                protocol,
+            }) => {
+                sessions = number;
+                lines.session(number, at_ms, protocol)
+            }
             Err(e) => {
                 failure = Some(e);
                 break;
@@ -163,8 +179,13 @@ fn dump_file(path: &Path, raw: bool, count: Option<u64>) -> Result<()> {
         _ => {}
     }
     eprintln!(
-        "{shown}: {} messages{}",
+        "{shown}: {} messages{}{}",
         lines.messages,
+        if sessions > 1 {
+            format!(" in {sessions} scheduler sessions")
+        } else {
+            String::new()
+        },
         if lines.invalid > 0 {
             format!(", {} that do not decode", lines.invalid)
         } else {
