@@ -21,7 +21,7 @@
 //!
 //! - [`record`]: recordings of a scheduler's stream (lz4, timestamped
 //!   frames, session marks) and the raw captures of `tests/data`, written
-//!   and read back.
+//!   and read back; [`replay`]: the pacing of replays.
 //! - [`ndjson`]: any message as a JSON object (`icewatch dump`).
 //! - [`demo`]: a seeded simulation of a busy cluster's monitor stream, and
 //!   [`scheduler`]: the scheduler's side of the wire, which serves that
@@ -40,5 +40,6 @@ pub mod ndjson;
 pub mod protocol;
 pub mod publisher;
 pub mod record;
+pub mod replay;
 pub mod scheduler;
 pub mod shutdown;

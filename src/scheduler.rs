@@ -20,6 +20,7 @@ use crate::protocol::frame::{parse_frame, FrameError, MAX_MSG_SIZE};
 use crate::protocol::handshake::{handshake, HandshakeError};
 use crate::protocol::{Message, MonStats, MsgType, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use crate::record::{self, Entry, RecordError, Recorded};
+use crate::replay::{later, played, Pacer};
 use crate::shutdown::Shutdown;
 use bytes::BytesMut;
 use std::collections::{BTreeMap, BTreeSet};
@@ -327,12 +328,12 @@ pub async fn serve_demo(
     })
     .await;
     drop(login_tx);
-    let _ = feed.await;
+    let fed = feed.await;
     let _ = timeout(GOODBYE * 2, async {
         while monitors.join_next().await.is_some() {}
     })
     .await;
-    Ok(())
+    fed.map_err(|e| std::io::Error::other(format!("the simulation failed: {e}")))
 }
 
 async fn demo_monitor(
@@ -468,7 +469,7 @@ async fn feed(
         let (at_ms, event) = sim.step();
         let due = speed
             .filter(|s| s.is_finite() && *s > 0.0)
-            .map(|s| start + Duration::from_secs_f64(at_ms as f64 / 1000.0 / s));
+            .map(|s| later(start, played(at_ms, s)));
         loop {
             let waiting_for_readers =
                 speed.is_none() && (tx.receiver_count() == 0 || tx.len() >= QUEUE / 2);
@@ -522,6 +523,9 @@ pub struct ReplayOptions {
     pub job_done: Option<JobDoneType>,
     /// Serve one monitor only, then stop listening.
     pub once: bool,
+    /// The longest wait between two entries, whatever the recorded gap
+    /// ([`crate::replay::MAX_WAIT`] in `icewatch replay`).
+    pub max_wait: Duration,
 }
 
 /// Plays the recording to every monitor that connects, each from the start,
@@ -579,7 +583,7 @@ async fn replay_monitor(
             }
         }
     });
-    let start = Instant::now();
+    let mut pacer = Pacer::new(opts.speed, opts.max_wait);
     // The hosts this monitor was told are online, to tell it they left
     // when the recorded session ends.
     let mut hosts = BTreeSet::new();
@@ -600,8 +604,7 @@ async fn replay_monitor(
                 break;
             }
         };
-        if let (Some(at), true) = (entry.at_ms(), opts.speed > 0.0) {
-            let due = start + Duration::from_secs_f64(at as f64 / 1000.0 / opts.speed);
+        if let Some(due) = pacer.due(entry.at_ms()) {
             if due > Instant::now() {
                 if link.flush().await.is_err() {
                     return;
@@ -799,6 +802,31 @@ mod tests {
         assert!(all.contains(&MsgType::MON_JOB_DONE));
         assert!(!all.contains(&MsgType::JOB_DONE), "0x4D at protocol 43");
         server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_demo_at_a_rate_too_slow_to_send_anything_still_serves_and_stops() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let opts = DemoOptions {
+            hosts: 3,
+            seed: 1,
+            pace: Pace::PerSecond(1e-300),
+            offer: 44,
+            job_done: JobDoneType::Auto,
+        };
+        let server = tokio::spawn(serve_demo(listener, opts, shutdown));
+        let mut m = TestMonitor::connect(addr, 44).await;
+        trigger.fire();
+        // What happens at time 0 may go out; nothing after it is due
+        // before the end of time.
+        let seen = m.read_until(|m| matches!(m, Message::End)).await;
+        assert_eq!(seen.last(), Some(&MsgType::END));
+        server
+            .await
+            .unwrap()
+            .expect("the simulation ran to the shutdown");
     }
 
     #[test]

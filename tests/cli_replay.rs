@@ -119,12 +119,40 @@ fn replay_of_a_file_that_is_not_a_recording_fails_with_one_line() {
 }
 
 #[test]
-fn replay_refuses_a_negative_speed() {
-    cargo_bin_cmd!("icewatch")
-        .args(["replay", "x.icwr", "--speed=-2"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("is not a number of 0 or more"));
+fn replay_and_demo_refuse_a_speed_or_rate_they_cannot_keep_with_one_line() {
+    let refused = |args: &[&str], flag: &str, range: &str| {
+        cargo_bin_cmd!("icewatch")
+            .args(args)
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicate::function(|s: &str| {
+                let first = s.lines().next().unwrap_or("");
+                first.starts_with("error: invalid value")
+                    && first.contains(flag)
+                    && first.contains(range)
+                    && !s.contains("panicked")
+            }));
+    };
+    for speed in [
+        "--speed=-2",
+        "--speed=1e-300",
+        "--speed=1e300",
+        "--speed=NaN",
+    ] {
+        refused(
+            &["replay", "x.icwr", speed],
+            "--speed",
+            "is neither 0 nor a number from 0.001 to 1000000",
+        );
+    }
+    for rate in ["--rate=1e-300", "--rate=-1", "--rate=inf"] {
+        refused(
+            &["demo", rate],
+            "--rate",
+            "is neither 0 nor a number from 0.01 to 1000000",
+        );
+    }
 }
 
 #[test]

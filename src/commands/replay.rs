@@ -5,6 +5,7 @@ use super::{bind_scheduler, page};
 use crate::cli::ReplayArgs;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::record;
+use crate::replay::MAX_WAIT;
 use crate::scheduler::{serve_recording, ReplayOptions};
 use crate::shutdown::Shutdown;
 use anyhow::{Context, Result};
@@ -30,6 +31,7 @@ pub async fn run(args: ReplayArgs, shutdown: Shutdown) -> Result<()> {
         offer: args.protocol,
         job_done: args.job_done.map(Into::into),
         once: false,
+        max_wait: MAX_WAIT,
     };
     if args.scheduler.as_scheduler {
         let addr = SocketAddr::new(args.scheduler.bind, args.scheduler.port);
