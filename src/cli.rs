@@ -138,9 +138,15 @@ Examples:
     #[command(
         long_about = "\
 Serve the page from a recording (or a raw capture) as if the cluster were \
-live, at the recorded pace times --speed (0: as fast as possible). With \
---as-scheduler it plays the recording to any monitor that connects to --port \
-instead, each from the start, as a fake scheduler.",
+live, at the recorded pace times --speed (0: as fast as possible; a quiet \
+spell plays as a minute at most). The page runs on the recording's clock: \
+jobs last as long as they did, whatever the speed, and the scheduler shows as \
+a replay of the file, offline once the recording ended. Scheduler restarts in \
+the recording play as the recorded monitor saw them.
+
+With --as-scheduler it plays the recording to any monitor that connects to \
+--port instead, each from the start, as a fake scheduler; a scheduler restart \
+in the recording reaches the monitor as its hosts leaving and new ones coming.",
         after_help = "\
 Examples:
   icewatch replay monday.icwr                    then open the printed URL

@@ -21,7 +21,8 @@
 //!
 //! - [`record`]: recordings of a scheduler's stream (lz4, timestamped
 //!   frames, session marks) and the raw captures of `tests/data`, written
-//!   and read back; [`replay`]: the pacing of replays.
+//!   and read back; [`replay`]: one played into a [`monitor::State`] on its
+//!   own clock, and the pacing of replays.
 //! - [`ndjson`]: any message as a JSON object (`icewatch dump`).
 //! - [`demo`]: a seeded simulation of a busy cluster's monitor stream, and
 //!   [`scheduler`]: the scheduler's side of the wire, which serves that

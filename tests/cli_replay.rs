@@ -1,14 +1,17 @@
 //! `icewatch replay --as-scheduler`: a capture or recording played to a
-//! monitor as a scheduler would send it, and its errors.
+//! monitor as a scheduler would send it, and its errors. And `icewatch
+//! replay` serving the page: on the recording's own clock.
 
 mod common;
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use common::{capture, scratch_dir, Monitor, Running};
+use common::{capture, scratch_dir, Monitor, Running, PATIENCE};
 use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
 use icewatch::protocol::{GetCs, Language, Message, MonGetCs, MonStats, MsgType};
 use icewatch::record::Recorder;
 use predicates::prelude::*;
+use std::collections::HashMap;
+use std::io::{Read, Write};
 
 fn frames_of(file: &[u8]) -> Vec<Vec<u8>> {
     let mut input = &file[8..];
@@ -182,6 +185,92 @@ fn encode(msg: &Message<'_>, version: u32) -> Vec<u8> {
     let mut out = bytes::BytesMut::new();
     msg.encode(version, &mut out);
     out.to_vec()
+}
+
+/// The body of `GET path` from the page at `host` (`IP:PORT`).
+fn get_json(host: &str, path: &str) -> serde_json::Value {
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let (_, body) = response.split_once("\r\n\r\n").unwrap();
+    serde_json::from_str(body).unwrap()
+}
+
+#[test]
+fn replaying_a_recording_at_full_speed_serves_its_own_times_and_says_it_is_a_replay() {
+    let dir = scratch_dir("replay_page_times");
+    let path = dir.join("night.icwr");
+    let shown = path.to_str().unwrap();
+    let frames = frames_of(&std::fs::read(capture(43)).unwrap());
+    let start = 1_700_000_000_000u64;
+    let at = |i: usize| i as u64 * 250;
+    let mut rec = Recorder::new(std::fs::File::create(&path).unwrap(), 43, start).unwrap();
+    // How long each job compiled (or ran locally), as recorded.
+    let mut began = HashMap::new();
+    let mut lasted = HashMap::new();
+    for (i, frame) in frames.iter().enumerate() {
+        rec.write_frame(at(i), frame).unwrap();
+        let (_, raw) = parse_frame(frame, MAX_MSG_SIZE).unwrap();
+        match Message::decode(raw.ty, raw.body, 43).unwrap() {
+            Message::MonJobBegin(m) => drop(began.insert(m.job_id, at(i))),
+            Message::MonLocalJobBegin(m) => drop(began.insert(m.job_id, at(i))),
+            Message::MonJobDone(d) => drop(lasted.insert(d.job_id, at(i) - began[&d.job_id])),
+            Message::JobLocalDone(d) => drop(lasted.insert(d.job_id, at(i) - began[&d.job_id])),
+            _ => {}
+        }
+    }
+    rec.finish().unwrap();
+
+    let replay = Running::start(&["replay", shown, "--listen", "127.0.0.1:0", "--speed", "0"]);
+    let line = replay.stdout_line();
+    let host = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .and_then(|w| w.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string();
+    replay.stderr_until(|l| {
+        l.contains(&format!(
+            "the recording ended after {} messages",
+            frames.len()
+        ))
+    });
+    let snapshot = get_json(&host, "/api/v1/snapshot");
+    let last = start + at(frames.len() - 1);
+    assert_eq!(
+        snapshot["scheduler"],
+        serde_json::json!({
+            "address": shown,
+            "protocol": 43,
+            "online": false,
+            "since_ms": last,
+            "reconnects": 0,
+            "error": "the recording ended",
+            "replay": {"file": shown, "recorded_ms": start},
+        })
+    );
+    let history = snapshot["history"].as_array().unwrap();
+    let shown_lasting: HashMap<u32, u64> = history
+        .iter()
+        .map(|j| {
+            let id = j["id"].as_u64().unwrap() as u32;
+            (
+                id,
+                j["end_ms"].as_u64().unwrap() - j["start_ms"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(shown_lasting.len(), 44);
+    assert_eq!(shown_lasting, lasted);
+    let failed = history.iter().find(|j| j["state"] == "failed").unwrap();
+    assert!(failed["end_ms"].as_u64() > failed["start_ms"].as_u64());
 }
 
 #[test]

@@ -1,11 +1,13 @@
-//! Serving the page: the monitor's connection feeding the live state, and
-//! the publisher serving it. Shared by `monitor`, `demo` and `replay`.
+//! Serving the page: the monitor's connection (or a replay) feeding the
+//! state, and the publisher serving it. Shared by `monitor`, `demo` and
+//! `replay`.
 
 use crate::cli::ServeArgs;
 use crate::monitor::{self, ConnectOptions, SharedState, State, StateOptions, Target};
 use crate::publisher::{self, ServeOptions};
 use crate::shutdown::Shutdown;
 use anyhow::{Context, Result};
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -90,6 +92,30 @@ pub async fn serve(
     connect: ConnectOptions,
     shutdown: Shutdown,
 ) -> Result<()> {
+    let feed = |state, changed, stop: Shutdown| async move {
+        monitor::run(connect, state, changed, stop.fired()).await;
+        Ok(())
+    };
+    serve_fed(listener, args, shutdown, "the scheduler connection", feed).await
+}
+
+/// Serves the page on `listener` until `shutdown`, from a state that `feed`
+/// keeps up to date: `feed(state, changed, stop)` runs beside the
+/// publisher, notifies `changed` when it changed the state, and ends when
+/// `stop` fires at the latest (or earlier: the page then goes on showing
+/// the state as it left it). `what` names the feed should it fail. Prints
+/// the URL on stdout first.
+pub async fn serve_fed<F, Fut>(
+    listener: TcpListener,
+    args: &ServeArgs,
+    shutdown: Shutdown,
+    what: &str,
+    feed: F,
+) -> Result<()>
+where
+    F: FnOnce(SharedState, Arc<Notify>, Shutdown) -> Fut,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
     let local = listener.local_addr()?;
     println!("open {} in a browser", url(local, args.token.as_deref()));
     let state: SharedState = Arc::new(Mutex::new(State::new(StateOptions {
@@ -99,23 +125,17 @@ pub async fn serve(
         }),
     })));
     let changed = Arc::new(Notify::new());
-    let reading = tokio::spawn(monitor::run(
-        connect,
-        state.clone(),
-        changed.clone(),
-        shutdown.clone().fired(),
-    ));
+    let feeding = tokio::spawn(feed(state.clone(), changed.clone(), shutdown.clone()));
     let opts = ServeOptions::default()
         .coalesce(Duration::from_millis(args.coalesce_ms))
         .token(args.token.clone());
     let served = publisher::serve(listener, state, changed, opts, shutdown.fired()).await;
     if served.is_err() {
-        // The server failed on its own: the connection has no one to feed.
-        reading.abort();
+        // The server failed on its own: the feed has no one to feed.
+        feeding.abort();
         return served;
     }
-    reading.await.context("the scheduler connection failed")?;
-    Ok(())
+    feeding.await.with_context(|| format!("{what} failed"))?
 }
 
 #[cfg(test)]
