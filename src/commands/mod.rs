@@ -10,7 +10,7 @@ mod replay;
 mod sessions;
 
 use crate::cli::{Cli, Command, SchedulerArgs};
-use crate::monitor::{ConnectError, ConnectOptions, Connection, Target, DEFAULT_PORT};
+use crate::monitor::{ConnectError, ConnectOptions, Connection, LocateError, Target, DEFAULT_PORT};
 use crate::shutdown::Shutdown;
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
@@ -109,7 +109,7 @@ fn hint(e: &ConnectError, target: &Target) -> Option<String> {
             "is the icecream scheduler running there, and listening on port {port}?{port_hint} \
              Without an address icewatch uses USE_SCHEDULER=host[:port], else asks by broadcast"
         )),
-        ConnectError::Resolve { .. } | ConnectError::NoAddress(_) => {
+        ConnectError::Locate(LocateError::Resolve { .. } | LocateError::NoAddress(_)) => {
             Some("check the host name, or give the scheduler's IP address".to_string())
         }
         ConnectError::Handshake { .. } => Some(format!(

@@ -1,46 +1,15 @@
 //! [`Book`]: the counting of a [`State`](super::State). A job contributes to
 //! counters only through [`Book::enter`] (when it takes a state) and
 //! [`Book::leave`] (when it gives it up), and it remembers which host
-//! counters it raised ([`Raised`]). So whatever order messages arrive in,
+//! counters it raised ([`Raised`](super::jobs::Raised)). So whatever order messages arrive in,
 //! however many are missing or repeated, every counter goes back down
 //! exactly as far as it went up and never below zero.
 
 use super::change::ChangeSet;
+use super::change::CHANGE_LIMIT;
 use super::cluster::{Host, JobState};
 use super::hosts::{HostSlot, Hosts};
 use super::jobs::Active;
-use super::state::CHANGE_LIMIT;
-use std::num::NonZeroU16;
-
-/// Which counters a job raised, so that `leave` lowers exactly those: the
-/// slots of the hosts whose counters it raised (each keeps its slot while
-/// any job counts on it).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Raised {
-    // Each slot plus one, so that `None` takes no room of its own: the
-    // record of every job ever kept carries these.
-    pub(crate) client_pending: Option<NonZeroU16>,
-    pub(crate) server_active: Option<NonZeroU16>,
-}
-
-impl Raised {
-    pub(crate) fn client_pending(&self) -> Option<HostSlot> {
-        self.client_pending.map(|s| s.get() - 1)
-    }
-
-    pub(crate) fn server_active(&self) -> Option<HostSlot> {
-        self.server_active.map(|s| s.get() - 1)
-    }
-
-    // Host slots are below MAX_HOSTS < u16::MAX: plus one never wraps.
-    pub(crate) fn set_client_pending(&mut self, slot: HostSlot) {
-        self.client_pending = NonZeroU16::new(slot.wrapping_add(1));
-    }
-
-    pub(crate) fn set_server_active(&mut self, slot: HostSlot) {
-        self.server_active = NonZeroU16::new(slot.wrapping_add(1));
-    }
-}
 
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Counters {

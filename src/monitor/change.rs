@@ -8,6 +8,11 @@
 //! The objects themselves are read from the state when the set is turned
 //! into a [`Diff`](super::Diff).
 
+/// A change set listing more jobs than this collapses into "send a
+/// snapshot" (see [`ChangeSet::is_reset`]), so a state whose changes are
+/// never taken still stays bounded.
+pub const CHANGE_LIMIT: usize = 1 << 20;
+
 /// Ids of what changed; turn it into JSON with [`State::diff`](super::State::diff).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChangeSet {

@@ -358,7 +358,7 @@ impl From<&JobDone> for JobStats {
         }
     }
 }
-/// A compile job, remote or local, as [`State`] shows it.
+/// A compile job, remote or local, as [`State`](super::State) shows it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Job {
     /// The scheduler's id (one counter for remote and local jobs).

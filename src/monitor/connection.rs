@@ -13,7 +13,7 @@
 //! publishers take the changes on their own time.
 
 use super::state::State;
-use super::target::{Target, DEFAULT_DISCOVERY_WAIT};
+use super::target::{LocateError, Target, DEFAULT_DISCOVERY_WAIT};
 use super::{lock_state, now_ms, SharedState};
 use crate::protocol::frame::{parse_frame, FrameError, RawFrame, MAX_MSG_SIZE};
 use crate::protocol::handshake::{handshake, Handshake, HandshakeError};
@@ -39,17 +39,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Why a session could not start or ended. Each names the scheduler.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    /// The host name does not resolve.
-    #[error("cannot resolve scheduler address {target}: {source}")]
-    Resolve {
-        /// The address as given.
-        target: String,
-        /// The resolver's error.
-        source: io::Error,
-    },
-    /// The host name resolves to nothing.
-    #[error("scheduler address {0} resolves to no address")]
-    NoAddress(String),
+    /// The scheduler's address could not be found.
+    #[error(transparent)]
+    Locate(#[from] LocateError),
     /// Looking the address up took too long.
     #[error("looking up {target} timed out after {after:?}")]
     LocateTimeout {
@@ -58,19 +50,6 @@ pub enum ConnectError {
         /// The time allowed.
         after: Duration,
     },
-    /// No scheduler answered the discovery broadcast.
-    #[error("no scheduler of network {netname:?} answered on port {port} within {wait:?} (give its address, or set USE_SCHEDULER=host[:port])")]
-    NotFound {
-        /// The network name asked for.
-        netname: String,
-        /// The port asked on.
-        port: u16,
-        /// How long we listened.
-        wait: Duration,
-    },
-    /// The discovery socket failed.
-    #[error("cannot broadcast for a scheduler: {0}")]
-    Discovery(#[source] io::Error),
     /// The TCP connection failed.
     #[error("cannot connect to scheduler {addr}: {source}")]
     Connect {
@@ -172,7 +151,9 @@ impl ConnectError {
     /// discovery. Certain at start; cheap to try again (see [`Dialer`]).
     pub fn is_absent(&self) -> bool {
         match self {
-            ConnectError::Connect { .. } | ConnectError::NotFound { .. } => true,
+            ConnectError::Connect { .. } | ConnectError::Locate(LocateError::NotFound { .. }) => {
+                true
+            }
             ConnectError::Timeout { phase, .. } => *phase == "connect",
             _ => false,
         }
@@ -202,7 +183,7 @@ impl Connection {
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| ConnectError::NoAddress(opts.target.to_string())))
+        Err(last.unwrap_or_else(|| LocateError::NoAddress(opts.target.to_string()).into()))
     }
 
     /// Connects to `addr` (within `opts.connect_timeout`), offers
@@ -425,6 +406,7 @@ async fn locate(opts: &ConnectOptions) -> Result<Vec<SocketAddr>, ConnectError> 
         target: opts.target.to_string(),
         after: limit,
     })?
+    .map_err(ConnectError::from)
 }
 
 /// How to reach the scheduler, and how patiently.
@@ -587,7 +569,7 @@ impl Dialer {
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| ConnectError::NoAddress(self.opts.target.to_string())))
+        Err(last.unwrap_or_else(|| LocateError::NoAddress(self.opts.target.to_string()).into()))
     }
 
     /// Logs `error`, which ended a session (`delivered`: one that brought

@@ -11,14 +11,49 @@
 //! nothing, and the id index (4 bytes an id, looked up by position:
 //! [`JobIndex`]) stays small enough for the caches.
 
-use super::book::Raised;
 use super::cluster::{EndReason, Job, JobRef, JobState, JobStats};
 use super::host_names::{HostNames, NameKey};
+use super::hosts::HostSlot;
 use super::names::{Name, Names};
-use super::state::{JobSeen, MAX_HISTORY};
+use super::state::JobSeen;
 use crate::protocol::Language;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
+use std::num::NonZeroU16;
+
+/// The longest history kept, whatever [`StateOptions`](super::StateOptions)
+/// asks.
+pub const MAX_HISTORY: usize = 1 << 24;
+
+/// Which counters a job raised, so that `leave` lowers exactly those: the
+/// slots of the hosts whose counters it raised (each keeps its slot while
+/// any job counts on it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Raised {
+    // Each slot plus one, so that `None` takes no room of its own: the
+    // record of every job ever kept carries these.
+    pub(crate) client_pending: Option<NonZeroU16>,
+    pub(crate) server_active: Option<NonZeroU16>,
+}
+
+impl Raised {
+    pub(crate) fn client_pending(&self) -> Option<HostSlot> {
+        self.client_pending.map(|s| s.get() - 1)
+    }
+
+    pub(crate) fn server_active(&self) -> Option<HostSlot> {
+        self.server_active.map(|s| s.get() - 1)
+    }
+
+    // Host slots are below MAX_HOSTS < u16::MAX: plus one never wraps.
+    pub(crate) fn set_client_pending(&mut self, slot: HostSlot) {
+        self.client_pending = NonZeroU16::new(slot.wrapping_add(1));
+    }
+
+    pub(crate) fn set_server_active(&mut self, slot: HostSlot) {
+        self.server_active = NonZeroU16::new(slot.wrapping_add(1));
+    }
+}
 
 /// Index of a job in the arena.
 pub(crate) type Slot = u32;

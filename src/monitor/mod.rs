@@ -46,17 +46,16 @@ mod snapshot;
 mod state;
 pub mod target;
 
-pub use change::ChangeSet;
+pub use change::{ChangeSet, CHANGE_LIMIT};
 pub use cluster::{
     EndReason, Host, Job, JobRef, JobState, JobStats, Replay, SchedulerStatus, Totals,
 };
 pub use connection::{run, run_from, ConnectError, ConnectOptions, Connection, Dialer};
+pub use jobs::MAX_HISTORY;
 pub use names::MAX_FILE_NAME;
 pub use snapshot::{Diff, HostDelta, JobDelta, Link, Snapshot, SNAPSHOT_HISTORY};
-pub use state::{
-    State, StateOptions, CHANGE_LIMIT, MAX_ACTIVE_JOBS, MAX_HISTORY, MAX_HOSTS, OFFLINE_HOST_LIMIT,
-};
-pub use target::{Target, TargetError, DEFAULT_NETNAME, DEFAULT_PORT};
+pub use state::{State, StateOptions, MAX_ACTIVE_JOBS, MAX_HOSTS, OFFLINE_HOST_LIMIT};
+pub use target::{LocateError, Target, TargetError, DEFAULT_NETNAME, DEFAULT_PORT};
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 

@@ -42,19 +42,12 @@ pub const MAX_ACTIVE_JOBS: usize = 1 << 18;
 /// (One less than 2^16, so that a job's record can name a host's slot, or
 /// none, in two bytes.)
 pub const MAX_HOSTS: usize = (1 << 16) - 1;
-/// A change set listing more jobs than this collapses into "send a
-/// snapshot" (see [`ChangeSet::is_reset`]), so a state whose changes are
-/// never taken still stays bounded.
-pub const CHANGE_LIMIT: usize = 1 << 20;
-
-/// The longest history a [`State`] keeps, whatever [`StateOptions`] asks.
-pub const MAX_HISTORY: usize = 1 << 24;
 
 /// Options of a [`State`].
 #[derive(Clone, Debug)]
 pub struct StateOptions {
     /// How many finished jobs the history keeps (at least 1, at most
-    /// [`MAX_HISTORY`]; default 10,000).
+    /// [`MAX_HISTORY`](super::MAX_HISTORY); default 10,000).
     pub history_limit: usize,
     /// A job waiting, compiling or running locally for longer than this
     /// (ms) ends as stale: its end was lost (default one hour; `u64::MAX`:

@@ -2,7 +2,6 @@
 //! `ICECC_SCHEDULER` / `USE_SCHEDULER` environment variables as icecream's
 //! own tools read them, or discovery by UDP broadcast for a network name.
 
-use super::connection::ConnectError;
 use crate::protocol::discovery::{discovery_request, parse_discovery_reply};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -34,6 +33,35 @@ pub enum Target {
         /// The port to broadcast to.
         port: u16,
     },
+}
+
+/// Why the scheduler's address could not be found.
+#[derive(Debug, thiserror::Error)]
+pub enum LocateError {
+    /// The host name does not resolve.
+    #[error("cannot resolve scheduler address {target}: {source}")]
+    Resolve {
+        /// The address as given.
+        target: String,
+        /// The resolver's error.
+        source: std::io::Error,
+    },
+    /// The host name resolves to nothing.
+    #[error("scheduler address {0} resolves to no address")]
+    NoAddress(String),
+    /// No scheduler answered the discovery broadcast.
+    #[error("no scheduler of network {netname:?} answered on port {port} within {wait:?} (give its address, or set USE_SCHEDULER=host[:port])")]
+    NotFound {
+        /// The network name asked for.
+        netname: String,
+        /// The port asked on.
+        port: u16,
+        /// How long we listened.
+        wait: Duration,
+    },
+    /// The discovery socket failed.
+    #[error("cannot broadcast for a scheduler: {0}")]
+    Discovery(#[source] std::io::Error),
 }
 
 /// An address the user gave that cannot be used.
@@ -133,18 +161,18 @@ impl Target {
         &self,
         protocol: u32,
         discovery_wait: Duration,
-    ) -> Result<Vec<SocketAddr>, ConnectError> {
+    ) -> Result<Vec<SocketAddr>, LocateError> {
         match self {
             Target::Address { host, port } => {
                 let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), *port))
                     .await
-                    .map_err(|source| ConnectError::Resolve {
+                    .map_err(|source| LocateError::Resolve {
                         target: self.to_string(),
                         source,
                     })?
                     .collect();
                 if addrs.is_empty() {
-                    return Err(ConnectError::NoAddress(self.to_string()));
+                    return Err(LocateError::NoAddress(self.to_string()));
                 }
                 Ok(addrs)
             }
@@ -224,12 +252,12 @@ pub async fn discover(
     port: u16,
     protocol: u32,
     wait: Duration,
-) -> Result<SocketAddr, ConnectError> {
+) -> Result<SocketAddr, LocateError> {
     let dests: Vec<SocketAddr> = if std::env::var_os("ICECC_TESTS").is_some() {
         vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))]
     } else {
         if_addrs::get_if_addrs()
-            .map_err(ConnectError::Discovery)?
+            .map_err(LocateError::Discovery)?
             .into_iter()
             .filter(|i| !i.is_loopback() && !i.is_p2p())
             .filter_map(|i| match i.addr {
@@ -251,18 +279,16 @@ pub async fn discover_at(
     port: u16,
     protocol: u32,
     wait: Duration,
-) -> Result<SocketAddr, ConnectError> {
-    let not_found = || ConnectError::NotFound {
+) -> Result<SocketAddr, LocateError> {
+    let not_found = || LocateError::NotFound {
         netname: netname.to_owned(),
         port,
         wait,
     };
     let socket = UdpSocket::bind((IpAddr::from(Ipv4Addr::UNSPECIFIED), 0))
         .await
-        .map_err(ConnectError::Discovery)?;
-    socket
-        .set_broadcast(true)
-        .map_err(ConnectError::Discovery)?;
+        .map_err(LocateError::Discovery)?;
+    socket.set_broadcast(true).map_err(LocateError::Discovery)?;
     let request = u8::try_from(protocol).unwrap_or(u8::MAX);
     let mut sent = false;
     for dest in dests {
