@@ -27,14 +27,14 @@
 //! - [`demo`]: a seeded simulation of a busy cluster's monitor stream, and
 //!   [`scheduler`]: the scheduler's side of the wire, which serves that
 //!   simulation or a recording to any monitor over real TCP.
-//! - [`cli`] (clap definitions) and [`commands`] (what each subcommand
-//!   does); `src/main.rs` only parses and calls [`commands::run`];
-//!   [`shutdown`] carries Ctrl-C to every task.
+//! - [`shutdown`] carries Ctrl-C to every task.
+//!
+//! The `icewatch` command itself (`src/bin/icewatch/`: its clap definitions
+//! in `cli.rs`, what each subcommand does in `commands/`) is a user of this
+//! library like any other.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod cli;
-pub mod commands;
 pub mod demo;
 pub mod monitor;
 pub mod ndjson;

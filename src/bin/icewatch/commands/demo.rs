@@ -2,9 +2,9 @@
 
 use super::{bind_scheduler, page};
 use crate::cli::DemoArgs;
-use crate::protocol::PROTOCOL_VERSION;
-use crate::scheduler::{serve_demo, DemoOptions, Pace};
-use crate::shutdown::Shutdown;
+use icewatch::protocol::PROTOCOL_VERSION;
+use icewatch::scheduler::{serve_demo, DemoOptions, Pace};
+use icewatch::shutdown::Shutdown;
 use anyhow::Result;
 use std::net::SocketAddr;
 

@@ -4,9 +4,9 @@
 
 use super::sessions::{Read, Sessions};
 use crate::cli::RecordArgs;
-use crate::monitor::now_ms;
-use crate::record::Recorder;
-use crate::shutdown::Shutdown;
+use icewatch::monitor::now_ms;
+use icewatch::record::Recorder;
+use icewatch::shutdown::Shutdown;
 use anyhow::{Context, Result};
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal};

@@ -3,10 +3,10 @@
 //! pace of [`Dialer`] and announced, so a recording or a dump of a night
 //! spans scheduler restarts; with `--once` the first end is the end.
 
-use crate::monitor::{ConnectError, ConnectOptions, Connection, Dialer};
-use crate::protocol::frame::{parse_frame, MAX_MSG_SIZE};
-use crate::protocol::MsgType;
-use crate::shutdown::Shutdown;
+use icewatch::monitor::{ConnectError, ConnectOptions, Connection, Dialer};
+use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
+use icewatch::protocol::MsgType;
+use icewatch::shutdown::Shutdown;
 use anyhow::Result;
 use bytes::Bytes;
 use tokio::time::Instant;

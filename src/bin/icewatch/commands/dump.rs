@@ -2,11 +2,11 @@
 
 use super::sessions::{Read, Sessions};
 use crate::cli::DumpArgs;
-use crate::ndjson::{hex, message_json, session_json};
-use crate::protocol::frame::{parse_frame, MAX_MSG_SIZE};
-use crate::protocol::Message;
-use crate::record::{self, Entry, Kind};
-use crate::shutdown::Shutdown;
+use icewatch::ndjson::{hex, message_json, session_json};
+use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
+use icewatch::protocol::Message;
+use icewatch::record::{self, Entry, Kind};
+use icewatch::shutdown::Shutdown;
 use anyhow::{Context, Result};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -91,7 +91,7 @@ impl<W: Write> LineWriter<W> {
                 Ok(msg) => message_json(&msg, version),
                 Err(e) => {
                     self.invalid += 1;
-                    let mut o = crate::ndjson::Object::new();
+                    let mut o = icewatch::ndjson::Object::new();
                     o.push("type", raw.ty.to_string())
                         .push("error", e.to_string());
                     o
@@ -99,7 +99,7 @@ impl<W: Write> LineWriter<W> {
             },
             Err(e) => {
                 self.invalid += 1;
-                let mut o = crate::ndjson::Object::new();
+                let mut o = icewatch::ndjson::Object::new();
                 o.push("type", "?").push("error", e.to_string());
                 o
             }

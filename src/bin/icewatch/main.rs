@@ -1,9 +1,12 @@
-//! The `icewatch` binary: parses the command line and hands it to the
-//! library ([`icewatch::commands`]); an error is printed as one line on
-//! stderr and the exit code is 1.
+//! The `icewatch` command: [`cli`] says what each subcommand takes (clap),
+//! [`commands`] what it does with the library; an error is printed as one
+//! line on stderr and the exit code is 1.
+
+mod cli;
+mod commands;
 
 use clap::Parser;
-use icewatch::cli::Cli;
+use cli::Cli;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -27,7 +30,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let shutdown = icewatch::shutdown::on_ctrl_c();
-        icewatch::commands::run(cli, shutdown).await
+        commands::run(cli, shutdown).await
     });
     // A blocking reader (a file, stdin) must not hold the exit back.
     runtime.shutdown_timeout(Duration::from_secs(1));

@@ -3,10 +3,10 @@
 
 use super::{bind_scheduler, page};
 use crate::cli::ReplayArgs;
-use crate::record;
-use crate::replay::{play, PlayOptions, MAX_WAIT};
-use crate::scheduler::{serve_recording, ReplayOptions};
-use crate::shutdown::Shutdown;
+use icewatch::record;
+use icewatch::replay::{play, PlayOptions, MAX_WAIT};
+use icewatch::scheduler::{serve_recording, ReplayOptions};
+use icewatch::shutdown::Shutdown;
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
 

@@ -2,8 +2,8 @@
 //! subcommand documents itself in `icewatch help SUBCOMMAND`, with examples.
 //! [`crate::commands`] carries them out.
 
-use crate::monitor::MAX_HISTORY;
-use crate::scheduler::JobDoneType;
+use icewatch::monitor::MAX_HISTORY;
+use icewatch::scheduler::JobDoneType;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
@@ -419,7 +419,7 @@ fn stale_after(s: &str) -> Result<Option<Duration>, String> {
 
 /// A host name or an IP address for `--allowed-host`.
 fn allowed_host(s: &str) -> Result<String, String> {
-    crate::publisher::host::check_allowed_host(s)
+    icewatch::publisher::host::check_allowed_host(s)
 }
 
 /// The slowest and fastest `--speed` of a replay.

@@ -10,8 +10,8 @@ mod replay;
 mod sessions;
 
 use crate::cli::{Cli, Command, SchedulerArgs};
-use crate::monitor::{ConnectError, ConnectOptions, Connection, LocateError, Target, DEFAULT_PORT};
-use crate::shutdown::Shutdown;
+use icewatch::monitor::{ConnectError, ConnectOptions, Connection, LocateError, Target, DEFAULT_PORT};
+use icewatch::shutdown::Shutdown;
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
 use std::time::Duration;

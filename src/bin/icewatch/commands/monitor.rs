@@ -2,7 +2,7 @@
 
 use super::page;
 use crate::cli::MonitorArgs;
-use crate::shutdown::Shutdown;
+use icewatch::shutdown::Shutdown;
 use anyhow::Result;
 
 pub async fn run(args: MonitorArgs, mut shutdown: Shutdown) -> Result<()> {

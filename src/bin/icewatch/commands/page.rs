@@ -3,9 +3,9 @@
 //! `replay`.
 
 use crate::cli::ServeArgs;
-use crate::monitor::{self, ConnectOptions, Connection, SharedState, State, StateOptions, Target};
-use crate::publisher::{self, ServeOptions};
-use crate::shutdown::Shutdown;
+use icewatch::monitor::{self, ConnectOptions, Connection, SharedState, State, StateOptions, Target};
+use icewatch::publisher::{self, ServeOptions};
+use icewatch::shutdown::Shutdown;
 use anyhow::{Context, Result};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
