@@ -17,16 +17,14 @@
 //!   embedded at build time), WebSocket JSON diffs coalesced and rendered
 //!   once for every client, `/api/v1`, Prometheus `/metrics`.
 //!
-//! Beside the flow, for the `icewatch` command:
+//! Beside the flow, for the `icewatch` command and other tools:
 //!
-//! - [`record`]: recordings of a scheduler's stream (lz4, timestamped
-//!   frames, session marks) and the raw captures of `tests/data`, written
-//!   and read back; [`replay`]: one played into a [`monitor::State`] on its
-//!   own clock, and the pacing of replays.
-//! - [`ndjson`]: any message as a JSON object (`icewatch dump`).
-//! - [`demo`]: a seeded simulation of a busy cluster's monitor stream, and
-//!   [`scheduler`]: the scheduler's side of the wire, which serves that
-//!   simulation or a recording to any monitor over real TCP.
+//! - [`capture`]: what a scheduler sent, kept: recordings (lz4,
+//!   timestamped frames, session marks) and raw captures, and any message
+//!   as a JSON line (`icewatch dump`).
+//! - [`standin`]: stand-ins for a scheduler: a seeded simulation of a busy
+//!   cluster, the scheduler's side of a monitor session, and recordings
+//!   played back, into a state or to any monitor over real TCP.
 //! - [`shutdown`] carries Ctrl-C to every task.
 //!
 //! The `icewatch` command itself (`src/bin/icewatch/`: its clap definitions
@@ -35,12 +33,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod demo;
+pub mod capture;
 pub mod monitor;
-pub mod ndjson;
 pub mod protocol;
 pub mod publisher;
-pub mod record;
-pub mod replay;
-pub mod scheduler;
 pub mod shutdown;
+pub mod standin;

@@ -5,7 +5,7 @@ mod common;
 
 use assert_cmd::cargo::cargo_bin_cmd;
 use common::{capture, dump_capture, scratch_dir, stdout_text, type_counts};
-use icewatch::record::Recorder;
+use icewatch::capture::recording::Recorder;
 use predicates::prelude::*;
 use std::collections::BTreeMap;
 

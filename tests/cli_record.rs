@@ -17,7 +17,7 @@ fn demo(seed: &str, rate: &str) -> (Running, SocketAddr) {
 
 /// Every frame of a recording, in order.
 fn recorded_frames(path: &std::path::Path) -> Vec<Vec<u8>> {
-    icewatch::record::open(path)
+    icewatch::capture::recording::open(path)
         .unwrap()
         .filter_map(|r| r.unwrap().into_message())
         .map(|r| r.frame.to_vec())

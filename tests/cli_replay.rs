@@ -6,9 +6,9 @@ mod common;
 
 use assert_cmd::cargo::cargo_bin_cmd;
 use common::{capture, scratch_dir, Monitor, Running, PATIENCE};
+use icewatch::capture::recording::Recorder;
 use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
 use icewatch::protocol::{GetCs, Language, Message, MonGetCs, MonStats, MsgType};
-use icewatch::record::Recorder;
 use predicates::prelude::*;
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -164,7 +164,8 @@ fn a_truncated_recording_replays_its_whole_messages_then_warns() {
     let path = dir.join("cut.icwr");
     let frames = frames_of(&std::fs::read(capture(44)).unwrap());
     let mut rec =
-        icewatch::record::Recorder::new(std::fs::File::create(&path).unwrap(), 44, 0).unwrap();
+        icewatch::capture::recording::Recorder::new(std::fs::File::create(&path).unwrap(), 44, 0)
+            .unwrap();
     for frame in &frames[..100] {
         rec.write_frame(0, frame).unwrap();
     }

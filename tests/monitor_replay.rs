@@ -3,21 +3,21 @@
 //! `State`: each protocol version ends in the exact state the capture
 //! describes. Also `Connection` used directly, as `dump` and `record` do.
 //!
-//! And recordings played straight into a `State` (`replay::play`, what
+//! And recordings played straight into a `State` (`standin::replay::play`, what
 //! `icewatch replay` does): on the recording's clock, across scheduler
 //! sessions, and whatever its times say.
 
 mod messages;
 mod support;
 
+use icewatch::capture::recording::{self, Recorder, MAX_SPAN_MS};
 use icewatch::monitor::{
     lock_state, run, ConnectError, ConnectOptions, Connection, EndReason, JobState, Replay,
     SharedState, State, Target,
 };
 use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
 use icewatch::protocol::{JobDone, Language, Message};
-use icewatch::record::{self, Recorder, MAX_SPAN_MS};
-use icewatch::replay::{play, PlayOptions, Played, MAX_WAIT};
+use icewatch::standin::replay::{play, PlayOptions, Played, MAX_WAIT};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -250,7 +250,7 @@ fn recording(dir: &Path, name: &str, protocol: u32, entries: &[Rec]) -> PathBuf 
 /// Plays `path` into a fresh state, to the end.
 async fn played(path: &Path, opts: PlayOptions) -> (SharedState, Result<Played, String>) {
     let state = shared_state();
-    let reader = record::open(path).unwrap();
+    let reader = recording::open(path).unwrap();
     let changed = Arc::new(Notify::new());
     // A hang guard only; under paused time it counts the replay's own
     // waits too, so it allows a hundred of the longest.
@@ -651,7 +651,7 @@ async fn while_a_replay_waits_its_clock_moves_on_at_the_speed() {
     );
     let state = shared_state();
     let changed = Arc::new(Notify::new());
-    let reader = record::open(&path).unwrap();
+    let reader = recording::open(&path).unwrap();
     let playing = tokio::spawn(play(
         reader,
         PlayOptions::new("slow.icwr", 2.0),

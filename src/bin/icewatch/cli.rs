@@ -2,9 +2,9 @@
 //! subcommand documents itself in `icewatch help SUBCOMMAND`, with examples.
 //! [`crate::commands`] carries them out.
 
-use icewatch::monitor::MAX_HISTORY;
-use icewatch::scheduler::JobDoneType;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use icewatch::monitor::MAX_HISTORY;
+use icewatch::standin::session::JobDoneType;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;

@@ -2,10 +2,10 @@
 
 use super::{bind_scheduler, page};
 use crate::cli::DemoArgs;
-use icewatch::protocol::PROTOCOL_VERSION;
-use icewatch::scheduler::{serve_demo, DemoOptions, Pace};
-use icewatch::shutdown::Shutdown;
 use anyhow::Result;
+use icewatch::protocol::PROTOCOL_VERSION;
+use icewatch::shutdown::Shutdown;
+use icewatch::standin::demo::{serve_demo, DemoOptions, Pace};
 use std::net::SocketAddr;
 
 pub async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<()> {

@@ -2,12 +2,12 @@
 
 use super::sessions::{Read, Sessions};
 use crate::cli::DumpArgs;
-use icewatch::ndjson::{hex, message_json, session_json};
+use anyhow::{Context, Result};
+use icewatch::capture::ndjson::{hex, message_json, session_json};
+use icewatch::capture::recording::{self, Entry, Kind};
 use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
 use icewatch::protocol::Message;
-use icewatch::record::{self, Entry, Kind};
 use icewatch::shutdown::Shutdown;
-use anyhow::{Context, Result};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use tokio::time::Instant;
@@ -91,7 +91,7 @@ impl<W: Write> LineWriter<W> {
                 Ok(msg) => message_json(&msg, version),
                 Err(e) => {
                     self.invalid += 1;
-                    let mut o = icewatch::ndjson::Object::new();
+                    let mut o = icewatch::capture::ndjson::Object::new();
                     o.push("type", raw.ty.to_string())
                         .push("error", e.to_string());
                     o
@@ -99,7 +99,7 @@ impl<W: Write> LineWriter<W> {
             },
             Err(e) => {
                 self.invalid += 1;
-                let mut o = icewatch::ndjson::Object::new();
+                let mut o = icewatch::capture::ndjson::Object::new();
                 o.push("type", "?").push("error", e.to_string());
                 o
             }
@@ -146,7 +146,7 @@ pub(super) fn reader_gone(e: &io::Error) -> bool {
 
 fn dump_file(path: &Path, raw: bool, count: Option<u64>) -> Result<()> {
     let shown = path.display();
-    let reader = record::open(path).with_context(|| format!("cannot read {shown}"))?;
+    let reader = recording::open(path).with_context(|| format!("cannot read {shown}"))?;
     let header = reader.header();
     match header.kind {
         Kind::Recording => eprintln!("{shown}: icewatch recording, protocol {}", header.protocol),

@@ -10,9 +10,11 @@ mod replay;
 mod sessions;
 
 use crate::cli::{Cli, Command, SchedulerArgs};
-use icewatch::monitor::{ConnectError, ConnectOptions, Connection, LocateError, Target, DEFAULT_PORT};
-use icewatch::shutdown::Shutdown;
 use anyhow::{Context, Result};
+use icewatch::monitor::{
+    ConnectError, ConnectOptions, Connection, LocateError, Target, DEFAULT_PORT,
+};
+use icewatch::shutdown::Shutdown;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;

@@ -2,8 +2,8 @@
 
 use super::page;
 use crate::cli::MonitorArgs;
-use icewatch::shutdown::Shutdown;
 use anyhow::Result;
+use icewatch::shutdown::Shutdown;
 
 pub async fn run(args: MonitorArgs, mut shutdown: Shutdown) -> Result<()> {
     if let Some(token) = &args.serve.token {

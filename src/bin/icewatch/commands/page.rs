@@ -3,10 +3,12 @@
 //! `replay`.
 
 use crate::cli::ServeArgs;
-use icewatch::monitor::{self, ConnectOptions, Connection, SharedState, State, StateOptions, Target};
+use anyhow::{Context, Result};
+use icewatch::monitor::{
+    self, ConnectOptions, Connection, SharedState, State, StateOptions, Target,
+};
 use icewatch::publisher::{self, ServeOptions};
 use icewatch::shutdown::Shutdown;
-use anyhow::{Context, Result};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};

@@ -4,10 +4,10 @@
 
 use super::sessions::{Read, Sessions};
 use crate::cli::RecordArgs;
-use icewatch::monitor::now_ms;
-use icewatch::record::Recorder;
-use icewatch::shutdown::Shutdown;
 use anyhow::{Context, Result};
+use icewatch::capture::recording::Recorder;
+use icewatch::monitor::now_ms;
+use icewatch::shutdown::Shutdown;
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal};
 use std::time::Duration;

@@ -3,16 +3,16 @@
 
 use super::{bind_scheduler, page};
 use crate::cli::ReplayArgs;
-use icewatch::record;
-use icewatch::replay::{play, PlayOptions, MAX_WAIT};
-use icewatch::scheduler::{serve_recording, ReplayOptions};
-use icewatch::shutdown::Shutdown;
 use anyhow::{Context, Result};
+use icewatch::capture::recording;
+use icewatch::shutdown::Shutdown;
+use icewatch::standin::replay::{play, PlayOptions, MAX_WAIT};
+use icewatch::standin::replay::{serve_recording, ReplayOptions};
 use std::net::SocketAddr;
 
 pub async fn run(args: ReplayArgs, shutdown: Shutdown) -> Result<()> {
     let shown = args.file.display().to_string();
-    let reader = record::open(&args.file).with_context(|| format!("cannot replay {shown}"))?;
+    let reader = recording::open(&args.file).with_context(|| format!("cannot replay {shown}"))?;
     let header = reader.header();
     eprintln!(
         "replaying {shown} (protocol {}) at {}",

@@ -3,12 +3,12 @@
 //! pace of [`Dialer`] and announced, so a recording or a dump of a night
 //! spans scheduler restarts; with `--once` the first end is the end.
 
+use anyhow::Result;
+use bytes::Bytes;
 use icewatch::monitor::{ConnectError, ConnectOptions, Connection, Dialer};
 use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
 use icewatch::protocol::MsgType;
 use icewatch::shutdown::Shutdown;
-use anyhow::Result;
-use bytes::Bytes;
 use tokio::time::Instant;
 
 /// What [`Sessions::next`] read.

@@ -738,7 +738,7 @@ mod tests {
     #[test]
     fn raw_captures_are_read_and_odd_files_refused() {
         let dir = tempdir("raw");
-        let capture = include_bytes!("../tests/data/basic.v29.bin");
+        let capture = include_bytes!("../../tests/data/basic.v29.bin");
         let path = write_to(&dir, "c.bin", capture);
         let mut reader = open(&path).unwrap();
         assert_eq!(reader.header().protocol, 29);

@@ -20,11 +20,11 @@
 //!
 //! ```no_run
 //! use icewatch::monitor::{State, StateOptions};
-//! use icewatch::replay::{play, PlayOptions};
+//! use icewatch::standin::replay::{play, PlayOptions};
 //! use std::sync::{Arc, Mutex};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let reader = icewatch::record::open("night.icwr".as_ref())?;
+//! let reader = icewatch::capture::recording::open("night.icwr".as_ref())?;
 //! let state = Arc::new(Mutex::new(State::new(StateOptions::default())));
 //! let changed = Arc::new(tokio::sync::Notify::new());
 //! let opts = PlayOptions::new("night.icwr", 0.0);
@@ -35,13 +35,18 @@
 //! # }
 //! ```
 
+use crate::capture::recording::{self, Entry, Reader, RecordError, Recorded};
 use crate::monitor::{lock_state, now_ms, Replay, SharedState};
 use crate::protocol::frame::{parse_frame, MAX_MSG_SIZE};
-use crate::protocol::Message;
-use crate::record::{Entry, Reader, RecordError};
+use crate::protocol::{Message, MonStats, MsgType, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use crate::shutdown::Shutdown;
+use crate::standin::session::{accept_monitors, log_in, JobDoneType, MonitorLink};
+use std::collections::BTreeSet;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 
@@ -416,6 +421,209 @@ impl Player {
         }
         drop(st);
         self.changed.notify_one();
+    }
+}
+
+// ---- a recording served as a scheduler ----
+
+/// What `replay --as-scheduler` serves.
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    /// The recording or capture.
+    pub path: PathBuf,
+    /// Playback speed: 1 as recorded, 2 twice as fast, 0 as fast as the
+    /// monitor reads. Raw captures have no times and always go as fast.
+    pub speed: f64,
+    /// Version offered in the handshake; `None` offers the recording's own.
+    pub offer: Option<u32>,
+    /// Rewrite job ends to this type code; `None` keeps them as recorded.
+    pub job_done: Option<JobDoneType>,
+    /// Serve one monitor only, then stop listening.
+    pub once: bool,
+    /// The longest wait between two entries, whatever the recorded gap
+    /// ([`crate::standin::replay::MAX_WAIT`] in `icewatch replay`).
+    pub max_wait: Duration,
+}
+
+/// Plays the recording to every monitor that connects, each from the start,
+/// until `shutdown`. After the last message the connection stays open (a
+/// quiet scheduler), unless the recording ends with `END`.
+///
+/// A monitor sees one session, however many the recording holds: at a
+/// session mark, every host it was told about goes offline (`MON_STATS`
+/// `State:Offline`, as when daemons leave), then the new session's
+/// messages follow, re-encoded from its protocol version to the monitor's.
+/// An `END` right before a session mark is not sent.
+pub async fn serve_recording(
+    listener: TcpListener,
+    opts: ReplayOptions,
+    shutdown: Shutdown,
+) -> Result<(), RecordError> {
+    // Fail early and clearly on a file that cannot be replayed.
+    let header = recording::open(&opts.path)?.header();
+    let offer = opts
+        .offer
+        .unwrap_or(header.protocol)
+        .clamp(MIN_PROTOCOL_VERSION, PROTOCOL_VERSION);
+    let mut monitors = accept_monitors(&listener, &shutdown, opts.once, |stream| {
+        replay_monitor(stream, opts.clone(), offer, shutdown.clone())
+    })
+    .await;
+    drop(listener);
+    while monitors.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn replay_monitor(
+    stream: TcpStream,
+    opts: ReplayOptions,
+    offer: u32,
+    mut shutdown: Shutdown,
+) {
+    let serving = format!(", replaying {}", opts.path.display());
+    let Some(mut link) = log_in(stream, offer, opts.job_done, &serving).await else {
+        return;
+    };
+    let (tx, mut rx) = mpsc::channel(1024);
+    let path = opts.path.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        let reader = match recording::open(&path) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        for item in reader {
+            if tx.blocking_send(item).is_err() {
+                return;
+            }
+        }
+    });
+    let mut pacer = Pacer::new(opts.speed, opts.max_wait);
+    // The hosts this monitor was told are online, to tell it they left
+    // when the recorded session ends.
+    let mut hosts = BTreeSet::new();
+    // An END goes out only if the recording goes on in the same session or
+    // ends with it: a session mark after it means the monitor stays.
+    let mut held_end: Option<Recorded> = None;
+    loop {
+        let item = tokio::select! {
+            item = rx.recv() => item,
+            _ = shutdown.wait() => break,
+            _ = link.closed() => return,
+        };
+        let entry = match item {
+            None => break,
+            Some(Ok(entry)) => entry,
+            Some(Err(e)) => {
+                tracing::warn!("replay of {} stops early: {e}", opts.path.display());
+                break;
+            }
+        };
+        if let Some(due) = pacer.due(entry.at_ms()) {
+            if due > Instant::now() {
+                if link.flush().await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    _ = sleep_until(due) => {}
+                    _ = shutdown.wait() => break,
+                    _ = link.closed() => return,
+                }
+            }
+        }
+        match entry {
+            Entry::Session { .. } => {
+                held_end = None;
+                for host_id in std::mem::take(&mut hosts) {
+                    link.queue(&Message::MonStats(MonStats {
+                        host_id,
+                        text: b"State:Offline\n",
+                    }));
+                }
+            }
+            Entry::Message(recorded) => {
+                if let Some(end) = held_end.take() {
+                    resend(&mut link, end.protocol, &end.frame);
+                }
+                match seen(&recorded) {
+                    Seen::End => held_end = Some(recorded),
+                    Seen::Host(id, online) => {
+                        if online {
+                            hosts.insert(id);
+                        } else {
+                            hosts.remove(&id);
+                        }
+                        resend(&mut link, recorded.protocol, &recorded.frame);
+                    }
+                    Seen::Other => resend(&mut link, recorded.protocol, &recorded.frame),
+                }
+            }
+        }
+        if (link.queued() >= 64 * 1024 || rx.is_empty()) && link.flush().await.is_err() {
+            return;
+        }
+    }
+    drop(rx);
+    let _ = reader.await;
+    if let Some(end) = held_end {
+        resend(&mut link, end.protocol, &end.frame);
+        let _ = link.flush().await;
+        return;
+    }
+    if !shutdown.is_set() {
+        if link.flush().await.is_err() {
+            return;
+        }
+        tokio::select! {
+            _ = shutdown.wait() => {}
+            _ = link.closed() => return,
+        }
+    }
+    link.goodbye().await;
+}
+
+/// What a recorded message means to the fake scheduler.
+enum Seen {
+    /// `END`: the scheduler goes away.
+    End,
+    /// A host's `MON_STATS`: its id, and whether it is online.
+    Host(u32, bool),
+    /// Anything else.
+    Other,
+}
+
+fn seen(recorded: &Recorded) -> Seen {
+    let Ok((_, raw)) = parse_frame(&recorded.frame, MAX_MSG_SIZE) else {
+        return Seen::Other;
+    };
+    match Message::decode(raw.ty, raw.body, recorded.protocol) {
+        Ok(Message::End) => Seen::End,
+        Ok(Message::MonStats(m)) => Seen::Host(m.host_id, !m.stats().offline),
+        _ => Seen::Other,
+    }
+}
+
+/// Queues a recorded frame for a monitor, re-encoded if its version or the
+/// job-end type differs.
+fn resend(link: &mut MonitorLink, recorded_version: u32, frame: &[u8]) {
+    let Ok((_, raw)) = parse_frame(frame, MAX_MSG_SIZE) else {
+        return;
+    };
+    let is_job_done = raw.ty == MsgType::MON_JOB_DONE || raw.ty == MsgType::JOB_DONE;
+    let same = recorded_version == link.version()
+        && (!is_job_done
+            || link
+                .job_done
+                .map_or(true, |k| k.code(link.version()) == raw.ty));
+    if same {
+        link.queue_raw(frame);
+    } else {
+        match Message::decode(raw.ty, raw.body, recorded_version) {
+            Ok(msg) => link.queue(&msg),
+            Err(e) => tracing::warn!("skipping a message that does not decode: {e}"),
+        }
     }
 }
 

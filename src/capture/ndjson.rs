@@ -11,7 +11,7 @@
 //! short `MON_GET_CS` of protocol 29 and later shows only what it carries.
 //!
 //! ```
-//! use icewatch::ndjson::message_json;
+//! use icewatch::capture::ndjson::message_json;
 //! use icewatch::protocol::{Message, MonJobBegin};
 //!
 //! let msg = Message::MonJobBegin(MonJobBegin { job_id: 7, start_time: 1700000000, host_id: 2 });
@@ -335,7 +335,7 @@ pub fn message_json(msg: &Message<'_>, version: u32) -> Object {
 /// after it are decoded at. It has no `"type"`: it is not a message.
 ///
 /// ```
-/// let line = serde_json::to_string(&icewatch::ndjson::session_json(2, 9000, 43)).unwrap();
+/// let line = serde_json::to_string(&icewatch::capture::ndjson::session_json(2, 9000, 43)).unwrap();
 /// assert_eq!(line, r#"{"session":2,"at_ms":9000,"protocol":43}"#);
 /// ```
 pub fn session_json(number: u32, at_ms: u64, protocol: u32) -> Object {
@@ -366,7 +366,7 @@ mod tests {
 
     #[test]
     fn host_stats_become_a_typed_object() {
-        let line = first_of(include_bytes!("../tests/data/basic.v43.bin"), 0x57);
+        let line = first_of(include_bytes!("../../tests/data/basic.v43.bin"), 0x57);
         assert_eq!(
             line,
             r#"{"type":"MON_STATS","host_id":1,"stats":{"Features":"env_xz env_zstd","IP":"127.0.0.1","Load":28,"MaxJobs":2,"Name":"localice","NoRemote":true,"Platform":"x86_64","Speed":0.0,"Version":43}}"#
@@ -375,9 +375,9 @@ mod tests {
 
     #[test]
     fn the_long_mon_get_cs_below_29_shows_the_whole_request() {
-        let short = first_of(include_bytes!("../tests/data/basic.v43.bin"), 0x53);
+        let short = first_of(include_bytes!("../../tests/data/basic.v43.bin"), 0x53);
         assert!(!short.contains("environments"), "{short}");
-        let long = first_of(include_bytes!("../tests/data/basic.v22.bin"), 0x53);
+        let long = first_of(include_bytes!("../../tests/data/basic.v22.bin"), 0x53);
         assert!(long.contains(r#""environments":["#), "{long}");
         assert!(
             long.starts_with(r#"{"type":"MON_GET_CS","job_id":"#),

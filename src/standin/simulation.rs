@@ -18,11 +18,11 @@
 //!   jobs, as the scheduler does; their local jobs just vanish) and joining
 //!   again under a new host id.
 //!
-//! The scheduler side of the wire ([`crate::scheduler`]) turns the events
+//! The scheduler side of the wire ([`super::demo`], [`super::session`]) turns the events
 //! into frames at each monitor's agreed protocol version and paces them.
 //!
 //! ```
-//! use icewatch::demo::{Event, Simulation};
+//! use icewatch::standin::simulation::{Event, Simulation};
 //!
 //! let mut sim = Simulation::new(12, 1);
 //! let (at_ms, first) = sim.step();
