@@ -30,12 +30,26 @@
 //! The `icewatch` command itself (`src/bin/icewatch/`: its clap definitions
 //! in `cli.rs`, what each subcommand does in `commands/`) is a user of this
 //! library like any other.
+//!
+//! # Features
+//!
+//! All on by default. A tool that wants only the codec and the monitor
+//! (`protocol`, `monitor`) builds with `default-features = false` and
+//! compiles none of these:
+//!
+//! - `server`: [`publisher`] (axum, hyper, tokio-tungstenite,
+//!   prometheus-client);
+//! - `capture`: [`capture`] and [`standin`] (lz4_flex);
+//! - `cli`: the `icewatch` command (clap, tracing-subscriber).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "capture")]
 pub mod capture;
 pub mod monitor;
 pub mod protocol;
+#[cfg(feature = "server")]
 pub mod publisher;
 pub mod shutdown;
+#[cfg(feature = "capture")]
 pub mod standin;

@@ -33,7 +33,7 @@ struct Server {
     addr: SocketAddr,
     feed: Feed,
     stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: tokio::task::JoinHandle<Result<(), icewatch::publisher::ServeError>>,
 }
 
 impl Server {

@@ -6,7 +6,7 @@ mod feed;
 
 use feed::Feed;
 use icewatch::monitor::lock_state;
-use icewatch::publisher::json::{self, JobQuery};
+use icewatch::publisher::json::{self, JobQuery, QueryError};
 use icewatch::publisher::websocket::Render;
 use serde_json::Value;
 
@@ -212,10 +212,15 @@ fn the_jobs_api_filters_by_state_host_and_limit_newest_first() {
 
 #[test]
 fn the_jobs_api_refuses_an_unknown_state_or_a_bad_limit() {
-    assert!(JobQuery::parse(Some("done"), None, None)
-        .unwrap_err()
-        .contains("unknown job state"));
-    assert!(JobQuery::parse(None, None, Some("ten"))
-        .unwrap_err()
-        .contains("not a number"));
+    assert_eq!(
+        JobQuery::parse(Some("done"), None, None),
+        Err(QueryError::State("done".into()))
+    );
+    assert_eq!(
+        JobQuery::parse(None, None, Some("ten")),
+        Err(QueryError::Limit("ten".into()))
+    );
+    assert!(QueryError::State("done".into())
+        .to_string()
+        .starts_with("unknown job state \"done\""));
 }

@@ -33,7 +33,7 @@ struct Server {
     feed: Feed,
     changed: Arc<Notify>,
     stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: tokio::task::JoinHandle<Result<(), icewatch::publisher::ServeError>>,
 }
 
 impl Server {

@@ -106,6 +106,17 @@ const STATES: [JobState; 7] = [
     JobState::LocalFinished,
 ];
 
+/// A query of `GET /api/v1/jobs` that cannot be answered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// `state` names no job state.
+    #[error("unknown job state {0:?}: use waiting, compiling, local, finished, failed, cut_short, local_finished, active or history")]
+    State(String),
+    /// `limit` is not a number.
+    #[error("limit {0:?} is not a number")]
+    Limit(String),
+}
+
 impl JobQuery {
     /// Reads the `state`, `host` and `limit` query parameters. `state` is a
     /// comma-separated list of job states, `active` (waiting, compiling,
@@ -114,7 +125,7 @@ impl JobQuery {
         state: Option<&str>,
         host: Option<&str>,
         limit: Option<&str>,
-    ) -> Result<JobQuery, String> {
+    ) -> Result<JobQuery, QueryError> {
         let states = match state.filter(|s| !s.is_empty()) {
             None => None,
             Some(list) => {
@@ -125,13 +136,7 @@ impl JobQuery {
                         "history" => states.extend(STATES.iter().filter(|s| !s.is_active())),
                         _ => match STATES.iter().find(|s| s.name() == name) {
                             Some(s) => states.push(*s),
-                            None => {
-                                return Err(format!(
-                                    "unknown job state {name:?}: use waiting, compiling, local, \
-                                     finished, failed, cut_short, local_finished, active \
-                                     or history"
-                                ))
-                            }
+                            None => return Err(QueryError::State(name.to_owned())),
                         },
                     }
                 }
@@ -140,9 +145,7 @@ impl JobQuery {
         };
         let limit = match limit.filter(|s| !s.is_empty()) {
             None => DEFAULT_JOB_LIMIT,
-            Some(n) => n
-                .parse()
-                .map_err(|_| format!("limit {n:?} is not a number"))?,
+            Some(n) => n.parse().map_err(|_| QueryError::Limit(n.to_owned()))?,
         };
         Ok(JobQuery {
             states,

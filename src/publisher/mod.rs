@@ -21,7 +21,7 @@
 //! use icewatch::publisher::{serve, ServeOptions};
 //! use std::sync::{Arc, Mutex};
 //!
-//! # async fn demo() -> anyhow::Result<()> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let state: SharedState = Arc::new(Mutex::new(State::new(StateOptions::default())));
 //! let changed = Arc::new(tokio::sync::Notify::new());
 //! // ... spawn icewatch::monitor::run(opts, state.clone(), changed.clone(), shutdown) ...
@@ -43,7 +43,6 @@ pub use server::{router, Access};
 pub use websocket::{serve_client, Hub, HubOptions, Render};
 
 use crate::monitor::SharedState;
-use anyhow::Context;
 use host::AllowedHosts;
 use std::future::Future;
 use std::sync::Arc;
@@ -92,6 +91,17 @@ pub fn max_websockets(connections: usize) -> usize {
     (connections - connections / 4).max(1)
 }
 
+/// Why [`serve`] stopped other than by its shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listener is not bound to an address.
+    #[error("serving HTTP: the listener has no address: {0}")]
+    Address(#[source] std::io::Error),
+    /// The task that publishes the changes panicked.
+    #[error("the publishing task failed: {0}")]
+    Publishing(#[source] tokio::task::JoinError),
+}
+
 /// Serves the page, the WebSocket and the APIs on `listener` until
 /// `shutdown` resolves, publishing `state` each time the reading task
 /// notifies `changed` (`changed` must have no other waiter).
@@ -101,10 +111,8 @@ pub async fn serve(
     changed: Arc<Notify>,
     opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let address = listener
-        .local_addr()
-        .with_context(|| "serving HTTP: the listener has no address")?;
+) -> Result<(), ServeError> {
+    let address = listener.local_addr().map_err(ServeError::Address)?;
     let cap = opts.limits.cap();
     let hub = Hub::new(state, opts.hub);
     let access = Access {
@@ -121,5 +129,5 @@ pub async fn serve(
     })
     .await;
     hub.close();
-    publishing.await.context("the publishing task failed")
+    publishing.await.map_err(ServeError::Publishing)
 }

@@ -191,11 +191,10 @@ where
             () = gave_up.notified() => {}
         }
     };
-    let served = publisher::serve(listener, state, changed, opts, stop).await;
-    if served.is_err() {
+    if let Err(e) = publisher::serve(listener, state, changed, opts, stop).await {
         // The server failed on its own: the feed has no one to feed.
         feeding.abort();
-        return served;
+        return Err(e.into());
     }
     feeding.await.with_context(|| format!("{what} failed"))?
 }
