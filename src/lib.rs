@@ -25,7 +25,6 @@
 //! - [`standin`]: stand-ins for a scheduler: a seeded simulation of a busy
 //!   cluster, the scheduler's side of a monitor session, and recordings
 //!   played back, into a state or to any monitor over real TCP.
-//! - [`shutdown`] carries Ctrl-C to every task.
 //!
 //! The `icewatch` command itself (`src/bin/icewatch/`: its clap definitions
 //! in `cli.rs`, what each subcommand does in `commands/`) is a user of this
@@ -50,6 +49,5 @@ pub mod monitor;
 pub mod protocol;
 #[cfg(feature = "server")]
 pub mod publisher;
-pub mod shutdown;
 #[cfg(feature = "capture")]
 pub mod standin;

@@ -4,7 +4,6 @@
 //! behind is dropped, as icecream's scheduler drops a monitor that blocks.
 //! On shutdown every monitor gets `END`.
 
-use crate::shutdown::Shutdown;
 use crate::standin::replay::{later, played};
 use crate::standin::session::{accept_monitors, log_in, JobDoneType, GOODBYE, QUEUE};
 use crate::standin::simulation::{Event, Simulation};
@@ -13,6 +12,7 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 use tokio::time::{sleep_until, timeout, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// How fast the demo runs.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -47,7 +47,7 @@ type LoginReply = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
 pub async fn serve_demo(
     listener: TcpListener,
     opts: DemoOptions,
-    shutdown: Shutdown,
+    shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let sim = Simulation::new(opts.hosts, opts.seed);
     let (tx, _) = broadcast::channel(QUEUE);
@@ -196,7 +196,7 @@ async fn feed(
     tx: broadcast::Sender<Arc<Event>>,
     mut logins: mpsc::Receiver<oneshot::Sender<LoginReply>>,
     drained: Arc<Notify>,
-    mut shutdown: Shutdown,
+    shutdown: CancellationToken,
 ) {
     let speed = match pace {
         Pace::RealTime => Some(1.0),
@@ -224,7 +224,7 @@ async fn feed(
             let notified = drained.notified();
             tokio::select! {
                 biased;
-                _ = shutdown.wait() => {
+                _ = shutdown.cancelled() => {
                     let _ = tx.send(Arc::new(Event::End));
                     return;
                 }
@@ -239,7 +239,7 @@ async fn feed(
         while let Ok(reply) = logins.try_recv() {
             login(reply, &hosts);
         }
-        if shutdown.is_set() {
+        if shutdown.is_cancelled() {
             let _ = tx.send(Arc::new(Event::End));
             return;
         }
@@ -316,7 +316,8 @@ mod tests {
     async fn a_monitor_gets_the_hosts_then_jobs_then_end_on_shutdown() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (trigger, shutdown) = crate::shutdown::channel();
+        let shutdown = CancellationToken::new();
+        let trigger = shutdown.clone();
         let opts = DemoOptions {
             hosts: 12,
             seed: 1,
@@ -343,7 +344,7 @@ mod tests {
             })
             .await;
         assert!(seen.contains(&MsgType::MON_GET_CS));
-        trigger.fire();
+        trigger.cancel();
         let rest = m.read_until(|m| matches!(m, Message::End)).await;
         assert_eq!(rest.last(), Some(&MsgType::END));
         let all: Vec<MsgType> = seen.into_iter().chain(rest).collect();
@@ -356,7 +357,8 @@ mod tests {
     async fn a_demo_at_a_rate_too_slow_to_send_anything_still_serves_and_stops() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (trigger, shutdown) = crate::shutdown::channel();
+        let shutdown = CancellationToken::new();
+        let trigger = shutdown.clone();
         let opts = DemoOptions {
             hosts: 3,
             seed: 1,
@@ -366,7 +368,7 @@ mod tests {
         };
         let server = tokio::spawn(serve_demo(listener, opts, shutdown));
         let mut m = TestMonitor::connect(addr, 44).await;
-        trigger.fire();
+        trigger.cancel();
         // What happens at time 0 may go out; nothing after it is due
         // before the end of time.
         let seen = m.read_until(|m| matches!(m, Message::End)).await;

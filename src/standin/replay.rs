@@ -39,7 +39,6 @@ use crate::capture::recording::{self, Entry, Reader, RecordError, Recorded};
 use crate::monitor::{lock_state, now_ms, Replay, SharedState};
 use crate::protocol::frame::{parse_frame, MAX_MSG_SIZE};
 use crate::protocol::{Message, MonStats, MsgType, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
-use crate::shutdown::Shutdown;
 use crate::standin::session::{accept_monitors, log_in, JobDoneType, MonitorLink};
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -49,6 +48,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 
 /// The longest a replay waits between two entries, whatever the recorded
 /// gap and the speed: a longer gap is shortened to this.
@@ -187,7 +187,7 @@ pub struct Played {
 /// of the file the scheduler goes offline with "the recording ended"
 /// (unless it already said `END`); a file that stops early (cut short,
 /// damaged) ends it the same way, saying why, and that is the error
-/// returned. Shutdown leaves the state as it is.
+/// returned. CancellationToken leaves the state as it is.
 pub async fn play(
     reader: Reader,
     opts: PlayOptions,
@@ -457,7 +457,7 @@ pub struct ReplayOptions {
 pub async fn serve_recording(
     listener: TcpListener,
     opts: ReplayOptions,
-    shutdown: Shutdown,
+    shutdown: CancellationToken,
 ) -> Result<(), RecordError> {
     // Fail early and clearly on a file that cannot be replayed.
     let header = recording::open(&opts.path)?.header();
@@ -478,7 +478,7 @@ async fn replay_monitor(
     stream: TcpStream,
     opts: ReplayOptions,
     offer: u32,
-    mut shutdown: Shutdown,
+    shutdown: CancellationToken,
 ) {
     let serving = format!(", replaying {}", opts.path.display());
     let Some(mut link) = log_in(stream, offer, opts.job_done, &serving).await else {
@@ -510,7 +510,7 @@ async fn replay_monitor(
     loop {
         let item = tokio::select! {
             item = rx.recv() => item,
-            _ = shutdown.wait() => break,
+            _ = shutdown.cancelled() => break,
             _ = link.closed() => return,
         };
         let entry = match item {
@@ -528,7 +528,7 @@ async fn replay_monitor(
                 }
                 tokio::select! {
                     _ = sleep_until(due) => {}
-                    _ = shutdown.wait() => break,
+                    _ = shutdown.cancelled() => break,
                     _ = link.closed() => return,
                 }
             }
@@ -572,12 +572,12 @@ async fn replay_monitor(
         let _ = link.flush().await;
         return;
     }
-    if !shutdown.is_set() {
+    if !shutdown.is_cancelled() {
         if link.flush().await.is_err() {
             return;
         }
         tokio::select! {
-            _ = shutdown.wait() => {}
+            _ = shutdown.cancelled() => {}
             _ = link.closed() => return,
         }
     }

@@ -9,7 +9,6 @@
 use crate::protocol::frame::{parse_frame, FrameError, MAX_MSG_SIZE};
 use crate::protocol::handshake::{handshake, HandshakeError};
 use crate::protocol::{Message, MsgType};
-use crate::shutdown::Shutdown;
 use crate::standin::simulation::Event;
 use bytes::BytesMut;
 use std::net::SocketAddr;
@@ -19,6 +18,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
 
 /// How long a new connection may take to finish the handshake and log in.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -128,7 +128,7 @@ pub async fn accept_monitor(
 /// are reaped meanwhile; the ones still running are returned.
 pub(crate) async fn accept_monitors<F>(
     listener: &TcpListener,
-    shutdown: &Shutdown,
+    shutdown: &CancellationToken,
     once: bool,
     mut serve: impl FnMut(TcpStream) -> F,
 ) -> JoinSet<()>
@@ -136,10 +136,10 @@ where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     let mut monitors = JoinSet::new();
-    let mut stop = shutdown.clone();
+    let stop = shutdown.clone();
     loop {
         tokio::select! {
-            _ = stop.wait() => break,
+            _ = stop.cancelled() => break,
             accepted = listener.accept() => {
                 match accepted {
                     Ok((stream, _)) => {

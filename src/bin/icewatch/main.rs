@@ -10,6 +10,7 @@ use cli::Cli;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let shutdown = icewatch::shutdown::on_ctrl_c();
+        let shutdown = on_ctrl_c();
         commands::run(cli, shutdown).await
     });
     // A blocking reader (a file, stdin) must not hold the exit back.
@@ -41,4 +42,35 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A token cancelled by the first Ctrl-C (SIGINT) or SIGTERM: every task
+/// of the command stops on it.
+fn on_ctrl_c() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        trigger.cancel();
+    });
+    token
 }

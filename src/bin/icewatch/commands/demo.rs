@@ -4,11 +4,11 @@ use super::{bind_scheduler, page};
 use crate::cli::DemoArgs;
 use anyhow::Result;
 use icewatch::protocol::PROTOCOL_VERSION;
-use icewatch::shutdown::Shutdown;
 use icewatch::standin::demo::{serve_demo, DemoOptions, Pace};
 use std::net::SocketAddr;
+use tokio_util::sync::CancellationToken;
 
-pub async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<()> {
+pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<()> {
     let seed = args.seed.unwrap_or_else(rand::random);
     let pace = match args.rate {
         None => Pace::RealTime,

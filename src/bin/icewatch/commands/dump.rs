@@ -7,12 +7,12 @@ use icewatch::capture::ndjson::{hex, message_json, session_json};
 use icewatch::capture::recording::{self, Entry, Kind};
 use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
 use icewatch::protocol::Message;
-use icewatch::shutdown::Shutdown;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-pub async fn run(args: DumpArgs, shutdown: Shutdown) -> Result<()> {
+pub async fn run(args: DumpArgs, shutdown: CancellationToken) -> Result<()> {
     match &args.capture {
         Some(path) => {
             let path = path.clone();
@@ -26,9 +26,9 @@ pub async fn run(args: DumpArgs, shutdown: Shutdown) -> Result<()> {
 /// Prints what a live scheduler sends, across its restarts (a line
 /// `{"session": N, ...}` between sessions), until `--count` is reached,
 /// Ctrl-C, or with `--once` the end of the first session.
-async fn dump_live(args: &DumpArgs, mut shutdown: Shutdown) -> Result<()> {
+async fn dump_live(args: &DumpArgs, shutdown: CancellationToken) -> Result<()> {
     let opts = super::connect_options(&args.scheduler)?;
-    let first = super::connect_once(&opts, &mut shutdown).await?;
+    let first = super::connect_once(&opts, &shutdown).await?;
     let mut sessions = Sessions::new(first, opts, args.once);
     let start = Instant::now();
     let mut lines = LineWriter::new(BufWriter::new(io::stdout()), args.raw);
@@ -36,7 +36,7 @@ async fn dump_live(args: &DumpArgs, mut shutdown: Shutdown) -> Result<()> {
         if args.count.is_some_and(|c| lines.messages >= c) {
             break Ok(());
         }
-        let read = match sessions.next(&mut shutdown).await {
+        let read = match sessions.next(&shutdown).await {
             Ok(Some(read)) => read,
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),

@@ -14,16 +14,16 @@ use anyhow::{Context, Result};
 use icewatch::monitor::{
     ConnectError, ConnectOptions, Connection, LocateError, Target, DEFAULT_PORT,
 };
-use icewatch::shutdown::Shutdown;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 /// How long a start waits in silence before it says what it waits for.
 const WAIT_NOTICE: Duration = Duration::from_secs(1);
 
 /// Carries out `cli` until it is done or `shutdown` fires.
-pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<()> {
+pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
     match cli.command {
         Command::Monitor(args) => monitor::run(args, shutdown).await,
         Command::Demo(args) => demo::run(args, shutdown).await,
@@ -59,7 +59,7 @@ fn connect_options(args: &SchedulerArgs) -> Result<ConnectOptions> {
 /// to answer, and says what it waits for while it waits. What cannot
 /// change by waiting (refused, unknown name, unreachable) fails at once,
 /// with a hint.
-async fn connect_once(opts: &ConnectOptions, shutdown: &mut Shutdown) -> Result<Connection> {
+async fn connect_once(opts: &ConnectOptions, shutdown: &CancellationToken) -> Result<Connection> {
     let target = &opts.target;
     eprintln!("connecting to {target}");
     let connect = Connection::connect(opts);
@@ -77,7 +77,7 @@ async fn connect_once(opts: &ConnectOptions, shutdown: &mut Shutdown) -> Result<
                      scheduler takes new connections only every 36 s or so; Ctrl-C to give up)"
                 );
             }
-            () = shutdown.wait() => anyhow::bail!("interrupted while waiting for the scheduler at {target}"),
+            () = shutdown.cancelled() => anyhow::bail!("interrupted while waiting for the scheduler at {target}"),
         }
     };
     match conn {

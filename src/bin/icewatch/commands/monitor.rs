@@ -3,9 +3,9 @@
 use super::page;
 use crate::cli::MonitorArgs;
 use anyhow::Result;
-use icewatch::shutdown::Shutdown;
+use tokio_util::sync::CancellationToken;
 
-pub async fn run(args: MonitorArgs, mut shutdown: Shutdown) -> Result<()> {
+pub async fn run(args: MonitorArgs, shutdown: CancellationToken) -> Result<()> {
     if let Some(token) = &args.serve.token {
         page::check_token(token)?;
     }
@@ -14,7 +14,7 @@ pub async fn run(args: MonitorArgs, mut shutdown: Shutdown) -> Result<()> {
     // scheduler that is down is a clear error now, not a silent retry loop.
     // That session is the live one: the scheduler sees a single monitor.
     // From then on the connection reconnects by itself.
-    let first = super::connect_once(&opts, &mut shutdown).await?;
+    let first = super::connect_once(&opts, &shutdown).await?;
     let listener = page::bind(&args.serve).await?;
     page::serve_from(listener, &args.serve, opts, Some(first), shutdown).await
 }

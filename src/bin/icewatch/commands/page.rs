@@ -8,13 +8,13 @@ use icewatch::monitor::{
     self, ConnectOptions, Connection, SharedState, State, StateOptions, Target,
 };
 use icewatch::publisher::{self, ServeOptions};
-use icewatch::shutdown::Shutdown;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// Checks the page options, raises the limit on open files (connections
 /// are capped below it) and binds the page's address; warns when it is
@@ -116,7 +116,7 @@ pub async fn serve(
     listener: TcpListener,
     args: &ServeArgs,
     connect: ConnectOptions,
-    shutdown: Shutdown,
+    shutdown: CancellationToken,
 ) -> Result<()> {
     serve_from(listener, args, connect, None, shutdown).await
 }
@@ -129,12 +129,14 @@ pub async fn serve_from(
     args: &ServeArgs,
     connect: ConnectOptions,
     first: Option<Connection>,
-    shutdown: Shutdown,
+    shutdown: CancellationToken,
 ) -> Result<()> {
-    let feed = |state, changed, stop: Shutdown| async move {
+    let feed = |state, changed, stop: CancellationToken| async move {
         match first {
-            Some(conn) => monitor::run_from(conn, connect, state, changed, stop.fired()).await?,
-            None => monitor::run(connect, state, changed, stop.fired()).await,
+            Some(conn) => {
+                monitor::run_from(conn, connect, state, changed, stop.cancelled_owned()).await?
+            }
+            None => monitor::run(connect, state, changed, stop.cancelled_owned()).await,
         }
         Ok(())
     };
@@ -150,12 +152,12 @@ pub async fn serve_from(
 pub async fn serve_fed<F, Fut>(
     listener: TcpListener,
     args: &ServeArgs,
-    shutdown: Shutdown,
+    shutdown: CancellationToken,
     what: &str,
     feed: F,
 ) -> Result<()>
 where
-    F: FnOnce(SharedState, Arc<Notify>, Shutdown) -> Fut,
+    F: FnOnce(SharedState, Arc<Notify>, CancellationToken) -> Fut,
     Fut: Future<Output = Result<()>> + Send + 'static,
 {
     let local = listener.local_addr()?;
@@ -187,7 +189,7 @@ where
         .allowed_hosts(args.allowed_hosts.clone());
     let stop = async move {
         tokio::select! {
-            () = shutdown.fired() => {}
+            () = shutdown.cancelled_owned() => {}
             () = gave_up.notified() => {}
         }
     };

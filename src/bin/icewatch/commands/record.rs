@@ -7,20 +7,20 @@ use crate::cli::RecordArgs;
 use anyhow::{Context, Result};
 use icewatch::capture::recording::Recorder;
 use icewatch::monitor::now_ms;
-use icewatch::shutdown::Shutdown;
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal};
 use std::time::Duration;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 
 /// How often the file is flushed and progress shown.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
-pub async fn run(args: RecordArgs, mut shutdown: Shutdown) -> Result<()> {
+pub async fn run(args: RecordArgs, shutdown: CancellationToken) -> Result<()> {
     let shown = args.output.display().to_string();
     let file = File::create(&args.output).with_context(|| format!("cannot create {shown}"))?;
     let opts = super::connect_options(&args.scheduler)?;
-    let first = super::connect_once(&opts, &mut shutdown).await?;
+    let first = super::connect_once(&opts, &shutdown).await?;
     let mut sessions = Sessions::new(first, opts, args.once);
     let start = Instant::now();
     let mut rec = Recorder::new(BufWriter::new(file), sessions.version(), now_ms())
@@ -33,7 +33,7 @@ pub async fn run(args: RecordArgs, mut shutdown: Shutdown) -> Result<()> {
             break Ok(());
         }
         tokio::select! {
-            read = sessions.next(&mut shutdown) => {
+            read = sessions.next(&shutdown) => {
                 let at = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
                 let written = match read {
                     Ok(Some(Read::Frame(frame))) => rec.write_frame(at, &frame),

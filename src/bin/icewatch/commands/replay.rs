@@ -5,12 +5,12 @@ use super::{bind_scheduler, page};
 use crate::cli::ReplayArgs;
 use anyhow::{Context, Result};
 use icewatch::capture::recording;
-use icewatch::shutdown::Shutdown;
 use icewatch::standin::replay::{play, PlayOptions, MAX_WAIT};
 use icewatch::standin::replay::{serve_recording, ReplayOptions};
 use std::net::SocketAddr;
+use tokio_util::sync::CancellationToken;
 
-pub async fn run(args: ReplayArgs, shutdown: Shutdown) -> Result<()> {
+pub async fn run(args: ReplayArgs, shutdown: CancellationToken) -> Result<()> {
     let shown = args.file.display().to_string();
     let reader = recording::open(&args.file).with_context(|| format!("cannot replay {shown}"))?;
     let header = reader.header();
@@ -39,8 +39,8 @@ pub async fn run(args: ReplayArgs, shutdown: Shutdown) -> Result<()> {
     // job lasts as long as it did, whatever the speed.
     let page = page::bind(&args.serve).await?;
     let opts = PlayOptions::new(shown.clone(), args.speed);
-    let feed = |state, changed, stop: Shutdown| async move {
-        match play(reader, opts, state, changed, stop.fired()).await {
+    let feed = |state, changed, stop: CancellationToken| async move {
+        match play(reader, opts, state, changed, stop.cancelled_owned()).await {
             Ok(played) if played.to_the_end => eprintln!(
                 "the recording ended after {} messages; its last state is served until Ctrl-C",
                 played.messages

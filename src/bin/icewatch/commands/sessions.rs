@@ -8,8 +8,8 @@ use bytes::Bytes;
 use icewatch::monitor::{ConnectError, ConnectOptions, Connection, Dialer};
 use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
 use icewatch::protocol::MsgType;
-use icewatch::shutdown::Shutdown;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// What [`Sessions::next`] read.
 pub(super) enum Read {
@@ -59,7 +59,7 @@ impl Sessions {
     /// The next frame or session; `None` at shutdown, or at the end of the
     /// only session with `--once`. A first session that is no scheduler's
     /// is an error. Cancel-safe: nothing read or due is lost.
-    pub(super) async fn next(&mut self, shutdown: &mut Shutdown) -> Result<Option<Read>> {
+    pub(super) async fn next(&mut self, shutdown: &CancellationToken) -> Result<Option<Read>> {
         loop {
             if let Some(at) = self.retry_at {
                 let dialed = tokio::select! {
@@ -67,7 +67,7 @@ impl Sessions {
                         tokio::time::sleep_until(at).await;
                         self.dialer.dial(|_| {}).await
                     } => dialed,
-                    () = shutdown.wait() => return Ok(None),
+                    () = shutdown.cancelled() => return Ok(None),
                 };
                 match dialed {
                     Ok(conn) => {
@@ -89,7 +89,7 @@ impl Sessions {
             }
             let read = tokio::select! {
                 read = self.conn.read_frame() => read,
-                () = shutdown.wait() => return Ok(None),
+                () = shutdown.cancelled() => return Ok(None),
             };
             let addr = self.conn.peer();
             let error = match read {
