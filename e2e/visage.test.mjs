@@ -177,7 +177,7 @@ function hostSpots() {
   return page.evaluate(() => {
     const g = visage.graph, box = g.canvas.getBoundingClientRect();
     return [...g.nodes.values()].filter((n) => n.host.online).map((n) => ({
-      id: n.id, name: n.host.name, x: box.left + g.transform.applyX(n.x), y: box.top + g.transform.applyY(n.y),
+      id: n.id, key: n.key, name: n.host.name, x: box.left + g.transform.applyX(n.x), y: box.top + g.transform.applyY(n.y),
     })).filter((s) => s.x > box.left + 20 && s.x < box.right - 20 && s.y > box.top + 20 && s.y < box.bottom - 20);
   });
 }
@@ -227,10 +227,10 @@ test('a host on the canvas answers the pointer: tooltip on hover, panel on click
     await page.mouse.move(s.x, s.y);
     await page.mouse.down();
     await page.mouse.move(s.x + 40, s.y + 30, { steps: 5 });
-    const held = await page.evaluate((id) => {
-      const g = visage.graph, n = g.nodes.get(id), r = g.canvas.getBoundingClientRect();
+    const held = await page.evaluate((key) => {
+      const g = visage.graph, n = g.nodes.get(key), r = g.canvas.getBoundingClientRect();
       return n && n.fx != null && { x: r.left + g.transform.applyX(n.fx), y: r.top + g.transform.applyY(n.fy) };
-    }, s.id);
+    }, s.key);
     await page.mouse.up();
     return held && Math.hypot(held.x - (s.x + 40), held.y - (s.y + 30)) < 8;
   });
