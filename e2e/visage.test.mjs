@@ -7,46 +7,22 @@
 //
 // Run from the repository root after `cargo build` and `npm ci --prefix web`:
 //   node --test e2e/
-// Needs /usr/bin/chromium (Debian's `chromium` package); never downloads a browser.
+// Needs /usr/bin/chromium (Debian's `chromium` package); never downloads a
+// browser. e2e/icewatch.mjs starts icewatch and the browser.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from '../web/node_modules/playwright-core/index.mjs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { root, startIcewatch, stopIcewatch, launchBrowser, eventually, WAIT } from './icewatch.mjs';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const binary = process.env.ICEWATCH_BIN || join(root, 'target', 'debug', 'icewatch');
-const chromiumPath = '/usr/bin/chromium';
 const shots = join(root, 'target', 'e2e');
-const WAIT = 60_000; // generous: CI machines are small and busy
 
 let demo;
-let demoOutput = '';
 let pageUrl;
 let browser;
-let profile;
 let page;
 const pageErrors = [];
-
-/** Starts `icewatch demo` and resolves with the first URL it prints. */
-function startDemo() {
-  return new Promise((resolvePromise, reject) => {
-    demo = spawn(binary, ['demo', '--listen', '127.0.0.1:0', '--seed', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const timer = setTimeout(() => reject(new Error(`icewatch demo printed no URL in ${WAIT} ms:\n${demoOutput}`)), WAIT);
-    demo.stdout.on('data', (chunk) => {
-      demoOutput += chunk;
-      const url = demoOutput.match(/http:\/\/\S+/);
-      if (url) { clearTimeout(timer); resolvePromise(url[0]); }
-    });
-    demo.stderr.on('data', (chunk) => { demoOutput += chunk; });
-    demo.on('exit', (code) => { clearTimeout(timer); reject(new Error(`icewatch demo exited (${code}):\n${demoOutput}`)); });
-    demo.on('error', reject);
-  });
-}
 
 /** The server's view, with the token of the page URL if it has one. */
 async function api(path) {
@@ -58,33 +34,13 @@ async function api(path) {
   return response.json();
 }
 
-/** Polls `check` until it returns a truthy value; fails with `what`. */
-async function eventually(what, check, timeout = WAIT) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    last = await check();
-    if (last) return last;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
 before(async () => {
-  assert.ok(existsSync(binary), `no ${binary}: run \`cargo build\` first`);
-  assert.ok(existsSync(chromiumPath), `no ${chromiumPath}: install Debian's chromium (apt-get install chromium)`);
-  pageUrl = await startDemo();
-  profile = mkdtempSync(join(tmpdir(), 'icewatch-e2e-'));
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: chromiumPath,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run'],
-    viewport: { width: 1440, height: 960 },
-    colorScheme: 'light',
-  });
+  demo = await startIcewatch(['demo', '--seed', '1']);
+  pageUrl = demo.url;
+  browser = await launchBrowser();
   page = browser.pages()[0] ?? await browser.newPage();
   page.on('pageerror', (e) => pageErrors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push('console: ' + m.text()); });
   await page.goto(pageUrl);
   await page.waitForSelector('[data-testid=connection][data-state=live]', { timeout: WAIT });
   mkdirSync(shots, { recursive: true });
@@ -92,8 +48,37 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
-  demo?.kill('SIGTERM');
+  stopIcewatch(demo);
+});
+
+test('the first picture of the graph is already laid out, inside its card and around its centre', async () => {
+  // The page keeps where its first drawn frame put each host (CSS pixels of the canvas).
+  const first = await eventually('a first frame with hosts', () => page.evaluate(() => visage.graph.firstFrame));
+  assert.ok(first.nodes.length >= 10, `the demo's hosts are in it (${first.nodes.length})`);
+  // Laid out: the layout had cooled before anything was drawn (it starts at
+  // 1 and ends at 0.001; it comes to rest in view from where it was).
+  assert.ok(first.alpha <= 0.1, `the layout had cooled before the first frame (alpha ${first.alpha.toFixed(3)})`);
+  for (const n of first.nodes) {
+    assert.ok(n.x - n.r >= 0 && n.x + n.r <= first.width && n.y - n.r >= 0 && n.y + n.r <= first.height,
+      `host ${n.key} (${Math.round(n.x)}, ${Math.round(n.y)}, r ${Math.round(n.r)}) inside the ${Math.round(first.width)}×${Math.round(first.height)} card`);
+  }
+  // Centred: the middle of the hosts' extent is near the middle of the card,
+  // and they fill a good part of it rather than a corner.
+  const xs = first.nodes.map((n) => n.x), ys = first.nodes.map((n) => n.y);
+  const mid = { x: (Math.min(...xs) + Math.max(...xs)) / 2, y: (Math.min(...ys) + Math.max(...ys)) / 2 };
+  assert.ok(Math.abs(mid.x - first.width / 2) < first.width * 0.1 && Math.abs(mid.y - first.height / 2) < first.height * 0.1,
+    `centred: middle of the hosts at (${Math.round(mid.x)}, ${Math.round(mid.y)}), of the card at (${Math.round(first.width / 2)}, ${Math.round(first.height / 2)})`);
+  const spread = Math.max((Math.max(...xs) - Math.min(...xs)) / first.width, (Math.max(...ys) - Math.min(...ys)) / first.height);
+  assert.ok(spread > 0.3, `laid out, not bunched (${spread.toFixed(2)} of the card)`);
+});
+
+test('the connection chip says how fresh the picture is, never a sequence number', async () => {
+  // The demo sends news about ten times a second: the picture stays fresh.
+  await eventually('a few renders', () => page.evaluate(() => visage.stats.renders > 5));
+  const text = await page.locator('[data-testid=connection] .text').innerText();
+  assert.doesNotMatch(text, /#\d/, 'no sequence number');
+  assert.match(text, /^live · updated (just now|\d+ s ago)$/);
+  assert.match(await page.locator('[data-testid=connection]').getAttribute('title'), /Last news from icewatch at \d\d:\d\d/);
 });
 
 test('the graph shows one node per online host of the demo cluster', async () => {
@@ -265,6 +250,6 @@ test('clicking a host opens its panel, and the page is saved for the README', as
   assert.ok(existsSync(join(shots, 'visage.png')));
 });
 
-test('the page ran without a script error', () => {
+test('the page ran without a script error or a console error', () => {
   assert.deepEqual(pageErrors, []);
 });
