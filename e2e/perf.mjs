@@ -4,7 +4,9 @@
 // baselines measured in the same run and the same browser: a blank page
 // that only runs a requestAnimationFrame loop (what this headless browser
 // can do at best on this machine) and the page with the demo's default 12
-// hosts. BENCHMARKS.md ("Page") has the results.
+// hosts. It also reports the long tasks before the measurement, from the
+// page's load through its first layout. BENCHMARKS.md ("Page") has the
+// results.
 //
 // Not a test (no pass or fail, and `node --test e2e/` does not pick it up:
 // its name matches none of the test runner's patterns). Run from the
