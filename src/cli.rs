@@ -7,6 +7,7 @@ use crate::scheduler::JobDoneType;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Where the page and the APIs are served unless `--listen` says otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -190,6 +191,11 @@ pub struct ServeArgs {
     /// Finished jobs to remember (1 to 16,777,216)
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = history_len)]
     pub history: usize,
+
+    /// A job waiting, compiling or running locally for longer than this
+    /// ends as stale, its end lost (e.g. 90m, 2h; "never" to keep them)
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = stale_after)]
+    pub stale_after: std::option::Option<Duration>,
 }
 
 /// `icewatch monitor`.
@@ -367,6 +373,17 @@ fn history_len(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if (1..=MAX_HISTORY).contains(&n) => Ok(n),
         _ => Err(format!("{s:?} is not a number from 1 to {MAX_HISTORY}")),
+    }
+}
+
+fn stale_after(s: &str) -> Result<Option<Duration>, String> {
+    if s == "never" {
+        return Ok(None);
+    }
+    match humantime::parse_duration(s) {
+        Ok(d) if d >= Duration::from_secs(1) => Ok(Some(d)),
+        Ok(_) => Err(format!("{s:?} is shorter than a second")),
+        Err(e) => Err(format!("{s:?} is not a duration such as 30m or 2h ({e})")),
     }
 }
 

@@ -8,7 +8,8 @@ mod messages;
 mod support;
 
 use icewatch::monitor::{
-    JobState, State, StateOptions, CHANGE_LIMIT, MAX_ACTIVE_JOBS, MAX_HOSTS, OFFLINE_HOST_LIMIT,
+    EndReason, JobState, State, StateOptions, CHANGE_LIMIT, MAX_ACTIVE_JOBS, MAX_HOSTS,
+    OFFLINE_HOST_LIMIT,
 };
 use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
 use icewatch::protocol::{JobDone, Language, Message};
@@ -16,7 +17,7 @@ use messages::{begin, local_done, stats};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use support::{assert_basic_final_state, capture_frames, CAPTURES};
+use support::{assert_basic_final_state_after, capture_frames, CAPTURES};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -70,7 +71,8 @@ fn every_capture_applied_message_by_message_keeps_the_books_and_ends_exactly() {
             frames = rest;
         }
         st.scheduler_connected("127.0.0.1:8765".into(), agreed, T0);
-        // After a reconnect the books start over: replay once more.
+        // After a reconnect the hosts start over, under ids that are new or
+        // another's; their counters go on by name: replay once more.
         let (_, mut frames) = capture_frames(file);
         while !frames.is_empty() {
             let (rest, raw) = parse_frame(frames, MAX_MSG_SIZE).unwrap();
@@ -82,7 +84,9 @@ fn every_capture_applied_message_by_message_keeps_the_books_and_ends_exactly() {
         assert_eq!(history[..44], history[44..], "the history spans sessions");
         // localice compiled for itself, remote1 and remote2 for localice.
         assert_eq!(peak_links, 3);
-        assert_basic_final_state(&st, agreed);
+        assert_basic_final_state_after(&st, agreed, 2);
+        let sessions: Vec<u32> = st.history().map(|j| j.session()).collect();
+        assert_eq!((sessions[0], sessions[43], sessions[44]), (1, 1, 2));
     }
 }
 
@@ -133,18 +137,19 @@ fn a_host_going_offline_finishes_its_jobs_and_the_schedulers_exit_255_reports_ar
     apply_all(&mut st, &[stats(2, "State:Offline\n")], T0 + 20);
     let h2 = st.host(2).unwrap();
     assert!(!h2.online);
-    assert_eq!((h2.active, h2.pending, h2.failed), (0, 0, 1));
+    assert_eq!((h2.active, h2.pending, h2.failed), (0, 0, 0));
     assert_eq!(h2.compiled, 0, "job 10 was cut short, not compiled");
-    let ended: BTreeMap<u32, (JobState, Option<i32>)> = st
+    let ended: BTreeMap<u32, (JobState, Option<EndReason>, Option<i32>)> = st
         .history()
-        .map(|j| (j.id, (j.state, j.exit_code)))
+        .map(|j| (j.id, (j.state, j.reason, j.exit_code)))
         .collect();
+    let left = Some(EndReason::HostLeft);
     assert_eq!(
         ended,
         BTreeMap::from([
-            (10, (JobState::Failed, Some(255))),
-            (12, (JobState::Failed, Some(255))),
-            (13, (JobState::LocalFinished, None)),
+            (10, (JobState::CutShort, left, None)),
+            (12, (JobState::CutShort, left, None)),
+            (13, (JobState::LocalFinished, left, None)),
         ])
     );
     assert_eq!(st.job(11).unwrap().state, JobState::Compiling);
@@ -155,16 +160,29 @@ fn a_host_going_offline_finishes_its_jobs_and_the_schedulers_exit_255_reports_ar
             t.total_slots,
             t.active,
             t.jobs_failed,
-            t.local_jobs_finished
+            t.jobs_cut_short,
+            t.local_jobs_finished,
+            t.success_ratio
         ),
-        (2, 4, 1, 2, 1)
+        (2, 4, 1, 0, 2, 1, None),
+        "jobs cut short are no compiler outcome"
     );
     assert_eq!((st.link(1, 2), st.link(1, 3)), (0, 1));
-    assert_eq!(st.host(1).unwrap().failed, 1);
-    // What the scheduler sends next for those jobs is no surprise.
-    apply_all(&mut st, &[done(10, 255), done(12, 255)], T0 + 21);
-    assert_eq!(st.totals().unknown_jobs, 0);
-    assert_eq!(st.totals().jobs_failed, 2, "each job counted once");
+    assert_eq!(st.host(1).unwrap().failed, 0);
+    // What the scheduler sends next for those jobs is no surprise, for
+    // remote and local jobs alike.
+    apply_all(
+        &mut st,
+        &[done(10, 255), done(12, 255), local_done(13)],
+        T0 + 21,
+    );
+    let t = st.totals();
+    assert_eq!(t.unknown_jobs, 0);
+    assert_eq!(
+        (t.jobs_failed, t.jobs_cut_short, t.local_jobs_finished),
+        (0, 2, 1),
+        "each job counted once"
+    );
 }
 
 #[test]
@@ -192,7 +210,10 @@ fn messages_naming_unknown_hosts_are_counted_and_touch_no_host() {
 
 #[test]
 fn the_history_keeps_only_the_newest_jobs() {
-    let mut st = State::new(StateOptions { history_limit: 3 });
+    let mut st = State::new(StateOptions {
+        history_limit: 3,
+        ..StateOptions::default()
+    });
     st.scheduler_connected("s:1".into(), 43, T0);
     let h = host_text("h", 8, false);
     st.apply(&stats(1, &h), T0);
@@ -206,7 +227,10 @@ fn the_history_keeps_only_the_newest_jobs() {
 
 #[test]
 fn a_job_in_a_recycled_slot_carries_nothing_of_the_job_before_it() {
-    let mut st = State::new(StateOptions { history_limit: 2 });
+    let mut st = State::new(StateOptions {
+        history_limit: 2,
+        ..StateOptions::default()
+    });
     st.scheduler_connected("s:1".into(), 43, T0);
     for id in 1..=2 {
         st.apply(&stats(id, &host_text(&format!("h{id}"), 4, false)), T0);
@@ -477,11 +501,25 @@ fn a_new_session_drops_the_old_hosts_and_jobs_so_no_ghost_remains() {
     assert_eq!(st.jobs().count(), 0);
     let ended = st.history().last().unwrap();
     assert_eq!(
-        (ended.id, ended.state, ended.exit_code),
-        (5, JobState::Failed, None)
+        (ended.id, ended.state, ended.reason, ended.exit_code),
+        (5, JobState::CutShort, Some(EndReason::SchedulerLost), None)
+    );
+    assert_eq!(
+        (ended.client_name(), ended.server_name(), ended.session()),
+        (Some("a"), Some("b"), 1),
+        "an ended job keeps its hosts' names and its session"
     );
     let t = st.totals();
-    assert_eq!((t.jobs_failed, t.unknown_jobs, t.total_slots), (0, 0, 0));
+    assert_eq!(
+        (
+            t.jobs_failed,
+            t.jobs_cut_short,
+            t.unknown_jobs,
+            t.total_slots
+        ),
+        (0, 1, 1, 0),
+        "counters go on across sessions"
+    );
     assert_eq!(st.scheduler().reconnects, 1);
     let c = st.take_changes();
     assert!(c.is_reset());
@@ -507,18 +545,29 @@ fn losing_the_scheduler_shows_hosts_offline_and_ends_jobs_with_an_unknown_outcom
     );
     st.check_invariants();
     assert!(st.hosts().all(|h| !h.online));
-    let ended: Vec<_> = st.history().map(|j| (j.id, j.state, j.exit_code)).collect();
+    let ended: Vec<_> = st
+        .history()
+        .map(|j| (j.id, j.state, j.reason, j.exit_code))
+        .collect();
+    let lost = Some(EndReason::SchedulerLost);
     assert_eq!(
         ended,
         [
-            (7, JobState::LocalFinished, None),
-            (8, JobState::Failed, None)
+            (7, JobState::LocalFinished, lost, None),
+            (8, JobState::CutShort, lost, None)
         ]
     );
     let t = st.totals();
     assert_eq!(
-        (t.active, t.pending, t.hosts_online, t.jobs_failed),
-        (0, 0, 0, 0)
+        (
+            t.active,
+            t.pending,
+            t.hosts_online,
+            t.jobs_failed,
+            t.jobs_cut_short,
+            t.local_jobs_finished
+        ),
+        (0, 0, 0, 0, 1, 0)
     );
     let s = st.scheduler();
     assert!(!s.online);

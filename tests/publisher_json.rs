@@ -64,9 +64,10 @@ fn a_host_leaving_is_sent_offline_with_its_jobs_ended_and_its_links_zeroed() {
     );
     let ended: Vec<&Value> = diff["jobs_done"].as_array().into_iter().flatten().collect();
     assert_eq!(ended.len(), 2, "remote2's two jobs end with it: {text}");
-    assert!(ended
-        .iter()
-        .all(|j| j["server"] == 3 && j["state"] == "failed"));
+    assert!(ended.iter().all(|j| j["server"] == 3
+        && j["state"] == "cut_short"
+        && j["reason"] == "host_left"
+        && j["server_name"] == "remote2"));
 }
 
 #[test]

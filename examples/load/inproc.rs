@@ -83,6 +83,7 @@ pub fn once(hosts: u32, messages: u64, history: u64) -> Result<()> {
     let decode = pass(None)?;
     let mut state = State::new(StateOptions {
         history_limit: history as usize,
+        ..StateOptions::default()
     });
     let before = super::cpu(std::process::id())?.2;
     let apply = pass(Some(&mut state))?;

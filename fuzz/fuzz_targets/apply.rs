@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let version = MIN_PROTOCOL_VERSION + u32::from(*pick) % span;
     let mut state = State::new(StateOptions {
         history_limit: 1 + usize::from(*history % 64),
+        ..StateOptions::default()
     });
     state.scheduler_connected("fuzz:8765".into(), version, 0);
     let mut now = 1_700_000_000_000;

@@ -94,6 +94,9 @@ pub async fn serve(
     println!("open {} in a browser", url(local, args.token.as_deref()));
     let state: SharedState = Arc::new(Mutex::new(State::new(StateOptions {
         history_limit: args.history,
+        stale_after_ms: args.stale_after.map_or(u64::MAX, |d| {
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+        }),
     })));
     let changed = Arc::new(Notify::new());
     let reading = tokio::spawn(monitor::run(

@@ -11,8 +11,11 @@
 //! nothing, and the id index (4 bytes an id, looked up by position:
 //! [`JobIndex`]) stays small enough for the caches.
 
+use super::book::Raised;
+use super::cluster::{EndReason, Job, JobRef, JobState, JobStats};
+use super::host_names::{HostNames, NameKey};
 use super::names::{Name, Names};
-use super::state::{Job, JobRef, JobSeen, JobState, JobStats, Raised, MAX_HISTORY};
+use super::state::{JobSeen, MAX_HISTORY};
 use crate::protocol::Language;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -205,15 +208,21 @@ impl Active {
 /// How a job ended: what [`Jobs::retire`] adds to its record.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Ended {
-    /// Finished, failed or local finished.
+    /// Finished, failed, cut short or local finished.
     pub(crate) state: JobState,
+    pub(crate) reason: EndReason,
     pub(crate) end_ms: u64,
     pub(crate) exit_code: Option<i32>,
     pub(crate) stats: Option<JobStats>,
+    /// The keys of its submitter's and server's names at its end.
+    pub(crate) client_name: NameKey,
+    pub(crate) server_name: NameKey,
 }
 
 /// A finished job as the history keeps it: what a [`Job`] shows, in 80
-/// bytes (which optional fields are there as bits).
+/// bytes (which optional fields are there as bits). The language is kept
+/// in a byte: values past 254, which no compiler has, read back as 255
+/// (named `?` as any unknown one).
 #[derive(Clone, Copy, Debug)]
 struct Done {
     start_ms: u64,
@@ -223,9 +232,12 @@ struct Done {
     client: u32,
     server: u32,
     exit_code: i32,
-    lang: u32,
     name: Name,
+    client_name: NameKey,
+    server_name: NameKey,
+    lang: u8,
     state: JobState,
+    reason: EndReason,
     /// Which of the optional fields are there (`Done::CLIENT`...).
     has: u8,
 }
@@ -249,9 +261,12 @@ impl Done {
             client: job.client.unwrap_or(0),
             server: job.server.unwrap_or(0),
             exit_code: ended.exit_code.unwrap_or(0),
-            lang: job.lang.map_or(0, |l| l.0),
             name,
+            client_name: ended.client_name,
+            server_name: ended.server_name,
+            lang: job.lang.map_or(0, |l| u8::try_from(l.0).unwrap_or(u8::MAX)),
             state: ended.state,
+            reason: ended.reason,
             has: bit(job.client.is_some(), Done::CLIENT)
                 | bit(job.server.is_some(), Done::SERVER)
                 | bit(ended.exit_code.is_some(), Done::EXIT_CODE)
@@ -264,12 +279,13 @@ impl Done {
     fn job(&self) -> Job {
         let has = |bit: u8| self.has & bit != 0;
         Job {
-            lang: has(Done::LANG).then_some(Language(self.lang)),
+            lang: has(Done::LANG).then_some(Language(u32::from(self.lang))),
             client: has(Done::CLIENT).then_some(self.client),
             server: has(Done::SERVER).then_some(self.server),
             end_ms: Some(self.end_ms),
             exit_code: has(Done::EXIT_CODE).then_some(self.exit_code),
             stats: has(Done::STATS).then_some(self.stats),
+            reason: Some(self.reason),
             ..Job::new(self.id, self.state, self.start_ms)
         }
     }
@@ -348,10 +364,13 @@ impl Jobs {
         JobRef::new(job.job(), self.names.get(job.name), JobKey::Active(slot))
     }
 
-    /// `done`, of the history, with history sequence number `seq` and its
-    /// file name.
-    fn lend_done<'a>(&'a self, done: &Done, seq: u64) -> JobRef<'a> {
-        JobRef::new(done.job(), self.names.get(done.name), JobKey::Done(seq))
+    /// `done`, of the history, with history sequence number `seq`, its
+    /// file name and its hosts' names (from `hosts`).
+    fn lend_done<'a>(&'a self, done: &Done, seq: u64, hosts: &'a HostNames) -> JobRef<'a> {
+        let mut job = JobRef::new(done.job(), self.names.get(done.name), JobKey::Done(seq));
+        job.client_name = hosts.name(done.client_name);
+        job.server_name = hosts.name(done.server_name);
+        job
     }
 
     /// The slot of the active job `id`.
@@ -377,6 +396,17 @@ impl Jobs {
     /// Drops every mark: the next diff shows each job whole.
     pub(crate) fn forget_seen(&mut self) {
         self.done_seen.clear();
+    }
+
+    /// Drops the mark of the active job `id`: the next diff shows it whole.
+    pub(crate) fn forget_seen_of(&mut self, id: u32) {
+        if let Some(seen) = self
+            .active
+            .get(id)
+            .and_then(|slot| self.seen.get_mut(slot as usize))
+        {
+            *seen = None;
+        }
     }
 
     /// Records `seen(job)` as published for the active jobs `ids`, or all
@@ -428,27 +458,37 @@ impl Jobs {
         ids
     }
 
-    /// The finished jobs, oldest first.
-    pub(crate) fn history(
-        &self,
-    ) -> impl DoubleEndedIterator<Item = JobRef<'_>> + ExactSizeIterator + '_ {
-        let first = self.pushed - self.history.len() as u64;
+    /// The finished jobs, oldest first, their hosts named from `hosts`.
+    pub(crate) fn history<'a>(
+        &'a self,
+        hosts: &'a HostNames,
+    ) -> impl DoubleEndedIterator<Item = JobRef<'a>> + ExactSizeIterator + 'a {
+        let first = self.first_finished();
         self.history
             .iter()
             .enumerate()
-            .map(move |(i, done)| self.lend_done(done, first + i as u64))
+            .map(move |(i, done)| self.lend_done(done, first + i as u64, hosts))
     }
 
     /// The finished jobs with history sequence number `from` or later,
     /// oldest first.
-    pub(crate) fn history_since(&self, from: u64) -> impl Iterator<Item = JobRef<'_>> + '_ {
-        let first = self.pushed - self.history.len() as u64;
+    pub(crate) fn history_since<'a>(
+        &'a self,
+        from: u64,
+        hosts: &'a HostNames,
+    ) -> impl Iterator<Item = JobRef<'a>> + 'a {
+        let first = self.first_finished();
         let skip = usize::try_from(from.saturating_sub(first)).unwrap_or(usize::MAX);
         let skip = skip.min(self.history.len());
         self.history
             .range(skip..)
             .enumerate()
-            .map(move |(i, done)| self.lend_done(done, first + (skip + i) as u64))
+            .map(move |(i, done)| self.lend_done(done, first + (skip + i) as u64, hosts))
+    }
+
+    /// The sequence number of the oldest finished job kept.
+    pub(crate) fn first_finished(&self) -> u64 {
+        self.pushed - self.history.len() as u64
     }
 
     /// The sequence number the next finished job will have.
@@ -539,8 +579,10 @@ impl Jobs {
 #[cfg(test)]
 mod tests {
     use super::{Active, Done, Ended, JobIndex, Jobs, Slot};
+    use crate::monitor::cluster::EndReason;
+    use crate::monitor::cluster::{Job, JobState, JobStats};
+    use crate::monitor::host_names::HostNames;
     use crate::monitor::names::Name;
-    use crate::monitor::state::{Job, JobState, JobStats};
     use crate::protocol::Language;
     use proptest::prelude::*;
     use std::collections::HashMap;
@@ -570,8 +612,13 @@ mod tests {
         prop_oneof![
             Just(JobState::Finished),
             Just(JobState::Failed),
+            Just(JobState::CutShort),
             Just(JobState::LocalFinished),
         ]
+    }
+
+    fn reason() -> impl Strategy<Value = EndReason> {
+        proptest::sample::select(&EndReason::ALL[..])
     }
 
     proptest! {
@@ -581,10 +628,11 @@ mod tests {
         fn a_finished_job_reads_back_from_its_history_record(
             id in any::<u32>(),
             state in state(),
+            reason in reason(),
             hosts in (any::<Option<u32>>(), any::<Option<u32>>()),
             times in (any::<u64>(), any::<u64>()),
             exit_code in any::<Option<i32>>(),
-            lang in any::<Option<u32>>(),
+            lang in proptest::option::of(0u32..255),
             stats in any::<Option<[u32; 8]>>(),
         ) {
             let mut active = Active::new(id, JobState::Compiling, times.0);
@@ -592,6 +640,7 @@ mod tests {
             active.lang = lang.map(Language);
             let ended = Ended {
                 state,
+                reason,
                 end_ms: times.1,
                 exit_code,
                 stats: stats.map(|s| JobStats {
@@ -604,6 +653,8 @@ mod tests {
                     out_compressed: s[6],
                     out_uncompressed: s[7],
                 }),
+                client_name: 0,
+                server_name: 0,
             };
             let want = Job {
                 id,
@@ -615,6 +666,7 @@ mod tests {
                 end_ms: Some(times.1),
                 exit_code,
                 stats: ended.stats,
+                reason: Some(reason),
             };
             prop_assert_eq!(Done::new(&active, &ended, Name::default()).job(), want);
         }
@@ -654,9 +706,12 @@ mod tests {
             let slot = jobs.take(old).expect("active");
             let ended = Ended {
                 state: JobState::Finished,
+                reason: EndReason::Exit,
                 end_ms: 1,
                 exit_code: Some(0),
                 stats: None,
+                client_name: 0,
+                server_name: 0,
             };
             jobs.retire(slot, ended);
         }
@@ -664,12 +719,12 @@ mod tests {
         for job in jobs
             .active_slots()
             .map(|s| jobs.lend(s))
-            .chain(jobs.history())
+            .chain(jobs.history(&HostNames::default()))
         {
             assert_eq!(job.file(), name(job.id));
             live += job.file_bytes().len();
         }
-        assert_eq!(jobs.history().len(), 300);
+        assert_eq!(jobs.history(&HostNames::default()).len(), 300);
         let (counted, held) = jobs.names.usage();
         assert_eq!(counted, live);
         assert!(held <= 2 * live + 5 * 64 * 1024, "{held} held for {live}");

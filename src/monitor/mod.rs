@@ -32,21 +32,29 @@
 //! # }
 //! ```
 
+mod book;
 mod change;
+mod cluster;
 pub mod connection;
+mod host_names;
+mod hosts;
 mod jobs;
 mod names;
+mod rate;
+mod serving;
 mod snapshot;
 mod state;
 pub mod target;
 
 pub use change::ChangeSet;
+pub use cluster::{
+    EndReason, Host, Job, JobRef, JobState, JobStats, Replay, SchedulerStatus, Totals,
+};
 pub use connection::{run, ConnectError, ConnectOptions, Connection};
 pub use names::MAX_FILE_NAME;
 pub use snapshot::{Diff, HostDelta, JobDelta, Link, Snapshot, SNAPSHOT_HISTORY};
 pub use state::{
-    Host, Job, JobRef, JobState, JobStats, SchedulerStatus, State, StateOptions, Totals,
-    CHANGE_LIMIT, MAX_ACTIVE_JOBS, MAX_HISTORY, MAX_HOSTS, OFFLINE_HOST_LIMIT,
+    State, StateOptions, CHANGE_LIMIT, MAX_ACTIVE_JOBS, MAX_HISTORY, MAX_HOSTS, OFFLINE_HOST_LIMIT,
 };
 pub use target::{Target, TargetError, DEFAULT_NETNAME, DEFAULT_PORT};
 

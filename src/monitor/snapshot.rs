@@ -5,7 +5,8 @@
 //! its lock; nothing is copied but the small totals and link records.
 
 use super::change::ChangeSet;
-use super::state::{Host, JobRef, JobSeen, SchedulerStatus, State, Totals};
+use super::cluster::{Host, JobRef, SchedulerStatus, Totals};
+use super::state::{JobSeen, State};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 /// How many finished jobs a snapshot carries (the newest).
@@ -213,7 +214,10 @@ impl Serialize for HostDelta<'_> {
             local_jobs,
             active,
             pending,
-            failed
+            failed,
+            jobs_in,
+            jobs_in_own,
+            jobs_out
         );
         s.end()
     }
@@ -221,7 +225,7 @@ impl Serialize for HostDelta<'_> {
 
 /// A job in a diff: the whole job, or, when the client already has it
 /// (`before`, as last published), its id and the fields that changed (the
-/// file, language and client never do).
+/// file, language, client and session never do).
 #[derive(Clone, Copy, Debug)]
 pub struct JobDelta<'a> {
     /// The job now.
@@ -258,21 +262,24 @@ fn serialize_job<S: Serializer>(
     let whole = before.is_none();
     // Shown if it changed; whole, if set or nulls are wanted.
     let show = |set: bool, changed: bool| if whole { set || nulls } else { changed };
-    // The file, language and client never change.
+    // The file, language, client and session never change.
     if whole {
         s.serialize_entry("file", &job.file())?;
+        s.serialize_entry("session", &job.session())?;
     }
     if show(job.lang.is_some(), false) {
         s.serialize_entry("lang", &job.lang.map(|l| l.name()))?;
     }
     if show(job.client.is_some(), false) {
         s.serialize_entry("client", &job.client)?;
+        s.serialize_entry("client_name", &job.client_name())?;
     }
     if show(
         job.server.is_some(),
         before.is_some_and(|b| job.server != b.server),
     ) {
         s.serialize_entry("server", &job.server)?;
+        s.serialize_entry("server_name", &job.server_name())?;
     }
     if show(true, before.is_some_and(|b| job.state != b.state)) {
         s.serialize_entry("state", &job.state)?;
@@ -283,6 +290,9 @@ fn serialize_job<S: Serializer>(
     // A client saw the job active, without these: they are new if set.
     if show(job.end_ms.is_some(), job.end_ms.is_some()) {
         s.serialize_entry("end_ms", &job.end_ms)?;
+    }
+    if show(job.reason.is_some(), job.reason.is_some()) {
+        s.serialize_entry("reason", &job.reason)?;
     }
     if show(job.exit_code.is_some(), job.exit_code.is_some()) {
         s.serialize_entry("exit_code", &job.exit_code)?;
@@ -336,6 +346,9 @@ mod tests {
         before.active += 1;
         before.pending += 1;
         before.failed += 1;
+        before.jobs_in += 1;
+        before.jobs_in_own += 1;
+        before.jobs_out += 1;
         let delta = serde_json::to_value(HostDelta {
             now,
             before: Some(&before),

@@ -92,19 +92,20 @@ pub struct JobQuery {
 pub const DEFAULT_JOB_LIMIT: usize = 1000;
 
 /// Every job state, by its JSON name.
-const STATES: [JobState; 6] = [
+const STATES: [JobState; 7] = [
     JobState::Waiting,
     JobState::Compiling,
     JobState::Local,
     JobState::Finished,
     JobState::Failed,
+    JobState::CutShort,
     JobState::LocalFinished,
 ];
 
 impl JobQuery {
     /// Reads the `state`, `host` and `limit` query parameters. `state` is a
     /// comma-separated list of job states, `active` (waiting, compiling,
-    /// local) or `history` (finished, failed, local_finished).
+    /// local) or `history` (finished, failed, cut_short, local_finished).
     pub fn parse(
         state: Option<&str>,
         host: Option<&str>,
@@ -123,7 +124,8 @@ impl JobQuery {
                             None => {
                                 return Err(format!(
                                     "unknown job state {name:?}: use waiting, compiling, local, \
-                                     finished, failed, local_finished, active or history"
+                                     finished, failed, cut_short, local_finished, active \
+                                     or history"
                                 ))
                             }
                         },
@@ -147,25 +149,23 @@ impl JobQuery {
 }
 
 /// `GET /api/v1/jobs`: active jobs (newest first), then finished ones
-/// (newest first), filtered by `query`.
+/// (newest first), filtered by `query`. A host is matched by name in every
+/// scheduler session, or by id in the current one.
 pub fn jobs(state: &State, query: &JobQuery) -> String {
-    let host_ids: Option<Vec<u32>> = query.host.as_deref().map(|host| match host.parse() {
-        Ok(id) => vec![id],
-        Err(_) => state
-            .hosts()
-            .filter(|h| &*h.name == host)
-            .map(|h| h.id)
-            .collect(),
-    });
+    let session = state.session();
+    let by_host = |job: &JobRef<'_>, host: &str| match host.parse::<u32>() {
+        Ok(id) => job.session() == session && (job.client == Some(id) || job.server == Some(id)),
+        Err(_) => job.client_name() == Some(host) || job.server_name() == Some(host),
+    };
     let wanted = |job: &JobRef<'_>| {
         query
             .states
             .as_ref()
             .map_or(true, |s| s.contains(&job.state))
-            && host_ids.as_ref().map_or(true, |ids| {
-                ids.iter()
-                    .any(|id| job.client == Some(*id) || job.server == Some(*id))
-            })
+            && query
+                .host
+                .as_deref()
+                .map_or(true, |host| by_host(job, host))
     };
     let mut active: Vec<JobRef<'_>> = state.jobs().filter(wanted).collect();
     active.sort_unstable_by_key(|j| std::cmp::Reverse((j.start_ms, j.id)));

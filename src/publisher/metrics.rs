@@ -1,9 +1,9 @@
 //! `GET /metrics`: the cluster and the fan-out in Prometheus' text format,
 //! read from the state at each scrape (prometheus-client's [`Collector`]).
 //!
-//! Counters come from the monitor's session counters, so they restart from
-//! zero when icewatch reconnects to a new scheduler session; Prometheus'
-//! `rate()` and `increase()` treat such a drop as a counter reset.
+//! Counters only grow for the life of the process: they go on across
+//! scheduler restarts and reconnections (a new scheduler session starts
+//! only the gauges from nothing).
 
 use super::websocket::Hub;
 use crate::monitor::State;
@@ -139,7 +139,7 @@ impl Collector for ClusterCollector {
                 n(&fan_out.clients) as i64,
             ),
         ];
-        let counters: [(&str, &str, u64); 11] = [
+        let counters: [(&str, &str, u64); 12] = [
             (
                 "scheduler_reconnects",
                 "Scheduler sessions started after the first",
@@ -147,17 +147,22 @@ impl Collector for ClusterCollector {
             ),
             (
                 "jobs_finished",
-                "Remote jobs that ended with exit code 0 (this scheduler session)",
+                "Remote jobs whose compiler exited with 0",
                 t.jobs_finished,
             ),
             (
                 "jobs_failed",
-                "Remote jobs that ended otherwise (this scheduler session)",
+                "Remote jobs whose compiler exited with another code",
                 t.jobs_failed,
             ),
             (
+                "jobs_cut_short",
+                "Remote jobs ended without the compiler's verdict (host left, scheduler lost, stale)",
+                t.jobs_cut_short,
+            ),
+            (
                 "local_jobs_finished",
-                "Local jobs that ended (this scheduler session)",
+                "Local jobs that ended",
                 t.local_jobs_finished,
             ),
             (

@@ -33,7 +33,10 @@ impl Feed {
 
     /// [`Feed::new`], with a history of `history_limit` finished jobs.
     pub fn with_history(history_limit: usize) -> Feed {
-        let state = Arc::new(Mutex::new(State::new(StateOptions { history_limit })));
+        let state = Arc::new(Mutex::new(State::new(StateOptions {
+            history_limit,
+            ..StateOptions::default()
+        })));
         lock_state(&state).scheduler_connected("127.0.0.1:8765".into(), VERSION, START_MS);
         Feed {
             state,
