@@ -93,8 +93,9 @@ test("the host table adds up: the jobs given back to localice are in its IN, and
   assert.equal(cells.row.OUT, String(REMOTE_JOBS));
   assert.deepEqual([cells.in, cells.out], [String(REMOTE_JOBS), String(REMOTE_JOBS)]);
   assert.equal(cells.own, String(localice.jobs_in_own));
-  // A job given back reads as what it was: from localice to localice.
-  const given = state.history.find((j) => j.client_name === 'localice' && j.server_name === 'localice' && j.state === 'finished');
+  // A job given back reads as what it was: from localice to localice (the
+  // newest, so that its row is in view: the list holds only those).
+  const given = state.history.filter((j) => j.client_name === 'localice' && j.server_name === 'localice' && j.state === 'finished').at(-1);
   const route = await eventually('a job given back, listed', () => page.evaluate((file) => {
     const row = [...document.querySelectorAll('[data-testid=job-row]')].find((r) => r.cells[1].textContent === file);
     return row && row.cells[2].textContent;

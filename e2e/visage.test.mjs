@@ -184,14 +184,16 @@ test('each job row says why it ended: an exit code for a compile error, a reason
 
   // The demo has a few compile errors...
   await page.selectOption('[data-testid=filter-state]', 'failed');
-  const failed = await eventually('a compile error listed', async () => { const rows = await shownJobs(); return rows.length && rows; }, 2 * WAIT);
+  // (The list changes at the next render: wait until it shows only what the filter lets through.)
+  const only = (state) => async () => { const rows = await shownJobs(); return rows.length && rows.every((r) => r.state === state) && rows; };
+  const failed = await eventually('compile errors alone listed', only('failed'), 2 * WAIT);
   for (const row of failed) {
     assert.equal(row.state, 'failed');
     assert.match(row.why, /^exit -?\d+$/, `${row.file}: its exit code in the row`);
   }
   // ...and hosts that leave, cutting their jobs short (the first within a minute).
   await page.selectOption('[data-testid=filter-state]', 'cut_short');
-  const cut = await eventually('a job cut short listed', async () => { const rows = await shownJobs(); return rows.length && rows; }, 2 * WAIT);
+  const cut = await eventually('jobs cut short alone listed', only('cut short'), 2 * WAIT);
   for (const row of cut) {
     assert.equal(row.state, 'cut short');
     assert.ok(['host left', 'scheduler gone', 'stale'].includes(row.why), `${row.file}: why in the row (${row.why})`);
