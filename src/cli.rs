@@ -106,7 +106,12 @@ so stdout pipes cleanly into jq.
 Reads a live scheduler (found like `icewatch monitor` finds it), or with \
 --capture a file: an icewatch recording, or a raw capture (two little-endian \
 version words, then frames). Messages read from a recording carry \"at_ms\", \
-their time since the recording started.",
+their time since the recording started.
+
+A live dump goes on when the scheduler restarts: it connects again as \
+`monitor` does and prints a line {\"session\": N, \"at_ms\": ..., \"scheduler\": \
+..., \"protocol\": ...} before the new session's messages. --once stops at the \
+first end instead.",
         after_help = "\
 Examples:
   icewatch dump scheduler.lan | jq 'select(.type == \"MON_JOB_DONE\")'
@@ -180,9 +185,16 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
 
     /// Require this token on every route but /healthz (as `Authorization:
-    /// Bearer T` or `?token=T`; the printed URL carries it)
+    /// Bearer T` or `?token=T`; the printed URL carries it); it may not be
+    /// empty
     #[arg(long, value_name = "T", env = "ICEWATCH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+
+    /// Without a token, also answer requests that name this host (a reverse
+    /// proxy's name, this machine's DNS name); repeatable. Loopback names
+    /// and addresses and the --listen address are always allowed
+    #[arg(long = "allowed-host", value_name = "NAME", value_parser = allowed_host)]
+    pub allowed_hosts: Vec<String>,
 
     /// Gather changes for this long before sending a diff to browsers
     #[arg(long, value_name = "MS", default_value_t = 100)]
@@ -309,6 +321,10 @@ pub struct DumpArgs {
     /// Stop after this many messages
     #[arg(short = 'c', long, value_name = "N")]
     pub count: Option<u64>,
+
+    /// Stop when the scheduler goes away instead of waiting for it again
+    #[arg(long, conflicts_with = "capture")]
+    pub once: bool,
 }
 
 /// `icewatch record`.
@@ -325,6 +341,10 @@ pub struct RecordArgs {
     /// Stop after this many messages
     #[arg(short = 'c', long, value_name = "N")]
     pub count: Option<u64>,
+
+    /// Stop when the scheduler goes away instead of waiting for it again
+    #[arg(long)]
+    pub once: bool,
 }
 
 /// `icewatch replay`.
@@ -364,7 +384,7 @@ pub struct ReplayArgs {
 fn page_group() -> ArgGroup {
     ArgGroup::new("page")
         .multiple(true)
-        .args(["listen", "coalesce_ms", "history"])
+        .args(["listen", "coalesce_ms", "history", "allowed_hosts"])
         .conflicts_with("as_scheduler")
 }
 
@@ -385,6 +405,11 @@ fn stale_after(s: &str) -> Result<Option<Duration>, String> {
         Ok(_) => Err(format!("{s:?} is shorter than a second")),
         Err(e) => Err(format!("{s:?} is not a duration such as 30m or 2h ({e})")),
     }
+}
+
+/// A host name or an IP address for `--allowed-host`.
+fn allowed_host(s: &str) -> Result<String, String> {
+    crate::publisher::host::check_allowed_host(s)
 }
 
 fn non_negative(s: &str) -> Result<f64, String> {
@@ -430,6 +455,29 @@ mod tests {
         assert!(Cli::try_parse_from(["icewatch", "dump", "h", "--capture", "f"]).is_err());
         assert!(Cli::try_parse_from(["icewatch", "replay", "f", "--speed", "-1"]).is_err());
         assert!(Cli::try_parse_from(["icewatch", "monitor", "--protocol", "20"]).is_err());
+    }
+
+    #[test]
+    fn allowed_hosts_repeat_and_must_be_names_or_addresses() {
+        let cli = Cli::try_parse_from([
+            "icewatch",
+            "demo",
+            "--allowed-host",
+            "icewatch.example.org",
+            "--allowed-host",
+            "192.0.2.7",
+        ])
+        .unwrap();
+        let Command::Demo(d) = cli.command else {
+            panic!()
+        };
+        assert_eq!(d.serve.allowed_hosts, ["icewatch.example.org", "192.0.2.7"]);
+        for bad in ["http://a.example", "a.example:8080", ""] {
+            assert!(
+                Cli::try_parse_from(["icewatch", "demo", "--allowed-host", bad]).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

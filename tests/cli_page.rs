@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{capture, Running, PATIENCE};
+use common::{capture, icewatch, Running, PATIENCE};
 use futures_util::StreamExt;
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -217,4 +217,79 @@ async fn replay_serves_the_page_of_a_capture_up_to_its_final_state() {
         t["jobs_finished"] == 41 && t["jobs_failed"] == 1 && t["local_jobs_finished"] == 2
     })
     .await;
+}
+
+/// `icewatch demo ARGS` with `ICEWATCH_TOKEN` set to `env` if given: it
+/// must refuse to start, in one line naming the flag and the variable.
+fn refuses_the_token(args: &[&str], env: Option<&str>) {
+    let mut command = icewatch();
+    command.args(["demo", "--seed", "5"]).args(args);
+    if let Some(value) = env {
+        command.env("ICEWATCH_TOKEN", value);
+    }
+    let mut demo = Running::spawn(command);
+    assert_eq!(demo.wait().code(), Some(1), "{args:?} {env:?}");
+    let stderr = demo.rest_of_stderr();
+    let last = stderr.last().expect("an error line");
+    assert!(last.starts_with("error: the token is empty"), "{last}");
+    assert!(
+        last.contains("--token") && last.contains("ICEWATCH_TOKEN"),
+        "{last}"
+    );
+    assert!(
+        !stderr.iter().any(|l| l.contains("warning")),
+        "refused before listening: {stderr:?}"
+    );
+}
+
+#[test]
+fn an_empty_or_blank_token_is_refused_at_start() {
+    refuses_the_token(&["--listen", "127.0.0.1:0", "--token", ""], None);
+    refuses_the_token(&["--listen", "127.0.0.1:0", "--token", "  "], None);
+    // What `--token "$TOKEN"` or `ICEWATCH_TOKEN=$TOKEN` give with TOKEN unset.
+    refuses_the_token(&["--listen", "127.0.0.1:0"], Some(""));
+    refuses_the_token(&["--listen", "0.0.0.0:0", "--token", ""], None);
+}
+
+/// The next message on a WebSocket, in time.
+async fn next_message<S>(ws: &mut S) -> WsMessage
+where
+    S: futures_util::Stream<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>>
+        + Unpin,
+{
+    tokio::time::timeout(PATIENCE, ws.next())
+        .await
+        .expect("a message in time")
+        .expect("the socket stays open")
+        .expect("a good message")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_a_low_descriptor_limit_idle_sockets_starve_neither_healthz_nor_a_reader() {
+    // 256 descriptors: the cap is 192 connections. The attacker's 400
+    // sockets are more than the process could hold at all.
+    let mut command = std::process::Command::new("sh");
+    command
+        .args(["-c", "ulimit -n 256 && exec \"$0\" \"$@\""])
+        .arg(assert_cmd::cargo::cargo_bin!("icewatch"))
+        .args(["demo", "--listen", "127.0.0.1:0", "--seed", "6"]);
+    let mut demo = Running::spawn(command);
+    let (host, _) = split_url(&page_url(&demo));
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{host}/ws"))
+        .await
+        .expect("a reader connects");
+    next_message(&mut ws).await;
+
+    let idle: Vec<TcpStream> = (0..400)
+        .map(|_| TcpStream::connect(&host).expect("the kernel accepts"))
+        .collect();
+    assert_eq!(get(&host, "/healthz"), (200, "ok\n".to_owned()));
+    assert_eq!(get(&host, "/api/v1/hosts").0, 200);
+    // The demo keeps changing: the reader keeps receiving diffs.
+    for _ in 0..3 {
+        next_message(&mut ws).await;
+    }
+    drop(idle);
+    demo.signal("INT");
+    assert!(demo.wait().success());
 }

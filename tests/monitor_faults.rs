@@ -10,10 +10,14 @@
 //! Every script after the last repeats the last one, a working scheduler,
 //! so assertions hold even if a loaded machine makes the client retry more.
 
+mod messages;
 mod support;
 
-use icewatch::monitor::{lock_state, ConnectOptions, Target};
-use icewatch::protocol::{Message, MsgType};
+use icewatch::monitor::{
+    lock_state, run_from, ConnectError, ConnectOptions, Connection, JobState, Target,
+};
+use icewatch::protocol::{Language, Message, MsgType};
+use messages::{begin, get_cs};
 use std::time::Duration;
 use support::*;
 
@@ -232,21 +236,62 @@ async fn a_silent_scheduler_that_no_longer_answers_is_dropped() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_quiet_scheduler_that_still_answers_keeps_its_session() {
+async fn a_quiet_scheduler_that_still_answers_with_the_same_hosts_keeps_its_session() {
+    // Each check is a monitor login that gets the host burst and closes.
     let mut m = Monitor::start(vec![
         vec![Step::Handshake(43), Step::Send(early_host()), Step::Hold],
-        vec![Step::Handshake(43), Step::Hold],
+        vec![Step::Handshake(43), Step::Send(early_host()), Step::Hold],
     ])
     .await;
     let logged_in = m.event(Event::LoggedIn(0, 43)).await;
-    let first = m.event(Event::Checked(1)).await;
-    let second = m.event(Event::Checked(2)).await;
+    let first = m.event(Event::LoggedIn(1, 43)).await;
+    m.event(Event::ClientClosed(1)).await;
+    let second = m.event(Event::LoggedIn(2, 43)).await;
+    m.event(Event::ClientClosed(2)).await;
     assert!(first - logged_in >= IDLE_TIMEOUT);
     assert!(second - first >= IDLE_TIMEOUT);
     let st = lock_state(&m.state);
     let s = st.scheduler();
     assert!(s.online && s.error.is_none() && s.reconnects == 0, "{s:?}");
     assert!(st.host(1).is_some_and(|h| h.online));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_session_that_never_closes_is_found_by_a_check_that_sees_other_hosts() {
+    // The session goes silent without FIN or RST, with a job compiling; a
+    // new connection meets a scheduler that restarted (other hosts).
+    let job = concat(&[
+        frame(&get_cs(7, 1, "ghost.c", Language::C), 43),
+        frame(&begin(7, 1), 43),
+    ]);
+    let mut m = Monitor::start(vec![
+        vec![
+            Step::Handshake(43),
+            Step::Send(concat(&[early_host(), job])),
+            Step::Hold,
+        ],
+        vec![
+            Step::Handshake(43),
+            Step::Send(host(3, "reborn", 2, false)),
+            Step::Hold,
+        ],
+        working_session(),
+    ])
+    .await;
+    m.event(Event::LoggedIn(0, 43)).await;
+    let error = m.until_lost("the session is dead").await;
+    assert!(
+        error.contains("a new connection sees 1 hosts where this session has 1"),
+        "{error}"
+    );
+    {
+        let st = lock_state(&m.state);
+        assert!(st.jobs().next().is_none(), "no ghost job compiling");
+        let ghost = st.history().last().unwrap();
+        assert_eq!((ghost.id, ghost.state), (7, JobState::CutShort));
+    }
+    m.event(Event::ClientClosed(0)).await;
+    recovers(m).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -276,4 +321,88 @@ async fn random_bytes_after_a_valid_handshake_never_break_the_monitor() {
         lock_state(&m.state).check_invariants();
         recovers(m).await;
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_ends_the_login_like_a_daemon_is_no_scheduler_and_is_tried_ever_slower() {
+    // An iceccd answers the version handshake, then ends the monitor's
+    // login with END: no session of it ever delivers, so the delays grow
+    // to the maximum instead of restarting from the minimum.
+    let sched = FakeScheduler::start(vec![vec![
+        Step::Handshake(43),
+        Step::Send(end()),
+        Step::Close,
+    ]])
+    .await;
+    let mut opts = ConnectOptions::new(Target::Address {
+        host: "127.0.0.1".into(),
+        port: sched.port(),
+    });
+    opts.backoff_min = Duration::from_secs(1);
+    opts.backoff_absent_max = Duration::from_secs(2);
+    opts.backoff_max = Duration::from_secs(8);
+    let mut m = Monitor::start_with(sched, opts).await;
+    let mut logins = Vec::new();
+    for n in 0..6 {
+        logins.push(m.event(Event::LoggedIn(n, 43)).await);
+    }
+    for (k, pair) in logins.windows(2).enumerate() {
+        let window = Duration::from_secs(1 << k.min(3));
+        assert!(pair[1] - pair[0] >= window / 2, "attempt {k}");
+    }
+    let error = m.until_lost("answers like an icecream daemon").await;
+    assert!(error.contains("port 8765"), "{error}");
+    m.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_session_that_is_no_schedulers_ends_the_loop_with_that_error() {
+    let sched = FakeScheduler::start(vec![vec![
+        Step::Handshake(43),
+        Step::Send(end()),
+        Step::Close,
+    ]])
+    .await;
+    let opts = ConnectOptions::new(Target::Address {
+        host: "127.0.0.1".into(),
+        port: sched.port(),
+    });
+    let first = Connection::connect(&opts).await.unwrap();
+    let state = shared_state();
+    let changed = std::sync::Arc::new(tokio::sync::Notify::new());
+    let ended = run_from(first, opts, state, changed, std::future::pending()).await;
+    assert!(
+        matches!(ended, Err(ConnectError::NotScheduler { .. })),
+        "{ended:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_scheduler_is_back_within_two_seconds_of_accepting_again() {
+    let sched = FakeScheduler::start(vec![vec![
+        Step::Handshake(43),
+        Step::Send(early_host()),
+        Step::Close,
+    ]])
+    .await;
+    let port = sched.port();
+    let opts = ConnectOptions::new(Target::Address {
+        host: "127.0.0.1".into(),
+        port,
+    });
+    let mut m = Monitor::start_with(sched, opts).await;
+    m.event(Event::LoggedIn(0, 43)).await;
+    m.until_lost("closed the connection").await;
+    // Down for a minute (every attempt refused), then accepting again.
+    m.sched.stop().await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    m.sched = FakeScheduler::start_on(port, vec![working_session()]).await;
+    let back = tokio::time::Instant::now();
+    let logged_in = m.event(Event::LoggedIn(0, 43)).await;
+    assert!(
+        logged_in - back <= Duration::from_secs(2),
+        "{:?} after the scheduler accepted again",
+        logged_in - back
+    );
+    recovers(m).await;
 }

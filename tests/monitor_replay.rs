@@ -19,7 +19,7 @@ fn options(port: u16, protocol: u32) -> ConnectOptions {
     });
     opts.protocol = protocol;
     // Generous: nothing in these tests should ever wait this long.
-    opts.handshake_timeout = Duration::from_secs(600);
+    opts.handshake_timeout = Some(Duration::from_secs(600));
     opts.idle_timeout = Duration::from_secs(3600);
     opts
 }
@@ -161,13 +161,9 @@ async fn connection_reads_whole_frames_with_their_length_until_a_clean_close() {
         Step::Close,
     ]])
     .await;
-    let target = Target::Address {
-        host: "127.0.0.1".into(),
-        port: sched.port(),
-    };
     let mut conn = guarded(
         "the connection",
-        Connection::connect(&target, 21, Duration::from_secs(600)),
+        Connection::connect(&options(sched.port(), 21)),
     )
     .await
     .unwrap();
@@ -191,7 +187,7 @@ async fn connection_reports_a_close_inside_a_frame() {
         Step::Close,
     ]])
     .await;
-    let mut conn = Connection::connect_addr(sched.addr(), 44, Duration::from_secs(600))
+    let mut conn = Connection::connect_addr(sched.addr(), &options(sched.port(), 44))
         .await
         .unwrap();
     let err = loop {

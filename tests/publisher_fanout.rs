@@ -4,7 +4,6 @@
 
 mod feed;
 
-use axum::extract::ws::Message;
 use feed::Feed;
 use futures_util::sink;
 use icewatch::publisher::websocket::ClientEnd;
@@ -13,6 +12,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, Notify};
+use tokio_tungstenite::tungstenite::Message;
 
 fn parse(text: &str) -> Value {
     serde_json::from_str(text).expect("valid JSON")
@@ -45,7 +45,9 @@ async fn next_json(rx: &mut mpsc::Receiver<Message>) -> Value {
     }
 }
 
-async fn next_diff(rx: &mut broadcast::Receiver<axum::extract::ws::Utf8Bytes>) -> Value {
+async fn next_diff(
+    rx: &mut broadcast::Receiver<tokio_tungstenite::tungstenite::Utf8Bytes>,
+) -> Value {
     parse(rx.recv().await.expect("a diff").as_str())
 }
 

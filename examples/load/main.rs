@@ -26,7 +26,11 @@
 //! `apply`: the same stream decoded and applied to a `State` in process, no
 //! socket, each run in a fresh child: what the state costs a message, and
 //! the page faults of its first touches (see `inproc.rs`).
+//!
+//! `clients`: the resident memory of `icewatch demo` before, with and after
+//! 2,000 WebSocket clients (see `clients.rs`).
 
+mod clients;
 mod fanout;
 mod inproc;
 mod soak;
@@ -70,6 +74,7 @@ fn main() -> Result<()> {
     };
     match what.as_str() {
         "fanout" => opts.hosts = 1_000,
+        "clients" => opts.clients = 2_000,
         "soak" => (opts.hosts, opts.rate, opts.clients, opts.seconds) = (200, 5_000, 4, 3_600),
         _ => {}
     }
@@ -92,6 +97,7 @@ fn main() -> Result<()> {
         "apply" => apply_runs(&opts),
         "apply-once" => inproc::once(opts.hosts, opts.messages, opts.history),
         "fanout" => fanout_runs(&opts),
+        "clients" => clients_runs(&opts),
         "soak" => soak::run(
             &built("icewatch")?,
             &soak::Soak {
@@ -107,6 +113,7 @@ fn main() -> Result<()> {
             "usage: load e2e [--runs N] [--messages N] [--hosts N] [--history N]\n       \
              load apply [--runs N] [--messages N] [--hosts N] [--history N]\n       \
              load fanout [--runs N] [--hosts N] [--clients N] [--rate N] [--seconds N]\n       \
+             load clients [--runs N] [--clients N]\n       \
              load soak [--seconds N] [--every N] [--rate N] [--hosts N] [--clients N] [--history N]"
         ),
     }
@@ -263,6 +270,54 @@ fn fanout_runs(opts: &Opts) -> Result<()> {
             ("full lists per change / diff", |f| {
                 f.every_change_bytes_per_event / f.diff_bytes_per_event
             }),
+        ],
+    );
+    Ok(())
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn clients_runs(opts: &Opts) -> Result<()> {
+    let icewatch = built("icewatch")?;
+    println!(
+        "clients: {} WebSocket clients on icewatch demo; machine: {} cores, {}",
+        opts.clients,
+        cores(),
+        cpu_model()
+    );
+    let mut rows = Vec::new();
+    for run in 1..=opts.runs {
+        let c = clients::run(&icewatch, opts.clients)?;
+        println!(
+            "run {run}: RSS before {:.1} MiB, with {} clients {:.1} MiB, after {:.1} MiB, \
+             with {} new clients {:.1} MiB, after {:.1} MiB (peak {:.1} MiB) | \
+             {:.1} KiB per client, {:+.1} MiB kept after they left",
+            mib(c.before_kib),
+            c.clients,
+            mib(c.with_kib),
+            mib(c.after_kib),
+            c.clients,
+            mib(c.again_kib),
+            mib(c.after_again_kib),
+            mib(c.peak_kib),
+            c.per_client_kib(),
+            c.kept_kib() as f64 / 1024.0
+        );
+        rows.push(c);
+    }
+    summarise(
+        &rows,
+        1,
+        &[
+            ("RSS before MiB", |c| mib(c.before_kib)),
+            ("RSS with clients MiB", |c| mib(c.with_kib)),
+            ("RSS after MiB", |c| mib(c.after_kib)),
+            ("RSS with new clients MiB", |c| mib(c.again_kib)),
+            ("RSS after them MiB", |c| mib(c.after_again_kib)),
+            ("KiB per client", |c| c.per_client_kib()),
+            ("MiB kept after", |c| c.kept_kib() as f64 / 1024.0),
         ],
     );
     Ok(())

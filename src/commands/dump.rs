@@ -1,5 +1,6 @@
 //! `icewatch dump`: every message as one JSON object a line on stdout.
 
+use super::sessions::{Read, Sessions};
 use crate::cli::DumpArgs;
 use crate::ndjson::{hex, message_json};
 use crate::protocol::frame::{parse_frame, MAX_MSG_SIZE};
@@ -22,44 +23,42 @@ pub async fn run(args: DumpArgs, shutdown: Shutdown) -> Result<()> {
     }
 }
 
-/// Prints what a live scheduler sends until it goes away, `--count` is
-/// reached, or Ctrl-C.
+/// Prints what a live scheduler sends, across its restarts (a line
+/// `{"session": N, ...}` between sessions), until `--count` is reached,
+/// Ctrl-C, or with `--once` the end of the first session.
 async fn dump_live(args: &DumpArgs, mut shutdown: Shutdown) -> Result<()> {
-    let mut conn = super::connect_once(&args.scheduler, &mut shutdown).await?;
-    let version = conn.version();
+    let opts = super::connect_options(&args.scheduler)?;
+    let first = super::connect_once(&opts, &mut shutdown).await?;
+    let mut sessions = Sessions::new(first, opts, args.once);
     let start = Instant::now();
     let mut lines = LineWriter::new(BufWriter::new(io::stdout()), args.raw);
-    loop {
+    let ended = loop {
         if args.count.is_some_and(|c| lines.messages >= c) {
-            break;
+            break Ok(());
         }
-        let frame = tokio::select! {
-            frame = conn.read_frame() => frame,
-            _ = shutdown.wait() => break,
-        };
-        let frame = match frame {
-            Ok(Some(frame)) => frame,
-            Ok(None) => {
-                eprintln!("the scheduler closed the connection");
-                break;
-            }
-            Err(e) => {
-                let _ = lines.flush();
-                return Err(e.into());
-            }
+        let read = match sessions.next(&mut shutdown).await {
+            Ok(Some(read)) => read,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
         };
         let at = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        match lines
-            .write(&frame, version, Some(at))
-            .and_then(|()| lines.flush())
-        {
+        let written = match read {
+            Read::Frame(frame) => lines.write(&frame, sessions.version(), Some(at)),
+            Read::Session {
+                number,
+                scheduler,
+                protocol,
+            } => lines.session(number, Some(at), &scheduler, protocol),
+        };
+        match written.and_then(|()| lines.flush()) {
             Ok(()) => {}
             Err(e) if reader_gone(&e) => return Ok(()),
             Err(e) => return Err(e).context("cannot write to stdout"),
         }
-    }
+    };
+    let _ = lines.flush();
     eprintln!("{} messages", lines.messages);
-    Ok(())
+    ended
 }
 
 /// Writes NDJSON lines for frames; counts messages that do not decode.
@@ -115,6 +114,26 @@ impl<W: Write> LineWriter<W> {
         self.out.write_all(b"\n")?;
         self.messages += 1;
         Ok(())
+    }
+
+    /// The line that tells a new scheduler session from the one before:
+    /// `{"session": 2, "at_ms": ..., "scheduler": "...", "protocol": 43}`
+    /// (no `type`: it is no message).
+    pub(super) fn session(
+        &mut self,
+        number: u64,
+        at_ms: Option<u64>,
+        scheduler: &str,
+        protocol: u32,
+    ) -> io::Result<()> {
+        let mut o = crate::ndjson::Object::new();
+        o.push("session", number);
+        if let Some(at) = at_ms {
+            o.push("at_ms", at);
+        }
+        o.push("scheduler", scheduler).push("protocol", protocol);
+        serde_json::to_writer(&mut self.out, &o)?;
+        self.out.write_all(b"\n")
     }
 
     pub(super) fn flush(&mut self) -> io::Result<()> {

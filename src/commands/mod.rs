@@ -7,17 +7,18 @@ mod monitor;
 mod page;
 mod record;
 mod replay;
+mod sessions;
 
 use crate::cli::{Cli, Command, SchedulerArgs};
-use crate::monitor::{ConnectError, Connection, Target, DEFAULT_PORT};
+use crate::monitor::{ConnectError, ConnectOptions, Connection, Target, DEFAULT_PORT};
 use crate::shutdown::Shutdown;
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// Bound on each step of reaching a scheduler: lookup, connect, handshake.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a start waits in silence before it says what it waits for.
+const WAIT_NOTICE: Duration = Duration::from_secs(1);
 
 /// Carries out `cli` until it is done or `shutdown` fires.
 pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<()> {
@@ -44,33 +45,49 @@ async fn bind_scheduler(addr: SocketAddr) -> Result<TcpListener> {
     Ok(listener)
 }
 
-/// Where the scheduler is, from the command line and the environment.
-fn target(args: &SchedulerArgs) -> Result<Target> {
-    Ok(Target::resolve(
-        args.host.as_deref(),
-        args.port,
-        &args.netname,
-    )?)
+/// How to reach the scheduler, from the command line and the environment.
+fn connect_options(args: &SchedulerArgs) -> Result<ConnectOptions> {
+    let target = Target::resolve(args.host.as_deref(), args.port, &args.netname)?;
+    let mut opts = ConnectOptions::new(target);
+    opts.protocol = args.protocol;
+    Ok(opts)
 }
 
-/// Connects to the scheduler once, as a monitor; a failure comes with a hint.
-async fn connect_once(args: &SchedulerArgs, shutdown: &mut Shutdown) -> Result<Connection> {
-    let target = target(args)?;
+/// Connects to the scheduler once, as a monitor, however long it takes
+/// to answer, and says what it waits for while it waits. What cannot
+/// change by waiting (refused, unknown name, unreachable) fails at once,
+/// with a hint.
+async fn connect_once(opts: &ConnectOptions, shutdown: &mut Shutdown) -> Result<Connection> {
+    let target = &opts.target;
     eprintln!("connecting to {target}");
-    let conn = tokio::select! {
-        conn = Connection::connect(&target, args.protocol, CONNECT_TIMEOUT) => conn,
-        _ = shutdown.wait() => anyhow::bail!("interrupted while connecting to {target}"),
+    let connect = Connection::connect(opts);
+    tokio::pin!(connect);
+    let notice = tokio::time::sleep(WAIT_NOTICE);
+    tokio::pin!(notice);
+    let mut told = false;
+    let conn = loop {
+        tokio::select! {
+            conn = &mut connect => break conn,
+            () = &mut notice, if !told => {
+                told = true;
+                eprintln!(
+                    "waiting for the scheduler at {target} to answer… (an idle icecream \
+                     scheduler takes new connections only every 36 s or so; Ctrl-C to give up)"
+                );
+            }
+            () = shutdown.wait() => anyhow::bail!("interrupted while waiting for the scheduler at {target}"),
+        }
     };
     match conn {
         Ok(conn) => {
             eprintln!(
-                "connected to the scheduler at {}, protocol {}",
+                "connected to {} (protocol {}), logged in as a monitor",
                 conn.peer(),
                 conn.version()
             );
             Ok(conn)
         }
-        Err(e) => match hint(&e, &target) {
+        Err(e) => match hint(&e, target) {
             Some(hint) => Err(anyhow::anyhow!("{e}; {hint}")),
             None => Err(e.into()),
         },

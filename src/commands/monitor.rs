@@ -6,12 +6,15 @@ use crate::shutdown::Shutdown;
 use anyhow::Result;
 
 pub async fn run(args: MonitorArgs, mut shutdown: Shutdown) -> Result<()> {
-    let target = super::target(&args.scheduler)?;
-    // Reach the scheduler once before serving, so that a wrong address or a
+    if let Some(token) = &args.serve.token {
+        page::check_token(token)?;
+    }
+    let opts = super::connect_options(&args.scheduler)?;
+    // Reach the scheduler before serving, so that a wrong address or a
     // scheduler that is down is a clear error now, not a silent retry loop.
+    // That session is the live one: the scheduler sees a single monitor.
     // From then on the connection reconnects by itself.
-    drop(super::connect_once(&args.scheduler, &mut shutdown).await?);
+    let first = super::connect_once(&opts, &mut shutdown).await?;
     let listener = page::bind(&args.serve).await?;
-    let connect = page::connect_options(target, args.scheduler.protocol);
-    page::serve(listener, &args.serve, connect, shutdown).await
+    page::serve_from(listener, &args.serve, opts, Some(first), shutdown).await
 }

@@ -2,7 +2,7 @@
 //! the publisher serving it. Shared by `monitor`, `demo` and `replay`.
 
 use crate::cli::ServeArgs;
-use crate::monitor::{self, ConnectOptions, SharedState, State, StateOptions, Target};
+use crate::monitor::{self, ConnectOptions, Connection, SharedState, State, StateOptions, Target};
 use crate::publisher::{self, ServeOptions};
 use crate::shutdown::Shutdown;
 use anyhow::{Context, Result};
@@ -12,9 +12,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-/// Binds the page's address; warns when it is reachable from other
-/// machines without a token.
+/// Checks the page options, raises the limit on open files (connections
+/// are capped below it) and binds the page's address; warns when it is
+/// reachable from other machines without a token.
 pub async fn bind(args: &ServeArgs) -> Result<TcpListener> {
+    if let Some(token) = &args.token {
+        check_token(token)?;
+    }
+    publisher::raise_fd_limit();
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} for the page", args.listen))?;
@@ -23,6 +28,25 @@ pub async fn bind(args: &ServeArgs) -> Result<TcpListener> {
         eprintln!("{warning}");
     }
     Ok(listener)
+}
+
+/// Refuses a token that protects nothing: empty or only whitespace (what
+/// `--token "$TOKEN"` gives with TOKEN unset), or one that cannot travel
+/// in an HTTP header.
+pub(super) fn check_token(token: &str) -> Result<()> {
+    if token.trim().is_empty() {
+        anyhow::bail!(
+            "the token is empty: --token \"\" or an empty ICEWATCH_TOKEN would let anyone in; \
+             give a token, or leave both out"
+        );
+    }
+    if token.trim() != token || token.chars().any(char::is_control) {
+        anyhow::bail!(
+            "the token (--token or ICEWATCH_TOKEN) starts or ends with whitespace or holds a \
+             control character: no HTTP header could carry it"
+        );
+    }
+    Ok(())
 }
 
 /// The warning for a page reachable from other machines without a token.
@@ -90,6 +114,19 @@ pub async fn serve(
     connect: ConnectOptions,
     shutdown: Shutdown,
 ) -> Result<()> {
+    serve_from(listener, args, connect, None, shutdown).await
+}
+
+/// [`serve`], with `first`, if given, as the first session: the
+/// connection that checked the scheduler at start. If that one is no
+/// scheduler's, stops and says so.
+pub async fn serve_from(
+    listener: TcpListener,
+    args: &ServeArgs,
+    connect: ConnectOptions,
+    first: Option<Connection>,
+    shutdown: Shutdown,
+) -> Result<()> {
     let local = listener.local_addr()?;
     println!("open {} in a browser", url(local, args.token.as_deref()));
     let state: SharedState = Arc::new(Mutex::new(State::new(StateOptions {
@@ -99,22 +136,42 @@ pub async fn serve(
         }),
     })));
     let changed = Arc::new(Notify::new());
-    let reading = tokio::spawn(monitor::run(
-        connect,
-        state.clone(),
-        changed.clone(),
-        shutdown.clone().fired(),
-    ));
+    // The page also stops when the connection gives up (a first session
+    // that is no scheduler's).
+    let (give_up, gave_up) = crate::shutdown::channel();
+    let reading = {
+        let (state, changed, stop) = (state.clone(), changed.clone(), shutdown.clone().fired());
+        tokio::spawn(async move {
+            let read = match first {
+                Some(conn) => monitor::run_from(conn, connect, state, changed, stop).await,
+                None => {
+                    monitor::run(connect, state, changed, stop).await;
+                    Ok(())
+                }
+            };
+            if read.is_err() {
+                give_up.fire();
+            }
+            read
+        })
+    };
     let opts = ServeOptions::default()
         .coalesce(Duration::from_millis(args.coalesce_ms))
-        .token(args.token.clone());
-    let served = publisher::serve(listener, state, changed, opts, shutdown.fired()).await;
+        .token(args.token.clone())
+        .allowed_hosts(args.allowed_hosts.clone());
+    let stop = async move {
+        tokio::select! {
+            () = shutdown.fired() => {}
+            () = gave_up.fired() => {}
+        }
+    };
+    let served = publisher::serve(listener, state, changed, opts, stop).await;
     if served.is_err() {
         // The server failed on its own: the connection has no one to feed.
         reading.abort();
         return served;
     }
-    reading.await.context("the scheduler connection failed")?;
+    reading.await.context("the scheduler connection failed")??;
     Ok(())
 }
 
@@ -131,6 +188,20 @@ mod tests {
         assert!(exposure_warning(open, Some("t")).is_none());
         assert!(exposure_warning(local, None).is_none());
         assert!(exposure_warning(v6, None).is_none());
+    }
+
+    #[test]
+    fn an_empty_or_blank_token_is_refused_in_one_line() {
+        for refused in ["", " ", "\t\n"] {
+            let e = check_token(refused).unwrap_err().to_string();
+            assert!(e.contains("the token is empty"), "{e}");
+            assert!(e.contains("--token") && e.contains("ICEWATCH_TOKEN"), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        for refused in [" s3cret", "s3cret\n", "s3c\u{7f}ret"] {
+            assert!(check_token(refused).is_err(), "{refused:?}");
+        }
+        assert!(check_token("s3cret/+ with spaces inside").is_ok());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `icewatch record`: a scheduler's stream into an lz4 recording, with
 //! progress on stderr and a flush every second.
 
+use super::sessions::{Read, Sessions};
 use crate::cli::RecordArgs;
 use crate::monitor::now_ms;
 use crate::record::Recorder;
@@ -17,9 +18,11 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 pub async fn run(args: RecordArgs, mut shutdown: Shutdown) -> Result<()> {
     let shown = args.output.display().to_string();
     let file = File::create(&args.output).with_context(|| format!("cannot create {shown}"))?;
-    let mut conn = super::connect_once(&args.scheduler, &mut shutdown).await?;
+    let opts = super::connect_options(&args.scheduler)?;
+    let first = super::connect_once(&opts, &mut shutdown).await?;
+    let mut sessions = Sessions::new(first, opts, true);
     let start = Instant::now();
-    let mut rec = Recorder::new(BufWriter::new(file), conn.version(), now_ms())
+    let mut rec = Recorder::new(BufWriter::new(file), sessions.version(), now_ms())
         .with_context(|| format!("cannot write {shown}"))?;
     let mut tick = interval_at(start + FLUSH_EVERY, FLUSH_EVERY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -29,22 +32,18 @@ pub async fn run(args: RecordArgs, mut shutdown: Shutdown) -> Result<()> {
             break Ok(());
         }
         tokio::select! {
-            frame = conn.read_frame() => match frame {
-                Ok(Some(frame)) => {
+            read = sessions.next(&mut shutdown) => match read {
+                Ok(Some(Read::Frame(frame))) => {
                     let at = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
                     rec.write_frame(at, &frame).with_context(|| format!("cannot write {shown}"))?;
                 }
-                Ok(None) => {
-                    eprintln!("the scheduler closed the connection");
-                    break Ok(());
-                }
+                Ok(Some(Read::Session { .. })) | Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
             },
             _ = tick.tick() => {
                 rec.flush().with_context(|| format!("cannot write {shown}"))?;
                 progress.show(rec.messages(), rec.bytes(), start.elapsed());
             }
-            _ = shutdown.wait() => break Ok(()),
         }
     };
     let (messages, bytes) = (rec.messages(), rec.bytes());

@@ -1,12 +1,16 @@
 //! The scheduler connection: [`Connection`] (one session: connect, handshake,
-//! MON_LOGIN, then whole frames) and [`run`] (the reconnecting loop that
-//! feeds a [`SharedState`]).
+//! MON_LOGIN, then whole frames), [`Dialer`] (reaching the scheduler again
+//! and again, with the pace of `docs/connection.md`) and [`run`] (the
+//! reconnecting loop that feeds a [`SharedState`]).
 //!
-//! The handshake completes at once and within a bounded time: a scheduler
-//! waits for a half-done handshake with a blocking read, freezing its whole
-//! cluster. Reading never waits for anyone: [`run`] reads into one buffer,
-//! decodes every whole frame in it, applies them all under one lock of the
-//! state, lets go and notifies; publishers take the changes on their own time.
+//! Our side of the handshake is sent at once, never half: a scheduler waits
+//! for a half-done handshake with a blocking read, freezing its whole
+//! cluster. Its side may come late (an idle scheduler accepts new
+//! connections only between waits of up to 36 s), so by default nothing
+//! bounds it; TCP keepalive finds a peer that is gone. Reading never waits
+//! for anyone: [`run`] reads into one buffer, decodes every whole frame in
+//! it, applies them all under one lock of the state, lets go and notifies;
+//! publishers take the changes on their own time.
 
 use super::state::State;
 use super::target::{Target, DEFAULT_DISCOVERY_WAIT};
@@ -16,6 +20,7 @@ use crate::protocol::handshake::{handshake, Handshake, HandshakeError};
 use crate::protocol::{Message, PROTOCOL_VERSION};
 use bytes::{Buf, Bytes, BytesMut};
 use rand::Rng;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -122,7 +127,7 @@ pub enum ConnectError {
         /// Why.
         source: io::Error,
     },
-    /// Nothing arrived for too long, and a new handshake failed too.
+    /// Nothing arrived for too long, and a new connection failed too.
     #[error("scheduler {addr} sent nothing for {after:?} and no longer answers: {check}")]
     Idle {
         /// The scheduler.
@@ -132,12 +137,46 @@ pub enum ConnectError {
         /// Why the check connection failed.
         check: Box<ConnectError>,
     },
+    /// Nothing arrived for too long, and a new connection sees other hosts
+    /// than this session: the session is dead without having been closed
+    /// (the scheduler restarted on a host that rebooted, a NAT forgot it).
+    #[error("scheduler {addr} sent nothing for {after:?}, and a new connection sees {check} hosts where this session has {session}: the session is dead")]
+    Diverged {
+        /// The scheduler.
+        addr: SocketAddr,
+        /// The time allowed.
+        after: Duration,
+        /// Hosts online in this session.
+        session: usize,
+        /// Hosts the new connection was told of.
+        check: usize,
+    },
     /// The scheduler said END: it is going away.
     #[error("scheduler {addr} is going away (it sent END)")]
     End {
         /// The scheduler.
         addr: SocketAddr,
     },
+    /// The peer said END before anything else, as an icecream daemon does
+    /// to a monitor's login: it is not the scheduler.
+    #[error("{addr} answers like an icecream daemon (iceccd), not the scheduler: it ended the session at the monitor login (the scheduler usually listens on port {port})", port = super::target::DEFAULT_PORT)]
+    NotScheduler {
+        /// The peer.
+        addr: SocketAddr,
+    },
+}
+
+impl ConnectError {
+    /// Whether the scheduler is simply not there now: nothing listens
+    /// (refused), its host cannot be reached, or no scheduler answered
+    /// discovery. Certain at start; cheap to try again (see [`Dialer`]).
+    pub fn is_absent(&self) -> bool {
+        match self {
+            ConnectError::Connect { .. } | ConnectError::NotFound { .. } => true,
+            ConnectError::Timeout { phase, .. } => *phase == "connect",
+            _ => false,
+        }
+    }
 }
 
 /// One live session with a scheduler, logged in as a monitor.
@@ -151,59 +190,41 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Finds the scheduler (name lookup or discovery), then connects to the
-    /// first address that works; see [`Connection::connect_addr`].
-    pub async fn connect(
-        target: &Target,
-        protocol: u32,
-        handshake_timeout: Duration,
-    ) -> Result<Connection, ConnectError> {
-        let addrs = locate(target, protocol, handshake_timeout, DEFAULT_DISCOVERY_WAIT).await?;
+    /// Finds the scheduler (name lookup or discovery) as `opts` say, then
+    /// connects to the first address that works; see
+    /// [`Connection::connect_addr`].
+    pub async fn connect(opts: &ConnectOptions) -> Result<Connection, ConnectError> {
+        let addrs = locate(opts).await?;
         let mut last = None;
         for addr in addrs {
-            match Connection::connect_addr(addr, protocol, handshake_timeout).await {
+            match Connection::connect_addr(addr, opts).await {
                 Ok(conn) => return Ok(conn),
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| ConnectError::NoAddress(target.to_string())))
+        Err(last.unwrap_or_else(|| ConnectError::NoAddress(opts.target.to_string())))
     }
 
-    /// Connects to `addr`, offers `protocol` (21..=44), completes the
-    /// handshake and sends MON_LOGIN, each step within `handshake_timeout`.
+    /// Connects to `addr` (within `opts.connect_timeout`), offers
+    /// `opts.protocol` (21..=44), completes the handshake (within
+    /// `opts.handshake_timeout`, if set) and sends MON_LOGIN.
     pub async fn connect_addr(
         addr: SocketAddr,
-        protocol: u32,
-        handshake_timeout: Duration,
+        opts: &ConnectOptions,
     ) -> Result<Connection, ConnectError> {
-        Connection::open(addr, protocol, handshake_timeout, handshake_timeout).await
-    }
-
-    /// [`Connection::connect_addr`] with its own bound for the TCP connect.
-    async fn open(
-        addr: SocketAddr,
-        protocol: u32,
-        connect_timeout: Duration,
-        handshake_timeout: Duration,
-    ) -> Result<Connection, ConnectError> {
-        let t = handshake_timeout;
-        let (mut stream, version) = shake_hands(addr, protocol, connect_timeout, t).await?;
+        let (mut stream, version) = shake_hands(addr, opts, opts.handshake_timeout).await?;
         let mut login = BytesMut::new();
         Message::MonLogin.encode(version, &mut login);
-        timeout(t, stream.write_all(&login))
+        stream
+            .write_all(&login)
             .await
-            .map_err(|_| ConnectError::Timeout {
-                addr,
-                phase: "login",
-                after: t,
-            })?
             .map_err(|source| ConnectError::Io { addr, source })?;
         Ok(Connection {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
             version,
             peer: addr,
-            max_frame: MAX_MSG_SIZE,
+            max_frame: opts.max_frame,
         })
     }
 
@@ -302,64 +323,111 @@ impl Connection {
     }
 }
 
-/// Connects to `addr` and completes the version handshake, each in its time.
+/// Connects to `addr` and completes the version handshake: the TCP connect
+/// within `opts.connect_timeout`, the handshake within `handshake` if set.
 async fn shake_hands(
     addr: SocketAddr,
-    protocol: u32,
-    connect_timeout: Duration,
-    t: Duration,
+    opts: &ConnectOptions,
+    handshake_timeout: Option<Duration>,
 ) -> Result<(TcpStream, u32), ConnectError> {
-    let timed_out = |phase, after| ConnectError::Timeout { addr, phase, after };
+    let protocol = opts.protocol;
     Handshake::new(protocol).map_err(|source| ConnectError::Handshake { addr, source })?;
-    let mut stream = timeout(connect_timeout, TcpStream::connect(addr))
+    let stream = timeout(opts.connect_timeout, TcpStream::connect(addr))
         .await
-        .map_err(|_| timed_out("connect", connect_timeout))?
+        .map_err(|_| ConnectError::Timeout {
+            addr,
+            phase: "connect",
+            after: opts.connect_timeout,
+        })?
         .map_err(|source| ConnectError::Connect { addr, source })?;
-    stream
-        .set_nodelay(true)
-        .map_err(|source| ConnectError::Io { addr, source })?;
-    let version = timeout(t, handshake(&mut stream, protocol))
-        .await
-        .map_err(|_| timed_out("handshake", t))?
-        .map_err(|source| ConnectError::Handshake { addr, source })?;
+    let mut stream = stream;
+    let io_error = |source| ConnectError::Io { addr, source };
+    stream.set_nodelay(true).map_err(io_error)?;
+    if let Some(idle) = opts.keepalive {
+        keep_alive(&stream, idle).map_err(io_error)?;
+    }
+    let shake = handshake(&mut stream, protocol);
+    let version = match handshake_timeout {
+        Some(t) => timeout(t, shake).await.map_err(|_| ConnectError::Timeout {
+            addr,
+            phase: "handshake",
+            after: t,
+        })?,
+        None => shake.await,
+    }
+    .map_err(|source| ConnectError::Handshake { addr, source })?;
     Ok((stream, version))
 }
 
-/// Whether the scheduler at `addr` still answers: a quiet cluster sends a
-/// monitor nothing for a long time (daemons report only load changes),
-/// while a hung scheduler answers no new handshake. The check connection
-/// closes right after the handshake, which the scheduler takes in stride.
-async fn still_there(addr: SocketAddr, opts: &ConnectOptions) -> Result<(), ConnectError> {
-    shake_hands(
-        addr,
-        opts.protocol,
-        opts.connect_timeout,
-        opts.handshake_timeout,
+/// Asks the kernel to probe a connection quiet for `idle`, every third of
+/// that, three times: a peer that is gone without a word (its host
+/// rebooted, a NAT forgot the connection) is found within twice `idle`.
+fn keep_alive(stream: &TcpStream, idle: Duration) -> io::Result<()> {
+    let probes = socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval((idle / 3).max(Duration::from_secs(1)))
+        .with_retries(3);
+    socket2::SockRef::from(stream).set_tcp_keepalive(&probes)
+}
+
+/// The hosts a new monitor session is told of (id → name), to compare with
+/// a quiet session's: it logs in, takes the burst of MON_STATS a scheduler
+/// sends every new monitor, and stops at the first pause of `opts.check_quiet`
+/// (after `opts.check_timeout` at most) before it closes.
+async fn hosts_now(
+    addr: SocketAddr,
+    opts: &ConnectOptions,
+) -> Result<BTreeMap<u32, String>, ConnectError> {
+    let check = async {
+        let mut conn = Connection::connect_addr(addr, opts).await?;
+        let mut hosts = BTreeMap::new();
+        loop {
+            let frame = match timeout(opts.check_quiet, conn.read_frame()).await {
+                Err(_) => return Ok(hosts),
+                Ok(Ok(Some(frame))) => frame,
+                Ok(Ok(None)) => return Err(ConnectError::Closed { addr }),
+                Ok(Err(e)) => return Err(e),
+            };
+            let Ok((_, raw)) = parse_frame(&frame, MAX_MSG_SIZE) else {
+                continue;
+            };
+            if let Ok(Message::MonStats(m)) = Message::decode(raw.ty, raw.body, conn.version()) {
+                let stats = m.stats();
+                if stats.offline {
+                    hosts.remove(&m.host_id);
+                } else if let Some(name) = stats.name {
+                    hosts.insert(m.host_id, String::from_utf8_lossy(name).into_owned());
+                }
+            }
+        }
+    };
+    timeout(opts.check_timeout, check)
+        .await
+        .unwrap_or(Err(ConnectError::Timeout {
+            addr,
+            phase: "check",
+            after: opts.check_timeout,
+        }))
+}
+
+/// The addresses of `opts.target`, each lookup bounded in time.
+async fn locate(opts: &ConnectOptions) -> Result<Vec<SocketAddr>, ConnectError> {
+    let limit = match &opts.target {
+        Target::Address { .. } => opts.connect_timeout,
+        Target::Discover { .. } => opts.discovery_wait + opts.connect_timeout,
+    };
+    timeout(
+        limit,
+        opts.target.locate(opts.protocol, opts.discovery_wait),
     )
     .await
-    .map(drop)
+    .map_err(|_| ConnectError::LocateTimeout {
+        target: opts.target.to_string(),
+        after: limit,
+    })?
 }
 
-/// The addresses of `target`, each lookup bounded in time.
-async fn locate(
-    target: &Target,
-    protocol: u32,
-    lookup_timeout: Duration,
-    discovery_wait: Duration,
-) -> Result<Vec<SocketAddr>, ConnectError> {
-    let limit = match target {
-        Target::Address { .. } => lookup_timeout,
-        Target::Discover { .. } => discovery_wait + lookup_timeout,
-    };
-    timeout(limit, target.locate(protocol, discovery_wait))
-        .await
-        .map_err(|_| ConnectError::LocateTimeout {
-            target: target.to_string(),
-            after: limit,
-        })?
-}
-
-/// How [`run`] connects and reconnects.
+/// How to reach the scheduler, and how patiently.
 #[derive(Clone, Debug)]
 pub struct ConnectOptions {
     /// Where the scheduler is.
@@ -368,20 +436,33 @@ pub struct ConnectOptions {
     pub protocol: u32,
     /// Bound on the address lookup and on the TCP connect (default 10 s).
     pub connect_timeout: Duration,
-    /// Bound on the handshake and the login (default 45 s). An idle
-    /// scheduler accepts new connections only between waits of up to 36 s
-    /// (icecream's `MAX_SCHEDULER_PING`), so a connection can sit in its
-    /// backlog that long; waiting costs the scheduler nothing, since our
-    /// side of the handshake is always sent at once.
-    pub handshake_timeout: Duration,
+    /// Bound on the scheduler's side of the handshake, if any (default
+    /// none). An idle scheduler accepts new connections only between waits
+    /// of up to 36 s (icecream's `MAX_SCHEDULER_PING`), so a connection can
+    /// sit in its backlog that long; waiting costs the scheduler nothing,
+    /// since our side of the handshake is always sent at once, and TCP
+    /// keepalive finds a scheduler that is gone.
+    pub handshake_timeout: Option<Duration>,
+    /// TCP keepalive: probe a session quiet for this long (default 30 s),
+    /// so that a dead one ends within twice that; `None`: no probes.
+    pub keepalive: Option<Duration>,
     /// After this long without a message (default 60 s) the scheduler is
-    /// checked with a second connection that only does the handshake: a
-    /// quiet cluster keeps its session, a scheduler that does not answer
-    /// ends it.
+    /// checked with a second monitor connection: a quiet cluster whose
+    /// hosts are the session's keeps its session; a scheduler that does not
+    /// answer, or tells the new connection of other hosts, ends it.
     pub idle_timeout: Duration,
-    /// First delay before reconnecting (default 500 ms).
+    /// The check connection's burst of hosts ends at a pause this long
+    /// (default 1 s).
+    pub check_quiet: Duration,
+    /// Bound on the whole check (default 45 s: an idle scheduler answers a
+    /// new connection within 36 s).
+    pub check_timeout: Duration,
+    /// First delay before trying again (default 250 ms).
     pub backoff_min: Duration,
-    /// Longest delay before reconnecting (default 30 s).
+    /// Longest delay while the scheduler is not there, refusing or
+    /// unreachable (default 2 s): it is back within that of accepting again.
+    pub backoff_absent_max: Duration,
+    /// Longest delay after a scheduler that answered wrongly (default 30 s).
     pub backoff_max: Duration,
     /// Longest frame accepted (default icecream's 1 MiB).
     pub max_frame: u32,
@@ -396,9 +477,13 @@ impl ConnectOptions {
             target,
             protocol: PROTOCOL_VERSION,
             connect_timeout: Duration::from_secs(10),
-            handshake_timeout: Duration::from_secs(45),
+            handshake_timeout: None,
+            keepalive: Some(Duration::from_secs(30)),
             idle_timeout: Duration::from_secs(60),
-            backoff_min: Duration::from_millis(500),
+            check_quiet: Duration::from_secs(1),
+            check_timeout: Duration::from_secs(45),
+            backoff_min: Duration::from_millis(250),
+            backoff_absent_max: Duration::from_secs(2),
             backoff_max: Duration::from_secs(30),
             max_frame: MAX_MSG_SIZE,
             discovery_wait: DEFAULT_DISCOVERY_WAIT,
@@ -407,26 +492,31 @@ impl ConnectOptions {
 }
 
 /// Exponential backoff with jitter: each delay is drawn from the upper half
-/// of a window that doubles up to the maximum.
+/// of a window that doubles, up to `absent_max` while the scheduler is not
+/// there and up to `max` otherwise.
 #[derive(Clone, Debug)]
 struct Backoff {
     min: Duration,
+    absent_max: Duration,
     max: Duration,
     window: Duration,
 }
 
 impl Backoff {
-    fn new(min: Duration, max: Duration) -> Backoff {
+    fn new(opts: &ConnectOptions) -> Backoff {
+        let max = opts.backoff_max.max(opts.backoff_min);
         Backoff {
-            min,
-            max: max.max(min),
-            window: min,
+            min: opts.backoff_min,
+            absent_max: opts.backoff_absent_max.clamp(opts.backoff_min, max),
+            max,
+            window: opts.backoff_min,
         }
     }
 
-    fn next_delay(&mut self) -> Duration {
-        let window = self.window;
-        self.window = (window * 2).min(self.max);
+    fn next_delay(&mut self, absent: bool) -> Duration {
+        let cap = if absent { self.absent_max } else { self.max };
+        let window = self.window.min(cap);
+        self.window = (window * 2).min(cap);
         let nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
         Duration::from_nanos(rand::rng().random_range(nanos / 2..=nanos))
     }
@@ -436,13 +526,92 @@ impl Backoff {
     }
 }
 
-/// What a session got to before it ended.
-#[derive(Clone, Copy, Debug, Default)]
-struct Progress {
-    /// The handshake and login went through.
-    connected: bool,
-    /// At least one message arrived: a working scheduler, so backoff resets.
-    delivered: bool,
+/// Reaches the scheduler again and again: one attempt at a time
+/// ([`Dialer::dial`]), and the pause before the next ([`Dialer::pause`]),
+/// which `docs/connection.md` describes: quick while the scheduler is not
+/// there (a refused connection costs it nothing), slower and slower while
+/// something answers wrongly, from the start again after a session that
+/// worked. Failures of one kind in a row are logged once.
+#[derive(Debug)]
+pub struct Dialer {
+    opts: ConnectOptions,
+    backoff: Backoff,
+    /// Attempts that failed since the last session that connected.
+    failures: u64,
+    last_kind: Option<std::mem::Discriminant<ConnectError>>,
+}
+
+impl Dialer {
+    /// A dialer that connects as `opts` say.
+    pub fn new(opts: ConnectOptions) -> Dialer {
+        Dialer {
+            backoff: Backoff::new(&opts),
+            opts,
+            failures: 0,
+            last_kind: None,
+        }
+    }
+
+    /// The options it dials with.
+    pub fn options(&self) -> &ConnectOptions {
+        &self.opts
+    }
+
+    /// How the target is shown for `addr`: as given, or the address
+    /// discovery found.
+    pub fn shown(&self, addr: SocketAddr) -> String {
+        match &self.opts.target {
+            Target::Address { .. } => self.opts.target.to_string(),
+            Target::Discover { .. } => addr.to_string(),
+        }
+    }
+
+    /// One attempt: locate the scheduler, then connect to the first of its
+    /// addresses that works; `trying` hears of each address tried, as
+    /// [`Dialer::shown`] shows it.
+    pub async fn dial(&mut self, mut trying: impl FnMut(&str)) -> Result<Connection, ConnectError> {
+        let addrs = locate(&self.opts).await?;
+        let mut last = None;
+        for addr in addrs {
+            trying(&self.shown(addr));
+            match Connection::connect_addr(addr, &self.opts).await {
+                Ok(conn) => {
+                    if self.failures > 0 {
+                        tracing::info!(scheduler = %addr, protocol = conn.version(), "connected to the scheduler after {} failed attempt(s)", self.failures);
+                    } else {
+                        tracing::info!(scheduler = %addr, protocol = conn.version(), "connected to the scheduler");
+                    }
+                    self.failures = 0;
+                    return Ok(conn);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ConnectError::NoAddress(self.opts.target.to_string())))
+    }
+
+    /// Logs `error`, which ended a session (`delivered`: one that brought
+    /// messages, `connected`: one that got as far as the login) or an
+    /// attempt, and says how long to wait before the next attempt.
+    pub fn pause(&mut self, error: &ConnectError, connected: bool, delivered: bool) -> Duration {
+        let kind = std::mem::discriminant(error);
+        if connected || self.last_kind != Some(kind) {
+            tracing::warn!(scheduler = %self.opts.target, "{error}");
+        } else {
+            tracing::debug!(scheduler = %self.opts.target, "again: {error}");
+        }
+        self.last_kind = Some(kind);
+        if !connected {
+            self.failures += 1;
+        }
+        // A session that worked: the scheduler is likely restarting, so
+        // quickly again; one that connected and brought nothing (a peer
+        // that is no scheduler, one that closes at once) slows down.
+        if delivered {
+            self.backoff.reset();
+        }
+        self.backoff.next_delay(delivered || error.is_absent())
+    }
 }
 
 /// Keeps `state` in step with the scheduler until `shutdown` resolves.
@@ -451,10 +620,9 @@ struct Progress {
 /// batch of frames under one lock and notify `changed` (one waiter, e.g. the
 /// publisher's coalescing task). Connecting and losing the scheduler update
 /// the state and notify at once. Any failure (refused, timeout, bad
-/// handshake, bad frame, END, EOF, reset, silence of a scheduler that no
-/// longer answers a new handshake) is logged once with its cause and
-/// retried after an exponential backoff with jitter, reset after a session
-/// that delivered messages. Bodies that do not decode are counted in the
+/// handshake, bad frame, END, EOF, reset, a quiet session that a new
+/// connection finds dead) is logged once with its cause and retried after
+/// the pause of a [`Dialer`]. Bodies that do not decode are counted in the
 /// totals and skipped; the session goes on.
 pub async fn run(
     opts: ConnectOptions,
@@ -462,101 +630,96 @@ pub async fn run(
     changed: Arc<Notify>,
     shutdown: impl Future<Output = ()>,
 ) {
+    // Only a given first session can end the loop.
+    let _ = sessions(None, opts, state, changed, shutdown).await;
+}
+
+/// [`run`], starting with `first`, a session already up (the one a command
+/// opened to check the scheduler at start), so the scheduler sees a single
+/// monitor. If that session turns out not to be a scheduler's
+/// ([`ConnectError::NotScheduler`]), returns that error at once; anything
+/// else is retried as [`run`] does.
+pub async fn run_from(
+    first: Connection,
+    opts: ConnectOptions,
+    state: SharedState,
+    changed: Arc<Notify>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ConnectError> {
+    sessions(Some(first), opts, state, changed, shutdown).await
+}
+
+async fn sessions(
+    mut first: Option<Connection>,
+    opts: ConnectOptions,
+    state: SharedState,
+    changed: Arc<Notify>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ConnectError> {
     tokio::pin!(shutdown);
-    let mut backoff = Backoff::new(opts.backoff_min, opts.backoff_max);
-    // Failures of the same kind in a row are one story: warn once.
-    let mut last_kind = None;
-    let mut failures = 0u64;
+    let mut dialer = Dialer::new(opts);
     loop {
+        let given = first.is_some();
         let mut progress = Progress::default();
         let error = tokio::select! {
             biased;
-            () = &mut shutdown => return,
-            e = session(&opts, &state, &changed, &mut progress, failures) => e,
+            () = &mut shutdown => return Ok(()),
+            e = session(&mut dialer, first.take(), &state, &changed, &mut progress) => e,
         };
-        if progress.delivered {
-            backoff.reset();
+        if given && matches!(error, ConnectError::NotScheduler { .. }) {
+            return Err(error);
         }
-        let text = error.to_string();
-        let kind = std::mem::discriminant(&error);
-        if progress.connected || last_kind != Some(kind) {
-            tracing::warn!(scheduler = %opts.target, "{text}");
-        } else {
-            tracing::debug!(scheduler = %opts.target, "again: {text}");
-        }
-        last_kind = Some(kind);
-        failures = if progress.connected { 0 } else { failures + 1 };
-        lock_state(&state).scheduler_lost(text, now_ms());
+        let delay = dialer.pause(&error, progress.connected, progress.delivered);
+        lock_state(&state).scheduler_lost(error.to_string(), now_ms());
         changed.notify_one();
-        let delay = backoff.next_delay();
         tokio::select! {
             biased;
-            () = &mut shutdown => return,
+            () = &mut shutdown => return Ok(()),
             () = sleep(delay) => {}
         }
     }
 }
 
-/// One session, from locating the scheduler to its end (always an error).
+/// What a session got to before it ended.
+#[derive(Clone, Copy, Debug, Default)]
+struct Progress {
+    /// The handshake and login went through.
+    connected: bool,
+    /// At least one message (END aside) arrived: a working scheduler.
+    delivered: bool,
+}
+
+/// One session, from locating the scheduler (unless it is `given`) to its
+/// end (always an error).
 async fn session(
-    opts: &ConnectOptions,
+    dialer: &mut Dialer,
+    given: Option<Connection>,
     state: &SharedState,
     changed: &Notify,
     progress: &mut Progress,
-    failures: u64,
 ) -> ConnectError {
-    let addrs = match locate(
-        &opts.target,
-        opts.protocol,
-        opts.connect_timeout,
-        opts.discovery_wait,
-    )
-    .await
-    {
-        Ok(addrs) => addrs,
-        Err(e) => return e,
-    };
-    let shown = |addr: SocketAddr| match &opts.target {
-        Target::Address { .. } => opts.target.to_string(),
-        Target::Discover { .. } => addr.to_string(),
-    };
-    let mut last = None;
-    let mut conn = None;
-    for addr in addrs {
-        lock_state(state).scheduler_address(&shown(addr));
-        match Connection::open(
-            addr,
-            opts.protocol,
-            opts.connect_timeout,
-            opts.handshake_timeout,
-        )
-        .await
-        {
-            Ok(c) => {
-                conn = Some(c);
-                break;
+    let mut conn = match given {
+        Some(conn) => conn,
+        None => {
+            let dialed = dialer
+                .dial(|shown| lock_state(state).scheduler_address(shown))
+                .await;
+            match dialed {
+                Ok(conn) => conn,
+                Err(e) => return e,
             }
-            Err(e) => last = Some(e),
         }
-    }
-    let Some(mut conn) = conn else {
-        return last.unwrap_or_else(|| ConnectError::NoAddress(opts.target.to_string()));
     };
-    conn.set_max_frame(opts.max_frame);
     progress.connected = true;
     let addr = conn.peer();
-    lock_state(state).scheduler_connected(shown(addr), conn.version(), now_ms());
+    lock_state(state).scheduler_connected(dialer.shown(addr), conn.version(), now_ms());
     changed.notify_one();
-    if failures > 0 {
-        tracing::info!(scheduler = %addr, protocol = conn.version(), "connected to the scheduler after {failures} failed attempt(s)");
-    } else {
-        tracing::info!(scheduler = %addr, protocol = conn.version(), "connected to the scheduler");
-    }
-    read_loop(&mut conn, opts, state, changed, progress).await
+    read_loop(&mut conn, dialer.options(), state, changed, progress).await
 }
 
-/// A pending [`still_there`].
-type Check<'a> = Pin<Box<dyn Future<Output = Result<(), ConnectError>> + Send + 'a>>;
+/// A pending check of a quiet session (see [`hosts_now`]).
+type Check<'a> =
+    Pin<Box<dyn Future<Output = Result<BTreeMap<u32, String>, ConnectError>> + Send + 'a>>;
 
 /// Reads, applies and notifies until the session ends.
 async fn read_loop(
@@ -598,20 +761,21 @@ async fn read_loop(
                         }
                     }
                 }
+                progress.delivered = true;
                 ControlFlow::Continue(())
             });
             (batch, end)
         };
         match batch {
             Ok(0) => {}
-            Ok(_) => {
-                progress.delivered = true;
-                changed.notify_one();
-            }
+            Ok(_) => changed.notify_one(),
             Err(e) => return e,
         }
         if end {
-            return ConnectError::End { addr };
+            return match progress.delivered {
+                true => ConnectError::End { addr },
+                false => ConnectError::NotScheduler { addr },
+            };
         }
         tokio::select! {
             biased;
@@ -623,7 +787,7 @@ async fn read_loop(
                 check = None;
             }
             () = &mut idle, if check.is_none() => {
-                check = Some(Box::pin(still_there(addr, opts)));
+                check = Some(Box::pin(hosts_now(addr, opts)));
             }
             answer = async {
                 match check.as_mut() {
@@ -632,13 +796,21 @@ async fn read_loop(
                 }
             }, if check.is_some() => {
                 check = None;
-                match answer {
-                    Ok(()) => {
-                        tracing::debug!(scheduler = %addr, "quiet for {:?}, but it answers", opts.idle_timeout);
-                        idle.as_mut().reset(Instant::now() + opts.idle_timeout);
-                    }
-                    Err(e) => return ConnectError::Idle { addr, after: opts.idle_timeout, check: Box::new(e) },
+                let after = opts.idle_timeout;
+                let seen = match answer {
+                    Ok(hosts) => hosts,
+                    Err(e) => return ConnectError::Idle { addr, after, check: Box::new(e) },
+                };
+                let ours: BTreeMap<u32, String> = lock_state(state)
+                    .hosts()
+                    .filter(|h| h.online)
+                    .map(|h| (h.id, h.name.to_string()))
+                    .collect();
+                if seen != ours {
+                    return ConnectError::Diverged { addr, after, session: ours.len(), check: seen.len() };
                 }
+                tracing::debug!(scheduler = %addr, "quiet for {after:?}, but it answers with this session's hosts");
+                idle.as_mut().reset(Instant::now() + opts.idle_timeout);
             }
             _ = tick.tick() => {
                 if lock_state(state).tick(now_ms()) {
@@ -653,19 +825,45 @@ async fn read_loop(
 mod tests {
     use super::*;
 
+    fn backoff(min: u64, absent_max: u64, max: u64) -> Backoff {
+        let mut opts = ConnectOptions::new(Target::Address {
+            host: "s".into(),
+            port: 1,
+        });
+        opts.backoff_min = Duration::from_millis(min);
+        opts.backoff_absent_max = Duration::from_millis(absent_max);
+        opts.backoff_max = Duration::from_millis(max);
+        Backoff::new(&opts)
+    }
+
+    fn within(d: Duration, window_ms: u64) {
+        let w = Duration::from_millis(window_ms);
+        assert!(
+            d >= w / 2 && d <= w,
+            "{d:?} outside the upper half of {w:?}"
+        );
+    }
+
     #[test]
     fn backoff_doubles_within_jitter_up_to_the_maximum_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000));
-        let windows = [100, 200, 400, 800, 1000, 1000];
-        for w in windows {
-            let d = b.next_delay();
-            let w = Duration::from_millis(w);
-            assert!(
-                d >= w / 2 && d <= w,
-                "{d:?} outside the upper half of {w:?}"
-            );
+        let mut b = backoff(100, 400, 1000);
+        for w in [100, 200, 400, 800, 1000, 1000] {
+            within(b.next_delay(false), w);
         }
         b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
+        assert!(b.next_delay(false) <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn while_the_scheduler_is_absent_the_delay_stays_short() {
+        let mut b = backoff(100, 400, 1000);
+        for w in [100, 200, 400, 400, 400] {
+            within(b.next_delay(true), w);
+        }
+        // Something answering wrongly slows down from there.
+        for w in [400, 800, 1000] {
+            within(b.next_delay(false), w);
+        }
+        within(b.next_delay(true), 400);
     }
 }

@@ -50,7 +50,7 @@ pub use change::ChangeSet;
 pub use cluster::{
     EndReason, Host, Job, JobRef, JobState, JobStats, Replay, SchedulerStatus, Totals,
 };
-pub use connection::{run, ConnectError, ConnectOptions, Connection};
+pub use connection::{run, run_from, ConnectError, ConnectOptions, Connection, Dialer};
 pub use names::MAX_FILE_NAME;
 pub use snapshot::{Diff, HostDelta, JobDelta, Link, Snapshot, SNAPSHOT_HISTORY};
 pub use state::{

@@ -2,8 +2,13 @@
 //!
 //! - [`server`]: axum routes: the page `GET /` (with d3 embedded in the
 //!   binary), `GET /ws`, `GET /api/v1/{snapshot,hosts,jobs}`, `GET /metrics`,
-//!   `GET /healthz`; the token and the WebSocket origin check
-//!   (`docs/http.md`).
+//!   `GET /healthz`; the token, the `Host` check and the WebSocket origin
+//!   check (`docs/http.md`).
+//! - [`host`]: which host names requests may name (DNS rebinding).
+//! - [`connections`]: accepting connections: the header timeout, the
+//!   connection cap below the descriptor limit, eviction of idle ones.
+//! - [`socket`]: the WebSocket handshake and a socket that costs little
+//!   per client.
 //! - [`websocket`]: the fan-out. One task coalesces the reading task's
 //!   change signals, renders each diff once and broadcasts the same text to
 //!   every client; clients that fall behind get a fresh snapshot
@@ -25,16 +30,21 @@
 //! # }
 //! ```
 
+pub mod connections;
+pub mod host;
 pub mod json;
 pub mod metrics;
 pub mod server;
+pub mod socket;
 pub mod websocket;
 
-pub use server::router;
+pub use connections::{raise_fd_limit, ConnectionLimits};
+pub use server::{router, Access};
 pub use websocket::{serve_client, Hub, HubOptions, Render};
 
 use crate::monitor::SharedState;
 use anyhow::Context;
+use host::AllowedHosts;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,8 +56,13 @@ use tokio::sync::Notify;
 pub struct ServeOptions {
     /// Required on every route but `/healthz` when set.
     pub token: Option<String>,
+    /// Without a token, host names requests may name besides loopback
+    /// ones and the listen address (`--allowed-host`).
+    pub allowed_hosts: Vec<String>,
     /// Fan-out tuning: coalescing period (`--coalesce-ms`), client queue.
     pub hub: HubOptions,
+    /// Header timeout and connection cap.
+    pub limits: ConnectionLimits,
 }
 
 impl ServeOptions {
@@ -62,6 +77,19 @@ impl ServeOptions {
         self.token = token;
         self
     }
+
+    /// Options with these allowed hosts.
+    pub fn allowed_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.allowed_hosts = hosts;
+        self
+    }
+}
+
+/// WebSocket clients served at once under a cap of `connections`: three
+/// quarters, so that plain requests (`/healthz`, the page) always find a
+/// slot.
+pub fn max_websockets(connections: usize) -> usize {
+    (connections - connections / 4).max(1)
 }
 
 /// Serves the page, the WebSocket and the APIs on `listener` until
@@ -74,21 +102,24 @@ pub async fn serve(
     opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let address = listener.local_addr().ok();
+    let address = listener
+        .local_addr()
+        .with_context(|| "serving HTTP: the listener has no address")?;
+    let cap = opts.limits.cap();
     let hub = Hub::new(state, opts.hub);
-    let app = router(hub.clone(), opts.token);
+    let access = Access {
+        token: opts.token,
+        hosts: AllowedHosts::new(Some(address.ip()), &opts.allowed_hosts),
+        max_websockets: max_websockets(cap),
+    };
+    let app = router(hub.clone(), access);
     let publishing = tokio::spawn(hub.clone().run(changed));
     let closing = hub.clone();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            closing.close();
-        })
-        .await;
-    hub.close();
-    publishing.await.context("the publishing task failed")?;
-    served.with_context(|| match address {
-        Some(a) => format!("serving HTTP on {a}"),
-        None => "serving HTTP".to_owned(),
+    connections::serve_connections(listener, app, cap, opts.limits.header_timeout, async move {
+        shutdown.await;
+        closing.close();
     })
+    .await;
+    hub.close();
+    publishing.await.context("the publishing task failed")
 }

@@ -1,10 +1,12 @@
-//! The HTTP side: axum routes, the token check and the WebSocket origin
-//! check. Routes are documented in `docs/http.md`.
+//! The HTTP side: axum routes, the token, the `Host` check against DNS
+//! rebinding and the WebSocket origin check. Routes and rules are
+//! documented in `docs/http.md`.
 
+use super::host::{origin_authority, AllowedHosts};
+use super::socket::{self, Fragmenting, FRAGMENT};
 use super::websocket::{serve_client, Hub};
 use super::{json, metrics};
 use crate::monitor::State;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, Request, State as Shared};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -14,7 +16,9 @@ use axum::Router;
 use futures_util::StreamExt;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
+use subtle::ConstantTimeEq;
 
 /// The page as written, with the line that loads d3 from `node_modules`
 /// when the file is opened on its own.
@@ -34,20 +38,38 @@ pub fn page() -> &'static str {
     PAGE_WITH_D3.get_or_init(|| PAGE.replacen(D3_TAG, &format!("<script>{D3}</script>"), 1))
 }
 
+/// Who may read the page and the APIs.
+#[derive(Clone, Debug)]
+pub struct Access {
+    /// Required on every route but `/healthz` when set; the `Host` header
+    /// is then not checked.
+    pub token: Option<String>,
+    /// Without a token, the hosts a request may name.
+    pub hosts: AllowedHosts,
+    /// WebSocket clients served at once; more are refused with 503, so
+    /// that plain requests always find a connection slot.
+    pub max_websockets: usize,
+}
+
 #[derive(Clone)]
 struct App {
     hub: Arc<Hub<State>>,
     token: Option<Arc<str>>,
+    hosts: Arc<AllowedHosts>,
+    max_websockets: u64,
     registry: Arc<Registry>,
 }
 
-/// The routes, serving `hub`'s state; every route but `/healthz` needs
-/// `token` when one is set.
-pub fn router(hub: Arc<Hub<State>>, token: Option<String>) -> Router {
+/// The routes, serving `hub`'s state as `access` allows: every route but
+/// `/healthz` needs the token when there is one, else a `Host` header that
+/// names an allowed host.
+pub fn router(hub: Arc<Hub<State>>, access: Access) -> Router {
     let app = App {
         registry: Arc::new(metrics::registry(hub.clone())),
         hub,
-        token: token.map(Arc::from),
+        token: access.token.map(Arc::from),
+        hosts: Arc::new(access.hosts),
+        max_websockets: u64::try_from(access.max_websockets).unwrap_or(u64::MAX),
     };
     let guarded = Router::new()
         .route("/", get(index))
@@ -56,28 +78,26 @@ pub fn router(hub: Arc<Hub<State>>, token: Option<String>) -> Router {
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/jobs", get(jobs))
         .route("/metrics", get(prometheus))
-        .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(app.clone(), guard));
     guarded
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(app)
 }
 
-/// Refuses a request without the token (`Authorization: Bearer T` or
-/// `?token=T`) with 401.
-async fn require_token(Shared(app): Shared<App>, request: Request, next: Next) -> Response {
-    let Some(token) = app.token.as_deref() else {
-        return next.run(request).await;
+/// With a token, refuses a request without it (`Authorization: Bearer T`
+/// or `?token=T`) with 401; without one, refuses a request whose `Host`
+/// is not an allowed host with 421.
+async fn guard(Shared(app): Shared<App>, request: Request, next: Next) -> Response {
+    let allowed = match app.token.as_deref() {
+        Some(token) => has_token(&request, token),
+        None => {
+            return match refused_host(&app.hosts, request.headers()) {
+                Some(refusal) => refusal,
+                None => next.run(request).await,
+            }
+        }
     };
-    let bearer = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let query = Query::<HashMap<String, String>>::try_from_uri(request.uri())
-        .ok()
-        .and_then(|Query(mut params)| params.remove("token"));
-    let given = bearer.map(str::to_owned).or(query);
-    if given.is_some_and(|g| same_secret(g.as_bytes(), token.as_bytes())) {
+    if allowed {
         next.run(request).await
     } else {
         (
@@ -89,27 +109,79 @@ async fn require_token(Shared(app): Shared<App>, request: Request, next: Next) -
     }
 }
 
-/// Compares in time that does not depend on where the two differ.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether the request carries `token`, in an `Authorization` header of
+/// the `Bearer` scheme (any case, RFC 7235) or as `?token=`.
+fn has_token(request: &Request, token: &str) -> bool {
+    let bearer = request
+        .headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(bearer_credentials)
+        .any(|given| same_secret(given.as_bytes(), token.as_bytes()));
+    bearer
+        || Query::<HashMap<String, String>>::try_from_uri(request.uri())
+            .ok()
+            .and_then(|Query(mut params)| params.remove("token"))
+            .is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes()))
 }
 
-/// Whether a browser's `Origin` names the host the request was sent to.
-/// No `Origin` means a client that is not a browser: allowed.
-fn origin_allowed(headers: &HeaderMap) -> bool {
+/// The credentials of an `Authorization: Bearer ...` value: the scheme
+/// in any case, then one or more spaces.
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim_start_matches(' '))
+}
+
+/// Compares in time that does not depend on where the two differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// The 421 answer for a request whose `Host` is not allowed, or `None`
+/// if it may be served. A request without `Host` is not from a browser
+/// (HTTP/1.1 browsers always send it): served.
+fn refused_host(hosts: &AllowedHosts, headers: &HeaderMap) -> Option<Response> {
+    let host = match headers.get(header::HOST)?.to_str() {
+        Ok(host) if hosts.allows(host) => return None,
+        Ok(host) => host,
+        Err(_) => "?",
+    };
+    let name = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(name, _)| name);
+    let name: String = name.chars().take(100).collect();
+    Some(
+        (
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "421 Misdirected Request: icewatch does not answer to the host name {name:?} \
+                 (a guard against DNS rebinding); to serve it under that name, start it with \
+                 --allowed-host {name}, or with a --token\n"
+            ),
+        )
+            .into_response(),
+    )
+}
+
+/// Whether a browser's `Origin` is the page's own: the host the request
+/// was sent to (`Host`) and, without a token, an allowed host. No
+/// `Origin` means a client that is not a browser: allowed.
+fn origin_allowed(app: &App, headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let authority = origin
-        .to_str()
-        .ok()
-        .and_then(|o| o.split_once("://"))
-        .map(|(_, rest)| rest.trim_end_matches('/'));
-    match (authority, host) {
-        (Some(a), Some(h)) => a.eq_ignore_ascii_case(h),
-        _ => false,
-    }
+    let Some(authority) = origin.to_str().ok().and_then(origin_authority) else {
+        return false;
+    };
+    let same = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|host| authority.eq_ignore_ascii_case(host));
+    same && (app.token.is_some() || app.hosts.allows(authority))
 }
 
 async fn index() -> Response {
@@ -123,27 +195,34 @@ async fn index() -> Response {
         .into_response()
 }
 
-async fn websocket(
-    Shared(app): Shared<App>,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    if !origin_allowed(&headers) {
+async fn websocket(Shared(app): Shared<App>, request: Request) -> Response {
+    if !origin_allowed(&app, request.headers()) {
         return (
             StatusCode::FORBIDDEN,
             "403 Forbidden: the page's Origin is not the host it connects to\n",
         )
             .into_response();
     }
+    let clients = app.hub.stats().clients.load(Relaxed);
+    if clients >= app.max_websockets {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "503 Service Unavailable: {clients} WebSocket clients, the most served at once\n"
+            ),
+        )
+            .into_response();
+    }
     let hub = app.hub;
-    upgrade
-        .max_message_size(MAX_CLIENT_MESSAGE)
-        .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| async move {
+    socket::upgrade(
+        request,
+        socket::config(MAX_CLIENT_MESSAGE),
+        move |socket| async move {
             let (sink, stream) = socket.split();
-            let end = serve_client(hub, sink, stream).await;
+            let end = serve_client(hub, Fragmenting::new(sink, FRAGMENT), stream).await;
             tracing::debug!("WebSocket client gone: {end:?}");
-        })
+        },
+    )
 }
 
 fn json_response(body: String) -> Response {

@@ -14,7 +14,6 @@
 //!
 //! The contract with the page is `docs/websocket.md`.
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -22,6 +21,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::time::{sleep_until, timeout, Instant};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// A state that can be published: the whole of it, and what changed since
 /// the last call. [`State`](crate::monitor::State) implements it (in
@@ -246,7 +248,7 @@ where
         tokio::select! {
             biased;
             () = closed(&mut closing) => {
-                let close = Message::Close(Some(CloseFrame { code: 1001, reason: "server shutting down".into() }));
+                let close = Message::Close(Some(CloseFrame { code: CloseCode::Away, reason: "server shutting down".into() }));
                 let _ = timeout(Duration::from_secs(1), sink.send(close)).await;
                 break ClientEnd::Shutdown;
             }

@@ -75,8 +75,15 @@ fn lines<R: Read + Send + 'static>(r: R) -> mpsc::Receiver<String> {
 impl Running {
     /// Starts `icewatch ARGS`.
     pub fn start(args: &[&str]) -> Running {
-        let mut child = icewatch()
-            .args(args)
+        let mut command = icewatch();
+        command.args(args);
+        Running::spawn(command)
+    }
+
+    /// Starts `command` (an `icewatch` command with its environment, or a
+    /// shell that runs one).
+    pub fn spawn(mut command: Command) -> Running {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -175,6 +182,11 @@ impl Running {
     /// Everything left on stderr after the exit.
     pub fn rest_of_stderr(&self) -> Vec<String> {
         self.stderr.iter().collect()
+    }
+
+    /// Everything left on stdout after the exit.
+    pub fn rest_of_stdout(&self) -> Vec<String> {
+        self.stdout.iter().collect()
     }
 }
 

@@ -74,8 +74,14 @@ pub struct FakeScheduler {
 impl FakeScheduler {
     /// Listens on 127.0.0.1, port 0, and plays `scripts`.
     pub async fn start(scripts: Vec<Script>) -> FakeScheduler {
+        FakeScheduler::start_on(0, scripts).await
+    }
+
+    /// Listens on 127.0.0.1, `port` (one a stopped scheduler had: the
+    /// scheduler back after a restart), and plays `scripts`.
+    pub async fn start_on(port: u16, scripts: Vec<Script>) -> FakeScheduler {
         assert!(!scripts.is_empty());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, events) = mpsc::unbounded_channel();
         let accept = tokio::spawn(async move {
@@ -97,6 +103,13 @@ impl FakeScheduler {
             events,
             accept,
         }
+    }
+
+    /// Stops listening (connections are refused from now on); the
+    /// connections accepted so far go on.
+    pub async fn stop(&mut self) {
+        self.accept.abort();
+        let _ = (&mut self.accept).await;
     }
 
     /// Where it listens.
@@ -434,7 +447,7 @@ impl Monitor {
             host: "127.0.0.1".into(),
             port: sched.port(),
         });
-        opts.handshake_timeout = HANDSHAKE_TIMEOUT;
+        opts.handshake_timeout = Some(HANDSHAKE_TIMEOUT);
         opts.idle_timeout = IDLE_TIMEOUT;
         opts.backoff_min = Duration::from_millis(100);
         opts.backoff_max = Duration::from_secs(2);
