@@ -10,6 +10,10 @@
 //! codec encoded), `decode` only cuts and decodes those frames (what any
 //! reader must spend), and `decode_apply` does both, as the connection does.
 //!
+//! A second group, `host_churn`, has a host leave and a new one log in, on
+//! a state of ten hosts and on one with 64,000 hosts online and 1,024
+//! offline: the cost of a login must not grow with the hosts that stay.
+//!
 //! Run: `cargo bench --bench monitor_apply`
 
 use bytes::BytesMut;
@@ -92,7 +96,7 @@ fn apply(c: &mut Criterion) {
     let texts: Vec<String> = (0..4)
         .map(|i| {
             format!(
-                "Name:host\nIP:10.0.0.1\nMaxJobs:8\nNoRemote:false\nPlatform:x86_64\nVersion:44\n\
+                "MaxJobs:8\nNoRemote:false\nPlatform:x86_64\nVersion:44\n\
                  Features:env_xz env_zstd\nSpeed:10.0\nLoad:{}\nLoadAvg1:{}\nLoadAvg5:500\nLoadAvg10:400\nFreeMem:20000\n",
                 i * 250,
                 i * 100
@@ -173,6 +177,58 @@ fn apply(c: &mut Criterion) {
     group.finish();
 }
 
+/// The login text of host `n`.
+fn login(n: u32) -> String {
+    format!(
+        "Name:host{n}\nIP:10.{}.{}.{}\nMaxJobs:8\nNoRemote:false\nPlatform:x86_64\n\
+         Version:44\nFeatures:env_xz env_zstd\nSpeed:10.0\nLoad:0\n",
+        n >> 16,
+        (n >> 8) & 255,
+        n & 255
+    )
+}
+
+fn stats(st: &mut State, id: u32, text: &str) {
+    let msg = Message::MonStats(MonStats {
+        host_id: id,
+        text: text.as_bytes(),
+    });
+    st.apply(&msg, 1_700_000_000_000);
+}
+
+fn host_churn(c: &mut Criterion) {
+    let mut group = c.benchmark_group("host_churn");
+    for (name, online) in [("10_hosts", 10u32), ("64000_hosts", 64_000)] {
+        let mut st = State::new(StateOptions::default());
+        st.scheduler_connected("bench:8765".into(), 44, 0);
+        for id in 1..=online + 1024 {
+            stats(&mut st, id, &login(id));
+        }
+        for id in online + 1..=online + 1024 {
+            stats(&mut st, id, "State:Offline\n");
+        }
+        st.take_changes();
+        // Each iteration: the host online longest leaves, a new one logs in.
+        let mut up: std::collections::VecDeque<u32> = (1..=online).collect();
+        let mut next = online + 1025;
+        let texts: Vec<String> = (0..4096).map(login).collect();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                if let Some(leaving) = up.pop_front() {
+                    stats(&mut st, leaving, "State:Offline\n");
+                }
+                stats(&mut st, next, &texts[next as usize % texts.len()]);
+                up.push_back(next);
+                next += 1;
+                if next % 10_000 == 0 {
+                    black_box(st.take_changes());
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 /// (type, body) of every frame in `wire`.
 fn split_frames(wire: &[u8]) -> Vec<(icewatch::protocol::MsgType, &[u8])> {
     let mut out = Vec::new();
@@ -185,5 +241,5 @@ fn split_frames(wire: &[u8]) -> Vec<(icewatch::protocol::MsgType, &[u8])> {
     out
 }
 
-criterion_group!(benches, apply);
+criterion_group!(benches, apply, host_churn);
 criterion_main!(benches);

@@ -6,6 +6,7 @@ use crate::monitor::MAX_HISTORY;
 use crate::scheduler::JobDoneType;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -128,7 +129,9 @@ Record everything a scheduler sends to a monitor into an lz4-compressed file \
 start time, then every frame as received with its time. Progress (messages, \
 bytes, elapsed) goes to stderr. The file is flushed every second, so a \
 recording cut short by a crash still reads back up to the last whole message; \
-Ctrl-C ends it cleanly.
+Ctrl-C ends it cleanly. When the scheduler goes away the recording goes on: \
+icewatch connects again as `monitor` does and marks the new scheduler session \
+in the file; --once ends the recording at the first end instead.
 
 Play it back with `icewatch replay`, or print it with `icewatch dump --capture`.",
         after_help = "\
@@ -142,9 +145,15 @@ Examples:
     #[command(
         long_about = "\
 Serve the page from a recording (or a raw capture) as if the cluster were \
-live, at the recorded pace times --speed (0: as fast as possible). With \
---as-scheduler it plays the recording to any monitor that connects to --port \
-instead, each from the start, as a fake scheduler.",
+live, at the recorded pace times --speed (0: as fast as possible; a quiet \
+spell plays as a minute at most). The page runs on the recording's clock: \
+jobs last as long as they did, whatever the speed, and the scheduler shows as \
+a replay of the file, offline once the recording ended. Scheduler restarts in \
+the recording play as the recorded monitor saw them.
+
+With --as-scheduler it plays the recording to any monitor that connects to \
+--port instead, each from the start, as a fake scheduler; a scheduler restart \
+in the recording reaches the monitor as its hosts leaving and new ones coming.",
         after_help = "\
 Examples:
   icewatch replay monday.icwr                    then open the printed URL
@@ -280,9 +289,9 @@ pub struct DemoArgs {
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
 
-    /// Messages per second on average (0: as fast as monitors read)
-    /// [default: the pace of a busy real cluster]
-    #[arg(long, value_name = "R", value_parser = non_negative)]
+    /// Messages per second on average, from 0.01 to 1000000 (0: as fast as
+    /// monitors read) [default: the pace of a busy real cluster]
+    #[arg(long, value_name = "R", value_parser = rate)]
     pub rate: Option<f64>,
 
     /// The protocol version the simulated scheduler offers (21 to 44)
@@ -355,9 +364,10 @@ pub struct ReplayArgs {
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 
-    /// Playback speed: 1 as recorded, 10 ten times faster, 0 as fast as
-    /// possible (raw captures have no times and always play at once)
-    #[arg(long, value_name = "X", default_value_t = 1.0, value_parser = non_negative)]
+    /// Playback speed, from 0.001 to 1000000: 1 as recorded, 10 ten times
+    /// faster; 0 as fast as possible (raw captures have no times and always
+    /// play at once). A quiet spell plays as a minute at most
+    #[arg(long, value_name = "X", default_value_t = 1.0, value_parser = speed)]
     pub speed: f64,
 
     /// With --as-scheduler: the protocol version to offer (21 to 44)
@@ -412,11 +422,29 @@ fn allowed_host(s: &str) -> Result<String, String> {
     crate::publisher::host::check_allowed_host(s)
 }
 
-fn non_negative(s: &str) -> Result<f64, String> {
+/// The slowest and fastest `--speed` of a replay.
+pub const SPEED_RANGE: RangeInclusive<f64> = 0.001..=1e6;
+/// The slowest and fastest `--rate` of the demo, in messages per second.
+pub const RATE_RANGE: RangeInclusive<f64> = 0.01..=1e6;
+
+/// 0, or a number in `range`: what `--speed` and `--rate` take.
+fn zero_or_in(s: &str, range: &RangeInclusive<f64>) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a number of 0 or more")),
+        Ok(v) if v == 0.0 || range.contains(&v) => Ok(v.abs()),
+        _ => Err(format!(
+            "{s:?} is neither 0 nor a number from {} to {}",
+            range.start(),
+            range.end()
+        )),
     }
+}
+
+fn speed(s: &str) -> Result<f64, String> {
+    zero_or_in(s, &SPEED_RANGE)
+}
+
+fn rate(s: &str) -> Result<f64, String> {
+    zero_or_in(s, &RATE_RANGE)
 }
 
 #[cfg(test)]
@@ -476,6 +504,42 @@ mod tests {
             assert!(
                 Cli::try_parse_from(["icewatch", "demo", "--allowed-host", bad]).is_err(),
                 "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn speeds_and_rates_out_of_range_are_refused_naming_the_flag() {
+        let speed =
+            |x: &str| Cli::try_parse_from(["icewatch", "replay", "f", &format!("--speed={x}")]);
+        let rate = |x: &str| Cli::try_parse_from(["icewatch", "demo", &format!("--rate={x}")]);
+        for ok in ["0", "-0", "0.001", "1", "2.5", "1e6"] {
+            let Command::Replay(r) = speed(ok).unwrap().command else {
+                panic!()
+            };
+            assert!(r.speed == 0.0 || SPEED_RANGE.contains(&r.speed), "{ok}");
+        }
+        for ok in ["0", "0.01", "500", "1000000"] {
+            assert!(rate(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "1e-300", "0.0009", "1e7", "-1", "nan", "inf", "-inf", "fast", "",
+        ] {
+            let err = speed(bad).unwrap_err().to_string();
+            let first = err.lines().next().unwrap();
+            assert!(
+                first.contains("--speed")
+                    && first.contains("neither 0 nor a number from 0.001 to 1000000"),
+                "{err}"
+            );
+        }
+        for bad in ["1e-300", "0.001", "2e6", "-5", "NaN"] {
+            let err = rate(bad).unwrap_err().to_string();
+            let first = err.lines().next().unwrap();
+            assert!(
+                first.contains("--rate")
+                    && first.contains("neither 0 nor a number from 0.01 to 1000000"),
+                "{err}"
             );
         }
     }

@@ -20,7 +20,9 @@
 //! Beside the flow, for the `icewatch` command:
 //!
 //! - [`record`]: recordings of a scheduler's stream (lz4, timestamped
-//!   frames) and the raw captures of `tests/data`, written and read back.
+//!   frames, session marks) and the raw captures of `tests/data`, written
+//!   and read back; [`replay`]: one played into a [`monitor::State`] on its
+//!   own clock, and the pacing of replays.
 //! - [`ndjson`]: any message as a JSON object (`icewatch dump`).
 //! - [`demo`]: a seeded simulation of a busy cluster's monitor stream, and
 //!   [`scheduler`]: the scheduler's side of the wire, which serves that
@@ -39,5 +41,6 @@ pub mod ndjson;
 pub mod protocol;
 pub mod publisher;
 pub mod record;
+pub mod replay;
 pub mod scheduler;
 pub mod shutdown;

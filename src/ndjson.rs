@@ -1,4 +1,5 @@
-//! icecream messages as JSON objects, one a line (`icewatch dump`).
+//! icecream messages as JSON objects, one a line (`icewatch dump`), and the
+//! line that marks a new scheduler session among them ([`session_json`]).
 //!
 //! Each object starts with `"type"`, icecream's own name for the message
 //! (`"MON_STATS"`, `"MON_JOB_DONE"`, …, or `"0x99"` for a code icecream does
@@ -323,6 +324,25 @@ pub fn message_json(msg: &Message<'_>, version: u32) -> Object {
             o.push("body", hex(body));
         }
     }
+    o
+}
+
+/// The line `icewatch dump` prints where a new scheduler session begins:
+/// at a recording's session mark, or when a live dump connects again. The
+/// first session has none. `number` is the session's (2 for the first
+/// reconnection), `at_ms` its time as the messages' `at_ms` count it, and
+/// `protocol` the version agreed in the new session, which the messages
+/// after it are decoded at. It has no `"type"`: it is not a message.
+///
+/// ```
+/// let line = serde_json::to_string(&icewatch::ndjson::session_json(2, 9000, 43)).unwrap();
+/// assert_eq!(line, r#"{"session":2,"at_ms":9000,"protocol":43}"#);
+/// ```
+pub fn session_json(number: u32, at_ms: u64, protocol: u32) -> Object {
+    let mut o = Object::new();
+    o.push("session", number)
+        .push("at_ms", at_ms)
+        .push("protocol", protocol);
     o
 }
 

@@ -5,11 +5,22 @@
 //! holding, uncompressed (format in `docs/recording.md`):
 //!
 //! ```text
-//! "ICEWATCH"  format u32 LE = 1  protocol u32 LE  start u64 LE (ms since the Unix epoch)
+//! "ICEWATCH"  format u32 LE = 2  protocol u32 LE  start u64 LE (ms since the Unix epoch)
 //! then per message:  at u64 LE (ms since start)  the frame exactly as received
 //!                    (u32 BE length L, then L bytes: type and body)
+//! per new session:   u64 LE 0xFFFF_FFFF_FFFF_FFFE  at u64 LE  protocol u32 LE
 //! then the end:      u64 LE 0xFFFF_FFFF_FFFF_FFFF  count u64 LE (messages written)
 //! ```
+//!
+//! A session mark says that the scheduler connection was lost and made
+//! again: the frames after it are at the new session's protocol version.
+//! Format 1 (the same without session marks) still reads.
+//!
+//! Times are sane by construction, whatever the file says: they never go
+//! back (a time earlier than the one before reads as the one before), and
+//! one more than [`MAX_SPAN_MS`] after the start, or a start after the year
+//! 9999, is refused as damage. So `start + at` never overflows, and a
+//! replay's clock only moves forward.
 //!
 //! The writer flushes an lz4 block whenever asked ([`Recorder::flush`]), so a
 //! recording cut short by a crash still reads back up to the last whole
@@ -30,18 +41,30 @@ use std::path::Path;
 
 /// The first bytes of a recording, after decompression.
 pub const MAGIC: &[u8; 8] = b"ICEWATCH";
-/// The recording format this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The recording format this code writes: 2, with session marks.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this code reads: 1, one session without marks.
+pub const OLDEST_FORMAT: u32 = 1;
+/// The longest a recording spans: 366 days, in milliseconds. The writer
+/// refuses a time past it and the reader takes one for damage, so that a
+/// single absurd time cannot throw a replay's clock years ahead.
+pub const MAX_SPAN_MS: u64 = 366 * 24 * 3600 * 1000;
+/// The latest start a recording may have: the end of the year 9999, in
+/// milliseconds since the Unix epoch.
+pub const MAX_START_MS: u64 = 253_402_300_799_999;
 /// The lz4 frame magic number, as it starts a file.
 const LZ4_MAGIC: [u8; 4] = 0x184D_2204u32.to_le_bytes();
 /// The time word that marks the end of a recording.
 const END_MARK: u64 = u64::MAX;
+/// The time word that marks a new scheduler session (format 2).
+const SESSION_MARK: u64 = u64::MAX - 1;
 
 /// What a recording or capture says about itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
-    /// The protocol version agreed with the scheduler: the version every
-    /// frame is encoded at.
+    /// The protocol version agreed with the scheduler in the first session:
+    /// the version every frame is encoded at until a session mark says
+    /// otherwise.
     pub protocol: u32,
     /// When the recording started, milliseconds since the Unix epoch
     /// (`None` for a raw capture, which has no times).
@@ -68,8 +91,50 @@ pub struct Recorded {
     /// Milliseconds since the start of the recording (`None` in a raw
     /// capture).
     pub at_ms: Option<u64>,
+    /// The protocol version the frame is encoded at: its session's.
+    pub protocol: u32,
     /// The frame: u32 BE length, type, body.
     pub frame: Bytes,
+}
+
+/// What a recording holds, in order: messages, and marks where a new
+/// scheduler session begins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// A message, as received.
+    Message(Recorded),
+    /// The scheduler connection was lost and made again (a scheduler
+    /// restart, a network cut): a new session begins, at `protocol`, and
+    /// the scheduler announces its hosts again under new ids.
+    Session {
+        /// The session's number: 2 for the first mark (the header opens
+        /// session 1), then 3, ...
+        number: u32,
+        /// When the new session began, milliseconds since the start.
+        at_ms: u64,
+        /// The protocol version agreed in the new session: every frame
+        /// after the mark is encoded at it.
+        protocol: u32,
+    },
+}
+
+impl Entry {
+    /// When it happened, milliseconds since the start (`None` for a message
+    /// of a raw capture).
+    pub fn at_ms(&self) -> Option<u64> {
+        match self {
+            Entry::Message(m) => m.at_ms,
+            Entry::Session { at_ms, .. } => Some(*at_ms),
+        }
+    }
+
+    /// The message, if it is one.
+    pub fn into_message(self) -> Option<Recorded> {
+        match self {
+            Entry::Message(m) => Some(m),
+            Entry::Session { .. } => None,
+        }
+    }
 }
 
 /// Why a file cannot be read (further).
@@ -85,7 +150,7 @@ pub enum RecordError {
     #[error("not an icewatch recording (an lz4 file without the ICEWATCH header)")]
     NotARecording,
     /// A recording in a format this version does not know.
-    #[error("recording format {0} is not supported (this icewatch reads format {FORMAT_VERSION})")]
+    #[error("recording format {0} is not supported (this icewatch reads formats {OLDEST_FORMAT} to {FORMAT_VERSION})")]
     UnsupportedFormat(u32),
     /// A recording or capture at a protocol version outside 21..=44.
     #[error(
@@ -114,13 +179,33 @@ pub struct Recorder<W: Write> {
     out: FrameEncoder<W>,
     messages: u64,
     bytes: u64,
+    last_at: u64,
     frame_buf: BytesMut,
+}
+
+/// An argument the writer refuses, so that it never writes what the reader
+/// would refuse.
+fn invalid_input(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, what)
 }
 
 impl<W: Write> Recorder<W> {
     /// Starts a recording of a stream at `protocol`, begun at `start_ms`
     /// (milliseconds since the Unix epoch); writes the header.
+    ///
+    /// Refuses a protocol version outside 21 to 44 and a start after
+    /// [`MAX_START_MS`].
     pub fn new(out: W, protocol: u32, start_ms: u64) -> io::Result<Recorder<W>> {
+        if check_version(protocol).is_err() {
+            return Err(invalid_input(format!(
+                "protocol version {protocol} is not one icewatch knows"
+            )));
+        }
+        if start_ms > MAX_START_MS {
+            return Err(invalid_input(format!(
+                "a start time of {start_ms} ms after 1970 is past the year 9999"
+            )));
+        }
         let info = FrameInfo::new()
             .block_mode(BlockMode::Linked)
             .block_checksums(true);
@@ -135,25 +220,38 @@ impl<W: Write> Recorder<W> {
             out,
             messages: 0,
             bytes: 0,
+            last_at: 0,
             frame_buf: BytesMut::with_capacity(256),
         })
     }
 
+    /// The time to write for `at_ms`: never earlier than the last one
+    /// written, and an error past [`MAX_SPAN_MS`].
+    fn time(&mut self, at_ms: u64) -> io::Result<u64> {
+        if at_ms > MAX_SPAN_MS {
+            return Err(invalid_input(format!(
+                "{at_ms} ms after the start: a recording spans at most {} days, start a new one",
+                MAX_SPAN_MS / 86_400_000
+            )));
+        }
+        self.last_at = self.last_at.max(at_ms);
+        Ok(self.last_at)
+    }
+
     /// Appends one whole frame (length word included), received `at_ms`
-    /// milliseconds after the start.
+    /// milliseconds after the start (a time earlier than the last one
+    /// written is written as that one). Refuses a frame whose length word
+    /// does not match, or a time more than [`MAX_SPAN_MS`] after the start.
     pub fn write_frame(&mut self, at_ms: u64, frame: &[u8]) -> io::Result<()> {
         let valid = frame
             .get(..4)
             .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as usize + 4 == frame.len());
         if valid != Some(true) || frame.len() < 8 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a whole frame: the length word does not match",
+            return Err(invalid_input(
+                "not a whole frame: the length word does not match".into(),
             ));
         }
-        // A time that collides with the end mark cannot happen in practice
-        // (585 million years); clamp it anyway.
-        let at_ms = at_ms.min(END_MARK - 1);
+        let at_ms = self.time(at_ms)?;
         self.frame_buf.clear();
         self.frame_buf.put_u64_le(at_ms);
         self.frame_buf.put_slice(frame);
@@ -163,6 +261,24 @@ impl<W: Write> Recorder<W> {
         Ok(())
     }
 
+    /// Marks the start of a new scheduler session, `at_ms` milliseconds
+    /// after the start, at `protocol` (the version agreed in its
+    /// handshake): the connection was lost and made again. Frames written
+    /// after it are taken to be at `protocol`.
+    pub fn new_session(&mut self, at_ms: u64, protocol: u32) -> io::Result<()> {
+        if check_version(protocol).is_err() {
+            return Err(invalid_input(format!(
+                "protocol version {protocol} is not one icewatch knows"
+            )));
+        }
+        let at_ms = self.time(at_ms)?;
+        self.frame_buf.clear();
+        self.frame_buf.put_u64_le(SESSION_MARK);
+        self.frame_buf.put_u64_le(at_ms);
+        self.frame_buf.put_u32_le(protocol);
+        self.out.write_all(&self.frame_buf)
+    }
+
     /// Compresses what is buffered and hands it to the file, so that a crash
     /// after this loses nothing before it.
     pub fn flush(&mut self) -> io::Result<()> {
@@ -170,7 +286,7 @@ impl<W: Write> Recorder<W> {
         self.out.get_mut().flush()
     }
 
-    /// Messages written so far.
+    /// Messages written so far (session marks not counted).
     pub fn messages(&self) -> u64 {
         self.messages
     }
@@ -192,10 +308,18 @@ impl<W: Write> Recorder<W> {
     }
 }
 
-/// Reads a recording or a raw capture, one message at a time.
+/// Reads a recording or a raw capture, one entry at a time.
 pub struct Reader {
     header: Header,
     input: Input,
+    /// The recording's format (1 or 2; 0 for a raw capture).
+    format: u32,
+    /// The protocol of the frames read now: the current session's.
+    protocol: u32,
+    /// Sessions begun so far (1 before any mark).
+    sessions: u32,
+    /// The latest time read: no later time reads earlier.
+    last_at: u64,
     messages: u64,
     done: bool,
 }
@@ -228,20 +352,31 @@ pub fn open(path: &Path) -> Result<Reader, RecordError> {
         let word =
             |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
         let format = word(8);
-        if format != FORMAT_VERSION {
+        if !(OLDEST_FORMAT..=FORMAT_VERSION).contains(&format) {
             return Err(RecordError::UnsupportedFormat(format));
         }
         let protocol = word(12);
         check_version(protocol)?;
         let mut start = [0u8; 8];
         start.copy_from_slice(&header[16..24]);
+        let start_ms = u64::from_le_bytes(start);
+        if start_ms > MAX_START_MS {
+            return Err(RecordError::Corrupt {
+                messages: 0,
+                reason: format!("a start time of {start_ms} ms after 1970, past the year 9999"),
+            });
+        }
         return Ok(Reader {
             header: Header {
                 protocol,
-                start_ms: Some(u64::from_le_bytes(start)),
+                start_ms: Some(start_ms),
                 kind: Kind::Recording,
             },
             input: Input::Recording(Box::new(input)),
+            format,
+            protocol,
+            sessions: 1,
+            last_at: 0,
             messages: 0,
             done: false,
         });
@@ -268,6 +403,10 @@ pub fn open(path: &Path) -> Result<Reader, RecordError> {
             kind: Kind::RawCapture { scheduler },
         },
         input: Input::Raw(file),
+        format: 0,
+        protocol,
+        sessions: 1,
+        last_at: 0,
         messages: 0,
         done: false,
     })
@@ -313,87 +452,140 @@ impl Reader {
         self.header
     }
 
-    /// Messages read so far.
+    /// Messages read so far (session marks not counted).
     pub fn messages(&self) -> u64 {
         self.messages
     }
 
-    fn next_message(&mut self) -> Result<Option<Recorded>, RecordError> {
+    /// The protocol version of the frames read now: the one of the last
+    /// session begun.
+    pub fn protocol(&self) -> u32 {
+        self.protocol
+    }
+
+    /// Reads exactly `buf.len()` bytes of a recording, or says it was cut.
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), RecordError> {
         let messages = self.messages;
-        let cut = |e| corrupt_or_cut(e, messages);
-        let at_ms = match &mut self.input {
+        let input: &mut dyn Read = match &mut self.input {
+            Input::Raw(r) => r,
+            Input::Recording(r) => r,
+        };
+        if read_full(input, buf).map_err(|e| corrupt_or_cut(e, messages))? < buf.len() {
+            return Err(RecordError::Truncated { messages });
+        }
+        Ok(())
+    }
+
+    fn corrupt(&self, reason: String) -> RecordError {
+        RecordError::Corrupt {
+            messages: self.messages,
+            reason,
+        }
+    }
+
+    /// A time word read back: never earlier than the one before, and
+    /// refused past [`MAX_SPAN_MS`].
+    fn time(&mut self, at: u64) -> Result<u64, RecordError> {
+        if at > MAX_SPAN_MS {
+            return Err(self.corrupt(format!(
+                "a time {at} ms after the start, more than a recording spans ({} days)",
+                MAX_SPAN_MS / 86_400_000
+            )));
+        }
+        self.last_at = self.last_at.max(at);
+        Ok(self.last_at)
+    }
+
+    fn next_entry(&mut self) -> Result<Option<Entry>, RecordError> {
+        let at_ms = match self.input {
             Input::Raw(_) => None,
-            Input::Recording(input) => {
+            Input::Recording(_) => {
                 let mut word = [0u8; 8];
-                match read_full(input, &mut word).map_err(cut)? {
-                    8 => {}
-                    _ => return Err(RecordError::Truncated { messages }),
+                self.read_exact(&mut word)?;
+                match u64::from_le_bytes(word) {
+                    END_MARK => return self.end_mark().map(|()| None),
+                    SESSION_MARK if self.format >= 2 => return self.session_mark().map(Some),
+                    at => Some(self.time(at)?),
                 }
-                let at = u64::from_le_bytes(word);
-                if at == END_MARK {
-                    let mut count = [0u8; 8];
-                    if read_full(input, &mut count).map_err(cut)? < 8 {
-                        return Err(RecordError::Truncated { messages });
-                    }
-                    let count = u64::from_le_bytes(count);
-                    if count != messages {
-                        return Err(RecordError::Corrupt {
-                            messages,
-                            reason: format!("the end mark counts {count} messages"),
-                        });
-                    }
-                    let mut extra = [0u8; 1];
-                    if read_full(input, &mut extra).map_err(cut)? != 0 {
-                        return Err(RecordError::Corrupt {
-                            messages,
-                            reason: "data after the end mark".into(),
-                        });
-                    }
-                    return Ok(None);
-                }
-                Some(at)
             }
         };
+        let messages = self.messages;
         let input: &mut dyn Read = match &mut self.input {
             Input::Raw(r) => r,
             Input::Recording(r) => r,
         };
         let mut len_word = [0u8; 4];
-        match read_full(input, &mut len_word).map_err(cut)? {
+        match read_full(input, &mut len_word).map_err(|e| corrupt_or_cut(e, messages))? {
             0 if at_ms.is_none() => return Ok(None),
             4 => {}
             _ => return Err(RecordError::Truncated { messages }),
         }
         let len = u32::from_be_bytes(len_word);
         if !(4..=MAX_MSG_SIZE).contains(&len) {
-            return Err(RecordError::Corrupt {
-                messages,
-                reason: format!("a frame length of {len} bytes (the limit is {MAX_MSG_SIZE})"),
-            });
+            return Err(self.corrupt(format!(
+                "a frame length of {len} bytes (the limit is {MAX_MSG_SIZE})"
+            )));
         }
         let mut frame = BytesMut::zeroed(4 + len as usize);
         frame[..4].copy_from_slice(&len_word);
-        if read_full(input, &mut frame[4..]).map_err(cut)? < len as usize {
-            return Err(RecordError::Truncated { messages });
-        }
+        self.read_exact(&mut frame[4..])?;
         self.messages += 1;
-        Ok(Some(Recorded {
+        Ok(Some(Entry::Message(Recorded {
             at_ms,
+            protocol: self.protocol,
             frame: frame.freeze(),
-        }))
+        })))
+    }
+
+    /// The rest of a session mark: its time and protocol version.
+    fn session_mark(&mut self) -> Result<Entry, RecordError> {
+        let mut mark = [0u8; 12];
+        self.read_exact(&mut mark)?;
+        let mut at = [0u8; 8];
+        at.copy_from_slice(&mark[..8]);
+        let at_ms = self.time(u64::from_le_bytes(at))?;
+        let protocol = u32::from_le_bytes([mark[8], mark[9], mark[10], mark[11]]);
+        if check_version(protocol).is_err() {
+            return Err(self.corrupt(format!(
+                "a new session at protocol version {protocol}, which icewatch does not know"
+            )));
+        }
+        self.protocol = protocol;
+        self.sessions = self.sessions.saturating_add(1);
+        Ok(Entry::Session {
+            number: self.sessions,
+            at_ms,
+            protocol,
+        })
+    }
+
+    /// The rest of the end mark: the count must match, and nothing follow.
+    fn end_mark(&mut self) -> Result<(), RecordError> {
+        let mut count = [0u8; 8];
+        self.read_exact(&mut count)?;
+        let count = u64::from_le_bytes(count);
+        if count != self.messages {
+            return Err(self.corrupt(format!("the end mark counts {count} messages")));
+        }
+        let mut extra = [0u8; 1];
+        match self.read_exact(&mut extra) {
+            Err(RecordError::Truncated { .. }) => Ok(()),
+            Err(e) => Err(e),
+            Ok(()) => Err(self.corrupt("data after the end mark".into())),
+        }
     }
 }
 
 impl Iterator for Reader {
-    type Item = Result<Recorded, RecordError>;
+    type Item = Result<Entry, RecordError>;
 
-    /// The next message; after an error or the end, `None`.
+    /// The next entry; after an error or the end, `None`.
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
             return None;
         }
-        match self.next_message() {
-            Ok(Some(m)) => Some(Ok(m)),
+        match self.next_entry() {
+            Ok(Some(entry)) => Some(Ok(entry)),
             Ok(None) => {
                 self.done = true;
                 None
@@ -469,10 +661,12 @@ mod tests {
                 kind: Kind::Recording
             }
         );
-        let back: Vec<Recorded> = reader.by_ref().map(Result::unwrap).collect();
+        let back: Vec<Entry> = reader.by_ref().map(Result::unwrap).collect();
         assert_eq!(back.len(), 500);
-        for (i, (r, f)) in back.iter().zip(frames()).enumerate() {
+        for (i, (r, f)) in back.into_iter().zip(frames()).enumerate() {
+            let r = r.into_message().unwrap();
             assert_eq!(r.at_ms, Some(i as u64 * 10));
+            assert_eq!(r.protocol, 43);
             assert_eq!(&r.frame[..], &f[..]);
         }
     }
@@ -494,6 +688,7 @@ mod tests {
             for item in reader {
                 match item {
                     Ok(r) => {
+                        let r = r.into_message().unwrap();
                         assert_eq!(&r.frame[..], &all[read][..]);
                         read += 1;
                     }
@@ -571,5 +766,187 @@ mod tests {
         enc.finish().unwrap();
         let path = write_to(&dir, "other.lz4", &other);
         assert!(matches!(open(&path), Err(RecordError::NotARecording)));
+    }
+
+    /// An lz4 file holding `header` fields and then `body`, as any writer
+    /// could make it.
+    fn hand_made(format: u32, protocol: u32, start_ms: u64, body: &[u8]) -> Vec<u8> {
+        let mut enc = FrameEncoder::new(Vec::new());
+        enc.write_all(MAGIC).unwrap();
+        enc.write_all(&format.to_le_bytes()).unwrap();
+        enc.write_all(&protocol.to_le_bytes()).unwrap();
+        enc.write_all(&start_ms.to_le_bytes()).unwrap();
+        enc.write_all(body).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn timed(at: u64, frame: &[u8]) -> Vec<u8> {
+        [&at.to_le_bytes()[..], frame].concat()
+    }
+
+    fn end(count: u64) -> Vec<u8> {
+        [END_MARK.to_le_bytes(), count.to_le_bytes()].concat()
+    }
+
+    #[test]
+    fn a_recording_of_two_sessions_reads_back_each_frame_at_its_sessions_protocol() {
+        let dir = tempdir("sessions");
+        let f = frames();
+        let mut rec = Recorder::new(Cursor::new(Vec::new()), 43, 1_700_000_000_000).unwrap();
+        rec.write_frame(5, &f[0]).unwrap();
+        rec.write_frame(6, &f[1]).unwrap();
+        rec.new_session(9_000, 29).unwrap();
+        rec.write_frame(9_001, &f[2]).unwrap();
+        rec.new_session(12_000, 44).unwrap();
+        assert_eq!(rec.messages(), 3, "marks are not messages");
+        let path = write_to(&dir, "two.icwr", &rec.finish().unwrap().into_inner());
+        let mut reader = open(&path).unwrap();
+        assert_eq!(reader.header().protocol, 43);
+        let message = |at, protocol, i: usize| {
+            Entry::Message(Recorded {
+                at_ms: Some(at),
+                protocol,
+                frame: Bytes::from(f[i].clone()),
+            })
+        };
+        let session = |number, at_ms, protocol| Entry::Session {
+            number,
+            at_ms,
+            protocol,
+        };
+        let entries: Vec<Entry> = reader.by_ref().map(Result::unwrap).collect();
+        assert_eq!(
+            entries,
+            [
+                message(5, 43, 0),
+                message(6, 43, 1),
+                session(2, 9_000, 29),
+                message(9_001, 29, 2),
+                session(3, 12_000, 44),
+            ]
+        );
+        assert_eq!((reader.messages(), reader.protocol()), (3, 44));
+    }
+
+    #[test]
+    fn format_1_still_reads_and_has_no_session_marks() {
+        let dir = tempdir("format1");
+        let f = &frames()[0];
+        let body = [timed(3, f), timed(SESSION_MARK, f), end(2)].concat();
+        let path = write_to(&dir, "v1.icwr", &hand_made(1, 38, 0, &body));
+        let items: Vec<_> = open(&path).unwrap().collect();
+        let first = items[0].as_ref().unwrap().clone().into_message().unwrap();
+        assert_eq!((first.at_ms, first.protocol), (Some(3), 38));
+        // Format 1 clamped times to this word: in it, it is a time, and an
+        // absurd one.
+        assert!(
+            matches!(&items[1], Err(RecordError::Corrupt { messages: 1, reason }) if reason.contains("more than a recording spans")),
+            "{items:?}"
+        );
+
+        let path = write_to(&dir, "v3.icwr", &hand_made(3, 43, 0, &end(0)));
+        assert!(matches!(
+            open(&path),
+            Err(RecordError::UnsupportedFormat(3))
+        ));
+    }
+
+    #[test]
+    fn times_never_go_back_and_absurd_ones_are_damage() {
+        let dir = tempdir("times");
+        let f = &frames()[0];
+        let times = |body: &[u8]| -> Vec<Result<Option<u64>, String>> {
+            let path = write_to(&dir, "t.icwr", &hand_made(2, 43, 1_700_000_000_000, body));
+            open(&path)
+                .unwrap()
+                .map(|e| e.map(|e| e.at_ms()).map_err(|e| e.to_string()))
+                .collect()
+        };
+        let back = [timed(50, f), timed(20, f), timed(60, f), end(3)].concat();
+        assert_eq!(times(&back), [Ok(Some(50)), Ok(Some(50)), Ok(Some(60))]);
+
+        let mark_back = [
+            timed(50, f),
+            SESSION_MARK.to_le_bytes().to_vec(),
+            10u64.to_le_bytes().to_vec(),
+            43u32.to_le_bytes().to_vec(),
+            end(1),
+        ]
+        .concat();
+        assert_eq!(times(&mark_back), [Ok(Some(50)), Ok(Some(50))]);
+
+        for absurd in [u64::MAX - 2, MAX_SPAN_MS + 1, 5 * 365 * 86_400_000] {
+            let got = times(&[timed(1, f), timed(absurd, f), timed(2, f), end(3)].concat());
+            assert_eq!(got.len(), 2, "{got:?}");
+            let err = got[1].clone().unwrap_err();
+            assert!(
+                err.contains("corrupt after 1 messages: a time")
+                    && err.contains("more than a recording spans (366 days)"),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            times(&[timed(MAX_SPAN_MS, f), end(1)].concat()),
+            [Ok(Some(MAX_SPAN_MS))]
+        );
+
+        let path = write_to(
+            &dir,
+            "late.icwr",
+            &hand_made(2, 43, MAX_START_MS + 1, &end(0)),
+        );
+        assert!(matches!(
+            open(&path),
+            Err(RecordError::Corrupt { reason, .. }) if reason.contains("past the year 9999")
+        ));
+    }
+
+    #[test]
+    fn the_writer_writes_nothing_the_reader_would_refuse() {
+        let f = &frames()[0];
+        let mut rec = Recorder::new(Vec::new(), 43, 0).unwrap();
+        rec.write_frame(100, f).unwrap();
+        rec.write_frame(40, f).unwrap();
+        rec.new_session(30, 44).unwrap();
+        assert!(rec.write_frame(MAX_SPAN_MS + 1, f).is_err());
+        assert!(rec.new_session(u64::MAX, 44).is_err());
+        assert!(rec.new_session(200, 45).is_err());
+        assert!(rec.write_frame(200, &f[..f.len() - 1]).is_err());
+        assert_eq!(rec.messages(), 2);
+        let dir = tempdir("writer");
+        let path = write_to(&dir, "w.icwr", &rec.finish().unwrap());
+        let times: Vec<Option<u64>> = open(&path).unwrap().map(|e| e.unwrap().at_ms()).collect();
+        assert_eq!(times, [Some(100), Some(100), Some(100)]);
+
+        assert!(Recorder::new(Vec::new(), 20, 0).is_err());
+        assert!(Recorder::new(Vec::new(), 43, MAX_START_MS + 1).is_err());
+    }
+
+    #[test]
+    fn a_bad_or_cut_session_mark_is_an_error_after_the_messages_before_it() {
+        let dir = tempdir("bad_mark");
+        let f = &frames()[0];
+        let mark = |protocol: u32| {
+            [
+                SESSION_MARK.to_le_bytes().to_vec(),
+                7u64.to_le_bytes().to_vec(),
+                protocol.to_le_bytes().to_vec(),
+            ]
+            .concat()
+        };
+        let path = write_to(
+            &dir,
+            "v12.icwr",
+            &hand_made(2, 43, 0, &[timed(1, f), mark(12), end(1)].concat()),
+        );
+        let last = open(&path).unwrap().last().unwrap();
+        assert!(
+            matches!(&last, Err(RecordError::Corrupt { messages: 1, reason }) if reason.contains("protocol version 12")),
+            "{last:?}"
+        );
+        let cut = [timed(1, f), mark(43)[..15].to_vec()].concat();
+        let path = write_to(&dir, "cut.icwr", &hand_made(2, 43, 0, &cut));
+        let last = open(&path).unwrap().last().unwrap();
+        assert!(matches!(last, Err(RecordError::Truncated { messages: 1 })));
     }
 }

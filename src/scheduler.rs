@@ -18,11 +18,12 @@
 use crate::demo::{Event, Simulation};
 use crate::protocol::frame::{parse_frame, FrameError, MAX_MSG_SIZE};
 use crate::protocol::handshake::{handshake, HandshakeError};
-use crate::protocol::{Message, MsgType, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
-use crate::record::{self, RecordError};
+use crate::protocol::{Message, MonStats, MsgType, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use crate::record::{self, Entry, RecordError, Recorded};
+use crate::replay::{later, played, Pacer};
 use crate::shutdown::Shutdown;
 use bytes::BytesMut;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -327,12 +328,12 @@ pub async fn serve_demo(
     })
     .await;
     drop(login_tx);
-    let _ = feed.await;
+    let fed = feed.await;
     let _ = timeout(GOODBYE * 2, async {
         while monitors.join_next().await.is_some() {}
     })
     .await;
-    Ok(())
+    fed.map_err(|e| std::io::Error::other(format!("the simulation failed: {e}")))
 }
 
 async fn demo_monitor(
@@ -468,7 +469,7 @@ async fn feed(
         let (at_ms, event) = sim.step();
         let due = speed
             .filter(|s| s.is_finite() && *s > 0.0)
-            .map(|s| start + Duration::from_secs_f64(at_ms as f64 / 1000.0 / s));
+            .map(|s| later(start, played(at_ms, s)));
         loop {
             let waiting_for_readers =
                 speed.is_none() && (tx.receiver_count() == 0 || tx.len() >= QUEUE / 2);
@@ -522,11 +523,20 @@ pub struct ReplayOptions {
     pub job_done: Option<JobDoneType>,
     /// Serve one monitor only, then stop listening.
     pub once: bool,
+    /// The longest wait between two entries, whatever the recorded gap
+    /// ([`crate::replay::MAX_WAIT`] in `icewatch replay`).
+    pub max_wait: Duration,
 }
 
 /// Plays the recording to every monitor that connects, each from the start,
 /// until `shutdown`. After the last message the connection stays open (a
 /// quiet scheduler), unless the recording ends with `END`.
+///
+/// A monitor sees one session, however many the recording holds: at a
+/// session mark, every host it was told about goes offline (`MON_STATS`
+/// `State:Offline`, as when daemons leave), then the new session's
+/// messages follow, re-encoded from its protocol version to the monitor's.
+/// An `END` right before a session mark is not sent.
 pub async fn serve_recording(
     listener: TcpListener,
     opts: ReplayOptions,
@@ -560,38 +570,41 @@ async fn replay_monitor(
     let (tx, mut rx) = mpsc::channel(1024);
     let path = opts.path.clone();
     let reader = tokio::task::spawn_blocking(move || {
-        let mut reader = match record::open(&path) {
+        let reader = match record::open(&path) {
             Ok(r) => r,
             Err(e) => {
                 let _ = tx.blocking_send(Err(e));
                 return;
             }
         };
-        let version = reader.header().protocol;
-        for item in reader.by_ref() {
-            if tx.blocking_send(item.map(|r| (version, r))).is_err() {
+        for item in reader {
+            if tx.blocking_send(item).is_err() {
                 return;
             }
         }
     });
-    let start = Instant::now();
-    let mut ended_with_end = false;
+    let mut pacer = Pacer::new(opts.speed, opts.max_wait);
+    // The hosts this monitor was told are online, to tell it they left
+    // when the recorded session ends.
+    let mut hosts = BTreeSet::new();
+    // An END goes out only if the recording goes on in the same session or
+    // ends with it: a session mark after it means the monitor stays.
+    let mut held_end: Option<Recorded> = None;
     loop {
         let item = tokio::select! {
             item = rx.recv() => item,
             _ = shutdown.wait() => break,
             _ = link.closed() => return,
         };
-        let (version, recorded) = match item {
+        let entry = match item {
             None => break,
-            Some(Ok(r)) => r,
+            Some(Ok(entry)) => entry,
             Some(Err(e)) => {
                 tracing::warn!("replay of {} stops early: {e}", opts.path.display());
                 break;
             }
         };
-        if let (Some(at), true) = (recorded.at_ms, opts.speed > 0.0) {
-            let due = start + Duration::from_secs_f64(at as f64 / 1000.0 / opts.speed);
+        if let Some(due) = pacer.due(entry.at_ms()) {
             if due > Instant::now() {
                 if link.flush().await.is_err() {
                     return;
@@ -603,14 +616,42 @@ async fn replay_monitor(
                 }
             }
         }
-        ended_with_end = resend(&mut link, version, &recorded.frame);
+        match entry {
+            Entry::Session { .. } => {
+                held_end = None;
+                for host_id in std::mem::take(&mut hosts) {
+                    link.queue(&Message::MonStats(MonStats {
+                        host_id,
+                        text: b"State:Offline\n",
+                    }));
+                }
+            }
+            Entry::Message(recorded) => {
+                if let Some(end) = held_end.take() {
+                    resend(&mut link, end.protocol, &end.frame);
+                }
+                match seen(&recorded) {
+                    Seen::End => held_end = Some(recorded),
+                    Seen::Host(id, online) => {
+                        if online {
+                            hosts.insert(id);
+                        } else {
+                            hosts.remove(&id);
+                        }
+                        resend(&mut link, recorded.protocol, &recorded.frame);
+                    }
+                    Seen::Other => resend(&mut link, recorded.protocol, &recorded.frame),
+                }
+            }
+        }
         if (link.queued() >= 64 * 1024 || rx.is_empty()) && link.flush().await.is_err() {
             return;
         }
     }
     drop(rx);
     let _ = reader.await;
-    if ended_with_end {
+    if let Some(end) = held_end {
+        resend(&mut link, end.protocol, &end.frame);
         let _ = link.flush().await;
         return;
     }
@@ -626,11 +667,32 @@ async fn replay_monitor(
     link.goodbye().await;
 }
 
+/// What a recorded message means to the fake scheduler.
+enum Seen {
+    /// `END`: the scheduler goes away.
+    End,
+    /// A host's `MON_STATS`: its id, and whether it is online.
+    Host(u32, bool),
+    /// Anything else.
+    Other,
+}
+
+fn seen(recorded: &Recorded) -> Seen {
+    let Ok((_, raw)) = parse_frame(&recorded.frame, MAX_MSG_SIZE) else {
+        return Seen::Other;
+    };
+    match Message::decode(raw.ty, raw.body, recorded.protocol) {
+        Ok(Message::End) => Seen::End,
+        Ok(Message::MonStats(m)) => Seen::Host(m.host_id, !m.stats().offline),
+        _ => Seen::Other,
+    }
+}
+
 /// Queues a recorded frame for a monitor, re-encoded if its version or the
-/// job-end type differs; returns whether it was `END`.
-fn resend(link: &mut MonitorLink, recorded_version: u32, frame: &[u8]) -> bool {
+/// job-end type differs.
+fn resend(link: &mut MonitorLink, recorded_version: u32, frame: &[u8]) {
     let Ok((_, raw)) = parse_frame(frame, MAX_MSG_SIZE) else {
-        return false;
+        return;
     };
     let is_job_done = raw.ty == MsgType::MON_JOB_DONE || raw.ty == MsgType::JOB_DONE;
     let same = recorded_version == link.version()
@@ -646,7 +708,6 @@ fn resend(link: &mut MonitorLink, recorded_version: u32, frame: &[u8]) -> bool {
             Err(e) => tracing::warn!("skipping a message that does not decode: {e}"),
         }
     }
-    raw.ty == MsgType::END
 }
 
 #[cfg(test)]
@@ -741,6 +802,31 @@ mod tests {
         assert!(all.contains(&MsgType::MON_JOB_DONE));
         assert!(!all.contains(&MsgType::JOB_DONE), "0x4D at protocol 43");
         server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_demo_at_a_rate_too_slow_to_send_anything_still_serves_and_stops() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let opts = DemoOptions {
+            hosts: 3,
+            seed: 1,
+            pace: Pace::PerSecond(1e-300),
+            offer: 44,
+            job_done: JobDoneType::Auto,
+        };
+        let server = tokio::spawn(serve_demo(listener, opts, shutdown));
+        let mut m = TestMonitor::connect(addr, 44).await;
+        trigger.fire();
+        // What happens at time 0 may go out; nothing after it is due
+        // before the end of time.
+        let seen = m.read_until(|m| matches!(m, Message::End)).await;
+        assert_eq!(seen.last(), Some(&MsgType::END));
+        server
+            .await
+            .unwrap()
+            .expect("the simulation ran to the shutdown");
     }
 
     #[test]

@@ -200,3 +200,80 @@ fn dump_of_a_corrupt_recording_fails_without_a_panic() {
             .and(predicate::str::contains("panicked").not()),
     );
 }
+
+#[test]
+fn dump_prints_a_line_where_each_new_scheduler_session_begins() {
+    use icewatch::protocol::{GetCs, Language, Message, MonGetCs, MonStats};
+    let encode = |msg: &Message<'_>, version: u32| {
+        let mut out = bytes::BytesMut::new();
+        msg.encode(version, &mut out);
+        out.to_vec()
+    };
+    let stats = Message::MonStats(MonStats {
+        host_id: 1,
+        text: b"Name:a\nMaxJobs:2\n",
+    });
+    let request = Message::MonGetCs(MonGetCs {
+        request: GetCs {
+            filename: b"src/after.c",
+            lang: Language::C,
+            ..GetCs::default()
+        },
+        job_id: 4,
+        client_id: 1,
+    });
+    let dir = scratch_dir("dump_sessions");
+    let path = dir.join("restart.icwr");
+    let mut rec = Recorder::new(std::fs::File::create(&path).unwrap(), 43, 0).unwrap();
+    rec.write_frame(3, &encode(&stats, 43)).unwrap();
+    rec.write_frame(5, &encode(&request, 43)).unwrap();
+    // The scheduler comes back speaking protocol 28: the long MON_GET_CS.
+    rec.new_session(9_000, 28).unwrap();
+    rec.write_frame(9_000, &encode(&stats, 28)).unwrap();
+    rec.write_frame(9_004, &encode(&request, 28)).unwrap();
+    rec.finish().unwrap();
+    let out = dump_capture(&path)
+        .success()
+        .stderr(predicate::str::contains(
+            "4 messages in 2 scheduler sessions",
+        ));
+    let lines: Vec<serde_json::Value> = stdout_text(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let shown: Vec<(String, u64)> = lines
+        .iter()
+        .map(|v| {
+            let what = v["type"].as_str().map_or_else(
+                || format!("session {} at {}", v["session"], v["protocol"]),
+                str::to_owned,
+            );
+            (what, v["at_ms"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("MON_STATS".to_string(), 3),
+            ("MON_GET_CS".to_string(), 5),
+            ("session 2 at 28".to_string(), 9_000),
+            ("MON_STATS".to_string(), 9_000),
+            ("MON_GET_CS".to_string(), 9_004),
+        ]
+    );
+    assert_eq!(lines[1]["filename"], "src/after.c");
+    assert_eq!(lines[1].get("environments"), None, "short at 43");
+    assert_eq!(lines[4]["filename"], "src/after.c", "decoded at 28");
+    assert_eq!(
+        lines[4]["environments"],
+        serde_json::json!([]),
+        "long at 28"
+    );
+    // Counting stops at messages, not at marks.
+    let out = cargo_bin_cmd!("icewatch")
+        .args(["dump", "--count", "3", "--capture"])
+        .arg(&path)
+        .assert()
+        .success();
+    assert_eq!(stdout_text(&out).lines().count(), 4);
+}

@@ -120,3 +120,38 @@ async fn dump_goes_on_across_a_scheduler_restart_and_marks_it_unless_once() {
     let stdout = once.rest_of_stdout();
     assert_eq!(stdout.len(), 1, "{stdout:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn record_goes_on_across_a_scheduler_restart_and_marks_the_new_session() {
+    let sched = FakeScheduler::start(vec![
+        vec![
+            Step::Handshake(43),
+            Step::Send(host(1, "before", 2, false)),
+            Step::Close,
+        ],
+        vec![
+            Step::Handshake(42),
+            Step::Send(host(1, "after", 3, false)),
+            Step::Hold,
+        ],
+    ])
+    .await;
+    let dir = common::scratch_dir("record_across_restart");
+    let file = dir.join("night.icwr");
+    let addr = sched.addr().to_string();
+    let file_arg = file.to_str().unwrap();
+    let mut record = Running::start(&["record", &addr, "-o", file_arg, "--count", "2"]);
+    assert!(tokio::task::block_in_place(|| record.wait()).success());
+    let dumped = common::stdout_text(&common::dump_capture(&file).success());
+    let lines: Vec<serde_json::Value> = dumped
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{dumped}");
+    assert_eq!(lines[0]["stats"]["Name"], "before");
+    assert_eq!(
+        (&lines[1]["session"], &lines[1]["protocol"]),
+        (&2.into(), &42.into())
+    );
+    assert_eq!(lines[2]["stats"]["Name"], "after");
+}

@@ -19,7 +19,8 @@ fn demo(seed: &str, rate: &str) -> (Running, SocketAddr) {
 fn recorded_frames(path: &std::path::Path) -> Vec<Vec<u8>> {
     icewatch::record::open(path)
         .unwrap()
-        .map(|r| r.unwrap().frame.to_vec())
+        .filter_map(|r| r.unwrap().into_message())
+        .map(|r| r.frame.to_vec())
         .collect()
 }
 

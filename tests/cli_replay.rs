@@ -1,13 +1,17 @@
 //! `icewatch replay --as-scheduler`: a capture or recording played to a
-//! monitor as a scheduler would send it, and its errors.
+//! monitor as a scheduler would send it, and its errors. And `icewatch
+//! replay` serving the page: on the recording's own clock.
 
 mod common;
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use common::{capture, scratch_dir, Monitor, Running};
+use common::{capture, scratch_dir, Monitor, Running, PATIENCE};
 use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
-use icewatch::protocol::{Message, MsgType};
+use icewatch::protocol::{GetCs, Language, Message, MonGetCs, MonStats, MsgType};
+use icewatch::record::Recorder;
 use predicates::prelude::*;
+use std::collections::HashMap;
+use std::io::{Read, Write};
 
 fn frames_of(file: &[u8]) -> Vec<Vec<u8>> {
     let mut input = &file[8..];
@@ -118,12 +122,40 @@ fn replay_of_a_file_that_is_not_a_recording_fails_with_one_line() {
 }
 
 #[test]
-fn replay_refuses_a_negative_speed() {
-    cargo_bin_cmd!("icewatch")
-        .args(["replay", "x.icwr", "--speed=-2"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("is not a number of 0 or more"));
+fn replay_and_demo_refuse_a_speed_or_rate_they_cannot_keep_with_one_line() {
+    let refused = |args: &[&str], flag: &str, range: &str| {
+        cargo_bin_cmd!("icewatch")
+            .args(args)
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicate::function(|s: &str| {
+                let first = s.lines().next().unwrap_or("");
+                first.starts_with("error: invalid value")
+                    && first.contains(flag)
+                    && first.contains(range)
+                    && !s.contains("panicked")
+            }));
+    };
+    for speed in [
+        "--speed=-2",
+        "--speed=1e-300",
+        "--speed=1e300",
+        "--speed=NaN",
+    ] {
+        refused(
+            &["replay", "x.icwr", speed],
+            "--speed",
+            "is neither 0 nor a number from 0.001 to 1000000",
+        );
+    }
+    for rate in ["--rate=1e-300", "--rate=-1", "--rate=inf"] {
+        refused(
+            &["demo", rate],
+            "--rate",
+            "is neither 0 nor a number from 0.01 to 1000000",
+        );
+    }
 }
 
 #[test]
@@ -146,4 +178,177 @@ fn a_truncated_recording_replays_its_whole_messages_then_warns() {
     replay.stderr_until(|l| {
         l.contains("stops early: the file is truncated after 100 whole messages")
     });
+}
+
+/// `msg` as a frame at `version`.
+fn encode(msg: &Message<'_>, version: u32) -> Vec<u8> {
+    let mut out = bytes::BytesMut::new();
+    msg.encode(version, &mut out);
+    out.to_vec()
+}
+
+/// The body of `GET path` from the page at `host` (`IP:PORT`).
+fn get_json(host: &str, path: &str) -> serde_json::Value {
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let (_, body) = response.split_once("\r\n\r\n").unwrap();
+    serde_json::from_str(body).unwrap()
+}
+
+#[test]
+fn replaying_a_recording_at_full_speed_serves_its_own_times_and_says_it_is_a_replay() {
+    let dir = scratch_dir("replay_page_times");
+    let path = dir.join("night.icwr");
+    let shown = path.to_str().unwrap();
+    let frames = frames_of(&std::fs::read(capture(43)).unwrap());
+    let start = 1_700_000_000_000u64;
+    let at = |i: usize| i as u64 * 250;
+    let mut rec = Recorder::new(std::fs::File::create(&path).unwrap(), 43, start).unwrap();
+    // How long each job compiled (or ran locally), as recorded.
+    let mut began = HashMap::new();
+    let mut lasted = HashMap::new();
+    for (i, frame) in frames.iter().enumerate() {
+        rec.write_frame(at(i), frame).unwrap();
+        let (_, raw) = parse_frame(frame, MAX_MSG_SIZE).unwrap();
+        match Message::decode(raw.ty, raw.body, 43).unwrap() {
+            Message::MonJobBegin(m) => drop(began.insert(m.job_id, at(i))),
+            Message::MonLocalJobBegin(m) => drop(began.insert(m.job_id, at(i))),
+            Message::MonJobDone(d) => drop(lasted.insert(d.job_id, at(i) - began[&d.job_id])),
+            Message::JobLocalDone(d) => drop(lasted.insert(d.job_id, at(i) - began[&d.job_id])),
+            _ => {}
+        }
+    }
+    rec.finish().unwrap();
+
+    let replay = Running::start(&["replay", shown, "--listen", "127.0.0.1:0", "--speed", "0"]);
+    let line = replay.stdout_line();
+    let host = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .and_then(|w| w.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string();
+    replay.stderr_until(|l| {
+        l.contains(&format!(
+            "the recording ended after {} messages",
+            frames.len()
+        ))
+    });
+    let snapshot = get_json(&host, "/api/v1/snapshot");
+    let last = start + at(frames.len() - 1);
+    assert_eq!(
+        snapshot["scheduler"],
+        serde_json::json!({
+            "address": shown,
+            "protocol": 43,
+            "online": false,
+            "since_ms": last,
+            "reconnects": 0,
+            "error": "the recording ended",
+            "replay": {"file": shown, "recorded_ms": start},
+        })
+    );
+    let history = snapshot["history"].as_array().unwrap();
+    let shown_lasting: HashMap<u32, u64> = history
+        .iter()
+        .map(|j| {
+            let id = j["id"].as_u64().unwrap() as u32;
+            (
+                id,
+                j["end_ms"].as_u64().unwrap() - j["start_ms"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(shown_lasting.len(), 44);
+    assert_eq!(shown_lasting, lasted);
+    let failed = history.iter().find(|j| j["state"] == "failed").unwrap();
+    assert!(failed["end_ms"].as_u64() > failed["start_ms"].as_u64());
+}
+
+#[test]
+fn a_recording_of_two_sessions_plays_to_a_monitor_as_its_hosts_leaving_and_new_ones_coming() {
+    let dir = scratch_dir("replay_sessions");
+    let path = dir.join("restart.icwr");
+    let stats = |host_id, text: &'static str| {
+        Message::MonStats(MonStats {
+            host_id,
+            text: text.as_bytes(),
+        })
+    };
+    let request = Message::MonGetCs(MonGetCs {
+        request: GetCs {
+            filename: b"src/after.cpp",
+            lang: Language::CXX,
+            ..GetCs::default()
+        },
+        job_id: 1,
+        client_id: 1,
+    });
+    let mut rec = Recorder::new(std::fs::File::create(&path).unwrap(), 43, 0).unwrap();
+    rec.write_frame(0, &encode(&stats(1, "Name:a\nMaxJobs:2\n"), 43))
+        .unwrap();
+    rec.write_frame(0, &encode(&stats(2, "Name:b\nMaxJobs:2\n"), 43))
+        .unwrap();
+    rec.write_frame(1, &encode(&stats(2, "State:Offline\n"), 43))
+        .unwrap();
+    rec.write_frame(2, &encode(&stats(3, "Name:d\nMaxJobs:1\n"), 43))
+        .unwrap();
+    rec.write_frame(5, &encode(&Message::End, 43)).unwrap();
+    // The scheduler comes back speaking protocol 28 (the long MON_GET_CS).
+    rec.new_session(9, 28).unwrap();
+    rec.write_frame(9, &encode(&stats(1, "Name:c\nMaxJobs:4\n"), 28))
+        .unwrap();
+    rec.write_frame(10, &encode(&request, 28)).unwrap();
+    rec.finish().unwrap();
+
+    let mut replay = Running::replay_scheduler(&path, &["--speed", "0"]);
+    let mut m = Monitor::connect(replay.scheduler_addr(), 44);
+    assert_eq!(m.version, 43, "the first session's version");
+    let mut seen = Vec::new();
+    while let Some(frame) = m.frame() {
+        let ty = m.check(&frame);
+        let (_, raw) = parse_frame(&frame, MAX_MSG_SIZE).unwrap();
+        seen.push(
+            match Message::decode(raw.ty, raw.body, m.version).unwrap() {
+                Message::MonStats(s) => format!(
+                    "{} {}",
+                    s.host_id,
+                    String::from_utf8_lossy(s.text).trim_end_matches(['\n', '\0'])
+                ),
+                Message::MonGetCs(g) => format!(
+                    "job {} {}",
+                    g.job_id,
+                    String::from_utf8_lossy(g.request.filename)
+                ),
+                _ => ty.to_string(),
+            },
+        );
+        if seen.len() == 8 {
+            replay.signal("INT");
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "1 Name:a\nMaxJobs:2",
+            "2 Name:b\nMaxJobs:2",
+            "2 State:Offline",
+            "3 Name:d\nMaxJobs:1",
+            // No END: the monitor stays, and sees the hosts it knows leave.
+            "1 State:Offline",
+            "3 State:Offline",
+            "1 Name:c\nMaxJobs:4",
+            "job 1 src/after.cpp",
+            "END",
+        ]
+    );
+    assert!(replay.wait().success());
 }

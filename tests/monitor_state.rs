@@ -840,3 +840,45 @@ proptest! {
         client.agrees_with(&fresh);
     }
 }
+
+#[test]
+fn jobs_whose_end_never_comes_end_as_stale_so_no_host_compiles_more_than_its_slots() {
+    let mut st = connected();
+    let hosts = 200u32;
+    for h in 1..=hosts {
+        st.apply(&stats(h, &host_text(&format!("h{h}"), 4, false)), T0);
+    }
+    // A local job on host 1 runs beside its remote ones.
+    st.apply(&local_begin(u32::MAX, 1), T0);
+    // 100,000 jobs begin and not one end arrives (lost messages).
+    for id in 0..100_000u32 {
+        let server = 1 + (id * 7919) % hosts;
+        st.apply(&get_cs(id, 1 + id % hosts, "f.c"), T0 + u64::from(id));
+        st.apply(&begin(id, server), T0 + u64::from(id));
+    }
+    st.check_invariants();
+    let t = st.totals();
+    assert_eq!(
+        t.active - t.local_active,
+        800,
+        "remote jobs compiling on 800 slots"
+    );
+    assert!(st
+        .hosts()
+        .all(|h| h.active <= h.max_jobs + u32::from(h.id == 1)));
+    assert_eq!(st.host(1).unwrap().active, 5, "4 remote and its local job");
+    assert_eq!(t.jobs_cut_short, 100_000 - 800);
+    let stale = st.history().last().unwrap();
+    assert_eq!(
+        (stale.state, stale.reason),
+        (JobState::CutShort, Some(EndReason::Stale))
+    );
+    assert_eq!((t.jobs_failed, t.success_ratio), (0, None));
+
+    // And past the stale limit (an hour by default) the rest end too.
+    let later = T0 + 100_000 + 3_600_001;
+    st.tick(later);
+    st.check_invariants();
+    assert_eq!(st.jobs().count(), 0);
+    assert_eq!(st.totals().jobs_cut_short, 100_000);
+}

@@ -635,6 +635,22 @@ async fn the_metrics_show_the_cluster_and_the_fan_out() {
         );
     }
     assert!(text.ends_with("# EOF\n"));
+    // A reconnection to a new scheduler session starts the gauges from
+    // nothing; counters only grow.
+    lock_state(&server.feed.state).scheduler_connected("127.0.0.1:8765".into(), 43, 1);
+    let text = server.get_ok("/metrics").await;
+    for line in [
+        "icewatch_scheduler_reconnects_total 1",
+        "icewatch_hosts_online 0",
+        "icewatch_jobs_pending 0",
+        "icewatch_jobs_finished_total 2",
+        "icewatch_jobs_failed_total 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line:?} after a reconnect in\n{text}"
+        );
+    }
     server.stop().await;
 }
 
@@ -832,4 +848,33 @@ async fn a_thousand_connections_opened_and_dropped_leak_nothing_and_do_not_distu
     server.changed.notify_one();
     assert_eq!(reader.await.expect("no panic").snapshots, 1);
     server.stop().await;
+}
+
+#[test]
+fn snapshots_taken_at_once_share_one_rendering_and_none_is_kept_after() {
+    use icewatch::publisher::Hub;
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut feed = Feed::new();
+    feed.host(1, "a", 2, false, 0);
+    let hub = Hub::new(feed.state.clone(), HubOptions::default());
+    let renders = || hub.stats().renders.load(Relaxed);
+    // Four requests in flight at once, a WebSocket client among them.
+    let first = hub.snapshot();
+    let second = hub.snapshot();
+    let (third, _rx) = hub.subscribe();
+    let fourth = hub.snapshot();
+    assert_eq!(renders(), 1);
+    assert_eq!(first, second);
+    assert_eq!(first, fourth);
+    assert_eq!(third.as_str().as_bytes(), &first[..]);
+    // A change: the next one is rendered anew.
+    feed.host(2, "b", 2, false, 0);
+    let changed = hub.snapshot();
+    assert_eq!(renders(), 2);
+    assert_ne!(changed, first);
+    // Nothing holds a snapshot any more: the text is gone, and the next
+    // request renders again rather than finding it kept.
+    drop((first, second, third, fourth, changed));
+    hub.snapshot();
+    assert_eq!(renders(), 3);
 }

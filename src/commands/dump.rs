@@ -2,10 +2,10 @@
 
 use super::sessions::{Read, Sessions};
 use crate::cli::DumpArgs;
-use crate::ndjson::{hex, message_json};
+use crate::ndjson::{hex, message_json, session_json};
 use crate::protocol::frame::{parse_frame, MAX_MSG_SIZE};
 use crate::protocol::Message;
-use crate::record::{self, Kind};
+use crate::record::{self, Entry, Kind};
 use crate::shutdown::Shutdown;
 use anyhow::{Context, Result};
 use std::io::{self, BufWriter, Write};
@@ -48,7 +48,7 @@ async fn dump_live(args: &DumpArgs, mut shutdown: Shutdown) -> Result<()> {
                 number,
                 scheduler,
                 protocol,
-            } => lines.session(number, Some(at), &scheduler, protocol),
+            } => lines.session(number, at, Some(&scheduler), protocol),
         };
         match written.and_then(|()| lines.flush()) {
             Ok(()) => {}
@@ -116,23 +116,21 @@ impl<W: Write> LineWriter<W> {
         Ok(())
     }
 
-    /// The line that tells a new scheduler session from the one before:
-    /// `{"session": 2, "at_ms": ..., "scheduler": "...", "protocol": 43}`
-    /// (no `type`: it is no message).
+    /// The line that marks the start of scheduler session `number` (2 and
+    /// up), `at_ms` after the start, at `protocol`, with the scheduler's
+    /// address when read live.
     pub(super) fn session(
         &mut self,
-        number: u64,
-        at_ms: Option<u64>,
-        scheduler: &str,
+        number: u32,
+        at_ms: u64,
+        scheduler: Option<&str>,
         protocol: u32,
     ) -> io::Result<()> {
-        let mut o = crate::ndjson::Object::new();
-        o.push("session", number);
-        if let Some(at) = at_ms {
-            o.push("at_ms", at);
+        let mut line = session_json(number, at_ms, protocol);
+        if let Some(scheduler) = scheduler {
+            line.insert(2, "scheduler", scheduler);
         }
-        o.push("scheduler", scheduler).push("protocol", protocol);
-        serde_json::to_writer(&mut self.out, &o)?;
+        serde_json::to_writer(&mut self.out, &line)?;
         self.out.write_all(b"\n")
     }
 
@@ -159,12 +157,21 @@ fn dump_file(path: &Path, raw: bool, count: Option<u64>) -> Result<()> {
     }
     let mut lines = LineWriter::new(BufWriter::new(io::stdout().lock()), raw);
     let mut failure = None;
+    let mut sessions = 1;
     for item in reader {
         if count.is_some_and(|c| lines.messages >= c) {
             break;
         }
         let written = match item {
-            Ok(rec) => lines.write(&rec.frame, header.protocol, rec.at_ms),
+            Ok(Entry::Message(rec)) => lines.write(&rec.frame, rec.protocol, rec.at_ms),
+            Ok(Entry::Session {
+                number,
+                at_ms,
+                protocol,
+            }) => {
+                sessions = number;
+                lines.session(number, at_ms, None, protocol)
+            }
             Err(e) => {
                 failure = Some(e);
                 break;
@@ -182,8 +189,13 @@ fn dump_file(path: &Path, raw: bool, count: Option<u64>) -> Result<()> {
         _ => {}
     }
     eprintln!(
-        "{shown}: {} messages{}",
+        "{shown}: {} messages{}{}",
         lines.messages,
+        if sessions > 1 {
+            format!(" in {sessions} scheduler sessions")
+        } else {
+            String::new()
+        },
         if lines.invalid > 0 {
             format!(", {} that do not decode", lines.invalid)
         } else {

@@ -1,11 +1,13 @@
-//! Serving the page: the monitor's connection feeding the live state, and
-//! the publisher serving it. Shared by `monitor`, `demo` and `replay`.
+//! Serving the page: the monitor's connection (or a replay) feeding the
+//! state, and the publisher serving it. Shared by `monitor`, `demo` and
+//! `replay`.
 
 use crate::cli::ServeArgs;
 use crate::monitor::{self, ConnectOptions, Connection, SharedState, State, StateOptions, Target};
 use crate::publisher::{self, ServeOptions};
 use crate::shutdown::Shutdown;
 use anyhow::{Context, Result};
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -127,6 +129,33 @@ pub async fn serve_from(
     first: Option<Connection>,
     shutdown: Shutdown,
 ) -> Result<()> {
+    let feed = |state, changed, stop: Shutdown| async move {
+        match first {
+            Some(conn) => monitor::run_from(conn, connect, state, changed, stop.fired()).await?,
+            None => monitor::run(connect, state, changed, stop.fired()).await,
+        }
+        Ok(())
+    };
+    serve_fed(listener, args, shutdown, "the scheduler connection", feed).await
+}
+
+/// Serves the page on `listener` until `shutdown`, from a state that `feed`
+/// keeps up to date: `feed(state, changed, stop)` runs beside the
+/// publisher, notifies `changed` when it changed the state, and ends when
+/// `stop` fires at the latest. If it ends earlier, the page goes on showing
+/// the state as it left it; if it fails, the page stops and the error
+/// (`what` names the feed) is the result. Prints the URL on stdout first.
+pub async fn serve_fed<F, Fut>(
+    listener: TcpListener,
+    args: &ServeArgs,
+    shutdown: Shutdown,
+    what: &str,
+    feed: F,
+) -> Result<()>
+where
+    F: FnOnce(SharedState, Arc<Notify>, Shutdown) -> Fut,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
     let local = listener.local_addr()?;
     println!("open {} in a browser", url(local, args.token.as_deref()));
     let state: SharedState = Arc::new(Mutex::new(State::new(StateOptions {
@@ -136,23 +165,18 @@ pub async fn serve_from(
         }),
     })));
     let changed = Arc::new(Notify::new());
-    // The page also stops when the connection gives up (a first session
-    // that is no scheduler's).
-    let (give_up, gave_up) = crate::shutdown::channel();
-    let reading = {
-        let (state, changed, stop) = (state.clone(), changed.clone(), shutdown.clone().fired());
+    // Not a shutdown signal: a trigger dropped when the feed ends well
+    // would stop the page too.
+    let gave_up = Arc::new(Notify::new());
+    let fed = feed(state.clone(), changed.clone(), shutdown.clone());
+    let feeding = {
+        let gave_up = gave_up.clone();
         tokio::spawn(async move {
-            let read = match first {
-                Some(conn) => monitor::run_from(conn, connect, state, changed, stop).await,
-                None => {
-                    monitor::run(connect, state, changed, stop).await;
-                    Ok(())
-                }
-            };
-            if read.is_err() {
-                give_up.fire();
+            let result = fed.await;
+            if result.is_err() {
+                gave_up.notify_one();
             }
-            read
+            result
         })
     };
     let opts = ServeOptions::default()
@@ -162,17 +186,16 @@ pub async fn serve_from(
     let stop = async move {
         tokio::select! {
             () = shutdown.fired() => {}
-            () = gave_up.fired() => {}
+            () = gave_up.notified() => {}
         }
     };
     let served = publisher::serve(listener, state, changed, opts, stop).await;
     if served.is_err() {
-        // The server failed on its own: the connection has no one to feed.
-        reading.abort();
+        // The server failed on its own: the feed has no one to feed.
+        feeding.abort();
         return served;
     }
-    reading.await.context("the scheduler connection failed")??;
-    Ok(())
+    feeding.await.with_context(|| format!("{what} failed"))?
 }
 
 #[cfg(test)]

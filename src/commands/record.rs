@@ -1,5 +1,6 @@
 //! `icewatch record`: a scheduler's stream into an lz4 recording, with
-//! progress on stderr and a flush every second.
+//! progress on stderr and a flush every second, across the scheduler's
+//! restarts (each new session marked in the file) unless `--once`.
 
 use super::sessions::{Read, Sessions};
 use crate::cli::RecordArgs;
@@ -20,7 +21,7 @@ pub async fn run(args: RecordArgs, mut shutdown: Shutdown) -> Result<()> {
     let file = File::create(&args.output).with_context(|| format!("cannot create {shown}"))?;
     let opts = super::connect_options(&args.scheduler)?;
     let first = super::connect_once(&opts, &mut shutdown).await?;
-    let mut sessions = Sessions::new(first, opts, true);
+    let mut sessions = Sessions::new(first, opts, args.once);
     let start = Instant::now();
     let mut rec = Recorder::new(BufWriter::new(file), sessions.version(), now_ms())
         .with_context(|| format!("cannot write {shown}"))?;
@@ -32,14 +33,18 @@ pub async fn run(args: RecordArgs, mut shutdown: Shutdown) -> Result<()> {
             break Ok(());
         }
         tokio::select! {
-            read = sessions.next(&mut shutdown) => match read {
-                Ok(Some(Read::Frame(frame))) => {
-                    let at = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
-                    rec.write_frame(at, &frame).with_context(|| format!("cannot write {shown}"))?;
+            read = sessions.next(&mut shutdown) => {
+                let at = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+                let written = match read {
+                    Ok(Some(Read::Frame(frame))) => rec.write_frame(at, &frame),
+                    Ok(Some(Read::Session { protocol, .. })) => rec.new_session(at, protocol),
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                };
+                if let Err(e) = written {
+                    break Err(anyhow::Error::from(e).context(format!("cannot write {shown}")));
                 }
-                Ok(Some(Read::Session { .. })) | Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
-            },
+            }
             _ = tick.tick() => {
                 rec.flush().with_context(|| format!("cannot write {shown}"))?;
                 progress.show(rec.messages(), rec.bytes(), start.elapsed());

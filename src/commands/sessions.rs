@@ -18,7 +18,7 @@ pub(super) enum Read {
     /// A new session began (the first one is not announced).
     Session {
         /// 2 for the second session, and so on.
-        number: u64,
+        number: u32,
         /// The scheduler as shown to people.
         scheduler: String,
         /// The protocol agreed in it.
@@ -31,7 +31,7 @@ pub(super) struct Sessions {
     dialer: Dialer,
     conn: Connection,
     once: bool,
-    number: u64,
+    number: u32,
     /// Frames read in this session (END aside).
     delivered: bool,
     /// After a session ended or an attempt failed: when to dial again.

@@ -138,6 +138,8 @@ pub struct State {
     rate: RateWindow,
     clock_ms: u64,
     messages: u64,
+    /// Changes made otherwise than by a message (see [`State::revision`]).
+    other_changes: u64,
     sessions: u64,
     /// The history sequence number of the first job of each scheduler
     /// session still in the history, with the session's number.
@@ -176,6 +178,7 @@ impl State {
             rate: RateWindow::new(),
             clock_ms: 0,
             messages: 0,
+            other_changes: 0,
             sessions: 0,
             session_starts: VecDeque::new(),
             stale_after_ms: opts.stale_after_ms,
@@ -283,6 +286,7 @@ impl State {
     /// and each host's counters under its name, for the host that logs in
     /// again under that name to go on from.
     pub fn scheduler_connected(&mut self, address: String, protocol: u32, now_ms: u64) {
+        self.other_changes += 1;
         self.advance_clock(now_ms);
         self.end_all();
         let ids: Vec<u32> = self.book.hosts.iter().map(|h| h.id).collect();
@@ -320,6 +324,7 @@ impl State {
     /// The session ended (or an attempt failed) because of `error`: hosts are
     /// shown offline and active jobs end with an unknown outcome.
     pub fn scheduler_lost(&mut self, error: String, now_ms: u64) {
+        self.other_changes += 1;
         self.advance_clock(now_ms);
         self.end_all();
         let online: Vec<u32> = self
@@ -349,6 +354,7 @@ impl State {
         if self.scheduler.address != address {
             self.scheduler.address = address.to_owned();
             self.book.changes.scheduler = true;
+            self.other_changes += 1;
         }
     }
 
@@ -357,6 +363,7 @@ impl State {
         if self.scheduler.replay != replay {
             self.scheduler.replay = replay;
             self.book.changes.scheduler = true;
+            self.other_changes += 1;
         }
     }
 
@@ -383,7 +390,14 @@ impl State {
                 }
             }
         }
+        self.other_changes += u64::from(changed);
         changed
+    }
+
+    /// A number that grows with every change of what the state shows, so
+    /// that two looks at the same revision see the same state.
+    pub fn revision(&self) -> u64 {
+        self.messages + self.other_changes
     }
 
     /// Moves the clock to `now_ms` (never back); true if that changed the
@@ -637,19 +651,23 @@ impl State {
     }
 
     /// A daemon that logs in again gets a new id: drop its old offline entry.
+    /// Only the offline hosts are looked at (at most [`OFFLINE_HOST_LIMIT`]),
+    /// however many are online.
     fn forget_offline_twins(&mut self, id: u32, name: &[u8], ip: &[u8]) {
-        if self.offline.is_empty() {
-            return;
-        }
-        let twins: Vec<u32> = self
-            .book
-            .hosts
+        let hosts = &self.book.hosts;
+        let mut twins: Vec<u32> = self
+            .offline
             .iter()
-            .filter(|h| {
-                h.id != id && !h.online && h.name.as_bytes() == name && h.ip.as_bytes() == ip
+            .copied()
+            .filter(|&o| {
+                o != id
+                    && hosts.get(o).is_some_and(|h| {
+                        !h.online && h.name.as_bytes() == name && h.ip.as_bytes() == ip
+                    })
             })
-            .map(|h| h.id)
             .collect();
+        twins.sort_unstable();
+        twins.dedup();
         for twin in twins {
             self.remove_host(twin);
         }

@@ -70,6 +70,10 @@ impl Render for State {
     fn listen(&mut self) {
         self.take_changes();
     }
+
+    fn revision(&self) -> Option<u64> {
+        Some(State::revision(self))
+    }
 }
 
 /// `GET /api/v1/hosts`: every host (online or just gone), by id.

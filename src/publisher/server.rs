@@ -225,7 +225,8 @@ async fn websocket(Shared(app): Shared<App>, request: Request) -> Response {
     )
 }
 
-fn json_response(body: String) -> Response {
+fn json_response(body: impl Into<axum::body::Body>) -> Response {
+    let body: axum::body::Body = body.into();
     (
         [
             (

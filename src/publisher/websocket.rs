@@ -14,10 +14,11 @@
 //!
 //! The contract with the page is `docs/websocket.md`.
 
+use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::time::{sleep_until, timeout, Instant};
@@ -40,6 +41,12 @@ pub trait Render: Send + 'static {
     /// A listener is about to take a snapshot: changes from now on must
     /// reach it in the diffs that follow.
     fn listen(&mut self) {}
+    /// A number that changes whenever the state does, so that snapshots
+    /// taken at the same revision share one rendering; `None`: render
+    /// each anew.
+    fn revision(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Tuning of the fan-out.
@@ -74,17 +81,35 @@ pub struct HubStats {
     pub snapshots: AtomicU64,
     /// Snapshots sent because a client fell behind.
     pub resyncs: AtomicU64,
+    /// Snapshots rendered (those taken at once share one rendering).
+    pub renders: AtomicU64,
     /// Clients dropped because their socket stayed blocked.
     pub timeouts: AtomicU64,
     /// Bytes of messages handed to client sockets.
     pub bytes_sent: AtomicU64,
 }
 
+/// A rendered snapshot, shared by everyone who asks for it while it is
+/// current and someone still holds it.
+struct Rendered(Arc<String>);
+
+impl AsRef<[u8]> for Rendered {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// The last snapshot rendered: the sequence number and revision it shows,
+/// and the text while anyone holds it (so that memory goes when they do).
+type SnapshotCache = Option<(u64, u64, Weak<String>)>;
+
 /// The fan-out of one shared state to every WebSocket client.
 pub struct Hub<S> {
     state: Arc<Mutex<S>>,
     /// Sequence number of the last diff; changed only under the state lock.
     seq: AtomicU64,
+    /// See [`SnapshotCache`]; used under the state lock.
+    last_snapshot: Mutex<SnapshotCache>,
     tx: broadcast::Sender<Utf8Bytes>,
     closing: watch::Sender<bool>,
     opts: HubOptions,
@@ -98,6 +123,7 @@ impl<S: Render> Hub<S> {
         Arc::new(Hub {
             state,
             seq: AtomicU64::new(0),
+            last_snapshot: Mutex::new(None),
             tx,
             closing: watch::channel(false).0,
             opts,
@@ -149,19 +175,44 @@ impl<S: Render> Hub<S> {
         let mut state = self.state();
         self.flush(&mut state);
         state.listen();
-        let text = state.snapshot_message(self.seq.load(Relaxed));
+        let text = self.render(&state);
         let rx = self.tx.subscribe();
         drop(state);
         self.stats.snapshots.fetch_add(1, Relaxed);
-        (Utf8Bytes::from(text), rx)
+        let text = Utf8Bytes::try_from(Bytes::from_owner(Rendered(text.clone())))
+            .unwrap_or_else(|_| Utf8Bytes::from(text.as_str()));
+        (text, rx)
     }
 
     /// The whole state as a `snapshot` message, after publishing pending
     /// changes (for clients that poll instead of subscribing).
-    pub fn snapshot(&self) -> String {
+    pub fn snapshot(&self) -> Bytes {
         let mut state = self.state();
         self.flush(&mut state);
-        state.snapshot_message(self.seq.load(Relaxed))
+        Bytes::from_owner(Rendered(self.render(&state)))
+    }
+
+    /// The snapshot of `state` (locked) as it is now: rendered once for
+    /// everyone who asks while it stays current and held, so that many
+    /// requests at once cost one rendering and one copy of the text.
+    fn render(&self, state: &S) -> Arc<String> {
+        let seq = self.seq.load(Relaxed);
+        let revision = state.revision();
+        let mut last = self
+            .last_snapshot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let (Some(rev), Some((s, r, text))) = (revision, last.as_ref()) {
+            if (*s, *r) == (seq, rev) {
+                if let Some(text) = text.upgrade() {
+                    return text;
+                }
+            }
+        }
+        let text = Arc::new(state.snapshot_message(seq));
+        self.stats.renders.fetch_add(1, Relaxed);
+        *last = revision.map(|rev| (seq, rev, Arc::downgrade(&text)));
+        text
     }
 
     /// The publishing task: after each signal on `changed`, at most one diff
