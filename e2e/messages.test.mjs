@@ -294,6 +294,26 @@ test('the chip tells how long ago the news came, and a replay by its recording',
   await eventually('the running job timed on the recording\'s clock', async () => /^\d+(\.\d)? s$|^\d+ ms$/.test(await time('src/running.c').innerText()));
   assert.equal(await time('src/ok.c').innerText(), '650 ms');
   assert.equal(await time('src/ok.c').getAttribute('title'), 'began 22:13:30 · ended 22:13:30');
+
+  // The recording ends: the chip and the banner say so, and the last picture stays.
+  await send({
+    type: 'diff', seq: 41,
+    scheduler: scheduler({ online: false, since_ms: T0 + 70000, error: 'the recording ended', replay: { file: 'basic.v43.bin', recorded_ms: T0 } }),
+    hosts: [{ id: 1, online: false }, { id: 2, online: false }],
+    links: [{ from: 1, to: 2, active: 0 }],
+    jobs_done: [{ id: 50, state: 'cut_short', reason: 'scheduler_lost', end_ms: T0 + 70000 }],
+  });
+  await eventually('the chip of a replay that ended', async () => (await chip.innerText()) === 'replay of basic.v43.bin · recorded 2023-11-14 22:13 · ended');
+  assert.equal(await page.locator('#banner').innerText(), 'The recording basic.v43.bin has ended: what you see is its last state.');
+  // Hosts that merely leave are gone from the graph 8 s later; these stay
+  // (checked at a render after those 8 s, on the page's clock).
+  const ended = await page.evaluate(() => Date.now());
+  await page.waitForFunction((t) => Date.now() > t + 9000, ended, { timeout: WAIT, polling: 500 });
+  const renders = await page.evaluate(() => visage.stats.renders);
+  await send({ type: 'diff', seq: 42, totals: totals({ hosts_online: 0 }) });
+  await page.waitForFunction((r) => visage.stats.renders > r, renders, { timeout: WAIT });
+  assert.deepEqual((await page.$$eval('[data-testid=host-node]', (els) => els.map((e) => e.dataset.key))).sort(), ['localice', 'remote1']);
+  assert.equal(await page.locator('[data-testid=host-row]').count(), 2);
   await page.close();
 });
 

@@ -42,10 +42,13 @@ after(async () => {
 
 test('the chip names the recording and when it was made, instead of "live"', async () => {
   const replay = state.scheduler.replay;
-  assert.ok(replay && replay.file === RECORDING && Number.isInteger(replay.recorded_ms), `SCHEDULER replay: ${JSON.stringify(replay)}`);
+  assert.ok(replay && replay.file.endsWith(RECORDING) && Number.isInteger(replay.recorded_ms), `SCHEDULER replay: ${JSON.stringify(replay)}`);
   const when = new Date(replay.recorded_ms).toISOString().slice(0, 16).replace('T', ' ');
+  // Played at full speed, the recording has ended.
+  assert.equal(state.scheduler.online, false);
   await eventually('the chip of the replay', async () =>
-    (await page.locator('[data-testid=connection] .text').innerText()) === `replay of ${RECORDING} · recorded ${when}`);
+    (await page.locator('[data-testid=connection] .text').innerText()) === `replay of ${RECORDING} · recorded ${when} · ended`);
+  assert.match(await page.locator('#banner').innerText(), /^The recording .*basic\.v43\.bin has ended: what you see is its last state\.$/);
 });
 
 test("job times are the recording's", async () => {
@@ -77,6 +80,7 @@ test('the compile error shows its exit code in its row; Success counts compiler 
 });
 
 test("the host table adds up: the jobs given back to localice are in its IN, and Σ IN = Σ OUT = the recording's 42 jobs", async () => {
+  // The recording has ended, its hosts are offline: the last picture stays.
   const localice = state.hosts.find((h) => h.name === 'localice');
   assert.ok(localice.jobs_in_own > 0, `the scheduler gave localice some of its own jobs back (${localice.jobs_in_own})`);
   const cells = await eventually("localice's row and the footer", () => page.evaluate(() => {
