@@ -52,6 +52,11 @@ after(async () => {
 });
 
 test('the first picture of the graph is already laid out, inside its card and around its centre', async () => {
+  // A page opened once the demo's hosts have logged in (the page of before()
+  // may have come first).
+  await eventually('the demo\'s hosts logged in', async () => (await api('api/v1/hosts')).filter((h) => h.online).length >= 10);
+  await page.reload();
+  await page.waitForSelector('[data-testid=connection][data-state=live]', { timeout: WAIT });
   // The page keeps where its first drawn frame put each host (CSS pixels of the canvas).
   const first = await eventually('a first frame with hosts', () => page.evaluate(() => visage.graph.firstFrame));
   assert.ok(first.nodes.length >= 10, `the demo's hosts are in it (${first.nodes.length})`);
