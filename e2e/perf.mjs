@@ -4,7 +4,9 @@
 // baselines measured in the same run and the same browser: a blank page
 // that only runs a requestAnimationFrame loop (what this headless browser
 // can do at best on this machine) and the page with the demo's default 12
-// hosts. BENCHMARKS.md ("Page") has the results.
+// hosts. It also reports the long tasks before the measurement, from the
+// page's load through its first layout. BENCHMARKS.md ("Page") has the
+// results.
 //
 // Not a test (no pass or fail, and `node --test e2e/` does not pick it up:
 // its name matches none of the test runner's patterns). Run from the
@@ -116,7 +118,9 @@ function workingCopy(file) {
  * on and off by `__perf.start()` and `__perf.stop()`.
  */
 function recorder() {
-  const rec = { on: false, last: null, frames: [], longTasks: [], messages: [] };
+  // `loading`: long tasks from the page's start until the measurement,
+  // which covers its first layout.
+  const rec = { on: false, last: null, frames: [], longTasks: [], messages: [], loading: [] };
   const loop = (t) => {
     if (rec.on) {
       if (rec.last !== null) rec.frames.push(t - rec.last);
@@ -127,8 +131,8 @@ function recorder() {
   requestAnimationFrame(loop);
   try {
     new PerformanceObserver((list) => {
-      if (!rec.on) return;
-      for (const e of list.getEntries()) rec.longTasks.push(e.duration);
+      const into = rec.on ? rec.longTasks : rec.t0 === undefined ? rec.loading : null;
+      if (into) for (const e of list.getEntries()) into.push(e.duration);
     }).observe({ type: 'longtask' });
   } catch { /* no long task API: reported as none */ }
 
@@ -163,7 +167,7 @@ function recorder() {
     stop() {
       rec.on = false;
       return {
-        ms: performance.now() - rec.t0, frames: rec.frames, longTasks: rec.longTasks, messages: rec.messages,
+        ms: performance.now() - rec.t0, frames: rec.frames, longTasks: rec.longTasks, messages: rec.messages, loading: rec.loading,
         stats0: rec.stats0, stats1: pageStats(), elements: document.getElementsByTagName('*').length,
       };
     },
@@ -257,6 +261,7 @@ function numbers(raw) {
     handlerMean: handler.length ? sum(handler) / handler.length : 0,
     handlerP95: percentile(handler, 95), handlerMax: handler.at(-1) ?? 0, handlerTotal: sum(handler),
     elements: raw.elements, readyMs: raw.readyMs, errors: raw.errors,
+    loadingLongTasks: raw.loading.length, loadingLongTaskMax: raw.loading.length ? Math.max(...raw.loading) : 0,
   };
   if (raw.stats0 && raw.stats1) {
     // The page's own counters: renders (model → DOM), and graph ticks or draws.
@@ -412,6 +417,7 @@ async function main() {
     console.log(`run ${r} ${started} UTC, load ${f2(load)} | blank: ${f1(run.blank.fps)} fps, p95 ${f1(run.blank.p95)} ms`
       + ` | 12 hosts: ${f1(run.small.fps)} fps, p95 ${f1(run.small.p95)} ms, long tasks ${run.small.longTasks}`
       + ` | ${big}: ${short(run.big)}; ${detail(run.big)}; first layout after ${(run.big.readyMs / 1000).toFixed(1)} s`
+      + ` (long tasks until then ${run.big.loadingLongTasks}, max ${Math.round(run.big.loadingLongTaskMax)} ms)`
       + ` | ${big}/blank: fps ×${f2(run.fpsRatio)}, p95 ×${f2(run.p95Ratio)}; 12 hosts/blank fps ×${f2(run.smallFpsRatio)}`);
     for (const key of ['small', 'big']) if (run[key].errors.length) console.log(`  page errors (${key}): ${run[key].errors.join(' | ')}`);
     if (o.profile) printProfile(big, run.big);
@@ -423,6 +429,8 @@ async function main() {
     console.log(`  ${label.padEnd(10)} fps ${spread(col(key, 'fps'))}, frame p50 ${spread(col(key, 'p50'))} p95 ${spread(col(key, 'p95'))}`
       + ` p99 ${spread(col(key, 'p99'))} max ${spread(col(key, 'max'))} ms, long tasks ${spread(col(key, 'longTasks'), 0)}`
       + ` (max ${spread(col(key, 'longTaskMax'), 0)} ms)`
+      + (key === 'blank' ? '' : `, before it: load and first layout ${spread(col(key, 'readyMs').map((ms) => ms / 1000))} s,`
+        + ` long tasks ${spread(col(key, 'loadingLongTasks'), 0)} (max ${spread(col(key, 'loadingLongTaskMax'), 0)} ms)`)
       + (key === 'blank' ? '' : `, handler ${spread(col(key, 'handlerMean'), 2)} ms/msg, diffs ${spread(col(key, 'diffs'), 0)}`));
   }
   console.log(`  ${big}/blank: fps ×${spread(runs.map((r) => r.fpsRatio), 2)}, frame p95 ×${spread(runs.map((r) => r.p95Ratio), 2)};`

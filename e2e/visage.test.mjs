@@ -7,46 +7,22 @@
 //
 // Run from the repository root after `cargo build` and `npm ci --prefix web`:
 //   node --test e2e/
-// Needs /usr/bin/chromium (Debian's `chromium` package); never downloads a browser.
+// Needs /usr/bin/chromium (Debian's `chromium` package); never downloads a
+// browser. e2e/icewatch.mjs starts icewatch and the browser.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from '../web/node_modules/playwright-core/index.mjs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { root, startIcewatch, stopIcewatch, launchBrowser, eventually, WAIT } from './icewatch.mjs';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const binary = process.env.ICEWATCH_BIN || join(root, 'target', 'debug', 'icewatch');
-const chromiumPath = '/usr/bin/chromium';
 const shots = join(root, 'target', 'e2e');
-const WAIT = 60_000; // generous: CI machines are small and busy
 
 let demo;
-let demoOutput = '';
 let pageUrl;
 let browser;
-let profile;
 let page;
 const pageErrors = [];
-
-/** Starts `icewatch demo` and resolves with the first URL it prints. */
-function startDemo() {
-  return new Promise((resolvePromise, reject) => {
-    demo = spawn(binary, ['demo', '--listen', '127.0.0.1:0', '--seed', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const timer = setTimeout(() => reject(new Error(`icewatch demo printed no URL in ${WAIT} ms:\n${demoOutput}`)), WAIT);
-    demo.stdout.on('data', (chunk) => {
-      demoOutput += chunk;
-      const url = demoOutput.match(/http:\/\/\S+/);
-      if (url) { clearTimeout(timer); resolvePromise(url[0]); }
-    });
-    demo.stderr.on('data', (chunk) => { demoOutput += chunk; });
-    demo.on('exit', (code) => { clearTimeout(timer); reject(new Error(`icewatch demo exited (${code}):\n${demoOutput}`)); });
-    demo.on('error', reject);
-  });
-}
 
 /** The server's view, with the token of the page URL if it has one. */
 async function api(path) {
@@ -58,33 +34,13 @@ async function api(path) {
   return response.json();
 }
 
-/** Polls `check` until it returns a truthy value; fails with `what`. */
-async function eventually(what, check, timeout = WAIT) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    last = await check();
-    if (last) return last;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
 before(async () => {
-  assert.ok(existsSync(binary), `no ${binary}: run \`cargo build\` first`);
-  assert.ok(existsSync(chromiumPath), `no ${chromiumPath}: install Debian's chromium (apt-get install chromium)`);
-  pageUrl = await startDemo();
-  profile = mkdtempSync(join(tmpdir(), 'icewatch-e2e-'));
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: chromiumPath,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run'],
-    viewport: { width: 1440, height: 960 },
-    colorScheme: 'light',
-  });
+  demo = await startIcewatch(['demo', '--seed', '1']);
+  pageUrl = demo.url;
+  browser = await launchBrowser();
   page = browser.pages()[0] ?? await browser.newPage();
   page.on('pageerror', (e) => pageErrors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push('console: ' + m.text()); });
   await page.goto(pageUrl);
   await page.waitForSelector('[data-testid=connection][data-state=live]', { timeout: WAIT });
   mkdirSync(shots, { recursive: true });
@@ -92,8 +48,43 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
-  demo?.kill('SIGTERM');
+  stopIcewatch(demo);
+});
+
+test('the first picture of the graph is already laid out, inside its card and around its centre', async () => {
+  // A page opened once the demo's hosts have logged in (the page of before()
+  // may have come first).
+  await eventually('the demo\'s hosts logged in', async () => (await api('api/v1/hosts')).filter((h) => h.online).length >= 10);
+  await page.reload();
+  await page.waitForSelector('[data-testid=connection][data-state=live]', { timeout: WAIT });
+  // The page keeps where its first drawn frame put each host (CSS pixels of the canvas).
+  const first = await eventually('a first frame with hosts', () => page.evaluate(() => visage.graph.firstFrame));
+  assert.ok(first.nodes.length >= 10, `the demo's hosts are in it (${first.nodes.length})`);
+  // Laid out: the layout had cooled before anything was drawn. A fresh
+  // layout starts at alpha 1; the page warms a laid-out one up to 0.4 at
+  // most when hosts or arrows come and go.
+  assert.ok(first.alpha <= 0.4, `the layout had cooled before the first frame (alpha ${first.alpha.toFixed(3)})`);
+  for (const n of first.nodes) {
+    assert.ok(n.x - n.r >= 0 && n.x + n.r <= first.width && n.y - n.r >= 0 && n.y + n.r <= first.height,
+      `host ${n.key} (${Math.round(n.x)}, ${Math.round(n.y)}, r ${Math.round(n.r)}) inside the ${Math.round(first.width)}×${Math.round(first.height)} card`);
+  }
+  // Centred: the middle of the hosts' extent is near the middle of the card,
+  // and they fill a good part of it rather than a corner.
+  const xs = first.nodes.map((n) => n.x), ys = first.nodes.map((n) => n.y);
+  const mid = { x: (Math.min(...xs) + Math.max(...xs)) / 2, y: (Math.min(...ys) + Math.max(...ys)) / 2 };
+  assert.ok(Math.abs(mid.x - first.width / 2) < first.width * 0.1 && Math.abs(mid.y - first.height / 2) < first.height * 0.1,
+    `centred: middle of the hosts at (${Math.round(mid.x)}, ${Math.round(mid.y)}), of the card at (${Math.round(first.width / 2)}, ${Math.round(first.height / 2)})`);
+  const spread = Math.max((Math.max(...xs) - Math.min(...xs)) / first.width, (Math.max(...ys) - Math.min(...ys)) / first.height);
+  assert.ok(spread > 0.3, `laid out, not bunched (${spread.toFixed(2)} of the card)`);
+});
+
+test('the connection chip says how fresh the picture is, never a sequence number', async () => {
+  // The demo sends news about ten times a second: the picture stays fresh.
+  await eventually('a few renders', () => page.evaluate(() => visage.stats.renders > 5));
+  const text = await page.locator('[data-testid=connection] .text').innerText();
+  assert.doesNotMatch(text, /#\d/, 'no sequence number');
+  assert.match(text, /^live · updated (just now|\d+ s ago)$/);
+  assert.match(await page.locator('[data-testid=connection]').getAttribute('title'), /Last news from icewatch at \d\d:\d\d/);
 });
 
 test('the graph shows one node per online host of the demo cluster', async () => {
@@ -177,10 +168,62 @@ function hostSpots() {
   return page.evaluate(() => {
     const g = visage.graph, box = g.canvas.getBoundingClientRect();
     return [...g.nodes.values()].filter((n) => n.host.online).map((n) => ({
-      id: n.id, name: n.host.name, x: box.left + g.transform.applyX(n.x), y: box.top + g.transform.applyY(n.y),
+      id: n.id, key: n.key, name: n.host.name, x: box.left + g.transform.applyX(n.x), y: box.top + g.transform.applyY(n.y),
     })).filter((s) => s.x > box.left + 20 && s.x < box.right - 20 && s.y > box.top + 20 && s.y < box.bottom - 20);
   });
 }
+
+/** The job rows shown: state, why it ended, file. */
+const shownJobs = () => page.$$eval('[data-testid=job-row]', (rows) => rows.map((r) => ({
+  state: r.querySelector('.state').textContent, why: r.querySelector('.why')?.textContent ?? '', file: r.cells[1].textContent,
+})));
+
+test('each job row says why it ended: an exit code for a compile error, a reason for a job cut short', async () => {
+  // The fields the page reads (docs/json.md) are there, not optional.
+  const history = await eventually('finished jobs', async () => { const h = await api('api/v1/jobs?state=history&limit=500'); return h.length && h; });
+  for (const j of history) {
+    for (const key of ['reason', 'session', 'client_name', 'server_name']) assert.ok(key in j, `JOB ${j.id} has ${key}: ${JSON.stringify(j)}`);
+  }
+  const t = (await api('api/v1/snapshot')).totals;
+  assert.ok('jobs_cut_short' in t, 'TOTALS has jobs_cut_short');
+
+  // The demo has a few compile errors...
+  await page.selectOption('[data-testid=filter-state]', 'failed');
+  // (The list changes at the next render: wait until it shows only what the filter lets through.)
+  const only = (state) => async () => { const rows = await shownJobs(); return rows.length && rows.every((r) => r.state === state) && rows; };
+  const failed = await eventually('compile errors alone listed', only('failed'), 2 * WAIT);
+  for (const row of failed) {
+    assert.equal(row.state, 'failed');
+    assert.match(row.why, /^exit -?\d+$/, `${row.file}: its exit code in the row`);
+  }
+  // ...and hosts that leave, cutting their jobs short (the first within a minute).
+  await page.selectOption('[data-testid=filter-state]', 'cut_short');
+  const cut = await eventually('jobs cut short alone listed', only('cut short'), 2 * WAIT);
+  for (const row of cut) {
+    assert.equal(row.state, 'cut short');
+    assert.ok(['host left', 'scheduler gone', 'stale'].includes(row.why), `${row.file}: why in the row (${row.why})`);
+  }
+  await page.selectOption('[data-testid=filter-state]', '');
+  // Success counts compiler verdicts; jobs cut short are counted apart.
+  assert.match(await page.locator('#sum-success-sub').innerText(), /^[\d,]+ ok · [\d,]+ failed · [\d,]+ cut short$/);
+});
+
+test('the host table adds up: Σ IN = Σ OUT over the hosts, each column saying what it counts', async () => {
+  const hosts = await api('api/v1/hosts');
+  for (const h of hosts) {
+    for (const key of ['jobs_in', 'jobs_in_own', 'jobs_out']) assert.ok(key in h, `HOST ${h.name} has ${key}`);
+  }
+  // Both sums from the same render.
+  const sums = await eventually('jobs counted in the footer', () => page.evaluate(() => {
+    const n = (key) => Number(document.querySelector(`[data-testid=total-${key}]`).textContent.replace(/,/g, ''));
+    return n('in') > 0 && { in: n('in'), out: n('out'), own: n('own'), note: document.querySelector('[data-testid=hosts-note]').textContent };
+  }));
+  assert.equal(sums.in, sums.out, 'Σ IN = Σ OUT');
+  assert.ok(sums.own <= sums.in);
+  assert.ok(sums.note.startsWith(`Σ IN ${sums.in.toLocaleString('en-US')} = Σ OUT ${sums.out.toLocaleString('en-US')}: `), sums.note);
+  const titles = await page.$$eval('#hosts thead th', (ths) => ths.filter((th) => th.title).length);
+  assert.equal(titles, await page.locator('#hosts thead th').count(), 'every column header has a title');
+});
 
 test('the canvas draws every host where the layout puts it', async () => {
   await eventually('a painted pixel at the centre of every host', () => page.evaluate(() => {
@@ -227,10 +270,10 @@ test('a host on the canvas answers the pointer: tooltip on hover, panel on click
     await page.mouse.move(s.x, s.y);
     await page.mouse.down();
     await page.mouse.move(s.x + 40, s.y + 30, { steps: 5 });
-    const held = await page.evaluate((id) => {
-      const g = visage.graph, n = g.nodes.get(id), r = g.canvas.getBoundingClientRect();
+    const held = await page.evaluate((key) => {
+      const g = visage.graph, n = g.nodes.get(key), r = g.canvas.getBoundingClientRect();
       return n && n.fx != null && { x: r.left + g.transform.applyX(n.fx), y: r.top + g.transform.applyY(n.fy) };
-    }, s.id);
+    }, s.key);
     await page.mouse.up();
     return held && Math.hypot(held.x - (s.x + 40), held.y - (s.y + 30)) < 8;
   });
@@ -265,6 +308,6 @@ test('clicking a host opens its panel, and the page is saved for the README', as
   assert.ok(existsSync(join(shots, 'visage.png')));
 });
 
-test('the page ran without a script error', () => {
+test('the page ran without a script error or a console error', () => {
   assert.deepEqual(pageErrors, []);
 });
