@@ -1,4 +1,4 @@
-//! The JSON of `State::snapshot` and `State::diff`, pinned with insta, and
+//! The JSON of `State::snapshot` and of the page's diffs (`Delta`), pinned with insta, and
 //! the example in `docs/json.md` checked against the real output so the
 //! document cannot drift from the code.
 
@@ -6,6 +6,7 @@ mod messages;
 
 use icewatch::monitor::{State, StateOptions};
 use icewatch::protocol::{JobDone, Language, Message};
+use icewatch::publisher::delta::{Delta, Update};
 use messages::{begin, get_cs, local_begin, local_done, stats};
 use serde_json::Value;
 
@@ -94,22 +95,25 @@ fn the_example_in_docs_json_md_is_what_the_code_prints() {
 #[test]
 fn diffs_carry_only_what_changed_and_are_pinned() {
     let mut st = mid_build();
-    st.take_changes();
+    // A page that read the snapshot of `mid_build`.
+    let mut page = Delta::follow(&mut st);
     // job 8 ends, job 10 gets a server, remote2 leaves.
     st.apply(&done(8, 0), T0 + 3_000);
     st.apply(&begin(10, 2), T0 + 3_100);
     st.apply(&stats(3, "State:Offline\n"), T0 + 3_200);
-    let changes = st.take_changes();
-    insta::assert_json_snapshot!("diff_job_ends_host_leaves", st.diff(&changes));
-    // Nothing more happened: an empty diff serialises to an empty object.
-    let changes = st.take_changes();
-    assert!(changes.is_empty());
-    assert_eq!(serde_json::to_string(&st.diff(&changes)).unwrap(), "{}");
+    let Update::Diff(diff) = page.update(&mut st) else {
+        panic!("a diff")
+    };
+    insta::assert_json_snapshot!("diff_job_ends_host_leaves", diff);
+    // Nothing more happened.
+    assert!(matches!(page.update(&mut st), Update::Nothing));
     // The scheduler goes away.
     st.scheduler_lost(
         "scheduler 127.0.0.1:8765 closed the connection".into(),
         T0 + 4_000,
     );
-    let changes = st.take_changes();
-    insta::assert_json_snapshot!("diff_scheduler_lost", st.diff(&changes));
+    let Update::Diff(diff) = page.update(&mut st) else {
+        panic!("a diff")
+    };
+    insta::assert_json_snapshot!("diff_scheduler_lost", diff);
 }

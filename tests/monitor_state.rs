@@ -8,11 +8,12 @@ mod messages;
 mod support;
 
 use icewatch::monitor::{
-    EndReason, JobState, State, StateOptions, CHANGE_LIMIT, MAX_ACTIVE_JOBS, MAX_HOSTS,
+    Changes, EndReason, JobState, State, StateOptions, FEED_LIMIT, MAX_ACTIVE_JOBS, MAX_HOSTS,
     OFFLINE_HOST_LIMIT,
 };
 use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
 use icewatch::protocol::{JobDone, Language, Message};
+use icewatch::publisher::delta::{Delta, Update};
 use messages::{begin, local_done, stats};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -48,6 +49,16 @@ fn connected() -> State {
     let mut st = State::new(StateOptions::default());
     st.scheduler_connected("127.0.0.1:8765".into(), 43, T0);
     st
+}
+
+/// The page's next message as JSON: a diff (`{}` if nothing changed), or
+/// `{"snapshot": true}` when the page must read the whole state again.
+fn next_diff(st: &mut State, page: &mut Delta) -> Value {
+    match page.update(st) {
+        Update::Nothing => json!({}),
+        Update::Diff(diff) => serde_json::to_value(diff).unwrap(),
+        Update::Snapshot => json!({"snapshot": true}),
+    }
 }
 
 fn apply_all(st: &mut State, msgs: &[Message<'_>], now: u64) {
@@ -410,35 +421,34 @@ fn jobs_per_minute_slides_with_the_clock_and_success_ratio_counts_remote_ends() 
 }
 
 #[test]
-fn change_sets_name_only_what_changed_and_diffs_read_the_state_as_it_is_now() {
+fn the_feed_names_only_what_changed_and_diffs_read_the_state_as_it_is_now() {
     let mut st = connected();
+    let mut page = Delta::follow(&mut st);
     let (a, b) = (host_text("a", 2, false), host_text("b", 4, false));
     apply_all(&mut st, &[stats(1, &a), stats(2, &b)], T0);
-    let c = st.take_changes();
-    let d = serde_json::to_value(st.diff(&c)).unwrap();
+    let d = next_diff(&mut st, &mut page);
     assert_eq!(d["hosts"].as_array().unwrap().len(), 2);
-    assert_eq!(d["scheduler"]["online"], true);
+    assert!(d.get("scheduler").is_none(), "the page saw it online");
     assert_eq!(d["totals"]["total_slots"], 6);
-    assert!(st.take_changes().is_empty());
+    assert_eq!(next_diff(&mut st, &mut page), json!({}));
 
     // A repeated MON_STATS changes nothing.
     apply_all(&mut st, &[stats(1, &a)], T0);
-    assert!(st.take_changes().is_empty());
+    assert_eq!(next_diff(&mut st, &mut page), json!({}));
 
+    // A second reader, following from here, at its own pace.
+    let mut other = st.follow();
     apply_all(&mut st, &[get_cs(5, 1, "x.c"), begin(5, 2)], T0 + 1);
-    let c = st.take_changes();
-    assert_eq!(
-        (c.hosts(), c.jobs(), c.links()),
-        (&[1, 2][..], &[5][..], &[(1, 2)][..])
-    );
-    let d = serde_json::to_value(st.diff(&c)).unwrap();
+    let c = st.changes(&mut other);
+    assert_eq!((&c.hosts[..], &c.jobs[..]), (&[1, 2][..], &[5][..]));
+    assert!(st.changes(&mut other).jobs.is_empty());
+    let d = next_diff(&mut st, &mut page);
     assert_eq!(d["jobs"][0]["state"], "compiling");
     assert_eq!(d["links"], json!([{"from": 1, "to": 2, "active": 1}]));
     assert!(d.get("jobs_done").is_none() && d.get("hosts_removed").is_none());
 
     apply_all(&mut st, &[done(5, 0)], T0 + 2);
-    let c = st.take_changes();
-    let d = serde_json::to_value(st.diff(&c)).unwrap();
+    let d = next_diff(&mut st, &mut page);
     assert!(
         d.get("jobs").is_none(),
         "finished jobs are only in jobs_done"
@@ -448,35 +458,47 @@ fn change_sets_name_only_what_changed_and_diffs_read_the_state_as_it_is_now() {
     assert_eq!(d["links"], json!([{"from": 1, "to": 2, "active": 0}]));
     assert_eq!(st.links().count(), 0, "a link at zero goes once announced");
 
-    // Coalescing: two sets merged, diffed under the later lock.
+    // The other reader took nothing since: it gets all of it at once.
     apply_all(&mut st, &[get_cs(6, 1, "y.c")], T0 + 3);
-    let mut merged = st.take_changes();
+    let first = next_diff(&mut st, &mut page);
+    assert_eq!(first["jobs"][0]["state"], "waiting");
     apply_all(&mut st, &[begin(6, 1), stats(2, "State:Offline\n")], T0 + 4);
-    merged.merge(st.take_changes());
-    let d = serde_json::to_value(st.diff(&merged)).unwrap();
-    assert_eq!(d["jobs"][0]["state"], "compiling");
+    let d = next_diff(&mut st, &mut page);
+    assert_eq!(
+        d["jobs"][0],
+        json!({"id": 6, "server": 1, "server_name": "a", "state": "compiling", "start_ms": T0 + 4})
+    );
     assert_eq!(d["hosts"][1]["online"], false);
     assert_eq!(d["totals"]["hosts_online"], 1);
+    let c = st.changes(&mut other);
+    assert_eq!(
+        (&c.hosts[..], &c.jobs[..], c.done.clone()),
+        (&[1, 2][..], &[6][..], 0..1),
+        "job 5 only finished since this reader's last look"
+    );
+    st.unfollow(other);
 }
 
 #[test]
-fn with_nobody_listening_jobs_are_not_listed_until_changes_are_taken_again() {
+fn with_nobody_following_nothing_is_recorded_and_a_new_reader_starts_from_now() {
     let mut st = connected();
     apply_all(&mut st, &[stats(1, &host_text("a", 2, false))], T0);
-    st.discard_changes();
+    let reader = st.follow();
+    st.unfollow(reader);
+    assert!(!st.followed());
     apply_all(&mut st, &[get_cs(5, 1, "x.c"), begin(5, 1)], T0 + 1);
-    let c = st.take_changes();
-    assert!(
-        c.is_reset(),
-        "a set taken while paused says everything changed"
+    let mut reader = st.follow();
+    assert_eq!(
+        st.changes(&mut reader),
+        Changes {
+            done: 0..0,
+            ..Changes::default()
+        }
     );
-    assert!(c.jobs().is_empty());
-
-    // The next set lists again (a listener took the snapshot in between).
     apply_all(&mut st, &[get_cs(6, 1, "y.c")], T0 + 2);
-    let c = st.take_changes();
-    assert!(!c.is_reset());
-    assert_eq!(c.jobs(), &[6][..]);
+    let c = st.changes(&mut reader);
+    assert_eq!((&c.hosts[..], &c.jobs[..]), (&[1][..], &[6][..]));
+    assert!(!c.lagged);
 }
 
 #[test]
@@ -494,7 +516,7 @@ fn a_new_session_drops_the_old_hosts_and_jobs_so_no_ghost_remains() {
         ],
         T0,
     );
-    st.take_changes();
+    let mut page = Delta::follow(&mut st);
     st.scheduler_connected("127.0.0.1:8765".into(), 43, T0 + 5);
     st.check_invariants();
     assert_eq!(st.hosts().count(), 0);
@@ -521,12 +543,11 @@ fn a_new_session_drops_the_old_hosts_and_jobs_so_no_ghost_remains() {
         "counters go on across sessions"
     );
     assert_eq!(st.scheduler().reconnects, 1);
-    let c = st.take_changes();
-    assert!(c.is_reset());
-    let d = serde_json::to_value(st.diff(&c)).unwrap();
-    assert_eq!(d["hosts_removed"], json!([1, 2]));
-    assert_eq!(d["jobs_done"][0]["id"], 5);
-    assert_eq!(d["links"], json!([{"from": 1, "to": 2, "active": 0}]));
+    assert_eq!(
+        next_diff(&mut st, &mut page),
+        json!({"snapshot": true}),
+        "a new session: the page reads the whole state again"
+    );
 }
 
 #[test]
@@ -538,7 +559,7 @@ fn losing_the_scheduler_shows_hosts_offline_and_ends_jobs_with_an_unknown_outcom
         &[stats(1, &a), local_begin(7, 1), get_cs(8, 1, "w.c")],
         T0,
     );
-    st.take_changes();
+    let mut page = Delta::follow(&mut st);
     st.scheduler_lost(
         "scheduler 127.0.0.1:8765 closed the connection".into(),
         T0 + 9,
@@ -572,14 +593,15 @@ fn losing_the_scheduler_shows_hosts_offline_and_ends_jobs_with_an_unknown_outcom
     let s = st.scheduler();
     assert!(!s.online);
     assert_eq!(s.since_ms, Some(T0 + 9));
-    let c = st.take_changes();
-    assert!(c.scheduler_changed() && c.jobs_finished());
+    let d = next_diff(&mut st, &mut page);
+    assert_eq!(d["scheduler"]["online"], false);
+    assert_eq!(d["jobs_done"].as_array().map(Vec::len), Some(2));
     // The same failure again changes nothing.
     st.scheduler_lost(
         "scheduler 127.0.0.1:8765 closed the connection".into(),
         T0 + 20,
     );
-    assert!(st.take_changes().is_empty());
+    assert_eq!(next_diff(&mut st, &mut page), json!({}));
     assert_eq!(st.scheduler().since_ms, Some(T0 + 9));
 }
 
@@ -588,12 +610,11 @@ fn a_daemon_that_logs_in_again_replaces_its_offline_entry() {
     let mut st = connected();
     let r = host_text("remote2", 3, false);
     apply_all(&mut st, &[stats(3, &r), stats(3, "State:Offline\n")], T0);
-    st.take_changes();
+    let mut page = Delta::follow(&mut st);
     apply_all(&mut st, &[stats(7, &r)], T0 + 1);
     let ids: Vec<u32> = st.hosts().map(|h| h.id).collect();
     assert_eq!(ids, [7]);
-    let c = st.take_changes();
-    let d = serde_json::to_value(st.diff(&c)).unwrap();
+    let d = next_diff(&mut st, &mut page);
     assert_eq!(d["hosts_removed"], json!([3]));
     assert_eq!(d["hosts"][0]["id"], 7);
 }
@@ -624,7 +645,6 @@ fn a_stream_that_never_ends_its_jobs_or_announces_endless_hosts_stays_bounded() 
     assert!(st.job(0).is_none(), "the oldest went first");
     assert!(st.job(MAX_ACTIVE_JOBS as u32 + 999).is_some());
     assert_eq!(st.host(1).unwrap().pending as usize, st.jobs().count());
-    st.take_changes();
 
     // So does one that only begins jobs nobody requested.
     let base = MAX_ACTIVE_JOBS as u32 + 1000;
@@ -633,7 +653,6 @@ fn a_stream_that_never_ends_its_jobs_or_announces_endless_hosts_stays_bounded() 
     }
     st.check_invariants();
     assert!(st.jobs().count() <= MAX_ACTIVE_JOBS);
-    st.take_changes();
 
     for id in 0..(MAX_HOSTS as u32 + 10) {
         st.apply(&stats(id + 2, &h), T0);
@@ -644,23 +663,22 @@ fn a_stream_that_never_ends_its_jobs_or_announces_endless_hosts_stays_bounded() 
 }
 
 #[test]
-fn changes_never_taken_collapse_into_a_reset_instead_of_growing() {
+fn a_reader_that_never_reads_is_told_it_lagged_instead_of_the_feed_growing() {
     let mut st = connected();
     let h = host_text("h", 4, false);
     st.apply(&stats(1, &h), T0);
+    let mut page = Delta::follow(&mut st);
     let mut id = 0;
-    while id <= CHANGE_LIMIT as u32 + 10 {
+    while id <= FEED_LIMIT as u32 + 10 {
         st.apply(&get_cs(id, 1, "f.c"), T0);
         st.apply(&begin(id, 1), T0);
         st.apply(&done(id, 0), T0);
         id += 1;
     }
+    assert_eq!(next_diff(&mut st, &mut page), json!({"snapshot": true}));
     st.apply(&get_cs(id, 1, "last.c"), T0);
     st.apply(&begin(id, 1), T0);
-    let changes = st.take_changes();
-    assert!(changes.is_reset());
-    assert!(changes.jobs().len() <= CHANGE_LIMIT);
-    let d = serde_json::to_value(st.diff(&changes)).unwrap();
+    let d = next_diff(&mut st, &mut page);
     let whole = serde_json::to_value(st.job(id).unwrap()).unwrap();
     assert_eq!(
         d["jobs"],
@@ -668,7 +686,6 @@ fn changes_never_taken_collapse_into_a_reset_instead_of_growing() {
         "whole, null fields left out"
     );
     assert_eq!(d["links"], json!([{"from": 1, "to": 1, "active": 1}]));
-    assert_eq!(d["totals"]["jobs_finished"], u64::from(id));
     st.check_invariants();
 }
 
@@ -760,8 +777,19 @@ impl Client {
         if let Some(s) = d.get("scheduler") {
             self.scheduler = s.clone();
         }
+        // A host or job the client has comes as the fields that changed.
+        let merge = |old: Option<Value>, new: Value| match old {
+            Some(mut old) => {
+                for (k, v) in new.as_object().unwrap() {
+                    old[k] = v.clone();
+                }
+                old
+            }
+            None => new,
+        };
         for h in list("hosts") {
-            self.hosts.insert(id(&h), h);
+            let old = self.hosts.remove(&id(&h));
+            self.hosts.insert(id(&h), merge(old, h));
         }
         for h in list("hosts_removed") {
             self.hosts.remove(&h.as_u64().unwrap());
@@ -775,11 +803,12 @@ impl Client {
         }
         // Ended first: after a scheduler restart one id can end and start again.
         for j in list("jobs_done") {
-            self.jobs.remove(&id(&j));
-            self.history.push(job(&j));
+            let old = self.jobs.remove(&id(&j));
+            self.history.push(job(&merge(old, j)));
         }
         for j in list("jobs") {
-            self.jobs.insert(id(&j), job(&j));
+            let old = self.jobs.remove(&id(&j));
+            self.jobs.insert(id(&j), job(&merge(old, j)));
         }
         if let Some(t) = d.get("totals") {
             self.totals = t.clone();
@@ -797,6 +826,17 @@ impl Client {
     }
 }
 
+/// The page's next message, applied to the client.
+fn take(st: &mut State, page: &mut Delta, client: &mut Client) {
+    match page.update(st) {
+        Update::Nothing => {}
+        Update::Diff(diff) => client.apply(&serde_json::to_value(diff).unwrap()),
+        Update::Snapshot => {
+            *client = Client::from_snapshot(&serde_json::to_value(st.snapshot()).unwrap())
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -805,8 +845,8 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..120)
     ) {
         let mut st = connected();
+        let mut page = Delta::follow(&mut st);
         let mut client = Client::from_snapshot(&serde_json::to_value(st.snapshot()).unwrap());
-        st.take_changes();
         let mut now = T0;
         let texts: Vec<String> = (0..4u32)
             .flat_map(|m| [false, true].map(|r| host_text(&format!("m{m}{r}"), m, r)))
@@ -827,15 +867,11 @@ proptest! {
                     now += dt;
                     st.tick(now);
                 }
-                Op::Take => {
-                    let c = st.take_changes();
-                    client.apply(&serde_json::to_value(st.diff(&c)).unwrap());
-                }
+                Op::Take => take(&mut st, &mut page, &mut client),
             }
             st.check_invariants();
         }
-        let c = st.take_changes();
-        client.apply(&serde_json::to_value(st.diff(&c)).unwrap());
+        take(&mut st, &mut page, &mut client);
         let fresh = Client::from_snapshot(&serde_json::to_value(st.snapshot()).unwrap());
         client.agrees_with(&fresh);
     }

@@ -289,23 +289,22 @@ fn full_lists_on_every_change(frames: &Frames, events: usize) -> Result<u64> {
     let mut hosts = HashMap::new();
     let mut links = HashMap::new();
     let mut total = 0u64;
+    let mut reader = state.follow();
     for (n, (range, _)) in frames.frames[..frames.hosts + events].iter().enumerate() {
         let (_, raw) = parse_frame(&frames.bytes[range.clone()], MAX_MSG_SIZE)?;
         let msg = Message::decode(raw.ty, raw.body, PROTOCOL_VERSION)?;
         state.apply(&msg, icewatch::monitor::now_ms());
-        let changes = state.take_changes();
-        for &id in changes.hosts() {
+        for id in state.changes(&mut reader).hosts {
             match state.host(id) {
                 Some(h) => hosts.insert(id, json_len(h)),
                 None => hosts.remove(&id),
             };
         }
-        for &(from, to) in changes.links() {
-            match state.link(from, to) {
-                0 => links.remove(&(from, to)),
-                active => links.insert((from, to), json_len(&Link { from, to, active })),
-            };
-        }
+        links = state
+            .link_counts()
+            .into_iter()
+            .map(|((from, to), active)| ((from, to), json_len(&Link { from, to, active })))
+            .collect();
         if n >= frames.hosts {
             total += lists_len(&hosts, &links) as u64;
         }

@@ -5,9 +5,8 @@
 //! however many are missing or repeated, every counter goes back down
 //! exactly as far as it went up and never below zero.
 
-use super::change::ChangeSet;
-use super::change::CHANGE_LIMIT;
 use super::cluster::{Host, JobState};
+use super::feed::{Entry, Feed};
 use super::hosts::{HostSlot, Hosts};
 use super::jobs::Active;
 
@@ -46,14 +45,13 @@ impl Counters {
     }
 }
 
-/// Hosts, counters and the change set: everything a job's state change
-/// touches, apart from the job tables themselves.
-#[derive(Debug)]
+/// Hosts, counters and the feed of changes: everything a job's state
+/// change touches, apart from the job tables themselves.
+#[derive(Debug, Default)]
 pub(crate) struct Book {
     pub(crate) hosts: Hosts,
     pub(crate) counts: Counters,
-    pub(crate) changes: ChangeSet,
-    pub(crate) gen: u64,
+    pub(crate) feed: Feed,
 }
 
 impl Book {
@@ -62,40 +60,31 @@ impl Book {
         Some(self.touch_slot(slot))
     }
 
-    /// The host in `slot`, recorded as changed.
+    /// The host in `slot`, recorded as changed (once an epoch).
     pub(crate) fn touch_slot(&mut self, slot: HostSlot) -> &mut Host {
         let h = &mut self.hosts.slab[usize::from(slot)];
-        if h.gen != self.gen {
-            h.gen = self.gen;
-            self.changes.hosts.push(h.id);
+        let epoch = self.feed.epoch();
+        if h.gen != epoch {
+            h.gen = epoch;
+            self.feed.record(Entry::Host(h.id));
         }
         h
     }
 
+    /// `job`, recorded as changed (once an epoch; its mark holds the
+    /// epoch's low 32 bits: a job would have to stay unchanged for 2^32
+    /// takes to be taken for one changed in this one).
     pub(crate) fn touch_job(&mut self, job: &mut Active) {
-        let gen = self.gen as u32;
-        if job.gen != gen && !self.changes.overflow {
-            job.gen = gen;
-            self.changes.jobs.push(job.id);
-            if self.changes.jobs.len() > CHANGE_LIMIT {
-                self.overflow();
-            }
+        let epoch = self.feed.epoch() as u32;
+        if job.gen != epoch {
+            job.gen = epoch;
+            self.feed.record(Entry::Job(job.id));
         }
-    }
-
-    /// Too much changed to list, or nobody listens: the change set now
-    /// says "everything", and no job is listed until it is taken.
-    pub(crate) fn overflow(&mut self) {
-        self.changes.jobs = Vec::new();
-        self.changes.overflow = true;
-        self.changes.reset = true;
-        self.changes.totals = true;
     }
 
     /// Counts `job` in its current state.
     pub(crate) fn enter(&mut self, job: &mut Active) {
         self.touch_job(job);
-        self.changes.totals = true;
         let c = &mut self.counts;
         match job.state {
             JobState::Waiting => {
@@ -128,7 +117,6 @@ impl Book {
 
     /// Takes back what `enter` counted for `job`.
     pub(crate) fn leave(&mut self, job: &mut Active) {
-        self.changes.totals = true;
         let c = &mut self.counts;
         match job.state {
             JobState::Waiting => c.pending = c.pending.saturating_sub(1),
@@ -175,6 +163,5 @@ impl Book {
             c.hosts_online = c.hosts_online.saturating_sub(1);
             c.total_slots = c.total_slots.saturating_sub(slots);
         }
-        self.changes.totals = true;
     }
 }

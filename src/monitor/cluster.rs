@@ -2,7 +2,6 @@
 //! publishers show it: the scheduler connection, [`Host`], [`Job`] and its
 //! [`JobState`], [`Totals`]. Plain data; the state keeps them up to date.
 
-use super::jobs::JobKey;
 use crate::protocol::stats::HostStats;
 use crate::protocol::{JobDone, Language};
 use serde::Serialize;
@@ -408,18 +407,19 @@ impl Job {
 pub struct JobRef<'a> {
     job: Job,
     file: &'a [u8],
-    pub(crate) key: JobKey,
+    /// Its history sequence number, if it finished.
+    pub(crate) seq: Option<u64>,
     pub(crate) session: u32,
     pub(crate) client_name: Option<&'a str>,
     pub(crate) server_name: Option<&'a str>,
 }
 
 impl<'a> JobRef<'a> {
-    pub(crate) fn new(job: Job, file: &'a [u8], key: JobKey) -> JobRef<'a> {
+    pub(crate) fn new(job: Job, file: &'a [u8], seq: Option<u64>) -> JobRef<'a> {
         JobRef {
             job,
             file,
-            key,
+            seq,
             session: 0,
             client_name: None,
             server_name: None,

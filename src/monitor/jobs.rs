@@ -15,7 +15,6 @@ use super::cluster::{EndReason, Job, JobRef, JobState, JobStats};
 use super::host_names::{HostNames, NameKey};
 use super::hosts::HostSlot;
 use super::names::{Name, Names};
-use super::state::JobSeen;
 use crate::protocol::Language;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -206,8 +205,6 @@ pub(crate) struct Active {
     /// would have to go unchanged for 2^32 periods, 13 years of 100 ms, to
     /// be taken for one changed in this one).
     pub(crate) gen: u32,
-    /// Tells it from the jobs its slot held before (see [`JobSeen`]).
-    pub(crate) serial: u32,
     pub(crate) state: JobState,
 }
 
@@ -224,7 +221,6 @@ impl Active {
             server: None,
             raised: Raised::default(),
             gen: 0,
-            serial: 0,
             state,
         }
     }
@@ -326,16 +322,6 @@ impl Done {
     }
 }
 
-/// Where [`State`](super::State) lends a job from: an active job's slot, or
-/// a finished job's history sequence number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum JobKey {
-    /// An active job, in this slot.
-    Active(Slot),
-    /// A finished job, with this history sequence number.
-    Done(u64),
-}
-
 /// Active jobs in an arena, and the history.
 #[derive(Debug)]
 pub(crate) struct Jobs {
@@ -349,16 +335,6 @@ pub(crate) struct Jobs {
     names: Names,
     /// Finished jobs, oldest first.
     history: VecDeque<Done>,
-    /// By slot, the job as the last published diff showed it: apart from
-    /// the jobs, which it would make a quarter larger, and touched only by a
-    /// publisher. Valid if its serial is the slot's job's.
-    seen: Vec<Option<JobSeen>>,
-    /// The marks of `seen` of the jobs finished since marks were last set
-    /// or dropped ([`Jobs::mark_seen`], [`Jobs::forget_seen`]), by history
-    /// sequence number: their diff shows what changed since.
-    done_seen: Vec<(u64, JobSeen)>,
-    /// The serial number of the next job (wrapping).
-    serial: u32,
     /// Jobs ever pushed to the history (the sequence number of the next one).
     pushed: u64,
     /// At most this many finished jobs are kept.
@@ -375,9 +351,6 @@ impl Jobs {
             free: Vec::new(),
             names: Names::default(),
             history: VecDeque::new(),
-            seen: Vec::new(),
-            done_seen: Vec::new(),
-            serial: 0,
             pushed: 0,
             history_limit: history_limit.clamp(1, MAX_HISTORY),
         }
@@ -396,13 +369,13 @@ impl Jobs {
     /// The active job in `slot` with its file name.
     pub(crate) fn lend(&self, slot: Slot) -> JobRef<'_> {
         let job = &self.slots[slot as usize];
-        JobRef::new(job.job(), self.names.get(job.name), JobKey::Active(slot))
+        JobRef::new(job.job(), self.names.get(job.name), None)
     }
 
     /// `done`, of the history, with history sequence number `seq`, its
     /// file name and its hosts' names (from `hosts`).
     fn lend_done<'a>(&'a self, done: &Done, seq: u64, hosts: &'a HostNames) -> JobRef<'a> {
-        let mut job = JobRef::new(done.job(), self.names.get(done.name), JobKey::Done(seq));
+        let mut job = JobRef::new(done.job(), self.names.get(done.name), Some(seq));
         job.client_name = hosts.name(done.client_name);
         job.server_name = hosts.name(done.server_name);
         job
@@ -411,57 +384,6 @@ impl Jobs {
     /// The slot of the active job `id`.
     pub(crate) fn slot_of(&self, id: u32) -> Option<Slot> {
         self.active.get(id)
-    }
-
-    /// What the last published diff showed of the job lent as `key`, if it
-    /// showed this job.
-    pub(crate) fn seen(&self, key: JobKey) -> Option<JobSeen> {
-        match key {
-            JobKey::Active(slot) => {
-                let seen = self.seen.get(slot as usize).copied().flatten()?;
-                (seen.serial == self.slots[slot as usize].serial).then_some(seen)
-            }
-            JobKey::Done(seq) => {
-                let at = self.done_seen.binary_search_by_key(&seq, |d| d.0).ok()?;
-                Some(self.done_seen[at].1)
-            }
-        }
-    }
-
-    /// Drops every mark: the next diff shows each job whole.
-    pub(crate) fn forget_seen(&mut self) {
-        self.done_seen.clear();
-    }
-
-    /// Drops the mark of the active job `id`: the next diff shows it whole.
-    pub(crate) fn forget_seen_of(&mut self, id: u32) {
-        if let Some(seen) = self
-            .active
-            .get(id)
-            .and_then(|slot| self.seen.get_mut(slot as usize))
-        {
-            *seen = None;
-        }
-    }
-
-    /// Records `seen(job)` as published for the active jobs `ids`, or all
-    /// of them. The marks of the jobs finished since the last marks are
-    /// dropped: the diff just published showed them finished.
-    pub(crate) fn mark_seen(&mut self, ids: Option<&[u32]>, seen: impl Fn(&Active) -> JobSeen) {
-        self.done_seen.clear();
-        if self.seen.len() < self.slots.len() {
-            self.seen.resize(self.slots.len(), None);
-        }
-        let mut mark = |slot: Slot| {
-            self.seen[slot as usize] = Some(seen(&self.slots[slot as usize]));
-        };
-        match ids {
-            Some(ids) => ids
-                .iter()
-                .filter_map(|&id| self.active.get(id))
-                .for_each(&mut mark),
-            None => self.active.slots().for_each(&mut mark),
-        }
     }
 
     /// The active job `id`, to change it.
@@ -574,8 +496,6 @@ impl Jobs {
         let name = self.names.add(file);
         let job = &mut self.slots[slot as usize];
         job.name = name;
-        job.serial = self.serial;
-        self.serial = self.serial.wrapping_add(1);
         (slot, self.active.insert(id, slot))
     }
 
@@ -598,9 +518,6 @@ impl Jobs {
             // which the ring would then fill.
             let want = (self.history.len() * 2).max(64).min(self.history_limit);
             self.history.reserve_exact(want - self.history.len());
-        }
-        if let Some(seen) = self.seen(JobKey::Active(slot)) {
-            self.done_seen.push((self.pushed, seen));
         }
         let job = &mut self.slots[slot as usize];
         let name = std::mem::take(&mut job.name);

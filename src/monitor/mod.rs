@@ -1,41 +1,55 @@
 //! Live cluster state from a scheduler: the [`State`] data model, fed one
-//! decoded message at a time, and the [`connection`] that feeds it.
+//! decoded message at a time, the [`connection`] that feeds it, and the
+//! [`feed`] of its changes that any number of readers follow.
+//!
+//! ```text
+//! connection.rs ──apply──▶ state.rs ──records──▶ feed.rs ──▶ readers (publisher::delta, …)
+//!   target.rs             book.rs (counting), hosts.rs, jobs.rs (+ names.rs),
+//!                         host_names.rs, serving.rs, rate.rs
+//!                         cluster.rs: the vocabulary (Host, Job, Totals, …)
+//!                         snapshot.rs: the whole state as JSON
+//! ```
 //!
 //! - [`State`] (`state.rs`): hosts, active jobs, a bounded history, links
-//!   (who compiles for whom) and totals. No I/O: tests and tools drive it
-//!   message by message with [`State::apply`].
-//! - [`ChangeSet`] (`change.rs`): what changed since the last
-//!   [`State::take_changes`]; [`State::diff`] and [`State::snapshot`]
-//!   (`snapshot.rs`) turn state into the JSON of `docs/json.md` and
-//!   `docs/websocket.md`.
+//!   (who compiles for whom) and totals; what each message does to them.
+//!   No I/O: tests and tools drive it message by message with
+//!   [`State::apply`]. The public types it lends out are in `cluster.rs`.
+//! - [`feed`]: which hosts and jobs changed, for each reader
+//!   ([`State::follow`], [`State::changes`]) at its own pace; readers keep
+//!   their own memory of what they showed.
+//! - [`State::snapshot`] (`snapshot.rs`): the JSON of `docs/json.md`.
 //! - [`Target`] (`target.rs`): where the scheduler is (address,
 //!   `USE_SCHEDULER`, or UDP discovery).
-//! - [`Connection`] and [`run`] (`connection.rs`): one session, and the
-//!   reconnecting loop that applies every batch of frames to a
-//!   [`SharedState`] and notifies the publishers.
+//! - [`Connection`], [`Dialer`] and [`run`] (`connection.rs`): one
+//!   session, reaching the scheduler again and again, and the reconnecting
+//!   loop that applies every batch of frames to a [`SharedState`] and
+//!   notifies its readers.
+//!
+//! A reader of the live state (this one prints the ids of the hosts that
+//! change):
 //!
 //! ```no_run
-//! use icewatch::monitor::{run, ConnectOptions, SharedState, State, StateOptions, Target};
+//! use icewatch::monitor::{lock_state, run, ConnectOptions, SharedState, State, StateOptions, Target};
 //! use std::sync::{Arc, Mutex};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let target = Target::resolve(Some("scheduler.lan"), None, "ICECREAM")?;
 //! let state: SharedState = Arc::new(Mutex::new(State::new(StateOptions::default())));
 //! let changed = Arc::new(tokio::sync::Notify::new());
+//! let mut reader = lock_state(&state).follow();
 //! tokio::spawn(run(ConnectOptions::new(target), state.clone(), changed.clone(), std::future::pending()));
 //! loop {
 //!     changed.notified().await;
-//!     let mut st = state.lock().unwrap();
-//!     let changes = st.take_changes();
-//!     println!("{}", serde_json::to_string(&st.diff(&changes))?);
+//!     let changes = lock_state(&state).changes(&mut reader);
+//!     println!("hosts {:?}, {} jobs finished", changes.hosts, changes.done.end - changes.done.start);
 //! }
 //! # }
 //! ```
 
 mod book;
-mod change;
 mod cluster;
 pub mod connection;
+pub mod feed;
 mod host_names;
 mod hosts;
 mod jobs;
@@ -46,14 +60,14 @@ mod snapshot;
 mod state;
 pub mod target;
 
-pub use change::{ChangeSet, CHANGE_LIMIT};
 pub use cluster::{
     EndReason, Host, Job, JobRef, JobState, JobStats, Replay, SchedulerStatus, Totals,
 };
 pub use connection::{run, run_from, ConnectError, ConnectOptions, Connection, Dialer};
+pub use feed::{Changes, Follower, FEED_LIMIT};
 pub use jobs::MAX_HISTORY;
 pub use names::MAX_FILE_NAME;
-pub use snapshot::{Diff, HostDelta, JobDelta, Link, Snapshot, SNAPSHOT_HISTORY};
+pub use snapshot::{write_job, JobShown, Link, Snapshot, SNAPSHOT_HISTORY};
 pub use state::{State, StateOptions, MAX_ACTIVE_JOBS, MAX_HOSTS, OFFLINE_HOST_LIMIT};
 pub use target::{LocateError, Target, TargetError, DEFAULT_NETNAME, DEFAULT_PORT};
 

@@ -6,14 +6,14 @@
 //! (`hosts.rs`), the jobs' [`Jobs`] (`jobs.rs`); this file holds what each
 //! message does to them.
 
-use super::book::{Book, Counters};
-use super::change::ChangeSet;
+use super::book::Book;
 use super::cluster::{
     EndReason, Host, JobRef, JobState, JobStats, Replay, SchedulerStatus, Totals,
 };
+use super::feed::{Changes, Entry, Follower};
 use super::host_names::{HostNames, NO_NAME};
-use super::hosts::{HostSlot, Hosts};
-use super::jobs::{Active, Ended, JobKey, Jobs, Slot};
+use super::hosts::HostSlot;
+use super::jobs::{Active, Ended, Jobs, Slot};
 use super::rate::RateWindow;
 use super::serving::Serving;
 use crate::protocol::stats::HostStats;
@@ -64,20 +64,6 @@ impl Default for StateOptions {
     }
 }
 
-/// What of an active job can change once it is published, as a diff
-/// showed it. Only active jobs are marked, so a marked job was shown with
-/// no end time, exit code or statistics.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct JobSeen {
-    /// [`State`]'s publishing epoch at the time: older marks are void.
-    pub(crate) epoch: u32,
-    /// The job's [`Active::serial`].
-    pub(crate) serial: u32,
-    pub(crate) server: Option<u32>,
-    pub(crate) start_ms: u64,
-    pub(crate) state: JobState,
-}
-
 /// How a job ends, as the messages tell it.
 #[derive(Clone, Copy, Debug)]
 enum End {
@@ -105,9 +91,8 @@ enum End {
 /// let text = b"Name:remote1\nIP:10.0.0.2\nMaxJobs:4\nNoRemote:false\n";
 /// state.apply(&Message::MonStats(MonStats { host_id: 7, text }), 1);
 /// assert_eq!(state.totals().total_slots, 4);
-/// let changes = state.take_changes();
-/// let diff = serde_json::to_value(state.diff(&changes)).unwrap();
-/// assert_eq!(diff["hosts"][0]["name"], "remote1");
+/// let snapshot = serde_json::to_value(state.snapshot()).unwrap();
+/// assert_eq!(snapshot["hosts"][0]["name"], "remote1");
 /// ```
 #[derive(Debug)]
 pub struct State {
@@ -133,6 +118,8 @@ pub struct State {
     messages: u64,
     /// Changes made otherwise than by a message (see [`State::revision`]).
     other_changes: u64,
+    /// Hosts that got a name (or another) after jobs named them.
+    renames: u64,
     sessions: u64,
     /// The history sequence number of the first job of each scheduler
     /// session still in the history, with the session's number.
@@ -140,15 +127,6 @@ pub struct State {
     stale_after_ms: u64,
     /// When [`State::tick`] next looks for stale jobs.
     next_stale_check_ms: u64,
-    /// The hosts as the last published diff left them, so that the next
-    /// diff carries only the fields that changed since (see
-    /// [`State::mark_published`]).
-    published: FxHashMap<u32, Host>,
-    /// Bumped when published marks become void (see
-    /// [`State::forget_published`]).
-    published_epoch: u32,
-    /// The link counts when changes were last taken.
-    links_taken: FxHashMap<(u32, u32), u32>,
 }
 
 impl State {
@@ -156,12 +134,7 @@ impl State {
     pub fn new(opts: StateOptions) -> State {
         State {
             scheduler: SchedulerStatus::default(),
-            book: Book {
-                hosts: Hosts::default(),
-                counts: Counters::default(),
-                changes: ChangeSet::default(),
-                gen: 1,
-            },
+            book: Book::default(),
             jobs: Jobs::new(opts.history_limit),
             offline: VecDeque::new(),
             ended_early: FxHashSet::default(),
@@ -172,74 +145,12 @@ impl State {
             clock_ms: 0,
             messages: 0,
             other_changes: 0,
+            renames: 0,
             sessions: 0,
             session_starts: VecDeque::new(),
             stale_after_ms: opts.stale_after_ms,
             next_stale_check_ms: 0,
-            published: FxHashMap::default(),
-            published_epoch: 0,
-            links_taken: FxHashMap::default(),
         }
-    }
-
-    /// Host `id` as the last published diff (or snapshot) showed it, if
-    /// [`State::mark_published`] recorded it.
-    pub(crate) fn published_host(&self, id: u32) -> Option<&Host> {
-        self.published.get(&id)
-    }
-
-    /// Job `job` as the last published diff showed it, if it did.
-    pub(crate) fn published_job(&self, job: JobRef<'_>) -> Option<JobSeen> {
-        let seen = self.jobs.seen(job.key)?;
-        (seen.epoch == self.published_epoch).then_some(seen)
-    }
-
-    /// Records that the diff of `changes` was published: the next
-    /// [`State::diff`] sends these hosts and jobs as their changed fields
-    /// only.
-    pub fn mark_published(&mut self, changes: &ChangeSet) {
-        let epoch = self.published_epoch;
-        let ids = (!changes.overflow).then_some(&changes.jobs[..]);
-        self.jobs.mark_seen(ids, |job| JobSeen {
-            epoch,
-            serial: job.serial,
-            server: job.server,
-            start_ms: job.start_ms,
-            state: job.state,
-        });
-        for &id in &changes.hosts {
-            match self.book.hosts.get(id) {
-                Some(h) => match self.published.get_mut(&id) {
-                    Some(seen) => seen.clone_from(h),
-                    None => {
-                        self.published.insert(id, h.clone());
-                    }
-                },
-                None => {
-                    self.published.remove(&id);
-                }
-            }
-        }
-    }
-
-    /// Forgets what was published (changes went unpublished): the next
-    /// diff sends every host it names whole.
-    pub fn forget_published(&mut self) {
-        self.published.clear();
-        self.published_epoch = self.published_epoch.wrapping_add(1);
-        self.jobs.forget_seen();
-    }
-
-    /// Nobody is listening: forgets the changes since the last
-    /// [`State::take_changes`] and what was published, and stops listing
-    /// the jobs that change (a busy cluster changes hundreds of thousands a
-    /// second) until the next `take_changes`. A set taken after it says
-    /// that everything changed; take one, and drop it, before the snapshot
-    /// that a new listener starts from.
-    pub fn discard_changes(&mut self) {
-        self.take_changes();
-        self.forget_published();
-        self.book.overflow();
     }
 
     /// Applies one message from the scheduler, received at `now_ms`.
@@ -267,7 +178,6 @@ impl State {
     pub fn invalid_message(&mut self) {
         self.messages += 1;
         self.book.counts.invalid_messages += 1;
-        self.book.changes.totals = true;
     }
 
     /// A new session with the scheduler at `address` is up, at `protocol`.
@@ -282,12 +192,10 @@ impl State {
         self.other_changes += 1;
         self.advance_clock(now_ms);
         self.end_all();
-        let ids: Vec<u32> = self.book.hosts.iter().map(|h| h.id).collect();
         for h in self.book.hosts.iter() {
             self.host_names.carry(h.key, h.tally());
         }
-        self.book.changes.hosts.extend(ids);
-        self.book.changes.repeats = true;
+        self.book.feed.record(Entry::Session);
         self.book.hosts.clear();
         self.serving.clear();
         self.book.counts.new_session();
@@ -309,9 +217,6 @@ impl State {
         self.scheduler.online = true;
         self.scheduler.since_ms = Some(now_ms);
         self.scheduler.error = None;
-        self.book.changes.scheduler = true;
-        self.book.changes.totals = true;
-        self.book.changes.reset = true;
     }
 
     /// The session ended (or an attempt failed) because of `error`: hosts are
@@ -337,7 +242,6 @@ impl State {
         if s.online || s.error.as_deref() != Some(error.as_str()) {
             s.online = false;
             s.error = Some(error);
-            self.book.changes.scheduler = true;
         }
     }
 
@@ -346,7 +250,6 @@ impl State {
     pub fn scheduler_address(&mut self, address: &str) {
         if self.scheduler.address != address {
             self.scheduler.address = address.to_owned();
-            self.book.changes.scheduler = true;
             self.other_changes += 1;
         }
     }
@@ -355,7 +258,6 @@ impl State {
     pub fn set_replay(&mut self, replay: Option<Replay>) {
         if self.scheduler.replay != replay {
             self.scheduler.replay = replay;
-            self.book.changes.scheduler = true;
             self.other_changes += 1;
         }
     }
@@ -393,42 +295,42 @@ impl State {
         self.messages + self.other_changes
     }
 
-    /// Moves the clock to `now_ms` (never back); true if that changed the
-    /// jobs per minute, which then counts as a change of the totals.
-    fn advance_clock(&mut self, now_ms: u64) -> bool {
-        self.clock_ms = self.clock_ms.max(now_ms);
-        let changed = self.rate.advance(self.clock_ms);
-        self.book.changes.totals |= changed;
-        changed
+    /// A number that grows when a host gets a name (or another) after
+    /// active jobs named it: those jobs, recorded as changed, then show
+    /// other `client_name`s or `server_name`s than a reader may have seen.
+    pub fn names_revision(&self) -> u64 {
+        self.renames
     }
 
-    /// What changed since the last call, to turn into a [`Diff`](super::Diff)
-    /// with [`State::diff`] while still holding the same lock.
-    pub fn take_changes(&mut self) -> ChangeSet {
-        // The next period likely changes about as much: size its lists so,
-        // instead of growing them from nothing again.
-        let next = ChangeSet::sized_like(&self.book.changes);
-        let mut changes = std::mem::replace(&mut self.book.changes, next);
-        self.book.gen += 1;
-        if changes.repeats {
-            changes.dedup();
-        }
-        // Links are counted afresh from the jobs compiling: once a period
-        // here rather than twice a job in `apply` (a hash lookup that the
-        // caches, busy with the jobs, rarely hold).
-        let now = self.link_counts();
-        let was = &self.links_taken;
-        changes.links.extend(
-            now.iter()
-                .filter(|&(k, n)| was.get(k) != Some(n))
-                .map(|(&k, _)| k),
-        );
-        changes
-            .links
-            .extend(was.keys().filter(|&k| !now.contains_key(k)));
-        changes.links.sort_unstable();
-        self.links_taken = now;
-        changes
+    /// Moves the clock to `now_ms` (never back); true if that changed the
+    /// jobs per minute.
+    fn advance_clock(&mut self, now_ms: u64) -> bool {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        self.rate.advance(self.clock_ms)
+    }
+
+    /// A new reader of the changes, from now on: read the state (a
+    /// snapshot) under the same lock, then take what changes after it with
+    /// [`State::changes`]. Give it back with [`State::unfollow`]: a reader
+    /// that is kept but never reads makes every reader re-read the state
+    /// once the feed is full (see [`feed`](super::feed)).
+    pub fn follow(&mut self) -> Follower {
+        self.book.feed.follow(self.jobs.next_finished())
+    }
+
+    /// What changed since `reader` last looked (or began to follow).
+    pub fn changes(&mut self, reader: &mut Follower) -> Changes {
+        self.book.feed.take(reader, self.jobs.next_finished())
+    }
+
+    /// `reader` stops following.
+    pub fn unfollow(&mut self, reader: Follower) {
+        self.book.feed.unfollow(reader);
+    }
+
+    /// Whether anyone follows the changes.
+    pub fn followed(&self) -> bool {
+        self.book.feed.followed()
     }
 
     /// Every host, online or recently offline, in no particular order.
@@ -473,7 +375,7 @@ impl State {
 
     /// `job`, finished, with the number of the session it belongs to.
     fn in_session<'a>(&self, mut job: JobRef<'a>) -> JobRef<'a> {
-        if let JobKey::Done(seq) = job.key {
+        if let Some(seq) = job.seq {
             let at = self
                 .session_starts
                 .partition_point(|&(first, _)| first <= seq);
@@ -499,7 +401,7 @@ impl State {
     }
 
     /// Remote jobs compiling on each link.
-    pub(crate) fn link_counts(&self) -> FxHashMap<(u32, u32), u32> {
+    pub fn link_counts(&self) -> FxHashMap<(u32, u32), u32> {
         let mut counts = FxHashMap::default();
         for key in self.jobs.active().filter_map(|j| self.link_of(j)) {
             *counts.entry(key).or_insert(0) += 1;
@@ -554,7 +456,7 @@ impl State {
     }
 
     /// Finished jobs with history sequence number `from` or later, oldest first.
-    pub(crate) fn history_since(&self, from: u64) -> impl Iterator<Item = JobRef<'_>> {
+    pub fn history_since(&self, from: u64) -> impl Iterator<Item = JobRef<'_>> {
         self.jobs
             .history_since(from, &self.host_names)
             .map(|job| self.in_session(job))
@@ -569,7 +471,6 @@ impl State {
                 self.host_gone(id);
             } else {
                 self.book.counts.unknown_hosts += 1;
-                self.book.changes.totals = true;
             }
             return;
         }
@@ -580,7 +481,6 @@ impl State {
             }
             None if self.book.hosts.len() >= MAX_HOSTS => {
                 self.book.counts.unknown_hosts += 1;
-                self.book.changes.totals = true;
                 return;
             }
             None => {
@@ -590,23 +490,21 @@ impl State {
                 self.serving.reset(slot);
                 self.book.touch_slot(slot);
                 self.book.counts.hosts_online += 1;
-                self.book.changes.totals = true;
                 slot
             }
         };
-        let gen = self.book.gen;
+        let epoch = self.book.feed.epoch();
         let h = &mut self.book.hosts.slab[usize::from(slot)];
         let old_slots = u64::from(h.max_jobs);
         let renamed = stats.name.is_some_and(|n| n != h.name.as_bytes());
         if h.update(stats) {
             let new_slots = u64::from(h.max_jobs);
-            if h.gen != gen {
-                h.gen = gen;
-                self.book.changes.hosts.push(id);
+            if h.gen != epoch {
+                h.gen = epoch;
+                self.book.feed.record(Entry::Host(id));
             }
             let c = &mut self.book.counts;
             c.total_slots = (c.total_slots + new_slots).saturating_sub(old_slots);
-            self.book.changes.totals |= new_slots != old_slots;
         }
         if renamed {
             self.name_host(slot);
@@ -615,7 +513,8 @@ impl State {
 
     /// Gives the host in `slot` the key of its (new) name; a host named for
     /// the first time goes on from the counters a host of that name left.
-    /// Its active jobs, which show its name, go out whole in the next diff.
+    /// Its active jobs, which show its name, are recorded as changed, under
+    /// a new [`State::names_revision`].
     fn name_host(&mut self, slot: HostSlot) {
         let h = &mut self.book.hosts.slab[usize::from(slot)];
         let key = self.host_names.key(&h.name);
@@ -636,11 +535,11 @@ impl State {
             .jobs
             .active_ids(|j| j.client == Some(id) || j.server == Some(id))
         {
-            self.jobs.forget_seen_of(job);
             if let Some(job) = self.jobs.get_mut(job) {
                 self.book.touch_job(job);
             }
         }
+        self.renames += 1;
     }
 
     /// A daemon that logs in again gets a new id: drop its old offline entry.
@@ -685,11 +584,18 @@ impl State {
                 c.total_slots = c.total_slots.saturating_sub(u64::from(h.max_jobs));
             }
         }
-        self.book.changes.hosts.push(id);
-        self.book.changes.repeats = true;
+        self.book.feed.record(Entry::Host(id));
         for &job_id in &naming {
             if let Some(job) = self.jobs.get_mut(job_id) {
                 self.book.enter(job);
+            }
+        }
+        // Those jobs show no name for it now, and its name again if a host
+        // comes under its id.
+        if !naming.is_empty() {
+            self.renames += 1;
+            if self.named_unknown.len() < NAMED_UNKNOWN_LIMIT {
+                self.named_unknown.insert(id);
             }
         }
     }
@@ -751,7 +657,6 @@ impl State {
         let (slot, displaced) = self.jobs.start(id, state, self.clock_ms, file);
         if let Some(old) = displaced {
             self.book.counts.unknown_jobs += 1;
-            self.book.changes.repeats = true;
             self.finish(old, End::Stale);
         }
         slot
@@ -821,7 +726,6 @@ impl State {
         let Some(slot) = self.jobs.take(done.job_id) else {
             if !self.ended_early.remove(&done.job_id) {
                 self.book.counts.unknown_jobs += 1;
-                self.book.changes.totals = true;
             }
             return;
         };
@@ -851,7 +755,6 @@ impl State {
             None if self.ended_early.remove(&id) => {}
             None => {
                 self.book.counts.unknown_jobs += 1;
-                self.book.changes.totals = true;
             }
         }
     }
@@ -924,9 +827,6 @@ impl State {
                     h.failed += 1;
                 }
             }
-        }
-        if self.book.changes.done_from.is_none() {
-            self.book.changes.done_from = Some(self.jobs.next_finished());
         }
         self.jobs.retire(slot, ended);
     }

@@ -3,8 +3,9 @@
 //! (`docs/http.md`). No I/O and no clock: the same state gives the same text,
 //! which the snapshot tests pin.
 
-use super::websocket::Render;
-use crate::monitor::{ChangeSet, JobRef, JobState, State};
+use super::delta::{Delta, Update};
+use super::websocket::{Render, Rendered};
+use crate::monitor::{JobRef, JobState, State};
 use serde::Serialize;
 
 /// A WebSocket message: `{"type": kind, "seq": seq, ...body}`.
@@ -34,41 +35,37 @@ pub fn snapshot_message(state: &State, seq: u64) -> String {
     })
 }
 
-/// `changes` (taken from `state` under the same lock) as a `diff` message,
-/// or `None` if they leave nothing to send.
-pub fn diff_message(state: &State, changes: &ChangeSet, seq: u64) -> Option<String> {
-    let diff = state.diff(changes);
-    if diff.is_empty() {
-        return None;
+/// What changed in `state` since `delta` last looked, as a `diff` message
+/// with sequence number `seq` (remembered in `delta` as sent).
+pub fn diff_message(state: &mut State, delta: &mut Delta, seq: u64) -> Rendered {
+    match delta.update(state) {
+        Update::Nothing => Rendered::Nothing,
+        Update::Snapshot => Rendered::Snapshot,
+        Update::Diff(diff) => Rendered::Diff(to_json(&Envelope {
+            kind: "diff",
+            seq,
+            body: diff,
+        })),
     }
-    Some(to_json(&Envelope {
-        kind: "diff",
-        seq,
-        body: diff,
-    }))
 }
 
 impl Render for State {
+    type Reader = Delta;
+
+    fn follow(&mut self) -> Delta {
+        Delta::follow(self)
+    }
+
+    fn unfollow(&mut self, reader: Delta) {
+        reader.unfollow(self);
+    }
+
     fn snapshot_message(&self, seq: u64) -> String {
         snapshot_message(self, seq)
     }
 
-    fn diff_message(&mut self, seq: u64) -> Option<String> {
-        let changes = self.take_changes();
-        if changes.is_empty() {
-            return None;
-        }
-        let text = diff_message(self, &changes, seq);
-        self.mark_published(&changes);
-        text
-    }
-
-    fn discard_changes(&mut self) {
-        State::discard_changes(self);
-    }
-
-    fn listen(&mut self) {
-        self.take_changes();
+    fn diff_message(&mut self, reader: &mut Delta, seq: u64) -> Rendered {
+        diff_message(self, reader, seq)
     }
 
     fn revision(&self) -> Option<u64> {

@@ -13,6 +13,8 @@
 //!   change signals, renders each diff once and broadcasts the same text to
 //!   every client; clients that fall behind get a fresh snapshot
 //!   (`docs/websocket.md`).
+//! - [`delta`]: the hub's reader of the state's feed, and its memory of
+//!   what the page was sent, so that diffs carry changed fields only.
 //! - [`json`]: pure functions from state to JSON text.
 //! - [`metrics`]: the Prometheus exposition, read from the state at scrape.
 //!
@@ -26,11 +28,13 @@
 //! let changed = Arc::new(tokio::sync::Notify::new());
 //! // ... spawn icewatch::monitor::run(opts, state.clone(), changed.clone(), shutdown) ...
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! serve(listener, state, changed, ServeOptions::default(), std::future::pending()).await
+//! serve(listener, state, changed, ServeOptions::default(), std::future::pending()).await?;
+//! # Ok(())
 //! # }
 //! ```
 
 pub mod connections;
+pub mod delta;
 pub mod host;
 pub mod json;
 pub mod metrics;
@@ -104,7 +108,8 @@ pub enum ServeError {
 
 /// Serves the page, the WebSocket and the APIs on `listener` until
 /// `shutdown` resolves, publishing `state` each time the reading task
-/// notifies `changed` (`changed` must have no other waiter).
+/// notifies `changed` (which nothing else may wait on: readers of their
+/// own follow the state's feed, see [`crate::monitor::feed`]).
 pub async fn serve(
     listener: TcpListener,
     state: SharedState,

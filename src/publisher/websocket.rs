@@ -27,26 +27,38 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// A state that can be published: the whole of it, and what changed since
-/// the last call. [`State`](crate::monitor::State) implements it (in
-/// `json.rs`); tests may publish anything else.
+/// a reader's last look. [`State`](crate::monitor::State) implements it (in
+/// `json.rs`, its reader being a [`Delta`](super::delta::Delta)); tests may
+/// publish anything else.
 pub trait Render: Send + 'static {
+    /// The hub's memory of what it has sent, and its place in the changes.
+    type Reader: Send + 'static;
+    /// Starts following the changes, from a snapshot taken now.
+    fn follow(&mut self) -> Self::Reader;
+    /// Stops following them (nobody listens).
+    fn unfollow(&mut self, reader: Self::Reader);
     /// The whole state as a `snapshot` message with sequence number `seq`.
     fn snapshot_message(&self, seq: u64) -> String;
-    /// Takes the changes since the last call and renders them as a `diff`
-    /// message with sequence number `seq`, or `None` if nothing changed.
-    fn diff_message(&mut self, seq: u64) -> Option<String>;
-    /// Forgets the changes since the last call (nobody is listening); may
-    /// stop keeping track of them until [`Render::listen`].
-    fn discard_changes(&mut self);
-    /// A listener is about to take a snapshot: changes from now on must
-    /// reach it in the diffs that follow.
-    fn listen(&mut self) {}
+    /// The changes since `reader`'s last look, as a `diff` message with
+    /// sequence number `seq`.
+    fn diff_message(&mut self, reader: &mut Self::Reader, seq: u64) -> Rendered;
     /// A number that changes whenever the state does, so that snapshots
     /// taken at the same revision share one rendering; `None`: render
     /// each anew.
     fn revision(&self) -> Option<u64> {
         None
     }
+}
+
+/// What [`Render::diff_message`] made of the changes.
+#[derive(Debug)]
+pub enum Rendered {
+    /// Nothing to send.
+    Nothing,
+    /// This `diff` message.
+    Diff(String),
+    /// Too much changed to say in a diff: send everyone a snapshot.
+    Snapshot,
 }
 
 /// Tuning of the fan-out.
@@ -91,9 +103,9 @@ pub struct HubStats {
 
 /// A rendered snapshot, shared by everyone who asks for it while it is
 /// current and someone still holds it.
-struct Rendered(Arc<String>);
+struct Shared(Arc<String>);
 
-impl AsRef<[u8]> for Rendered {
+impl AsRef<[u8]> for Shared {
     fn as_ref(&self) -> &[u8] {
         self.0.as_bytes()
     }
@@ -104,12 +116,15 @@ impl AsRef<[u8]> for Rendered {
 type SnapshotCache = Option<(u64, u64, Weak<String>)>;
 
 /// The fan-out of one shared state to every WebSocket client.
-pub struct Hub<S> {
+pub struct Hub<S: Render> {
     state: Arc<Mutex<S>>,
     /// Sequence number of the last diff; changed only under the state lock.
     seq: AtomicU64,
     /// See [`SnapshotCache`]; used under the state lock.
     last_snapshot: Mutex<SnapshotCache>,
+    /// What the clients were sent, while any listen; used under the state
+    /// lock.
+    reader: Mutex<Option<S::Reader>>,
     tx: broadcast::Sender<Utf8Bytes>,
     closing: watch::Sender<bool>,
     opts: HubOptions,
@@ -124,6 +139,7 @@ impl<S: Render> Hub<S> {
             state,
             seq: AtomicU64::new(0),
             last_snapshot: Mutex::new(None),
+            reader: Mutex::new(None),
             tx,
             closing: watch::channel(false).0,
             opts,
@@ -148,18 +164,32 @@ impl<S: Render> Hub<S> {
     }
 
     /// Sends what changed since the last flush as one diff, if anyone
-    /// listens. Call it with the state locked (`state` is the guard).
+    /// listens; stops following the changes when nobody does. Call it with
+    /// the state locked (`state` is the guard).
     fn flush(&self, state: &mut S) {
+        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
         if self.tx.receiver_count() == 0 {
-            state.discard_changes();
+            if let Some(reader) = reader.take() {
+                state.unfollow(reader);
+            }
             return;
         }
+        let Some(reader) = reader.as_mut() else {
+            return;
+        };
         let seq = self.seq.load(Relaxed) + 1;
-        if let Some(text) = state.diff_message(seq) {
-            self.seq.store(seq, Relaxed);
-            self.stats.diffs.fetch_add(1, Relaxed);
-            // Receivers may all have gone since the check: nothing to do then.
-            let _ = self.tx.send(Utf8Bytes::from(text));
+        // Receivers may all have gone since the check: nothing to do then.
+        match state.diff_message(reader, seq) {
+            Rendered::Nothing => {}
+            Rendered::Diff(text) => {
+                self.seq.store(seq, Relaxed);
+                self.stats.diffs.fetch_add(1, Relaxed);
+                let _ = self.tx.send(Utf8Bytes::from(text));
+            }
+            Rendered::Snapshot => {
+                self.stats.resyncs.fetch_add(1, Relaxed);
+                let _ = self.tx.send(shared_text(self.render(state)));
+            }
         }
     }
 
@@ -174,14 +204,17 @@ impl<S: Render> Hub<S> {
     pub fn subscribe(&self) -> (Utf8Bytes, broadcast::Receiver<Utf8Bytes>) {
         let mut state = self.state();
         self.flush(&mut state);
-        state.listen();
+        {
+            let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+            if reader.is_none() {
+                *reader = Some(state.follow());
+            }
+        }
         let text = self.render(&state);
         let rx = self.tx.subscribe();
         drop(state);
         self.stats.snapshots.fetch_add(1, Relaxed);
-        let text = Utf8Bytes::try_from(Bytes::from_owner(Rendered(text.clone())))
-            .unwrap_or_else(|_| Utf8Bytes::from(text.as_str()));
-        (text, rx)
+        (shared_text(text), rx)
     }
 
     /// The whole state as a `snapshot` message, after publishing pending
@@ -189,7 +222,7 @@ impl<S: Render> Hub<S> {
     pub fn snapshot(&self) -> Bytes {
         let mut state = self.state();
         self.flush(&mut state);
-        Bytes::from_owner(Rendered(self.render(&state)))
+        Bytes::from_owner(Shared(self.render(&state)))
     }
 
     /// The snapshot of `state` (locked) as it is now: rendered once for
@@ -337,4 +370,10 @@ impl Drop for Connected<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Relaxed);
     }
+}
+
+/// A shared snapshot as a WebSocket text, without copying it.
+fn shared_text(text: Arc<String>) -> Utf8Bytes {
+    Utf8Bytes::try_from(Bytes::from_owner(Shared(text.clone())))
+        .unwrap_or_else(|_| Utf8Bytes::from(text.as_str()))
 }
