@@ -4,29 +4,41 @@
 //!
 //! # What it proves
 //!
-//! 1. icewatch sees exactly the daemons that were started (names, slots,
-//!    `--no-remote`), as the scheduler's own text port lists them.
-//! 2. After 24 files are compiled through `icecc` (each sent to a compile
-//!    server, as the icecc client's own log says), one broken file (a failed
-//!    remote job, then icecc's local retry) and a link (a local job),
-//!    icewatch's totals and per-host counters equal what the icecc clients
-//!    report, job for job and host for host.
-//! 3. A daemon that dies (SIGKILL) is offline in icewatch's state within 2 s
-//!    of the kill.
-//! 4. When the scheduler restarts, icewatch reconnects by itself and shows
+//! One story, told in chapters. Each chapter is a test of its own in the
+//! runner's counts; they share one cluster because a real scheduler sets a
+//! slow pace (see below), and a cluster per chapter would take many minutes.
+//!
+//! 1. `icewatch_sees_the_daemons_as_launched`: names, slots, `--no-remote`,
+//!    as the scheduler's own text port lists them.
+//! 2. `a_build_is_counted_job_for_job`: after 24 files compiled through
+//!    `icecc` (each sent to a compile server, as the client's own log says),
+//!    a broken file (a failed remote job, then icecc's local retry) and a
+//!    link (a local job), icewatch's totals, per-host counters and every job
+//!    equal what the icecc clients report.
+//! 3. `a_killed_daemon_is_offline_within_2s`: a daemon that dies (SIGKILL)
+//!    is offline in icewatch within 2 s of the kill.
+//! 4. `icewatch_reconnects_after_a_restart_and_shows_the_daemons_again`:
+//!    when the scheduler restarts, icewatch reconnects by itself and shows
 //!    the live daemons again (they log in to the new scheduler by
 //!    themselves), and no ghost of the dead one.
+//!
+//! Each chapter moves the story on: when one fails, those after it fail as
+//! not reached, and a chapter asked for (a filter) runs every one before it.
 //!
 //! # How it runs
 //!
 //! The scheduler and the daemons find each other by UDP broadcast, so they
-//! must never run in the machine's own network. The test re-executes its own
-//! binary under `unshare --net --pid --fork --kill-child`: a private network
+//! must never run in the machine's own network. This test is its own harness
+//! (`harness = false`, with `libtest-mimic`, so that it can report itself
+//! ignored when it cannot run, see below). It re-executes its own binary
+//! under `unshare --net --pid --fork --kill-child`: a private network
 //! namespace that has only loopback (brought up inside), and a private PID
-//! namespace whose first process is the test itself, so the kernel ends every
-//! daemon, compiler and scheduler the moment the test ends, however it ends.
-//! Inside, a guard also kills its children on drop and, when the test fails,
-//! prints the tail of every daemon's and the scheduler's log.
+//! namespace whose first process is that binary, so the kernel ends every
+//! daemon, compiler and scheduler the moment it ends, however it ends.
+//! Inside, the story runs once and writes each chapter's outcome to a report
+//! the outside reads; a guard also kills its children on drop, and when a
+//! chapter fails it prints the tail of every daemon's and the scheduler's
+//! log.
 //!
 //! Several daemons share one host the way icecream's own test suite runs
 //! them: `ICECC_TEST_SOCKET` gives each its own local socket, `-p` its own
@@ -37,41 +49,51 @@
 //! Every compile server has the client's address (127.0.0.1), so
 //! `ICECC_TEST_REMOTEBUILD=1` keeps the client from taking a job for its own
 //! and compiling it in place, and `ICECC_PREFERRED_HOST` spreads the jobs
-//! over the three servers (left to itself the scheduler sends nearly all of
-//! them to the first server that has the environment).
+//! over the servers (left to itself the scheduler sends nearly all of them
+//! to the first server that has the environment).
 //!
 //! Every wait is a bounded wait on a condition (the scheduler's text port,
 //! icewatch's state, a process exit), never a fixed sleep; the bounds are
 //! generous for a loaded 2-core machine, and a timeout names what it waited
-//! for. Two things a 1.4 scheduler does set the pace: it corks monitor
-//! sockets (TCP_CORK), so what it sends a monitor reaches it up to 200 ms
-//! late, which is most of the offline latency measured here; and a monitor
-//! that logs in to an idle scheduler keeps it from accepting daemons for up
-//! to 36 s (see `the_whole_story`), which the wait for the daemons after the
-//! restart allows for.
+//! for.
 //!
-//! The test prints what it measured (`real-cluster timing: …` lines, shown
-//! with `--nocapture`). `ICEWATCH_KEEP_CLUSTER_DIR=1` keeps the working
-//! folder with every log for a look afterwards.
+//! Two things a 1.4 scheduler does set the pace. It corks monitor sockets
+//! (TCP_CORK), so what it sends a monitor reaches it up to 200 ms late,
+//! which is most of the offline latency measured here. And after it accepts
+//! a connection it leaves its listening sockets (both ports) out of its next
+//! poll, which waits up to 36 s when nothing it polls is busy: a monitor's
+//! socket is not among those, nor is one that closes, so on an idle
+//! scheduler every new connection but the first waits up to 36 s, whether a
+//! monitor's, a daemon's or the text port's. That is why the daemons'
+//! logins after the restart take up to that long.
+//!
+//! The test prints what it measured (`real-cluster timing: …` lines, always
+//! shown; `--nocapture` shows the whole story). `ICEWATCH_KEEP_CLUSTER_DIR=1`
+//! keeps the working folder with every log for a look afterwards.
 //!
 //! # When it cannot run
 //!
 //! It needs root (namespaces, and the daemons' chroot), `unshare` and `ip`,
 //! and Debian's `icecc` package (`icecc`, `iceccd`, `icecc-scheduler`) with
-//! gcc. Where one is missing it prints why and passes, except under CI
-//! (`CI` set), where `.ci/run` installs all of it and a missing piece fails.
+//! gcc. Where one is missing, every chapter reports itself ignored, with the
+//! reason; under CI (`CI` set), where `.ci/run` installs all of it, every
+//! chapter fails instead.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
 use icewatch::monitor::{
     lock_state, run, ConnectOptions, Host, JobRef, JobState, SharedState, State, StateOptions,
     Target,
 };
 use icewatch::protocol::text;
-use std::sync::{Arc, Mutex};
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
@@ -80,24 +102,27 @@ use tokio::sync::Notify;
 /// Set in the environment of the re-executed test binary inside the
 /// namespaces.
 const INSIDE: &str = "ICEWATCH_REAL_CLUSTER_INSIDE_NAMESPACE";
-/// Printed by the inside run as its last line, so the outside knows the test
-/// really ran (a filter that matched nothing would also exit 0).
-const DONE: &str = "real-cluster: all checks passed";
-/// The name of the one test, for the re-execution's filter.
-const TEST_NAME: &str = "icewatch_sees_exactly_what_a_real_icecream_cluster_does";
+/// The chapters the inside run is asked for, comma-separated.
+const WANTED: &str = "ICEWATCH_REAL_CLUSTER_CHAPTERS";
+/// Where the inside run writes each chapter's outcome, one JSON line each.
+const REPORT: &str = "ICEWATCH_REAL_CLUSTER_REPORT";
+/// Printed by the inside run as its last line.
+const DONE: &str = "real-cluster: the story ended";
 
 const SCHEDULER_PORT: u16 = 8765;
 /// The scheduler's text port is always its port + 1.
 const TEXT_PORT: u16 = SCHEDULER_PORT + 1;
-/// Files compiled through icecc, each one remote job.
+/// Files compiled through icecc by the first build, each one remote job.
 const FILES: usize = 24;
 /// How many icecc clients run at once (like `make -j6`).
 const PARALLEL_COMPILES: usize = 6;
 
 /// The whole inside run, a generous bound for a loaded 2-core machine.
-const WHOLE_RUN: Duration = Duration::from_secs(20 * 60);
+const WHOLE_RUN: Duration = Duration::from_secs(30 * 60);
 const BUILD_NATIVE: Duration = Duration::from_secs(300);
 const SCHEDULER_UP: Duration = Duration::from_secs(30);
+/// A daemon's login, or any new connection, to a scheduler that may take
+/// 36 s to look at its listening socket again.
 const DAEMON_LOGIN: Duration = Duration::from_secs(120);
 const ONE_COMPILE: Duration = Duration::from_secs(300);
 const SCHEDULER_EXIT: Duration = Duration::from_secs(30);
@@ -147,23 +172,101 @@ const DAEMONS: [DaemonSpec; 4] = [
 const CLIENT_DAEMON: &str = "localice";
 const DYING_DAEMON: &str = "remote3";
 
-#[test]
-fn icewatch_sees_exactly_what_a_real_icecream_cluster_does() {
+// --------------------------------------------------------------- chapters
+
+#[derive(Clone, Copy, Debug)]
+enum Part {
+    DaemonsAsLaunched,
+    FirstBuild,
+    KilledDaemon,
+    Restart,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Chapter {
+    /// The test's name in the runner's counts.
+    name: &'static str,
+    part: Part,
+}
+
+/// The story, in order.
+const CHAPTERS: [Chapter; 4] = [
+    Chapter {
+        name: "icewatch_sees_the_daemons_as_launched",
+        part: Part::DaemonsAsLaunched,
+    },
+    Chapter {
+        name: "a_build_is_counted_job_for_job",
+        part: Part::FirstBuild,
+    },
+    Chapter {
+        name: "a_killed_daemon_is_offline_within_2s",
+        part: Part::KilledDaemon,
+    },
+    Chapter {
+        name: "icewatch_reconnects_after_a_restart_and_shows_the_daemons_again",
+        part: Part::Restart,
+    },
+];
+
+fn main() {
     if std::env::var_os(INSIDE).is_some() {
         inside_namespaces();
         return;
     }
-    if let Err(why) = can_run() {
-        if std::env::var_os("CI").is_some() {
-            panic!("the real-cluster test must run in CI, but it cannot: {why}");
-        }
-        eprintln!("real-cluster test skipped: {why}");
-        return;
-    }
-    run_in_private_namespaces();
+    let args = Arguments::from_args();
+    let trials = trials(&args);
+    libtest_mimic::run(&args, trials).exit();
 }
 
 // ---------------------------------------------------------------- outside
+
+/// A trial per chapter. Where the story cannot run, each is ignored with
+/// the reason, or fails under CI. Otherwise the first trial that runs tells
+/// the story (once, for the chapters the runner was asked for) and each
+/// trial reads its chapter's outcome.
+fn trials(args: &Arguments) -> Vec<Trial> {
+    if let Err(why) = can_run() {
+        let in_ci = std::env::var_os("CI").is_some();
+        return CHAPTERS
+            .iter()
+            .map(|c| {
+                let why = why.clone();
+                if in_ci {
+                    Trial::test(c.name, move || {
+                        Err(
+                            format!("the real-cluster test must run in CI, but cannot: {why}")
+                                .into(),
+                        )
+                    })
+                } else {
+                    Trial::ignorable_test(c.name, move || Ok(Completion::ignored_with(why)))
+                }
+            })
+            .collect();
+    }
+    let wanted: Vec<&'static str> = CHAPTERS
+        .iter()
+        .filter(|c| {
+            let probe = Trial::test(c.name, || Ok(()));
+            !args.is_filtered_out(&probe) && !args.is_ignored(&probe)
+        })
+        .map(|c| c.name)
+        .collect();
+    let story: Arc<OnceLock<Told>> = Arc::default();
+    let verbose = args.nocapture;
+    CHAPTERS
+        .iter()
+        .map(|c| {
+            let (story, wanted, name) = (story.clone(), wanted.clone(), c.name);
+            Trial::test(name, move || {
+                story
+                    .get_or_init(|| run_in_private_namespaces(&wanted, verbose))
+                    .verdict(name)
+            })
+        })
+        .collect()
+}
 
 /// Why the test cannot run here, if it cannot.
 fn can_run() -> Result<(), String> {
@@ -198,23 +301,56 @@ fn can_run() -> Result<(), String> {
     Ok(())
 }
 
-/// Runs this test again inside new network and PID namespaces and reports
-/// its output.
-fn run_in_private_namespaces() {
+/// What the inside run told: each chapter's outcome (`None`: passed, or
+/// why it failed), in the order they ran, and how the run ended.
+struct Told {
+    outcomes: Vec<(String, Option<String>)>,
+    ended: Result<(), String>,
+}
+
+impl Told {
+    /// The outcome of chapter `name`, as a trial's.
+    fn verdict(&self, name: &str) -> Result<(), Failed> {
+        if let Some((_, outcome)) = self.outcomes.iter().find(|(n, _)| n == name) {
+            return match outcome {
+                None => Ok(()),
+                Some(why) => Err(format!("{why}\n(the story's output is above)").into()),
+            };
+        }
+        let failed_step = self.outcomes.iter().find(|(_, outcome)| outcome.is_some());
+        Err(match (failed_step, &self.ended) {
+            (Some((step, _)), _) => format!("not reached: `{step}` failed before it"),
+            (None, Err(why)) => format!("not reached: {why}; its output is above"),
+            (None, Ok(())) => "the story ended without telling this chapter".to_string(),
+        }
+        .into())
+    }
+
+    fn all_passed(&self) -> bool {
+        self.ended.is_ok() && self.outcomes.iter().all(|(_, o)| o.is_none())
+    }
+}
+
+/// Runs the story inside new network and PID namespaces, for the chapters
+/// `wanted`; prints what it measured, and all it said if a chapter failed
+/// or `verbose`.
+fn run_in_private_namespaces(wanted: &[&str], verbose: bool) -> Told {
     let exe = std::env::current_exe().expect("the test binary's own path");
     let log = tempfile::NamedTempFile::new().expect("a file for the inside run's output");
+    let report = tempfile::NamedTempFile::new().expect("a file for the chapters' outcomes");
     // One open file for both streams, so they share one offset.
     let out = log.reopen().expect("output file");
     let mut child = std::process::Command::new(tool_path("unshare").expect("unshare"))
         .args(["--net", "--pid", "--fork", "--kill-child", "--"])
         .arg(&exe)
-        .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
         .env(INSIDE, "1")
+        .env(WANTED, wanted.join(","))
+        .env(REPORT, report.path())
         .stdin(Stdio::null())
         .stdout(out.try_clone().expect("output file"))
         .stderr(out)
         .spawn()
-        .expect("start the test inside unshare");
+        .expect("start the story inside unshare");
     // Bounded wait on the process: the inside run bounds each of its own
     // waits, this bound only catches a hang nobody foresaw.
     let started = Instant::now();
@@ -232,15 +368,32 @@ fn run_in_private_namespaces() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let output = std::fs::read_to_string(log.path()).unwrap_or_default();
-    println!("{output}");
-    match status {
-        None => panic!("the inside run did not end within {WHOLE_RUN:?}; its output is above"),
-        Some(s) if !s.success() => panic!("the inside run failed ({s}); its output is above"),
-        Some(_) => assert!(
-            output.lines().any(|l| l.trim() == DONE),
-            "the inside run exited 0 without running the test (filter `{TEST_NAME}`)"
-        ),
+    let outcomes = std::fs::read_to_string(report.path())
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a report line");
+            let name = v["chapter"].as_str().expect("a chapter name").to_string();
+            (name, v["failure"].as_str().map(str::to_string))
+        })
+        .collect();
+    let ended = match status {
+        None => Err(format!("the story did not end within {WHOLE_RUN:?}")),
+        Some(s) if !s.success() => Err(format!("the story failed ({s})")),
+        Some(_) if !output.lines().any(|l| l.trim() == DONE) => {
+            Err("the story exited without ending".to_string())
+        }
+        Some(_) => Ok(()),
+    };
+    let told = Told { outcomes, ended };
+    if verbose || !told.all_passed() {
+        println!("---- the story, as told inside the namespaces\n{output}\n---- end of the story");
+    } else {
+        for line in output.lines().filter(|l| l.starts_with("real-cluster")) {
+            println!("{line}");
+        }
     }
+    told
 }
 
 /// A program's path: on PATH, or in the sbin folders a non-login root shell
@@ -261,41 +414,138 @@ fn inside_namespaces() {
         .with_env_filter(tracing_subscriber::EnvFilter::new("icewatch=debug"))
         .with_test_writer()
         .try_init();
+    let wanted: BTreeSet<String> = std::env::var(WANTED)
+        .unwrap_or_default()
+        .split(',')
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect();
+    let report = PathBuf::from(std::env::var_os(REPORT).expect("the report's path"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio runtime");
     runtime.block_on(async {
-        tokio::time::timeout(WHOLE_RUN, the_whole_story())
+        tokio::time::timeout(WHOLE_RUN, the_whole_story(Plan::new(wanted, report)))
             .await
-            .unwrap_or_else(|_| panic!("the test did not end within {WHOLE_RUN:?}"))
+            .unwrap_or_else(|_| panic!("the story did not end within {WHOLE_RUN:?}"))
     });
     println!("{DONE}");
 }
 
-async fn the_whole_story() {
+/// Which chapters run, and their outcomes as they come.
+struct Plan {
+    /// The last chapter asked for.
+    last: Option<usize>,
+    report: PathBuf,
+    /// The chapter that failed, if one did.
+    stopped: Option<&'static str>,
+}
+
+impl Plan {
+    fn new(wanted: BTreeSet<String>, report: PathBuf) -> Plan {
+        let last = CHAPTERS.iter().rposition(|c| wanted.contains(c.name));
+        Plan {
+            last,
+            report,
+            stopped: None,
+        }
+    }
+
+    /// Whether chapter `at` runs: asked for, or needed by a later chapter
+    /// asked for; none after one failed.
+    fn runs(&self, at: usize) -> bool {
+        self.stopped.is_none() && self.last.is_some_and(|last| at <= last)
+    }
+
+    fn record(&mut self, chapter: Chapter, failure: Option<String>) {
+        let line = serde_json::json!({ "chapter": chapter.name, "failure": failure });
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.report)
+            .expect("open the report");
+        writeln!(file, "{line}").expect("write the report");
+        if failure.is_some() {
+            self.stopped = Some(chapter.name);
+        }
+    }
+}
+
+/// What the chapters share: the cluster and icewatch.
+struct Story {
+    cluster: Cluster,
+    icewatch: Option<Icewatch>,
+}
+
+async fn the_whole_story(mut plan: Plan) {
     let t0 = Instant::now();
-    let mut timings: Vec<(&str, Duration)> = Vec::new();
     run_checked(
         Command::new(tool("ip")).args(["link", "set", "lo", "up"]),
         Duration::from_secs(10),
     )
     .await;
-    let mut cluster = Cluster::new();
+    let mut story = Story {
+        cluster: Cluster::new(),
+        icewatch: None,
+    };
+    story.cluster.start_scheduler("scheduler").await;
+    for (at, chapter) in CHAPTERS.iter().enumerate() {
+        if !plan.runs(at) {
+            continue;
+        }
+        println!("\n==== {}", chapter.name);
+        let t = Instant::now();
+        let outcome = AssertUnwindSafe(play(chapter.part, &mut story))
+            .catch_unwind()
+            .await;
+        let failure = outcome.err().map(|panic| panic_text(&*panic));
+        if let Some(why) = &failure {
+            println!("==== {} FAILED: {why}", chapter.name);
+            story.cluster.print_log_tails();
+        }
+        timing(chapter.name, t.elapsed());
+        plan.record(*chapter, failure);
+    }
+    if let Some(icewatch) = story.icewatch.take() {
+        icewatch.stop().await;
+    }
+    timing("the whole story", t0.elapsed());
+}
 
-    let t = Instant::now();
-    cluster.build_native_environment().await;
-    timings.push(("icecc --build-native", t.elapsed()));
+async fn play(part: Part, story: &mut Story) {
+    match part {
+        Part::DaemonsAsLaunched => icewatch_sees_the_daemons_as_launched(story).await,
+        Part::FirstBuild => a_build_is_counted_job_for_job(story).await,
+        Part::KilledDaemon => a_killed_daemon_is_offline_within_2s(story).await,
+        Part::Restart => icewatch_reconnects_after_a_restart(story).await,
+    }
+}
 
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
+/// Prints one measurement, as the outside shows it.
+fn timing(what: &str, d: Duration) {
+    println!("real-cluster timing: {what}: {:.3} s", d.as_secs_f64());
+}
+
+// -------------------------------------------------------------- chapters
+
+/// Chapter 1: the daemons start; the scheduler and icewatch see them.
+async fn icewatch_sees_the_daemons_as_launched(story: &mut Story) {
     let t = Instant::now();
-    cluster.start_scheduler("scheduler").await;
     for spec in DAEMONS {
-        cluster.start_daemon(spec);
+        story.cluster.start_daemon(spec, spec.name);
     }
     let launched = names(DAEMONS.iter().map(|d| d.name));
     wait_until_listed("every daemon to log in to the scheduler", &launched).await;
-    timings.push(("scheduler and 4 daemons up", t.elapsed()));
+    timing("4 daemons logged in", t.elapsed());
     let listed: BTreeMap<String, u32> = listcs()
         .await
         .expect("listcs once every daemon is up")
@@ -311,42 +561,130 @@ async fn the_whole_story() {
         "the scheduler lists the daemons with their slots"
     );
 
-    // icewatch connects once the daemons are in: after a 1.4 scheduler
-    // accepts a connection it leaves its listening sockets out of its next
-    // poll, which waits up to 36 s when nothing it polls is busy (a
-    // monitor's socket is not among those), so a monitor that logs in to an
-    // idle scheduler holds the daemons' logins back. After the restart below
-    // icewatch does log in first, and the test waits that out.
-    let icewatch = Icewatch::start();
-
-    // 1. The hosts, as launched.
+    let t = Instant::now();
+    let icewatch = story.icewatch.insert(Icewatch::start());
     icewatch
         .until("icewatch to show every daemon online", DAEMON_LOGIN, |st| {
             (online_names(st) == launched).then_some(())
         })
         .await;
-    icewatch.check(sees_the_daemons_as_launched);
+    timing(
+        "icewatch (in-process) connected and saw the daemons",
+        t.elapsed(),
+    );
+    icewatch.check(|st| {
+        let hosts: Vec<&Host> = st.hosts().collect();
+        assert_eq!(hosts.len(), DAEMONS.len(), "hosts: {}", describe(st));
+        for spec in DAEMONS {
+            let h = host_named(st, spec.name);
+            assert_eq!(
+                (&*h.ip, h.max_jobs, h.no_remote, h.online),
+                ("127.0.0.1", spec.max_jobs, spec.no_remote, true),
+                "{} as icewatch shows it: {h:?}",
+                spec.name
+            );
+        }
+        assert!(st.scheduler().online, "scheduler: {:?}", st.scheduler());
+        assert_eq!((st.scheduler().reconnects, st.session()), (0, 1));
+    });
+}
 
-    // 2. The build, job for job.
+/// Chapter 2: the first build, job for job.
+async fn a_build_is_counted_job_for_job(story: &mut Story) {
+    let Story { cluster, icewatch } = story;
+    let icewatch = icewatch.as_ref().expect("icewatch runs");
     let t = Instant::now();
-    let build = cluster.build().await;
-    timings.push(("build through icecc", t.elapsed()));
+    cluster.build_native_environment().await;
+    timing("icecc --build-native", t.elapsed());
+    let t = Instant::now();
+    let build = cluster.build(&FIRST_BUILD).await;
+    timing("the first build through icecc", t.elapsed());
+    let (remote, local) = (build.jobs.len() as u64, build.local_jobs);
     icewatch
         .until(
             "icewatch to count every job of the build",
             ONE_COMPILE,
             |st| {
                 let t = st.totals();
-                (t.jobs_finished + t.jobs_failed >= build.jobs.len() as u64
-                    && t.local_jobs_finished >= build.local_jobs)
+                (t.jobs_finished + t.jobs_failed >= remote && t.local_jobs_finished >= local)
                     .then_some(())
             },
         )
         .await;
     icewatch.check(|st| sees_the_build_job_for_job(st, &build));
-    println!("remote jobs per compile server: {:?}", build.per_server());
+    println!(
+        "real-cluster: remote jobs per compile server: {:?}",
+        build.per_server()
+    );
+}
 
-    // 3. A daemon dies: offline within 2 s of the kill.
+/// Totals, per-host counters and every job equal what the icecc clients
+/// reported.
+fn sees_the_build_job_for_job(st: &State, build: &Build) {
+    let good = build.jobs.iter().filter(|j| j.ok).count() as u64;
+    let failed = build.jobs.len() as u64 - good;
+    let t = st.totals();
+    let counted = (
+        t.jobs_finished,
+        t.jobs_failed,
+        t.jobs_cut_short,
+        t.local_jobs_finished,
+        t.active,
+        t.pending,
+    );
+    assert_eq!(
+        counted,
+        (good, failed, 0, build.local_jobs, 0, 0),
+        "totals (finished, failed, cut short, local finished, active, pending): {}",
+        describe(st)
+    );
+    assert_eq!(
+        (t.unknown_jobs, t.unknown_hosts, t.invalid_messages),
+        (0, 0, 0),
+        "no message named a job or host icewatch did not know: {t:?}"
+    );
+    for spec in DAEMONS {
+        assert_eq!(
+            Counters::of(host_named(st, spec.name)),
+            build.counters(spec.name),
+            "{}'s counters: {}",
+            spec.name,
+            describe(st)
+        );
+    }
+    let history: BTreeMap<u32, JobRef<'_>> = st.history().map(|j| (j.id, j)).collect();
+    let client_id = host_named(st, CLIENT_DAEMON).id;
+    for job in &build.jobs {
+        let seen = history.get(&job.id).unwrap_or_else(|| {
+            panic!("job {} ({}) is not in icewatch's history", job.id, job.file)
+        });
+        assert_eq!(
+            (
+                seen.session(),
+                seen.client,
+                seen.client_name(),
+                seen.server_name(),
+                seen.state,
+                seen.file().ends_with(&job.file)
+            ),
+            (
+                1,
+                Some(client_id),
+                Some(CLIENT_DAEMON),
+                Some(job.server),
+                job.state(),
+                true
+            ),
+            "job {} as icewatch shows it: {seen:?}",
+            job.id
+        );
+    }
+}
+
+/// Chapter 3: a daemon dies, and is offline in icewatch within 2 s.
+async fn a_killed_daemon_is_offline_within_2s(story: &mut Story) {
+    let Story { cluster, icewatch } = story;
+    let icewatch = icewatch.as_ref().expect("icewatch runs");
     let killed = Instant::now();
     cluster.kill_daemon(DYING_DAEMON);
     let latency = icewatch
@@ -356,22 +694,52 @@ async fn the_whole_story() {
             |st| (!host_named(st, DYING_DAEMON).online).then(|| killed.elapsed()),
         )
         .await;
-    timings.push(("killed daemon offline in icewatch", latency));
+    timing("killed daemon offline in icewatch", latency);
     assert!(
         latency <= OFFLINE_WITHIN,
         "{DYING_DAEMON} went offline in icewatch {latency:?} after the kill, more than {OFFLINE_WITHIN:?}"
     );
-    let live = names(
-        DAEMONS
-            .iter()
-            .map(|d| d.name)
-            .filter(|n| *n != DYING_DAEMON),
-    );
+    let live = cluster.live_names();
     icewatch.check(|st| assert_eq!(online_names(st), live, "{}", describe(st)));
     wait_until_listed("the scheduler to drop the killed daemon", &live).await;
+}
 
-    // 4. The scheduler restarts: icewatch reconnects by itself and shows the
-    //    live daemons once they have logged in again, and nothing else.
+// ---------------------------------------------------- chapter 4: restart
+
+/// A host's counters that go on across sessions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Counters {
+    compiled: u64,
+    compiled_own: u64,
+    submitted: u64,
+    local_jobs: u64,
+    failed: u64,
+    jobs_in: u64,
+    jobs_in_own: u64,
+    jobs_out: u64,
+}
+
+impl Counters {
+    fn of(h: &Host) -> Counters {
+        Counters {
+            compiled: h.compiled,
+            compiled_own: h.compiled_own,
+            submitted: h.submitted,
+            local_jobs: h.local_jobs,
+            failed: h.failed,
+            jobs_in: h.jobs_in,
+            jobs_in_own: h.jobs_in_own,
+            jobs_out: h.jobs_out,
+        }
+    }
+}
+
+/// Chapter 4: the scheduler restarts; icewatch reconnects by itself and
+/// shows the live daemons once they have logged in again, and nothing else.
+async fn icewatch_reconnects_after_a_restart(story: &mut Story) {
+    let Story { cluster, icewatch } = story;
+    let icewatch = icewatch.as_ref().expect("icewatch runs");
+    let live = cluster.live_names();
     let t = Instant::now();
     cluster.stop_scheduler().await;
     icewatch
@@ -381,7 +749,7 @@ async fn the_whole_story() {
             |st| (!st.scheduler().online && online_names(st).is_empty()).then_some(()),
         )
         .await;
-    timings.push(("scheduler stop seen by icewatch", t.elapsed()));
+    timing("scheduler stop seen by icewatch", t.elapsed());
     let t = Instant::now();
     cluster.start_scheduler("scheduler-2").await;
     let back = icewatch
@@ -389,7 +757,7 @@ async fn the_whole_story() {
             st.scheduler().online.then(|| t.elapsed())
         })
         .await;
-    timings.push(("icewatch reconnected after the restart", back));
+    timing("icewatch reconnected after the restart", back);
     icewatch
         .until(
             "icewatch to show the live daemons again",
@@ -397,121 +765,21 @@ async fn the_whole_story() {
             |st| (online_names(st) == live).then_some(()),
         )
         .await;
-    timings.push(("live daemons back in icewatch", t.elapsed()));
+    timing("live daemons back in icewatch", t.elapsed());
     wait_until_listed("the live daemons to log in to the new scheduler", &live).await;
     icewatch.check(|st| {
         assert!(st.scheduler().reconnects >= 1, "{:?}", st.scheduler());
-        let names: Vec<&str> = st.hosts().map(|h| &*h.name).collect();
         assert_eq!(
-            names.len(),
+            st.hosts().count(),
             live.len(),
             "no host of the old session remains: {}",
             describe(st)
         );
         assert_eq!(online_names(st), live);
     });
-
-    icewatch.stop().await;
-    timings.push(("whole test", t0.elapsed()));
-    for (what, d) in &timings {
-        println!("real-cluster timing: {what}: {:.3} s", d.as_secs_f64());
-    }
 }
 
-/// Step 1: every daemon, as it was started.
-fn sees_the_daemons_as_launched(st: &State) {
-    let hosts: Vec<&Host> = st.hosts().collect();
-    assert_eq!(hosts.len(), DAEMONS.len(), "hosts: {}", describe(st));
-    for spec in DAEMONS {
-        let h = host_named(st, spec.name);
-        assert_eq!(
-            (&*h.ip, h.max_jobs, h.no_remote, h.online),
-            ("127.0.0.1", spec.max_jobs, spec.no_remote, true),
-            "{} as icewatch shows it: {h:?}",
-            spec.name
-        );
-    }
-    assert!(st.scheduler().online, "scheduler: {:?}", st.scheduler());
-    assert_eq!(st.scheduler().reconnects, 0);
-}
-
-/// Step 2: totals, per-host counters and every job equal what the icecc
-/// clients reported.
-fn sees_the_build_job_for_job(st: &State, build: &Build) {
-    let good = build.jobs.iter().filter(|j| j.ok).count() as u64;
-    let failed = build.jobs.len() as u64 - good;
-    let t = st.totals();
-    let counted = (
-        t.jobs_finished,
-        t.jobs_failed,
-        t.local_jobs_finished,
-        t.active,
-        t.pending,
-    );
-    assert_eq!(
-        counted,
-        (good, failed, build.local_jobs, 0, 0),
-        "totals (finished, failed, local finished, active, pending): {}",
-        describe(st)
-    );
-    assert_eq!(
-        (t.unknown_jobs, t.unknown_hosts, t.invalid_messages),
-        (0, 0, 0),
-        "no message named a job or host icewatch did not know: {t:?}"
-    );
-    for spec in DAEMONS {
-        let h = host_named(st, spec.name);
-        let served = build.jobs.iter().filter(|j| j.server == spec.name).count() as u64;
-        let client = spec.name == CLIENT_DAEMON;
-        let expected = (
-            served,
-            0,
-            if client { build.jobs.len() as u64 } else { 0 },
-            if client { failed } else { 0 },
-            if client { build.local_jobs } else { 0 },
-        );
-        assert_eq!(
-            (
-                h.compiled,
-                h.compiled_own,
-                h.submitted,
-                h.failed,
-                h.local_jobs
-            ),
-            expected,
-            "{} (compiled, compiled_own, submitted, failed, local_jobs): {h:?}",
-            spec.name
-        );
-    }
-    let history: BTreeMap<u32, JobRef<'_>> = st.history().map(|j| (j.id, j)).collect();
-    let client_id = host_named(st, CLIENT_DAEMON).id;
-    for job in &build.jobs {
-        let seen = history.get(&job.id).unwrap_or_else(|| {
-            panic!("job {} ({}) is not in icewatch's history", job.id, job.file)
-        });
-        let server = seen.server.and_then(|id| st.host(id)).map(|h| &*h.name);
-        assert_eq!(
-            (
-                server,
-                seen.client,
-                seen.state,
-                seen.file().ends_with(&job.file)
-            ),
-            (
-                Some(job.server),
-                Some(client_id),
-                if job.ok {
-                    JobState::Finished
-                } else {
-                    JobState::Failed
-                },
-                true
-            ),
-            "job {} as icewatch shows it: {seen:?}",
-            job.id
-        );
-    }
-}
+// ------------------------------------------------------------- icewatch
 
 /// icewatch's own monitor connection, running in-process on this runtime.
 struct Icewatch {
@@ -621,28 +889,52 @@ fn names<'a>(names: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
 /// icewatch's state in a few lines, for failure messages.
 fn describe(st: &State) -> String {
     let mut out = format!(
-        "\n  scheduler: {:?}\n  totals: {:?}",
+        "\n  scheduler: {:?}\n  session: {}\n  totals: {:?}",
         st.scheduler(),
+        st.session(),
         st.totals()
     );
     for h in st.hosts() {
         out += &format!(
-            "\n  host {} {:?} online={} max_jobs={} no_remote={} compiled={} submitted={} local_jobs={} failed={} active={} pending={}",
-            h.id, h.name, h.online, h.max_jobs, h.no_remote, h.compiled, h.submitted, h.local_jobs, h.failed, h.active, h.pending
+            "\n  host {} {:?} online={} max_jobs={} no_remote={} active={} pending={} {:?}",
+            h.id,
+            h.name,
+            h.online,
+            h.max_jobs,
+            h.no_remote,
+            h.active,
+            h.pending,
+            Counters::of(h)
         );
+    }
+    for j in st.jobs() {
+        out += &format!("\n  active job {j:?}");
     }
     out
 }
 
-/// Waits until the scheduler's text port lists exactly `names`.
-async fn wait_until_listed(what: &str, names: &BTreeSet<String>) {
-    wait_for(what, DAEMON_LOGIN, move || async move {
-        (listcs_names().await? == *names).then_some(())
-    })
-    .await;
+// ---------------------------------------------------------------- builds
+
+/// A build through icecc: good files spread over compile servers, maybe a
+/// broken one, then a link.
+struct BuildPlan {
+    /// Source files are `{prefix}{i}.c`; the first holds `main`.
+    prefix: &'static str,
+    files: usize,
+    /// The compile servers, taken in turn (ICECC_PREFERRED_HOST).
+    servers: &'static [&'static str],
+    /// Also a broken file: a failed remote job, then icecc's local retry.
+    broken: bool,
 }
 
-/// One remote job of the build, as its icecc client reported it.
+const FIRST_BUILD: BuildPlan = BuildPlan {
+    prefix: "src",
+    files: FILES,
+    servers: &["remote1", "remote2", "remote3"],
+    broken: true,
+};
+
+/// One remote job of a build, as its icecc client reported it.
 struct BuildJob {
     /// The scheduler's job id.
     id: u32,
@@ -654,7 +946,17 @@ struct BuildJob {
     ok: bool,
 }
 
-/// What the icecc clients themselves reported.
+impl BuildJob {
+    /// How it should end in icewatch.
+    fn state(&self) -> JobState {
+        match self.ok {
+            true => JobState::Finished,
+            false => JobState::Failed,
+        }
+    }
+}
+
+/// What the icecc clients of a build reported.
 struct Build {
     jobs: Vec<BuildJob>,
     /// Jobs the client daemon ran locally (the broken file's retry, the link).
@@ -669,6 +971,31 @@ impl Build {
         }
         per_host
     }
+
+    /// What the build adds to host `name`'s counters.
+    fn counters(&self, name: &str) -> Counters {
+        let served = self.jobs.iter().filter(|j| j.server == name).count() as u64;
+        let mut c = Counters {
+            compiled: served,
+            jobs_in: served,
+            ..Counters::default()
+        };
+        if name == CLIENT_DAEMON {
+            let all = self.jobs.len() as u64;
+            c.submitted = all;
+            c.jobs_out = all;
+            c.failed = self.jobs.iter().filter(|j| !j.ok).count() as u64;
+            c.local_jobs = self.local_jobs;
+        }
+        c
+    }
+}
+
+fn daemon_named(name: &str) -> DaemonSpec {
+    *DAEMONS
+        .iter()
+        .find(|d| d.name == name)
+        .unwrap_or_else(|| panic!("no daemon {name}"))
 }
 
 fn daemon_by_port(port: u16) -> DaemonSpec {
@@ -677,9 +1004,10 @@ fn daemon_by_port(port: u16) -> DaemonSpec {
     })
 }
 
+// --------------------------------------------------------------- cluster
+
 /// The scheduler, the daemons and their working folder. Dropping it kills
-/// every process it started; if the test is failing, it first prints the
-/// tail of every log.
+/// every process it started.
 struct Cluster {
     dir: tempfile::TempDir,
     env_tarball: Option<PathBuf>,
@@ -718,6 +1046,23 @@ impl Cluster {
         self.dir.path().join(name)
     }
 
+    /// The names of the daemons running.
+    fn live_names(&self) -> BTreeSet<String> {
+        names(self.daemons.iter().map(|(d, _)| d.name))
+    }
+
+    /// Prints the tail of every log, for a chapter that failed.
+    fn print_log_tails(&self) {
+        for log in &self.logs {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            println!("---- last lines of {}", log.display());
+            for line in tail.iter().rev() {
+                println!("{line}");
+            }
+        }
+    }
+
     async fn build_native_environment(&mut self) {
         let out = run_checked(
             Command::new(tool("icecc"))
@@ -744,9 +1089,9 @@ impl Cluster {
         );
         self.logs.push(log);
         self.scheduler = Some(child);
-        // Listening is enough: the scheduler may not answer for a while
-        // (see `the_whole_story`). A connection to the text port, unlike one
-        // to the scheduler port, does not make it stop listening.
+        // Listening is enough: the scheduler may not answer for a while.
+        // A connection to the text port, unlike one to the scheduler port,
+        // does not make it stop listening.
         wait_for("the scheduler to listen", SCHEDULER_UP, || async move {
             TcpStream::connect(("127.0.0.1", TEXT_PORT)).await.ok()
         })
@@ -757,12 +1102,7 @@ impl Cluster {
     /// for it to exit.
     async fn stop_scheduler(&mut self) {
         let mut child = self.scheduler.take().expect("a running scheduler");
-        let pid = child.id().expect("the scheduler's pid");
-        run_checked(
-            Command::new("kill").args(["-TERM", &pid.to_string()]),
-            Duration::from_secs(10),
-        )
-        .await;
+        signal(child.id().expect("the scheduler's pid"), "TERM").await;
         let status = tokio::time::timeout(SCHEDULER_EXIT, child.wait())
             .await
             .unwrap_or_else(|_| {
@@ -772,11 +1112,11 @@ impl Cluster {
         println!("scheduler stopped: {status}");
     }
 
-    /// Starts one daemon. Daemons log in on their own schedule: each
-    /// retries every 3 s, and the scheduler completes one login handshake
-    /// at a time.
-    fn start_daemon(&mut self, spec: DaemonSpec) {
-        let log = self.path(&format!("{}.log", spec.name));
+    /// Starts one daemon, logging to `LOG_NAME.log`. Daemons log in on
+    /// their own schedule: each retries every 3 s, and the scheduler
+    /// completes one login handshake at a time.
+    fn start_daemon(&mut self, spec: DaemonSpec, log_name: &str) {
+        let log = self.path(&format!("{log_name}.log"));
         let mut cmd = Command::new(tool("iceccd"));
         cmd.env("ICECC_TESTS", "1")
             .env(
@@ -818,11 +1158,12 @@ impl Cluster {
         self.killed.push(child);
     }
 
-    /// Compiles FILES good files, one broken file and a link through icecc,
-    /// and returns what each icecc client reported.
-    async fn build(&mut self) -> Build {
+    /// Compiles `plan`'s files through icecc, then links them, and returns
+    /// what each icecc client reported.
+    async fn build(&mut self, plan: &BuildPlan) -> Build {
         let dir = self.dir.path().to_path_buf();
-        for i in 0..FILES {
+        let prefix = plan.prefix;
+        for i in 0..plan.files {
             let body = if i == 0 {
                 "int main(void) { return 0; }\n".to_string()
             } else {
@@ -832,20 +1173,19 @@ impl Cluster {
                      int g{i}(void) {{ return f({i}); }}\n"
                 )
             };
-            std::fs::write(dir.join(format!("src{i}.c")), body).expect("write a source file");
+            std::fs::write(dir.join(format!("{prefix}{i}.c")), body).expect("write a source file");
         }
-        std::fs::write(dir.join("broken.c"), "int broken( { return 0 }\n").expect("write broken.c");
 
         // The good files, PARALLEL_COMPILES at a time. Left to itself the
         // scheduler sends nearly every job to the first server that has the
-        // environment; ICECC_PREFERRED_HOST spreads them over all three.
-        let servers: Vec<DaemonSpec> = DAEMONS.into_iter().filter(|d| d.max_jobs > 0).collect();
+        // environment; ICECC_PREFERRED_HOST spreads them.
+        let servers: Vec<DaemonSpec> = plan.servers.iter().map(|n| daemon_named(n)).collect();
         let mut jobs = Vec::new();
         let mut set = tokio::task::JoinSet::new();
         let mut next = 0;
-        while next < FILES || !set.is_empty() {
-            while next < FILES && set.len() < PARALLEL_COMPILES {
-                let name = format!("src{next}");
+        while next < plan.files || !set.is_empty() {
+            while next < plan.files && set.len() < PARALLEL_COMPILES {
+                let name = format!("{prefix}{next}");
                 let server = servers[next % servers.len()];
                 let mut cmd = self.icecc(
                     &name,
@@ -893,47 +1233,58 @@ impl Cluster {
             });
         }
 
-        // The broken file: the compile server reports the error, then icecc
-        // compiles it again locally to show gcc's diagnostics as they are.
-        let (_, (), exit, log) = compile(
-            self.icecc("broken", &["-c", "broken.c", "-o", "broken.o"]),
-            "broken".into(),
-            (),
-            dir.clone(),
-        )
-        .await;
-        assert!(
-            matches!(exit, Some(c) if c != 0),
-            "icecc compiled broken.c ({exit:?}); its log:\n{log}"
-        );
-        let (used, local) = client_report(&log);
-        let (port, id) = used.unwrap_or_else(|| {
-            panic!("broken.c was not sent to a compile server; icecc's log:\n{log}")
-        });
-        assert!(
-            local,
-            "icecc did not retry broken.c locally; its log:\n{log}"
-        );
-        jobs.push(BuildJob {
-            id,
-            file: "broken.c".into(),
-            server: daemon_by_port(port).name,
-            ok: false,
-        });
+        let mut local_jobs = 0;
+        if plan.broken {
+            // The broken file: the compile server reports the error, then
+            // icecc compiles it again locally to show gcc's diagnostics as
+            // they are.
+            let name = format!("{prefix}broken");
+            std::fs::write(dir.join(format!("{name}.c")), "int broken( { return 0 }\n")
+                .expect("write the broken file");
+            let (_, (), exit, log) = compile(
+                self.icecc(
+                    &name,
+                    &["-c", &format!("{name}.c"), "-o", &format!("{name}.o")],
+                ),
+                name.clone(),
+                (),
+                dir.clone(),
+            )
+            .await;
+            assert!(
+                matches!(exit, Some(c) if c != 0),
+                "icecc compiled {name}.c ({exit:?}); its log:\n{log}"
+            );
+            let (used, local) = client_report(&log);
+            let (port, id) = used.unwrap_or_else(|| {
+                panic!("{name}.c was not sent to a compile server; icecc's log:\n{log}")
+            });
+            assert!(
+                local,
+                "icecc did not retry {name}.c locally; its log:\n{log}"
+            );
+            jobs.push(BuildJob {
+                id,
+                file: format!("{name}.c"),
+                server: daemon_by_port(port).name,
+                ok: false,
+            });
+            local_jobs += 1;
+        }
 
         // The link: always a local job.
-        let mut args = vec!["-o".to_string(), "prog".to_string()];
-        args.extend((0..FILES).map(|i| format!("src{i}.o")));
+        let program = format!("{prefix}-program");
+        let mut args = vec!["-o".to_string(), program.clone()];
+        args.extend((0..plan.files).map(|i| format!("{prefix}{i}.o")));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let link = format!("{prefix}-link");
         let (_, (), exit, log) =
-            compile(self.icecc("link", &args), "link".into(), (), dir.clone()).await;
+            compile(self.icecc(&link, &args), link.clone(), (), dir.clone()).await;
         assert_eq!(exit, Some(0), "icecc failed to link; its log:\n{log}");
-        assert!(dir.join("prog").is_file(), "the link made no program");
+        assert!(dir.join(&program).is_file(), "the link made no program");
+        local_jobs += 1;
 
-        Build {
-            jobs,
-            local_jobs: 2,
-        }
+        Build { jobs, local_jobs }
     }
 
     /// `icecc gcc ARGS` as a client of the local daemon, logging to
@@ -961,14 +1312,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            for log in &self.logs {
-                let text = std::fs::read_to_string(log).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(40).collect();
-                eprintln!("---- last lines of {}", log.display());
-                for line in tail.iter().rev() {
-                    eprintln!("{line}");
-                }
-            }
+            self.print_log_tails();
         }
         let mut children: Vec<&mut Child> = self.daemons.iter_mut().map(|(_, c)| c).collect();
         children.extend(self.scheduler.as_mut());
@@ -1033,6 +1377,15 @@ fn spawn(cmd: &mut Command) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"))
+}
+
+/// Sends signal `name` (`INT`, `TERM`) to process `pid`.
+async fn signal(pid: u32, name: &str) {
+    run_checked(
+        Command::new("kill").args([format!("-{name}"), pid.to_string()]),
+        Duration::from_secs(10),
+    )
+    .await;
 }
 
 /// Runs a command to its end (bounded); panics with its output if it fails.
@@ -1130,11 +1483,20 @@ async fn listcs() -> Result<Vec<Listed>, String> {
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), ask)
+    // An idle scheduler may look at its text port only every 36 s.
+    tokio::time::timeout(Duration::from_secs(45), ask)
         .await
-        .map_err(|_| "no answer within 10 s".to_string())?
+        .map_err(|_| "no answer within 45 s".to_string())?
 }
 
 async fn listcs_names() -> Option<BTreeSet<String>> {
     Some(listcs().await.ok()?.into_iter().map(|l| l.name).collect())
+}
+
+/// Waits until the scheduler's text port lists exactly `names`.
+async fn wait_until_listed(what: &str, names: &BTreeSet<String>) {
+    wait_for(what, DAEMON_LOGIN, move || async move {
+        (listcs_names().await? == *names).then_some(())
+    })
+    .await;
 }
