@@ -1,6 +1,7 @@
 //! icewatch against a real icecream cluster: Debian's `icecc-scheduler` and
-//! four `iceccd` daemons, a real build through `icecc`, and icewatch's own
-//! monitor connection watching it all in-process.
+//! four `iceccd` daemons, a real build through `icecc`, the real `icewatch`
+//! binary started against them, and icewatch's own monitor connection
+//! watching it all in-process.
 //!
 //! # What it proves
 //!
@@ -8,22 +9,34 @@
 //! runner's counts; they share one cluster because a real scheduler sets a
 //! slow pace (see below), and a cluster per chapter would take many minutes.
 //!
-//! 1. `icewatch_sees_the_daemons_as_launched`: names, slots, `--no-remote`,
+//! 1. `every_start_connects_to_an_idle_scheduler_without_daemons`:
+//!    `icewatch monitor`, `dump` and `record` (the last through
+//!    `USE_SCHEDULER`), started one right after the other has closed, each
+//!    connect, however long the scheduler takes to answer, and say what they
+//!    wait for while they wait.
+//! 2. `icewatch_sees_the_daemons_as_launched`: names, slots, `--no-remote`,
 //!    as the scheduler's own text port lists them.
-//! 2. `a_build_is_counted_job_for_job`: after 24 files compiled through
+//! 3. `every_start_connects_to_an_idle_scheduler_with_daemons`: five more
+//!    starts, with the daemons logged in.
+//! 4. `a_daemon_port_is_named_a_daemon_and_left`: `icewatch monitor` and
+//!    `dump` pointed at an iceccd's port exit saying it answers like an
+//!    icecream daemon.
+//! 5. `a_build_is_counted_job_for_job`: after 24 files compiled through
 //!    `icecc` (each sent to a compile server, as the client's own log says),
 //!    a broken file (a failed remote job, then icecc's local retry) and a
 //!    link (a local job), icewatch's totals, per-host counters and every job
 //!    equal what the icecc clients report.
-//! 3. `a_killed_daemon_is_offline_within_2s`: a daemon that dies (SIGKILL)
+//! 6. `a_killed_daemon_is_offline_within_2s`: a daemon that dies (SIGKILL)
 //!    is offline in icewatch within 2 s of the kill.
-//! 4. `icewatch_reconnects_after_a_restart_and_shows_the_daemons_again`:
+//! 7. `icewatch_reconnects_after_a_restart_and_shows_the_daemons_again`:
 //!    when the scheduler restarts, icewatch reconnects by itself and shows
 //!    the live daemons again (they log in to the new scheduler by
 //!    themselves), and no ghost of the dead one.
 //!
-//! Each chapter moves the story on: when one fails, those after it fail as
-//! not reached, and a chapter asked for (a filter) runs every one before it.
+//! Chapters 1, 3 and 4 only look: when one fails the story goes on, and
+//! when the test runner is not asked for one (`--skip`, a filter) it is left
+//! out. The others move the story on: when one fails, those after it fail as
+//! not reached, and a chapter asked for runs every step before it.
 //!
 //! # How it runs
 //!
@@ -53,9 +66,9 @@
 //! to the first server that has the environment).
 //!
 //! Every wait is a bounded wait on a condition (the scheduler's text port,
-//! icewatch's state, a process exit), never a fixed sleep; the bounds are
-//! generous for a loaded 2-core machine, and a timeout names what it waited
-//! for.
+//! icewatch's state, a line on stderr, a process exit), never a fixed sleep;
+//! the bounds are generous for a loaded 2-core machine, and a timeout names
+//! what it waited for.
 //!
 //! Two things a 1.4 scheduler does set the pace. It corks monitor sockets
 //! (TCP_CORK), so what it sends a monitor reaches it up to 200 ms late,
@@ -64,8 +77,8 @@
 //! poll, which waits up to 36 s when nothing it polls is busy: a monitor's
 //! socket is not among those, nor is one that closes, so on an idle
 //! scheduler every new connection but the first waits up to 36 s, whether a
-//! monitor's, a daemon's or the text port's. That is why the daemons'
-//! logins after the restart take up to that long.
+//! monitor's, a daemon's or the text port's. That is what chapters 1 and 3
+//! show, and why the daemons' logins in chapter 7 take up to that long.
 //!
 //! The test prints what it measured (`real-cluster timing: …` lines, always
 //! shown; `--nocapture` shows the whole story). `ICEWATCH_KEEP_CLUSTER_DIR=1`
@@ -116,6 +129,15 @@ const TEXT_PORT: u16 = SCHEDULER_PORT + 1;
 const FILES: usize = 24;
 /// How many icecc clients run at once (like `make -j6`).
 const PARALLEL_COMPILES: usize = 6;
+/// Starts of the icewatch binary in a row, without and with daemons.
+const STARTS_WITHOUT_DAEMONS: [Start; 3] = [Start::Monitor, Start::Dump, Start::RecordByEnv];
+const STARTS_WITH_DAEMONS: [Start; 5] = [
+    Start::Monitor,
+    Start::Dump,
+    Start::Record,
+    Start::MonitorByEnv,
+    Start::DumpByEnv,
+];
 
 /// The whole inside run, a generous bound for a loaded 2-core machine.
 const WHOLE_RUN: Duration = Duration::from_secs(30 * 60);
@@ -126,6 +148,12 @@ const SCHEDULER_UP: Duration = Duration::from_secs(30);
 const DAEMON_LOGIN: Duration = Duration::from_secs(120);
 const ONE_COMPILE: Duration = Duration::from_secs(300);
 const SCHEDULER_EXIT: Duration = Duration::from_secs(30);
+/// How long a start of the icewatch binary may take to connect: an idle
+/// scheduler answers within 36 s, and this machine may be loaded.
+const START_LIMIT: Duration = Duration::from_secs(120);
+/// A start that took longer than this must have said what it waits for
+/// (icewatch says so after 1 s; the rest is for its own start-up).
+const NOTICE_BY: Duration = Duration::from_secs(2);
 /// The requirement: a daemon that dies is offline within 2 s.
 const OFFLINE_WITHIN: Duration = Duration::from_secs(2);
 
@@ -174,9 +202,23 @@ const DYING_DAEMON: &str = "remote3";
 
 // --------------------------------------------------------------- chapters
 
+/// What a failed chapter means for the rest of the story.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// It moves the story on: when it fails, the chapters after it cannot
+    /// run, and a chapter asked for needs it to run first.
+    Step,
+    /// It only looks: when it fails the story goes on, and it runs only
+    /// when asked for.
+    Check,
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Part {
+    StartsWithoutDaemons,
     DaemonsAsLaunched,
+    StartsWithDaemons,
+    DaemonPort,
     FirstBuild,
     KilledDaemon,
     Restart,
@@ -186,25 +228,45 @@ enum Part {
 struct Chapter {
     /// The test's name in the runner's counts.
     name: &'static str,
+    kind: Kind,
     part: Part,
 }
 
 /// The story, in order.
-const CHAPTERS: [Chapter; 4] = [
+const CHAPTERS: [Chapter; 7] = [
+    Chapter {
+        name: "every_start_connects_to_an_idle_scheduler_without_daemons",
+        kind: Kind::Check,
+        part: Part::StartsWithoutDaemons,
+    },
     Chapter {
         name: "icewatch_sees_the_daemons_as_launched",
+        kind: Kind::Step,
         part: Part::DaemonsAsLaunched,
     },
     Chapter {
+        name: "every_start_connects_to_an_idle_scheduler_with_daemons",
+        kind: Kind::Check,
+        part: Part::StartsWithDaemons,
+    },
+    Chapter {
+        name: "a_daemon_port_is_named_a_daemon_and_left",
+        kind: Kind::Check,
+        part: Part::DaemonPort,
+    },
+    Chapter {
         name: "a_build_is_counted_job_for_job",
+        kind: Kind::Step,
         part: Part::FirstBuild,
     },
     Chapter {
         name: "a_killed_daemon_is_offline_within_2s",
+        kind: Kind::Step,
         part: Part::KilledDaemon,
     },
     Chapter {
         name: "icewatch_reconnects_after_a_restart_and_shows_the_daemons_again",
+        kind: Kind::Step,
         part: Part::Restart,
     },
 ];
@@ -317,7 +379,9 @@ impl Told {
                 Some(why) => Err(format!("{why}\n(the story's output is above)").into()),
             };
         }
-        let failed_step = self.outcomes.iter().find(|(_, outcome)| outcome.is_some());
+        let failed_step = self.outcomes.iter().find(|(n, outcome)| {
+            outcome.is_some() && CHAPTERS.iter().any(|c| c.name == n && c.kind == Kind::Step)
+        });
         Err(match (failed_step, &self.ended) {
             (Some((step, _)), _) => format!("not reached: `{step}` failed before it"),
             (None, Err(why)) => format!("not reached: {why}; its output is above"),
@@ -436,10 +500,11 @@ fn inside_namespaces() {
 
 /// Which chapters run, and their outcomes as they come.
 struct Plan {
+    wanted: BTreeSet<String>,
     /// The last chapter asked for.
     last: Option<usize>,
     report: PathBuf,
-    /// The chapter that failed, if one did.
+    /// The step that failed, if one did.
     stopped: Option<&'static str>,
 }
 
@@ -447,16 +512,20 @@ impl Plan {
     fn new(wanted: BTreeSet<String>, report: PathBuf) -> Plan {
         let last = CHAPTERS.iter().rposition(|c| wanted.contains(c.name));
         Plan {
+            wanted,
             last,
             report,
             stopped: None,
         }
     }
 
-    /// Whether chapter `at` runs: asked for, or needed by a later chapter
-    /// asked for; none after one failed.
+    /// Whether chapter `at` runs: asked for, or a step that a later chapter
+    /// asked for needs; none after a step failed.
     fn runs(&self, at: usize) -> bool {
-        self.stopped.is_none() && self.last.is_some_and(|last| at <= last)
+        let c = CHAPTERS[at];
+        self.stopped.is_none()
+            && self.last.is_some_and(|last| at <= last)
+            && (c.kind == Kind::Step || self.wanted.contains(c.name))
     }
 
     fn record(&mut self, chapter: Chapter, failure: Option<String>) {
@@ -466,7 +535,7 @@ impl Plan {
             .open(&self.report)
             .expect("open the report");
         writeln!(file, "{line}").expect("write the report");
-        if failure.is_some() {
+        if failure.is_some() && chapter.kind == Kind::Step {
             self.stopped = Some(chapter.name);
         }
     }
@@ -515,7 +584,10 @@ async fn the_whole_story(mut plan: Plan) {
 
 async fn play(part: Part, story: &mut Story) {
     match part {
+        Part::StartsWithoutDaemons => every_start_connects_without_daemons(story).await,
         Part::DaemonsAsLaunched => icewatch_sees_the_daemons_as_launched(story).await,
+        Part::StartsWithDaemons => every_start_connects_with_daemons(story).await,
+        Part::DaemonPort => a_daemon_port_is_named_a_daemon().await,
         Part::FirstBuild => a_build_is_counted_job_for_job(story).await,
         Part::KilledDaemon => a_killed_daemon_is_offline_within_2s(story).await,
         Part::Restart => icewatch_reconnects_after_a_restart(story).await,
@@ -535,9 +607,219 @@ fn timing(what: &str, d: Duration) {
     println!("real-cluster timing: {what}: {:.3} s", d.as_secs_f64());
 }
 
-// -------------------------------------------------------------- chapters
+// ------------------------------------------------ chapters 1, 3, 4: starts
 
-/// Chapter 1: the daemons start; the scheduler and icewatch see them.
+/// One way to start the icewatch binary against the scheduler.
+#[derive(Clone, Copy, Debug)]
+enum Start {
+    Monitor,
+    Dump,
+    Record,
+    MonitorByEnv,
+    DumpByEnv,
+    RecordByEnv,
+}
+
+impl Start {
+    /// The command, as a user types it.
+    fn shown(self) -> &'static str {
+        match self {
+            Start::Monitor => "icewatch monitor 127.0.0.1",
+            Start::Dump => "icewatch dump 127.0.0.1",
+            Start::Record => "icewatch record 127.0.0.1 -o FILE",
+            Start::MonitorByEnv => "USE_SCHEDULER=127.0.0.1 icewatch monitor",
+            Start::DumpByEnv => "USE_SCHEDULER=127.0.0.1 icewatch dump",
+            Start::RecordByEnv => "USE_SCHEDULER=127.0.0.1 icewatch record -o FILE",
+        }
+    }
+
+    fn command(self, dir: &Path) -> Command {
+        let (sub, by_env) = match self {
+            Start::Monitor => ("monitor", false),
+            Start::Dump => ("dump", false),
+            Start::Record => ("record", false),
+            Start::MonitorByEnv => ("monitor", true),
+            Start::DumpByEnv => ("dump", true),
+            Start::RecordByEnv => ("record", true),
+        };
+        let mut cmd = icewatch_binary();
+        cmd.arg(sub);
+        if by_env {
+            cmd.env("USE_SCHEDULER", "127.0.0.1");
+        } else {
+            cmd.arg("127.0.0.1");
+        }
+        match sub {
+            "monitor" => {
+                cmd.args(["--listen", "127.0.0.1:0"]);
+            }
+            "record" => {
+                cmd.arg("-o").arg(dir.join("start.icwr"));
+            }
+            _ => {}
+        }
+        cmd
+    }
+}
+
+/// The icewatch binary, told of no scheduler by the environment.
+fn icewatch_binary() -> Command {
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("icewatch"));
+    cmd.env_remove("USE_SCHEDULER")
+        .env_remove("ICECC_SCHEDULER");
+    cmd
+}
+
+/// Chapter 1: the scheduler has just started, no daemon is there.
+async fn every_start_connects_without_daemons(story: &mut Story) {
+    starts_in_a_row(&STARTS_WITHOUT_DAEMONS, "no daemon", story.cluster.dir()).await;
+}
+
+/// Chapter 3: the daemons are logged in (and icewatch's own monitor).
+async fn every_start_connects_with_daemons(story: &mut Story) {
+    starts_in_a_row(&STARTS_WITH_DAEMONS, "daemons in", story.cluster.dir()).await;
+}
+
+/// Starts each of `starts` right after the one before has exited: each must
+/// connect, however long the scheduler takes.
+async fn starts_in_a_row(starts: &[Start], with: &str, dir: &Path) {
+    let mut took = Vec::new();
+    for (n, start) in starts.iter().enumerate() {
+        let t = connect_and_stop(*start, dir).await;
+        timing(
+            &format!(
+                "start {} of {} in a row ({with}): `{}` connected after",
+                n + 1,
+                starts.len(),
+                start.shown()
+            ),
+            t,
+        );
+        took.push(t);
+    }
+    let slowest = took.iter().max().copied().unwrap_or_default();
+    println!(
+        "real-cluster: {} starts in a row ({with}) all connected, the slowest after {:.1} s",
+        starts.len(),
+        slowest.as_secs_f64()
+    );
+}
+
+/// Starts `start`, waits (bounded) until it says it is connected, checks
+/// that it said what it waited for if that took a while, stops it as Ctrl-C
+/// does and checks that it exits cleanly. Returns how long it took to
+/// connect.
+async fn connect_and_stop(start: Start, dir: &Path) -> Duration {
+    let shown = start.shown();
+    let mut cmd = start.command(dir);
+    cmd.kill_on_drop(true)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let t = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("start `{shown}`: {e}"));
+    let mut lines = BufReader::new(child.stderr.take().expect("its stderr")).lines();
+    let mut said: Vec<String> = Vec::new();
+    let connected = tokio::time::timeout(START_LIMIT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let done = line.starts_with("connected to ");
+            said.push(line);
+            if done {
+                return Some(t.elapsed());
+            }
+        }
+        None
+    })
+    .await;
+    let took = match connected {
+        Ok(Some(took)) => took,
+        Ok(None) => {
+            let status = child.wait().await;
+            panic!(
+                "`{shown}` ended without connecting ({status:?}), though the scheduler is up; it said:\n{}",
+                said.join("\n")
+            )
+        }
+        Err(_) => panic!(
+            "`{shown}` did not connect within {START_LIMIT:?}, though the scheduler is up; it said:\n{}",
+            said.join("\n")
+        ),
+    };
+    let told = said.join("\n");
+    assert!(
+        said.last()
+            .is_some_and(|l| l.contains(&format!("127.0.0.1:{SCHEDULER_PORT}"))),
+        "`{shown}` connected elsewhere:\n{told}"
+    );
+    let waiting = said
+        .iter()
+        .any(|l| l.starts_with("waiting for the scheduler at"));
+    assert!(
+        waiting || took <= NOTICE_BY,
+        "`{shown}` took {took:?} to connect and never said what it waited for:\n{told}"
+    );
+    signal(child.id().expect("its pid"), "INT").await;
+    let status = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            said.push(line);
+        }
+        child.wait().await
+    })
+    .await
+    .unwrap_or_else(|_| panic!("`{shown}` did not exit within 30 s of SIGINT"))
+    .expect("wait for icewatch");
+    let told = said.join("\n");
+    assert!(
+        status.success(),
+        "`{shown}` exited with {status} after SIGINT; it said:\n{told}"
+    );
+    for line in &said {
+        println!("  `{shown}` said: {line}");
+    }
+    took
+}
+
+/// Chapter 4: icewatch pointed at a daemon's port says so and exits.
+async fn a_daemon_port_is_named_a_daemon() {
+    let addr = format!("127.0.0.1:{}", daemon_named("remote1").port);
+    for args in [
+        vec!["monitor", &addr, "--listen", "127.0.0.1:0"],
+        vec!["dump", &addr],
+    ] {
+        let shown = format!("icewatch {}", args.join(" "));
+        let out = tokio::time::timeout(
+            START_LIMIT,
+            icewatch_binary()
+                .args(&args)
+                .kill_on_drop(true)
+                .stdin(Stdio::null())
+                .output(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("`{shown}` did not exit within {START_LIMIT:?}"))
+        .expect("run icewatch");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().last().unwrap_or_default();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "`{shown}` against an iceccd; it said:\n{stderr}"
+        );
+        assert!(
+            last.starts_with("error: ")
+                && last.contains("answers like an icecream daemon")
+                && last.contains(&format!("port {SCHEDULER_PORT}")),
+            "`{shown}` against an iceccd; it said:\n{stderr}"
+        );
+        println!("real-cluster: `{shown}` said: {last}");
+    }
+}
+
+// -------------------------------------------- chapters 2, 5, 6: the cluster
+
+/// Chapter 2: the daemons start; the scheduler and icewatch see them.
 async fn icewatch_sees_the_daemons_as_launched(story: &mut Story) {
     let t = Instant::now();
     for spec in DAEMONS {
@@ -589,7 +871,7 @@ async fn icewatch_sees_the_daemons_as_launched(story: &mut Story) {
     });
 }
 
-/// Chapter 2: the first build, job for job.
+/// Chapter 5: the first build, job for job.
 async fn a_build_is_counted_job_for_job(story: &mut Story) {
     let Story { cluster, icewatch } = story;
     let icewatch = icewatch.as_ref().expect("icewatch runs");
@@ -681,7 +963,7 @@ fn sees_the_build_job_for_job(st: &State, build: &Build) {
     }
 }
 
-/// Chapter 3: a daemon dies, and is offline in icewatch within 2 s.
+/// Chapter 6: a daemon dies, and is offline in icewatch within 2 s.
 async fn a_killed_daemon_is_offline_within_2s(story: &mut Story) {
     let Story { cluster, icewatch } = story;
     let icewatch = icewatch.as_ref().expect("icewatch runs");
@@ -704,7 +986,7 @@ async fn a_killed_daemon_is_offline_within_2s(story: &mut Story) {
     wait_until_listed("the scheduler to drop the killed daemon", &live).await;
 }
 
-// ---------------------------------------------------- chapter 4: restart
+// --------------------------------------------------- chapter 7: restart
 
 /// A host's counters that go on across sessions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -734,7 +1016,7 @@ impl Counters {
     }
 }
 
-/// Chapter 4: the scheduler restarts; icewatch reconnects by itself and
+/// Chapter 7: the scheduler restarts; icewatch reconnects by itself and
 /// shows the live daemons once they have logged in again, and nothing else.
 async fn icewatch_reconnects_after_a_restart(story: &mut Story) {
     let Story { cluster, icewatch } = story;
@@ -1040,6 +1322,10 @@ impl Cluster {
             killed: Vec::new(),
             logs: Vec::new(),
         }
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     fn path(&self, name: &str) -> PathBuf {
