@@ -42,6 +42,15 @@
 //!    are session 2's; every host's counters are the first session's plus
 //!    the second's; and `/api/v1/jobs` says the same over HTTP, by host name
 //!    across sessions and by host id within the current one.
+//! 9. `a_terminated_scheduler_cuts_jobs_short_not_failed`: with jobs
+//!    compiling, the scheduler is stopped (SIGTERM, as a service manager
+//!    does). It reports every host offline and every job in flight ended
+//!    with exit code 255; icewatch shows each of those jobs `cut_short`,
+//!    none counts as failed, and the success ratio stays as it was. Every
+//!    icecc client still ends with its object file: here the daemons outlive
+//!    the scheduler, so the servers compile on and send their results (the
+//!    test prints, for each client, whether it got the remote result or
+//!    compiled locally).
 //!
 //! Chapters 1, 3 and 4 only look: when one fails the story goes on, and
 //! when the test runner is not asked for one (`--skip`, a filter) it is left
@@ -144,6 +153,11 @@ const FILES: usize = 24;
 const FILES_AGAIN: usize = 6;
 /// How many icecc clients run at once (like `make -j6`).
 const PARALLEL_COMPILES: usize = 6;
+/// Jobs compiling when the scheduler is terminated, and how big their
+/// files are: a few seconds of `gcc -O2` each, so that they are all still
+/// compiling when the last one begins.
+const SLOW_JOBS: usize = 4;
+const SLOW_FUNCTIONS: usize = 400;
 /// Starts of the icewatch binary in a row, without and with daemons.
 const STARTS_WITHOUT_DAEMONS: [Start; 3] = [Start::Monitor, Start::Dump, Start::RecordByEnv];
 const STARTS_WITH_DAEMONS: [Start; 5] = [
@@ -248,6 +262,7 @@ enum Part {
     KilledDaemon,
     Restart,
     Identity,
+    Terminated,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -259,7 +274,7 @@ struct Chapter {
 }
 
 /// The story, in order.
-const CHAPTERS: [Chapter; 8] = [
+const CHAPTERS: [Chapter; 9] = [
     Chapter {
         name: "every_start_connects_to_an_idle_scheduler_without_daemons",
         kind: Kind::Check,
@@ -299,6 +314,11 @@ const CHAPTERS: [Chapter; 8] = [
         name: "jobs_and_hosts_keep_their_names_and_counters_across_the_restart",
         kind: Kind::Step,
         part: Part::Identity,
+    },
+    Chapter {
+        name: "a_terminated_scheduler_cuts_jobs_short_not_failed",
+        kind: Kind::Step,
+        part: Part::Terminated,
     },
 ];
 
@@ -628,6 +648,7 @@ async fn play(part: Part, story: &mut Story) {
         Part::KilledDaemon => a_killed_daemon_is_offline_within_2s(story).await,
         Part::Restart => a_restart_is_followed_within_2s(story).await,
         Part::Identity => jobs_and_hosts_keep_their_names(story).await,
+        Part::Terminated => a_terminated_scheduler_cuts_jobs_short(story).await,
     }
 }
 
@@ -1494,6 +1515,182 @@ async fn jobs_and_hosts_keep_their_names(story: &mut Story) {
         .map(|j| (2, u64::from(j.id)))
         .collect();
     assert_eq!(icewatch.api_jobs(&path).await, want, "{path} (remote2)");
+}
+
+// ---------------------------------------------- chapter 9: SIGTERM in flight
+
+/// Chapter 9: the scheduler is terminated while jobs compile.
+async fn a_terminated_scheduler_cuts_jobs_short(story: &mut Story) {
+    let Story {
+        cluster, icewatch, ..
+    } = story;
+    let icewatch = icewatch.as_ref().expect("icewatch runs");
+    let before = icewatch.look(State::totals);
+    let servers = ["remote1", "remote2"];
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..SLOW_JOBS {
+        let name = format!("slow{i}");
+        std::fs::write(cluster.path(&format!("{name}.c")), slow_source(i))
+            .expect("write a slow source file");
+        let server = daemon_named(servers[i % servers.len()]);
+        let mut cmd = cluster.icecc(
+            &name,
+            &[
+                "-O2",
+                "-c",
+                &format!("{name}.c"),
+                "-o",
+                &format!("{name}.o"),
+            ],
+        );
+        cmd.env("ICECC_PREFERRED_HOST", server.name);
+        set.spawn(compile(cmd, name, server, cluster.dir().to_path_buf()));
+    }
+    // Every job of the batch has been asked for and none waits for a
+    // server: usually all of them compile at once. On a loaded machine
+    // (the daemons then report a full load, and the scheduler holds jobs
+    // back) one may have ended before the last began; at least two must
+    // compile.
+    let t = Instant::now();
+    let ended = |t: &Totals| t.jobs_finished + t.jobs_failed + t.jobs_cut_short;
+    let (in_flight, at_sigterm) = icewatch
+        .until(
+            "icewatch to show the slow jobs compiling, none waiting",
+            ONE_COMPILE,
+            |st| {
+                let done = ended(&st.totals()) - ended(&before);
+                let compiling: BTreeSet<u32> = st
+                    .jobs()
+                    .filter(|j| j.state == JobState::Compiling)
+                    .map(|j| j.id)
+                    .collect();
+                let all_asked = st.jobs().count() as u64 + done == SLOW_JOBS as u64;
+                (all_asked && compiling.len() >= 2 && compiling.len() == st.jobs().count())
+                    .then(|| (compiling, st.totals()))
+            },
+        )
+        .await;
+    timing(
+        &format!("terminate: {} jobs compiling after", in_flight.len()),
+        t.elapsed(),
+    );
+
+    let sigterm = Instant::now();
+    cluster.stop_scheduler().await;
+    icewatch
+        .until("icewatch to see the scheduler go", SCHEDULER_EXIT, |st| {
+            (!st.scheduler().online).then_some(())
+        })
+        .await;
+    timing(
+        "terminate: scheduler gone in icewatch after SIGTERM",
+        sigterm.elapsed(),
+    );
+    icewatch.check(|st| {
+        let history: BTreeMap<u32, JobRef<'_>> = st
+            .history()
+            .filter(|j| j.session() == 2)
+            .map(|j| (j.id, j))
+            .collect();
+        // A job may have ended on its own between the look and the SIGTERM.
+        let (mut cut, mut finished) = (0, 0);
+        let mut reasons = BTreeMap::new();
+        for id in &in_flight {
+            let j = history.get(id).unwrap_or_else(|| {
+                panic!(
+                    "job {id}, compiling at the SIGTERM, has not ended: {}",
+                    describe(st)
+                )
+            });
+            match (j.state, j.reason) {
+                (JobState::CutShort, Some(EndReason::HostLeft | EndReason::SchedulerLost)) => {
+                    cut += 1
+                }
+                (JobState::Finished, Some(EndReason::Exit)) => finished += 1,
+                _ => panic!("job {id}, compiling at the SIGTERM, as icewatch ended it: {j:?}"),
+            }
+            *reasons.entry(j.reason.map(EndReason::name)).or_insert(0) += 1;
+        }
+        println!(
+            "real-cluster: the {} jobs compiling at the SIGTERM ended: {reasons:?}",
+            in_flight.len()
+        );
+        assert!(
+            cut >= 2,
+            "fewer than two jobs were cut short by the SIGTERM: {reasons:?}"
+        );
+        let t = st.totals();
+        let s = at_sigterm;
+        assert_eq!(
+            (t.jobs_finished, t.jobs_failed, t.jobs_cut_short),
+            (
+                s.jobs_finished + finished,
+                s.jobs_failed,
+                s.jobs_cut_short + cut
+            ),
+            "totals (finished, failed, cut short) after the SIGTERM: {}",
+            describe(st)
+        );
+        assert_eq!(
+            t.jobs_failed, before.jobs_failed,
+            "no job of the batch counts as failed"
+        );
+        let compiled = (s.jobs_finished + finished) as f64;
+        assert_eq!(
+            t.success_ratio,
+            Some(compiled / (compiled + s.jobs_failed as f64)),
+            "the success ratio counts compiler outcomes only (it was {:?})",
+            s.success_ratio
+        );
+    });
+
+    // Every icecc client then ends, and succeeds.
+    while let Some(done) = set.join_next().await {
+        let (name, _, exit, log) = done.expect("compile task");
+        println!("---- icecc-{name}.log, after the SIGTERM\n{log}");
+        assert_eq!(
+            exit,
+            Some(0),
+            "icecc failed {name}.c after the scheduler went; its log:\n{log}"
+        );
+        assert!(cluster.path(&format!("{name}.o")).is_file(), "no {name}.o");
+        let (used, local) = client_report(&log);
+        let (_, id) = used.unwrap_or_else(|| {
+            panic!("{name}.c was not sent to a compile server; icecc's log:\n{log}")
+        });
+        println!(
+            "real-cluster: {name}.c (job {id}, {}) ended {:.1} s after the SIGTERM, {}",
+            if in_flight.contains(&id) {
+                "compiling at the SIGTERM"
+            } else {
+                "ended before it"
+            },
+            sigterm.elapsed().as_secs_f64(),
+            if local {
+                "compiled locally"
+            } else {
+                "with the remote result"
+            }
+        );
+    }
+    timing(
+        "terminate: the icecc clients ended after the SIGTERM",
+        sigterm.elapsed(),
+    );
+}
+
+/// A file that `gcc -O2` takes a few seconds over.
+fn slow_source(i: usize) -> String {
+    (0..SLOW_FUNCTIONS)
+        .map(|k| {
+            format!(
+                "int f{k}(int *a, int n) {{ int s = {k} + {i}; \
+                 for (int j = 0; j < n; j++) {{ s += a[j] * {k} ^ (s >> 3); \
+                 if (s & {m}) s -= a[(j + {k}) % n]; }} return s; }}\n",
+                m = k % 7 + 1
+            )
+        })
+        .collect()
 }
 
 // ------------------------------------------------------------- icewatch
