@@ -1706,7 +1706,7 @@ struct Icewatch {
     stop: watch::Sender<bool>,
     connection: Option<tokio::task::JoinHandle<()>>,
     relay: tokio::task::JoinHandle<()>,
-    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    server: Option<tokio::task::JoinHandle<Result<(), icewatch::publisher::ServeError>>>,
 }
 
 impl Icewatch {
