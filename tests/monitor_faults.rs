@@ -369,7 +369,7 @@ async fn a_first_session_that_is_no_schedulers_ends_the_loop_with_that_error() {
     });
     let first = Connection::connect(&opts).await.unwrap();
     let state = shared_state();
-    let changed = std::sync::Arc::new(tokio::sync::Notify::new());
+    let changed = icewatch::monitor::changed();
     let ended = run_from(first, opts, state, changed, std::future::pending()).await;
     assert!(
         matches!(ended, Err(ConnectError::NotScheduler { .. })),

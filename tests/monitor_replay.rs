@@ -21,10 +21,9 @@ use icewatch::standin::replay::{play, PlayOptions, Played, MAX_WAIT};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 use support::*;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
 fn options(port: u16, protocol: u32) -> ConnectOptions {
     let mut opts = ConnectOptions::new(Target::Address {
@@ -57,7 +56,7 @@ async fn every_capture_replayed_over_tcp_ends_in_the_exact_state() {
         ]])
         .await;
         let state = shared_state();
-        let changed = Arc::new(Notify::new());
+        let changed = icewatch::monitor::changed();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(run(
             options(sched.port(), offered),
@@ -109,7 +108,7 @@ async fn a_scheduler_that_closes_after_a_capture_leaves_everything_offline_then_
     ])
     .await;
     let state = shared_state();
-    let changed = Arc::new(Notify::new());
+    let changed = icewatch::monitor::changed();
     let mut opts = options(sched.port(), 43);
     opts.backoff_min = Duration::from_millis(10);
     let task = tokio::spawn(run(
@@ -251,7 +250,7 @@ fn recording(dir: &Path, name: &str, protocol: u32, entries: &[Rec]) -> PathBuf 
 async fn played(path: &Path, opts: PlayOptions) -> (SharedState, Result<Played, String>) {
     let state = shared_state();
     let reader = recording::open(path).unwrap();
-    let changed = Arc::new(Notify::new());
+    let changed = icewatch::monitor::changed();
     // A hang guard only; under paused time it counts the replay's own
     // waits too, so it allows a hundred of the longest.
     let replay = play(reader, opts, state.clone(), changed, std::future::pending());
@@ -650,7 +649,7 @@ async fn while_a_replay_waits_its_clock_moves_on_at_the_speed() {
         ],
     );
     let state = shared_state();
-    let changed = Arc::new(Notify::new());
+    let changed = icewatch::monitor::changed();
     let reader = recording::open(&path).unwrap();
     let playing = tokio::spawn(play(
         reader,

@@ -13,11 +13,10 @@ use futures_util::StreamExt;
 use icewatch::publisher::{serve, ConnectionLimits, ServeOptions};
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{oneshot, watch};
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -48,7 +47,7 @@ impl Server {
         let task = tokio::spawn(serve(
             listener,
             feed.state.clone(),
-            Arc::new(Notify::new()),
+            icewatch::monitor::changed(),
             opts,
             async move {
                 let _ = stopped.await;

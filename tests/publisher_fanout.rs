@@ -9,9 +9,8 @@ use futures_util::sink;
 use icewatch::publisher::websocket::ClientEnd;
 use icewatch::publisher::{serve_client, Hub, HubOptions};
 use serde_json::Value;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::sync::{broadcast, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 
 fn parse(text: &str) -> Value {
@@ -56,14 +55,14 @@ async fn changes_within_one_coalescing_period_make_one_diff() {
     let mut feed = Feed::new();
     feed.small_cluster();
     let hub = Hub::new(feed.state.clone(), HubOptions::default());
-    let changed = Arc::new(Notify::new());
+    let changed = icewatch::monitor::changed();
     let (snapshot, mut rx) = hub.subscribe();
     assert_eq!(parse(snapshot.as_str())["seq"], 0);
-    tokio::spawn(hub.clone().run(changed.clone()));
+    tokio::spawn(hub.clone().run(changed.subscribe()));
 
     // The first change after a quiet spell goes out at once.
     feed.done(13, 0);
-    changed.notify_one();
+    changed.send_replace(());
     let first = next_diff(&mut rx).await;
     assert_eq!(first["seq"], 1);
     let sent_at = tokio::time::Instant::now();
@@ -71,7 +70,7 @@ async fn changes_within_one_coalescing_period_make_one_diff() {
     // Three more within the period: one diff, one period after the first.
     for id in [14, 15, 16] {
         feed.done(id, 0);
-        changed.notify_one();
+        changed.send_replace(());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let second = next_diff(&mut rx).await;

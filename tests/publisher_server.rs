@@ -16,11 +16,10 @@ use leaks::{alive_tasks, sockets_on};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{oneshot, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
@@ -31,7 +30,7 @@ type Ws = WebSocketStream<TcpStream>;
 struct Server {
     addr: SocketAddr,
     feed: Feed,
-    changed: Arc<Notify>,
+    changed: icewatch::monitor::Changed,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), icewatch::publisher::ServeError>>,
 }
@@ -42,7 +41,7 @@ impl Server {
         feed.small_cluster();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
-        let changed = Arc::new(Notify::new());
+        let changed = icewatch::monitor::changed();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(
             listener,
@@ -350,7 +349,7 @@ async fn a_client_gets_a_snapshot_then_contiguous_diffs_that_rebuild_the_server_
     assert_eq!(model.hosts.len(), 3);
     assert!(model.jobs.contains_key(&1) && model.jobs.contains_key(&2));
     server.feed.request(3, 1, "after.c");
-    server.changed.notify_one();
+    server.changed.send_replace(());
     let (diff, _) = next_message(&mut ws).await;
     model.apply(&diff);
     let listed: Vec<u64> = list(&diff["jobs"]).map(id).collect();
@@ -374,13 +373,13 @@ async fn a_client_gets_a_snapshot_then_contiguous_diffs_that_rebuild_the_server_
         if round % 2 == 1 {
             server.api_snapshot().await;
         } else {
-            server.changed.notify_one();
+            server.changed.send_replace(());
             tokio::task::yield_now().await;
         }
     }
     // A last host marks the end; the reader stops once it sees it.
     server.feed.host(99, "last", 1, false, 0);
-    server.changed.notify_one();
+    server.changed.send_replace(());
     let (mut ws, mut model, diffs) = reader.await.expect("no panic");
     assert!(diffs >= 10, "changes arrived as diffs ({diffs})");
     assert_eq!(
@@ -501,7 +500,7 @@ async fn a_client_that_stops_reading_gets_a_fresh_snapshot_while_another_keeps_r
     server
         .feed
         .host(10, "builder-010.example.org", 8, false, 999);
-    server.changed.notify_one();
+    server.changed.send_replace(());
     let live_model = reader.await.expect("no panic");
     assert_eq!(live_model.snapshots, 1, "the reading client never lagged");
     assert!(live_model.seq >= end);
@@ -785,7 +784,7 @@ async fn clients_that_send_garbage_are_closed_or_ignored_while_another_keeps_rec
     round_reaches(&mut server, &mut seen, 3).await;
     drop(seen);
     server.feed.host(2, "remote1", 2, false, 4);
-    server.changed.notify_one();
+    server.changed.send_replace(());
     let model = reader.await.expect("no panic");
     assert_eq!(model.snapshots, 1);
     server.stop().await;
@@ -845,7 +844,7 @@ async fn a_thousand_connections_opened_and_dropped_leak_nothing_and_do_not_distu
     assert!(sockets >= 3, "the listener and the live client's two ends");
     drop(seen);
     server.feed.host(2, "remote1", 2, false, 9999);
-    server.changed.notify_one();
+    server.changed.send_replace(());
     assert_eq!(reader.await.expect("no panic").snapshots, 1);
     server.stop().await;
 }

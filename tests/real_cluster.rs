@@ -132,7 +132,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 /// Set in the environment of the re-executed test binary inside the
 /// namespaces.
@@ -1701,11 +1701,10 @@ fn slow_source(i: usize) -> String {
 struct Icewatch {
     state: SharedState,
     /// Notified at each change the connection announces.
-    changed: Arc<Notify>,
+    changed: icewatch::monitor::Changed,
     page: SocketAddr,
     stop: watch::Sender<bool>,
     connection: Option<tokio::task::JoinHandle<()>>,
-    relay: tokio::task::JoinHandle<()>,
     server: Option<tokio::task::JoinHandle<Result<(), icewatch::publisher::ServeError>>>,
 }
 
@@ -1720,27 +1719,14 @@ impl Icewatch {
         let until_stopped = |mut stopping: watch::Receiver<bool>| async move {
             let _ = stopping.wait_for(|stop| *stop).await;
         };
-        // The connection notifies one waiter; each notice goes on to the
-        // test and to the page.
-        let from_connection = Arc::new(Notify::new());
-        let changed = Arc::new(Notify::new());
-        let to_page = Arc::new(Notify::new());
+        // The test and the page both wait on the connection's word.
+        let changed = icewatch::monitor::changed();
         let connection = tokio::spawn(run(
             ConnectOptions::new(target),
             state.clone(),
-            from_connection.clone(),
+            changed.clone(),
             until_stopped(stopping.clone()),
         ));
-        let relay = {
-            let (changed, to_page) = (changed.clone(), to_page.clone());
-            tokio::spawn(async move {
-                loop {
-                    from_connection.notified().await;
-                    changed.notify_one();
-                    to_page.notify_one();
-                }
-            })
-        };
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a port for the page");
@@ -1748,7 +1734,7 @@ impl Icewatch {
         let server = tokio::spawn(serve(
             listener,
             state.clone(),
-            to_page,
+            changed.clone(),
             ServeOptions::default(),
             until_stopped(stopping),
         ));
@@ -1758,7 +1744,6 @@ impl Icewatch {
             page,
             stop,
             connection: Some(connection),
-            relay,
             server: Some(server),
         }
     }
@@ -1772,11 +1757,12 @@ impl Icewatch {
         mut check: impl FnMut(&State) -> Option<T>,
     ) -> T {
         let deadline = tokio::time::Instant::now() + limit;
+        let mut wakeups = self.changed.subscribe();
         loop {
             if let Some(value) = check(&lock_state(&self.state)) {
                 return value;
             }
-            if tokio::time::timeout_at(deadline, self.changed.notified())
+            if tokio::time::timeout_at(deadline, wakeups.changed())
                 .await
                 .is_err()
             {
@@ -1841,7 +1827,6 @@ impl Icewatch {
 
 impl Drop for Icewatch {
     fn drop(&mut self) {
-        self.relay.abort();
         if let Some(task) = &self.connection {
             task.abort();
         }

@@ -14,7 +14,7 @@
 
 use super::state::State;
 use super::target::{LocateError, Target, DEFAULT_DISCOVERY_WAIT};
-use super::{lock_state, now_ms, SharedState};
+use super::{lock_state, now_ms, Changed, SharedState};
 use crate::protocol::frame::{parse_frame, FrameError, RawFrame, MAX_MSG_SIZE};
 use crate::protocol::handshake::{handshake, Handshake, HandshakeError};
 use crate::protocol::{Message, PROTOCOL_VERSION};
@@ -26,11 +26,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 use tokio::time::{sleep, timeout, Instant, MissedTickBehavior};
 
 /// How much to read at a time.
@@ -599,8 +597,7 @@ impl Dialer {
 /// Keeps `state` in step with the scheduler until `shutdown` resolves.
 ///
 /// Each session: locate, connect, handshake, MON_LOGIN; then read, apply each
-/// batch of frames under one lock and notify `changed` (one waiter, e.g. the
-/// publisher's coalescing task). Connecting and losing the scheduler update
+/// batch of frames under one lock and tell every reader by `changed`. Connecting and losing the scheduler update
 /// the state and notify at once. Any failure (refused, timeout, bad
 /// handshake, bad frame, END, EOF, reset, a quiet session that a new
 /// connection finds dead) is logged once with its cause and retried after
@@ -609,7 +606,7 @@ impl Dialer {
 pub async fn run(
     opts: ConnectOptions,
     state: SharedState,
-    changed: Arc<Notify>,
+    changed: Changed,
     shutdown: impl Future<Output = ()>,
 ) {
     // Only a given first session can end the loop.
@@ -625,7 +622,7 @@ pub async fn run_from(
     first: Connection,
     opts: ConnectOptions,
     state: SharedState,
-    changed: Arc<Notify>,
+    changed: Changed,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ConnectError> {
     sessions(Some(first), opts, state, changed, shutdown).await
@@ -635,7 +632,7 @@ async fn sessions(
     mut first: Option<Connection>,
     opts: ConnectOptions,
     state: SharedState,
-    changed: Arc<Notify>,
+    changed: Changed,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ConnectError> {
     tokio::pin!(shutdown);
@@ -653,7 +650,7 @@ async fn sessions(
         }
         let delay = dialer.pause(&error, progress.connected, progress.delivered);
         lock_state(&state).scheduler_lost(error.to_string(), now_ms());
-        changed.notify_one();
+        changed.send_replace(());
         tokio::select! {
             biased;
             () = &mut shutdown => return Ok(()),
@@ -677,7 +674,7 @@ async fn session(
     dialer: &mut Dialer,
     given: Option<Connection>,
     state: &SharedState,
-    changed: &Notify,
+    changed: &Changed,
     progress: &mut Progress,
 ) -> ConnectError {
     let mut conn = match given {
@@ -695,7 +692,7 @@ async fn session(
     progress.connected = true;
     let addr = conn.peer();
     lock_state(state).scheduler_connected(dialer.shown(addr), conn.version(), now_ms());
-    changed.notify_one();
+    changed.send_replace(());
     read_loop(&mut conn, dialer.options(), state, changed, progress).await
 }
 
@@ -708,7 +705,7 @@ async fn read_loop(
     conn: &mut Connection,
     opts: &ConnectOptions,
     state: &SharedState,
-    changed: &Notify,
+    changed: &Changed,
     progress: &mut Progress,
 ) -> ConnectError {
     let addr = conn.peer();
@@ -750,7 +747,7 @@ async fn read_loop(
         };
         match batch {
             Ok(0) => {}
-            Ok(_) => changed.notify_one(),
+            Ok(_) => changed.send_replace(()),
             Err(e) => return e,
         }
         if end {
@@ -796,7 +793,7 @@ async fn read_loop(
             }
             _ = tick.tick() => {
                 if lock_state(state).tick(now_ms()) {
-                    changed.notify_one();
+                    changed.send_replace(());
                 }
             }
         }

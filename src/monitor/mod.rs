@@ -29,17 +29,18 @@
 //! change):
 //!
 //! ```no_run
-//! use icewatch::monitor::{lock_state, run, ConnectOptions, SharedState, State, StateOptions, Target};
+//! use icewatch::monitor::{changed, lock_state, run, ConnectOptions, SharedState, State, StateOptions, Target};
 //! use std::sync::{Arc, Mutex};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let target = Target::resolve(Some("scheduler.lan"), None, "ICECREAM")?;
 //! let state: SharedState = Arc::new(Mutex::new(State::new(StateOptions::default())));
-//! let changed = Arc::new(tokio::sync::Notify::new());
+//! let changed = changed();
+//! let mut wakeups = changed.subscribe();
 //! let mut reader = lock_state(&state).follow();
-//! tokio::spawn(run(ConnectOptions::new(target), state.clone(), changed.clone(), std::future::pending()));
+//! tokio::spawn(run(ConnectOptions::new(target), state.clone(), changed, std::future::pending()));
 //! loop {
-//!     changed.notified().await;
+//!     wakeups.changed().await?;
 //!     let changes = lock_state(&state).changes(&mut reader);
 //!     println!("hosts {:?}, {} jobs finished", changes.hosts, changes.done.end - changes.done.start);
 //! }
@@ -72,6 +73,19 @@ pub use state::{State, StateOptions, MAX_ACTIVE_JOBS, MAX_HOSTS, OFFLINE_HOST_LI
 pub use target::{LocateError, Target, TargetError, DEFAULT_NETNAME, DEFAULT_PORT};
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use tokio::sync::watch;
+
+/// Tells every reader of a [`SharedState`] that it changed: the
+/// connection sends on it after each batch it applied; each reader waits on
+/// a receiver of its own ([`watch::Sender::subscribe`]), so none takes
+/// another's wakeup, and one that was busy sees at once that something
+/// changed meanwhile. Make one with [`changed`].
+pub type Changed = watch::Sender<()>;
+
+/// A new [`Changed`], with nobody waiting yet.
+pub fn changed() -> Changed {
+    watch::channel(()).0
+}
 
 /// The state shared between the connection and the publishers. Lock it
 /// briefly and never across an `.await`: the connection must never wait.

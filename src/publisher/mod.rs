@@ -25,7 +25,7 @@
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let state: SharedState = Arc::new(Mutex::new(State::new(StateOptions::default())));
-//! let changed = Arc::new(tokio::sync::Notify::new());
+//! let changed = icewatch::monitor::changed();
 //! // ... spawn icewatch::monitor::run(opts, state.clone(), changed.clone(), shutdown) ...
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! serve(listener, state, changed, ServeOptions::default(), std::future::pending()).await?;
@@ -46,13 +46,11 @@ pub use connections::{raise_fd_limit, ConnectionLimits};
 pub use server::{router, Access};
 pub use websocket::{serve_client, Hub, HubOptions, Render};
 
-use crate::monitor::SharedState;
+use crate::monitor::{Changed, SharedState};
 use host::AllowedHosts;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 
 /// How the page and APIs are served.
 #[derive(Clone, Debug, Default)]
@@ -108,12 +106,12 @@ pub enum ServeError {
 
 /// Serves the page, the WebSocket and the APIs on `listener` until
 /// `shutdown` resolves, publishing `state` each time the reading task
-/// notifies `changed` (which nothing else may wait on: readers of their
-/// own follow the state's feed, see [`crate::monitor::feed`]).
+/// tells it by `changed` (other readers may wait on it too, and follow the
+/// state's [feed](crate::monitor::feed) at their own pace).
 pub async fn serve(
     listener: TcpListener,
     state: SharedState,
-    changed: Arc<Notify>,
+    changed: Changed,
     opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
@@ -126,7 +124,7 @@ pub async fn serve(
         max_websockets: max_websockets(cap),
     };
     let app = router(hub.clone(), access);
-    let publishing = tokio::spawn(hub.clone().run(changed));
+    let publishing = tokio::spawn(hub.clone().run(changed.subscribe()));
     let closing = hub.clone();
     connections::serve_connections(listener, app, cap, opts.limits.header_timeout, async move {
         shutdown.await;

@@ -20,7 +20,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
-use tokio::sync::{broadcast, watch, Notify};
+use tokio::sync::{broadcast, watch};
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -248,16 +248,18 @@ impl<S: Render> Hub<S> {
         text
     }
 
-    /// The publishing task: after each signal on `changed`, at most one diff
-    /// per coalescing period, until [`Hub::close`].
-    pub async fn run(self: Arc<Self>, changed: Arc<Notify>) {
+    /// The publishing task: after each signal on `changed` (a receiver of
+    /// the connection's [`Changed`](crate::monitor::Changed), made before
+    /// the task is spawned so that no signal falls in between), at most one
+    /// diff per coalescing period, until [`Hub::close`].
+    pub async fn run(self: Arc<Self>, mut changed: watch::Receiver<()>) {
         let mut closing = self.closing.subscribe();
         let mut last = None::<Instant>;
         loop {
             tokio::select! {
                 biased;
                 () = closed(&mut closing) => return,
-                () = changed.notified() => {}
+                seen = changed.changed() => if seen.is_err() { return },
             }
             if let Some(last) = last {
                 tokio::select! {

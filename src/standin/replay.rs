@@ -26,7 +26,7 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let reader = icewatch::capture::recording::open("night.icwr".as_ref())?;
 //! let state = Arc::new(Mutex::new(State::new(StateOptions::default())));
-//! let changed = Arc::new(tokio::sync::Notify::new());
+//! let changed = icewatch::monitor::changed();
 //! let opts = PlayOptions::new("night.icwr", 0.0);
 //! let played = play(reader, opts, state.clone(), changed, std::future::pending()).await?;
 //! let finished = state.lock().unwrap().totals().jobs_finished;
@@ -36,17 +36,16 @@
 //! ```
 
 use crate::capture::recording::{self, Entry, Reader, RecordError, Recorded};
-use crate::monitor::{lock_state, now_ms, Replay, SharedState};
+use crate::monitor::{lock_state, now_ms, Changed, Replay, SharedState};
 use crate::protocol::frame::{parse_frame, MAX_MSG_SIZE};
 use crate::protocol::{Message, MonStats, MsgType, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use crate::standin::session::{accept_monitors, log_in, JobDoneType, MonitorLink};
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -192,7 +191,7 @@ pub async fn play(
     reader: Reader,
     opts: PlayOptions,
     state: SharedState,
-    changed: Arc<Notify>,
+    changed: Changed,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Played, RecordError> {
     let header = reader.header();
@@ -282,7 +281,7 @@ fn read_ahead(reader: Reader, tx: mpsc::Sender<Vec<Result<Entry, RecordError>>>)
 /// The state of a [`play`].
 struct Player {
     state: SharedState,
-    changed: Arc<Notify>,
+    changed: Changed,
     pacer: Pacer,
     start_ms: Option<u64>,
     name: String,
@@ -320,13 +319,13 @@ impl Player {
         }));
         st.scheduler_connected(self.name.clone(), protocol, t);
         drop(st);
-        self.changed.notify_one();
+        self.changed.send_replace(());
     }
 
     fn publish(&mut self) {
         if self.dirty {
             self.dirty = false;
-            self.changed.notify_one();
+            self.changed.send_replace(());
         }
     }
 
@@ -349,7 +348,7 @@ impl Player {
                     let at = self.pacer.recorded_at(Instant::now());
                     let t = self.clock(Some(at));
                     if lock_state(&self.state).tick(t) {
-                        self.changed.notify_one();
+                        self.changed.send_replace(());
                     }
                 }
             }
@@ -420,7 +419,7 @@ impl Player {
             st.scheduler_lost(text, self.last_ms);
         }
         drop(st);
-        self.changed.notify_one();
+        self.changed.send_replace(());
     }
 }
 

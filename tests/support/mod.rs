@@ -11,7 +11,7 @@
 
 use bytes::BytesMut;
 use icewatch::monitor::{
-    lock_state, run, ConnectOptions, SharedState, State, StateOptions, Target,
+    changed, lock_state, run, Changed, ConnectOptions, SharedState, State, StateOptions, Target,
 };
 use icewatch::protocol::handshake::handshake;
 use icewatch::protocol::{Message, MonStats, MsgType};
@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -306,17 +306,20 @@ pub fn shared_state() -> SharedState {
 }
 
 /// Waits, without polling, until `cond` holds for the state; the
-/// connection notifies `changed` after every change.
+/// connection sends on `changed` after every change.
 pub async fn wait_until(
     state: &SharedState,
-    changed: &Notify,
+    changed: &Changed,
     mut cond: impl FnMut(&State) -> bool,
 ) {
+    let mut wakeups = changed.subscribe();
     loop {
         if cond(&lock_state(state)) {
             return;
         }
-        changed.notified().await;
+        if wakeups.changed().await.is_err() {
+            return;
+        }
     }
 }
 
@@ -435,7 +438,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Monitor {
     pub sched: FakeScheduler,
     pub state: SharedState,
-    pub changed: Arc<Notify>,
+    pub changed: Changed,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -456,7 +459,7 @@ impl Monitor {
 
     pub async fn start_with(sched: FakeScheduler, opts: ConnectOptions) -> Monitor {
         let state = shared_state();
-        let changed = Arc::new(Notify::new());
+        let changed = changed();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(run(opts, state.clone(), changed.clone(), async {
             let _ = stopped.await;

@@ -5,7 +5,7 @@
 use crate::cli::ServeArgs;
 use anyhow::{Context, Result};
 use icewatch::monitor::{
-    self, ConnectOptions, Connection, SharedState, State, StateOptions, Target,
+    self, Changed, ConnectOptions, Connection, SharedState, State, StateOptions, Target,
 };
 use icewatch::publisher::{self, ServeOptions};
 use std::future::Future;
@@ -157,7 +157,7 @@ pub async fn serve_fed<F, Fut>(
     feed: F,
 ) -> Result<()>
 where
-    F: FnOnce(SharedState, Arc<Notify>, CancellationToken) -> Fut,
+    F: FnOnce(SharedState, Changed, CancellationToken) -> Fut,
     Fut: Future<Output = Result<()>> + Send + 'static,
 {
     let local = listener.local_addr()?;
@@ -168,7 +168,7 @@ where
             u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
         }),
     })));
-    let changed = Arc::new(Notify::new());
+    let changed = monitor::changed();
     // Not a shutdown signal: a trigger dropped when the feed ends well
     // would stop the page too.
     let gave_up = Arc::new(Notify::new());
