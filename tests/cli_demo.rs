@@ -4,7 +4,6 @@
 mod common;
 
 use common::{Monitor, Running};
-use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
 use icewatch::protocol::{Message, MsgType};
 use std::collections::BTreeSet;
 
@@ -88,8 +87,7 @@ fn the_long_mon_get_cs_goes_to_monitors_below_protocol_29() {
     let mut m = Monitor::connect(addr, 28);
     loop {
         let frame = m.frame().unwrap();
-        let (_, raw) = parse_frame(&frame, MAX_MSG_SIZE).unwrap();
-        if let Message::MonGetCs(get) = Message::decode(raw.ty, raw.body, 28).unwrap() {
+        if let Message::MonGetCs(get) = frame.decode(28).unwrap() {
             assert_eq!(get.request.environments.len(), 1);
             assert_eq!(get.request.count, 1);
             assert!(!get.request.target.is_empty());
@@ -119,8 +117,7 @@ fn first_messages(seed: &str, n: usize) -> Vec<String> {
     (0..n)
         .map(|_| {
             let frame = m.frame().unwrap();
-            let (_, raw) = parse_frame(&frame, MAX_MSG_SIZE).unwrap();
-            let mut msg = Message::decode(raw.ty, raw.body, 44).unwrap();
+            let mut msg = frame.decode(44).unwrap();
             match &mut msg {
                 Message::MonJobBegin(b) => b.start_time = 0,
                 Message::MonLocalJobBegin(b) => b.start_time = 0,

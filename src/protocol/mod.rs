@@ -18,7 +18,9 @@
 //!    big-endian type code ([`MsgType`]) and a body.
 //!    [`frame::parse_frame`] cuts one frame from the front of a buffer, or
 //!    says how many more bytes it needs; it refuses a length above the limit
-//!    before the body arrives. Its module docs show a whole read loop.
+//!    before the body arrives. [`frame::Frame`] is one whole frame, owned,
+//!    cut off a read buffer without a copy: its type, its body, its bytes
+//!    as they travelled. The module docs show a whole read loop.
 //! 3. [`Message::decode`] parses a body at the agreed version into one
 //!    [`Message`], borrowing strings and payloads from the body. A body that
 //!    is short, too long or malformed is a [`DecodeError`] naming the type,

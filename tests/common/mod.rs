@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use bytes::BytesMut;
-use icewatch::protocol::frame::{parse_frame, FrameError, MAX_MSG_SIZE};
+use icewatch::protocol::frame::{Frame, FrameError, MAX_MSG_SIZE};
 use icewatch::protocol::handshake::handshake_blocking;
 use icewatch::protocol::{Message, MsgType};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -27,6 +27,15 @@ pub fn capture(version: u32) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
         .join(format!("basic.v{version}.bin"))
+}
+
+/// Every frame of a recording or a raw capture, in order.
+pub fn frames_of(path: impl AsRef<Path>) -> Vec<icewatch::protocol::frame::Frame> {
+    icewatch::capture::recording::open(path.as_ref())
+        .unwrap()
+        .filter_map(|r| r.unwrap().into_message())
+        .map(|r| r.frame)
+        .collect()
 }
 
 /// `icewatch dump --capture FILE`, run to its end; the caller checks how
@@ -224,13 +233,10 @@ impl Monitor {
     }
 
     /// The next whole frame, or `None` when the scheduler closed.
-    pub fn frame(&mut self) -> Option<BytesMut> {
+    pub fn frame(&mut self) -> Option<Frame> {
         loop {
-            match parse_frame(&self.buf, MAX_MSG_SIZE) {
-                Ok((rest, _)) => {
-                    let used = self.buf.len() - rest.len();
-                    return Some(self.buf.split_to(used));
-                }
+            match Frame::split_from(&mut self.buf, MAX_MSG_SIZE) {
+                Ok(frame) => return Some(frame),
                 Err(FrameError::Incomplete { .. }) => {}
                 Err(e) => panic!("bad frame from the scheduler: {e}"),
             }
@@ -249,16 +255,16 @@ impl Monitor {
 
     /// The type of a frame, checking that it decodes at the agreed version
     /// into a known message.
-    pub fn check(&self, frame: &[u8]) -> MsgType {
-        let (_, raw) = parse_frame(frame, MAX_MSG_SIZE).unwrap();
-        let msg = Message::decode(raw.ty, raw.body, self.version)
+    pub fn check(&self, frame: &Frame) -> MsgType {
+        let msg = frame
+            .decode(self.version)
             .unwrap_or_else(|e| panic!("invalid message from the scheduler: {e}"));
         assert!(
             !matches!(msg, Message::Unknown { .. }),
             "unknown message type {}",
-            raw.ty
+            frame.ty()
         );
-        raw.ty
+        frame.ty()
     }
 }
 
