@@ -106,16 +106,19 @@ pub struct Changes {
 
 impl Feed {
     /// The current epoch: an object whose mark differs records itself.
+    #[inline]
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.max(1)
     }
 
     /// Whether anyone follows (else nothing is recorded).
+    #[inline]
     pub(crate) fn followed(&self) -> bool {
         self.following > 0
     }
 
     /// Records `entry`, if anyone follows.
+    #[inline]
     pub(crate) fn record(&mut self, entry: Entry) {
         if self.following == 0 {
             return;

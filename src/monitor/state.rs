@@ -652,9 +652,13 @@ impl State {
     /// them cannot still be running (its end was lost): it ends as stale.
     fn job_begun(&mut self, id: u32, server: u32) {
         let now = self.clock_ms;
+        // The submitter's slot, if it counts the job as waiting: found
+        // without a lookup.
+        let mut client_slot = None;
         let (job, fresh) = match self.jobs.get_mut(id) {
             Some(job) => {
                 let fresh = job.state != JobState::Compiling;
+                client_slot = job.raised.client_pending();
                 self.book.leave(job);
                 job.state = JobState::Compiling;
                 job.start_ms = now;
@@ -679,8 +683,9 @@ impl State {
             if client == Some(server) {
                 h.jobs_in_own += 1;
             }
-            if let Some(h) = client.and_then(|c| self.book.touch_host(c)) {
-                h.jobs_out += 1;
+            let client_slot = client_slot.or_else(|| client.and_then(|c| self.book.hosts.slot(c)));
+            if let Some(c) = client_slot {
+                self.book.touch_slot(c).jobs_out += 1;
             }
         }
         let h = &self.book.hosts.slab[usize::from(at)];
@@ -767,9 +772,11 @@ impl State {
             self.serving.ended(at, id);
         }
         let now = self.clock_ms;
-        let key = |id: Option<u32>| {
-            id.and_then(|id| self.book.hosts.get(id))
-                .map_or(NO_NAME, |h| h.key)
+        let hosts = &self.book.hosts;
+        let key = |id: Option<u32>| id.and_then(|id| hosts.get(id)).map_or(NO_NAME, |h| h.key);
+        let server_key = match server_slot {
+            Some(at) => hosts.slab[usize::from(at)].key,
+            None => key(server),
         };
         let state = match (reason, exit) {
             _ if local => JobState::LocalFinished,
@@ -785,7 +792,7 @@ impl State {
             exit_code: None,
             stats: None,
             client_name: key(client),
-            server_name: key(server),
+            server_name: server_key,
         };
         let c = &mut self.book.counts;
         match end.state {
