@@ -310,13 +310,15 @@ fn fanout_runs(opts: &Opts) -> Result<()> {
         |f| {
             format!(
                 "latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms ({} samples) | \
-                 icewatch {:.3} cores | {} events, {} diffs | bytes/event/client: diff {:.1}; \
+                 icewatch {:.3} cores, harness {:.3} cores | {} events, {} diffs | \
+                 bytes/event/client: diff {:.1}; \
                  full lists per diff {:.1} ({:.1}x), full lists per change {:.0} ({:.0}x)",
                 f.p50_ms,
                 f.p99_ms,
                 f.max_ms,
                 f.samples,
                 f.cpu_cores,
+                f.harness_cores,
                 f.events,
                 f.diffs,
                 f.diff_bytes_per_event,
@@ -336,6 +338,7 @@ fn fanout_runs(opts: &Opts) -> Result<()> {
                 ("p50 ms", |f: &fanout::Fanout| f.p50_ms),
                 ("p99 ms", |f| f.p99_ms),
                 ("icewatch cores", |f| f.cpu_cores),
+                ("harness cores", |f| f.harness_cores),
                 ("diff bytes/event/client", |f| f.diff_bytes_per_event),
                 ("full lists per diff bytes/event/client", |f| {
                     f.full_bytes_per_event
