@@ -3,7 +3,7 @@
 //! documented in `docs/http.md`.
 
 use super::host::{origin_authority, AllowedHosts};
-use super::socket::{self, Fragmenting, FRAGMENT};
+use super::socket;
 use super::websocket::{serve_client, Hub};
 use super::{json, metrics};
 use crate::monitor::State;
@@ -219,7 +219,7 @@ async fn websocket(Shared(app): Shared<App>, request: Request) -> Response {
         socket::config(MAX_CLIENT_MESSAGE),
         move |socket| async move {
             let (sink, stream) = socket.split();
-            let end = serve_client(hub, Fragmenting::new(sink, FRAGMENT), stream).await;
+            let end = serve_client(hub, sink, stream).await;
             tracing::debug!("WebSocket client gone: {end:?}");
         },
     )
