@@ -20,9 +20,10 @@
 //   --runs R        runs; each measures the three pages afresh (3)
 //   --bin PATH      the icewatch binary (default target/release/icewatch,
 //                   or $ICEWATCH_BIN)
-//   --page FILE     serve FILE as the page instead of the binary's own (d3
-//                   inlined as build.rs and the server do), to try changes
-//                   to web/visage.html without a rebuild
+//   --page FILE     serve FILE as the page instead of the binary's own, with
+//                   d3 and the modules of js/ beside it inlined as build.rs
+//                   does (e2e/page.mjs), to try changes to web/ without a
+//                   rebuild; a page from before the modules works too
 //   --profile DIR   also record a CPU profile (.cpuprofile, opens in
 //                   Chrome's DevTools) and a trace (.json, opens in
 //                   ui.perfetto.dev) of the big page's measurement, and
@@ -37,6 +38,7 @@ import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from '../web/node_modules/playwright-core/index.mjs';
+import { assemblePage } from './page.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const chromiumPath = '/usr/bin/chromium';
@@ -98,15 +100,6 @@ function startDemo(bin, hosts) {
 function stopDemo(demo) {
   demo.child.removeAllListeners('exit');
   demo.child.kill('SIGTERM');
-}
-
-/** The page from `file` with d3 inlined, as build.rs and the server do it. */
-function workingCopy(file) {
-  const tag = '<script src="node_modules/d3/dist/d3.min.js"></script>';
-  const d3 = readFileSync(join(root, 'web', 'node_modules', 'd3', 'dist', 'd3.min.js'), 'utf8').replaceAll('</script', '<\\/script');
-  const page = readFileSync(file, 'utf8');
-  if (!page.includes(tag)) throw new Error(`${file} has no ${tag}`);
-  return page.replace(tag, () => `<script>${d3}</script>`);
 }
 
 // ---------- What the page records about itself ----------
@@ -379,7 +372,7 @@ async function main() {
   if (!existsSync(o.bin)) usage(`no ${o.bin}: run \`cargo build --release\` first, or pass --bin`);
   if (!existsSync(chromiumPath)) usage(`no ${chromiumPath}: install Debian's chromium (apt-get install chromium)`);
   if (o.profile) mkdirSync(o.profile, { recursive: true });
-  const html = o.page ? workingCopy(o.page) : null;
+  const html = o.page ? assemblePage(o.page) : null;
   const big = `${o.hosts} hosts`;
   console.log(`page: ${o.page ? o.page + ' (working copy, d3 inlined)' : 'as embedded in ' + o.bin}; `
     + `${o.runs} runs of ${o.seconds} s per page, after the first layout; chromium ${chromiumPath}, headless, 1440×960`);

@@ -6,6 +6,12 @@
 //! again", "after again"): memory kept for reuse does not grow a second
 //! time. Each client reads every message and sends nothing, as a browser
 //! tab left open does.
+//!
+//! "After" waits on the resident set, not a fixed time: it is sampled
+//! every 100 ms from the moment the server counts no client, until it has
+//! not fallen by [`FALL`] for [`QUIET`] (an allocator may hand memory back
+//! over seconds); the figure is the resident set then, and the time of its
+//! last fall is reported beside it.
 
 use super::{http_get, page_addr, spawn_icewatch, status_kib, stop};
 use anyhow::{ensure, Context, Result};
@@ -19,8 +25,11 @@ pub struct Clients {
     pub before_kib: u64,
     pub with_kib: u64,
     pub after_kib: u64,
+    /// When the resident set last fell after the clients left, in seconds.
+    pub after_secs: f64,
     pub again_kib: u64,
     pub after_again_kib: u64,
+    pub after_again_secs: f64,
     pub peak_kib: u64,
     pub clients: usize,
 }
@@ -40,8 +49,15 @@ impl Clients {
 /// How long the demo runs before "before": its snapshot grows for about
 /// 15 s (the 200 newest finished jobs it carries), then keeps its size.
 const WARM_UP: Duration = Duration::from_secs(30);
-/// How long each state is held before it is measured.
+/// How long the clients are held connected before they are measured.
 const SETTLE: Duration = Duration::from_secs(5);
+/// The resident set has settled once it has not fallen by [`FALL`] for this
+/// long...
+const QUIET: Duration = Duration::from_secs(10);
+/// ...in KiB.
+const FALL: u64 = 256;
+/// At most this long is waited for it to settle.
+const SETTLE_AT_MOST: Duration = Duration::from_secs(180);
 
 pub fn run(bin: &Path, clients: usize) -> Result<Clients> {
     let mut child = spawn_icewatch(bin, &["demo", "--seed", "1", "--listen", "127.0.0.1:0"])?;
@@ -54,29 +70,31 @@ pub fn run(bin: &Path, clients: usize) -> Result<Clients> {
     std::thread::sleep(WARM_UP);
     let before_kib = status_kib(pid, "VmRSS:")?;
 
-    let (with_kib, after_kib) = wave(&runtime, pid, page, clients)?;
-    let (again_kib, after_again_kib) = wave(&runtime, pid, page, clients)?;
+    let (with_kib, (after_kib, after_secs)) = wave(&runtime, pid, page, clients)?;
+    let (again_kib, (after_again_kib, after_again_secs)) = wave(&runtime, pid, page, clients)?;
     let peak_kib = status_kib(pid, "VmHWM:")?;
     stop(child);
     Ok(Clients {
         before_kib,
         with_kib,
         after_kib,
+        after_secs,
         again_kib,
         after_again_kib,
+        after_again_secs,
         peak_kib,
         clients,
     })
 }
 
 /// Connects `clients` readers, measures, lets them all leave, measures:
-/// `VmRSS` with them and after them, in KiB.
+/// `VmRSS` with them, in KiB, and after them (see [`settled`]).
 fn wave(
     runtime: &tokio::runtime::Runtime,
     pid: u32,
     page: std::net::SocketAddr,
     clients: usize,
-) -> Result<(u64, u64)> {
+) -> Result<(u64, (u64, f64))> {
     let (leave, left) = watch::channel(false);
     let readers = runtime.block_on(async {
         let mut readers = Vec::with_capacity(clients);
@@ -126,9 +144,27 @@ fn wave(
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(SETTLE);
-    let after_kib = status_kib(pid, "VmRSS:")?;
-    Ok((with_kib, after_kib))
+    Ok((with_kib, settled(pid)?))
+}
+
+/// Samples `VmRSS` every 100 ms until it has not fallen by [`FALL`] KiB for
+/// [`QUIET`]: the resident set then, in KiB, and the seconds from the first
+/// sample to its last fall.
+fn settled(pid: u32) -> Result<(u64, f64)> {
+    let started = Instant::now();
+    let mut mark = status_kib(pid, "VmRSS:")?;
+    let mut fell_at = Duration::ZERO;
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let rss = status_kib(pid, "VmRSS:")?;
+        let now = started.elapsed();
+        if rss + FALL <= mark {
+            (mark, fell_at) = (rss, now);
+        }
+        if now - fell_at >= QUIET || now >= SETTLE_AT_MOST {
+            return Ok((rss, fell_at.as_secs_f64()));
+        }
+    }
 }
 
 /// `icewatch_websocket_clients` from `/metrics`.

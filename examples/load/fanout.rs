@@ -2,7 +2,10 @@
 //! scheduler sends 10,000 events a second. Each job's MON_GET_CS leaves the
 //! scheduler at a recorded instant; the first diff naming the job (in
 //! `jobs` or `jobs_done`) reaches every client at another: the difference
-//! is that client's latency for that job. Beside it, in the same run, what
+//! is that client's latency for that job. The CPU of icewatch over the
+//! paced period, and of this harness (the 200 clients reading, the fake
+//! scheduler, the mirror state), which shares the machine's cores with it.
+//! Beside it, in the same run, what
 //! sending the full host and link lists on every diff would cost: the
 //! harness applies the same messages to its own `State` and, at each diff,
 //! serialises its snapshot's hosts and links.
@@ -28,6 +31,8 @@ pub struct Fanout {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub cpu_cores: f64,
+    /// This harness's CPU over the same period: mostly the clients reading.
+    pub harness_cores: f64,
     pub diff_bytes_per_event: f64,
     pub full_bytes_per_event: f64,
     /// Sending the full host and link lists after every event instead.
@@ -185,6 +190,7 @@ async fn fanout(
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let cpu_before = cpu(pid)?.1;
+    let harness_before = cpu(std::process::id())?.1;
     let started = Instant::now();
     let mut sent_at: HashMap<u32, Instant> = HashMap::new();
     let per_tick = (rate / 100).max(1) as usize;
@@ -207,6 +213,7 @@ async fn fanout(
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let elapsed = started.elapsed();
     let cpu_used = (cpu(pid)?.1 - cpu_before) as f64 / 1e9;
+    let harness_used = (cpu(std::process::id())?.1 - harness_before) as f64 / 1e9;
     for t in stop_tx {
         let _ = t.send(());
     }
@@ -257,6 +264,7 @@ async fn fanout(
         p99_ms: pct(0.99),
         max_ms: lat[lat.len() - 1],
         cpu_cores: cpu_used / elapsed.as_secs_f64(),
+        harness_cores: harness_used / elapsed.as_secs_f64(),
         diff_bytes_per_event: diff_bytes as f64 / sent as f64,
         full_bytes_per_event: full_bytes as f64 / sent as f64,
         every_change_bytes_per_event: every_change as f64 / sent as f64,

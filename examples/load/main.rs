@@ -29,6 +29,16 @@
 //!
 //! `clients`: the resident memory of `icewatch demo` before, with and after
 //! 2,000 WebSocket clients (see `clients.rs`).
+//!
+//! `--icewatch PATH` measures another build of icewatch than the one beside
+//! the harness; `--baseline PATH` (modes `fanout` and `clients`, may be
+//! repeated) runs that build and this one in turns, in the order given in
+//! odd runs and the other way round in even ones, and summarises each:
+//!
+//! ```text
+//! git worktree add /tmp/old 4de6b77 && (cd /tmp/old/web && npm ci) && (cd /tmp/old && cargo build --release)
+//! target/release/examples/load fanout --runs 6 --baseline /tmp/old/target/release/icewatch
+//! ```
 
 mod clients;
 mod fanout;
@@ -57,6 +67,10 @@ struct Opts {
     rate: u64,
     seconds: u64,
     every: u64,
+    /// The icewatch measured: `--icewatch`, else the one beside the harness.
+    icewatch: Option<PathBuf>,
+    /// Other icewatch builds run in turns with it: `--baseline` (repeated).
+    baselines: Vec<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -71,6 +85,8 @@ fn main() -> Result<()> {
         rate: 10_000,
         seconds: 10,
         every: 60,
+        icewatch: None,
+        baselines: Vec::new(),
     };
     match what.as_str() {
         "fanout" => opts.hosts = 1_000,
@@ -89,6 +105,8 @@ fn main() -> Result<()> {
             "--rate" => opts.rate = value.parse()?,
             "--seconds" => opts.seconds = value.parse()?,
             "--every" => opts.every = value.parse()?,
+            "--icewatch" => opts.icewatch = Some(PathBuf::from(value)),
+            "--baseline" => opts.baselines.push(PathBuf::from(value)),
             _ => bail!("unknown flag {flag}"),
         }
     }
@@ -99,7 +117,7 @@ fn main() -> Result<()> {
         "fanout" => fanout_runs(&opts),
         "clients" => clients_runs(&opts),
         "soak" => soak::run(
-            &built("icewatch")?,
+            &opts.icewatch()?,
             &soak::Soak {
                 hosts: opts.hosts,
                 rate: opts.rate,
@@ -112,8 +130,9 @@ fn main() -> Result<()> {
         _ => bail!(
             "usage: load e2e [--runs N] [--messages N] [--hosts N] [--history N]\n       \
              load apply [--runs N] [--messages N] [--hosts N] [--history N]\n       \
-             load fanout [--runs N] [--hosts N] [--clients N] [--rate N] [--seconds N]\n       \
-             load clients [--runs N] [--clients N]\n       \
+             load fanout [--runs N] [--hosts N] [--clients N] [--rate N] [--seconds N] [--baseline PATH]\n       \
+             load clients [--runs N] [--clients N] [--baseline PATH]\n       \
+             (every mode but apply: [--icewatch PATH])\n       \
              load soak [--seconds N] [--every N] [--rate N] [--hosts N] [--clients N] [--history N]"
         ),
     }
@@ -134,8 +153,64 @@ struct Cost {
     wall: Duration,
 }
 
+impl Opts {
+    /// The icewatch binary measured.
+    fn icewatch(&self) -> Result<PathBuf> {
+        match &self.icewatch {
+            Some(path) => {
+                ensure!(path.exists(), "{} is missing", path.display());
+                Ok(path.clone())
+            }
+            None => built("icewatch"),
+        }
+    }
+
+    /// The binaries to run in turns, named: the baselines (if any) and the
+    /// one measured.
+    fn contenders(&self) -> Result<Vec<(String, PathBuf)>> {
+        let mut named = Vec::new();
+        for path in &self.baselines {
+            ensure!(path.exists(), "{} is missing", path.display());
+            named.push((format!("baseline {}", path.display()), path.clone()));
+        }
+        let icewatch = self.icewatch()?;
+        named.push((icewatch.display().to_string(), icewatch));
+        Ok(named)
+    }
+}
+
+/// Runs `measure` on each contender `runs` times, in turns (in order in
+/// odd runs, the other way round in even ones), printing each result
+/// with `show`; returns each contender's results.
+fn in_turns<T>(
+    contenders: &[(String, PathBuf)],
+    runs: usize,
+    mut measure: impl FnMut(&Path) -> Result<T>,
+    show: impl Fn(&T) -> String,
+) -> Result<Vec<Vec<T>>> {
+    let mut results: Vec<Vec<T>> = contenders.iter().map(|_| Vec::new()).collect();
+    for run in 1..=runs {
+        let mut order: Vec<usize> = (0..contenders.len()).collect();
+        if run % 2 == 0 {
+            order.reverse();
+        }
+        for i in order {
+            let (name, bin) = &contenders[i];
+            let r = measure(bin)?;
+            let label = if contenders.len() > 1 {
+                format!("{name}, run {run}")
+            } else {
+                format!("run {run}")
+            };
+            println!("{label}: {}", show(&r));
+            results[i].push(r);
+        }
+    }
+    Ok(results)
+}
+
 fn e2e(opts: &Opts) -> Result<()> {
-    let icewatch = built("icewatch")?;
+    let icewatch = opts.icewatch()?;
     let reader = built("examples/bare_reader")?;
     let built = Instant::now();
     let stream = stream::build(opts.hosts, opts.messages, PROTOCOL_VERSION);
@@ -218,7 +293,7 @@ fn apply_runs(opts: &Opts) -> Result<()> {
 }
 
 fn fanout_runs(opts: &Opts) -> Result<()> {
-    let icewatch = built("icewatch")?;
+    let contenders = opts.contenders()?;
     println!(
         "fanout: {} clients, {} events/s for {} s, {} hosts; machine: {} cores, {}",
         opts.clients,
@@ -228,50 +303,58 @@ fn fanout_runs(opts: &Opts) -> Result<()> {
         cores(),
         cpu_model()
     );
-    let mut rows = Vec::new();
-    for run in 1..=opts.runs {
-        let f = fanout::run(&icewatch, opts.hosts, opts.clients, opts.rate, opts.seconds)?;
-        println!(
-            "run {run}: latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms ({} samples) | \
-             icewatch {:.3} cores | {} events, {} diffs | bytes/event/client: diff {:.1}; \
-             full lists per diff {:.1} ({:.1}x), full lists per change {:.0} ({:.0}x)",
-            f.p50_ms,
-            f.p99_ms,
-            f.max_ms,
-            f.samples,
-            f.cpu_cores,
-            f.events,
-            f.diffs,
-            f.diff_bytes_per_event,
-            f.full_bytes_per_event,
-            f.full_bytes_per_event / f.diff_bytes_per_event,
-            f.every_change_bytes_per_event,
-            f.every_change_bytes_per_event / f.diff_bytes_per_event
-        );
-        rows.push(f);
-    }
-    summarise(
-        &rows,
-        2,
-        &[
-            ("p50 ms", |f| f.p50_ms),
-            ("p99 ms", |f| f.p99_ms),
-            ("icewatch cores", |f| f.cpu_cores),
-            ("diff bytes/event/client", |f| f.diff_bytes_per_event),
-            ("full lists per diff bytes/event/client", |f| {
-                f.full_bytes_per_event
-            }),
-            ("full lists per diff / diff", |f| {
-                f.full_bytes_per_event / f.diff_bytes_per_event
-            }),
-            ("full lists per change bytes/event/client", |f| {
-                f.every_change_bytes_per_event
-            }),
-            ("full lists per change / diff", |f| {
+    let results = in_turns(
+        &contenders,
+        opts.runs,
+        |bin| fanout::run(bin, opts.hosts, opts.clients, opts.rate, opts.seconds),
+        |f| {
+            format!(
+                "latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms ({} samples) | \
+                 icewatch {:.3} cores, harness {:.3} cores | {} events, {} diffs | \
+                 bytes/event/client: diff {:.1}; \
+                 full lists per diff {:.1} ({:.1}x), full lists per change {:.0} ({:.0}x)",
+                f.p50_ms,
+                f.p99_ms,
+                f.max_ms,
+                f.samples,
+                f.cpu_cores,
+                f.harness_cores,
+                f.events,
+                f.diffs,
+                f.diff_bytes_per_event,
+                f.full_bytes_per_event,
+                f.full_bytes_per_event / f.diff_bytes_per_event,
+                f.every_change_bytes_per_event,
                 f.every_change_bytes_per_event / f.diff_bytes_per_event
-            }),
-        ],
-    );
+            )
+        },
+    )?;
+    for ((name, _), rows) in contenders.iter().zip(&results) {
+        println!("{name}:");
+        summarise(
+            rows,
+            2,
+            &[
+                ("p50 ms", |f: &fanout::Fanout| f.p50_ms),
+                ("p99 ms", |f| f.p99_ms),
+                ("icewatch cores", |f| f.cpu_cores),
+                ("harness cores", |f| f.harness_cores),
+                ("diff bytes/event/client", |f| f.diff_bytes_per_event),
+                ("full lists per diff bytes/event/client", |f| {
+                    f.full_bytes_per_event
+                }),
+                ("full lists per diff / diff", |f| {
+                    f.full_bytes_per_event / f.diff_bytes_per_event
+                }),
+                ("full lists per change bytes/event/client", |f| {
+                    f.every_change_bytes_per_event
+                }),
+                ("full lists per change / diff", |f| {
+                    f.every_change_bytes_per_event / f.diff_bytes_per_event
+                }),
+            ],
+        );
+    }
     Ok(())
 }
 
@@ -280,46 +363,55 @@ fn mib(kib: u64) -> f64 {
 }
 
 fn clients_runs(opts: &Opts) -> Result<()> {
-    let icewatch = built("icewatch")?;
+    let contenders = opts.contenders()?;
     println!(
         "clients: {} WebSocket clients on icewatch demo; machine: {} cores, {}",
         opts.clients,
         cores(),
         cpu_model()
     );
-    let mut rows = Vec::new();
-    for run in 1..=opts.runs {
-        let c = clients::run(&icewatch, opts.clients)?;
-        println!(
-            "run {run}: RSS before {:.1} MiB, with {} clients {:.1} MiB, after {:.1} MiB, \
-             with {} new clients {:.1} MiB, after {:.1} MiB (peak {:.1} MiB) | \
-             {:.1} KiB per client, {:+.1} MiB kept after they left",
-            mib(c.before_kib),
-            c.clients,
-            mib(c.with_kib),
-            mib(c.after_kib),
-            c.clients,
-            mib(c.again_kib),
-            mib(c.after_again_kib),
-            mib(c.peak_kib),
-            c.per_client_kib(),
-            c.kept_kib() as f64 / 1024.0
+    let results = in_turns(
+        &contenders,
+        opts.runs,
+        |bin| clients::run(bin, opts.clients),
+        |c| {
+            format!(
+                "RSS before {:.1} MiB, with {} clients {:.1} MiB, after {:.1} MiB ({:.1} s), \
+                 with {} new clients {:.1} MiB, after {:.1} MiB ({:.1} s) (peak {:.1} MiB) | \
+                 {:.1} KiB per client, {:+.1} MiB kept after they left",
+                mib(c.before_kib),
+                c.clients,
+                mib(c.with_kib),
+                mib(c.after_kib),
+                c.after_secs,
+                c.clients,
+                mib(c.again_kib),
+                mib(c.after_again_kib),
+                c.after_again_secs,
+                mib(c.peak_kib),
+                c.per_client_kib(),
+                c.kept_kib() as f64 / 1024.0
+            )
+        },
+    )?;
+    for ((name, _), rows) in contenders.iter().zip(&results) {
+        println!("{name}:");
+        summarise(
+            rows,
+            1,
+            &[
+                ("RSS before MiB", |c: &clients::Clients| mib(c.before_kib)),
+                ("RSS with clients MiB", |c| mib(c.with_kib)),
+                ("RSS after MiB", |c| mib(c.after_kib)),
+                ("s for RSS to settle after", |c| c.after_secs),
+                ("RSS with new clients MiB", |c| mib(c.again_kib)),
+                ("RSS after them MiB", |c| mib(c.after_again_kib)),
+                ("s for RSS to settle after them", |c| c.after_again_secs),
+                ("KiB per client", |c| c.per_client_kib()),
+                ("MiB kept after", |c| c.kept_kib() as f64 / 1024.0),
+            ],
         );
-        rows.push(c);
     }
-    summarise(
-        &rows,
-        1,
-        &[
-            ("RSS before MiB", |c| mib(c.before_kib)),
-            ("RSS with clients MiB", |c| mib(c.with_kib)),
-            ("RSS after MiB", |c| mib(c.after_kib)),
-            ("RSS with new clients MiB", |c| mib(c.again_kib)),
-            ("RSS after them MiB", |c| mib(c.after_again_kib)),
-            ("KiB per client", |c| c.per_client_kib()),
-            ("MiB kept after", |c| c.kept_kib() as f64 / 1024.0),
-        ],
-    );
     Ok(())
 }
 

@@ -55,12 +55,14 @@ pub(crate) struct Book {
 }
 
 impl Book {
+    #[inline]
     pub(crate) fn touch_host(&mut self, id: u32) -> Option<&mut Host> {
         let slot = self.hosts.slot(id)?;
         Some(self.touch_slot(slot))
     }
 
     /// The host in `slot`, recorded as changed (once an epoch).
+    #[inline]
     pub(crate) fn touch_slot(&mut self, slot: HostSlot) -> &mut Host {
         let h = &mut self.hosts.slab[usize::from(slot)];
         let epoch = self.feed.epoch();
@@ -74,6 +76,7 @@ impl Book {
     /// `job`, recorded as changed (once an epoch; its mark holds the
     /// epoch's low 32 bits: a job would have to stay unchanged for 2^32
     /// takes to be taken for one changed in this one).
+    #[inline]
     pub(crate) fn touch_job(&mut self, job: &mut Active) {
         let epoch = self.feed.epoch() as u32;
         if job.gen != epoch {

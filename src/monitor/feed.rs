@@ -71,6 +71,9 @@ pub(crate) struct Feed {
     following: usize,
     /// Starts at 1 (0 is no epoch), one more at every take.
     epoch: u64,
+    /// The place where the current epoch began: a reader that takes from
+    /// there takes each object at most once.
+    epoch_start: u64,
 }
 
 /// A reader of a [`Feed`], made by [`State::follow`](super::State::follow):
@@ -85,10 +88,10 @@ pub struct Follower {
 /// What changed since a reader's last take.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Changes {
-    /// Hosts added, changed or removed (by id, each once, in id order).
+    /// Hosts added, changed or removed (by id, each once).
     pub hosts: Vec<u32>,
-    /// Active jobs that started or changed (by id, each once, in id
-    /// order); some may have finished since.
+    /// Active jobs that started or changed (by id, each once); some may
+    /// have finished since.
     pub jobs: Vec<u32>,
     /// History sequence numbers of the jobs finished since (read them with
     /// [`State::history_since`](super::State::history_since)).
@@ -103,16 +106,19 @@ pub struct Changes {
 
 impl Feed {
     /// The current epoch: an object whose mark differs records itself.
+    #[inline]
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.max(1)
     }
 
     /// Whether anyone follows (else nothing is recorded).
+    #[inline]
     pub(crate) fn followed(&self) -> bool {
         self.following > 0
     }
 
     /// Records `entry`, if anyone follows.
+    #[inline]
     pub(crate) fn record(&mut self, entry: Entry) {
         if self.following == 0 {
             return;
@@ -146,7 +152,7 @@ impl Feed {
             }
         };
         self.following += 1;
-        self.epoch = self.epoch() + 1;
+        self.new_epoch();
         Follower { slot, next_done }
     }
 
@@ -177,6 +183,8 @@ impl Feed {
             done: reader.next_done.min(next_done)..next_done,
             ..Changes::default()
         };
+        // Since the epoch began, each object recorded itself once.
+        let repeats = *place != self.epoch_start;
         let from = usize::try_from(place.saturating_sub(self.first)).unwrap_or(usize::MAX);
         for entry in self.log.range(from.min(self.log.len())..) {
             match *entry {
@@ -187,13 +195,21 @@ impl Feed {
         }
         *place = end;
         reader.next_done = next_done;
-        self.epoch = self.epoch() + 1;
+        self.new_epoch();
         self.trim();
-        for ids in [&mut changes.hosts, &mut changes.jobs] {
-            ids.sort_unstable();
-            ids.dedup();
+        if repeats {
+            for ids in [&mut changes.hosts, &mut changes.jobs] {
+                ids.sort_unstable();
+                ids.dedup();
+            }
         }
         changes
+    }
+
+    /// Starts an epoch at the current end: objects record themselves again.
+    fn new_epoch(&mut self) {
+        self.epoch = self.epoch() + 1;
+        self.epoch_start = self.end();
     }
 
     /// Drops the entries every reader has taken.
@@ -205,8 +221,10 @@ impl Feed {
             .min(self.log.len());
         self.log.drain(..drop);
         self.first += drop as u64;
-        if self.log.is_empty() && self.log.capacity() > 4096 {
-            self.log.shrink_to(4096);
+        // The room stays for the next epoch, which is likely as busy; when
+        // nobody follows any more it goes.
+        if self.following == 0 {
+            self.log = VecDeque::new();
         }
     }
 
@@ -234,9 +252,13 @@ mod tests {
         feed.record(Entry::Host(2));
         let got = feed.take(&mut a, 4);
         assert_eq!((got.hosts, got.jobs, got.done), (vec![2], vec![3, 5], 0..4));
+        feed.record(Entry::Job(9));
+        feed.record(Entry::Job(4));
+        let got = feed.take(&mut a, 4);
+        assert_eq!(got.jobs, [9, 4], "one epoch: as recorded, no sorting");
         feed.record(Entry::Session);
         let got = feed.take(&mut b, 4);
-        assert_eq!((got.hosts, got.jobs), (vec![2], vec![3, 5]));
+        assert_eq!((got.hosts, got.jobs), (vec![2], vec![3, 4, 5, 9]));
         assert!(got.new_session && !got.lagged);
         let got = feed.take(&mut a, 6);
         assert!(got.new_session && got.jobs.is_empty());

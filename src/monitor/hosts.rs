@@ -31,6 +31,7 @@ impl HostIndex {
     /// 256 KiB).
     const DIRECT: u32 = 1 << 16;
 
+    #[inline]
     pub(crate) fn get(&self, id: u32) -> Option<HostSlot> {
         if id < Self::DIRECT {
             self.direct.get(id as usize).copied().flatten()
@@ -66,6 +67,7 @@ impl HostIndex {
 }
 
 impl Hosts {
+    #[inline]
     pub(crate) fn slot(&self, id: u32) -> Option<HostSlot> {
         self.index.get(id)
     }
@@ -74,6 +76,7 @@ impl Hosts {
         self.slot(id).map(|slot| &self.slab[usize::from(slot)])
     }
 
+    #[inline]
     pub(crate) fn contains(&self, id: u32) -> bool {
         self.index.get(id).is_some()
     }

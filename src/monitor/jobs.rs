@@ -238,7 +238,7 @@ impl Active {
 
 /// How a job ended: what [`Jobs::retire`] adds to its record.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Ended {
+pub(crate) struct JobEnd {
     /// Finished, failed, cut short or local finished.
     pub(crate) state: JobState,
     pub(crate) reason: EndReason,
@@ -255,7 +255,7 @@ pub(crate) struct Ended {
 /// in a byte: values past 254, which no compiler has, read back as 255
 /// (named `?` as any unknown one).
 #[derive(Clone, Copy, Debug)]
-struct Done {
+struct Retired {
     start_ms: u64,
     end_ms: u64,
     stats: JobStats,
@@ -269,40 +269,40 @@ struct Done {
     lang: u8,
     state: JobState,
     reason: EndReason,
-    /// Which of the optional fields are there (`Done::CLIENT`...).
+    /// Which of the optional fields are there (`Retired::CLIENT`...).
     has: u8,
 }
 
-const _: () = assert!(std::mem::size_of::<Done>() == 80);
+const _: () = assert!(std::mem::size_of::<Retired>() == 80);
 
-impl Done {
+impl Retired {
     const CLIENT: u8 = 1;
     const SERVER: u8 = 2;
     const EXIT_CODE: u8 = 4;
     const STATS: u8 = 8;
     const LANG: u8 = 16;
 
-    fn new(job: &Active, ended: &Ended, name: Name) -> Done {
+    fn new(job: &Active, end: &JobEnd, name: Name) -> Retired {
         let bit = |present: bool, bit: u8| if present { bit } else { 0 };
-        Done {
+        Retired {
             start_ms: job.start_ms,
-            end_ms: ended.end_ms,
-            stats: ended.stats.unwrap_or_default(),
+            end_ms: end.end_ms,
+            stats: end.stats.unwrap_or_default(),
             id: job.id,
             client: job.client.unwrap_or(0),
             server: job.server.unwrap_or(0),
-            exit_code: ended.exit_code.unwrap_or(0),
+            exit_code: end.exit_code.unwrap_or(0),
             name,
-            client_name: ended.client_name,
-            server_name: ended.server_name,
+            client_name: end.client_name,
+            server_name: end.server_name,
             lang: job.lang.map_or(0, |l| u8::try_from(l.0).unwrap_or(u8::MAX)),
-            state: ended.state,
-            reason: ended.reason,
-            has: bit(job.client.is_some(), Done::CLIENT)
-                | bit(job.server.is_some(), Done::SERVER)
-                | bit(ended.exit_code.is_some(), Done::EXIT_CODE)
-                | bit(ended.stats.is_some(), Done::STATS)
-                | bit(job.lang.is_some(), Done::LANG),
+            state: end.state,
+            reason: end.reason,
+            has: bit(job.client.is_some(), Retired::CLIENT)
+                | bit(job.server.is_some(), Retired::SERVER)
+                | bit(end.exit_code.is_some(), Retired::EXIT_CODE)
+                | bit(end.stats.is_some(), Retired::STATS)
+                | bit(job.lang.is_some(), Retired::LANG),
         }
     }
 
@@ -310,12 +310,12 @@ impl Done {
     fn job(&self) -> Job {
         let has = |bit: u8| self.has & bit != 0;
         Job {
-            lang: has(Done::LANG).then_some(Language(u32::from(self.lang))),
-            client: has(Done::CLIENT).then_some(self.client),
-            server: has(Done::SERVER).then_some(self.server),
+            lang: has(Retired::LANG).then_some(Language(u32::from(self.lang))),
+            client: has(Retired::CLIENT).then_some(self.client),
+            server: has(Retired::SERVER).then_some(self.server),
             end_ms: Some(self.end_ms),
-            exit_code: has(Done::EXIT_CODE).then_some(self.exit_code),
-            stats: has(Done::STATS).then_some(self.stats),
+            exit_code: has(Retired::EXIT_CODE).then_some(self.exit_code),
+            stats: has(Retired::STATS).then_some(self.stats),
             reason: Some(self.reason),
             ..Job::new(self.id, self.state, self.start_ms)
         }
@@ -334,7 +334,7 @@ pub(crate) struct Jobs {
     /// The file names of the jobs in `slots` and `history`.
     names: Names,
     /// Finished jobs, oldest first.
-    history: VecDeque<Done>,
+    history: VecDeque<Retired>,
     /// Jobs ever pushed to the history (the sequence number of the next one).
     pushed: u64,
     /// At most this many finished jobs are kept.
@@ -374,7 +374,7 @@ impl Jobs {
 
     /// `done`, of the history, with history sequence number `seq`, its
     /// file name and its hosts' names (from `hosts`).
-    fn lend_done<'a>(&'a self, done: &Done, seq: u64, hosts: &'a HostNames) -> JobRef<'a> {
+    fn lend_retired<'a>(&'a self, done: &Retired, seq: u64, hosts: &'a HostNames) -> JobRef<'a> {
         let mut job = JobRef::new(done.job(), self.names.get(done.name), Some(seq));
         job.client_name = hosts.name(done.client_name);
         job.server_name = hosts.name(done.server_name);
@@ -424,7 +424,7 @@ impl Jobs {
         self.history
             .iter()
             .enumerate()
-            .map(move |(i, done)| self.lend_done(done, first + i as u64, hosts))
+            .map(move |(i, done)| self.lend_retired(done, first + i as u64, hosts))
     }
 
     /// The finished jobs with history sequence number `from` or later,
@@ -440,7 +440,7 @@ impl Jobs {
         self.history
             .range(skip..)
             .enumerate()
-            .map(move |(i, done)| self.lend_done(done, first + (skip + i) as u64, hosts))
+            .map(move |(i, done)| self.lend_retired(done, first + (skip + i) as u64, hosts))
     }
 
     /// The sequence number of the oldest finished job kept.
@@ -505,10 +505,10 @@ impl Jobs {
         self.active.remove(id)
     }
 
-    /// Files the job in `slot` (taken out of the active jobs), `ended`, in
+    /// Files the job in `slot` (taken out of the active jobs), `end`, in
     /// the history, and frees the slot; the oldest finished job leaves if
     /// the history is full.
-    pub(crate) fn retire(&mut self, slot: Slot, ended: Ended) {
+    pub(crate) fn retire(&mut self, slot: Slot, end: JobEnd) {
         if self.history.len() >= self.history_limit {
             if let Some(old) = self.history.pop_front() {
                 self.names.release(old.name);
@@ -521,7 +521,7 @@ impl Jobs {
         }
         let job = &mut self.slots[slot as usize];
         let name = std::mem::take(&mut job.name);
-        let done = Done::new(job, &ended, name);
+        let done = Retired::new(job, &end, name);
         self.history.push_back(done);
         self.free.push(slot);
         self.pushed += 1;
@@ -530,7 +530,7 @@ impl Jobs {
 
 #[cfg(test)]
 mod tests {
-    use super::{Active, Done, Ended, JobIndex, Jobs, Slot};
+    use super::{Active, JobEnd, JobIndex, Jobs, Retired, Slot};
     use crate::monitor::cluster::EndReason;
     use crate::monitor::cluster::{Job, JobState, JobStats};
     use crate::monitor::host_names::HostNames;
@@ -590,7 +590,7 @@ mod tests {
             let mut active = Active::new(id, JobState::Compiling, times.0);
             (active.client, active.server) = hosts;
             active.lang = lang.map(Language);
-            let ended = Ended {
+            let end = JobEnd {
                 state,
                 reason,
                 end_ms: times.1,
@@ -617,10 +617,10 @@ mod tests {
                 start_ms: times.0,
                 end_ms: Some(times.1),
                 exit_code,
-                stats: ended.stats,
+                stats: end.stats,
                 reason: Some(reason),
             };
-            prop_assert_eq!(Done::new(&active, &ended, Name::default()).job(), want);
+            prop_assert_eq!(Retired::new(&active, &end, Name::default()).job(), want);
         }
 
         #[test]
@@ -656,7 +656,7 @@ mod tests {
                 continue;
             };
             let slot = jobs.take(old).expect("active");
-            let ended = Ended {
+            let end = JobEnd {
                 state: JobState::Finished,
                 reason: EndReason::Exit,
                 end_ms: 1,
@@ -665,7 +665,7 @@ mod tests {
                 client_name: 0,
                 server_name: 0,
             };
-            jobs.retire(slot, ended);
+            jobs.retire(slot, end);
         }
         let mut live = 0;
         for job in jobs

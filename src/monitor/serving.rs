@@ -38,6 +38,7 @@ impl Serving {
 
     /// Job `id` began on the host in `slot`, which now has `live` remote
     /// jobs; `is_live` tells whether an id still compiles there.
+    #[inline]
     pub(crate) fn began(
         &mut self,
         slot: HostSlot,
@@ -55,6 +56,7 @@ impl Serving {
     }
 
     /// Job `id` ended on the host in `slot`.
+    #[inline]
     pub(crate) fn ended(&mut self, slot: HostSlot, id: u32) {
         if let Some(q) = self.queues.get_mut(usize::from(slot)) {
             if q.front() == Some(&id) {

@@ -13,7 +13,7 @@ use super::cluster::{
 use super::feed::{Changes, Entry, Follower};
 use super::host_names::{HostNames, NO_NAME};
 use super::hosts::HostSlot;
-use super::jobs::{Active, Ended, Jobs, Slot};
+use super::jobs::{Active, JobEnd, Jobs, Slot};
 use super::rate::RateWindow;
 use super::serving::Serving;
 use crate::protocol::stats::HostStats;
@@ -62,22 +62,6 @@ impl Default for StateOptions {
             stale_after_ms: 3_600_000,
         }
     }
-}
-
-/// How a job ends, as the messages tell it.
-#[derive(Clone, Copy, Debug)]
-enum End {
-    /// The scheduler reported the compiler's exit code of a remote job.
-    Exit(i32, Option<JobStats>),
-    /// A local job's end was reported.
-    LocalDone,
-    /// Its submitter or server left (the scheduler reports exit code 255
-    /// for a remote job): cut short.
-    HostLeft,
-    /// The scheduler connection went away: the outcome is unknown.
-    SchedulerLost,
-    /// It cannot still be running.
-    Stale,
 }
 
 /// The live state of one cluster, fed message by message.
@@ -279,7 +263,7 @@ impl State {
             if self.stale_after_ms < self.clock_ms {
                 for id in self.jobs.active_ids(|j| j.start_ms < limit) {
                     if let Some(slot) = self.jobs.take(id) {
-                        self.finish(slot, End::Stale);
+                        self.finish(slot, EndReason::Stale);
                         changed = true;
                     }
                 }
@@ -614,7 +598,7 @@ impl State {
                 self.ended_early.clear();
             }
             self.ended_early.insert(job_id);
-            self.finish(slot, End::HostLeft);
+            self.finish(slot, EndReason::HostLeft);
         }
         if self.book.hosts.get(id).is_some_and(|h| h.online) {
             self.book.set_online(id, false);
@@ -650,14 +634,14 @@ impl State {
             ids.truncate(ids.len() / 8);
             for old in ids {
                 if let Some(slot) = self.jobs.take(old) {
-                    self.finish(slot, End::Stale);
+                    self.finish(slot, EndReason::Stale);
                 }
             }
         }
         let (slot, displaced) = self.jobs.start(id, state, self.clock_ms, file);
         if let Some(old) = displaced {
             self.book.counts.unknown_jobs += 1;
-            self.finish(old, End::Stale);
+            self.finish(old, EndReason::Stale);
         }
         slot
     }
@@ -668,9 +652,13 @@ impl State {
     /// them cannot still be running (its end was lost): it ends as stale.
     fn job_begun(&mut self, id: u32, server: u32) {
         let now = self.clock_ms;
+        // The submitter's slot, if it counts the job as waiting: found
+        // without a lookup.
+        let mut client_slot = None;
         let (job, fresh) = match self.jobs.get_mut(id) {
             Some(job) => {
                 let fresh = job.state != JobState::Compiling;
+                client_slot = job.raised.client_pending();
                 self.book.leave(job);
                 job.state = JobState::Compiling;
                 job.start_ms = now;
@@ -695,8 +683,9 @@ impl State {
             if client == Some(server) {
                 h.jobs_in_own += 1;
             }
-            if let Some(h) = client.and_then(|c| self.book.touch_host(c)) {
-                h.jobs_out += 1;
+            let client_slot = client_slot.or_else(|| client.and_then(|c| self.book.hosts.slot(c)));
+            if let Some(c) = client_slot {
+                self.book.touch_slot(c).jobs_out += 1;
             }
         }
         let h = &self.book.hosts.slab[usize::from(at)];
@@ -718,7 +707,7 @@ impl State {
             .serving
             .oldest(slot, except, |id| compiling_on(jobs, id, slot));
         if let Some(at) = oldest.and_then(|id| self.jobs.take(id)) {
-            self.finish(at, End::Stale);
+            self.finish(at, EndReason::Stale);
         }
     }
 
@@ -729,12 +718,12 @@ impl State {
             }
             return;
         };
-        let end = if self.jobs.slot_mut(slot).state == JobState::Local {
-            End::LocalDone
+        if self.jobs.slot_mut(slot).state == JobState::Local {
+            self.finish(slot, EndReason::LocalDone);
         } else {
-            End::Exit(done.exit_code_signed(), Some(JobStats::from(done)))
-        };
-        self.finish(slot, end);
+            let exit = (done.exit_code_signed(), JobStats::from(done));
+            self.finish_with_exit(slot, Some(exit));
+        }
     }
 
     fn local_job_begun(&mut self, id: u32, host: u32, file: &[u8]) {
@@ -751,7 +740,7 @@ impl State {
 
     fn local_job_done(&mut self, id: u32) {
         match self.jobs.take(id) {
-            Some(slot) => self.finish(slot, End::LocalDone),
+            Some(slot) => self.finish(slot, EndReason::LocalDone),
             None if self.ended_early.remove(&id) => {}
             None => {
                 self.book.counts.unknown_jobs += 1;
@@ -759,9 +748,21 @@ impl State {
         }
     }
 
-    /// Ends the job in `slot`, taken out of the active jobs, and files it
-    /// in the history with its hosts' names as they are now.
-    fn finish(&mut self, slot: Slot, end: End) {
+    /// Ends the job in `slot`, taken out of the active jobs, for `reason`
+    /// (not [`EndReason::Exit`]: see [`State::finish_with_exit`]).
+    fn finish(&mut self, slot: Slot, reason: EndReason) {
+        self.end(slot, reason, None);
+    }
+
+    /// Ends the remote job in `slot`, taken out of the active jobs, with
+    /// the compiler's exit code and the server's statistics.
+    fn finish_with_exit(&mut self, slot: Slot, exit: Option<(i32, JobStats)>) {
+        self.end(slot, EndReason::Exit, exit);
+    }
+
+    /// Ends the job in `slot` and files it in the history with its hosts'
+    /// names as they are now.
+    fn end(&mut self, slot: Slot, reason: EndReason, exit: Option<(i32, JobStats)>) {
         let job = self.jobs.slot_mut(slot);
         let server_slot = job.raised.server_active();
         self.book.leave(job);
@@ -771,33 +772,30 @@ impl State {
             self.serving.ended(at, id);
         }
         let now = self.clock_ms;
-        let key = |id: Option<u32>| {
-            id.and_then(|id| self.book.hosts.get(id))
-                .map_or(NO_NAME, |h| h.key)
+        let hosts = &self.book.hosts;
+        let key = |id: Option<u32>| id.and_then(|id| hosts.get(id)).map_or(NO_NAME, |h| h.key);
+        let server_key = match server_slot {
+            Some(at) => hosts.slab[usize::from(at)].key,
+            None => key(server),
         };
-        let (state, reason) = match end {
-            End::Exit(0, _) => (JobState::Finished, EndReason::Exit),
-            End::Exit(..) => (JobState::Failed, EndReason::Exit),
-            End::LocalDone => (JobState::LocalFinished, EndReason::LocalDone),
-            End::HostLeft => (JobState::CutShort, EndReason::HostLeft),
-            End::SchedulerLost => (JobState::CutShort, EndReason::SchedulerLost),
-            End::Stale => (JobState::CutShort, EndReason::Stale),
+        let state = match (reason, exit) {
+            _ if local => JobState::LocalFinished,
+            (EndReason::Exit, Some((0, _))) => JobState::Finished,
+            (EndReason::Exit, _) => JobState::Failed,
+            (EndReason::LocalDone, _) => JobState::LocalFinished,
+            _ => JobState::CutShort,
         };
-        let mut ended = Ended {
-            state: if local {
-                JobState::LocalFinished
-            } else {
-                state
-            },
+        let mut end = JobEnd {
+            state,
             reason,
             end_ms: now,
             exit_code: None,
             stats: None,
             client_name: key(client),
-            server_name: key(server),
+            server_name: server_key,
         };
         let c = &mut self.book.counts;
-        match ended.state {
+        match end.state {
             JobState::Finished => c.jobs_finished += 1,
             JobState::Failed => c.jobs_failed += 1,
             JobState::CutShort => c.jobs_cut_short += 1,
@@ -805,15 +803,18 @@ impl State {
         }
         // Ends the messages report: a job ended by the connection's loss
         // or by the monitor's judgement is not a job event of the cluster.
-        if matches!(end, End::Exit(..) | End::LocalDone | End::HostLeft) {
+        if matches!(
+            reason,
+            EndReason::Exit | EndReason::LocalDone | EndReason::HostLeft
+        ) {
             self.rate.add(now);
             if local {
                 c.local_jobs_finished += 1;
             }
         }
-        if let End::Exit(exit, stats) = end {
-            ended.exit_code = Some(exit);
-            ended.stats = stats;
+        if let Some((exit, stats)) = exit {
+            end.exit_code = Some(exit);
+            end.stats = Some(stats);
             let server_at = server_slot.or_else(|| server.and_then(|id| self.book.hosts.slot(id)));
             if let Some(at) = server_at {
                 let h = self.book.touch_slot(at);
@@ -828,14 +829,14 @@ impl State {
                 }
             }
         }
-        self.jobs.retire(slot, ended);
+        self.jobs.retire(slot, end);
     }
 
     /// Ends every active job with an unknown outcome.
     fn end_all(&mut self) {
         for id in self.jobs.active_ids(|_| true) {
             if let Some(slot) = self.jobs.take(id) {
-                self.finish(slot, End::SchedulerLost);
+                self.finish(slot, EndReason::SchedulerLost);
             }
         }
     }

@@ -36,7 +36,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 /// File descriptors left for everything but page connections: the
 /// standard streams, the listener, the runtime's own, the scheduler
@@ -133,7 +134,7 @@ pub async fn serve_connections(
 ) {
     let slots = Arc::new(Semaphore::new(cap));
     let open = Arc::new(Open::new());
-    let (closing, closing_rx) = watch::channel(false);
+    let closing = CancellationToken::new();
     // Each connection task holds a sender: all are gone when `recv` ends.
     let (running, mut all_done) = mpsc::channel::<()>(1);
     let mut warned = false;
@@ -184,12 +185,12 @@ pub async fn serve_connections(
             app.clone(),
             header_timeout,
             open.clone(),
-            closing_rx.clone(),
+            closing.clone(),
             running.clone(),
         ));
     }
     drop(listener);
-    closing.send_replace(true);
+    closing.cancel();
     drop(running);
     let _ = all_done.recv().await;
 }
@@ -212,7 +213,7 @@ async fn serve_connection(
     app: Router,
     header_timeout: Duration,
     open: Arc<Open>,
-    mut closing: watch::Receiver<bool>,
+    closing: CancellationToken,
     _running: mpsc::Sender<()>,
 ) {
     let (key, conn) = open.add();
@@ -237,7 +238,7 @@ async fn serve_connection(
     let ended = tokio::select! {
         ended = connection.as_mut() => Some(ended),
         () = conn.evict.notified() => None,
-        () = closed(&mut closing) => {
+        () = closing.cancelled() => {
             connection.as_mut().graceful_shutdown();
             tokio::select! {
                 ended = connection.as_mut() => Some(ended),
@@ -251,11 +252,6 @@ async fn serve_connection(
         Some(Ok(())) => {}
     }
     open.remove(key);
-}
-
-/// Waits until `closing` turns true (or its sender is gone).
-async fn closed(closing: &mut watch::Receiver<bool>) {
-    let _ = closing.wait_for(|c| *c).await;
 }
 
 /// The HTTP connections open (not upgraded), for eviction.

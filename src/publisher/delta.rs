@@ -75,8 +75,11 @@ impl Delta {
     /// What changed in `state` since the last look, as the diff to send
     /// (and remembered as shown).
     pub fn update<'a>(&mut self, state: &'a mut State) -> Update<'a> {
-        let changes = state.changes(&mut self.follower);
+        let mut changes = state.changes(&mut self.follower);
         let state: &'a State = state;
+        // In id order, so that the same changes make the same text.
+        changes.hosts.sort_unstable();
+        changes.jobs.sort_unstable();
         if changes.lagged || changes.new_session {
             self.remember_all(state);
             return Update::Snapshot;

@@ -3,7 +3,7 @@
 //! documented in `docs/http.md`.
 
 use super::host::{origin_authority, AllowedHosts};
-use super::socket::{self, Fragmenting, FRAGMENT};
+use super::socket;
 use super::websocket::{serve_client, Hub};
 use super::{json, metrics};
 use crate::monitor::State;
@@ -17,25 +17,20 @@ use futures_util::StreamExt;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
-/// The page as written, with the line that loads d3 from `node_modules`
-/// when the file is opened on its own.
-const PAGE: &str = include_str!("../../web/visage.html");
-/// d3, from `web/node_modules` through `build.rs`.
-const D3: &str = include_str!(concat!(env!("OUT_DIR"), "/d3.min.js"));
-/// The page's d3 `<script>` line, replaced by d3 itself when served.
-const D3_TAG: &str = r#"<script src="node_modules/d3/dist/d3.min.js"></script>"#;
+/// The page as served: `web/visage.html` with d3 and the page's modules
+/// (`web/js/`) inlined by `build.rs`, so that it loads nothing else.
+const PAGE: &str = include_str!(concat!(env!("OUT_DIR"), "/visage.html"));
 
 /// Largest message accepted from a WebSocket client (clients send nothing
 /// the server uses).
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
-/// The page with d3 inlined: built once, served from memory.
+/// The page, with everything it needs inlined.
 pub fn page() -> &'static str {
-    static PAGE_WITH_D3: OnceLock<String> = OnceLock::new();
-    PAGE_WITH_D3.get_or_init(|| PAGE.replacen(D3_TAG, &format!("<script>{D3}</script>"), 1))
+    PAGE
 }
 
 /// Who may read the page and the APIs.
@@ -219,7 +214,7 @@ async fn websocket(Shared(app): Shared<App>, request: Request) -> Response {
         socket::config(MAX_CLIENT_MESSAGE),
         move |socket| async move {
             let (sink, stream) = socket.split();
-            let end = serve_client(hub, Fragmenting::new(sink, FRAGMENT), stream).await;
+            let end = serve_client(hub, sink, stream).await;
             tracing::debug!("WebSocket client gone: {end:?}");
         },
     )

@@ -25,6 +25,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_util::sync::CancellationToken;
 
 /// A state that can be published: the whole of it, and what changed since
 /// a reader's last look. [`State`](crate::monitor::State) implements it (in
@@ -126,7 +127,7 @@ pub struct Hub<S: Render> {
     /// lock.
     reader: Mutex<Option<S::Reader>>,
     tx: broadcast::Sender<Utf8Bytes>,
-    closing: watch::Sender<bool>,
+    closing: CancellationToken,
     opts: HubOptions,
     stats: HubStats,
 }
@@ -141,7 +142,7 @@ impl<S: Render> Hub<S> {
             last_snapshot: Mutex::new(None),
             reader: Mutex::new(None),
             tx,
-            closing: watch::channel(false).0,
+            closing: CancellationToken::new(),
             opts,
             stats: HubStats::default(),
         })
@@ -253,18 +254,18 @@ impl<S: Render> Hub<S> {
     /// the task is spawned so that no signal falls in between), at most one
     /// diff per coalescing period, until [`Hub::close`].
     pub async fn run(self: Arc<Self>, mut changed: watch::Receiver<()>) {
-        let mut closing = self.closing.subscribe();
+        let closing = self.closing.clone();
         let mut last = None::<Instant>;
         loop {
             tokio::select! {
                 biased;
-                () = closed(&mut closing) => return,
+                () = closing.cancelled() => return,
                 seen = changed.changed() => if seen.is_err() { return },
             }
             if let Some(last) = last {
                 tokio::select! {
                     biased;
-                    () = closed(&mut closing) => return,
+                    () = closing.cancelled() => return,
                     () = sleep_until(last + self.opts.coalesce) => {}
                 }
             }
@@ -275,20 +276,13 @@ impl<S: Render> Hub<S> {
 
     /// Ends [`Hub::run`] and makes every client close its socket.
     pub fn close(&self) {
-        self.closing.send_replace(true);
+        self.closing.cancel();
     }
 
     /// Resolves once [`Hub::close`] was called.
     pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut closing = self.closing.subscribe();
-        async move { closed(&mut closing).await }
+        self.closing.clone().cancelled_owned()
     }
-}
-
-/// Waits until `closing` turns true (or its hub is gone).
-async fn closed(closing: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns must not live across an await.
-    let _ = closing.wait_for(|c| *c).await;
 }
 
 /// Why a client's session ended.
@@ -316,7 +310,7 @@ where
 {
     let stats = &hub.stats;
     let _connected = Connected::new(&stats.clients);
-    let mut closing = hub.closing.subscribe();
+    let closing = hub.closing.clone();
     let (snapshot, mut rx) = hub.subscribe();
     let mut outgoing = Some(snapshot);
     let end = loop {
@@ -333,7 +327,7 @@ where
         }
         tokio::select! {
             biased;
-            () = closed(&mut closing) => {
+            () = closing.cancelled() => {
                 let close = Message::Close(Some(CloseFrame { code: CloseCode::Away, reason: "server shutting down".into() }));
                 let _ = timeout(Duration::from_secs(1), sink.send(close)).await;
                 break ClientEnd::Shutdown;
