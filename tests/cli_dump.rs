@@ -1,13 +1,14 @@
 //! `icewatch dump --capture`: NDJSON from raw captures and recordings, and
 //! its errors.
 
-mod common;
+mod support;
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use common::{capture, dump_capture, frames_of, scratch_dir, stdout_text, type_counts};
 use icewatch::capture::recording::Recorder;
 use predicates::prelude::*;
 use std::collections::BTreeMap;
+use support::captures::{capture, frames_of};
+use support::command::{dump_capture, scratch_dir, stdout_text, type_counts};
 
 /// MON_STATS counts per capture, from `tests/data/README.md`; every capture
 /// also holds O=2 S=42 T=42 U=42 V=2.

@@ -2,12 +2,14 @@
 //! a scheduler: what is recorded replays frame for frame, Ctrl-C and crashes
 //! leave readable files, and unreachable schedulers give one clear line.
 
-mod common;
+mod support;
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use common::{dump_capture, frames_of, scratch_dir, stdout_text, type_counts, Monitor, Running};
 use predicates::prelude::*;
 use std::net::{SocketAddr, TcpListener};
+use support::captures::frames_of;
+use support::client::SchedulerClient;
+use support::command::{dump_capture, scratch_dir, stdout_text, type_counts, Running};
 
 fn demo(seed: &str, rate: &str) -> (Running, SocketAddr) {
     let demo = Running::demo_scheduler(&["--seed", seed, "--rate", rate]);
@@ -45,7 +47,7 @@ fn record_then_replay_reproduces_the_same_frames() {
 
     let replay = Running::replay_scheduler(&path, &["--speed", "0"]);
     let replay_addr = replay.scheduler_addr();
-    let mut m = Monitor::connect(replay_addr, 44);
+    let mut m = SchedulerClient::connect(replay_addr, 44);
     for (i, want) in frames.iter().enumerate() {
         let got = m.frame().expect("the whole recording");
         assert_eq!(&got, want, "frame {i}");

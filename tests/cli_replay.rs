@@ -2,23 +2,25 @@
 //! monitor as a scheduler would send it, and its errors. And `icewatch
 //! replay` serving the page: on the recording's own clock.
 
-mod common;
+mod support;
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use common::{capture, frames_of, scratch_dir, Monitor, Running, PATIENCE};
 use icewatch::capture::recording::Recorder;
 use icewatch::protocol::frame::Frame;
 use icewatch::protocol::{Language, Message, MsgType};
 use predicates::prelude::*;
 use std::collections::HashMap;
 use std::io::{Read, Write};
+use support::captures::{capture, frames_of};
+use support::client::SchedulerClient;
+use support::command::{scratch_dir, Running, PATIENCE};
 
 #[test]
 fn replaying_a_capture_sends_its_exact_frames_then_end_on_ctrl_c() {
     let path = capture(43);
     let expected = frames_of(&path);
     let mut replay = Running::replay_scheduler(&path, &[]);
-    let mut m = Monitor::connect(replay.scheduler_addr(), 44);
+    let mut m = SchedulerClient::connect(replay.scheduler_addr(), 44);
     assert_eq!(m.version, 43, "offers the capture's own version");
     for (i, want) in expected.iter().enumerate() {
         let got = m.frame().expect("every frame of the capture");
@@ -38,7 +40,7 @@ fn every_monitor_gets_the_whole_capture_at_its_own_version() {
     let replay = Running::replay_scheduler(&path, &["--speed", "0"]);
     let addr = replay.scheduler_addr();
     for offer in [21, 29, 38, 43] {
-        let mut m = Monitor::connect(addr, offer);
+        let mut m = SchedulerClient::connect(addr, offer);
         for want in &expected {
             let got = m.frame().unwrap();
             assert_eq!(got.ty(), want.ty());
@@ -69,7 +71,7 @@ fn every_monitor_gets_the_whole_capture_at_its_own_version() {
 fn replay_can_rewrite_job_ends_as_git_master_sends_them() {
     let path = capture(43);
     let replay = Running::replay_scheduler(&path, &["--protocol", "44", "--job-done", "auto"]);
-    let mut m = Monitor::connect(replay.scheduler_addr(), 44);
+    let mut m = SchedulerClient::connect(replay.scheduler_addr(), 44);
     assert_eq!(m.version, 44);
     let mut done = 0;
     let total = frames_of(&path).len();
@@ -160,7 +162,7 @@ fn a_truncated_recording_replays_its_whole_messages_then_warns() {
     // Flushed but never finished: what a crash leaves behind.
     rec.flush().unwrap();
     let replay = Running::replay_scheduler(&path, &[]);
-    let mut m = Monitor::connect(replay.scheduler_addr(), 44);
+    let mut m = SchedulerClient::connect(replay.scheduler_addr(), 44);
     for want in &frames[..100] {
         assert_eq!(&m.frame().unwrap(), want);
     }
@@ -279,26 +281,24 @@ fn a_recording_of_two_sessions_plays_to_a_monitor_as_its_hosts_leaving_and_new_o
     rec.finish().unwrap();
 
     let mut replay = Running::replay_scheduler(&path, &["--speed", "0"]);
-    let mut m = Monitor::connect(replay.scheduler_addr(), 44);
+    let mut m = SchedulerClient::connect(replay.scheduler_addr(), 44);
     assert_eq!(m.version, 43, "the first session's version");
     let mut seen = Vec::new();
     while let Some(frame) = m.frame() {
         let ty = m.check(&frame);
-        seen.push(
-            match frame.decode(m.version).unwrap() {
-                Message::MonStats(s) => format!(
-                    "{} {}",
-                    s.host_id,
-                    String::from_utf8_lossy(s.text).trim_end_matches(['\n', '\0'])
-                ),
-                Message::MonGetCs(g) => format!(
-                    "job {} {}",
-                    g.job_id,
-                    String::from_utf8_lossy(g.request.filename)
-                ),
-                _ => ty.to_string(),
-            },
-        );
+        seen.push(match frame.decode(m.version).unwrap() {
+            Message::MonStats(s) => format!(
+                "{} {}",
+                s.host_id,
+                String::from_utf8_lossy(s.text).trim_end_matches(['\n', '\0'])
+            ),
+            Message::MonGetCs(g) => format!(
+                "job {} {}",
+                g.job_id,
+                String::from_utf8_lossy(g.request.filename)
+            ),
+            _ => ty.to_string(),
+        });
         if seen.len() == 8 {
             replay.signal("INT");
         }

@@ -1,27 +1,21 @@
-//! Shared by the integration tests: a scripted fake icecream scheduler on
-//! 127.0.0.1 (port 0) over real TCP, frame builders, the real captures, and
-//! the exact final state those captures describe.
+//! A scripted fake icecream scheduler on 127.0.0.1 (port 0) over real
+//! TCP, and the frames its scripts send.
 //!
 //! Each accepted connection plays one [`Script`]: connection `n` plays
 //! `scripts[n]`, and every connection after the last script plays the last
 //! one again (so a client that retries more often than a test expects still
 //! meets a working scheduler). What happens on the scheduler's side is
 //! reported as [`Event`]s, which tests await instead of sleeping.
-#![allow(dead_code)]
 
-use bytes::BytesMut;
-use icewatch::monitor::{
-    changed, lock_state, run, Changed, ConnectOptions, SharedState, State, StateOptions, Target,
-};
+use icewatch::protocol::frame::Frame;
 use icewatch::protocol::handshake::handshake;
-use icewatch::protocol::{Message, MonStats, MsgType};
+use icewatch::protocol::stats::HostStats;
+use icewatch::protocol::{Message, MsgType};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// One step of a scripted scheduler connection.
@@ -175,7 +169,7 @@ async fn play(
                         return;
                     }
                 }
-                if login != [0, 0, 0, 4, 0, 0, 0, MsgType::MON_LOGIN.0 as u8] {
+                if login[..] != *Frame::encode(&Message::MonLogin, agreed).as_bytes() {
                     send(Event::HandshakeFailed(n));
                     return;
                 }
@@ -204,43 +198,25 @@ async fn play(
     }
 }
 
-/// One encoded frame.
+/// `msg` as a frame at `version`, the bytes a script sends.
 pub fn frame(msg: &Message<'_>, version: u32) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    msg.encode(version, &mut out);
-    out.to_vec()
+    Frame::encode(msg, version).as_bytes().to_vec()
 }
 
-/// A MON_STATS frame.
-pub fn stats(host_id: u32, text: &str) -> Vec<u8> {
-    frame(
-        &Message::MonStats(MonStats {
-            host_id,
-            text: text.as_bytes(),
-        }),
-        43,
-    )
-}
-
-/// A MON_STATS frame announcing a host as a real scheduler does at login.
+/// The `MON_STATS` frame of a host logging in, as a real scheduler
+/// announces it.
 pub fn host(host_id: u32, name: &str, max_jobs: u32, no_remote: bool) -> Vec<u8> {
-    stats(
-        host_id,
-        &format!(
-            "Name:{name}\nIP:127.0.0.1\nMaxJobs:{max_jobs}\nNoRemote:{no_remote}\nPlatform:x86_64\n\
-             Version:43\nFeatures:env_xz env_zstd\nSpeed:0.000000\nLoad:28\n"
-        ),
-    )
+    let text = HostStats {
+        load: Some(28),
+        ..HostStats::login(name, "127.0.0.1", max_jobs, no_remote)
+    }
+    .to_text();
+    frame(&Message::mon_stats(host_id, &text), 43)
 }
 
 /// An END frame.
 pub fn end() -> Vec<u8> {
     frame(&Message::End, 43)
-}
-
-/// Frames laid end to end.
-pub fn concat(frames: &[Vec<u8>]) -> Vec<u8> {
-    frames.concat()
 }
 
 /// A frame header announcing a MON_STATS body one byte longer than the
@@ -256,257 +232,7 @@ pub fn oversized_header() -> Vec<u8> {
 pub fn working_session() -> Script {
     vec![
         Step::Handshake(43),
-        Step::Send(concat(&[
-            host(21, "good1", 2, false),
-            host(22, "good2", 3, true),
-        ])),
+        Step::Send([host(21, "good1", 2, false), host(22, "good2", 3, true)].concat()),
         Step::Hold,
     ]
-}
-
-/// Every host the state knows, as (id, online), by id.
-pub fn hosts_by_id(st: &State) -> Vec<(u32, bool)> {
-    let mut hosts: Vec<_> = st.hosts().map(|h| (h.id, h.online)).collect();
-    hosts.sort();
-    hosts
-}
-
-/// The real captures: (version offered, file). See `tests/data/README.md`.
-pub const CAPTURES: &[(u32, &[u8])] = &[
-    (21, include_bytes!("../data/basic.v21.bin")),
-    (22, include_bytes!("../data/basic.v22.bin")),
-    (29, include_bytes!("../data/basic.v29.bin")),
-    (34, include_bytes!("../data/basic.v34.bin")),
-    (38, include_bytes!("../data/basic.v38.bin")),
-    (39, include_bytes!("../data/basic.v39.bin")),
-    (43, include_bytes!("../data/basic.v43.bin")),
-    (44, include_bytes!("../data/basic.v44.bin")),
-];
-
-/// A capture's agreed version and its frames (everything after the handshake).
-pub fn capture_frames(file: &[u8]) -> (u32, &[u8]) {
-    let agreed = u32::from_le_bytes(file[4..8].try_into().unwrap());
-    (agreed, &file[8..])
-}
-
-/// How many frames a capture holds.
-pub fn frame_count(mut frames: &[u8]) -> u64 {
-    let mut n = 0;
-    while !frames.is_empty() {
-        let len = u32::from_be_bytes(frames[..4].try_into().unwrap()) as usize;
-        frames = &frames[4 + len..];
-        n += 1;
-    }
-    n
-}
-
-/// A fresh shared state.
-pub fn shared_state() -> SharedState {
-    Arc::new(Mutex::new(State::new(StateOptions::default())))
-}
-
-/// Waits, without polling, until `cond` holds for the state; the
-/// connection sends on `changed` after every change.
-pub async fn wait_until(
-    state: &SharedState,
-    changed: &Changed,
-    mut cond: impl FnMut(&State) -> bool,
-) {
-    let mut wakeups = changed.subscribe();
-    loop {
-        if cond(&lock_state(state)) {
-            return;
-        }
-        if wakeups.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// The exact end state of every `basic` capture (derived from the frames
-/// independently of icewatch): three hosts, `remote2` gone at the end, 42
-/// remote jobs all submitted by `localice` (job 21, `bad.c`, failed with
-/// exit code 1), compiled 26 by `localice` itself, 8 by `remote1`, 8 by
-/// `remote2`, and 2 local jobs on `localice` (22 and 44).
-pub fn assert_basic_final_state(st: &State, agreed: u32) {
-    assert_basic_final_state_after(st, agreed, 1);
-}
-
-/// [`assert_basic_final_state`] after the capture was played in `sessions`
-/// scheduler sessions in a row: what counts over time is that many times
-/// as high (hosts keep their counters by name across sessions).
-pub fn assert_basic_final_state_after(st: &State, agreed: u32, sessions: u64) {
-    st.check_invariants();
-    let n = sessions;
-    let mut hosts: Vec<_> = st.hosts().collect();
-    hosts.sort_by_key(|h| h.id);
-    let summary: Vec<_> = hosts
-        .iter()
-        .map(|h| {
-            (
-                (h.id, &*h.name, h.online, h.no_remote, h.max_jobs),
-                (
-                    h.submitted,
-                    h.compiled,
-                    h.compiled_own,
-                    h.failed,
-                    h.local_jobs,
-                ),
-                (h.active, h.pending),
-                (h.jobs_in, h.jobs_in_own, h.jobs_out),
-            )
-        })
-        .collect();
-    // IN adds up to OUT: 26 + 8 + 8 jobs in, 42 out, localice's 26 given
-    // back to it among them.
-    assert_eq!(
-        summary,
-        [
-            (
-                (1, "localice", true, true, 2),
-                (42 * n, 26 * n, 26 * n, n, 2 * n),
-                (0, 0),
-                (26 * n, 26 * n, 42 * n)
-            ),
-            (
-                (2, "remote1", true, false, 2),
-                (0, 8 * n, 0, 0, 0),
-                (0, 0),
-                (8 * n, 0, 0)
-            ),
-            (
-                (3, "remote2", false, false, 3),
-                (0, 8 * n, 0, 0, 0),
-                (0, 0),
-                (8 * n, 0, 0)
-            ),
-        ],
-        "protocol {agreed}"
-    );
-    let t = st.totals();
-    assert_eq!(
-        (
-            t.jobs_finished,
-            t.jobs_failed,
-            t.jobs_cut_short,
-            t.local_jobs_finished,
-            t.active,
-            t.pending
-        ),
-        (41 * n, n, 0, 2 * n, 0, 0)
-    );
-    assert_eq!((t.hosts_online, t.total_slots, t.busy_slots), (2, 4, 0));
-    assert_eq!(
-        (t.unknown_jobs, t.unknown_hosts, t.invalid_messages),
-        (0, 0, 0)
-    );
-    assert_eq!(st.jobs().count(), 0);
-    assert_eq!(st.links().count(), 0);
-    // The newest 44 finished jobs are this capture's (the history may also
-    // hold an earlier session's).
-    let newest: Vec<_> = st.history().rev().take(44).collect();
-    assert_eq!(newest.len(), 44);
-    let failed: Vec<_> = newest
-        .iter()
-        .filter(|j| j.exit_code.is_some_and(|c| c != 0))
-        .map(|j| {
-            (
-                j.id,
-                j.exit_code,
-                j.client,
-                j.file().rsplit('/').next().map(str::to_owned),
-            )
-        })
-        .collect();
-    assert_eq!(failed, [(21, Some(1), Some(1), Some("bad.c".to_owned()))]);
-    let mut local: Vec<_> = newest
-        .iter()
-        .filter(|j| j.state == icewatch::monitor::JobState::LocalFinished)
-        .map(|j| (j.id, j.client, j.server))
-        .collect();
-    local.sort();
-    assert_eq!(local, [(22, Some(1), Some(1)), (44, Some(1), Some(1))]);
-    assert_eq!(st.scheduler().protocol, Some(agreed));
-}
-
-/// The handshake timeout of [`Monitor::start`].
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// The idle timeout of [`Monitor::start`].
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// `connection::run` and a fresh state against a fake scheduler.
-pub struct Monitor {
-    pub sched: FakeScheduler,
-    pub state: SharedState,
-    pub changed: Changed,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-}
-
-impl Monitor {
-    pub async fn start(scripts: Vec<Script>) -> Monitor {
-        let sched = FakeScheduler::start(scripts).await;
-        let mut opts = ConnectOptions::new(Target::Address {
-            host: "127.0.0.1".into(),
-            port: sched.port(),
-        });
-        opts.handshake_timeout = Some(HANDSHAKE_TIMEOUT);
-        opts.idle_timeout = IDLE_TIMEOUT;
-        opts.backoff_min = Duration::from_millis(100);
-        opts.backoff_max = Duration::from_secs(2);
-        Monitor::start_with(sched, opts).await
-    }
-
-    pub async fn start_with(sched: FakeScheduler, opts: ConnectOptions) -> Monitor {
-        let state = shared_state();
-        let changed = changed();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(run(opts, state.clone(), changed.clone(), async {
-            let _ = stopped.await;
-        }));
-        Monitor {
-            sched,
-            state,
-            changed,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    /// Waits (in paused time, so any bound is generous) until `cond` holds.
-    pub async fn until(&self, what: &str, cond: impl FnMut(&State) -> bool) {
-        tokio::time::timeout(
-            Duration::from_secs(3600),
-            wait_until(&self.state, &self.changed, cond),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("never: {what}; {:?}", lock_state(&self.state).scheduler()));
-    }
-
-    /// Waits until a session ends with an error containing `cause`.
-    pub async fn until_lost(&self, cause: &str) -> String {
-        self.until(cause, |st| {
-            let s = st.scheduler();
-            !s.online && s.error.as_deref().is_some_and(|e| e.contains(cause))
-        })
-        .await;
-        lock_state(&self.state).scheduler().error.clone().unwrap()
-    }
-
-    pub async fn event(&mut self, want: Event) -> Instant {
-        tokio::time::timeout(Duration::from_secs(3600), self.sched.wait_for(want.clone()))
-            .await
-            .unwrap_or_else(|_| panic!("never: {want:?}"))
-    }
-
-    /// Stops the monitor and waits until `run` has returned.
-    pub async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(3600), &mut self.task)
-            .await
-            .expect("run ends on shutdown, even while waiting to retry")
-            .unwrap();
-    }
 }
