@@ -27,7 +27,9 @@
 //! assert!(line.starts_with(r#"{"type":"MON_JOB_BEGIN","at_ms":5,"job_id":7,"#));
 //! ```
 
-use crate::protocol::{DecodeError, EnvList, Environment, GetCs, JobDone, Message, MsgType, StrList};
+use crate::protocol::{
+    DecodeError, EnvList, Environment, GetCs, JobDone, Message, MsgType, StrList,
+};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use std::fmt::Display;
@@ -405,7 +407,9 @@ mod tests {
             body: b"\x01\xff",
         };
         let raw = [0, 0, 0, 6, 0, 0, 0, 0x99, 1, 0xff];
-        let json = MessageJson::new(&unknown, 44).at_ms(Some(3)).raw(Some(&raw));
+        let json = MessageJson::new(&unknown, 44)
+            .at_ms(Some(3))
+            .raw(Some(&raw));
         let line = serde_json::to_string(&json).unwrap();
         assert_eq!(
             line,

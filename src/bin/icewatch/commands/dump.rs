@@ -92,7 +92,12 @@ impl<W: Write> LineWriter<W> {
             Err(error) => {
                 self.invalid += 1;
                 let ty = frame.ty();
-                self.line(&InvalidJson { ty, at_ms, error: &error, raw })?;
+                self.line(&InvalidJson {
+                    ty,
+                    at_ms,
+                    error: &error,
+                    raw,
+                })?;
             }
         }
         self.messages += 1;

@@ -73,7 +73,10 @@ pub fn url(local: SocketAddr, token: Option<&str>) -> String {
     };
     let host = SocketAddr::new(ip, local.port());
     match token {
-        Some(t) => format!("http://{host}/?token={}", utf8_percent_encode(t, NOT_UNRESERVED)),
+        Some(t) => format!(
+            "http://{host}/?token={}",
+            utf8_percent_encode(t, NOT_UNRESERVED)
+        ),
         None => format!("http://{host}/"),
     }
 }
