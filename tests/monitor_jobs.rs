@@ -139,8 +139,8 @@ impl Run {
         (id, file)
     }
 
-    /// The id of the `pick`-th active job for which `fits` holds.
-    fn pick(&self, pick: usize, fits: impl Fn(&Shown) -> bool) -> Option<u32> {
+    /// The ids of the active jobs for which `fits` holds, in order.
+    fn ids(&self, fits: impl Fn(&Shown) -> bool) -> Vec<u32> {
         let mut ids: Vec<u32> = self
             .active
             .iter()
@@ -148,6 +148,12 @@ impl Run {
             .map(|(&id, _)| id)
             .collect();
         ids.sort_unstable();
+        ids
+    }
+
+    /// The id of the `pick`-th active job for which `fits` holds.
+    fn pick(&self, pick: usize, fits: impl Fn(&Shown) -> bool) -> Option<u32> {
+        let ids = self.ids(fits);
         ids.get(pick % ids.len().max(1)).copied()
     }
 
@@ -167,14 +173,7 @@ impl Run {
 
     /// Every active job for which `ends` holds, ended in id order.
     fn retire_all(&mut self, state: JobState, ends: impl Fn(&Shown) -> bool) {
-        let mut ids: Vec<u32> = self
-            .active
-            .iter()
-            .filter(|(_, job)| ends(job))
-            .map(|(&id, _)| id)
-            .collect();
-        ids.sort_unstable();
-        for id in ids {
+        for id in self.ids(ends) {
             self.retire(id, state);
         }
     }

@@ -166,19 +166,6 @@ impl Frame {
         &self.bytes
     }
 
-    /// The whole frame, length word included, as shared bytes.
-    pub fn into_bytes(self) -> Bytes {
-        self.bytes
-    }
-
-    /// The frame as [`parse_frame`] hands one out, borrowed.
-    pub fn raw(&self) -> RawFrame<'_> {
-        RawFrame {
-            ty: self.ty,
-            body: self.body(),
-        }
-    }
-
     /// The body decoded at the agreed protocol `version`: the message
     /// borrows the frame.
     #[inline]
@@ -193,12 +180,6 @@ impl fmt::Debug for Frame {
             .field("ty", &self.ty)
             .field("len", &self.bytes.len())
             .finish()
-    }
-}
-
-impl AsRef<[u8]> for Frame {
-    fn as_ref(&self) -> &[u8] {
-        &self.bytes
     }
 }
 
