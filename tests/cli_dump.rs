@@ -191,18 +191,18 @@ fn dump_of_a_corrupt_recording_fails_without_a_panic() {
 #[test]
 fn dump_prints_a_line_where_each_new_scheduler_session_begins() {
     use icewatch::protocol::{frame::Frame, Language, Message};
-    let encode = Frame::encode;
     let stats = Message::mon_stats(1, "Name:a\nMaxJobs:2\n");
     let request = Message::mon_get_cs(4, 1, "src/after.c", Language::C);
     let dir = scratch_dir("dump_sessions");
     let path = dir.join("restart.icwr");
     let mut rec = Recorder::new(std::fs::File::create(&path).unwrap(), 43, 0).unwrap();
-    rec.write_frame(3, &encode(&stats, 43)).unwrap();
-    rec.write_frame(5, &encode(&request, 43)).unwrap();
+    rec.write_frame(3, &Frame::encode(&stats, 43)).unwrap();
+    rec.write_frame(5, &Frame::encode(&request, 43)).unwrap();
     // The scheduler comes back speaking protocol 28: the long MON_GET_CS.
     rec.new_session(9_000, 28).unwrap();
-    rec.write_frame(9_000, &encode(&stats, 28)).unwrap();
-    rec.write_frame(9_004, &encode(&request, 28)).unwrap();
+    rec.write_frame(9_000, &Frame::encode(&stats, 28)).unwrap();
+    rec.write_frame(9_004, &Frame::encode(&request, 28))
+        .unwrap();
     rec.finish().unwrap();
     let out = dump_capture(&path)
         .success()

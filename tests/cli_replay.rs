@@ -260,24 +260,27 @@ fn replaying_a_recording_at_full_speed_serves_its_own_times_and_says_it_is_a_rep
 fn a_recording_of_two_sessions_plays_to_a_monitor_as_its_hosts_leaving_and_new_ones_coming() {
     let dir = scratch_dir("replay_sessions");
     let path = dir.join("restart.icwr");
-    let stats = Message::mon_stats::<str>;
-    let encode = Frame::encode;
     let request = Message::mon_get_cs(1, 1, "src/after.cpp", Language::CXX);
-    let mut rec = Recorder::new(std::fs::File::create(&path).unwrap(), 43, 0).unwrap();
-    rec.write_frame(0, &encode(&stats(1, "Name:a\nMaxJobs:2\n"), 43))
-        .unwrap();
-    rec.write_frame(0, &encode(&stats(2, "Name:b\nMaxJobs:2\n"), 43))
-        .unwrap();
-    rec.write_frame(1, &encode(&stats(2, "State:Offline\n"), 43))
-        .unwrap();
-    rec.write_frame(2, &encode(&stats(3, "Name:d\nMaxJobs:1\n"), 43))
-        .unwrap();
-    rec.write_frame(5, &encode(&Message::End, 43)).unwrap();
+    let first = [
+        (0, Message::mon_stats(1, "Name:a\nMaxJobs:2\n")),
+        (0, Message::mon_stats(2, "Name:b\nMaxJobs:2\n")),
+        (1, Message::mon_stats(2, "State:Offline\n")),
+        (2, Message::mon_stats(3, "Name:d\nMaxJobs:1\n")),
+        (5, Message::End),
+    ];
     // The scheduler comes back speaking protocol 28 (the long MON_GET_CS).
+    let second = [
+        (9, Message::mon_stats(1, "Name:c\nMaxJobs:4\n")),
+        (10, request),
+    ];
+    let mut rec = Recorder::new(std::fs::File::create(&path).unwrap(), 43, 0).unwrap();
+    for (at, msg) in &first {
+        rec.write_frame(*at, &Frame::encode(msg, 43)).unwrap();
+    }
     rec.new_session(9, 28).unwrap();
-    rec.write_frame(9, &encode(&stats(1, "Name:c\nMaxJobs:4\n"), 28))
-        .unwrap();
-    rec.write_frame(10, &encode(&request, 28)).unwrap();
+    for (at, msg) in &second {
+        rec.write_frame(*at, &Frame::encode(msg, 28)).unwrap();
+    }
     rec.finish().unwrap();
 
     let mut replay = Running::replay_scheduler(&path, &["--speed", "0"]);
