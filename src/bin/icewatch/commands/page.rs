@@ -185,7 +185,8 @@ where
     let opts = ServeOptions::default()
         .coalesce(Duration::from_millis(args.coalesce_ms))
         .token(args.token.clone())
-        .allowed_hosts(args.allowed_hosts.clone());
+        .allowed_hosts(args.allowed_hosts.clone())
+        .release_memory(crate::memory::release);
     let stop = async move {
         tokio::select! {
             () = shutdown.cancelled_owned() => {}
