@@ -71,6 +71,9 @@ pub struct HubOptions {
     pub queue: usize,
     /// A client whose socket accepts nothing for this long is dropped.
     pub client_timeout: Duration,
+    /// Snapshots say `"admin": true`: the page may offer the actions of
+    /// `docs/admin.md`.
+    pub admin: bool,
 }
 
 impl Default for HubOptions {
@@ -79,6 +82,7 @@ impl Default for HubOptions {
             coalesce: Duration::from_millis(100),
             queue: 64,
             client_timeout: Duration::from_secs(30),
+            admin: false,
         }
     }
 }
@@ -243,7 +247,11 @@ impl<S: Render> Hub<S> {
                 }
             }
         }
-        let text = Arc::new(state.snapshot_message(seq));
+        let mut text = state.snapshot_message(seq);
+        if self.opts.admin && text.starts_with('{') {
+            text.insert_str(1, "\"admin\":true,");
+        }
+        let text = Arc::new(text);
         self.stats.renders.fetch_add(1, Relaxed);
         *last = revision.map(|rev| (seq, rev, Arc::downgrade(&text)));
         text
