@@ -52,14 +52,14 @@
 //!    stderr and counted in `/metrics`. `icewatch admin` pointed at the
 //!    scheduler's own port says it does not answer as a text port.
 //! 10. `a_terminated_scheduler_cuts_jobs_short_not_failed`: with jobs
-//!    compiling, the scheduler is stopped (SIGTERM, as a service manager
-//!    does). It reports every host offline and every job in flight ended
-//!    with exit code 255; icewatch shows each of those jobs `cut_short`,
-//!    none counts as failed, and the success ratio stays as it was. Every
-//!    icecc client still ends with its object file: here the daemons outlive
-//!    the scheduler, so the servers compile on and send their results (the
-//!    test prints, for each client, whether it got the remote result or
-//!    compiled locally).
+//!     compiling, the scheduler is stopped (SIGTERM, as a service manager
+//!     does). It reports every host offline and every job in flight ended
+//!     with exit code 255; icewatch shows each of those jobs `cut_short`,
+//!     none counts as failed, and the success ratio stays as it was. Every
+//!     icecc client still ends with its object file: here the daemons outlive
+//!     the scheduler, so the servers compile on and send their results (the
+//!     test prints, for each client, whether it got the remote result or
+//!     compiled locally).
 //!
 //! Chapters 1, 3 and 4 only look: when one fails the story goes on, and
 //! when the test runner is not asked for one (`--skip`, a filter) it is left

@@ -38,6 +38,8 @@ export class Model {
     this.now = now;
     /** The `seq` of the last message applied; null until a snapshot, and after a gap. */
     this.seq = null;
+    /** Whether the server takes actions on hosts (`--admin`, docs/admin.md). */
+    this.admin = false;
     this.scheduler = null;
     this.totals = null;
     this.hosts = new Map();        // id → HOST
@@ -78,6 +80,7 @@ export class Model {
 
   applySnapshot(msg) {
     this.seq = msg.seq;
+    this.admin = msg.admin === true;
     this.scheduler = msg.scheduler;
     this.totals = msg.totals;
     this.hosts = new Map(msg.hosts.map((h) => [h.id, h]));

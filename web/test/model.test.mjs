@@ -66,6 +66,15 @@ test('a snapshot sets the whole state and its seq', () => {
   assert.equal(m.totals.busy_slots, 1);
 });
 
+test('a snapshot says whether the server takes actions on hosts (docs/admin.md)', () => {
+  const m = new Model({ historyKept: 100, offlineShownMs: 60000 });
+  assert.equal(m.admin, false);
+  m.receive(snapshot(10, { admin: true }));
+  assert.equal(m.admin, true);
+  m.receive(snapshot(11));
+  assert.equal(m.admin, false, 'a snapshot without it: no actions');
+});
+
 test('a snapshot keeps the newest finished jobs only', () => {
   const { m } = model({ historyKept: 2 });
   const history = [1, 2, 3].map((id) => job(id, `f${id}.c`, 1, 2, 'finished'));

@@ -64,6 +64,11 @@ PORT if given (port 8765 unless told), else the USE_SCHEDULER environment \
 variable (host[:port]), else a UDP broadcast for the network name (-n, default \
 ICECREAM). icewatch reconnects by itself when the scheduler goes away.
 
+It also reads the scheduler's text port (its port + 1) for the hosts it keeps \
+out and a host's internals, shown in the page's host panel. With --admin (and \
+a --token) the panel can block, unblock and remove hosts; every action is \
+logged on stderr (see docs/admin.md).
+
 The first line on stdout is the address to open in a browser.",
         after_help = "\
 Examples:
@@ -71,7 +76,8 @@ Examples:
   icewatch monitor scheduler.lan                 port 8765
   icewatch monitor 10.0.0.5:8765
   USE_SCHEDULER=10.0.0.5 icewatch monitor
-  icewatch monitor scheduler.lan --listen 0.0.0.0:8080 --token \"$(openssl rand -hex 16)\""
+  icewatch monitor scheduler.lan --listen 0.0.0.0:8080 --token \"$(openssl rand -hex 16)\"
+  icewatch monitor scheduler.lan --admin --token \"$(openssl rand -hex 16)\""
     )]
     Monitor(MonitorArgs),
 
