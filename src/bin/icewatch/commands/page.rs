@@ -197,7 +197,8 @@ where
     let opts = ServeOptions::default()
         .coalesce(Duration::from_millis(args.coalesce_ms))
         .token(args.token.clone())
-        .allowed_hosts(args.allowed_hosts.clone());
+        .allowed_hosts(args.allowed_hosts.clone())
+        .release_memory(crate::memory::release);
     let opts = ServeOptions { control, ..opts };
     let stop = async move {
         tokio::select! {
