@@ -209,3 +209,17 @@ async fn with_admin_the_snapshot_says_so_and_the_reads_say_why_the_port_is_silen
     let (status, body) = server.get("/api/v1/hosts/remote1/internals").await;
     assert_eq!(status, 502, "{body}");
 }
+
+#[tokio::test]
+async fn internals_are_asked_for_at_most_once_per_gap_across_hosts() {
+    let control = ControlOptions {
+        internals_gap: Duration::from_secs(3600),
+        ..admin_on(closed_port().await).await
+    };
+    let server = Server::start(Some(TOKEN), Some(control)).await;
+    let (status, body) = server.get("/api/v1/hosts/remote1/internals").await;
+    assert_eq!(status, 502, "the first is sent: {body}");
+    let (status, body) = server.get("/api/v1/hosts/remote2/internals").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("asked for a moment ago"), "{body}");
+}

@@ -84,6 +84,13 @@ pub enum TextPortError {
         /// Its answer.
         line: String,
     },
+    /// The scheduler's address is not known (yet), so neither is its text
+    /// port's.
+    #[error("the scheduler's text port is not known yet (scheduler address {0:?})")]
+    NoAddress(String),
+    /// `removecs` of a name no connected daemon has.
+    #[error("no daemon named {0:?} is connected to the scheduler")]
+    NoSuchHost(String),
     /// A host name that cannot go on a command line.
     #[error("{0:?} is not a host name (no blanks or control characters)")]
     BadName(String),
@@ -237,6 +244,59 @@ impl TextPort {
             .collect())
     }
 
+    /// `blockcs NAME`, unless NAME is blocked already: the scheduler lists
+    /// a name once for each time it was blocked and `unblockcs` takes one
+    /// away, so a name is blocked once.
+    pub async fn block(&mut self, name: &str, limit: Duration) -> Result<Outcome, TextPortError> {
+        if self.list_blocks(limit).await?.iter().any(|b| b == name) {
+            return Ok(Outcome::unchanged(format!("{name} was already blocked")));
+        }
+        let lines = self
+            .ask(&Command::BlockCs(vec![name.to_owned()]), limit)
+            .await?;
+        Ok(Outcome::changed(if removed(&lines) {
+            format!("blocked {name}: it was connected and has been removed")
+        } else {
+            format!(
+                "blocked {name}: no daemon of that name or address is connected now; \
+                 none can log in under it"
+            )
+        }))
+    }
+
+    /// `unblockcs NAME`, if NAME is blocked.
+    pub async fn unblock(&mut self, name: &str, limit: Duration) -> Result<Outcome, TextPortError> {
+        let blocked = self.list_blocks(limit).await?;
+        if !blocked.iter().any(|b| b == name) {
+            let list = if blocked.is_empty() {
+                "none".to_owned()
+            } else {
+                blocked.join(", ")
+            };
+            return Ok(Outcome::unchanged(format!(
+                "{name} is not blocked (blocked: {list})"
+            )));
+        }
+        self.ask(&Command::UnblockCs(vec![name.to_owned()]), limit)
+            .await?;
+        Ok(Outcome::changed(format!(
+            "unblocked {name}: it may log in again"
+        )))
+    }
+
+    /// `removecs NAME`; an error if no daemon of that name is connected.
+    pub async fn remove(&mut self, name: &str, limit: Duration) -> Result<Outcome, TextPortError> {
+        let lines = self
+            .ask(&Command::RemoveCs(vec![name.to_owned()]), limit)
+            .await?;
+        if !removed(&lines) {
+            return Err(TextPortError::NoSuchHost(name.to_owned()));
+        }
+        Ok(Outcome::changed(format!(
+            "removed {name}: it may log in again (a block keeps it out)"
+        )))
+    }
+
     /// One line, bounded in length, by `deadline`.
     async fn line(
         &mut self,
@@ -295,6 +355,37 @@ impl TextPort {
         TextPortError::NotTextPort {
             addr: self.addr,
             seen: seen.to_owned(),
+        }
+    }
+}
+
+/// Whether an answer to `blockcs` or `removecs` says a daemon was
+/// disconnected (`removing host NAME`).
+fn removed(lines: &[String]) -> bool {
+    lines.iter().any(|l| l.starts_with("removing host"))
+}
+
+/// What a block, an unblock or a remove did.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Outcome {
+    /// Whether the scheduler's block list or its daemons changed.
+    pub changed: bool,
+    /// What happened, in a sentence.
+    pub said: String,
+}
+
+impl Outcome {
+    fn changed(said: String) -> Outcome {
+        Outcome {
+            changed: true,
+            said,
+        }
+    }
+
+    fn unchanged(said: String) -> Outcome {
+        Outcome {
+            changed: false,
+            said,
         }
     }
 }

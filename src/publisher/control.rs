@@ -14,6 +14,7 @@
 //! answer). So a slow daemon or scheduler stalls neither icewatch nor the
 //! scheduler's other clients with a queue of requests.
 
+pub use crate::monitor::text_port::Outcome;
 use crate::monitor::text_port::{text_port_of, TextPort, TextPortError};
 use crate::monitor::{lock_state, now_ms, SharedState};
 use crate::protocol::text::{self, Command, Internals};
@@ -44,6 +45,9 @@ pub struct ControlOptions {
     pub greet_within: Duration,
     /// A host's `internals` are asked for at most once this often.
     pub internals_every: Duration,
+    /// And any host's at most once this often: sooner is refused as too
+    /// soon.
+    pub internals_gap: Duration,
     /// How long a page's request waits for its turn and its answer.
     pub request_within: Duration,
 }
@@ -57,6 +61,7 @@ impl Default for ControlOptions {
             answer_within: Duration::from_secs(10),
             greet_within: Duration::from_secs(60),
             internals_every: Duration::from_secs(10),
+            internals_gap: Duration::from_secs(2),
             request_within: Duration::from_secs(20),
         }
     }
@@ -113,15 +118,6 @@ impl Action {
     }
 }
 
-/// What an action did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Outcome {
-    /// Whether the scheduler's block list or its daemons changed.
-    pub changed: bool,
-    /// What happened, in a sentence.
-    pub said: String,
-}
-
 /// Why a request was not carried out.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -140,6 +136,9 @@ pub enum ControlError {
     /// No answer in time.
     #[error("the scheduler's text port did not answer within {0:?}")]
     Timeout(Duration),
+    /// `internals` of another host were asked for a moment ago.
+    #[error("a daemon's internals were asked for a moment ago; ask again in {0:?}")]
+    TooSoon(Duration),
 }
 
 type Reply<T> = oneshot::Sender<Result<T, ControlError>>;
@@ -147,6 +146,16 @@ type Reply<T> = oneshot::Sender<Result<T, ControlError>>;
 enum Job {
     Act(Action, String, Reply<Outcome>),
     Internals(String, Reply<Vec<Internals>>),
+}
+
+impl Job {
+    /// Whether whoever asked has stopped waiting for the answer.
+    fn abandoned(&self) -> bool {
+        match self {
+            Job::Act(_, _, reply) => reply.is_closed(),
+            Job::Internals(_, reply) => reply.is_closed(),
+        }
+    }
 }
 
 /// Labels of `icewatch_admin_actions_total`.
@@ -191,6 +200,7 @@ impl Control {
                 view: view.clone(),
                 port: None,
                 asked: HashMap::new(),
+                last_internals: None,
             }
             .run(queue),
         );
@@ -292,6 +302,8 @@ struct Worker {
     port: Option<TextPort>,
     /// Each host's last `internals` answer, and when it was asked.
     asked: HashMap<String, (Instant, Vec<Internals>)>,
+    /// When `internals` was last sent.
+    last_internals: Option<Instant>,
 }
 
 impl Worker {
@@ -301,10 +313,13 @@ impl Worker {
         loop {
             tokio::select! {
                 job = queue.recv() => match job {
+                    // Whoever asked gave up waiting: not carried out.
+                    Some(job) if job.abandoned() => {}
                     Some(Job::Act(action, host, reply)) => {
                         let result = self.act(action, &host).await;
-                        let _ = reply.send(result);
+                        // The answer comes with the view it left.
                         self.poll().await;
+                        let _ = reply.send(result);
                     }
                     Some(Job::Internals(host, reply)) => {
                         let _ = reply.send(self.internals(&host).await);
@@ -351,31 +366,28 @@ impl Worker {
 
     /// The connection, made if there is none.
     async fn port(&mut self) -> Result<&mut TextPort, TextPortError> {
-        if self.port.is_none() {
-            let addr = match self.opts.text_port {
-                Some(addr) => addr,
-                None => {
-                    let scheduler = lock_state(&self.state).scheduler().address.clone();
-                    text_port_of(&scheduler)
-                        .await
-                        .ok_or_else(|| TextPortError::NotTextPort {
-                            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-                            seen: format!("no text port known yet for the scheduler {scheduler:?}"),
-                        })?
-                }
-            };
-            self.view
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .text_port = Some(addr.to_string());
-            let port = TextPort::connect(addr, self.opts.greet_within).await?;
-            tracing::info!("connected to the scheduler's text port at {addr}");
-            self.port = Some(port);
-        }
-        self.port.as_mut().ok_or(TextPortError::Closed {
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            how: String::new(),
-        })
+        let port = match self.port.take() {
+            Some(port) => port,
+            None => {
+                let addr = match self.opts.text_port {
+                    Some(addr) => addr,
+                    None => {
+                        let scheduler = lock_state(&self.state).scheduler().address.clone();
+                        text_port_of(&scheduler)
+                            .await
+                            .ok_or(TextPortError::NoAddress(scheduler))?
+                    }
+                };
+                self.view
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .text_port = Some(addr.to_string());
+                let port = TextPort::connect(addr, self.opts.greet_within).await?;
+                tracing::info!("connected to the scheduler's text port at {addr}");
+                port
+            }
+        };
+        Ok(self.port.insert(port))
     }
 
     /// Sends `command` on the connection; any failure but a refusal
@@ -386,66 +398,34 @@ impl Worker {
             Ok(port) => port.ask(&command, limit).await,
             Err(e) => Err(e),
         };
-        result.map_err(|e| {
-            if !matches!(e, TextPortError::Refused { .. }) {
-                self.port = None;
-            }
-            ControlError::TextPort(e.to_string())
-        })
+        result.map_err(|e| self.failed(e))
     }
 
-    async fn blocked(&mut self) -> Result<Vec<String>, ControlError> {
-        let lines = self.with_port(Command::ListBlocks).await?;
-        Ok(lines
-            .iter()
-            .filter_map(|l| text::parse_listblocks_line(l))
-            .map(str::to_owned)
-            .collect())
+    /// The error for the page; drops the connection unless the scheduler
+    /// only refused the command.
+    fn failed(&mut self, e: TextPortError) -> ControlError {
+        match e {
+            TextPortError::NoSuchHost(name) => ControlError::NoSuchHost(name),
+            TextPortError::BadName(name) => ControlError::BadName(name),
+            TextPortError::Refused { .. } => ControlError::TextPort(e.to_string()),
+            e => {
+                self.port = None;
+                ControlError::TextPort(e.to_string())
+            }
+        }
     }
 
     async fn act(&mut self, action: Action, host: &str) -> Result<Outcome, ControlError> {
-        let removed = |lines: &[String]| lines.iter().any(|l| l.starts_with("removing host"));
-        let hosts = vec![host.to_owned()];
-        let outcome = |changed, said: String| Ok(Outcome { changed, said });
-        match action {
-            // The scheduler lists a name once for each time it was
-            // blocked, and unblocking takes one away: block once.
-            Action::Block if self.blocked().await?.iter().any(|b| b == host) => {
-                outcome(false, format!("{host} was already blocked"))
-            }
-            Action::Block => {
-                let lines = self.with_port(Command::BlockCs(hosts)).await?;
-                if removed(&lines) {
-                    outcome(
-                        true,
-                        format!("blocked {host}: it was connected and has been removed"),
-                    )
-                } else {
-                    outcome(
-                        true,
-                        format!("blocked {host}: not connected now, it cannot log in"),
-                    )
-                }
-            }
-            Action::Unblock if !self.blocked().await?.iter().any(|b| b == host) => {
-                outcome(false, format!("{host} was not blocked"))
-            }
-            Action::Unblock => {
-                self.with_port(Command::UnblockCs(hosts)).await?;
-                outcome(true, format!("unblocked {host}: it may log in again"))
-            }
-            Action::Remove => {
-                let lines = self.with_port(Command::RemoveCs(hosts)).await?;
-                if removed(&lines) {
-                    outcome(
-                        true,
-                        format!("removed {host}: it may log in again (block keeps it out)"),
-                    )
-                } else {
-                    Err(ControlError::NoSuchHost(host.to_owned()))
-                }
-            }
-        }
+        let limit = self.opts.answer_within;
+        let result = match self.port().await {
+            Ok(port) => match action {
+                Action::Block => port.block(host, limit).await,
+                Action::Unblock => port.unblock(host, limit).await,
+                Action::Remove => port.remove(host, limit).await,
+            },
+            Err(e) => Err(e),
+        };
+        result.map_err(|e| self.failed(e))
     }
 
     async fn internals(&mut self, host: &str) -> Result<Vec<Internals>, ControlError> {
@@ -454,6 +434,13 @@ impl Worker {
                 return Ok(answer.clone());
             }
         }
+        if let Some(last) = self.last_internals {
+            let wait = self.opts.internals_gap.saturating_sub(last.elapsed());
+            if !wait.is_zero() {
+                return Err(ControlError::TooSoon(wait));
+            }
+        }
+        self.last_internals = Some(Instant::now());
         let lines = self
             .with_port(Command::Internals(vec![host.to_owned()]))
             .await?;

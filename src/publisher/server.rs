@@ -290,7 +290,7 @@ fn off(what: &str) -> Response {
 
 fn control_failed(e: &ControlError) -> Response {
     let status = match e {
-        ControlError::Busy => StatusCode::TOO_MANY_REQUESTS,
+        ControlError::Busy | ControlError::TooSoon(_) => StatusCode::TOO_MANY_REQUESTS,
         ControlError::BadName(_) => StatusCode::BAD_REQUEST,
         ControlError::NoSuchHost(_) => StatusCode::NOT_FOUND,
         ControlError::TextPort(_) => StatusCode::BAD_GATEWAY,

@@ -96,7 +96,6 @@ async fn carry_out(
     action: &AdminAction,
     limit: std::time::Duration,
 ) -> Result<()> {
-    let removed = |lines: &[String]| lines.iter().any(|l| l.starts_with("removing host"));
     match action {
         AdminAction::List => {
             let daemons = port.list_cs(limit).await?;
@@ -139,45 +138,21 @@ async fn carry_out(
                 println!("{name}");
             }
         }
-        AdminAction::Block { name } => {
-            if port.list_blocks(limit).await?.contains(name) {
-                println!("{name} was already blocked");
-                return Ok(());
-            }
-            let lines = port
-                .ask(&Command::BlockCs(vec![name.clone()]), limit)
-                .await?;
-            if removed(&lines) {
-                println!("blocked {name}: it was connected and has been removed");
-            } else {
-                println!("blocked {name}: no daemon of that name or address is connected now; none can log in under it");
-            }
-        }
+        AdminAction::Block { name } => println!("{}", port.block(name, limit).await?.said),
         AdminAction::Unblock { name } => {
-            let blocked = port.list_blocks(limit).await?;
-            if !blocked.contains(name) {
-                anyhow::bail!(
-                    "{name} is not blocked (blocked: {})",
-                    if blocked.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        blocked.join(", ")
-                    }
-                );
+            let outcome = port.unblock(name, limit).await?;
+            if !outcome.changed {
+                anyhow::bail!("{}", outcome.said);
             }
-            port.ask(&Command::UnblockCs(vec![name.clone()]), limit)
-                .await?;
-            println!("unblocked {name}: it may log in again");
+            println!("{}", outcome.said);
         }
-        AdminAction::Remove { name } => {
-            let lines = port
-                .ask(&Command::RemoveCs(vec![name.clone()]), limit)
-                .await?;
-            if !removed(&lines) {
-                anyhow::bail!("no daemon named {name} is connected to the scheduler (`icewatch admin list` shows them)");
+        AdminAction::Remove { name } => match port.remove(name, limit).await {
+            Ok(outcome) => println!("{}", outcome.said),
+            Err(e @ TextPortError::NoSuchHost(_)) => {
+                anyhow::bail!("{e} (`icewatch admin list` shows them)")
             }
-            println!("removed {name}: it may log in again (`block` keeps it out)");
-        }
+            Err(e) => return Err(e.into()),
+        },
         AdminAction::Internals { name } => {
             let hosts: Vec<String> = name.iter().cloned().collect();
             let lines = port.ask(&Command::Internals(hosts), limit).await?;
