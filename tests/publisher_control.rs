@@ -5,14 +5,15 @@
 //! themselves are proven in `tests/real_cluster.rs`.
 
 mod feed;
+mod http;
 
 use feed::Feed;
+use http::request;
 use icewatch::publisher::{serve, ControlOptions, ServeOptions};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 const TOKEN: &str = "s3cret";
@@ -73,39 +74,6 @@ async fn admin_on(port: SocketAddr) -> ControlOptions {
         text_port: Some(port),
         ..ControlOptions::default()
     }
-}
-
-/// One HTTP/1.1 request without a body; `Host` is the server's address
-/// unless `headers` name one.
-async fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let mut text = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        text.push_str(&format!("Host: {addr}\r\n"));
-    }
-    if method == "POST" {
-        text.push_str("Content-Length: 0\r\n");
-    }
-    for (k, v) in headers {
-        text.push_str(&format!("{k}: {v}\r\n"));
-    }
-    text.push_str("\r\n");
-    stream.write_all(text.as_bytes()).await.expect("send");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.expect("receive");
-    let response = String::from_utf8(response).expect("UTF-8");
-    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status");
-    (status, body.to_owned())
 }
 
 fn json(body: &str) -> Value {
