@@ -1549,16 +1549,7 @@ async fn a_terminated_scheduler_cuts_jobs_short(story: &mut Story) {
         std::fs::write(cluster.path(&format!("{name}.c")), slow_source(i))
             .expect("write a slow source file");
         let server = daemon_named(servers[i % servers.len()]);
-        let mut cmd = cluster.icecc(
-            &name,
-            &[
-                "-O2",
-                "-c",
-                &format!("{name}.c"),
-                "-o",
-                &format!("{name}.o"),
-            ],
-        );
+        let mut cmd = cluster.compile_one(&name);
         cmd.env("ICECC_PREFERRED_HOST", server.name);
         set.spawn(compile(cmd, name, server, cluster.dir().to_path_buf()));
     }
@@ -1803,16 +1794,7 @@ async fn a_blocked_daemon_leaves_until_unblocked(story: &mut Story) {
             format!("int h{i}(int x) {{ return x * {i}; }}\n"),
         )
         .expect("write a source file");
-        let mut cmd = cluster.icecc(
-            &name,
-            &[
-                "-O2",
-                "-c",
-                &format!("{name}.c"),
-                "-o",
-                &format!("{name}.o"),
-            ],
-        );
+        let mut cmd = cluster.compile_one(&name);
         cmd.env("ICECC_PREFERRED_HOST", BLOCKED_DAEMON);
         set.spawn(compile(cmd, name, (), dir.clone()));
     }
@@ -2506,16 +2488,7 @@ impl Cluster {
             while next < plan.files && set.len() < PARALLEL_COMPILES {
                 let name = format!("{prefix}{next}");
                 let server = servers[next % servers.len()];
-                let mut cmd = self.icecc(
-                    &name,
-                    &[
-                        "-O2",
-                        "-c",
-                        &format!("{name}.c"),
-                        "-o",
-                        &format!("{name}.o"),
-                    ],
-                );
+                let mut cmd = self.compile_one(&name);
                 cmd.env("ICECC_PREFERRED_HOST", server.name);
                 set.spawn(compile(cmd, name, server, dir.clone()));
                 next += 1;
@@ -2608,6 +2581,20 @@ impl Cluster {
 
     /// `icecc gcc ARGS` as a client of the local daemon, logging to
     /// `icecc-NAME.log`.
+    /// `icecc gcc -O2 -c NAME.c -o NAME.o`, logging to `icecc-NAME.log`.
+    fn compile_one(&self, name: &str) -> Command {
+        self.icecc(
+            name,
+            &[
+                "-O2",
+                "-c",
+                &format!("{name}.c"),
+                "-o",
+                &format!("{name}.o"),
+            ],
+        )
+    }
+
     fn icecc(&self, name: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(tool("icecc"));
         cmd.current_dir(self.dir.path())

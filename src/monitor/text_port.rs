@@ -124,33 +124,19 @@ impl TextPort {
         // A port of icecream's binary protocol sends 4 bytes and no line
         // end: judge the first bytes as they come.
         let start = match timeout_at(deadline, port.reader.fill_buf()).await {
-            Err(_) => {
-                return Err(port.not_text_port(&format!(
-                    "it accepted the connection but sent no greeting within {limit:?}"
-                )))
-            }
+            Err(_) => return Err(port.silent(timeout("greet"))),
             Ok(Err(e)) => return Err(port.closed(&e)),
+            Ok(Ok([])) => return Err(port.silent(port.closed_cleanly())),
             Ok(Ok(buf)) => String::from_utf8_lossy(buf).into_owned(),
         };
-        if start.is_empty() {
-            return Err(port.not_text_port("it closed the connection without a greeting"));
-        }
         let head = start.as_bytes();
         if !b"200".starts_with(&head[..head.len().min(3)]) || head.contains(&0) {
             return Err(port.not_text_port(&describe_greeting(&start)));
         }
-        let first = match port.line(deadline, "greet").await {
-            Ok(line) => line,
-            Err(TextPortError::Closed { .. }) => {
-                return Err(port.not_text_port("it closed the connection without a greeting"))
-            }
-            Err(TextPortError::Timeout { .. }) => {
-                return Err(port.not_text_port(&format!(
-                    "it accepted the connection but sent no greeting within {limit:?}"
-                )))
-            }
-            Err(e) => return Err(e),
-        };
+        let first = port
+            .line(deadline, "greet")
+            .await
+            .map_err(|e| port.silent(e))?;
         if !text::is_greeting(&first) {
             return Err(port.not_text_port(&describe_greeting(&first)));
         }
@@ -319,10 +305,7 @@ impl TextPort {
             };
             if buf.is_empty() {
                 if bytes.is_empty() {
-                    return Err(TextPortError::Closed {
-                        addr: self.addr,
-                        how: String::new(),
-                    });
+                    return Err(self.closed_cleanly());
                 }
                 break;
             }
@@ -348,6 +331,26 @@ impl TextPort {
         TextPortError::Closed {
             addr: self.addr,
             how: format!(": {e}"),
+        }
+    }
+
+    fn closed_cleanly(&self) -> TextPortError {
+        TextPortError::Closed {
+            addr: self.addr,
+            how: String::new(),
+        }
+    }
+
+    /// What a port that says nothing at first is: not a text port.
+    fn silent(&self, e: TextPortError) -> TextPortError {
+        match e {
+            TextPortError::Closed { .. } => {
+                self.not_text_port("it closed the connection without a greeting")
+            }
+            TextPortError::Timeout { limit, .. } => self.not_text_port(&format!(
+                "it accepted the connection but sent no greeting within {limit:?}"
+            )),
+            e => e,
         }
     }
 
