@@ -46,11 +46,12 @@
 //!    `icewatch monitor --admin` refuses to start without a token; started
 //!    with one, its page's `POST /api/v1/hosts/remote2/block` (with the
 //!    token) makes the scheduler drop remote2, icewatch shows it offline,
-//!    and files sent to it by preference compile elsewhere; `unblock` lets
-//!    it log in again. Without the token the answer is 401, from an
+//!    and files compile elsewhere, those that insist on it
+//!    (`ICECC_PREFERRED_HOST`) included; `unblock` lets it log in again. Without the token the answer is 401, from an
 //!    icewatch without `--admin` 404; each action is an audit line on
-//!    stderr and counted in `/metrics`. `icewatch admin` pointed at the
-//!    scheduler's own port says it does not answer as a text port.
+//!    stderr and counted in `/metrics`. `icewatch admin list` and
+//!    `internals` show every daemon; pointed at the scheduler's own port,
+//!    `icewatch admin` says it does not answer as a text port.
 //! 10. `a_terminated_scheduler_cuts_jobs_short_not_failed`: with jobs
 //!     compiling, the scheduler is stopped (SIGTERM, as a service manager
 //!     does). It reports every host offline and every job in flight ended
@@ -1692,8 +1693,8 @@ async fn a_terminated_scheduler_cuts_jobs_short(story: &mut Story) {
 const ADMIN_TOKEN: &str = "real-cluster-admin";
 /// The daemon blocked and unblocked.
 const BLOCKED_DAEMON: &str = "remote2";
-/// Files sent to the blocked daemon by preference while it is blocked.
-const FILES_WHILE_BLOCKED: usize = 3;
+/// Files compiled while it is blocked: every other one insists on it.
+const FILES_WHILE_BLOCKED: usize = 4;
 
 /// Chapter 9: block a daemon from the page, then unblock it.
 async fn a_blocked_daemon_leaves_until_unblocked(story: &mut Story) {
@@ -1776,7 +1777,10 @@ async fn a_blocked_daemon_leaves_until_unblocked(story: &mut Story) {
         "the page's view of the block list: {body}"
     );
 
-    // Files that prefer the blocked daemon compile elsewhere.
+    // Files compile elsewhere: those that leave the choice to the
+    // scheduler on the other server, those that insist on the blocked
+    // daemon (ICECC_PREFERRED_HOST) anywhere but there (the scheduler no
+    // longer knows it, so the client compiles them itself).
     let blocked = daemon_named(BLOCKED_DAEMON);
     let served_by_blocked = |st: &State| {
         st.history()
@@ -1795,22 +1799,32 @@ async fn a_blocked_daemon_leaves_until_unblocked(story: &mut Story) {
         )
         .expect("write a source file");
         let mut cmd = cluster.compile_one(&name);
-        cmd.env("ICECC_PREFERRED_HOST", BLOCKED_DAEMON);
-        set.spawn(compile(cmd, name, (), dir.clone()));
+        let insists = i % 2 == 1;
+        if insists {
+            cmd.env("ICECC_PREFERRED_HOST", BLOCKED_DAEMON);
+        }
+        set.spawn(compile(cmd, name, insists, dir.clone()));
     }
     while let Some(done) = set.join_next().await {
-        let (name, (), exit, log) = done.expect("compile task");
+        let (name, insists, exit, log) = done.expect("compile task");
         assert_eq!(exit, Some(0), "icecc failed {name}.c; its log:\n{log}");
         let (used, _) = client_report(&log);
-        if let Some((port, id)) = used {
-            remote += 1;
-            assert_ne!(
-                port, blocked.port,
-                "{name}.c (job {id}) went to the blocked daemon:\n{log}"
-            );
-            println!(
-                "real-cluster: {name}.c, preferring {BLOCKED_DAEMON}, compiled on port {port}"
-            );
+        let how = if insists {
+            format!("insisting on {BLOCKED_DAEMON}")
+        } else {
+            "the scheduler's choice".to_owned()
+        };
+        match used {
+            Some((port, id)) => {
+                remote += 1;
+                assert_ne!(
+                    port, blocked.port,
+                    "{name}.c (job {id}) went to the blocked daemon:\n{log}"
+                );
+                println!("real-cluster: {name}.c ({how}) compiled on port {port}");
+            }
+            None if insists => println!("real-cluster: {name}.c ({how}) compiled by the client"),
+            None => panic!("{name}.c was not sent to a compile server; icecc's log:\n{log}"),
         }
     }
     icewatch
@@ -1866,6 +1880,33 @@ async fn a_blocked_daemon_leaves_until_unblocked(story: &mut Story) {
             line.is_some(),
             "no audit line `{audit}…` on stderr:\n{stderr}"
         );
+    }
+
+    // `icewatch admin` lists the daemons the scheduler lists, and a
+    // daemon's internals.
+    for args in [["admin", "127.0.0.1", "list"], ["admin", "127.0.0.1", "internals"]] {
+        let shown = format!("icewatch {}", args.join(" "));
+        let out = tokio::time::timeout(
+            START_LIMIT,
+            icewatch_binary()
+                .args(args)
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("`{shown}` did not end within {START_LIMIT:?}"))
+        .expect("run icewatch admin");
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "`{shown}`: {}", String::from_utf8_lossy(&out.stderr));
+        println!("real-cluster: `{shown}` printed:\n{said}");
+        for name in cluster.live_names() {
+            let line = match args[2] {
+                "list" => format!("{name} "),
+                _ => format!("Node Name: {name}"),
+            };
+            assert!(said.lines().any(|l| l.starts_with(&line)), "`{shown}` printed:\n{said}");
+        }
     }
 
     // `icewatch admin` at the scheduler's own port.

@@ -1,6 +1,8 @@
 //! The HTTP side: axum routes, the token, the `Host` check against DNS
 //! rebinding and the WebSocket origin check. Routes and rules are
-//! documented in `docs/http.md`.
+//! documented in `docs/http.md`; those of the scheduler's text port
+//! (`/api/v1/control`, a host's internals, `--admin`'s actions) in
+//! `docs/admin.md`.
 
 use super::control::{Action, Control, ControlError};
 use super::host::{origin_authority, AllowedHosts};
