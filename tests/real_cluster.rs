@@ -1884,7 +1884,10 @@ async fn a_blocked_daemon_leaves_until_unblocked(story: &mut Story) {
 
     // `icewatch admin` lists the daemons the scheduler lists, and a
     // daemon's internals.
-    for args in [["admin", "127.0.0.1", "list"], ["admin", "127.0.0.1", "internals"]] {
+    for args in [
+        ["admin", "127.0.0.1", "list"],
+        ["admin", "127.0.0.1", "internals"],
+    ] {
         let shown = format!("icewatch {}", args.join(" "));
         let out = tokio::time::timeout(
             START_LIMIT,
@@ -1898,14 +1901,21 @@ async fn a_blocked_daemon_leaves_until_unblocked(story: &mut Story) {
         .unwrap_or_else(|_| panic!("`{shown}` did not end within {START_LIMIT:?}"))
         .expect("run icewatch admin");
         let said = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "`{shown}`: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "`{shown}`: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         println!("real-cluster: `{shown}` printed:\n{said}");
         for name in cluster.live_names() {
             let line = match args[2] {
                 "list" => format!("{name} "),
                 _ => format!("Node Name: {name}"),
             };
-            assert!(said.lines().any(|l| l.starts_with(&line)), "`{shown}` printed:\n{said}");
+            assert!(
+                said.lines().any(|l| l.starts_with(&line)),
+                "`{shown}` printed:\n{said}"
+            );
         }
     }
 
