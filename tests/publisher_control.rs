@@ -96,7 +96,13 @@ async fn actions_are_404_without_admin_and_the_snapshot_does_not_offer_them() {
         }
         let (status, body) = server.get("/api/v1/snapshot").await;
         assert_eq!(status, 200);
-        assert!(json(&body).get("admin").is_none(), "{body}");
+        let snapshot = json(&body);
+        assert!(snapshot.get("admin").is_none(), "{body}");
+        assert_eq!(
+            snapshot.get("text_port").is_some(),
+            control.is_some(),
+            "{body}"
+        );
         let (status, _) = server.get("/api/v1/control").await;
         assert_eq!(status, if control.is_some() { 200 } else { 404 });
     }
@@ -149,8 +155,12 @@ async fn with_admin_the_snapshot_says_so_and_the_reads_say_why_the_port_is_silen
     let (_, body) = server.get("/api/v1/snapshot").await;
     let snapshot = json(&body);
     assert_eq!(
-        (snapshot["type"].as_str(), snapshot["admin"].as_bool()),
-        (Some("snapshot"), Some(true)),
+        (
+            snapshot["type"].as_str(),
+            snapshot["admin"].as_bool(),
+            snapshot["text_port"].as_bool()
+        ),
+        (Some("snapshot"), Some(true), Some(true)),
         "{body}"
     );
     // The first poll runs at start; wait for its outcome.

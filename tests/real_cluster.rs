@@ -1906,7 +1906,10 @@ async fn a_blocked_daemon_leaves_until_unblocked(story: &mut Story) {
             "`{shown}`: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        println!("real-cluster: `{shown}` printed:\n{said}");
+        println!("real-cluster: `{shown}` printed:");
+        for line in said.lines() {
+            println!("real-cluster: | {line}");
+        }
         for name in cluster.live_names() {
             let line = match args[2] {
                 "list" => format!("{name} "),

@@ -139,6 +139,7 @@ pub async fn serve(
         .control
         .map(|c| Arc::new(Control::start(state.clone(), c)));
     let mut hub_opts = opts.hub;
+    hub_opts.text_port = control.is_some();
     hub_opts.admin = control.as_ref().is_some_and(|c| c.admin());
     let hub = Hub::new(state, hub_opts);
     let access = Access {

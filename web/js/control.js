@@ -1,7 +1,7 @@
 // The scheduler's text port as the server reads it (docs/admin.md): which
 // hosts the scheduler keeps out and which install an environment, polled
-// while the server offers it; a host's `internals` on demand; and, when
-// the snapshot says `admin`, the actions block, unblock and remove.
+// once a snapshot says `text_port`; a host's `internals` on demand; and,
+// when the snapshot says `admin`, the actions block, unblock and remove.
 
 import { withToken } from 'icewatch/connection.js';
 
@@ -11,10 +11,13 @@ const POLL_MS = 5000;
 export const control = { view: null };
 
 let changed = () => {};
+let watching = false;
 
-/** Polls the server's view of the text port; `onChange()` after each answer. */
+/** Polls the server's view of the text port (once, however often called); `onChange()` after each answer. */
 export function watchControl(onChange) {
   changed = onChange;
+  if (watching) return;
+  watching = true;
   const poll = () => fetch(withToken('api/v1/control'))
     .then((r) => {
       if (r.status === 404) return 'off';

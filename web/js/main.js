@@ -34,6 +34,7 @@ const connection = new Connection(model, {
   changed: showConnection,
   received({ kind, events }) {
     if (kind === 'diff') notify(events, (j) => model.jobHost(j, 'server'));
+    if (kind === 'snapshot' && model.textPort) watchControl(scheduleRender);
     scheduleRender();
   },
 });
@@ -99,6 +100,5 @@ setupNotifications();
 initGraph(app);
 initTables(app);
 connection.connect();
-watchControl(scheduleRender);
 setInterval(renderChip, TICK_MS);
 addEventListener('keydown', (event) => { if (event.key === 'Escape') selectHost(null); });
