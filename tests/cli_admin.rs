@@ -5,16 +5,16 @@
 //! without a token. Against Debian's real scheduler, `icewatch admin` is
 //! run in `tests/real_cluster.rs`.
 
-mod common;
+mod support;
 
-use common::Running;
 use predicates::str::contains;
+use support::command::{self, Running};
 
 #[test]
 fn a_port_that_is_not_a_text_port_is_named_so() {
     let scheduler = Running::demo_scheduler(&[]);
     let addr = scheduler.scheduler_addr().to_string();
-    let out = common::icewatch()
+    let out = command::icewatch()
         .args(["admin", "--text-port", &addr, "--timeout", "20s", "blocks"])
         .output()
         .expect("run icewatch admin");

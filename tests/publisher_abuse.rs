@@ -6,15 +6,14 @@
 //! an event (an answer, a socket closed by the server), bounded by
 //! [`PATIENCE`]; timeouts under test are set short through `ServeOptions`.
 
-mod feed;
-mod http;
+mod support;
 
-use feed::Feed;
 use futures_util::StreamExt;
 use icewatch::publisher::{serve, ConnectionLimits, ServeOptions};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
+use support::feed::Feed;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
@@ -85,7 +84,7 @@ impl Server {
 /// One HTTP/1.1 GET with these headers (a `Host` naming the server's
 /// address unless one is given): the status and the body.
 async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    http::request(addr, "GET", path, headers).await
+    support::http::request(addr, "GET", path, headers).await
 }
 
 /// A WebSocket handshake on `/ws` with these headers (`Host` replaces the

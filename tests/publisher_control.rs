@@ -4,15 +4,14 @@
 //! when the text port is down. Against a real scheduler, the actions
 //! themselves are proven in `tests/real_cluster.rs`.
 
-mod feed;
-mod http;
+mod support;
 
-use feed::Feed;
-use http::request;
 use icewatch::publisher::{serve, ControlOptions, ServeOptions};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
+use support::feed::Feed;
+use support::http::request;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 

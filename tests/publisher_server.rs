@@ -5,19 +5,17 @@
 //! reading while another keeps receiving), the token and origin checks, the
 //! page with d3 inlined, the APIs and the metrics.
 
-mod feed;
-mod http;
-mod leaks;
+mod support;
 
-use feed::Feed;
 use futures_util::{SinkExt, StreamExt};
 use icewatch::monitor::lock_state;
 use icewatch::publisher::{serve, HubOptions, ServeOptions};
-use leaks::{alive_tasks, sockets_on};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
+use support::feed::Feed;
+use support::leaks::{alive_tasks, sockets_on};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{oneshot, watch};
@@ -89,7 +87,7 @@ impl Server {
 
 /// One HTTP/1.1 GET; returns the status and the body.
 async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    http::request(addr, "GET", path, headers).await
+    support::http::request(addr, "GET", path, headers).await
 }
 
 /// Opens a WebSocket on `path` with extra headers; `recv_buffer` fixes the

@@ -1,5 +1,4 @@
 //! One plain HTTP/1.1 request to a test server, for the publisher tests.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
