@@ -122,6 +122,8 @@
 //! reason; under CI (`CI` set), where `.ci/run` installs all of it, every
 //! chapter fails instead.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -139,7 +141,8 @@ use icewatch::monitor::{
 use icewatch::protocol::text;
 use icewatch::publisher::{serve, ServeOptions};
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use support::http::request as http;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
@@ -737,6 +740,23 @@ impl Start {
     }
 }
 
+/// Runs the icewatch binary with `args` to its end (within
+/// [`START_LIMIT`]) and returns what it said.
+async fn icewatch_output(args: &[&str]) -> std::process::Output {
+    let shown = format!("icewatch {}", args.join(" "));
+    tokio::time::timeout(
+        START_LIMIT,
+        icewatch_binary()
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("`{shown}` did not end within {START_LIMIT:?}"))
+    .unwrap_or_else(|e| panic!("run `{shown}`: {e}"))
+}
+
 /// The icewatch binary, told of no scheduler by the environment.
 fn icewatch_binary() -> Command {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("icewatch"));
@@ -864,17 +884,7 @@ async fn a_daemon_port_is_named_a_daemon() {
         vec!["dump", &addr],
     ] {
         let shown = format!("icewatch {}", args.join(" "));
-        let out = tokio::time::timeout(
-            START_LIMIT,
-            icewatch_binary()
-                .args(&args)
-                .kill_on_drop(true)
-                .stdin(Stdio::null())
-                .output(),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("`{shown}` did not exit within {START_LIMIT:?}"))
-        .expect("run icewatch");
+        let out = icewatch_output(&args).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         let last = stderr.lines().last().unwrap_or_default();
         assert_eq!(
@@ -1889,17 +1899,7 @@ async fn a_blocked_daemon_leaves_until_unblocked(story: &mut Story) {
         ["admin", "127.0.0.1", "internals"],
     ] {
         let shown = format!("icewatch {}", args.join(" "));
-        let out = tokio::time::timeout(
-            START_LIMIT,
-            icewatch_binary()
-                .args(args)
-                .stdin(Stdio::null())
-                .kill_on_drop(true)
-                .output(),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("`{shown}` did not end within {START_LIMIT:?}"))
-        .expect("run icewatch admin");
+        let out = icewatch_output(&args).await;
         let said = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -1924,17 +1924,7 @@ async fn a_blocked_daemon_leaves_until_unblocked(story: &mut Story) {
 
     // `icewatch admin` at the scheduler's own port.
     let args = ["admin", "--text-port", "127.0.0.1:8765", "blocks"];
-    let out = tokio::time::timeout(
-        START_LIMIT,
-        icewatch_binary()
-            .args(args)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("`icewatch admin` ends")
-    .expect("run icewatch admin");
+    let out = icewatch_output(&args).await;
     let said = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(
@@ -2158,42 +2148,6 @@ impl Drop for Icewatch {
 /// One HTTP/1.1 GET; returns the status and the body.
 async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     http(addr, "GET", path, &[]).await
-}
-
-/// One HTTP/1.1 request without a body; returns the status and the body.
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (u16, String) {
-    let ask = async {
-        let mut stream = TcpStream::connect(addr).await.expect("connect to the page");
-        let mut request =
-            format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-        if method == "POST" {
-            request.push_str("Content-Length: 0\r\n");
-        }
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).await.expect("send");
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.expect("receive");
-        response
-    };
-    let response = tokio::time::timeout(Duration::from_secs(30), ask)
-        .await
-        .unwrap_or_else(|_| panic!("{method} {path}: no answer within 30 s"));
-    let text = String::from_utf8(response).expect("UTF-8");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status");
-    (status, body.to_owned())
 }
 
 fn host_named<'a>(st: &'a State, name: &str) -> &'a Host {
