@@ -71,6 +71,12 @@ pub struct HubOptions {
     pub queue: usize,
     /// A client whose socket accepts nothing for this long is dropped.
     pub client_timeout: Duration,
+    /// Snapshots say `"text_port": true`: the server reads the scheduler's
+    /// text port (`/api/v1/control`, `docs/admin.md`).
+    pub text_port: bool,
+    /// Snapshots say `"admin": true`: the page may offer the actions of
+    /// `docs/admin.md`.
+    pub admin: bool,
 }
 
 impl Default for HubOptions {
@@ -79,6 +85,8 @@ impl Default for HubOptions {
             coalesce: Duration::from_millis(100),
             queue: 64,
             client_timeout: Duration::from_secs(30),
+            text_port: false,
+            admin: false,
         }
     }
 }
@@ -243,7 +251,16 @@ impl<S: Render> Hub<S> {
                 }
             }
         }
-        let text = Arc::new(state.snapshot_message(seq));
+        let mut text = state.snapshot_message(seq);
+        for (on, field) in [
+            (self.opts.admin, "\"admin\":true,"),
+            (self.opts.text_port, "\"text_port\":true,"),
+        ] {
+            if on && text.starts_with('{') {
+                text.insert_str(1, field);
+            }
+        }
+        let text = Arc::new(text);
         self.stats.renders.fetch_add(1, Relaxed);
         *last = revision.map(|rev| (seq, rev, Arc::downgrade(&text)));
         text

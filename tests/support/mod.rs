@@ -16,6 +16,7 @@
 //!   ([`Running`](command::Running)), read line by line;
 //! - [`feed`]: [`Feed`](feed::Feed), real scheduler messages applied to a
 //!   `State` at scripted times, for the publisher tests;
+//! - [`http`]: one plain HTTP/1.1 request to a test server;
 //! - [`leaks`]: what a test process holds (descriptors, sockets, tasks),
 //!   counted before and after.
 //!
@@ -28,6 +29,7 @@ pub mod captures;
 pub mod client;
 pub mod command;
 pub mod feed;
+pub mod http;
 pub mod leaks;
 pub mod monitor;
 pub mod scheduler;

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use icewatch::monitor::{
     self, Changed, ConnectOptions, Connection, SharedState, State, StateOptions, Target,
 };
-use icewatch::publisher::{self, ServeOptions};
+use icewatch::publisher::{self, ControlOptions, ServeOptions};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -117,17 +117,19 @@ pub async fn serve(
     connect: ConnectOptions,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    serve_from(listener, args, connect, None, shutdown).await
+    serve_from(listener, args, connect, None, None, shutdown).await
 }
 
 /// [`serve`], with `first`, if given, as the first session: the
 /// connection that checked the scheduler at start. If that one is no
-/// scheduler's, stops and says so.
+/// scheduler's, stops and says so. With `control`, the page reads (and
+/// may act through) the scheduler's text port.
 pub async fn serve_from(
     listener: TcpListener,
     args: &ServeArgs,
     connect: ConnectOptions,
     first: Option<Connection>,
+    control: Option<ControlOptions>,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let feed = |state, changed, stop: CancellationToken| async move {
@@ -139,7 +141,15 @@ pub async fn serve_from(
         }
         Ok(())
     };
-    serve_fed(listener, args, shutdown, "the scheduler connection", feed).await
+    serve_fed(
+        listener,
+        args,
+        control,
+        shutdown,
+        "the scheduler connection",
+        feed,
+    )
+    .await
 }
 
 /// Serves the page on `listener` until `shutdown`, from a state that `feed`
@@ -151,6 +161,7 @@ pub async fn serve_from(
 pub async fn serve_fed<F, Fut>(
     listener: TcpListener,
     args: &ServeArgs,
+    control: Option<ControlOptions>,
     shutdown: CancellationToken,
     what: &str,
     feed: F,
@@ -187,6 +198,7 @@ where
         .token(args.token.clone())
         .allowed_hosts(args.allowed_hosts.clone())
         .release_memory(crate::memory::release);
+    let opts = ServeOptions { control, ..opts };
     let stop = async move {
         tokio::select! {
             () = shutdown.cancelled_owned() => {}

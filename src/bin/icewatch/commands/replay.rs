@@ -50,7 +50,7 @@ pub async fn run(args: ReplayArgs, shutdown: CancellationToken) -> Result<()> {
         }
         Ok(())
     };
-    page::serve_fed(page, &args.serve, shutdown, "the replay", feed).await
+    page::serve_fed(page, &args.serve, None, shutdown, "the replay", feed).await
 }
 
 fn speed_text(speed: f64) -> String {
