@@ -8,6 +8,8 @@ mod page;
 mod record;
 mod replay;
 mod sessions;
+mod status;
+mod top;
 
 use crate::cli::{Cli, Command, SchedulerArgs};
 use anyhow::{Context, Result};
@@ -30,6 +32,8 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
         Command::Dump(args) => dump::run(args, shutdown).await,
         Command::Record(args) => record::run(args, shutdown).await,
         Command::Replay(args) => replay::run(args, shutdown).await,
+        Command::Top(args) => top::run(args, shutdown).await,
+        Command::Status(args) => status::run(args, shutdown).await,
     }
 }
 
