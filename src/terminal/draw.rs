@@ -143,7 +143,10 @@ fn status_line(screen: &Screen<'_>) -> Paragraph<'static> {
             " OFFLINE ",
             bad.add_modifier(Modifier::REVERSED),
         ));
-        spans.push(Span::raw(format!(" {}: {e}; reconnecting…", screen.source)));
+        spans.push(Span::raw(format!(
+            " reconnecting to {}: {e}",
+            screen.source
+        )));
         return Paragraph::new(Line::from(spans));
     }
     match &screen.model.scheduler {
@@ -161,13 +164,21 @@ fn status_line(screen: &Screen<'_>) -> Paragraph<'static> {
                 .since_ms
                 .map(|t| format!(" {}", dur(screen.now_ms.saturating_sub(t))))
                 .unwrap_or_default();
+            // A recording's name without its folders, as the page shows it.
+            let file = |r: &super::model::ReplayInfo| {
+                r.file
+                    .rsplit(['/', '\\'])
+                    .next()
+                    .unwrap_or(&r.file)
+                    .to_string()
+            };
             match (&s.replay, s.online) {
                 (Some(r), true) => {
                     spans.push(Span::styled(
                         " REPLAY ",
                         good.add_modifier(Modifier::REVERSED),
                     ));
-                    spans.push(Span::raw(format!(" of {}", r.file)));
+                    spans.push(Span::raw(format!(" of {}", file(r))));
                 }
                 (Some(r), false) => {
                     spans.push(Span::styled(
@@ -176,7 +187,7 @@ fn status_line(screen: &Screen<'_>) -> Paragraph<'static> {
                     ));
                     spans.push(Span::raw(format!(
                         " replay of {}: {}",
-                        r.file,
+                        file(r),
                         s.error.as_deref().unwrap_or("ended")
                     )));
                 }
@@ -197,7 +208,7 @@ fn status_line(screen: &Screen<'_>) -> Paragraph<'static> {
                         bad.add_modifier(Modifier::REVERSED),
                     ));
                     spans.push(Span::raw(format!(
-                        " scheduler {at}{since}: {}; reconnecting…",
+                        " reconnecting to scheduler {at} · down{since}: {}",
                         s.error.as_deref().unwrap_or("not connected yet")
                     )));
                 }
@@ -279,12 +290,9 @@ fn slot_bar(model: &Model, h: &Host, local: u32, width: usize) -> Line<'static> 
     let mut marks: Vec<(char, Color)> = Vec::new();
     for (from, n) in model.links_to(h.id) {
         let name = model.hosts.get(&from).map_or("", |f| f.name.as_str());
-        marks.extend(std::iter::repeat_n(('=', color_of(name)), n as usize));
+        marks.extend(std::iter::repeat(('=', color_of(name))).take(n as usize));
     }
-    marks.extend(std::iter::repeat_n(
-        ('%', color_of(&h.name)),
-        local as usize,
-    ));
+    marks.extend(std::iter::repeat(('%', color_of(&h.name))).take(local as usize));
     let slots = (h.max_jobs as usize).max(marks.len());
     let inner = width.saturating_sub(2);
     let (open, close, scale) = if slots > inner && inner > 0 {
@@ -470,7 +478,7 @@ fn reason(job: &Job) -> String {
 
 /// The jobs the list shows, in order: waiting, compiling, local (newest
 /// first in each), then the finished ones, newest first.
-fn listed<'m>(model: &'m Model, view: &View, host: Option<u32>) -> Vec<&'m Job> {
+fn listed<'m>(model: &'m Model, view: &View) -> Vec<&'m Job> {
     let failed = |j: &Job| j.state == "failed" || j.state == "cut_short";
     let by_state = |s: &str| match s {
         "waiting" => 0,
@@ -478,10 +486,9 @@ fn listed<'m>(model: &'m Model, view: &View, host: Option<u32>) -> Vec<&'m Job> 
         _ => 2,
     };
     let passes = |j: &&Job| {
-        (view.matches(&j.file)
+        view.matches(&j.file)
             || model.host_name(j, false).is_some_and(|n| view.matches(&n))
-            || model.host_name(j, true).is_some_and(|n| view.matches(&n)))
-            && host.is_none_or(|id| j.client == Some(id) || j.server == Some(id))
+            || model.host_name(j, true).is_some_and(|n| view.matches(&n))
     };
     let mut running: Vec<&Job> = match view.jobs {
         JobFilter::All | JobFilter::Running => model.jobs.values().filter(passes).collect(),
@@ -559,7 +566,7 @@ fn job_list(frame: &mut Frame<'_>, area: Rect, screen: &Screen<'_>) {
         counts[2],
         model.history.len()
     );
-    let jobs = listed(model, view, None);
+    let jobs = listed(model, view);
     let rows: Vec<Row> = jobs
         .iter()
         .take(usize::from(area.height))

@@ -162,7 +162,7 @@ async fn read_server(
         c = tokio_tungstenite::connect_async(request) => c,
         () = tx.closed() => return Ok(()),
     };
-    let (mut ws, _) = connect.map_err(|e| format!("cannot connect to {url}: {e}"))?;
+    let (mut ws, _) = connect.map_err(|e| format!("cannot connect: {e}"))?;
     loop {
         let msg = tokio::select! {
             m = ws.next() => m,
@@ -182,7 +182,7 @@ async fn read_server(
                 return Err(format!("{url} closed the connection"))
             }
             Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(format!("{url}: {e}")),
+            Some(Err(e)) => return Err(e.to_string()),
         }
     }
 }

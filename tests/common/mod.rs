@@ -3,6 +3,8 @@
 //! Every wait is bounded by a read timeout, never by a sleep.
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use bytes::BytesMut;
 use icewatch::protocol::frame::{parse_frame, FrameError, MAX_MSG_SIZE};
 use icewatch::protocol::handshake::handshake_blocking;

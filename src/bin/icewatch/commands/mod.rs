@@ -64,8 +64,20 @@ fn connect_options(args: &SchedulerArgs) -> Result<ConnectOptions> {
 /// change by waiting (refused, unknown name, unreachable) fails at once,
 /// with a hint.
 async fn connect_once(opts: &ConnectOptions, shutdown: &CancellationToken) -> Result<Connection> {
+    connect_saying(opts, shutdown, true).await
+}
+
+/// [`connect_once`]; `chatty`: also says where it connects and when it
+/// did (a command for scripts says only what it waits for, and errors).
+async fn connect_saying(
+    opts: &ConnectOptions,
+    shutdown: &CancellationToken,
+    chatty: bool,
+) -> Result<Connection> {
     let target = &opts.target;
-    eprintln!("connecting to {target}");
+    if chatty {
+        eprintln!("connecting to {target}");
+    }
     let connect = Connection::connect(opts);
     tokio::pin!(connect);
     let notice = tokio::time::sleep(WAIT_NOTICE);
@@ -86,6 +98,9 @@ async fn connect_once(opts: &ConnectOptions, shutdown: &CancellationToken) -> Re
     };
     match conn {
         Ok(conn) => {
+            if !chatty {
+                return Ok(conn);
+            }
             eprintln!(
                 "connected to {} (protocol {}), logged in as a monitor",
                 conn.peer(),

@@ -19,7 +19,7 @@ pub const SETTLE_LIMIT: Duration = Duration::from_secs(5);
 pub async fn run(args: StatusArgs, shutdown: CancellationToken) -> Result<()> {
     let opts = super::connect_options(&args.scheduler)?;
     let target = opts.target.to_string();
-    let first = tokio::time::timeout(args.timeout, super::connect_once(&opts, &shutdown))
+    let first = tokio::time::timeout(args.timeout, super::connect_saying(&opts, &shutdown, false))
         .await
         .map_err(|_| {
             anyhow::anyhow!(
