@@ -1,10 +1,17 @@
 //! A command in a real terminal: a tmux server of its own (`tmux -L`),
 //! one window of a given size, keys sent with `send-keys`, the screen
 //! read with `capture-pane`. Waits poll the screen for the text expected,
-//! up to [`PATIENCE`](super::PATIENCE): never a fixed sleep.
+//! up to [`PATIENCE`]: never a fixed sleep. Self-contained, so that the
+//! real-cluster harness includes it too.
+// Not every test that includes it uses every part.
+#![allow(dead_code)]
 
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+/// How long a wait for the screen may take: a real scheduler may take
+/// 36 s to take a new monitor (see `tests/real_cluster.rs`).
+pub const PATIENCE: Duration = Duration::from_secs(120);
 
 /// Whether tmux can run here.
 pub fn available() -> bool {
@@ -74,9 +81,9 @@ impl Tmux {
     }
 
     /// Polls the screen until `found` holds; returns that screen. Fails
-    /// the test, showing the last screen, after [`PATIENCE`](super::PATIENCE).
+    /// the test, showing the last screen, after [`PATIENCE`].
     pub fn wait_for(&self, what: &str, found: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + super::PATIENCE;
+        let deadline = Instant::now() + PATIENCE;
         loop {
             let screen = self.screen();
             if found(&screen) {
