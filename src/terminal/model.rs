@@ -10,7 +10,7 @@
 //! one sample each time [`Model::sample`] is called.
 
 use serde::{Deserialize, Deserializer};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 /// Finished jobs kept for the job list and the host pane (a snapshot
 /// carries the newest 200).
@@ -381,18 +381,18 @@ impl Model {
     /// online host, for the sparklines. Call it at a steady pace.
     pub fn sample(&mut self) {
         push_sample(&mut self.busy, u64::from(self.totals.busy_slots));
-        let mut seen = Vec::with_capacity(self.hosts.len());
+        let mut seen = HashSet::with_capacity(self.hosts.len());
         for h in self.hosts.values().filter(|h| h.online) {
             let samples = self.host_busy.entry(h.name.clone()).or_default();
             push_sample(samples, u64::from(h.active));
-            seen.push(h.name.as_str());
+            seen.insert(h.name.as_str());
         }
         // A host that is gone takes a zero, and is forgotten once all its
         // samples are zeros: a cluster whose hosts come and go stays bounded.
         let gone: Vec<String> = self
             .host_busy
             .keys()
-            .filter(|k| !seen.contains(&k.as_str()))
+            .filter(|k| !seen.contains(k.as_str()))
             .cloned()
             .collect();
         for name in gone {

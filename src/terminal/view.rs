@@ -4,7 +4,7 @@
 
 use super::model::{Host, Model};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// The columns of the host table, in order: sundae's, then the load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -278,8 +278,8 @@ impl View {
     /// lets through by name or by a job's file, sorted.
     pub fn hosts<'m>(&self, model: &'m Model, own: &HashMap<u32, (u32, u32)>) -> Vec<&'m Host> {
         let last_picture = model.scheduler.as_ref().is_some_and(|s| !s.online);
-        let by_file: Vec<u32> = if self.filter.is_empty() {
-            Vec::new()
+        let by_file: HashSet<u32> = if self.filter.is_empty() {
+            HashSet::new()
         } else {
             model
                 .jobs

@@ -94,8 +94,7 @@ fn table(state: &State) -> String {
         "ID", "NAME", "IN", "CUR", "MAX", "OUT", "LOCAL", "ACTIVE", "PENDING", "SPEED"
     );
     for h in &hosts {
-        let _ = writeln!(
-            out,
+        let row = format!(
             "{:>4} {:<name_width$} {:>6} {:>3} {:>3} {:>6} {:>5} {:>6} {:>7} {:>6.1}  {}",
             h.id,
             h.name,
@@ -109,6 +108,7 @@ fn table(state: &State) -> String {
             h.speed,
             if h.no_remote { "no-remote" } else { "" }
         );
+        let _ = writeln!(out, "{}", row.trim_end());
     }
     let t = state.totals();
     let remote: u32 = hosts
