@@ -17,6 +17,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -228,7 +229,10 @@ struct Term {
 
 impl Term {
     fn start(command: &str) -> Result<Term> {
-        let socket = format!("icewatch-load-top-{}", std::process::id());
+        // A server of its own each time: the last one may still be going.
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, Relaxed);
+        let socket = format!("icewatch-load-top-{}-{n}", std::process::id());
         let status = Command::new("tmux")
             .args([
                 "-L",
