@@ -4,13 +4,11 @@
 
 mod common;
 
-use common::{capture, icewatch, scratch_dir, Running, PATIENCE};
+use common::{capture, http_body, icewatch, scratch_dir, Running, PATIENCE};
 use icewatch::monitor::{State, StateOptions};
 use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
 use icewatch::protocol::Message;
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -33,22 +31,6 @@ fn mid_build_capture() -> PathBuf {
     let path = scratch_dir("status-mid-build").join("mid.v43.bin");
     std::fs::write(&path, &file[..cut]).unwrap();
     path
-}
-
-fn get(host: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string()
 }
 
 /// The snapshot without what differs between two monitors of the same
@@ -106,7 +88,7 @@ fn status_json_mid_build_equals_the_page_snapshot() {
     let want = without_times(status);
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let snapshot: Value = serde_json::from_str(&get(&host, "/api/v1/snapshot")).unwrap();
+        let snapshot: Value = serde_json::from_str(&http_body(&host, "/api/v1/snapshot")).unwrap();
         let got = without_times(snapshot);
         if got == want {
             break;

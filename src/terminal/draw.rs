@@ -165,7 +165,7 @@ fn status_line(screen: &Screen<'_>) -> Paragraph<'static> {
                 .map(|t| format!(" {}", dur(screen.now_ms.saturating_sub(t))))
                 .unwrap_or_default();
             // A recording's name without its folders, as the page shows it.
-            let file = |r: &super::model::ReplayInfo| {
+            let file = |r: &crate::monitor::Replay| {
                 r.file
                     .rsplit(['/', '\\'])
                     .next()
@@ -256,7 +256,7 @@ fn cluster_spark(frame: &mut Frame<'_>, area: Rect, model: &Model) {
         .copied()
         .max()
         .unwrap_or(0)
-        .max(u64::from(t.total_slots))
+        .max(t.total_slots)
         .max(1);
     frame.render_widget(
         Sparkline::default()

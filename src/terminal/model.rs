@@ -9,6 +9,7 @@
 //! slots of the cluster and of each host over time, for the sparklines,
 //! one sample each time [`Model::sample`] is called.
 
+use crate::monitor::{SchedulerStatus as Scheduler, Totals};
 use serde::{Deserialize, Deserializer};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -133,60 +134,6 @@ mergeable! {
         /// Wall-clock compile time as the server reported it.
         real_ms: Option<u64>,
     }
-}
-
-/// The scheduler connection (`SCHEDULER` of `docs/json.md`).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Scheduler {
-    /// `host:port`, or the recording's name for a replay.
-    pub address: String,
-    /// The agreed protocol version.
-    pub protocol: Option<u32>,
-    /// A session is up.
-    pub online: bool,
-    /// When it last went online or offline.
-    pub since_ms: Option<u64>,
-    /// Sessions started after the first.
-    pub reconnects: u64,
-    /// Why the last session ended or the last attempt failed.
-    pub error: Option<String>,
-    /// Set for a replay.
-    pub replay: Option<ReplayInfo>,
-}
-
-/// A recording played back (`replay` of `SCHEDULER`).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct ReplayInfo {
-    /// The recording's file name.
-    pub file: String,
-}
-
-/// Cluster-wide numbers (`TOTALS` of `docs/json.md`).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Totals {
-    /// Hosts online.
-    pub hosts_online: u32,
-    /// Slots of every online host.
-    pub total_slots: u32,
-    /// Jobs compiling on known hosts.
-    pub busy_slots: u32,
-    /// Jobs waiting for a server.
-    pub pending: u32,
-    /// Local jobs compiling.
-    pub local_active: u32,
-    /// Remote jobs that ended with exit code 0.
-    pub jobs_finished: u64,
-    /// Remote jobs whose compiler failed.
-    pub jobs_failed: u64,
-    /// Remote jobs that ended without a verdict.
-    pub jobs_cut_short: u64,
-    /// Local jobs ended.
-    pub local_jobs_finished: u64,
-    /// Jobs ended in the last minute.
-    pub jobs_per_minute: f64,
 }
 
 /// A link: `from` has `active` jobs compiling on `to`.
@@ -380,7 +327,7 @@ impl Model {
     /// Takes one sample of the busy slots, of the cluster and of each
     /// online host, for the sparklines. Call it at a steady pace.
     pub fn sample(&mut self) {
-        push_sample(&mut self.busy, u64::from(self.totals.busy_slots));
+        push_sample(&mut self.busy, self.totals.busy_slots);
         let mut seen = HashSet::with_capacity(self.hosts.len());
         for h in self.hosts.values().filter(|h| h.online) {
             let samples = self.host_busy.entry(h.name.clone()).or_default();
