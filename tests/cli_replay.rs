@@ -5,13 +5,12 @@
 mod common;
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use common::{capture, scratch_dir, Monitor, Running, PATIENCE};
+use common::{capture, scratch_dir, Monitor, Running};
 use icewatch::capture::recording::Recorder;
 use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
 use icewatch::protocol::{GetCs, Language, Message, MonGetCs, MonStats, MsgType};
 use predicates::prelude::*;
 use std::collections::HashMap;
-use std::io::{Read, Write};
 
 fn frames_of(file: &[u8]) -> Vec<Vec<u8>> {
     let mut input = &file[8..];
@@ -188,20 +187,9 @@ fn encode(msg: &Message<'_>, version: u32) -> Vec<u8> {
     out.to_vec()
 }
 
-/// The body of `GET path` from the page at `host` (`IP:PORT`).
+/// The JSON body of `GET path` from the page at `host` (`IP:PORT`).
 fn get_json(host: &str, path: &str) -> serde_json::Value {
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let (_, body) = response.split_once("\r\n\r\n").unwrap();
-    serde_json::from_str(body).unwrap()
+    serde_json::from_str(&common::http_body(host, path)).unwrap()
 }
 
 #[test]
