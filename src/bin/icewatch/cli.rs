@@ -593,6 +593,28 @@ mod tests {
     }
 
     #[test]
+    fn top_reads_a_scheduler_or_an_icewatch_not_both() {
+        let cli = Cli::try_parse_from(["icewatch", "top", "sched.lan", "--period", "1s"]).unwrap();
+        let Command::Top(t) = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            (t.scheduler.host.as_deref(), t.period),
+            (Some("sched.lan"), Duration::from_secs(1))
+        );
+        assert!(Cli::try_parse_from(["icewatch", "top", "--server", "h:8080"]).is_ok());
+        assert!(
+            Cli::try_parse_from(["icewatch", "top", "sched.lan", "--server", "h:8080"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["icewatch", "top", "--period", "1ms"]).is_err());
+        let cli = Cli::try_parse_from(["icewatch", "status", "--json", "--timeout", "5s"]).unwrap();
+        let Command::Status(s) = cli.command else {
+            panic!()
+        };
+        assert!(s.json && s.timeout == Duration::from_secs(5));
+    }
+
+    #[test]
     fn allowed_hosts_repeat_and_must_be_names_or_addresses() {
         let cli = Cli::try_parse_from([
             "icewatch",
