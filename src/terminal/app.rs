@@ -12,7 +12,7 @@ use super::source::Feed;
 use super::view::View;
 use crate::monitor::now_ms;
 use crossterm::event::{Event, EventStream};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use ratatui::backend::Backend;
 use ratatui::Terminal;
 use std::future::Future;
@@ -34,21 +34,22 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let mut terminal = ratatui::try_init()?;
-    let result = show(&mut terminal, feed, source, period, shutdown).await;
+    let events = EventStream::new();
+    let result = show(&mut terminal, events, feed, source, period, shutdown).await;
     ratatui::restore();
     result
 }
 
-/// The loop of [`run`], on any backend.
+/// The loop of [`run`], on any backend, with any stream of terminal events.
 async fn show<B: Backend>(
     terminal: &mut Terminal<B>,
+    mut events: impl Stream<Item = io::Result<Event>> + Unpin,
     mut feed: mpsc::Receiver<Feed>,
     source: &str,
     period: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     tokio::pin!(shutdown);
-    let mut events = EventStream::new();
     let mut model = Model::new();
     let mut view = View::default();
     let mut link_error: Option<String> = None;
@@ -118,5 +119,78 @@ async fn show<B: Backend>(
             () = tokio::time::sleep_until(due), if dirty => {}
             () = &mut shutdown => return Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use ratatui::backend::TestBackend;
+
+    fn diff(seq: u64) -> Feed {
+        Feed::Message(format!(
+            r#"{{"type":"diff","seq":{seq},"totals":{{"busy_slots":{seq},"total_slots":200}}}}"#
+        ))
+    }
+
+    /// On the test's own clock (paused, advanced only by the runtime when
+    /// every task waits): 100 changes over a second are drawn at most once
+    /// per period, and a key at once.
+    #[tokio::test(start_paused = true)]
+    async fn changes_are_drawn_at_most_once_a_period_and_keys_at_once() {
+        let (tx, rx) = mpsc::channel(8);
+        let (keys_tx, keys) = mpsc::channel::<io::Result<Event>>(1);
+        let keys =
+            futures_util::stream::unfold(
+                keys,
+                |mut rx| async move { rx.recv().await.map(|e| (e, rx)) },
+            );
+        let feeding = tokio::spawn(async move {
+            let snapshot = r#"{"type":"snapshot","seq":0,"scheduler":{"online":true},"hosts":[],"links":[],"jobs":[],"history":[]}"#;
+            tx.send(Feed::Message(snapshot.into())).await.unwrap();
+            for seq in 1..=100 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                tx.send(diff(seq)).await.unwrap();
+            }
+            // A key draws at once, whatever the period.
+            let key = |c| {
+                Ok(Event::Key(KeyEvent::new(
+                    KeyCode::Char(c),
+                    KeyModifiers::NONE,
+                )))
+            };
+            keys_tx.send(key('?')).await.unwrap();
+            keys_tx.send(key('x')).await.unwrap();
+            keys_tx.send(key('q')).await.unwrap();
+        });
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        let start = Instant::now();
+        show(
+            &mut terminal,
+            Box::pin(keys),
+            rx,
+            "test",
+            Duration::from_millis(250),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+        feeding.await.unwrap();
+        let elapsed = start.elapsed();
+        // The first frame, one per 250 ms of the second of changes, and
+        // the two keys that changed the screen (help opened and closed).
+        let frames = terminal.get_frame().count();
+        let most = 1 + (elapsed.as_millis() / 250) as usize + 1 + 2;
+        assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
+        assert!(
+            (4..=most).contains(&frames),
+            "{frames} frames in {elapsed:?}, at most {most}"
+        );
+        let screen = terminal.backend().to_string();
+        assert!(
+            screen.contains("Slots 100/200 busy"),
+            "the last change is drawn:\n{screen}"
+        );
     }
 }
