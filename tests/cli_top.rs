@@ -90,6 +90,15 @@ fn top_against_a_replayed_capture_sorts_filters_opens_a_host_and_quits() {
     term.keys(&["x"]);
     term.wait_for("help closed", |s| !s.contains("any key closes"));
 
+    // The scheduler goes away: the status line says so, and top waits
+    // for it to come back.
+    replay.signal("INT");
+    let screen = term.wait_text("OFFLINE");
+    assert!(
+        screen.contains(&format!("reconnecting to scheduler {addr}")),
+        "{screen}"
+    );
+
     term.keys(&["q"]);
     let screen = term.wait_text(&format!("{EXIT_MARK}0"));
     assert!(

@@ -141,6 +141,10 @@ fn the_main_screen_mid_build() {
     let view = View::default();
     insta::assert_snapshot!("mid_build_80x24", p.screen(&view, 80, 24));
     insta::assert_snapshot!("mid_build_200x50", p.screen(&view, 200, 50));
+    // sundae's `a`: each host's running jobs under it.
+    let mut view = View::default();
+    p.press(&mut view, "a");
+    insta::assert_snapshot!("details_80x24", p.screen(&view, 80, 24));
 }
 
 #[test]

@@ -324,10 +324,20 @@ fn host_table(
 ) {
     let (model, view) = (screen.model, screen.view);
     let wide = area.width >= 150;
+    // With each host's jobs shown (`a`), the counters make room for them.
+    let details = view.details;
+    let wide = wide && !details;
     let columns: Vec<Column> = COLUMNS
         .iter()
         .copied()
         .filter(|&c| c != Column::Load || area.width >= 100)
+        .filter(|&c| {
+            !details
+                || matches!(
+                    c,
+                    Column::Id | Column::Name | Column::Cur | Column::Max | Column::Jobs
+                )
+        })
         .collect();
     let max_slots = hosts
         .iter()
@@ -372,6 +382,10 @@ fn host_table(
         widths.push(Constraint::Length(ROW_SPARK as u16));
         header.push(Cell::from("BUSY"));
     }
+    if details {
+        widths.push(Constraint::Fill(1));
+        header.push(Cell::from("COMPILING HERE (← for whom)"));
+    }
     let mut rows = Vec::new();
     let mut selected_row = None;
     for h in hosts {
@@ -411,24 +425,14 @@ fn host_table(
                 Style::new().fg(Color::Green),
             )));
         }
+        if details {
+            cells.push(Cell::from(running_here(model, h)));
+        }
         let mut row = Row::new(cells);
         if !h.online {
             row = row.style(Style::new().fg(Color::DarkGray));
         }
         rows.push(row);
-        if view.details {
-            for j in model.jobs.values().filter(|j| {
-                (j.server == Some(h.id) && j.state != "waiting")
-                    || (j.client == Some(h.id) && j.server.is_none())
-            }) {
-                let from = model.host_name(j, false).unwrap_or_default();
-                let text = format!("  {} {} ← {from}", state_tag(j).0, j.file);
-                rows.push(
-                    Row::new(vec![Cell::from(""), Cell::from(text)])
-                        .style(Style::new().fg(Color::DarkGray)),
-                );
-            }
-        }
     }
     let title = if view.filter.is_empty() {
         format!(" Hosts ({}) ", hosts.len())
@@ -443,6 +447,28 @@ fn host_table(
         .highlight_spacing(HighlightSpacing::Always);
     let mut state = TableState::default().with_selected(selected_row);
     frame.render_stateful_widget(table, area, &mut state);
+}
+
+/// The files compiling on `h` now, oldest first, each with the host it
+/// compiles for when that is another.
+fn running_here(model: &Model, h: &Host) -> String {
+    let mut here: Vec<&Job> = model
+        .jobs
+        .values()
+        .filter(|j| j.server == Some(h.id) && j.state != "waiting")
+        .collect();
+    here.sort_by_key(|j| j.start_ms);
+    let shown: Vec<String> = here
+        .iter()
+        .map(|j| {
+            let file = j.file.rsplit('/').next().unwrap_or(&j.file);
+            match model.host_name(j, false) {
+                Some(client) if client != h.name => format!("{file} ←{client}"),
+                _ => file.to_string(),
+            }
+        })
+        .collect();
+    shown.join(", ")
 }
 
 /// A job's state as a short tag, in its colour.

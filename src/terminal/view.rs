@@ -136,7 +136,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("r", "reverse the sort"),
     ("Space, Enter", "open or close the selected host's pane"),
-    ("a", "show each host's running jobs under it"),
+    (
+        "a",
+        "what each host compiles now, and for whom, in the table",
+    ),
     ("f", "jobs shown: all, running, finished, failed"),
     ("/", "filter by host or file name (Enter keeps, Esc clears)"),
     ("?", "this help; any key closes it"),
@@ -154,7 +157,7 @@ pub struct View {
     pub selected: Option<u32>,
     /// The host pane is open (for the selected host).
     pub pane: bool,
-    /// Each host's running jobs are listed under it.
+    /// The host table lists what each host compiles now.
     pub details: bool,
     /// The help screen is shown.
     pub help: bool,

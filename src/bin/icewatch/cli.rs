@@ -187,7 +187,7 @@ scripts, see `icewatch status`.",
         after_help = "\
 Keys (as in icecream-sundae): j/k or arrows select a host, h/l or arrows and \
 Tab choose the sort column, r reverses it, Space or Enter opens the host's \
-pane, a lists each host's jobs under it; f chooses the jobs shown, / filters, \
+pane, a lists what each host compiles; f chooses the jobs shown, / filters, \
 ? helps, q quits.
 
 Examples:
