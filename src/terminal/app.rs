@@ -58,11 +58,20 @@ async fn show<B: Backend>(
     sampler.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dirty = true;
     let mut last_draw: Option<Instant> = None;
+    let mut replay_clock: (Option<u64>, Instant) = (None, Instant::now());
     loop {
         let due = last_draw.map_or(Instant::now(), |t| t + period);
         if dirty && Instant::now() >= due {
-            let now = match (model.is_replay(), model.clock_ms) {
-                (true, Some(clock)) => clock,
+            // A replay runs on the recording's clock: the newest time it
+            // mentioned, plus the time since it did.
+            if model.clock_ms != replay_clock.0 {
+                replay_clock = (model.clock_ms, Instant::now());
+            }
+            let now = match (model.is_replay(), replay_clock.0) {
+                (true, Some(clock)) => {
+                    let since = replay_clock.1.elapsed().as_millis();
+                    clock.saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
+                }
                 _ => now_ms(),
             };
             let screen = Screen {
