@@ -3,13 +3,14 @@
 //! WebSocket exactly as the page reads them. Waits are on messages, never
 //! on time.
 
-mod common;
+mod support;
 
-use common::{capture, icewatch, Running, PATIENCE};
 use futures_util::StreamExt;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use support::captures::capture;
+use support::command::{icewatch, Running, PATIENCE};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// The URL in the first stdout line (`open URL in a browser`).

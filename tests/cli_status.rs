@@ -2,15 +2,14 @@
 //! capture replayed as one), as a table or as the snapshot JSON that the
 //! page's `/api/v1/snapshot` serves; a one-line error when nobody answers.
 
-mod common;
+mod support;
 
-use common::{capture, http_body, icewatch, scratch_dir, Running, PATIENCE};
 use icewatch::monitor::{State, StateOptions};
-use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
-use icewatch::protocol::Message;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Instant;
+use support::captures::{capture, frames_of};
+use support::command::{http_body, icewatch, scratch_dir, Running, PATIENCE};
 
 /// The capture cut in the middle of its build: every slot busy and jobs
 /// waiting (its header, then its first frames).
@@ -18,16 +17,16 @@ fn mid_build_capture() -> PathBuf {
     let file = std::fs::read(capture(43)).unwrap();
     let mut state = State::new(StateOptions::default());
     state.scheduler_connected("s".into(), 43, 0);
-    let mut input = &file[8..];
-    while let Ok((rest, raw)) = parse_frame(input, MAX_MSG_SIZE) {
-        state.apply(&Message::decode(raw.ty, raw.body, 43).unwrap(), 0);
-        input = rest;
+    // The header (the agreed version), then whole frames.
+    let mut cut = 8;
+    for frame in frames_of(capture(43)) {
+        state.apply(&frame.decode(43).unwrap(), 0);
+        cut += frame.as_bytes().len();
         let t = state.totals();
         if t.busy_slots == t.total_slots && t.total_slots > 0 && t.pending > 0 {
             break;
         }
     }
-    let cut = file.len() - input.len();
     let path = scratch_dir("status-mid-build").join("mid.v43.bin");
     std::fs::write(&path, &file[..cut]).unwrap();
     path

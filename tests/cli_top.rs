@@ -2,11 +2,12 @@
 //! a scheduler (the state fed in process) and against another icewatch's
 //! WebSocket (`--server`), driven with the keys a person would press.
 
-mod common;
+mod support;
 
-use common::tmux::{self, Tmux, EXIT_MARK};
-use common::{capture, Running};
 use std::path::Path;
+use support::captures::capture;
+use support::command::{icewatch, Running};
+use support::tmux::{self, Tmux, EXIT_MARK};
 
 fn binary() -> &'static Path {
     Path::new(assert_cmd::cargo::cargo_bin!("icewatch"))
@@ -162,10 +163,7 @@ fn top_server_reads_a_running_icewatch_and_follows_a_resize() {
 
 #[test]
 fn top_without_a_terminal_points_to_status() {
-    let out = common::icewatch()
-        .args(["top", "127.0.0.1:1"])
-        .output()
-        .unwrap();
+    let out = icewatch().args(["top", "127.0.0.1:1"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");

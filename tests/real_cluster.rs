@@ -116,6 +116,8 @@
 //! reason; under CI (`CI` set), where `.ci/run` installs all of it, every
 //! chapter fails instead.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -126,9 +128,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
-
-#[path = "common/tmux.rs"]
-mod tmux;
 use icewatch::monitor::{
     lock_state, run, ConnectOptions, EndReason, Host, JobRef, JobState, SharedState, State,
     StateOptions, Target, Totals,
@@ -140,6 +139,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
+
+use support::tmux;
 
 /// Set in the environment of the re-executed test binary inside the
 /// namespaces.

@@ -5,17 +5,19 @@
 //! screen reads, as `icewatch top` does in-process. Nothing depends on the
 //! wall clock, so the screens are the same on every run.
 
+mod support;
+
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use icewatch::monitor::State;
 use icewatch::monitor::StateOptions;
-use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
-use icewatch::protocol::Message;
+use icewatch::protocol::frame::Frame;
 use icewatch::publisher::delta::Delta;
 use icewatch::publisher::json::{diff_message, snapshot_message};
 use icewatch::publisher::websocket::Rendered;
 use icewatch::terminal::{draw, host_rows, Model, Received, Screen, View};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
+use support::captures::{capture, frames_of};
 
 /// When the capture's first message arrived, on the test's clock.
 const START_MS: u64 = 1_700_000_000_000;
@@ -28,23 +30,13 @@ struct Played {
     delta: Delta,
     model: Model,
     seq: u64,
-    frames: Vec<Vec<u8>>,
+    frames: Vec<Frame>,
     next: usize,
 }
 
 impl Played {
     fn new() -> Played {
-        let file = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/basic.v43.bin"
-        ))
-        .unwrap();
-        let mut input = &file[8..];
-        let mut frames = Vec::new();
-        while let Ok((rest, _)) = parse_frame(input, MAX_MSG_SIZE) {
-            frames.push(input[..input.len() - rest.len()].to_vec());
-            input = rest;
-        }
+        let frames = frames_of(capture(43));
         let mut state = State::new(StateOptions::default());
         state.scheduler_connected("127.0.0.1:8765".into(), 43, START_MS);
         let delta = Delta::follow(&mut state);
@@ -67,8 +59,7 @@ impl Played {
     /// sample, as the terminal takes them.
     fn play(&mut self, n: usize) {
         for frame in &self.frames[self.next..(self.next + n).min(self.frames.len())] {
-            let (_, raw) = parse_frame(frame, MAX_MSG_SIZE).unwrap();
-            let msg = Message::decode(raw.ty, raw.body, 43).unwrap();
+            let msg = frame.decode(43).unwrap();
             self.state.apply(&msg, self.now());
             self.next += 1;
         }

@@ -1,10 +1,7 @@
 //! A command in a real terminal: a tmux server of its own (`tmux -L`),
 //! one window of a given size, keys sent with `send-keys`, the screen
 //! read with `capture-pane`. Waits poll the screen for the text expected,
-//! up to [`PATIENCE`]: never a fixed sleep. Self-contained, so that the
-//! real-cluster harness includes it too.
-// Not every test that includes it uses every part.
-#![allow(dead_code)]
+//! up to [`PATIENCE`]: never a fixed sleep.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
