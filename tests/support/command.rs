@@ -2,8 +2,8 @@
 //! line, or run to its end. Every wait is bounded by [`PATIENCE`], never a
 //! sleep.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -29,6 +29,24 @@ pub fn dump_capture(file: impl AsRef<std::ffi::OsStr>) -> assert_cmd::assert::As
 /// What a finished command printed on stdout.
 pub fn stdout_text(out: &assert_cmd::assert::Assert) -> String {
     String::from_utf8(out.get_output().stdout.clone()).expect("UTF-8 on stdout")
+}
+
+/// The body of `GET path` from the page at `host` (`IP:PORT`).
+pub fn http_body(host: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string()
 }
 
 /// A fresh directory for this test's files.

@@ -15,12 +15,16 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Full screen, a log line would tear the picture: the status line
+    // says what the log would (RUST_LOG still asks for it).
+    let quiet = matches!(cli.command, cli::Command::Top(_));
+    let default_filter = if quiet { "off" } else { "icewatch=info" };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("icewatch=info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
