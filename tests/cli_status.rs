@@ -33,11 +33,14 @@ fn mid_build_capture() -> PathBuf {
 }
 
 /// The snapshot without what differs between two monitors of the same
-/// stream: when each saw each message (and the WebSocket's `type`/`seq`).
+/// stream: when each saw each message (and the WebSocket's `type`/`seq`),
+/// and what the serving icewatch itself offers (`text_port`, `admin`:
+/// `monitor` reads the scheduler's text port, `status` does not).
 fn without_times(mut v: Value) -> Value {
     let o = v.as_object_mut().unwrap();
-    o.remove("type");
-    o.remove("seq");
+    for own in ["type", "seq", "text_port", "admin"] {
+        o.remove(own);
+    }
     o["scheduler"]["since_ms"] = Value::Null;
     for list in ["jobs", "history"] {
         for job in o[list].as_array_mut().unwrap() {
