@@ -161,6 +161,95 @@ Examples:
   icewatch replay monday.icwr --as-scheduler --port 8765 --speed 0"
     )]
     Replay(ReplayArgs),
+
+    /// Load a real scheduler with simulated daemons and their builds
+    #[command(
+        long_about = "\
+Load a real icecream scheduler with N simulated iceccd daemons, to measure the \
+scheduler and its monitors at the size of a large build farm.
+
+Each daemon logs in as iceccd does (slots, platform, protocol 42 to 44 and \
+features drawn from a realistic mix, about one in twenty --no-remote), sends \
+its load every few seconds, and listens on a port of its own, because the \
+scheduler only sends jobs to daemons it can connect to. Compile requests come \
+from random daemons, as icecc clients ask their own daemon; the scheduler \
+picks a server and that simulated daemon reports the job's begin and end. \
+About one compile in fifty fails and is retried locally; links run locally. \
+Now and then a daemon drains (reports itself fully loaded, finishes its jobs), \
+leaves and logs in again a few seconds later.
+
+The load starts once every daemon is logged in and runs for --duration; then \
+no new job starts, every job ends, the daemons stay a while (--linger) and log \
+out. Ctrl-C logs every daemon out at once; the scheduler ends the jobs they \
+had. At the end a summary goes to stdout (with --json, one JSON object).
+
+Run it only against a scheduler you own: its daemons take real jobs. Each \
+daemon uses two file descriptors; 500 need a limit above 1024 (ulimit -n).",
+        after_help = "\
+Examples:
+  icewatch loadgen 127.0.0.1 --daemons 50 --duration 30s
+  icewatch loadgen sched.test:8765 --daemons 500 --jobs-per-minute 10000 --duration 5m --json
+  icewatch loadgen --daemons 20 --seed 7        find the scheduler like iceccd does; Ctrl-C ends it"
+    )]
+    Loadgen(LoadgenArgs),
+}
+
+/// `icewatch loadgen`.
+#[derive(Debug, Clone, Args)]
+pub struct LoadgenArgs {
+    /// The scheduler, as HOST or HOST:PORT; without it, USE_SCHEDULER or
+    /// discovery by broadcast
+    #[arg(value_name = "HOST[:PORT]")]
+    pub host: Option<String>,
+
+    /// The scheduler's port, if not given with the host [default: 8765]
+    #[arg(value_name = "PORT")]
+    pub port: Option<u16>,
+
+    /// The network name to look for when discovering the scheduler
+    #[arg(short = 'n', long, value_name = "NETNAME", default_value = "ICECREAM")]
+    pub netname: String,
+
+    /// Simulated daemons (1 to 5000)
+    #[arg(long, value_name = "N", default_value_t = 50,
+          value_parser = clap::value_parser!(u16).range(1..=5000))]
+    pub daemons: u16,
+
+    /// Compile requests a minute, all daemons together (links and local
+    /// retries come on top, about one in fifteen)
+    #[arg(long, value_name = "R", default_value_t = 600.0, value_parser = per_minute)]
+    pub jobs_per_minute: f64,
+
+    /// How long the load runs once every daemon is logged in (e.g. 30s,
+    /// 5m) [default: until Ctrl-C]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Daemons that drain, leave and come back, a minute (0: none)
+    #[arg(long, value_name = "R", default_value_t = 6.0, value_parser = per_minute)]
+    pub leaves_per_minute: f64,
+
+    /// After the last job ended, stay logged in this long before logging
+    /// out: a quiet moment to compare the scheduler with its monitors
+    #[arg(long, value_name = "DURATION", default_value = "0s",
+          value_parser = humantime::parse_duration)]
+    pub linger: Duration,
+
+    /// Seed of everything drawn: the same seed gives the same daemons and
+    /// the same requests [default: random, printed on stderr]
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+
+    /// Print the summary as one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn per_minute(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1_000_000.0).contains(&v) => Ok(v.abs()),
+        _ => Err(format!("{s:?} is not a number from 0 to 1000000")),
+    }
 }
 
 /// Where the scheduler is.
