@@ -648,32 +648,35 @@ impl Daemon {
     ) -> Result<Option<Duration>, String> {
         let mut configured = None;
         loop {
-            let (used, msg_ty, body) = match parse_frame(buf, MAX_MSG_SIZE) {
-                Ok((rest, raw)) => (buf.len() - rest.len(), raw.ty, raw.body.to_vec()),
+            let used = match parse_frame(buf, MAX_MSG_SIZE) {
+                Ok((rest, raw)) => {
+                    let msg =
+                        Message::decode(raw.ty, raw.body, s.version).map_err(|e| e.to_string())?;
+                    match msg {
+                        Message::CsConf(conf) => {
+                            let secs = u64::from(conf.max_scheduler_pong.clamp(1, 60));
+                            configured = Some(Duration::from_secs(secs));
+                            if !self.shared.online[self.index].swap(true, Relaxed) {
+                                self.shared.counters.logins.fetch_add(1, Relaxed);
+                            }
+                        }
+                        Message::UseCs(u) => {
+                            let server = u16::try_from(u.port)
+                                .ok()
+                                .and_then(|p| self.shared.by_port.get(&p).copied());
+                            self.assigned(u.job_id, server);
+                        }
+                        Message::NoCs(n) => self.assigned(n.job_id, Some(self.index)),
+                        Message::Ping => Message::Ping.encode(s.version, out),
+                        Message::End => return Err("the scheduler said END".into()),
+                        _ => {}
+                    }
+                    buf.len() - rest.len()
+                }
                 Err(FrameError::Incomplete { .. }) => return Ok(configured),
                 Err(e) => return Err(format!("bad frame from the scheduler: {e}")),
             };
             buf.advance(used);
-            let msg = Message::decode(msg_ty, &body, s.version).map_err(|e| e.to_string())?;
-            match msg {
-                Message::CsConf(conf) => {
-                    let secs = u64::from(conf.max_scheduler_pong.clamp(1, 60));
-                    configured = Some(Duration::from_secs(secs));
-                    if !self.shared.online[self.index].swap(true, Relaxed) {
-                        self.shared.counters.logins.fetch_add(1, Relaxed);
-                    }
-                }
-                Message::UseCs(u) => {
-                    let server = u16::try_from(u.port)
-                        .ok()
-                        .and_then(|p| self.shared.by_port.get(&p).copied());
-                    self.assigned(u.job_id, server);
-                }
-                Message::NoCs(n) => self.assigned(n.job_id, Some(self.index)),
-                Message::Ping => Message::Ping.encode(s.version, out),
-                Message::End => return Err("the scheduler said END".into()),
-                _ => {}
-            }
         }
     }
 

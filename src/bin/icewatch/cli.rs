@@ -634,6 +634,38 @@ mod tests {
     }
 
     #[test]
+    fn loadgen_takes_a_scheduler_and_refuses_what_it_cannot_run() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["icewatch", "loadgen"].iter().chain(args).copied())
+        };
+        let Command::Loadgen(l) = parse(&["sched.lan", "9000", "--duration", "30s"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (l.host.as_deref(), l.port, l.daemons, l.duration),
+            (
+                Some("sched.lan"),
+                Some(9000),
+                50,
+                Some(Duration::from_secs(30))
+            )
+        );
+        for (args, flag) in [
+            (&["--daemons", "0"][..], "--daemons"),
+            (&["--daemons", "5001"], "--daemons"),
+            (&["--jobs-per-minute=-1"], "--jobs-per-minute"),
+            (&["--leaves-per-minute", "NaN"], "--leaves-per-minute"),
+            (&["--duration", "soon"], "--duration"),
+        ] {
+            let err = parse(args).unwrap_err().to_string();
+            assert!(err.lines().next().unwrap().contains(flag), "{err}");
+        }
+    }
+
+    #[test]
     fn a_history_the_state_would_not_keep_is_refused() {
         let history = |n: &str| Cli::try_parse_from(["icewatch", "demo", "--history", n]);
         assert!(history("1").is_ok() && history(&MAX_HISTORY.to_string()).is_ok());
