@@ -19,11 +19,11 @@ seconds=${3:-120}
 bin=$(realpath "${ICEWATCH:-target/release/icewatch}")
 
 if [ -z "${LOADGEN_SCALE_INSIDE:-}" ]; then
-    exec env LOADGEN_SCALE_INSIDE=1 unshare --net --pid --fork --kill-child sh "$0" "$@"
+    exec env LOADGEN_SCALE_INSIDE=1 unshare --net --pid --fork --kill-child --mount-proc sh "$0" "$@"
 fi
 
 ip link set lo up
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)" # the scheduler holds a socket a daemon
 dir=$(mktemp -d)
 chmod 777 "$dir" # the scheduler writes its log as user icecc
 [ -n "${KEEP:-}" ] && echo "logs in $dir" >&2
@@ -69,7 +69,13 @@ awk -v s="$((s1 - s0))" -v m="$((m1 - m0))" -v l="$((l1 - l0))" -v hz="$hz" \
 }'
 echo "loadgen summary: $(cat "$dir/summary.json")"
 page=$(sed -n 's#.*http://\([^/]*\)/.*#\1#p' "$dir/monitor.out" | head -n 1)
-curl -s "http://$page/api/v1/snapshot" |
-    python3 -c 'import json, sys; print("icewatch totals:", json.dumps(json.load(sys.stdin)["totals"]))'
+# icewatch's totals once it has seen every daemon go.
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+    totals=$(curl -s "http://$page/api/v1/snapshot" |
+        python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["totals"]))')
+    case $totals in *'"hosts_online": 0,'*) break ;; esac
+    sleep 1
+done
+echo "icewatch totals: $totals"
 [ -z "${KEEP:-}" ] && rm -rf "$dir"
 exit 0
