@@ -303,8 +303,7 @@ pub async fn run(options: Options, cancel: CancellationToken) -> Result<Summary,
     if logged_in {
         drive(&options, &shared, &mut rng, &cancel).await;
     }
-    if !cancel.is_cancelled() {
-        drain(&shared, &cancel).await;
+    if !cancel.is_cancelled() && drain(&shared, &cancel).await {
         eprintln!(
             "loadgen: quiet: every job has ended; {} daemons stay logged in for {:?}",
             options.daemons, options.linger
@@ -412,25 +411,26 @@ async fn drive(options: &Options, shared: &Shared, rng: &mut StdRng, cancel: &Ca
     }
 }
 
-/// Waits until every job has ended and every daemon is back, or
-/// [`DRAIN_LIMIT`] has passed.
-async fn drain(shared: &Shared, cancel: &CancellationToken) {
+/// Waits until every job has ended and every daemon is back (true), or
+/// [`DRAIN_LIMIT`] has passed or `cancel` fired (false).
+async fn drain(shared: &Shared, cancel: &CancellationToken) -> bool {
     let deadline = Instant::now() + DRAIN_LIMIT;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     while Instant::now() < deadline {
         let all_back = shared.online.iter().all(|o| o.load(Relaxed));
         if shared.counters.jobs_open() == 0 && all_back {
-            return;
+            return true;
         }
         tokio::select! {
             _ = tick.tick() => {}
-            () = cancel.cancelled() => return,
+            () = cancel.cancelled() => return false,
         }
     }
     eprintln!(
-        "loadgen: {} jobs still open after {DRAIN_LIMIT:?}; counted as cut short",
+        "loadgen: {} jobs still open after {DRAIN_LIMIT:?}; logging out, they count as cut short",
         shared.counters.jobs_open()
     );
+    false
 }
 
 /// A wait drawn from an exponential distribution with `rate` a second;
@@ -879,5 +879,51 @@ impl Daemon {
         } else {
             (format!("{dir}/{stem}{n}.c"), Language::C)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profiles(seed: u64, n: usize) -> Vec<Profile> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        (0..n).map(|i| profile(i, &mut rng)).collect()
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same_daemons_from_a_realistic_mix() {
+        let key = |p: &Profile| {
+            (
+                p.name.clone(),
+                p.max_jobs,
+                p.platform,
+                p.version,
+                p.no_remote,
+            )
+        };
+        let a: Vec<_> = profiles(7, 500).iter().map(key).collect();
+        let b: Vec<_> = profiles(7, 500).iter().map(key).collect();
+        assert_eq!(a, b);
+        assert_ne!(a, profiles(8, 500).iter().map(key).collect::<Vec<_>>());
+        let all = profiles(7, 500);
+        let count = |f: &dyn Fn(&Profile) -> bool| all.iter().filter(|p| f(p)).count();
+        assert!((5..60).contains(&count(&|p| p.no_remote)));
+        assert!((30..130).contains(&count(&|p| p.platform == "aarch64")));
+        for version in [42, 43, 44] {
+            assert!(count(&|p| p.version == version) >= 20, "protocol {version}");
+        }
+        assert!(all.iter().all(|p| (1..=32).contains(&p.max_jobs)));
+    }
+
+    #[test]
+    fn waits_follow_the_rate() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let total: f64 = (0..10_000)
+            .map(|_| exponential(&mut rng, 100.0).as_secs_f64())
+            .sum();
+        // 10,000 waits at 100 a second: about 100 s.
+        assert!((95.0..105.0).contains(&total), "{total}");
+        assert_eq!(exponential(&mut rng, 0.0), Duration::from_secs(3600));
     }
 }

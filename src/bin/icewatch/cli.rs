@@ -197,18 +197,9 @@ Examples:
 /// `icewatch loadgen`.
 #[derive(Debug, Clone, Args)]
 pub struct LoadgenArgs {
-    /// The scheduler, as HOST or HOST:PORT; without it, USE_SCHEDULER or
-    /// discovery by broadcast
-    #[arg(value_name = "HOST[:PORT]")]
-    pub host: Option<String>,
-
-    /// The scheduler's port, if not given with the host [default: 8765]
-    #[arg(value_name = "PORT")]
-    pub port: Option<u16>,
-
-    /// The network name to look for when discovering the scheduler
-    #[arg(short = 'n', long, value_name = "NETNAME", default_value = "ICECREAM")]
-    pub netname: String,
+    /// Where the scheduler is.
+    #[command(flatten)]
+    pub scheduler: SchedulerAddr,
 
     /// Simulated daemons (1 to 5000)
     #[arg(long, value_name = "N", default_value_t = 50,
@@ -254,7 +245,7 @@ fn per_minute(s: &str) -> Result<f64, String> {
 
 /// Where the scheduler is.
 #[derive(Debug, Clone, Args)]
-pub struct SchedulerArgs {
+pub struct SchedulerAddr {
     /// The scheduler, as HOST or HOST:PORT; without it, USE_SCHEDULER or
     /// discovery by broadcast
     #[arg(value_name = "HOST[:PORT]")]
@@ -267,6 +258,14 @@ pub struct SchedulerArgs {
     /// The network name to look for when discovering the scheduler
     #[arg(short = 'n', long, value_name = "NETNAME", default_value = "ICECREAM")]
     pub netname: String,
+}
+
+/// Where the scheduler is, and how to speak to it.
+#[derive(Debug, Clone, Args)]
+pub struct SchedulerArgs {
+    /// Where the scheduler is.
+    #[command(flatten)]
+    pub addr: SchedulerAddr,
 
     /// The protocol version to offer the scheduler (21 to 44)
     #[arg(long, value_name = "N", default_value_t = 44,
@@ -552,8 +551,8 @@ mod tests {
         let Command::Monitor(m) = cli.command else {
             panic!()
         };
-        assert_eq!(m.scheduler.host.as_deref(), Some("sched.lan"));
-        assert_eq!(m.scheduler.port, Some(9000));
+        assert_eq!(m.scheduler.addr.host.as_deref(), Some("sched.lan"));
+        assert_eq!(m.scheduler.addr.port, Some(9000));
         assert_eq!(m.serve.listen.to_string(), DEFAULT_LISTEN);
     }
 
@@ -645,7 +644,12 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (l.host.as_deref(), l.port, l.daemons, l.duration),
+            (
+                l.scheduler.host.as_deref(),
+                l.scheduler.port,
+                l.daemons,
+                l.duration
+            ),
             (
                 Some("sched.lan"),
                 Some(9000),

@@ -2,7 +2,6 @@
 
 use crate::cli::LoadgenArgs;
 use anyhow::{Context, Result};
-use icewatch::monitor::Target;
 use icewatch::protocol::PROTOCOL_VERSION;
 use icewatch::standin::loadgen::{self, Options, Summary};
 use std::time::Duration;
@@ -12,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 const DISCOVERY_WAIT: Duration = Duration::from_secs(3);
 
 pub async fn run(args: LoadgenArgs, shutdown: CancellationToken) -> Result<()> {
-    let target = Target::resolve(args.host.as_deref(), args.port, &args.netname)?;
+    let target = super::target(&args.scheduler)?;
     let scheduler = *target
         .locate(PROTOCOL_VERSION, DISCOVERY_WAIT)
         .await?

@@ -10,7 +10,7 @@ mod record;
 mod replay;
 mod sessions;
 
-use crate::cli::{Cli, Command, SchedulerArgs};
+use crate::cli::{Cli, Command, SchedulerAddr, SchedulerArgs};
 use anyhow::{Context, Result};
 use icewatch::monitor::{
     ConnectError, ConnectOptions, Connection, LocateError, Target, DEFAULT_PORT,
@@ -49,10 +49,18 @@ async fn bind_scheduler(addr: SocketAddr) -> Result<TcpListener> {
     Ok(listener)
 }
 
+/// Where the scheduler is, from the command line and the environment.
+fn target(addr: &SchedulerAddr) -> Result<Target> {
+    Ok(Target::resolve(
+        addr.host.as_deref(),
+        addr.port,
+        &addr.netname,
+    )?)
+}
+
 /// How to reach the scheduler, from the command line and the environment.
 fn connect_options(args: &SchedulerArgs) -> Result<ConnectOptions> {
-    let target = Target::resolve(args.host.as_deref(), args.port, &args.netname)?;
-    let mut opts = ConnectOptions::new(target);
+    let mut opts = ConnectOptions::new(target(&args.addr)?);
     opts.protocol = args.protocol;
     Ok(opts)
 }
