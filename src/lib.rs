@@ -24,7 +24,9 @@
 //!   as a JSON line (`icewatch dump`).
 //! - [`standin`]: stand-ins for a scheduler: a seeded simulation of a busy
 //!   cluster, the scheduler's side of a monitor session, and recordings
-//!   played back, into a state or to any monitor over real TCP.
+//!   played back, into a state or to any monitor over real TCP; and the
+//!   other side, simulated daemons that load a real scheduler
+//!   (`standin::loadgen`, `icewatch loadgen`).
 //!
 //! The `icewatch` command itself (`src/bin/icewatch/`: its clap definitions
 //! in `cli.rs`, what each subcommand does in `commands/`) is a user of this
@@ -39,6 +41,7 @@
 //! - `server`: [`publisher`] (axum, hyper, tokio-tungstenite,
 //!   prometheus-client);
 //! - `capture`: [`capture`] and [`standin`] (lz4_flex);
+//! - `loadgen`: `standin::loadgen` (cpu-time);
 //! - `cli`: the `icewatch` command (clap, tracing-subscriber).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
