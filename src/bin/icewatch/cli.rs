@@ -184,7 +184,8 @@ out. Ctrl-C logs every daemon out at once; the scheduler ends the jobs they \
 had. At the end a summary goes to stdout (with --json, one JSON object).
 
 Run it only against a scheduler you own: its daemons take real jobs. Each \
-daemon uses two file descriptors; 500 need a limit above 1024 (ulimit -n).",
+daemon uses two file descriptors; loadgen raises its own limit as far as the \
+hard limit (ulimit -Hn) allows, and warns when that is not enough.",
         after_help = "\
 Examples:
   icewatch loadgen 127.0.0.1 --daemons 50 --duration 30s
