@@ -24,7 +24,9 @@
 //!   as a JSON line (`icewatch dump`).
 //! - [`standin`]: stand-ins for a scheduler: a seeded simulation of a busy
 //!   cluster, the scheduler's side of a monitor session, and recordings
-//!   played back, into a state or to any monitor over real TCP.
+//!   played back, into a state or to any monitor over real TCP; and the
+//!   other side, simulated daemons that load a real scheduler
+//!   (`standin::loadgen`, `icewatch loadgen`).
 //! - [`terminal`]: the cluster in a terminal (`icewatch top`), a reader of
 //!   the state in this process or of another icewatch's WebSocket.
 //!
@@ -42,6 +44,7 @@
 //!   prometheus-client);
 //! - `capture`: [`capture`] and [`standin`] (lz4_flex);
 //! - `terminal`: [`terminal`] (ratatui, crossterm);
+//! - `loadgen`: `standin::loadgen` (cpu-time);
 //! - `cli`: the `icewatch` command (clap, tracing-subscriber).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -67,9 +67,19 @@
 //!     test prints, for each client, whether it got the remote result or
 //!     compiled locally).
 //!
-//! Chapters 1, 3, 4 and 6 only look: when one fails the story goes on, and
-//! when the test runner is not asked for one (`--skip`, a filter) it is left
-//! out. The others move the story on: when one fails, those after it fail as
+//! Before the story, and apart from it (its own scheduler on another port,
+//! no real daemon): `loadgen_at_50_daemons_agrees_with_the_scheduler_and_icewatch`.
+//! `icewatch loadgen` logs 50 simulated daemons in to a real scheduler and
+//! runs their builds for 30 s (daemons leaving and coming back), with the
+//! `icewatch monitor` binary watching. At the quiet moment after the last
+//! job, icewatch's hosts, slots and jobs equal what the scheduler's text
+//! port lists (`listcs`); after Ctrl-C has logged every daemon out,
+//! icewatch's totals (`/api/v1/snapshot`) equal loadgen's `--json`
+//! summary, and every daemon is offline.
+//!
+//! That chapter and chapters 1, 3, 4 and 6 only look: when one fails the
+//! story goes on, and when the test runner is not asked for one (`--skip`,
+//! a filter) it is left out. The others move the story on: when one fails, those after it fail as
 //! not reached, and a chapter asked for runs every step before it.
 //!
 //! # How it runs
@@ -147,7 +157,7 @@ use icewatch::protocol::text;
 use icewatch::publisher::{serve, ServeOptions};
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use support::http::request as http;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
@@ -274,6 +284,7 @@ enum Kind {
 
 #[derive(Clone, Copy, Debug)]
 enum Part {
+    Loadgen,
     StartsWithoutDaemons,
     DaemonsAsLaunched,
     StartsWithDaemons,
@@ -296,7 +307,12 @@ struct Chapter {
 }
 
 /// The story, in order.
-const CHAPTERS: [Chapter; 11] = [
+const CHAPTERS: [Chapter; 12] = [
+    Chapter {
+        name: "loadgen_at_50_daemons_agrees_with_the_scheduler_and_icewatch",
+        kind: Kind::Check,
+        part: Part::Loadgen,
+    },
     Chapter {
         name: "every_start_connects_to_an_idle_scheduler_without_daemons",
         kind: Kind::Check,
@@ -672,6 +688,7 @@ async fn the_whole_story(mut plan: Plan) {
 
 async fn play(part: Part, story: &mut Story) {
     match part {
+        Part::Loadgen => loadgen_agrees_with_the_scheduler(story).await,
         Part::StartsWithoutDaemons => every_start_connects_without_daemons(story).await,
         Part::DaemonsAsLaunched => icewatch_sees_the_daemons_as_launched(story).await,
         Part::StartsWithDaemons => every_start_connects_with_daemons(story).await,
@@ -777,6 +794,200 @@ fn icewatch_binary() -> Command {
     cmd.env_remove("USE_SCHEDULER")
         .env_remove("ICECC_SCHEDULER");
     cmd
+}
+
+/// The loadgen chapter's scheduler port: not the story's, which its real
+/// daemons know.
+const LOADGEN_PORT: u16 = SCHEDULER_PORT + 100;
+const LOADGEN_DAEMONS: usize = 50;
+/// Login of 50 daemons (an idle scheduler takes up to 36 s for the first),
+/// 30 s of load, and the last jobs' end.
+const LOADGEN_QUIET: Duration = Duration::from_secs(300);
+
+/// Before the story: `icewatch loadgen` against a real scheduler, watched
+/// by `icewatch monitor`; both pictures agree with the scheduler's.
+async fn loadgen_agrees_with_the_scheduler(story: &mut Story) {
+    let log = story.cluster.path("scheduler-loadgen.log");
+    story.cluster.logs.push(log.clone());
+    let _scheduler = spawn(
+        Command::new(tool("icecc-scheduler"))
+            .args(["-p", &LOADGEN_PORT.to_string(), "-vv", "-l"])
+            .arg(&log),
+    );
+    wait_for("the loadgen scheduler to listen", SCHEDULER_UP, || async {
+        TcpStream::connect(("127.0.0.1", LOADGEN_PORT + 1))
+            .await
+            .ok()
+    })
+    .await;
+    let scheduler = format!("127.0.0.1:{LOADGEN_PORT}");
+
+    let mut monitor = icewatch_binary()
+        .args(["monitor", &scheduler, "--listen", "127.0.0.1:0"])
+        .kill_on_drop(true)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start icewatch monitor");
+    let mut out = BufReader::new(monitor.stdout.take().expect("its stdout")).lines();
+    let first = tokio::time::timeout(START_LIMIT, out.next_line())
+        .await
+        .expect("icewatch monitor prints its address")
+        .expect("read its stdout")
+        .expect("a first line");
+    let page: SocketAddr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+
+    let mut loadgen = icewatch_binary()
+        .args(["loadgen", &scheduler, "--daemons"])
+        .arg(LOADGEN_DAEMONS.to_string())
+        .args(["--duration", "30s", "--jobs-per-minute", "1200"])
+        .args([
+            "--leaves-per-minute",
+            "6",
+            "--linger",
+            "10m",
+            "--seed",
+            "21",
+        ])
+        .arg("--json")
+        .kill_on_drop(true)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start icewatch loadgen");
+    let mut said = BufReader::new(loadgen.stderr.take().expect("its stderr")).lines();
+    let quiet = tokio::time::timeout(LOADGEN_QUIET, async {
+        while let Some(line) = said.next_line().await.expect("read loadgen's stderr") {
+            println!("{line}");
+            if line.starts_with("loadgen: quiet") {
+                return;
+            }
+        }
+        panic!("loadgen ended before its quiet moment");
+    });
+    quiet
+        .await
+        .unwrap_or_else(|_| panic!("loadgen not quiet within {LOADGEN_QUIET:?}"));
+
+    // The quiet moment: no job anywhere, every daemon logged in. What
+    // icewatch shows reaches it up to 200 ms late (the scheduler corks).
+    type Picture = BTreeMap<String, (u64, u64)>;
+    let agreed = wait_for(
+        "icewatch's hosts to equal listcs",
+        Duration::from_secs(60),
+        move || async move {
+            let listed: Picture = listcs_at(LOADGEN_PORT + 1)
+                .await
+                .ok()?
+                .into_iter()
+                .map(|l| (l.name, (u64::from(l.max_jobs), u64::from(l.jobs))))
+                .collect();
+            let snapshot: serde_json::Value =
+                serde_json::from_str(&http_get(page, "/api/v1/snapshot").await.1).ok()?;
+            let shown: Picture = snapshot["hosts"]
+                .as_array()?
+                .iter()
+                .filter(|h| h["online"].as_bool() == Some(true))
+                .map(|h| {
+                    let n = |k: &str| h[k].as_u64().unwrap_or(u64::MAX);
+                    (
+                        h["name"].as_str().unwrap_or("").to_string(),
+                        (n("max_jobs"), n("active")),
+                    )
+                })
+                .collect();
+            let jobs_shown = snapshot["jobs"].as_array().map_or(usize::MAX, Vec::len);
+            println!(
+                "listcs: {} hosts; icewatch: {} hosts online, {jobs_shown} jobs",
+                listed.len(),
+                shown.len()
+            );
+            (listed.len() == LOADGEN_DAEMONS && listed == shown && jobs_shown == 0)
+                .then_some(listed)
+        },
+    )
+    .await;
+    let slots: u64 = agreed.values().map(|(slots, _)| slots).sum();
+    println!(
+        "agreed at the quiet moment: {} hosts, {slots} slots, no job",
+        agreed.len()
+    );
+
+    // Ctrl-C: every daemon logs out; the summary follows.
+    signal(loadgen.id().expect("loadgen's pid"), "INT").await;
+    let mut stdout = String::new();
+    loadgen
+        .stdout
+        .take()
+        .expect("its stdout")
+        .read_to_string(&mut stdout)
+        .await
+        .expect("read loadgen's summary");
+    let status = tokio::time::timeout(Duration::from_secs(30), loadgen.wait())
+        .await
+        .expect("loadgen exits within 30 s of Ctrl-C")
+        .expect("wait for loadgen");
+    assert!(status.success(), "loadgen: {status}");
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout:?}"));
+    println!("loadgen: {summary}");
+    let n = |k: &str| {
+        summary[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {k} in {summary}"))
+    };
+    assert_eq!(n("daemons"), LOADGEN_DAEMONS as u64);
+    assert!(n("leaves") > 0, "no daemon left and came back: {summary}");
+    assert_eq!(n("logins"), LOADGEN_DAEMONS as u64 + n("leaves"));
+    assert!(n("jobs_requested") > 0 && n("local_jobs") > 0, "{summary}");
+    assert_eq!(n("jobs_assigned"), n("jobs_requested"));
+    assert_eq!(n("jobs_finished") + n("jobs_failed"), n("jobs_requested"));
+
+    // Every daemon went, and icewatch counted the jobs as loadgen did.
+    let expected = serde_json::json!({
+        "hosts_online": 0,
+        "jobs_finished": n("jobs_finished"),
+        "jobs_failed": n("jobs_failed"),
+        "jobs_cut_short": n("jobs_cut_short"),
+        "local_jobs_finished": n("local_jobs"),
+        "unknown_jobs": 0,
+        "invalid_messages": 0,
+    });
+    let keys = [
+        "hosts_online",
+        "jobs_finished",
+        "jobs_failed",
+        "jobs_cut_short",
+        "local_jobs_finished",
+        "unknown_jobs",
+        "invalid_messages",
+    ];
+    let (expected, keys) = (&expected, &keys);
+    let seen = wait_for(
+        "icewatch's totals to equal loadgen's",
+        Duration::from_secs(30),
+        move || async move {
+            let snapshot: serde_json::Value =
+                serde_json::from_str(&http_get(page, "/api/v1/snapshot").await.1).ok()?;
+            let totals: serde_json::Map<String, serde_json::Value> = keys
+                .iter()
+                .map(|k| (k.to_string(), snapshot["totals"][*k].clone()))
+                .collect();
+            let totals = serde_json::Value::Object(totals);
+            println!("icewatch's totals: {totals}");
+            (totals == *expected).then_some(totals)
+        },
+    )
+    .await;
+    println!("icewatch's totals: {seen}");
+    let _ = monitor.kill().await;
 }
 
 /// Chapter 1: the scheduler has just started, no daemon is there.
@@ -2852,12 +3063,18 @@ where
 struct Listed {
     name: String,
     max_jobs: u32,
+    jobs: u32,
 }
 
 /// Asks the scheduler's text port which daemons are logged in.
 async fn listcs() -> Result<Vec<Listed>, String> {
+    listcs_at(TEXT_PORT).await
+}
+
+/// Asks the text port `port` which daemons are logged in.
+async fn listcs_at(port: u16) -> Result<Vec<Listed>, String> {
     let ask = async {
-        let stream = TcpStream::connect(("127.0.0.1", TEXT_PORT))
+        let stream = TcpStream::connect(("127.0.0.1", port))
             .await
             .map_err(|e| e.to_string())?;
         let (read, mut write) = stream.into_split();
@@ -2890,6 +3107,7 @@ async fn listcs() -> Result<Vec<Listed>, String> {
                 listed.push(Listed {
                     name: entry.name.to_string(),
                     max_jobs: entry.max_jobs,
+                    jobs: entry.jobs,
                 });
             }
         }

@@ -7,11 +7,15 @@
 //! - [`session`]: the scheduler's side of a monitor connection (handshake,
 //!   login, messages at the agreed version).
 //! - [`demo`]: the simulation served to monitors over real TCP.
+//! - `loadgen` (feature `loadgen`): the other side, simulated daemons
+//!   that load a real scheduler (`icewatch loadgen`).
 //! - [`replay`]: a recording played back, into a
 //!   [`State`](crate::monitor::State) on its own clock or served to
 //!   monitors, at a pace [`replay::Pacer`] keeps.
 
 pub mod demo;
+#[cfg(feature = "loadgen")]
+pub mod loadgen;
 pub mod replay;
 pub mod session;
 pub mod simulation;

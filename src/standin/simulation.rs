@@ -666,13 +666,8 @@ impl Simulation {
         self.schedule(duration, Action::LocalDone(job_id));
     }
 
-    /// A compile's wall time: log-normal around 1.5 s, scaled by speed.
     fn compile_ms(&mut self, speed: f64) -> u64 {
-        let u1: f64 = self.rng.random_range(f64::EPSILON..1.0);
-        let u2: f64 = self.rng.random();
-        let normal = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-        let ms = (1_500f64.ln() + 0.7 * normal).exp() / speed;
-        ms.clamp(120.0, 40_000.0) as u64
+        compile_ms(&mut self.rng, speed)
     }
 
     /// Gives waiting jobs, oldest first, to hosts with a free slot.
@@ -950,6 +945,16 @@ impl Simulation {
 }
 
 /// The object file a local compile of `source` writes.
+/// A compile's wall time in milliseconds: log-normal around 1.5 s, scaled
+/// by the host's speed.
+pub(crate) fn compile_ms(rng: &mut impl Rng, speed: f64) -> u64 {
+    let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.random();
+    let normal = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+    let ms = (1_500f64.ln() + 0.7 * normal).exp() / speed;
+    ms.clamp(120.0, 40_000.0) as u64
+}
+
 fn object_of(source: &str) -> String {
     let stem = source.rsplit_once('.').map_or(source, |(s, _)| s);
     format!("{stem}.o")

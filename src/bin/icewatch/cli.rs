@@ -255,6 +255,38 @@ Examples:
         subcommand_precedence_over_arg = true
     )]
     Admin(AdminArgs),
+
+    /// Load a real scheduler with simulated daemons and their builds
+    #[command(
+        long_about = "\
+Load a real icecream scheduler with N simulated iceccd daemons, to measure the \
+scheduler and its monitors at the size of a large build farm.
+
+Each daemon logs in as iceccd does (slots, platform, protocol 42 to 44 and \
+features drawn from a realistic mix, about one in twenty --no-remote), sends \
+its load every few seconds, and listens on a port of its own, because the \
+scheduler only sends jobs to daemons it can connect to. Compile requests come \
+from random daemons, as icecc clients ask their own daemon; the scheduler \
+picks a server and that simulated daemon reports the job's begin and end. \
+About one compile in fifty fails and is retried locally; links run locally. \
+Now and then a daemon drains (reports itself fully loaded, finishes its jobs), \
+leaves and logs in again a few seconds later.
+
+The load starts once every daemon is logged in and runs for --duration; then \
+no new job starts, every job ends, the daemons stay a while (--linger) and log \
+out. Ctrl-C logs every daemon out at once; the scheduler ends the jobs they \
+had. At the end a summary goes to stdout (with --json, one JSON object).
+
+Run it only against a scheduler you own: its daemons take real jobs. Each \
+daemon uses two file descriptors; loadgen raises its own limit as far as the \
+hard limit (ulimit -Hn) allows, and warns when that is not enough.",
+        after_help = "\
+Examples:
+  icewatch loadgen 127.0.0.1 --daemons 50 --duration 30s
+  icewatch loadgen sched.test:8765 --daemons 500 --jobs-per-minute 10000 --duration 5m --json
+  icewatch loadgen --daemons 20 --seed 7        find the scheduler like iceccd does; Ctrl-C ends it"
+    )]
+    Loadgen(LoadgenArgs),
 }
 
 /// `icewatch admin`.
@@ -359,9 +391,58 @@ pub struct StatusArgs {
     pub timeout: Duration,
 }
 
+/// `icewatch loadgen`.
+#[derive(Debug, Clone, Args)]
+pub struct LoadgenArgs {
+    /// Where the scheduler is.
+    #[command(flatten)]
+    pub scheduler: SchedulerAddr,
+
+    /// Simulated daemons (1 to 5000)
+    #[arg(long, value_name = "N", default_value_t = 50,
+          value_parser = clap::value_parser!(u16).range(1..=5000))]
+    pub daemons: u16,
+
+    /// Compile requests a minute, all daemons together (links and local
+    /// retries come on top, about one in fifteen)
+    #[arg(long, value_name = "R", default_value_t = 600.0, value_parser = per_minute)]
+    pub jobs_per_minute: f64,
+
+    /// How long the load runs once every daemon is logged in (e.g. 30s,
+    /// 5m) [default: until Ctrl-C]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Daemons that drain, leave and come back, a minute (0: none)
+    #[arg(long, value_name = "R", default_value_t = 6.0, value_parser = per_minute)]
+    pub leaves_per_minute: f64,
+
+    /// After the last job ended, stay logged in this long before logging
+    /// out: a quiet moment to compare the scheduler with its monitors
+    #[arg(long, value_name = "DURATION", default_value = "0s",
+          value_parser = humantime::parse_duration)]
+    pub linger: Duration,
+
+    /// Seed of everything drawn: the same seed gives the same daemons and
+    /// the same requests [default: random, printed on stderr]
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+
+    /// Print the summary as one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn per_minute(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1_000_000.0).contains(&v) => Ok(v.abs()),
+        _ => Err(format!("{s:?} is not a number from 0 to 1000000")),
+    }
+}
+
 /// Where the scheduler is.
 #[derive(Debug, Clone, Args)]
-pub struct SchedulerArgs {
+pub struct SchedulerAddr {
     /// The scheduler, as HOST or HOST:PORT; without it, USE_SCHEDULER or
     /// discovery by broadcast
     #[arg(value_name = "HOST[:PORT]")]
@@ -374,6 +455,14 @@ pub struct SchedulerArgs {
     /// The network name to look for when discovering the scheduler
     #[arg(short = 'n', long, value_name = "NETNAME", default_value = "ICECREAM")]
     pub netname: String,
+}
+
+/// Where the scheduler is, and how to speak to it.
+#[derive(Debug, Clone, Args)]
+pub struct SchedulerArgs {
+    /// Where the scheduler is.
+    #[command(flatten)]
+    pub addr: SchedulerAddr,
 
     /// The protocol version to offer the scheduler (21 to 44)
     #[arg(long, value_name = "N", default_value_t = 44,
@@ -690,8 +779,8 @@ mod tests {
         let Command::Monitor(m) = cli.command else {
             panic!()
         };
-        assert_eq!(m.scheduler.host.as_deref(), Some("sched.lan"));
-        assert_eq!(m.scheduler.port, Some(9000));
+        assert_eq!(m.scheduler.addr.host.as_deref(), Some("sched.lan"));
+        assert_eq!(m.scheduler.addr.port, Some(9000));
         assert_eq!(m.serve.listen.to_string(), DEFAULT_LISTEN);
     }
 
@@ -741,7 +830,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (t.scheduler.host.as_deref(), t.period),
+            (t.scheduler.addr.host.as_deref(), t.period),
             (Some("sched.lan"), Duration::from_secs(1))
         );
         assert!(Cli::try_parse_from(["icewatch", "top", "--server", "h:8080"]).is_ok());
@@ -812,6 +901,43 @@ mod tests {
                     && first.contains("neither 0 nor a number from 0.01 to 1000000"),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn loadgen_takes_a_scheduler_and_refuses_what_it_cannot_run() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["icewatch", "loadgen"].iter().chain(args).copied())
+        };
+        let Command::Loadgen(l) = parse(&["sched.lan", "9000", "--duration", "30s"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                l.scheduler.host.as_deref(),
+                l.scheduler.port,
+                l.daemons,
+                l.duration
+            ),
+            (
+                Some("sched.lan"),
+                Some(9000),
+                50,
+                Some(Duration::from_secs(30))
+            )
+        );
+        for (args, flag) in [
+            (&["--daemons", "0"][..], "--daemons"),
+            (&["--daemons", "5001"], "--daemons"),
+            (&["--jobs-per-minute=-1"], "--jobs-per-minute"),
+            (&["--leaves-per-minute", "NaN"], "--leaves-per-minute"),
+            (&["--duration", "soon"], "--duration"),
+        ] {
+            let err = parse(args).unwrap_err().to_string();
+            assert!(err.lines().next().unwrap().contains(flag), "{err}");
         }
     }
 

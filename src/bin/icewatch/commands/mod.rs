@@ -4,6 +4,7 @@
 mod admin;
 mod demo;
 mod dump;
+mod loadgen;
 mod monitor;
 mod page;
 mod record;
@@ -12,7 +13,7 @@ mod sessions;
 mod status;
 mod top;
 
-use crate::cli::{Cli, Command, SchedulerArgs};
+use crate::cli::{Cli, Command, SchedulerAddr, SchedulerArgs};
 use anyhow::{Context, Result};
 use icewatch::monitor::{
     ConnectError, ConnectOptions, Connection, LocateError, Target, DEFAULT_PORT,
@@ -36,6 +37,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
         Command::Top(args) => top::run(args, shutdown).await,
         Command::Status(args) => status::run(args, shutdown).await,
         Command::Admin(args) => admin::run(args, shutdown).await,
+        Command::Loadgen(args) => loadgen::run(args, shutdown).await,
     }
 }
 
@@ -53,10 +55,18 @@ async fn bind_scheduler(addr: SocketAddr) -> Result<TcpListener> {
     Ok(listener)
 }
 
+/// Where the scheduler is, from the command line and the environment.
+fn target(addr: &SchedulerAddr) -> Result<Target> {
+    Ok(Target::resolve(
+        addr.host.as_deref(),
+        addr.port,
+        &addr.netname,
+    )?)
+}
+
 /// How to reach the scheduler, from the command line and the environment.
 fn connect_options(args: &SchedulerArgs) -> Result<ConnectOptions> {
-    let target = Target::resolve(args.host.as_deref(), args.port, &args.netname)?;
-    let mut opts = ConnectOptions::new(target);
+    let mut opts = ConnectOptions::new(target(&args.addr)?);
     opts.protocol = args.protocol;
     Ok(opts)
 }
