@@ -548,6 +548,8 @@ fn run_icewatch(bin: &Path, stream: &Arc<stream::Stream>, history: u64) -> Resul
             &addr.port().to_string(),
             "--listen",
             "127.0.0.1:0",
+            "--db",
+            "none",
             "--history",
             &history.to_string(),
         ],

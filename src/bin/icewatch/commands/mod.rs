@@ -3,6 +3,7 @@
 
 mod demo;
 mod dump;
+mod history;
 mod monitor;
 mod page;
 mod record;
@@ -30,6 +31,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
         Command::Dump(args) => dump::run(args, shutdown).await,
         Command::Record(args) => record::run(args, shutdown).await,
         Command::Replay(args) => replay::run(args, shutdown).await,
+        Command::History(cmd) => history::run(cmd),
     }
 }
 

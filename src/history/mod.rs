@@ -1,0 +1,196 @@
+//! The cluster's history, kept in a database that survives restarts:
+//! every finished job, host sessions, scheduler sessions and a load sample
+//! per host and minute. Its schema is a stable interface, documented in
+//! `docs/history.md`.
+//!
+//! ```text
+//! state ──feed──▶ reader.rs (a task: copies under the lock) ──records──▶ writer.rs (a thread)
+//!                                                                          │ a transaction ≤ 250 ms
+//!                                          store.rs (SQLite, WAL) ◀────────┘   retention: its own thread
+//! query.rs: jobs, hosts and builds read back (the CLI, the HTTP API)
+//! ```
+//!
+//! - [`Reader`] (`reader.rs`): a follower of the state's changes; the
+//!   connection never waits for it, nor it for the database.
+//! - [`Store`] (`store.rs`): opening the file, with a one-line
+//!   [`HistoryError`] for each way it can be unusable; versioned
+//!   migrations (`schema.rs`); batches written in one transaction.
+//! - the writer (`writer.rs`): commits at least every
+//!   [`COMMIT_EVERY`], so that a killed process loses at most that last
+//!   moment; while the database fails it holds up to [`MAX_HELD`]
+//!   records and the [`Status`] says the history is paused.
+//! - [`query`]: what the history holds, filtered, newest first.
+//!
+//! Keeping a state's history (the `icewatch` command does this for
+//! `monitor`):
+//!
+//! ```no_run
+//! use icewatch::history::{History, HistoryOptions, Store};
+//! use icewatch::monitor::{self, SharedState, State, StateOptions};
+//! use std::sync::{Arc, Mutex};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let state: SharedState = Arc::new(Mutex::new(State::new(StateOptions::default())));
+//! let changed = monitor::changed();
+//! let store = Store::open("history.sqlite".as_ref())?;
+//! let history = History::start(store, state.clone(), &changed, HistoryOptions::default());
+//! // ... monitor::run(opts, state, changed, shutdown).await ...
+//! history.stop().await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod query;
+mod reader;
+mod record;
+pub mod schema;
+mod store;
+mod writer;
+
+pub use reader::{Reader, LOAD_EVERY_MS};
+pub use record::{HostRecord, JobRecord, LoadSample, Record};
+pub use schema::SCHEMA_VERSION;
+pub use store::{HistoryError, Store};
+pub use writer::{Status, COMMIT_EVERY, MAX_HELD, RETRY_EVERY};
+
+use crate::monitor::{lock_state, Changed, SharedState};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Finished jobs are kept this long unless told otherwise (`--retain`).
+pub const DEFAULT_RETAIN: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// The history's file name in its folder.
+pub const FILE_NAME: &str = "history.sqlite";
+
+/// Where the history is kept unless told otherwise:
+/// `$XDG_STATE_HOME/icewatch/history.sqlite`, else
+/// `~/.local/state/icewatch/history.sqlite`; `None` without a home.
+pub fn default_path() -> Option<PathBuf> {
+    let state = dirs::state_dir().or_else(|| dirs::home_dir().map(|h| h.join(".local/state")))?;
+    Some(state.join("icewatch").join(FILE_NAME))
+}
+
+/// How the history is kept.
+#[derive(Clone, Debug)]
+pub struct HistoryOptions {
+    /// What ended longer ago than this is deleted.
+    pub retain: Duration,
+}
+
+impl Default for HistoryOptions {
+    fn default() -> Self {
+        HistoryOptions {
+            retain: DEFAULT_RETAIN,
+        }
+    }
+}
+
+/// A running history: the reader task, the writer thread and the
+/// retention thread. [`History::stop`] commits what is left.
+#[derive(Debug)]
+pub struct History {
+    status: Arc<Status>,
+    path: PathBuf,
+    stop_reader: Option<oneshot::Sender<()>>,
+    reader: tokio::task::JoinHandle<()>,
+    writer: std::thread::JoinHandle<()>,
+    stop_retention: mpsc::Sender<()>,
+}
+
+/// How often the reader looks even when nothing wakes it (for the load
+/// samples and a session that ended).
+const READ_EVERY: Duration = Duration::from_secs(1);
+
+impl History {
+    /// Starts keeping `state`'s history in `store`: a reader woken by
+    /// `changed`, a writer thread, and the retention.
+    pub fn start(
+        store: Store,
+        state: SharedState,
+        changed: &Changed,
+        opts: HistoryOptions,
+    ) -> History {
+        let status = Arc::new(Status::default());
+        let path = store.path().to_path_buf();
+        let (records, inbox) = mpsc::channel();
+        let writer = {
+            let status = status.clone();
+            std::thread::Builder::new()
+                .name("history writer".into())
+                .spawn(move || writer::run(store, inbox, status))
+        };
+        let writer = match writer {
+            Ok(w) => w,
+            // No thread: nothing is written, and the status says so.
+            Err(e) => {
+                status.set_paused(Some(format!("cannot start the history writer: {e}")));
+                std::thread::spawn(|| {})
+            }
+        };
+        let (stop_retention, retention_stop) = mpsc::channel();
+        let retention_path = path.clone();
+        let _ = std::thread::Builder::new()
+            .name("history retention".into())
+            .spawn(move || writer::retain(retention_path, opts.retain, retention_stop));
+        let (stop_reader, mut stopped) = oneshot::channel();
+        let mut wakeups = changed.subscribe();
+        let reader = tokio::spawn(async move {
+            let mut reader = Reader::new(&mut lock_state(&state));
+            let mut tick = tokio::time::interval(READ_EVERY);
+            loop {
+                let last = tokio::select! {
+                    r = wakeups.changed() => r.is_err(),
+                    _ = tick.tick() => false,
+                    _ = &mut stopped => true,
+                };
+                let batch = reader.take(&mut lock_state(&state));
+                if !batch.is_empty() && records.send(batch).is_err() {
+                    break;
+                }
+                if last {
+                    break;
+                }
+            }
+            if reader.missed() > 0 {
+                tracing::warn!(
+                    "history: {} finished jobs left the state's history before they were \
+                     copied (a longer --history keeps up with a faster pace)",
+                    reader.missed()
+                );
+            }
+            reader.leave(&mut lock_state(&state));
+        });
+        History {
+            status,
+            path,
+            stop_reader: Some(stop_reader),
+            reader,
+            writer,
+            stop_retention,
+        }
+    }
+
+    /// How writing fares.
+    pub fn status(&self) -> Arc<Status> {
+        self.status.clone()
+    }
+
+    /// The database's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Takes what changed last, commits everything and stops.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop_reader.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.stop_retention.send(());
+        let _ = (&mut self.reader).await;
+        let writer = self.writer;
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
+}

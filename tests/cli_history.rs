@@ -1,0 +1,287 @@
+//! The history end to end, with the real binary: `monitor` keeps one by
+//! default where it says, `demo` and `replay` only with `--db`, a process
+//! killed with SIGKILL loses at most the last second of finished jobs,
+//! unusable databases stop the start with one line, and `icewatch history`
+//! reads it back.
+
+mod common;
+
+use common::{capture, get, icewatch, page_url, scratch_dir, split_url, Running, PATIENCE};
+use icewatch::history::query::{self, Filter};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Jobs in the history at `path` (0 while it cannot be read yet).
+fn jobs_in(path: &Path) -> usize {
+    query::open(path)
+        .ok()
+        .and_then(|c| {
+            c.query_row("SELECT count(*) FROM jobs", [], |r| r.get::<_, i64>(0))
+                .ok()
+        })
+        .map_or(0, |n| n as usize)
+}
+
+/// Waits until the history at `path` holds at least `n` jobs.
+fn until_jobs(path: &Path, n: usize) {
+    let deadline = Instant::now() + PATIENCE;
+    while jobs_in(path) < n {
+        assert!(Instant::now() < deadline, "{n} jobs in {path:?} in time");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `icewatch history ARGS`, which must succeed; its stdout.
+fn history(args: &[&str]) -> String {
+    let out = icewatch().arg("history").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "icewatch history {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn monitor_keeps_its_history_by_default_in_the_state_folder_and_says_where() {
+    let home = scratch_dir("history-default");
+    let sched = Running::demo_scheduler(&["--seed", "5", "--rate", "3000"]);
+    let addr = sched.scheduler_addr().to_string();
+    let mut command = icewatch();
+    command
+        .args(["monitor", &addr, "--listen", "127.0.0.1:0"])
+        .env("XDG_STATE_HOME", &home);
+    let mut monitor = Running::spawn(command);
+    let db = home.join("icewatch/history.sqlite");
+    let said = monitor.stderr_until(|l| l.contains("keeping the history in"));
+    assert!(said.contains(&db.display().to_string()), "{said}");
+    assert!(said.contains("for 90 days"), "{said}");
+    until_jobs(&db, 50);
+    monitor.signal("INT");
+    assert!(monitor.wait().success());
+    let kept = jobs_in(&db);
+
+    let lines = json_lines(&history(&[
+        "jobs",
+        "--db",
+        db.to_str().unwrap(),
+        "--json",
+        "--limit",
+        "10000",
+    ]));
+    assert_eq!(lines.len(), kept, "every job kept, once");
+    for job in &lines {
+        for key in [
+            "id",
+            "file",
+            "client_name",
+            "server_name",
+            "state",
+            "reason",
+            "exit_code",
+            "start_ms",
+            "end_ms",
+        ] {
+            assert!(job.get(key).is_some(), "{key} in {job}");
+        }
+        assert!(job["end_ms"].as_u64() >= job["start_ms"].as_u64(), "{job}");
+    }
+    // Without --db, `history` reads the same default file.
+    let mut table = icewatch();
+    table
+        .args(["history", "jobs", "--limit", "3"])
+        .env("XDG_STATE_HOME", &home);
+    let out = table.output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("ENDED "), "{text}");
+    assert_eq!(text.lines().count(), 4, "a header and 3 jobs: {text}");
+    let hosts = json_lines(&history(&["hosts", "--db", db.to_str().unwrap(), "--json"]));
+    assert!(!hosts.is_empty());
+    assert!(hosts.iter().all(|h| h["name"].as_str().is_some()));
+}
+
+#[test]
+fn demo_and_replay_keep_none_unless_given_db_and_monitor_none_with_db_none() {
+    let home = scratch_dir("history-none");
+    let sched = Running::demo_scheduler(&["--seed", "5"]);
+    let addr = sched.scheduler_addr().to_string();
+    let replay = capture(43);
+    let runs: [Vec<&str>; 3] = [
+        vec!["demo", "--listen", "127.0.0.1:0"],
+        vec![
+            "replay",
+            replay.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        vec!["monitor", &addr, "--listen", "127.0.0.1:0", "--db", "none"],
+    ];
+    for args in runs {
+        let mut command = icewatch();
+        command.args(&args).env("XDG_STATE_HOME", &home);
+        let mut run = Running::spawn(command);
+        page_url(&run);
+        run.signal("INT");
+        assert!(run.wait().success(), "{args:?}");
+        let said = run.rest_of_stderr().join("\n");
+        assert!(!said.contains("keeping the history"), "{args:?}: {said}");
+        assert!(!home.join("icewatch").exists(), "{args:?} wrote a history");
+    }
+}
+
+/// The finished jobs the page's state holds now: id → end_ms.
+fn finished_now(host: &str) -> HashMap<u64, u64> {
+    let (status, body) = get(host, "/api/v1/jobs?state=finished&limit=100000");
+    assert_eq!(status, 200, "{body}");
+    let jobs: Vec<Value> = serde_json::from_str(&body).unwrap();
+    jobs.iter()
+        .filter(|j| j["session"] == 1)
+        .map(|j| (j["id"].as_u64().unwrap(), j["end_ms"].as_u64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_process_killed_with_sigkill_loses_at_most_the_last_second_of_finished_jobs() {
+    let dir = scratch_dir("history-kill");
+    let db = dir.join("h.sqlite");
+    let mut demo = Running::start(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--seed",
+        "9",
+        "--rate",
+        "2000",
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    let (host, _) = split_url(&page_url(&demo));
+    // Until enough jobs ended more than a second ago to judge by.
+    let deadline = Instant::now() + PATIENCE;
+    let (shown, killed_ms) = loop {
+        let shown = finished_now(&host);
+        let now = icewatch::monitor::now_ms();
+        if shown.values().filter(|&&end| end + 1_000 <= now).count() >= 100 {
+            break (shown, now);
+        }
+        assert!(Instant::now() < deadline, "jobs finish in time");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    demo.signal("KILL");
+    demo.wait();
+    let conn = query::open(&db).expect("the database opens after the kill");
+    let kept: HashMap<u64, u64> = query::jobs(
+        &conn,
+        &Filter {
+            limit: query::MAX_LIMIT,
+            ..Filter::default()
+        },
+    )
+    .unwrap()
+    .into_iter()
+    .map(|j| (u64::from(j.id), j.end_ms))
+    .collect();
+    let old: Vec<_> = shown
+        .iter()
+        .filter(|(_, &end)| end + 1_000 <= killed_ms)
+        .collect();
+    assert!(old.len() >= 100, "enough jobs to judge: {}", old.len());
+    for (id, end) in old {
+        assert_eq!(
+            kept.get(id),
+            Some(end),
+            "job {id}, ended {end}, killed at {killed_ms}"
+        );
+    }
+}
+
+/// The first line of stderr of a command that must fail.
+fn refusal(mut command: std::process::Command) -> String {
+    let out = command.output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("an error line in {err}"))
+        .to_string();
+    line
+}
+
+fn monitor_with_db(db: &Path) -> std::process::Command {
+    let mut command = icewatch();
+    // Nobody listens there: the database is checked before the scheduler.
+    command.args(["monitor", "127.0.0.1:1", "--listen", "127.0.0.1:0", "--db"]);
+    command.arg(db);
+    command
+}
+
+#[test]
+fn unusable_databases_stop_the_start_with_one_line_naming_the_file() {
+    let dir = scratch_dir("history-refused");
+    let corrupt = dir.join("corrupt.sqlite");
+    std::fs::write(&corrupt, vec![0x5a; 8192]).unwrap();
+    let line = refusal(monitor_with_db(&corrupt));
+    assert!(line.contains(&corrupt.display().to_string()), "{line}");
+    assert!(line.contains("not an icewatch history database"), "{line}");
+
+    let newer = dir.join("newer.sqlite");
+    drop(icewatch::history::Store::open(&newer).unwrap());
+    rusqlite::Connection::open(&newer)
+        .unwrap()
+        .execute("UPDATE icewatch_schema SET version = version + 1", [])
+        .unwrap();
+    let line = refusal(monitor_with_db(&newer));
+    assert!(line.contains("newer than this icewatch"), "{line}");
+
+    let missing = dir.join("missing.sqlite");
+    let mut read = icewatch();
+    read.args(["history", "jobs", "--db"]).arg(&missing);
+    let line = refusal(read);
+    assert!(line.contains("there is no history database at"), "{line}");
+}
+
+/// A folder in /tmp that the user `nobody` may read but not write.
+fn read_only_for_nobody(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("icewatch-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    drop(icewatch::history::Store::open(&dir.join("h.sqlite")).unwrap());
+    dir
+}
+
+#[test]
+fn a_read_only_database_stops_the_start_with_one_line_naming_the_file() {
+    let dir = read_only_for_nobody("readonly");
+    let db = dir.join("h.sqlite");
+    let as_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    let mut command = if as_root {
+        // root writes whatever the mode says: run it as nobody.
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(assert_cmd::cargo::cargo_bin!("icewatch"));
+        c
+    } else {
+        let mut perms = std::fs::metadata(&db).unwrap().permissions();
+        perms.set_readonly(true);
+        std::fs::set_permissions(&db, perms).unwrap();
+        std::process::Command::new(assert_cmd::cargo::cargo_bin!("icewatch"))
+    };
+    command
+        .args(["monitor", "127.0.0.1:1", "--listen", "127.0.0.1:0", "--db"])
+        .arg(&db);
+    let line = refusal(command);
+    assert!(line.contains(&db.display().to_string()), "{line}");
+    assert!(line.contains("read-only"), "{line}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
