@@ -285,3 +285,97 @@ fn a_read_only_database_stops_the_start_with_one_line_naming_the_file() {
     assert!(line.contains("read-only"), "{line}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The snapshot's `database` object, read from the page's API.
+fn history_status(host: &str) -> Value {
+    let (status, body) = get(host, "/api/v1/snapshot");
+    assert_eq!(status, 200, "the page answers: {body}");
+    let snapshot: Value = serde_json::from_str(&body).unwrap();
+    snapshot["database"].clone()
+}
+
+/// Waits until the snapshot's `database` satisfies `want`.
+fn until_history(host: &str, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let status = history_status(host);
+        if want(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "history {what} in time: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_full_disk_pauses_the_history_without_stopping_the_page_and_loses_nothing() {
+    let dir = scratch_dir("history-full");
+    let db = dir.join("h.sqlite");
+    // A file size limit stands for a full disk: past it writes fail with
+    // EFBIG (SIGXFSZ ignored) until the limit is raised again.
+    let mut command = std::process::Command::new("sh");
+    command
+        .args([
+            "-c",
+            "trap '' XFSZ; exec prlimit --fsize=400000:unlimited \"$0\" \"$@\"",
+        ])
+        .arg(assert_cmd::cargo::cargo_bin!("icewatch"))
+        .args(["demo", "--listen", "127.0.0.1:0", "--seed", "4"])
+        .args(["--rate", "4000", "--db"])
+        .arg(&db);
+    let mut demo = Running::spawn(command);
+    let (host, _) = split_url(&page_url(&demo));
+    let paused = until_history(&host, "paused", |h| h["paused"] == true);
+    assert!(
+        paused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("h.sqlite")),
+        "{paused}"
+    );
+    // The page goes on: jobs keep finishing.
+    let done = |h: &str| {
+        let (_, body) = get(h, "/api/v1/snapshot");
+        let snapshot: Value = serde_json::from_str(&body).unwrap();
+        snapshot["totals"]["jobs_finished"].as_u64().unwrap()
+    };
+    let before = done(&host);
+    until_history(&host, "holding records", |h| h["held"].as_u64() > Some(0));
+    let deadline = Instant::now() + PATIENCE;
+    while done(&host) <= before {
+        assert!(
+            Instant::now() < deadline,
+            "jobs finish while the history is paused"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Room again: writing resumes with what was held.
+    let raised = std::process::Command::new("prlimit")
+        .arg(format!("--pid={}", demo.pid()))
+        .arg("--fsize=unlimited:unlimited")
+        .status()
+        .unwrap();
+    assert!(raised.success());
+    until_history(&host, "writing again", |h| h["paused"] == false);
+    let shown = finished_now(&host);
+    demo.signal("INT");
+    assert!(demo.wait().success());
+    let conn = query::open(&db).unwrap();
+    let kept: HashMap<u64, u64> = query::jobs(
+        &conn,
+        &Filter {
+            limit: query::MAX_LIMIT,
+            ..Filter::default()
+        },
+    )
+    .unwrap()
+    .into_iter()
+    .map(|j| (u64::from(j.id), j.end_ms))
+    .collect();
+    assert!(shown.len() > 100, "{}", shown.len());
+    for (id, end) in &shown {
+        assert_eq!(kept.get(id), Some(end), "job {id} kept");
+    }
+}

@@ -113,8 +113,8 @@ impl History {
         changed: &Changed,
         opts: HistoryOptions,
     ) -> History {
-        let status = Arc::new(Status::default());
         let path = store.path().to_path_buf();
+        let status = Arc::new(Status::new(path.clone(), Some(changed.clone())));
         let (records, inbox) = mpsc::channel();
         let writer = {
             let status = status.clone();
@@ -192,5 +192,30 @@ impl History {
         let _ = (&mut self.reader).await;
         let writer = self.writer;
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
+}
+
+/// The history's status on the page: `"database"` in the snapshot and in
+/// the diffs after a pause or a resumption (`docs/json.md`).
+#[cfg(feature = "server")]
+impl crate::publisher::Annex for Status {
+    fn key(&self) -> &'static str {
+        "database"
+    }
+
+    fn revision(&self) -> u64 {
+        Status::revision(self)
+    }
+
+    fn json(&self) -> String {
+        let paused = self.paused();
+        serde_json::json!({
+            "file": self.file().display().to_string(),
+            "paused": paused.is_some(),
+            "error": paused,
+            "held": self.held(),
+            "lost": self.lost(),
+        })
+        .to_string()
     }
 }

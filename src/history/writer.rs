@@ -8,6 +8,7 @@
 
 use super::record::Record;
 use super::store::{self, Store};
+use crate::monitor::Changed;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -32,6 +33,10 @@ const MAX_BATCH: usize = 100_000;
 /// How the history fares, for the page and the logs.
 #[derive(Debug, Default)]
 pub struct Status {
+    /// The database's file.
+    file: PathBuf,
+    /// Woken when writing pauses or resumes.
+    wake: Option<Changed>,
     paused: Mutex<Option<String>>,
     written: AtomicU64,
     held: AtomicU64,
@@ -40,6 +45,21 @@ pub struct Status {
 }
 
 impl Status {
+    /// The status of the history in `file`; `wake` hears of each pause
+    /// and resumption.
+    pub fn new(file: PathBuf, wake: Option<Changed>) -> Status {
+        Status {
+            file,
+            wake,
+            ..Status::default()
+        }
+    }
+
+    /// The database's file.
+    pub fn file(&self) -> &std::path::Path {
+        &self.file
+    }
+
     /// Why writing is paused (the database's error), or `None` while it
     /// writes.
     pub fn paused(&self) -> Option<String> {
@@ -78,6 +98,9 @@ impl Status {
             }
             *paused = why;
             self.changes.fetch_add(1, Relaxed);
+            if let Some(wake) = &self.wake {
+                wake.send_modify(|()| {});
+            }
         }
     }
 }

@@ -44,7 +44,7 @@ pub mod websocket;
 
 pub use connections::{raise_fd_limit, ConnectionLimits};
 pub use server::{router, Access};
-pub use websocket::{serve_client, Hub, HubOptions, Render};
+pub use websocket::{serve_client, Annex, Hub, HubOptions, Render};
 
 use crate::monitor::{Changed, SharedState};
 use host::AllowedHosts;

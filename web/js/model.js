@@ -39,6 +39,8 @@ export class Model {
     /** The `seq` of the last message applied; null until a snapshot, and after a gap. */
     this.seq = null;
     this.scheduler = null;
+    /** The history database's status (`database` of docs/json.md); null without one. */
+    this.database = null;
     this.totals = null;
     this.hosts = new Map();        // id → HOST
     this.links = new Map();        // "from>to" → LINK
@@ -79,6 +81,7 @@ export class Model {
   applySnapshot(msg) {
     this.seq = msg.seq;
     this.scheduler = msg.scheduler;
+    this.database = msg.database ?? null;
     this.totals = msg.totals;
     this.hosts = new Map(msg.hosts.map((h) => [h.id, h]));
     this.index = null;
@@ -96,6 +99,7 @@ export class Model {
   applyDiff(msg) {
     const events = { offline: [], failed: [] };
     if (msg.scheduler) this.scheduler = msg.scheduler;
+    if (msg.database) this.database = msg.database;
     if (msg.totals) this.totals = msg.totals;
     if (msg.hosts || msg.hosts_removed) this.index = null;
     for (const delta of msg.hosts || []) {

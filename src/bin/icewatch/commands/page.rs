@@ -190,10 +190,13 @@ where
             result
         })
     };
-    let opts = ServeOptions::default()
+    let mut opts = ServeOptions::default()
         .coalesce(Duration::from_millis(args.coalesce_ms))
         .token(args.token.clone())
         .allowed_hosts(args.allowed_hosts.clone());
+    if let Some(history) = &history {
+        opts.hub.annex = Some(history.status());
+    }
     let stop = async move {
         tokio::select! {
             () = shutdown.cancelled_owned() => {}
