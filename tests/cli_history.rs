@@ -379,3 +379,70 @@ fn a_full_disk_pauses_the_history_without_stopping_the_page_and_loses_nothing() 
         assert_eq!(kept.get(id), Some(end), "job {id} kept");
     }
 }
+
+#[test]
+fn the_http_api_pages_through_the_history_newest_first_under_the_same_rules() {
+    let dir = scratch_dir("history-http");
+    let db = dir.join("h.sqlite");
+    let mut demo = Running::start(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--seed",
+        "12",
+        "--rate",
+        "3000",
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    let (host, _) = split_url(&page_url(&demo));
+    until_jobs(&db, 120);
+    let page = |query: &str| -> Value {
+        let (status, body) = get(&host, &format!("/api/v1/history/jobs?{query}"));
+        assert_eq!(status, 200, "{query}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let first = page("limit=50");
+    let cursor = first["next"].as_i64().expect("a next page");
+    let second = page(&format!("limit=50&cursor={cursor}"));
+    let seqs: Vec<i64> = [&first, &second]
+        .iter()
+        .flat_map(|p| p["jobs"].as_array().unwrap().iter())
+        .map(|j| j["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs.len(), 100);
+    assert!(
+        seqs.windows(2).all(|w| w[0] > w[1]),
+        "newest first, no repeat"
+    );
+    // One host's jobs name it as submitter or server.
+    let name = first["jobs"][0]["client_name"].as_str().unwrap().to_owned();
+    let mine = page(&format!("host={name}&limit=20"));
+    assert!(mine["jobs"].as_array().unwrap().iter().all(|j| {
+        j["client_name"].as_str() == Some(&name) || j["server_name"].as_str() == Some(&name)
+    }));
+    let hosts: Value = serde_json::from_str(&get(&host, "/api/v1/history/hosts").1).unwrap();
+    assert!(!hosts["hosts"].as_array().unwrap().is_empty());
+    let (status, body) = get(&host, "/api/v1/history/jobs?limit=0");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("limit"), "{body}");
+    // The same Host rule as every other route (DNS rebinding).
+    let mut s = std::net::TcpStream::connect(&host).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let request =
+        "GET /api/v1/history/jobs HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n";
+    std::io::Write::write_all(&mut s, request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 421"), "{answer}");
+    demo.signal("INT");
+    assert!(demo.wait().success());
+
+    let mut bare = Running::start(&["demo", "--listen", "127.0.0.1:0"]);
+    let (host, _) = split_url(&page_url(&bare));
+    let (status, body) = get(&host, "/api/v1/history/jobs");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("keeps no history"), "{body}");
+    bare.signal("INT");
+    bare.wait();
+}

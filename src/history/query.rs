@@ -40,6 +40,22 @@ pub fn open(path: &Path) -> Result<Connection, HistoryError> {
     }
 }
 
+/// Opens the history at `path` only to read it, as the HTTP API does at
+/// each request (SQLite's WAL lets readers and the writer go on at once).
+pub fn open_read(path: &Path) -> Result<Connection, HistoryError> {
+    if !path.exists() {
+        return Err(HistoryError::Missing(path.to_path_buf()));
+    }
+    let err = |e| HistoryError::of(path, e);
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(1))
+        .map_err(err)?;
+    Ok(conn)
+}
+
+/// How many rows a page has unless told.
+pub const DEFAULT_LIMIT: usize = 100;
+
 /// Which rows to read.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
@@ -58,6 +74,63 @@ pub struct Filter {
     pub limit: usize,
     /// Only rows older than the one with this `seq` (the next page).
     pub cursor: Option<i64>,
+}
+
+impl Filter {
+    /// The filter of an HTTP query: `since`, `until` (ms since the epoch),
+    /// `host`, `file`, `failed` (`true` or `1`), `limit` (1 to
+    /// [`MAX_LIMIT`], default [`DEFAULT_LIMIT`]), `cursor` (the `next` of
+    /// the page before). The error names the parameter.
+    pub fn from_params<'a>(param: impl Fn(&str) -> Option<&'a str>) -> Result<Filter, String> {
+        let number = |key: &str| -> Result<Option<u64>, String> {
+            match param(key).filter(|v| !v.is_empty()) {
+                None => Ok(None),
+                Some(v) => v
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| format!("{key} {v:?} is not a whole number")),
+            }
+        };
+        let text = |key: &str| param(key).filter(|v| !v.is_empty()).map(str::to_owned);
+        let limit = match number("limit")? {
+            None => DEFAULT_LIMIT,
+            Some(n) if (1..=MAX_LIMIT as u64).contains(&n) => n as usize,
+            Some(n) => return Err(format!("limit {n} is not from 1 to {MAX_LIMIT}")),
+        };
+        let failed = match param("failed") {
+            None | Some("" | "false" | "0") => false,
+            Some("true" | "1") => true,
+            Some(v) => return Err(format!("failed {v:?} is neither true nor false")),
+        };
+        Ok(Filter {
+            since_ms: number("since")?,
+            until_ms: number("until")?,
+            host: text("host"),
+            file: text("file"),
+            failed,
+            limit,
+            cursor: number("cursor")?.map(|c| i64::try_from(c).unwrap_or(i64::MAX)),
+        })
+    }
+}
+
+/// One page of rows under `key` (`jobs`, `hosts`), newest first, and the
+/// cursor of the next page (`null` after the last) as `next`: the JSON of
+/// `GET /api/v1/history/*`.
+pub fn page_json<T: Serialize>(
+    key: &str,
+    rows: &[T],
+    seq: impl Fn(&T) -> i64,
+    limit: usize,
+) -> String {
+    let next = rows.last().filter(|_| rows.len() >= limit).map(seq);
+    let mut page = serde_json::Map::new();
+    page.insert(
+        key.to_owned(),
+        serde_json::to_value(rows).unwrap_or_default(),
+    );
+    page.insert("next".to_owned(), next.into());
+    serde_json::Value::Object(page).to_string()
 }
 
 /// A finished job as the history keeps it: the JOB object of

@@ -64,6 +64,9 @@ pub struct ServeOptions {
     pub hub: HubOptions,
     /// Header timeout and connection cap.
     pub limits: ConnectionLimits,
+    /// The history database `/api/v1/history/*` reads, if one is kept.
+    #[cfg(feature = "history")]
+    pub history: Option<std::path::PathBuf>,
 }
 
 impl ServeOptions {
@@ -122,6 +125,8 @@ pub async fn serve(
         token: opts.token,
         hosts: AllowedHosts::new(Some(address.ip()), &opts.allowed_hosts),
         max_websockets: max_websockets(cap),
+        #[cfg(feature = "history")]
+        history: opts.history,
     };
     let app = router(hub.clone(), access);
     let publishing = tokio::spawn(hub.clone().run(changed.subscribe()));

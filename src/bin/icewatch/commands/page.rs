@@ -196,6 +196,7 @@ where
         .allowed_hosts(args.allowed_hosts.clone());
     if let Some(history) = &history {
         opts.hub.annex = Some(history.status());
+        opts.history = Some(history.path().to_path_buf());
     }
     let stop = async move {
         tokio::select! {
