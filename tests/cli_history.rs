@@ -106,6 +106,24 @@ fn monitor_keeps_its_history_by_default_in_the_state_folder_and_says_where() {
     let hosts = json_lines(&history(&["hosts", "--db", db.to_str().unwrap(), "--json"]));
     assert!(!hosts.is_empty());
     assert!(hosts.iter().all(|h| h["name"].as_str().is_some()));
+
+    // The whole history as a Chrome trace: one complete event per job.
+    let trace_file = home.join("build.json");
+    history(&[
+        "trace",
+        "--db",
+        db.to_str().unwrap(),
+        "-o",
+        trace_file.to_str().unwrap(),
+    ]);
+    let trace: Value = serde_json::from_slice(&std::fs::read(&trace_file).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    let complete: Vec<&Value> = events.iter().filter(|e| e["ph"] == "X").collect();
+    assert_eq!(complete.len(), kept);
+    for e in complete {
+        assert!(e["ts"].is_u64() && e["dur"].is_u64() && e["pid"].is_u64() && e["tid"].is_u64());
+        assert!(e["args"].get("submitter").is_some() && e["args"].get("exit_code").is_some());
+    }
 }
 
 #[test]

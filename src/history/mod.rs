@@ -7,7 +7,7 @@
 //! state ──feed──▶ reader.rs (a task: copies under the lock) ──records──▶ writer.rs (a thread)
 //!                                                                          │ a transaction ≤ 250 ms
 //!                                          store.rs (SQLite, WAL) ◀────────┘   retention: its own thread
-//! query.rs: jobs, hosts and builds read back (the CLI, the HTTP API)
+//! query.rs: jobs, hosts and builds read back (the CLI, the HTTP API); trace.rs: Chrome trace events
 //! ```
 //!
 //! - [`Reader`] (`reader.rs`): a follower of the state's changes; the
@@ -20,6 +20,7 @@
 //!   moment; while the database fails it holds up to [`MAX_HELD`]
 //!   records and the [`Status`] says the history is paused.
 //! - [`query`]: what the history holds, filtered, newest first.
+//! - [`trace`]: jobs as a timeline for Perfetto (Chrome trace events).
 //!
 //! Keeping a state's history (the `icewatch` command does this for
 //! `monitor`):
@@ -45,6 +46,7 @@ mod reader;
 mod record;
 pub mod schema;
 mod store;
+pub mod trace;
 mod writer;
 
 pub use reader::{Reader, LOAD_EVERY_MS};

@@ -205,6 +205,30 @@ pub enum HistoryWhat {
     Hosts(HistoryQuery),
     /// Builds: each submitter's jobs until a pause without any (--gap)
     Builds(BuildsArgs),
+    /// Jobs as a timeline that Perfetto and chrome://tracing open
+    #[command(
+        long_about = "\
+Write the jobs of a time window as a Chrome trace (JSON trace event format): \
+one slice per job, a track per host and slot, the submitter, the exit code and \
+why it ended as arguments. Open it in https://ui.perfetto.dev or chrome://tracing.",
+        after_help = "\
+Examples:
+  icewatch history trace --since 2h -o build.json
+  icewatch history trace --since \"2026-12-07 08:00\" --until \"2026-12-07 09:00\" --host build7 -o -"
+    )]
+    Trace(TraceArgs),
+}
+
+/// `icewatch history trace`.
+#[derive(Debug, Clone, Args)]
+pub struct TraceArgs {
+    /// Which jobs (--limit does not apply: every job of the window).
+    #[command(flatten)]
+    pub query: HistoryQuery,
+
+    /// The file to write ("-": stdout)
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: PathBuf,
 }
 
 /// Which part of the history, and how to print it.

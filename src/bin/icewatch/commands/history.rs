@@ -42,6 +42,7 @@ pub fn run(cmd: HistoryCommand) -> Result<()> {
     let (q, gap) = match &cmd.what {
         HistoryWhat::Jobs(q) | HistoryWhat::Hosts(q) => (q, None),
         HistoryWhat::Builds(b) => (&b.query, Some(b.gap)),
+        HistoryWhat::Trace(t) => (&t.query, None),
     };
     let path = match &q.db {
         Some(p) => p.clone(),
@@ -58,6 +59,23 @@ pub fn run(cmd: HistoryCommand) -> Result<()> {
         cursor: None,
     };
     let failed = |e| history::HistoryError::of(&path, e);
+    if let HistoryWhat::Trace(t) = &cmd.what {
+        let mut jobs = Vec::new();
+        let mut page = Filter {
+            limit: query::MAX_LIMIT,
+            ..filter
+        };
+        loop {
+            let rows = query::jobs(&conn, &page).map_err(failed)?;
+            let full = rows.len() >= page.limit;
+            page.cursor = rows.last().map(|j| j.seq);
+            jobs.extend(rows);
+            if !full {
+                break;
+            }
+        }
+        return write_trace(&jobs, &t.output);
+    }
     let mut out = std::io::stdout().lock();
     match &cmd.what {
         HistoryWhat::Jobs(_) => {
@@ -88,6 +106,7 @@ pub fn run(cmd: HistoryCommand) -> Result<()> {
                 ]
             })
         }
+        HistoryWhat::Trace(_) => Ok(()),
         HistoryWhat::Builds(_) => {
             let gap = u64::try_from(gap.unwrap_or_default().as_millis()).unwrap_or(u64::MAX);
             let rows = query::builds(&conn, &filter, gap).map_err(failed)?;
@@ -104,6 +123,27 @@ pub fn run(cmd: HistoryCommand) -> Result<()> {
         }
     }
     .context("cannot write to stdout")
+}
+
+/// `jobs` as a Chrome trace in `output` ("-": stdout).
+fn write_trace(jobs: &[query::JobRow], output: &std::path::Path) -> Result<()> {
+    let shown = output.display();
+    if output.as_os_str() == "-" {
+        history::trace::write_trace(jobs, std::io::stdout().lock())
+            .context("cannot write the trace to stdout")?;
+    } else {
+        let file = std::fs::File::create(output)
+            .with_context(|| format!("cannot create the trace file {shown}"))?;
+        let mut out = std::io::BufWriter::new(file);
+        history::trace::write_trace(jobs, &mut out)
+            .and_then(|()| out.flush())
+            .with_context(|| format!("cannot write the trace file {shown}"))?;
+        eprintln!(
+            "{} jobs written to {shown}: open it in https://ui.perfetto.dev",
+            jobs.len()
+        );
+    }
+    Ok(())
 }
 
 const JOB_HEADER: &[&str] = &["ENDED", "STATE", "EXIT", "CLIENT", "SERVER", "TOOK", "FILE"];
