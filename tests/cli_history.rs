@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::{capture, get, icewatch, page_url, scratch_dir, split_url, Running, PATIENCE};
+use common::{
+    capture, frames_of, get, icewatch, page_url, scratch_dir, split_url, Running, PATIENCE,
+};
 use icewatch::history::query::{self, Filter};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -463,4 +465,128 @@ fn the_http_api_pages_through_the_history_newest_first_under_the_same_rules() {
     assert!(body.contains("keeps no history"), "{body}");
     bare.signal("INT");
     bare.wait();
+}
+
+/// What the history must give back of a job: its names, times and why it
+/// ended.
+type Kept = (
+    u64,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    Option<i64>,
+    u64,
+    u64,
+);
+
+fn kept(j: &Value) -> Kept {
+    let text = |k: &str| j[k].as_str().map(str::to_owned);
+    (
+        j["id"].as_u64().unwrap(),
+        text("file").unwrap(),
+        text("client_name"),
+        text("server_name"),
+        text("state").unwrap(),
+        text("reason").unwrap(),
+        j["exit_code"].as_i64(),
+        j["start_ms"].as_u64().unwrap(),
+        j["end_ms"].as_u64().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replayed_capture_comes_back_whole_from_the_history_after_a_restart() {
+    use icewatch::capture::recording::{self, Recorder};
+    use icewatch::monitor::{changed, lock_state, State, StateOptions};
+    use icewatch::standin::replay::{play, PlayOptions};
+    use std::sync::{Arc, Mutex};
+
+    // A real scheduler's capture, as a recording with times (an hour ago,
+    // within the retention), so that the times kept can be checked.
+    let dir = scratch_dir("history-acceptance");
+    let rec_path = dir.join("basic.icwr");
+    let db = dir.join("h.sqlite");
+    let start = icewatch::monitor::now_ms() - 3_600_000;
+    let mut rec = Recorder::new(std::fs::File::create(&rec_path).unwrap(), 43, start).unwrap();
+    for (i, frame) in frames_of(&std::fs::read(capture(43)).unwrap())
+        .iter()
+        .enumerate()
+    {
+        rec.write_frame(i as u64 * 37, frame).unwrap();
+    }
+    rec.finish().unwrap();
+    let shown = rec_path.to_str().unwrap();
+
+    // What the state makes of it, in process: every finished job.
+    let state = Arc::new(Mutex::new(State::new(StateOptions::default())));
+    let reader = recording::open(&rec_path).unwrap();
+    play(
+        reader,
+        PlayOptions::new(shown, 0.0),
+        state.clone(),
+        changed(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let mut want: Vec<Kept> = {
+        let st = lock_state(&state);
+        st.history()
+            .map(|j| {
+                (
+                    u64::from(j.id),
+                    j.file().into_owned(),
+                    j.client_name().map(str::to_owned),
+                    j.server_name().map(str::to_owned),
+                    j.state.name().to_owned(),
+                    j.reason.unwrap().name().to_owned(),
+                    j.exit_code.map(i64::from),
+                    j.start_ms,
+                    j.end_ms.unwrap(),
+                )
+            })
+            .collect()
+    };
+    want.sort();
+    assert!(want.len() >= 40, "{} jobs", want.len());
+
+    // Played twice into the database, icewatch stopped after each.
+    for _ in 0..2 {
+        let mut replay = Running::start(&[
+            "replay",
+            shown,
+            "--speed",
+            "0",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db.to_str().unwrap(),
+        ]);
+        replay.stderr_until(|l| l.contains("the recording ended"));
+        replay.signal("INT");
+        assert!(replay.wait().success());
+    }
+    // Read back by a new process: both plays, whole, each in its session.
+    let lines = json_lines(&history(&[
+        "jobs",
+        "--db",
+        db.to_str().unwrap(),
+        "--json",
+        "--limit",
+        "10000",
+    ]));
+    let mut sessions: std::collections::BTreeMap<i64, Vec<Kept>> = Default::default();
+    for j in &lines {
+        sessions
+            .entry(j["session"].as_i64().unwrap())
+            .or_default()
+            .push(kept(j));
+    }
+    assert_eq!(sessions.len(), 2, "one scheduler session per play");
+    for (session, mut got) in sessions {
+        got.sort();
+        assert_eq!(got, want, "session {session}");
+    }
 }

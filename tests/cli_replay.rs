@@ -5,23 +5,13 @@
 mod common;
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use common::{capture, scratch_dir, Monitor, Running, PATIENCE};
+use common::{capture, frames_of, scratch_dir, Monitor, Running, PATIENCE};
 use icewatch::capture::recording::Recorder;
 use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
 use icewatch::protocol::{GetCs, Language, Message, MonGetCs, MonStats, MsgType};
 use predicates::prelude::*;
 use std::collections::HashMap;
 use std::io::{Read, Write};
-
-fn frames_of(file: &[u8]) -> Vec<Vec<u8>> {
-    let mut input = &file[8..];
-    let mut frames = Vec::new();
-    while let Ok((rest, _)) = parse_frame(input, MAX_MSG_SIZE) {
-        frames.push(input[..input.len() - rest.len()].to_vec());
-        input = rest;
-    }
-    frames
-}
 
 #[test]
 fn replaying_a_capture_sends_its_exact_frames_then_end_on_ctrl_c() {

@@ -323,3 +323,14 @@ pub fn get(host: &str, path: &str) -> (u16, String) {
         .to_string();
     (status, body)
 }
+
+/// The frames of a raw capture (after its two version words), each whole.
+pub fn frames_of(file: &[u8]) -> Vec<Vec<u8>> {
+    let mut input = &file[8..];
+    let mut frames = Vec::new();
+    while let Ok((rest, _)) = parse_frame(input, MAX_MSG_SIZE) {
+        frames.push(input[..input.len() - rest.len()].to_vec());
+        input = rest;
+    }
+    frames
+}
