@@ -157,19 +157,15 @@ fn size_and_queries(_: &mut Criterion) {
         };
         query::jobs(conn, &f).unwrap().len()
     });
+    let newest = Filter {
+        limit: 1,
+        ..Filter::default()
+    };
+    let host = query::jobs(conn, &newest).unwrap()[0].server_name.clone();
     timed("one host's last day", &|| {
         let f = Filter {
             since_ms: Some(end.saturating_sub(86_400_000)),
-            host: query::jobs(
-                conn,
-                &Filter {
-                    limit: 1,
-                    ..Filter::default()
-                },
-            )
-            .unwrap()
-            .first()
-            .and_then(|j| j.server_name.clone()),
+            host: host.clone(),
             limit: query::MAX_LIMIT,
             ..Filter::default()
         };

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startIcewatch, stopIcewatch, launchBrowser, eventually, WAIT } from './icewatch.mjs';
+import { startIcewatch, stopIcewatch, launchBrowser, openPage, eventually } from './icewatch.mjs';
 
 let server;
 let browser;
@@ -27,11 +27,7 @@ before(async () => {
     return response.ok && (await response.json()).next !== null;
   });
   browser = await launchBrowser();
-  page = browser.pages()[0] ?? await browser.newPage();
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push('console: ' + m.text()); });
-  await page.goto(server.url);
-  await page.waitForSelector('[data-testid=connection][data-state=live]', { timeout: WAIT });
+  page = await openPage(browser, server.url, pageErrors);
 });
 
 after(async () => {

@@ -71,3 +71,16 @@ export async function eventually(what, check, timeout = WAIT) {
     await new Promise((r) => setTimeout(r, 250));
   }
 }
+
+/**
+ * Opens `url` in `browser` and waits until the page is live; script and
+ * console errors are pushed to `errors`. Resolves with the page.
+ */
+export async function openPage(browser, url, errors) {
+  const page = browser.pages()[0] ?? await browser.newPage();
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push('console: ' + m.text()); });
+  await page.goto(url);
+  await page.waitForSelector('[data-testid=connection][data-state=live]', { timeout: WAIT });
+  return page;
+}

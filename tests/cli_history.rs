@@ -157,6 +157,38 @@ fn demo_and_replay_keep_none_unless_given_db_and_monitor_none_with_db_none() {
     }
 }
 
+/// The finished jobs the history at `path` holds: id → end_ms.
+fn ends_kept(path: &Path) -> HashMap<u64, u64> {
+    let conn = query::open(path).expect("the database opens");
+    let all = Filter {
+        limit: query::MAX_LIMIT,
+        ..Filter::default()
+    };
+    let jobs = query::jobs(&conn, &all).unwrap();
+    jobs.into_iter()
+        .map(|j| (u64::from(j.id), j.end_ms))
+        .collect()
+}
+
+/// `icewatch demo --seed SEED --rate RATE --db DIR/h.sqlite`, serving its
+/// page: the process, the database and the page's `HOST:PORT`.
+fn demo_with_db(test: &str, seed: &str, rate: &str) -> (Running, PathBuf, String) {
+    let db = scratch_dir(test).join("h.sqlite");
+    let demo = Running::start(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--seed",
+        seed,
+        "--rate",
+        rate,
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    let (host, _) = split_url(&page_url(&demo));
+    (demo, db, host)
+}
+
 /// The finished jobs the page's state holds now: id → end_ms.
 fn finished_now(host: &str) -> HashMap<u64, u64> {
     let (status, body) = get(host, "/api/v1/jobs?state=finished&limit=100000");
@@ -170,20 +202,7 @@ fn finished_now(host: &str) -> HashMap<u64, u64> {
 
 #[test]
 fn a_process_killed_with_sigkill_loses_at_most_the_last_second_of_finished_jobs() {
-    let dir = scratch_dir("history-kill");
-    let db = dir.join("h.sqlite");
-    let mut demo = Running::start(&[
-        "demo",
-        "--listen",
-        "127.0.0.1:0",
-        "--seed",
-        "9",
-        "--rate",
-        "2000",
-        "--db",
-        db.to_str().unwrap(),
-    ]);
-    let (host, _) = split_url(&page_url(&demo));
+    let (mut demo, db, host) = demo_with_db("history-kill", "9", "2000");
     // Until enough jobs ended more than a second ago to judge by.
     let deadline = Instant::now() + PATIENCE;
     let (shown, killed_ms) = loop {
@@ -197,18 +216,7 @@ fn a_process_killed_with_sigkill_loses_at_most_the_last_second_of_finished_jobs(
     };
     demo.signal("KILL");
     demo.wait();
-    let conn = query::open(&db).expect("the database opens after the kill");
-    let kept: HashMap<u64, u64> = query::jobs(
-        &conn,
-        &Filter {
-            limit: query::MAX_LIMIT,
-            ..Filter::default()
-        },
-    )
-    .unwrap()
-    .into_iter()
-    .map(|j| (u64::from(j.id), j.end_ms))
-    .collect();
+    let kept = ends_kept(&db);
     let old: Vec<_> = shown
         .iter()
         .filter(|(_, &end)| end + 1_000 <= killed_ms)
@@ -382,18 +390,7 @@ fn a_full_disk_pauses_the_history_without_stopping_the_page_and_loses_nothing() 
     let shown = finished_now(&host);
     demo.signal("INT");
     assert!(demo.wait().success());
-    let conn = query::open(&db).unwrap();
-    let kept: HashMap<u64, u64> = query::jobs(
-        &conn,
-        &Filter {
-            limit: query::MAX_LIMIT,
-            ..Filter::default()
-        },
-    )
-    .unwrap()
-    .into_iter()
-    .map(|j| (u64::from(j.id), j.end_ms))
-    .collect();
+    let kept = ends_kept(&db);
     assert!(shown.len() > 100, "{}", shown.len());
     for (id, end) in &shown {
         assert_eq!(kept.get(id), Some(end), "job {id} kept");
@@ -402,20 +399,7 @@ fn a_full_disk_pauses_the_history_without_stopping_the_page_and_loses_nothing() 
 
 #[test]
 fn the_http_api_pages_through_the_history_newest_first_under_the_same_rules() {
-    let dir = scratch_dir("history-http");
-    let db = dir.join("h.sqlite");
-    let mut demo = Running::start(&[
-        "demo",
-        "--listen",
-        "127.0.0.1:0",
-        "--seed",
-        "12",
-        "--rate",
-        "3000",
-        "--db",
-        db.to_str().unwrap(),
-    ]);
-    let (host, _) = split_url(&page_url(&demo));
+    let (mut demo, db, host) = demo_with_db("history-http", "12", "3000");
     until_jobs(&db, 120);
     let page = |query: &str| -> Value {
         let (status, body) = get(&host, &format!("/api/v1/history/jobs?{query}"));

@@ -103,8 +103,12 @@ pub struct History {
 }
 
 /// How often the reader looks even when nothing wakes it (for the load
-/// samples and a session that ended).
+/// samples, a session that ended, and a writer that had no room).
 const READ_EVERY: Duration = Duration::from_secs(1);
+
+/// Batches on their way to the writer at most: past them the reader waits,
+/// and what finishes meanwhile waits in the state's history (`--history`).
+const QUEUE: usize = 2;
 
 impl History {
     /// Starts keeping `state`'s history in `store`: a reader woken by
@@ -117,7 +121,7 @@ impl History {
     ) -> History {
         let path = store.path().to_path_buf();
         let status = Arc::new(Status::new(path.clone(), Some(changed.clone())));
-        let (records, inbox) = mpsc::channel();
+        let (records, inbox) = mpsc::sync_channel(QUEUE);
         let writer = {
             let status = status.clone();
             std::thread::Builder::new()
@@ -142,18 +146,35 @@ impl History {
         let reader = tokio::spawn(async move {
             let mut reader = Reader::new(&mut lock_state(&state));
             let mut tick = tokio::time::interval(READ_EVERY);
+            // A batch the writer had no room for. Meanwhile nothing more is
+            // taken: what finishes waits in the state's own bounded history.
+            let mut stalled: Option<Vec<Record>> = None;
             loop {
                 let last = tokio::select! {
                     r = wakeups.changed() => r.is_err(),
                     _ = tick.tick() => false,
                     _ = &mut stopped => true,
                 };
-                let batch = reader.take(&mut lock_state(&state));
-                if !batch.is_empty() && records.send(batch).is_err() {
+                if last {
+                    // The end: everything goes, waiting for room if need be.
+                    let rest = reader.take(&mut lock_state(&state));
+                    let tx = records.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        stalled.into_iter().chain([rest]).try_for_each(|b| tx.send(b))
+                    })
+                    .await;
                     break;
                 }
-                if last {
-                    break;
+                if stalled.is_none() {
+                    let batch = reader.take(&mut lock_state(&state));
+                    stalled = Some(batch).filter(|b| !b.is_empty());
+                }
+                if let Some(batch) = stalled.take() {
+                    match records.try_send(batch) {
+                        Ok(()) => {}
+                        Err(mpsc::TrySendError::Full(batch)) => stalled = Some(batch),
+                        Err(mpsc::TrySendError::Disconnected(_)) => break,
+                    }
                 }
             }
             if reader.missed() > 0 {

@@ -1,6 +1,7 @@
 //! Reading the history back: finished jobs, host sessions and builds,
-//! filtered by time, host and file, newest first, a page at a time (the
-//! cursor is the `seq` of the last row of the page before). `icewatch
+//! filtered by time, host and file, newest first (by end, or by login), a
+//! page at a time (the cursor is the `seq` of the last row of the page
+//! before). `icewatch
 //! history` and `GET /api/v1/history/*` share these.
 
 use super::store::{ms, HistoryError};
@@ -242,11 +243,34 @@ impl Where {
             .push(condition.replace('?', &format!("?{n}")));
     }
 
-    /// `SELECT select WHERE ... ORDER BY seq DESC LIMIT n` (`seq` of
-    /// table alias `t`), with its parameters.
-    fn query(mut self, select: &str, t: &str, filter: &Filter) -> (String, Vec<Box<dyn ToSql>>) {
+    /// `SELECT select WHERE ... ORDER BY time DESC, seq DESC LIMIT n`
+    /// (`time` and `seq` columns of `table`, alias `t`), with its
+    /// parameters: newest first, by the index on `time`. The cursor's row
+    /// is looked up for its time, so that the next page starts from the
+    /// index too.
+    fn query(
+        mut self,
+        conn: &Connection,
+        select: &str,
+        (table, t, time): (&str, &str, &str),
+        filter: &Filter,
+    ) -> rusqlite::Result<(String, Vec<Box<dyn ToSql>>)> {
         if let Some(cursor) = filter.cursor {
-            self.add(&format!("{t}.seq < ?"), cursor);
+            let at: Option<i64> = conn
+                .prepare_cached(&format!("SELECT {time} FROM {table} WHERE seq = ?1"))?
+                .query_row([cursor], |r| r.get(0))
+                .optional()?;
+            match at {
+                Some(at) => {
+                    self.add(&format!("{t}.{time} <= ?"), at);
+                    let n = self.params.len();
+                    self.params.push(Box::new(cursor));
+                    let m = self.params.len();
+                    let older = format!("({t}.{time} < ?{n} OR {t}.seq < ?{m})");
+                    self.conditions.push(older);
+                }
+                None => self.add(&format!("{t}.seq < ?"), cursor),
+            }
         }
         let conditions = if self.conditions.is_empty() {
             String::new()
@@ -256,10 +280,10 @@ impl Where {
         self.params
             .push(Box::new(filter.limit.clamp(1, MAX_LIMIT) as i64));
         let sql = format!(
-            "{select} {conditions} ORDER BY {t}.seq DESC LIMIT ?{}",
+            "{select} {conditions} ORDER BY {t}.{time} DESC, {t}.seq DESC LIMIT ?{}",
             self.params.len()
         );
-        (sql, self.params)
+        Ok((sql, self.params))
     }
 }
 
@@ -305,7 +329,8 @@ pub fn jobs(conn: &Connection, filter: &Filter) -> rusqlite::Result<Vec<JobRow>>
         w.add("j.state = ?", "failed");
     }
     let select = format!("SELECT {JOB_COLUMNS} FROM jobs j {JOB_JOINS}");
-    rows(conn, w.query(&select, "j", filter), job_row)
+    let query = w.query(conn, &select, ("jobs", "j", "end_ms"), filter)?;
+    rows(conn, query, job_row)
 }
 
 /// A host's session: from its login to its logout.
@@ -353,7 +378,8 @@ pub fn hosts(conn: &Connection, filter: &Filter) -> rusqlite::Result<Vec<HostRow
     let select = "SELECT h.seq, h.session, h.host_id, n.name, h.ip, h.platform, h.max_jobs, \
          h.no_remote, h.protocol, h.features, h.login_ms, h.logout_ms \
          FROM host_sessions h JOIN host_names n ON n.id = h.name";
-    rows(conn, w.query(select, "h", filter), |r| {
+    let query = w.query(conn, select, ("host_sessions", "h", "login_ms"), filter)?;
+    rows(conn, query, |r| {
         Ok(HostRow {
             seq: r.get(0)?,
             session: r.get(1)?,

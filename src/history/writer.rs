@@ -28,7 +28,7 @@ pub const RETRY_EVERY: Duration = Duration::from_secs(1);
 pub const MAX_HELD: usize = 200_000;
 
 /// The most records one transaction carries while nothing fails.
-const MAX_BATCH: usize = 100_000;
+const MAX_BATCH: usize = 20_000;
 
 /// How the history fares, for the page and the logs.
 #[derive(Debug, Default)]
