@@ -8,6 +8,7 @@
 //! also prints, once each: jobs per CPU-second of the writing thread, bytes
 //! per job, and the query times on a database of `HISTORY_BENCH_JOBS` jobs
 //! (default 1,000,000; the goals in BENCHMARKS.md are for 10,000,000).
+//! `cargo test --all-targets` runs it once on a few thousand jobs.
 //!
 //! Run: `cargo bench --bench history`
 
@@ -22,6 +23,21 @@ use std::time::{Duration, Instant};
 
 /// Records the writer commits at once at a busy pace.
 const BATCH: usize = 10_000;
+
+/// Jobs in the stream: 100,000 under `cargo bench`; a few thousand when
+/// `cargo test --all-targets` runs the bench once, to check that it works.
+fn stream_jobs() -> usize {
+    if benching() {
+        100_000
+    } else {
+        2_000
+    }
+}
+
+/// Whether `cargo bench` runs this (it passes `--bench`), not `cargo test`.
+fn benching() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
 
 /// At least `jobs` finished jobs of the simulated cluster, with the host
 /// and session records around them, as the reader hands them on.
@@ -71,7 +87,7 @@ fn write_all(store: &mut Store, records: &[Record]) {
 
 fn ingest(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let recs = records(100_000);
+    let recs = records(stream_jobs());
     let jobs = jobs_in(&recs);
     let mut group = c.benchmark_group("history");
     group.throughput(Throughput::Elements(jobs as u64));
@@ -101,10 +117,11 @@ fn size_and_queries(_: &mut Criterion) {
     let wanted: usize = std::env::var("HISTORY_BENCH_JOBS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000_000);
+        .filter(|_| benching())
+        .unwrap_or(if benching() { 1_000_000 } else { 4_000 });
     let dir = tempfile::tempdir().unwrap();
     let mut store = fresh_store(dir.path());
-    let recs = records(100_000);
+    let recs = records(stream_jobs());
     let per_copy = jobs_in(&recs);
     // Copies of the same stream, shifted in time, as the days of a month.
     let span = recs

@@ -160,7 +160,10 @@ impl History {
                     let rest = reader.take(&mut lock_state(&state));
                     let tx = records.clone();
                     let _ = tokio::task::spawn_blocking(move || {
-                        stalled.into_iter().chain([rest]).try_for_each(|b| tx.send(b))
+                        stalled
+                            .into_iter()
+                            .chain([rest])
+                            .try_for_each(|b| tx.send(b))
                     })
                     .await;
                     break;
