@@ -278,7 +278,7 @@ pub struct BuildsArgs {
     pub query: HistoryQuery,
 
     /// A pause this long without a job from a submitter ends its build
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = retain)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
     pub gap: Duration,
 }
 
@@ -297,9 +297,13 @@ fn when(s: &str) -> Result<u64, String> {
         let now = since_epoch(std::time::SystemTime::now())?;
         return Ok(now.saturating_sub(u64::try_from(ago.as_millis()).unwrap_or(u64::MAX)));
     }
-    match humantime::parse_rfc3339_weak(s) {
-        Ok(t) => since_epoch(t),
-        Err(_) => Err(format!(
+    // A date and time to the second, to the minute, or a date alone.
+    let parsed = [s.to_owned(), format!("{s}:00"), format!("{s} 00:00:00")]
+        .iter()
+        .find_map(|t| humantime::parse_rfc3339_weak(t).ok());
+    match parsed {
+        Some(t) => since_epoch(t),
+        None => Err(format!(
             "{s:?} is neither a duration before now (2h, 1d), a UTC date and time \
              (2026-12-07T08:00:00Z) nor ms since the epoch"
         )),
@@ -374,7 +378,7 @@ pub struct HistoryArgs {
     pub db: Option<Db>,
 
     /// Delete what ended longer ago than this (e.g. 30d, 1y)
-    #[arg(long, value_name = "DURATION", default_value = "90d", value_parser = retain)]
+    #[arg(long, value_name = "DURATION", default_value = "90d", value_parser = duration)]
     pub retain: Duration,
 }
 
@@ -398,11 +402,14 @@ fn db(s: &str) -> Result<Db, String> {
     }
 }
 
-fn retain(s: &str) -> Result<Duration, String> {
+/// A duration of at least a second (`--retain`, `--gap`).
+fn duration(s: &str) -> Result<Duration, String> {
     match humantime::parse_duration(s) {
         Ok(d) if d >= Duration::from_secs(1) => Ok(d),
         Ok(_) => Err(format!("{s:?} is shorter than a second")),
-        Err(e) => Err(format!("{s:?} is not a duration such as 30d or 1y ({e})")),
+        Err(e) => Err(format!(
+            "{s:?} is not a duration such as 90s, 30d or 1y ({e})"
+        )),
     }
 }
 
@@ -748,6 +755,45 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn the_history_database_is_a_file_or_none_and_kept_for_a_duration() {
+        let monitor = |extra: &[&str]| {
+            let cli = Cli::try_parse_from([&["icewatch", "monitor"], extra].concat());
+            cli.map(|c| match c.command {
+                Command::Monitor(m) => m.history,
+                _ => unreachable!(),
+            })
+        };
+        let default = monitor(&[]).unwrap();
+        assert_eq!(
+            (default.db, default.retain),
+            (None, Duration::from_secs(90 * 86_400))
+        );
+        assert_eq!(monitor(&["--db", "none"]).unwrap().db, Some(Db::None));
+        let file = monitor(&["--db", "h.sqlite", "--retain", "30d"]).unwrap();
+        assert_eq!(file.db, Some(Db::File("h.sqlite".into())));
+        assert_eq!(file.retain, Duration::from_secs(30 * 86_400));
+        for refused in [
+            &["--db", ""][..],
+            &["--retain", "soon"],
+            &["--retain", "10ms"],
+        ] {
+            assert!(monitor(refused).is_err(), "{refused:?}");
+        }
+        let since = |w: &str| Cli::try_parse_from(["icewatch", "history", "jobs", "--since", w]);
+        for ok in [
+            "2h",
+            "1d",
+            "2026-12-07T08:00:00Z",
+            "2026-12-07 08:00",
+            "1700000000000",
+        ] {
+            assert!(since(ok).is_ok(), "{ok}");
+        }
+        let err = since("yesterday").unwrap_err().to_string();
+        assert!(err.contains("neither a duration before now"), "{err}");
     }
 
     #[test]
