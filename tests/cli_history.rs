@@ -46,6 +46,14 @@ fn history(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Every job of the history at `db`, as `icewatch history jobs --json` prints them.
+fn all_jobs(db: &Path) -> Vec<Value> {
+    let db = db.to_str().unwrap();
+    json_lines(&history(&[
+        "jobs", "--db", db, "--json", "--limit", "10000",
+    ]))
+}
+
 fn json_lines(text: &str) -> Vec<Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -71,14 +79,7 @@ fn monitor_keeps_its_history_by_default_in_the_state_folder_and_says_where() {
     assert!(monitor.wait().success());
     let kept = jobs_in(&db);
 
-    let lines = json_lines(&history(&[
-        "jobs",
-        "--db",
-        db.to_str().unwrap(),
-        "--json",
-        "--limit",
-        "10000",
-    ]));
+    let lines = all_jobs(&db);
     assert_eq!(lines.len(), kept, "every job kept, once");
     for job in &lines {
         for key in [
@@ -553,14 +554,7 @@ async fn a_replayed_capture_comes_back_whole_from_the_history_after_a_restart() 
         assert!(replay.wait().success());
     }
     // Read back by a new process: both plays, whole, each in its session.
-    let lines = json_lines(&history(&[
-        "jobs",
-        "--db",
-        db.to_str().unwrap(),
-        "--json",
-        "--limit",
-        "10000",
-    ]));
+    let lines = all_jobs(&db);
     let mut sessions: std::collections::BTreeMap<i64, Vec<Kept>> = Default::default();
     for j in &lines {
         sessions
