@@ -20,52 +20,35 @@ use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use icewatch::monitor::{State, StateOptions};
 use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
-use icewatch::protocol::{
-    GetCs, JobDone, Language, Message, MonGetCs, MonJobBegin, MonStats, PROTOCOL_VERSION,
-};
+use icewatch::protocol::stats::{HostStats, OFFLINE};
+use icewatch::protocol::{JobDone, Language, Message, PROTOCOL_VERSION};
 use std::hint::black_box;
 
 const HOSTS: u32 = 1_000;
 const JOBS: u32 = 100_000;
 const LAG: u32 = 1_000;
 
-fn stream<'a>(files: &'a [String], texts: &'a [String]) -> Vec<Message<'a>> {
+fn stream<'a>(files: &'a [String], texts: &'a [Vec<u8>]) -> Vec<Message<'a>> {
     let mut out = Vec::new();
     let host = |n: u32| n % HOSTS + 1;
     for t in 0..JOBS + 2 * LAG {
         if t < JOBS {
-            out.push(Message::MonGetCs(MonGetCs {
-                request: GetCs {
-                    filename: files[(t % 64) as usize].as_bytes(),
-                    lang: Language::CXX,
-                    ..GetCs::default()
-                },
-                job_id: t + 1,
-                client_id: host(t),
-            }));
+            let file = &files[(t % 64) as usize];
+            out.push(Message::mon_get_cs(t + 1, host(t), file, Language::CXX));
         }
         if (LAG..JOBS + LAG).contains(&t) {
             let j = t - LAG;
-            out.push(Message::MonJobBegin(MonJobBegin {
-                job_id: j + 1,
-                start_time: 0,
-                host_id: host(j * 7 + 3),
-            }));
+            out.push(Message::mon_job_begin(j + 1, host(j * 7 + 3), 0));
         }
         if t >= 2 * LAG {
             let j = t - 2 * LAG;
             out.push(Message::MonJobDone(JobDone {
-                job_id: j + 1,
-                exit_code: u32::from(j % 97 == 0),
                 real_ms: 800,
-                ..JobDone::default()
+                ..JobDone::new(j + 1, u32::from(j % 97 == 0))
             }));
         }
         if t % 33 == 0 {
-            out.push(Message::MonStats(MonStats {
-                host_id: host(t),
-                text: texts[(t % 4) as usize].as_bytes(),
-            }));
+            out.push(Message::mon_stats(host(t), &texts[(t % 4) as usize]));
         }
     }
     out
@@ -73,19 +56,7 @@ fn stream<'a>(files: &'a [String], texts: &'a [String]) -> Vec<Message<'a>> {
 
 fn host_burst(st: &mut State) {
     for id in 1..=HOSTS {
-        let text = format!(
-            "Name:host{id}\nIP:10.0.{}.{}\nMaxJobs:8\nNoRemote:false\nPlatform:x86_64\n\
-             Version:44\nFeatures:env_xz env_zstd\nSpeed:10.0\nLoad:0\n",
-            id / 256,
-            id % 256
-        );
-        st.apply(
-            &Message::MonStats(MonStats {
-                host_id: id,
-                text: text.as_bytes(),
-            }),
-            0,
-        );
+        st.apply(&Message::mon_stats(id, &login(id)), 0);
     }
 }
 
@@ -93,14 +64,20 @@ fn apply(c: &mut Criterion) {
     let files: Vec<String> = (0..64)
         .map(|i| format!("src/module{i}/file{i}.cpp"))
         .collect();
-    let texts: Vec<String> = (0..4)
+    // The form a scheduler sends after a daemon's STATS.
+    let texts: Vec<Vec<u8>> = (0..4)
         .map(|i| {
-            format!(
-                "MaxJobs:8\nNoRemote:false\nPlatform:x86_64\nVersion:44\n\
-                 Features:env_xz env_zstd\nSpeed:10.0\nLoad:{}\nLoadAvg1:{}\nLoadAvg5:500\nLoadAvg10:400\nFreeMem:20000\n",
-                i * 250,
-                i * 100
-            )
+            HostStats {
+                name: None,
+                ip: None,
+                load: Some(i * 250),
+                load_avg1: Some(i * 100),
+                load_avg5: Some(500),
+                load_avg10: Some(400),
+                free_mem: Some(20_000),
+                ..daemon("", "")
+            }
+            .to_text()
         })
         .collect();
     let built = stream(&files, &texts);
@@ -177,23 +154,23 @@ fn apply(c: &mut Criterion) {
     group.finish();
 }
 
-/// The login text of host `n`.
-fn login(n: u32) -> String {
-    format!(
-        "Name:host{n}\nIP:10.{}.{}.{}\nMaxJobs:8\nNoRemote:false\nPlatform:x86_64\n\
-         Version:44\nFeatures:env_xz env_zstd\nSpeed:10.0\nLoad:0\n",
-        n >> 16,
-        (n >> 8) & 255,
-        n & 255
-    )
+/// How every host of the bench reports itself: 8 slots, protocol 44.
+fn daemon<'a>(name: &'a str, ip: &'a str) -> HostStats<'a> {
+    HostStats {
+        version: Some(44),
+        speed: Some(10.0),
+        ..HostStats::login(name, ip, 8, false)
+    }
 }
 
-fn stats(st: &mut State, id: u32, text: &str) {
-    let msg = Message::MonStats(MonStats {
-        host_id: id,
-        text: text.as_bytes(),
-    });
-    st.apply(&msg, 1_700_000_000_000);
+/// The login text of host `n`.
+fn login(n: u32) -> Vec<u8> {
+    let [_, a, b, c] = n.to_be_bytes();
+    daemon(&format!("host{n}"), &format!("10.{a}.{b}.{c}")).to_text()
+}
+
+fn stats(st: &mut State, id: u32, text: &[u8]) {
+    st.apply(&Message::mon_stats(id, text), 1_700_000_000_000);
 }
 
 fn host_churn(c: &mut Criterion) {
@@ -205,16 +182,16 @@ fn host_churn(c: &mut Criterion) {
             stats(&mut st, id, &login(id));
         }
         for id in online + 1..=online + 1024 {
-            stats(&mut st, id, "State:Offline\n");
+            stats(&mut st, id, OFFLINE);
         }
         // Each iteration: the host online longest leaves, a new one logs in.
         let mut up: std::collections::VecDeque<u32> = (1..=online).collect();
         let mut next = online + 1025;
-        let texts: Vec<String> = (0..4096).map(login).collect();
+        let texts: Vec<Vec<u8>> = (0..4096).map(login).collect();
         group.bench_function(name, |b| {
             b.iter(|| {
                 if let Some(leaving) = up.pop_front() {
-                    stats(&mut st, leaving, "State:Offline\n");
+                    stats(&mut st, leaving, OFFLINE);
                 }
                 stats(&mut st, next, &texts[next as usize % texts.len()]);
                 up.push_back(next);

@@ -8,7 +8,7 @@
 //!
 //! Run by `cargo run --release --example load -- e2e`, not by hand.
 
-use icewatch::protocol::frame::{parse_frame, FrameError, MAX_MSG_SIZE};
+use icewatch::protocol::frame::{parse_frame, Frame, FrameError, MAX_MSG_SIZE};
 use icewatch::protocol::handshake::handshake_blocking;
 use icewatch::protocol::{Message, PROTOCOL_VERSION};
 use std::io::{Read, Write};
@@ -20,7 +20,7 @@ fn main() -> anyhow::Result<()> {
     let count: u64 = args.next().unwrap_or_default().parse()?;
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     let version = handshake_blocking(&mut stream, PROTOCOL_VERSION)?;
-    stream.write_all(&[0, 0, 0, 4, 0, 0, 0, 0x52])?;
+    stream.write_all(Frame::encode(&Message::MonLogin, version).as_bytes())?;
     let mut buf = vec![0u8; 64 * 1024];
     let (mut filled, mut seen, mut invalid) = (0usize, 0u64, 0u64);
     while seen < count {

@@ -1,13 +1,14 @@
 //! `icewatch dump --capture`: NDJSON from raw captures and recordings, and
 //! its errors.
 
-mod common;
+mod support;
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use common::{capture, dump_capture, scratch_dir, stdout_text, type_counts};
 use icewatch::capture::recording::Recorder;
 use predicates::prelude::*;
 use std::collections::BTreeMap;
+use support::captures::{capture, frames_of};
+use support::command::{dump_capture, scratch_dir, stdout_text, type_counts};
 
 /// MON_STATS counts per capture, from `tests/data/README.md`; every capture
 /// also holds O=2 S=42 T=42 U=42 V=2.
@@ -104,18 +105,10 @@ fn dump_status_goes_to_stderr_and_count_stops_early() {
 fn dump_reads_an_icewatch_recording_with_receive_times() {
     let dir = scratch_dir("dump_recording");
     let path = dir.join("rec.icwr");
-    let file = std::fs::read(capture(44)).unwrap();
     let mut rec =
         Recorder::new(std::fs::File::create(&path).unwrap(), 44, 1_700_000_000_000).unwrap();
-    let mut input = &file[8..];
-    let mut at = 0;
-    while let Ok((rest, _)) =
-        icewatch::protocol::frame::parse_frame(input, icewatch::protocol::frame::MAX_MSG_SIZE)
-    {
-        let frame = &input[..input.len() - rest.len()];
-        rec.write_frame(at, frame).unwrap();
-        at += 7;
-        input = rest;
+    for (i, frame) in frames_of(capture(44)).iter().enumerate() {
+        rec.write_frame(i as u64 * 7, frame).unwrap();
     }
     rec.finish().unwrap();
     let out = dump_capture(&path)
@@ -182,14 +175,8 @@ fn dump_of_a_corrupt_recording_fails_without_a_panic() {
     let dir = scratch_dir("dump_corrupt");
     let path = dir.join("bad.icwr");
     let mut rec = Recorder::new(Vec::new(), 43, 0).unwrap();
-    let file = std::fs::read(capture(43)).unwrap();
-    let mut input = &file[8..];
-    while let Ok((rest, _)) =
-        icewatch::protocol::frame::parse_frame(input, icewatch::protocol::frame::MAX_MSG_SIZE)
-    {
-        rec.write_frame(0, &input[..input.len() - rest.len()])
-            .unwrap();
-        input = rest;
+    for frame in frames_of(capture(43)) {
+        rec.write_frame(0, &frame).unwrap();
     }
     let mut bytes = rec.finish().unwrap();
     let middle = bytes.len() / 2;
@@ -203,34 +190,19 @@ fn dump_of_a_corrupt_recording_fails_without_a_panic() {
 
 #[test]
 fn dump_prints_a_line_where_each_new_scheduler_session_begins() {
-    use icewatch::protocol::{GetCs, Language, Message, MonGetCs, MonStats};
-    let encode = |msg: &Message<'_>, version: u32| {
-        let mut out = bytes::BytesMut::new();
-        msg.encode(version, &mut out);
-        out.to_vec()
-    };
-    let stats = Message::MonStats(MonStats {
-        host_id: 1,
-        text: b"Name:a\nMaxJobs:2\n",
-    });
-    let request = Message::MonGetCs(MonGetCs {
-        request: GetCs {
-            filename: b"src/after.c",
-            lang: Language::C,
-            ..GetCs::default()
-        },
-        job_id: 4,
-        client_id: 1,
-    });
+    use icewatch::protocol::{frame::Frame, Language, Message};
+    let stats = Message::mon_stats(1, "Name:a\nMaxJobs:2\n");
+    let request = Message::mon_get_cs(4, 1, "src/after.c", Language::C);
     let dir = scratch_dir("dump_sessions");
     let path = dir.join("restart.icwr");
     let mut rec = Recorder::new(std::fs::File::create(&path).unwrap(), 43, 0).unwrap();
-    rec.write_frame(3, &encode(&stats, 43)).unwrap();
-    rec.write_frame(5, &encode(&request, 43)).unwrap();
+    rec.write_frame(3, &Frame::encode(&stats, 43)).unwrap();
+    rec.write_frame(5, &Frame::encode(&request, 43)).unwrap();
     // The scheduler comes back speaking protocol 28: the long MON_GET_CS.
     rec.new_session(9_000, 28).unwrap();
-    rec.write_frame(9_000, &encode(&stats, 28)).unwrap();
-    rec.write_frame(9_004, &encode(&request, 28)).unwrap();
+    rec.write_frame(9_000, &Frame::encode(&stats, 28)).unwrap();
+    rec.write_frame(9_004, &Frame::encode(&request, 28))
+        .unwrap();
     rec.finish().unwrap();
     let out = dump_capture(&path)
         .success()

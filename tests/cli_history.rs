@@ -4,16 +4,15 @@
 //! unusable databases stop the start with one line, and `icewatch history`
 //! reads it back.
 
-mod common;
+mod support;
 
-use common::{
-    capture, frames_of, get, icewatch, page_url, scratch_dir, split_url, Running, PATIENCE,
-};
 use icewatch::history::query::{self, Filter};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use support::captures::{capture, frames_of};
+use support::command::{get, icewatch, page_url, scratch_dir, split_url, Running, PATIENCE};
 
 /// Jobs in the history at `path` (0 while it cannot be read yet).
 fn jobs_in(path: &Path) -> usize {
@@ -495,10 +494,7 @@ async fn a_replayed_capture_comes_back_whole_from_the_history_after_a_restart() 
     let db = dir.join("h.sqlite");
     let start = icewatch::monitor::now_ms() - 3_600_000;
     let mut rec = Recorder::new(std::fs::File::create(&rec_path).unwrap(), 43, start).unwrap();
-    for (i, frame) in frames_of(&std::fs::read(capture(43)).unwrap())
-        .iter()
-        .enumerate()
-    {
+    for (i, frame) in frames_of(capture(43)).iter().enumerate() {
         rec.write_frame(i as u64 * 37, frame).unwrap();
     }
     rec.finish().unwrap();

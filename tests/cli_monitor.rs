@@ -5,18 +5,17 @@
 //! daemon is named so and left. Waits are on lines and scheduler events,
 //! never on time.
 
-mod common;
 mod support;
 
-use common::Running;
 use std::time::Duration;
-use support::{end, host, Event, FakeScheduler, Step};
+use support::command::Running;
+use support::scheduler::{end, host, Event, FakeScheduler, Step};
 
 /// Events of `sched` until `want`, all of them.
 async fn events_until(sched: &mut FakeScheduler, want: Event) -> Vec<Event> {
     let mut seen = Vec::new();
     loop {
-        let (_, event) = tokio::time::timeout(common::PATIENCE, sched.next_event())
+        let (_, event) = tokio::time::timeout(support::command::PATIENCE, sched.next_event())
             .await
             .expect("the scheduler's next event in time");
         seen.push(event.clone());
@@ -136,13 +135,13 @@ async fn record_goes_on_across_a_scheduler_restart_and_marks_the_new_session() {
         ],
     ])
     .await;
-    let dir = common::scratch_dir("record_across_restart");
+    let dir = support::command::scratch_dir("record_across_restart");
     let file = dir.join("night.icwr");
     let addr = sched.addr().to_string();
     let file_arg = file.to_str().unwrap();
     let mut record = Running::start(&["record", &addr, "-o", file_arg, "--count", "2"]);
     assert!(tokio::task::block_in_place(|| record.wait()).success());
-    let dumped = common::stdout_text(&common::dump_capture(&file).success());
+    let dumped = support::command::stdout_text(&support::command::dump_capture(&file).success());
     let lines: Vec<serde_json::Value> = dumped
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

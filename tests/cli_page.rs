@@ -3,12 +3,13 @@
 //! WebSocket exactly as the page reads them. Waits are on messages, never
 //! on time.
 
-mod common;
+mod support;
 
-use common::{capture, get, icewatch, page_url, split_url, Running, PATIENCE};
 use futures_util::StreamExt;
 use serde_json::Value;
 use std::net::TcpStream;
+use support::captures::capture;
+use support::command::{get, icewatch, page_url, split_url, state_home, Running, PATIENCE};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// Follows `/ws` (snapshot, then diffs) until `done` says the state it
@@ -231,7 +232,7 @@ async fn under_a_low_descriptor_limit_idle_sockets_starve_neither_healthz_nor_a_
         .args(["-c", "ulimit -n 256 && exec \"$0\" \"$@\""])
         .arg(assert_cmd::cargo::cargo_bin!("icewatch"))
         .args(["demo", "--listen", "127.0.0.1:0", "--seed", "6"])
-        .env("XDG_STATE_HOME", common::state_home());
+        .env("XDG_STATE_HOME", state_home());
     let mut demo = Running::spawn(command);
     let (host, _) = split_url(&page_url(&demo));
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{host}/ws"))

@@ -2,26 +2,19 @@
 //! a scheduler: what is recorded replays frame for frame, Ctrl-C and crashes
 //! leave readable files, and unreachable schedulers give one clear line.
 
-mod common;
+mod support;
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use common::{dump_capture, scratch_dir, stdout_text, type_counts, Monitor, Running};
 use predicates::prelude::*;
 use std::net::{SocketAddr, TcpListener};
+use support::captures::frames_of;
+use support::client::SchedulerClient;
+use support::command::{dump_capture, scratch_dir, stdout_text, type_counts, Running};
 
 fn demo(seed: &str, rate: &str) -> (Running, SocketAddr) {
     let demo = Running::demo_scheduler(&["--seed", seed, "--rate", rate]);
     let addr = demo.scheduler_addr();
     (demo, addr)
-}
-
-/// Every frame of a recording, in order.
-fn recorded_frames(path: &std::path::Path) -> Vec<Vec<u8>> {
-    icewatch::capture::recording::open(path)
-        .unwrap()
-        .filter_map(|r| r.unwrap().into_message())
-        .map(|r| r.frame.to_vec())
-        .collect()
 }
 
 /// "... N messages ..." in a progress line.
@@ -49,15 +42,15 @@ fn record_then_replay_reproduces_the_same_frames() {
         .assert()
         .success()
         .stderr(predicate::str::contains("recorded 3000 messages"));
-    let frames = recorded_frames(&path);
+    let frames = frames_of(&path);
     assert_eq!(frames.len(), 3000);
 
     let replay = Running::replay_scheduler(&path, &["--speed", "0"]);
     let replay_addr = replay.scheduler_addr();
-    let mut m = Monitor::connect(replay_addr, 44);
+    let mut m = SchedulerClient::connect(replay_addr, 44);
     for (i, want) in frames.iter().enumerate() {
         let got = m.frame().expect("the whole recording");
-        assert_eq!(&got[..], &want[..], "frame {i}");
+        assert_eq!(&got, want, "frame {i}");
     }
 
     // The same through `dump`: live from the replay, and from the file.

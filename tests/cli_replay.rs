@@ -2,27 +2,29 @@
 //! monitor as a scheduler would send it, and its errors. And `icewatch
 //! replay` serving the page: on the recording's own clock.
 
-mod common;
+mod support;
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use common::{capture, frames_of, scratch_dir, Monitor, Running, PATIENCE};
 use icewatch::capture::recording::Recorder;
-use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
-use icewatch::protocol::{GetCs, Language, Message, MonGetCs, MonStats, MsgType};
+use icewatch::protocol::frame::Frame;
+use icewatch::protocol::{Language, Message, MsgType};
 use predicates::prelude::*;
 use std::collections::HashMap;
 use std::io::{Read, Write};
+use support::captures::{capture, frames_of};
+use support::client::SchedulerClient;
+use support::command::{scratch_dir, Running, PATIENCE};
 
 #[test]
 fn replaying_a_capture_sends_its_exact_frames_then_end_on_ctrl_c() {
     let path = capture(43);
-    let expected = frames_of(&std::fs::read(&path).unwrap());
+    let expected = frames_of(&path);
     let mut replay = Running::replay_scheduler(&path, &[]);
-    let mut m = Monitor::connect(replay.scheduler_addr(), 44);
+    let mut m = SchedulerClient::connect(replay.scheduler_addr(), 44);
     assert_eq!(m.version, 43, "offers the capture's own version");
     for (i, want) in expected.iter().enumerate() {
         let got = m.frame().expect("every frame of the capture");
-        assert_eq!(&got[..], &want[..], "frame {i}");
+        assert_eq!(&got, want, "frame {i}");
     }
     replay.signal("INT");
     let end = m.frame().expect("END");
@@ -34,18 +36,16 @@ fn replaying_a_capture_sends_its_exact_frames_then_end_on_ctrl_c() {
 #[test]
 fn every_monitor_gets_the_whole_capture_at_its_own_version() {
     let path = capture(43);
-    let expected = frames_of(&std::fs::read(&path).unwrap());
+    let expected = frames_of(&path);
     let replay = Running::replay_scheduler(&path, &["--speed", "0"]);
     let addr = replay.scheduler_addr();
     for offer in [21, 29, 38, 43] {
-        let mut m = Monitor::connect(addr, offer);
+        let mut m = SchedulerClient::connect(addr, offer);
         for want in &expected {
             let got = m.frame().unwrap();
-            let (_, w) = parse_frame(want, MAX_MSG_SIZE).unwrap();
-            let (_, g) = parse_frame(&got, MAX_MSG_SIZE).unwrap();
-            assert_eq!(g.ty, w.ty);
-            let want_msg = Message::decode(w.ty, w.body, 43).unwrap();
-            let got_msg = Message::decode(g.ty, g.body, offer).unwrap();
+            assert_eq!(got.ty(), want.ty());
+            let want_msg = want.decode(43).unwrap();
+            let got_msg = got.decode(offer).unwrap();
             // The short MON_GET_CS becomes the long one below 29, with the
             // same file, language, job and client.
             match (want_msg, got_msg) {
@@ -71,10 +71,10 @@ fn every_monitor_gets_the_whole_capture_at_its_own_version() {
 fn replay_can_rewrite_job_ends_as_git_master_sends_them() {
     let path = capture(43);
     let replay = Running::replay_scheduler(&path, &["--protocol", "44", "--job-done", "auto"]);
-    let mut m = Monitor::connect(replay.scheduler_addr(), 44);
+    let mut m = SchedulerClient::connect(replay.scheduler_addr(), 44);
     assert_eq!(m.version, 44);
     let mut done = 0;
-    let total = frames_of(&std::fs::read(&path).unwrap()).len();
+    let total = frames_of(&path).len();
     for _ in 0..total {
         let frame = m.frame().unwrap();
         let ty = m.check(&frame);
@@ -152,7 +152,7 @@ fn replay_and_demo_refuse_a_speed_or_rate_they_cannot_keep_with_one_line() {
 fn a_truncated_recording_replays_its_whole_messages_then_warns() {
     let dir = scratch_dir("replay_truncated");
     let path = dir.join("cut.icwr");
-    let frames = frames_of(&std::fs::read(capture(44)).unwrap());
+    let frames = frames_of(capture(44));
     let mut rec =
         icewatch::capture::recording::Recorder::new(std::fs::File::create(&path).unwrap(), 44, 0)
             .unwrap();
@@ -162,20 +162,13 @@ fn a_truncated_recording_replays_its_whole_messages_then_warns() {
     // Flushed but never finished: what a crash leaves behind.
     rec.flush().unwrap();
     let replay = Running::replay_scheduler(&path, &[]);
-    let mut m = Monitor::connect(replay.scheduler_addr(), 44);
+    let mut m = SchedulerClient::connect(replay.scheduler_addr(), 44);
     for want in &frames[..100] {
-        assert_eq!(&m.frame().unwrap()[..], &want[..]);
+        assert_eq!(&m.frame().unwrap(), want);
     }
     replay.stderr_until(|l| {
         l.contains("stops early: the file is truncated after 100 whole messages")
     });
-}
-
-/// `msg` as a frame at `version`.
-fn encode(msg: &Message<'_>, version: u32) -> Vec<u8> {
-    let mut out = bytes::BytesMut::new();
-    msg.encode(version, &mut out);
-    out.to_vec()
 }
 
 /// The body of `GET path` from the page at `host` (`IP:PORT`).
@@ -199,7 +192,7 @@ fn replaying_a_recording_at_full_speed_serves_its_own_times_and_says_it_is_a_rep
     let dir = scratch_dir("replay_page_times");
     let path = dir.join("night.icwr");
     let shown = path.to_str().unwrap();
-    let frames = frames_of(&std::fs::read(capture(43)).unwrap());
+    let frames = frames_of(capture(43));
     let start = 1_700_000_000_000u64;
     let at = |i: usize| i as u64 * 250;
     let mut rec = Recorder::new(std::fs::File::create(&path).unwrap(), 43, start).unwrap();
@@ -208,8 +201,7 @@ fn replaying_a_recording_at_full_speed_serves_its_own_times_and_says_it_is_a_rep
     let mut lasted = HashMap::new();
     for (i, frame) in frames.iter().enumerate() {
         rec.write_frame(at(i), frame).unwrap();
-        let (_, raw) = parse_frame(frame, MAX_MSG_SIZE).unwrap();
-        match Message::decode(raw.ty, raw.body, 43).unwrap() {
+        match frame.decode(43).unwrap() {
             Message::MonJobBegin(m) => drop(began.insert(m.job_id, at(i))),
             Message::MonLocalJobBegin(m) => drop(began.insert(m.job_id, at(i))),
             Message::MonJobDone(d) => drop(lasted.insert(d.job_id, at(i) - began[&d.job_id])),
@@ -268,60 +260,48 @@ fn replaying_a_recording_at_full_speed_serves_its_own_times_and_says_it_is_a_rep
 fn a_recording_of_two_sessions_plays_to_a_monitor_as_its_hosts_leaving_and_new_ones_coming() {
     let dir = scratch_dir("replay_sessions");
     let path = dir.join("restart.icwr");
-    let stats = |host_id, text: &'static str| {
-        Message::MonStats(MonStats {
-            host_id,
-            text: text.as_bytes(),
-        })
-    };
-    let request = Message::MonGetCs(MonGetCs {
-        request: GetCs {
-            filename: b"src/after.cpp",
-            lang: Language::CXX,
-            ..GetCs::default()
-        },
-        job_id: 1,
-        client_id: 1,
-    });
-    let mut rec = Recorder::new(std::fs::File::create(&path).unwrap(), 43, 0).unwrap();
-    rec.write_frame(0, &encode(&stats(1, "Name:a\nMaxJobs:2\n"), 43))
-        .unwrap();
-    rec.write_frame(0, &encode(&stats(2, "Name:b\nMaxJobs:2\n"), 43))
-        .unwrap();
-    rec.write_frame(1, &encode(&stats(2, "State:Offline\n"), 43))
-        .unwrap();
-    rec.write_frame(2, &encode(&stats(3, "Name:d\nMaxJobs:1\n"), 43))
-        .unwrap();
-    rec.write_frame(5, &encode(&Message::End, 43)).unwrap();
+    let request = Message::mon_get_cs(1, 1, "src/after.cpp", Language::CXX);
+    let first = [
+        (0, Message::mon_stats(1, "Name:a\nMaxJobs:2\n")),
+        (0, Message::mon_stats(2, "Name:b\nMaxJobs:2\n")),
+        (1, Message::mon_stats(2, "State:Offline\n")),
+        (2, Message::mon_stats(3, "Name:d\nMaxJobs:1\n")),
+        (5, Message::End),
+    ];
     // The scheduler comes back speaking protocol 28 (the long MON_GET_CS).
+    let second = [
+        (9, Message::mon_stats(1, "Name:c\nMaxJobs:4\n")),
+        (10, request),
+    ];
+    let mut rec = Recorder::new(std::fs::File::create(&path).unwrap(), 43, 0).unwrap();
+    for (at, msg) in &first {
+        rec.write_frame(*at, &Frame::encode(msg, 43)).unwrap();
+    }
     rec.new_session(9, 28).unwrap();
-    rec.write_frame(9, &encode(&stats(1, "Name:c\nMaxJobs:4\n"), 28))
-        .unwrap();
-    rec.write_frame(10, &encode(&request, 28)).unwrap();
+    for (at, msg) in &second {
+        rec.write_frame(*at, &Frame::encode(msg, 28)).unwrap();
+    }
     rec.finish().unwrap();
 
     let mut replay = Running::replay_scheduler(&path, &["--speed", "0"]);
-    let mut m = Monitor::connect(replay.scheduler_addr(), 44);
+    let mut m = SchedulerClient::connect(replay.scheduler_addr(), 44);
     assert_eq!(m.version, 43, "the first session's version");
     let mut seen = Vec::new();
     while let Some(frame) = m.frame() {
         let ty = m.check(&frame);
-        let (_, raw) = parse_frame(&frame, MAX_MSG_SIZE).unwrap();
-        seen.push(
-            match Message::decode(raw.ty, raw.body, m.version).unwrap() {
-                Message::MonStats(s) => format!(
-                    "{} {}",
-                    s.host_id,
-                    String::from_utf8_lossy(s.text).trim_end_matches(['\n', '\0'])
-                ),
-                Message::MonGetCs(g) => format!(
-                    "job {} {}",
-                    g.job_id,
-                    String::from_utf8_lossy(g.request.filename)
-                ),
-                _ => ty.to_string(),
-            },
-        );
+        seen.push(match frame.decode(m.version).unwrap() {
+            Message::MonStats(s) => format!(
+                "{} {}",
+                s.host_id,
+                String::from_utf8_lossy(s.text).trim_end_matches(['\n', '\0'])
+            ),
+            Message::MonGetCs(g) => format!(
+                "job {} {}",
+                g.job_id,
+                String::from_utf8_lossy(g.request.filename)
+            ),
+            _ => ty.to_string(),
+        });
         if seen.len() == 8 {
             replay.signal("INT");
         }

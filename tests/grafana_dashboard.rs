@@ -2,12 +2,12 @@
 //! metrics that `/metrics` serves: every `icewatch_*` name in its queries
 //! is checked against a running `icewatch demo`.
 
-mod common;
+mod support;
 
-use common::{get, page_url, split_url, Running, PATIENCE};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+use support::command::{get, page_url, split_url, Running, PATIENCE};
 
 /// Every query text of the dashboard: panel targets and variables.
 fn queries(v: &Value, out: &mut Vec<String>) {

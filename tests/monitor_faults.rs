@@ -10,16 +10,15 @@
 //! Every script after the last repeats the last one, a working scheduler,
 //! so assertions hold even if a loaded machine makes the client retry more.
 
-mod messages;
 mod support;
 
 use icewatch::monitor::{
     lock_state, run_from, ConnectError, ConnectOptions, Connection, JobState, Target,
 };
 use icewatch::protocol::{Language, Message, MsgType};
-use messages::{begin, get_cs};
 use std::time::Duration;
-use support::*;
+use support::monitor::*;
+use support::scheduler::*;
 
 /// The working session's hosts, and only them, once it is up; then stop.
 async fn recovers(mut m: Monitor) {
@@ -52,7 +51,7 @@ async fn a_close_inside_a_frame_ends_the_session_and_the_next_one_starts_clean()
     let m = Monitor::start(vec![
         vec![
             Step::Handshake(43),
-            Step::Send(concat(&[early_host(), cut[..cut.len() / 2].to_vec()])),
+            Step::Send([early_host(), cut[..cut.len() / 2].to_vec()].concat()),
             Step::Close,
         ],
         working_session(),
@@ -76,7 +75,7 @@ async fn a_length_above_the_limit_ends_the_session_without_waiting_for_the_body(
     let mut m = Monitor::start(vec![
         vec![
             Step::Handshake(43),
-            Step::Send(concat(&[early_host(), oversized_header()])),
+            Step::Send([early_host(), oversized_header()].concat()),
             Step::Hold,
         ],
         working_session(),
@@ -103,7 +102,7 @@ async fn unknown_types_and_undecodable_bodies_are_skipped_and_the_session_goes_o
     short_begin.extend_from_slice(&[0, 0, 0, 1, 0, 0]);
     let m = Monitor::start(vec![vec![
         Step::Handshake(43),
-        Step::Send(concat(&[unknown, short_begin, host(21, "good1", 2, false)])),
+        Step::Send([unknown, short_begin, host(21, "good1", 2, false)].concat()),
         Step::Send(host(22, "good2", 3, true)),
         Step::Hold,
     ]])
@@ -175,11 +174,7 @@ async fn end_from_the_scheduler_ends_the_session_at_once_and_nothing_after_it_co
     let mut m = Monitor::start(vec![
         vec![
             Step::Handshake(43),
-            Step::Send(concat(&[
-                early_host(),
-                end(),
-                host(2, "after-end", 1, false),
-            ])),
+            Step::Send([early_host(), end(), host(2, "after-end", 1, false)].concat()),
             Step::Hold,
         ],
         working_session(),
@@ -260,14 +255,15 @@ async fn a_quiet_scheduler_that_still_answers_with_the_same_hosts_keeps_its_sess
 async fn a_dead_session_that_never_closes_is_found_by_a_check_that_sees_other_hosts() {
     // The session goes silent without FIN or RST, with a job compiling; a
     // new connection meets a scheduler that restarted (other hosts).
-    let job = concat(&[
-        frame(&get_cs(7, 1, "ghost.c", Language::C), 43),
-        frame(&begin(7, 1), 43),
-    ]);
+    let job = [
+        frame(&Message::mon_get_cs(7, 1, "ghost.c", Language::C), 43),
+        frame(&Message::mon_job_begin(7, 1, 0), 43),
+    ]
+    .concat();
     let mut m = Monitor::start(vec![
         vec![
             Step::Handshake(43),
-            Step::Send(concat(&[early_host(), job])),
+            Step::Send([early_host(), job].concat()),
             Step::Hold,
         ],
         vec![
@@ -308,7 +304,7 @@ async fn random_bytes_after_a_valid_handshake_never_break_the_monitor() {
         let m = Monitor::start(vec![
             vec![
                 Step::Handshake(43),
-                Step::Send(concat(&[early_host(), noise])),
+                Step::Send([early_host(), noise].concat()),
                 Step::Close,
             ],
             working_session(),

@@ -2,12 +2,12 @@
 //! the example in `docs/json.md` checked against the real output so the
 //! document cannot drift from the code.
 
-mod messages;
+mod support;
 
 use icewatch::monitor::{State, StateOptions};
+use icewatch::protocol::stats::OFFLINE;
 use icewatch::protocol::{JobDone, Language, Message};
 use icewatch::publisher::delta::{Delta, Update};
-use messages::{begin, get_cs, local_begin, local_done, stats};
 use serde_json::Value;
 
 const T0: u64 = 1_700_000_000_000;
@@ -42,23 +42,29 @@ fn mid_build() -> State {
     let remote2 = "Name:remote2\nIP:10.0.0.12\nMaxJobs:3\nNoRemote:false\nPlatform:aarch64\n\
                    Version:44\nFeatures:env_zstd\nSpeed:8.250000\nLoad:500\n";
     let steps: Vec<(u64, Message<'_>)> = vec![
-        (0, stats(1, localice)),
-        (0, stats(2, remote1)),
-        (0, stats(3, remote2)),
-        (100, get_cs(5, 1, "src/parse.c", Language::C)),
-        (120, begin(5, 3)),
+        (0, Message::mon_stats(1, localice)),
+        (0, Message::mon_stats(2, remote1)),
+        (0, Message::mon_stats(3, remote2)),
+        (100, Message::mon_get_cs(5, 1, "src/parse.c", Language::C)),
+        (120, Message::mon_job_begin(5, 3, 0)),
         (900, done(5, 0)),
-        (1_000, get_cs(6, 1, "src/broken.c", Language::C)),
-        (1_010, begin(6, 3)),
+        (
+            1_000,
+            Message::mon_get_cs(6, 1, "src/broken.c", Language::C),
+        ),
+        (1_010, Message::mon_job_begin(6, 3, 0)),
         (1_200, done(6, 1)),
-        (1_300, local_begin(7, 1, "src/broken.o")),
-        (1_700, local_done(7)),
-        (2_000, get_cs(8, 1, "src/main.cpp", Language::CXX)),
-        (2_050, begin(8, 2)),
-        (2_100, get_cs(9, 1, "src/util.c", Language::C)),
-        (2_150, begin(9, 1)),
-        (2_200, get_cs(10, 1, "src/io.c", Language::C)),
-        (2_300, local_begin(11, 1, "src/gen.o")),
+        (1_300, Message::mon_local_job_begin(7, 1, 0, "src/broken.o")),
+        (1_700, Message::job_local_done(7)),
+        (
+            2_000,
+            Message::mon_get_cs(8, 1, "src/main.cpp", Language::CXX),
+        ),
+        (2_050, Message::mon_job_begin(8, 2, 0)),
+        (2_100, Message::mon_get_cs(9, 1, "src/util.c", Language::C)),
+        (2_150, Message::mon_job_begin(9, 1, 0)),
+        (2_200, Message::mon_get_cs(10, 1, "src/io.c", Language::C)),
+        (2_300, Message::mon_local_job_begin(11, 1, 0, "src/gen.o")),
     ];
     for (dt, msg) in &steps {
         st.apply(msg, T0 + dt);
@@ -99,8 +105,8 @@ fn diffs_carry_only_what_changed_and_are_pinned() {
     let mut page = Delta::follow(&mut st);
     // job 8 ends, job 10 gets a server, remote2 leaves.
     st.apply(&done(8, 0), T0 + 3_000);
-    st.apply(&begin(10, 2), T0 + 3_100);
-    st.apply(&stats(3, "State:Offline\n"), T0 + 3_200);
+    st.apply(&Message::mon_job_begin(10, 2, 0), T0 + 3_100);
+    st.apply(&Message::mon_stats(3, OFFLINE), T0 + 3_200);
     let Update::Diff(diff) = page.update(&mut st) else {
         panic!("a diff")
     };

@@ -13,7 +13,8 @@ use icewatch::monitor::{ConnectOptions, Target};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::*;
+use support::monitor::*;
+use support::scheduler::*;
 
 /// Collects what `tracing` prints.
 #[derive(Clone, Default)]

@@ -7,7 +7,6 @@
 //! `icewatch replay` does): on the recording's clock, across scheduler
 //! sessions, and whatever its times say.
 
-mod messages;
 mod support;
 
 use icewatch::capture::recording::{self, Recorder, MAX_SPAN_MS};
@@ -15,14 +14,15 @@ use icewatch::monitor::{
     lock_state, run, ConnectError, ConnectOptions, Connection, EndReason, JobState, Replay,
     SharedState, State, Target,
 };
-use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
 use icewatch::protocol::{JobDone, Language, Message};
 use icewatch::standin::replay::{play, PlayOptions, Played, MAX_WAIT};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::*;
+use support::captures::*;
+use support::monitor::*;
+use support::scheduler::*;
 use tokio::sync::oneshot;
 
 fn options(port: u16, protocol: u32) -> ConnectOptions {
@@ -48,7 +48,7 @@ async fn guarded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
 async fn every_capture_replayed_over_tcp_ends_in_the_exact_state() {
     for &(offered, file) in CAPTURES {
         let (agreed, frames) = capture_frames(file);
-        let total = frame_count(frames);
+        let total = frames_in(frames).len() as u64;
         let mut sched = FakeScheduler::start(vec![vec![
             Step::Handshake(43),
             Step::Send(frames.to_vec()),
@@ -90,7 +90,7 @@ async fn every_capture_replayed_over_tcp_ends_in_the_exact_state() {
 #[tokio::test]
 async fn a_scheduler_that_closes_after_a_capture_leaves_everything_offline_then_comes_back_clean() {
     let (agreed, frames) = capture_frames(CAPTURES[6].1);
-    let total = frame_count(frames);
+    let total = frames_in(frames).len() as u64;
     let mut sched = FakeScheduler::start(vec![
         vec![
             Step::Handshake(43),
@@ -99,10 +99,7 @@ async fn a_scheduler_that_closes_after_a_capture_leaves_everything_offline_then_
         ],
         vec![
             Step::Handshake(43),
-            Step::Send(concat(&[
-                host(11, "fresh1", 4, false),
-                host(12, "fresh2", 1, true),
-            ])),
+            Step::Send([host(11, "fresh1", 4, false), host(12, "fresh2", 1, true)].concat()),
             Step::Hold,
         ],
     ])
@@ -184,9 +181,7 @@ async fn connection_reads_whole_frames_with_their_length_until_a_clean_close() {
     assert_eq!(conn.peer(), sched.addr());
     let mut received = Vec::new();
     while let Some(frame) = guarded("a frame", conn.read_frame()).await.unwrap() {
-        let (rest, _) = parse_frame(&frame, MAX_MSG_SIZE).unwrap();
-        assert!(rest.is_empty(), "one frame at a time");
-        received.extend_from_slice(&frame);
+        received.extend_from_slice(frame.as_bytes());
     }
     assert_eq!(received, frames);
 }
@@ -216,16 +211,6 @@ async fn connection_reports_a_close_inside_a_frame() {
 /// When the recordings below began, ms since the epoch.
 const START: u64 = 1_700_000_000_000;
 
-/// The frames laid end to end in `frames`, one by one.
-fn split_frames(mut frames: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    while let Ok((rest, _)) = parse_frame(frames, MAX_MSG_SIZE) {
-        out.push(&frames[..frames.len() - rest.len()]);
-        frames = rest;
-    }
-    out
-}
-
 /// What a hand-made recording holds: a frame at a time, or a session mark.
 enum Rec {
     Frame(u64, Vec<u8>),
@@ -238,7 +223,12 @@ fn recording(dir: &Path, name: &str, protocol: u32, entries: &[Rec]) -> PathBuf 
     let mut rec = Recorder::new(std::fs::File::create(&path).unwrap(), protocol, START).unwrap();
     for entry in entries {
         match entry {
-            Rec::Frame(at, frame) => rec.write_frame(*at, frame).unwrap(),
+            Rec::Frame(at, frame) => {
+                let [frame] = &frames_in(frame)[..] else {
+                    panic!("one frame")
+                };
+                rec.write_frame(*at, frame).unwrap()
+            }
             Rec::Session(at, protocol) => rec.new_session(*at, *protocol).unwrap(),
         }
     }
@@ -276,19 +266,18 @@ async fn a_recording_played_at_full_speed_keeps_its_recorded_times_and_says_it_i
     let (agreed, frames) = capture_frames(CAPTURES[6].1);
     // Uneven gaps, as a real stream has them.
     let at = |i: usize| i as u64 * 100 + (i as u64 % 7) * 13;
-    let frames = split_frames(frames);
+    let frames = frames_in(frames);
     let entries: Vec<Rec> = frames
         .iter()
         .enumerate()
-        .map(|(i, f)| Rec::Frame(at(i), f.to_vec()))
+        .map(|(i, f)| Rec::Frame(at(i), f.as_bytes().to_vec()))
         .collect();
     let path = recording(dir.path(), "basic.icwr", agreed, &entries);
     // When each job began compiling (or locally) and ended, as recorded.
     let mut began = HashMap::new();
     let mut expected = HashMap::new();
     for (i, f) in frames.iter().enumerate() {
-        let (_, raw) = parse_frame(f, MAX_MSG_SIZE).unwrap();
-        match Message::decode(raw.ty, raw.body, agreed).unwrap() {
+        match f.decode(agreed).unwrap() {
             Message::MonJobBegin(m) => drop(began.insert(m.job_id, at(i))),
             Message::MonLocalJobBegin(m) => drop(began.insert(m.job_id, at(i))),
             Message::MonJobDone(JobDone { job_id, .. })
@@ -372,7 +361,7 @@ async fn a_raw_capture_plays_at_once_on_the_wall_clock_and_still_says_replay() {
 /// A job's messages at `version`, by hand.
 fn request(job_id: u32, client: u32, file: &str, version: u32) -> Vec<u8> {
     frame(
-        &messages::get_cs(job_id, client, file, Language::CXX),
+        &Message::mon_get_cs(job_id, client, file, Language::CXX),
         version,
     )
 }
@@ -395,7 +384,7 @@ async fn two_sessions_at_two_protocol_versions_replay_as_a_scheduler_restart() {
     // in job ends) says END and is replaced by icecream 1.4 (43), which
     // hands out host id 1 again, to another host.
     let (old, new) = (28, 43);
-    let begin = |job, host, v| frame(&messages::begin(job, host), v);
+    let begin = |job, host, v| frame(&Message::mon_job_begin(job, host, 0), v);
     let path = recording(
         dir.path(),
         "restart.icwr",
@@ -484,7 +473,7 @@ async fn a_session_mark_without_end_ends_the_old_sessions_jobs_at_the_mark() {
         &[
             Rec::Frame(0, host(1, "a", 2, false)),
             Rec::Frame(10, request(5, 1, "x.cpp", 43)),
-            Rec::Frame(20, frame(&messages::begin(5, 1), 43)),
+            Rec::Frame(20, frame(&Message::mon_job_begin(5, 1, 0), 43)),
             Rec::Session(9_000, 44),
             Rec::Frame(9_000, host(1, "a", 2, false)),
         ],
@@ -530,7 +519,7 @@ fn hand_made(dir: &Path, times_and_frames: &[(u64, Vec<u8>)]) -> PathBuf {
 async fn times_that_jump_or_go_back_neither_stall_a_replay_nor_move_its_clock_back() {
     let dir = tempfile::tempdir().unwrap();
     let day = 86_400_000;
-    let begin = |job| frame(&messages::begin(job, 1), 43);
+    let begin = |job| frame(&Message::mon_job_begin(job, 1, 0), 43);
     let path = hand_made(
         dir.path(),
         &[
@@ -574,7 +563,7 @@ async fn a_time_beyond_any_recording_stops_the_replay_there_and_says_so() {
             &[
                 (0, host(1, "a", 8, false)),
                 (10, request(1, 1, "one.cpp", 43)),
-                (absurd, frame(&messages::begin(1, 1), 43)),
+                (absurd, frame(&Message::mon_job_begin(1, 1, 0), 43)),
                 (30, job_done(1, 0, 43)),
             ],
         );
@@ -609,7 +598,7 @@ async fn a_replay_at_the_recorded_pace_keeps_it_and_shortens_only_long_gaps() {
         &[
             Rec::Frame(1_000, host(1, "a", 8, false)),
             Rec::Frame(3_000, request(1, 1, "one.cpp", 43)),
-            Rec::Frame(3_500, frame(&messages::begin(1, 1), 43)),
+            Rec::Frame(3_500, frame(&Message::mon_job_begin(1, 1, 0), 43)),
             // An hour of nothing plays as the longest wait.
             Rec::Frame(3_603_500, job_done(1, 0, 43)),
         ],

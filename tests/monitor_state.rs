@@ -4,31 +4,32 @@
 //! keeps every counter exact on arbitrary streams while a client rebuilt
 //! from one snapshot plus the diffs stays equal to a fresh snapshot.
 
-mod messages;
 mod support;
 
 use icewatch::monitor::{
     Changes, EndReason, JobState, State, StateOptions, FEED_LIMIT, MAX_ACTIVE_JOBS, MAX_HOSTS,
     OFFLINE_HOST_LIMIT,
 };
-use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
+use icewatch::protocol::stats::{HostStats, OFFLINE};
 use icewatch::protocol::{JobDone, Language, Message};
 use icewatch::publisher::delta::{Delta, Update};
-use messages::{begin, local_done, stats};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use support::{assert_basic_final_state_after, capture_frames, CAPTURES};
+use support::captures::{assert_basic_final_state_after, capture_frames, frames_in, CAPTURES};
 
 const T0: u64 = 1_700_000_000_000;
 
-fn host_text(name: &str, max_jobs: u32, no_remote: bool) -> String {
-    format!("Name:{name}\nIP:10.0.0.{max_jobs}\nMaxJobs:{max_jobs}\nNoRemote:{no_remote}\nPlatform:x86_64\nVersion:43\nFeatures:env_xz\nSpeed:1.5\nLoad:10\n")
-}
-
-/// A C++ job's `MON_GET_CS`.
-fn get_cs(job_id: u32, client_id: u32, file: &str) -> Message<'_> {
-    messages::get_cs(job_id, client_id, file, Language::CXX)
+/// The `MON_STATS` text of a host logging in.
+fn host_text(name: &str, max_jobs: u32, no_remote: bool) -> Vec<u8> {
+    let ip = format!("10.0.0.{max_jobs}");
+    HostStats {
+        features: Some(b"env_xz"),
+        speed: Some(1.5),
+        load: Some(10),
+        ..HostStats::login(name, &ip, max_jobs, no_remote)
+    }
+    .to_text()
 }
 
 fn done(job_id: u32, exit_code: u32) -> Message<'static> {
@@ -38,11 +39,6 @@ fn done(job_id: u32, exit_code: u32) -> Message<'static> {
         real_ms: 100,
         ..JobDone::default()
     })
-}
-
-/// `MON_LOCAL_JOB_BEGIN` of `out.o`.
-fn local_begin(job_id: u32, host_id: u32) -> Message<'static> {
-    messages::local_begin(job_id, host_id, "out.o")
 }
 
 fn connected() -> State {
@@ -71,24 +67,20 @@ fn apply_all(st: &mut State, msgs: &[Message<'_>], now: u64) {
 #[test]
 fn every_capture_applied_message_by_message_keeps_the_books_and_ends_exactly() {
     for &(_, file) in CAPTURES {
-        let (agreed, mut frames) = capture_frames(file);
+        let (agreed, stream) = capture_frames(file);
+        let frames = frames_in(stream);
         let mut st = connected();
         let mut peak_links = 0;
-        while !frames.is_empty() {
-            let (rest, raw) = parse_frame(frames, MAX_MSG_SIZE).unwrap();
-            st.apply(&Message::decode(raw.ty, raw.body, agreed).unwrap(), T0);
+        for frame in &frames {
+            st.apply(&frame.decode(agreed).unwrap(), T0);
             st.check_invariants();
             peak_links = peak_links.max(st.links().count());
-            frames = rest;
         }
         st.scheduler_connected("127.0.0.1:8765".into(), agreed, T0);
         // After a reconnect the hosts start over, under ids that are new or
         // another's; their counters go on by name: replay once more.
-        let (_, mut frames) = capture_frames(file);
-        while !frames.is_empty() {
-            let (rest, raw) = parse_frame(frames, MAX_MSG_SIZE).unwrap();
-            st.apply(&Message::decode(raw.ty, raw.body, agreed).unwrap(), T0);
-            frames = rest;
+        for frame in &frames {
+            st.apply(&frame.decode(agreed).unwrap(), T0);
         }
         let history: Vec<_> = st.history().map(|j| j.id).collect();
         assert_eq!(history.len(), 88);
@@ -105,8 +97,12 @@ fn every_capture_applied_message_by_message_keeps_the_books_and_ends_exactly() {
 fn a_monitor_joining_mid_build_counts_unknown_jobs_and_keeps_going() {
     let mut st = connected();
     let (a, b) = (host_text("a", 2, false), host_text("b", 4, false));
-    apply_all(&mut st, &[stats(1, &a), stats(2, &b)], T0);
-    apply_all(&mut st, &[begin(50, 2)], T0 + 1);
+    apply_all(
+        &mut st,
+        &[Message::mon_stats(1, &a), Message::mon_stats(2, &b)],
+        T0,
+    );
+    apply_all(&mut st, &[Message::mon_job_begin(50, 2, 0)], T0 + 1);
     let job = st.job(50).unwrap();
     assert_eq!(
         (job.state, job.client, job.server, &*job.file(), job.lang),
@@ -115,7 +111,11 @@ fn a_monitor_joining_mid_build_counts_unknown_jobs_and_keeps_going() {
     assert_eq!(st.host(2).unwrap().active, 1);
     assert_eq!(st.totals().busy_slots, 1);
     assert_eq!(st.links().count(), 0, "no submitter, no link");
-    apply_all(&mut st, &[done(50, 0), done(51, 0), local_done(52)], T0 + 2);
+    apply_all(
+        &mut st,
+        &[done(50, 0), done(51, 0), Message::job_local_done(52)],
+        T0 + 2,
+    );
     let t = st.totals();
     assert_eq!((t.unknown_jobs, t.jobs_finished, t.active), (3, 1, 0));
     assert_eq!(st.host(2).unwrap().compiled, 1);
@@ -130,22 +130,30 @@ fn a_host_going_offline_finishes_its_jobs_and_the_schedulers_exit_255_reports_ar
         host_text("h2", 2, false),
         host_text("h3", 3, false),
     );
-    apply_all(&mut st, &[stats(1, &h1), stats(2, &h2), stats(3, &h3)], T0);
     apply_all(
         &mut st,
         &[
-            get_cs(10, 1, "a.c"),
-            begin(10, 2),
-            get_cs(11, 1, "b.c"),
-            begin(11, 3),
-            get_cs(12, 2, "c.c"),
-            local_begin(13, 2),
+            Message::mon_stats(1, &h1),
+            Message::mon_stats(2, &h2),
+            Message::mon_stats(3, &h3),
+        ],
+        T0,
+    );
+    apply_all(
+        &mut st,
+        &[
+            Message::mon_get_cs(10, 1, "a.c", Language::CXX),
+            Message::mon_job_begin(10, 2, 0),
+            Message::mon_get_cs(11, 1, "b.c", Language::CXX),
+            Message::mon_job_begin(11, 3, 0),
+            Message::mon_get_cs(12, 2, "c.c", Language::CXX),
+            Message::mon_local_job_begin(13, 2, 0, "out.o"),
         ],
         T0 + 10,
     );
     assert_eq!(st.totals().total_slots, 6);
     assert_eq!(st.host(2).unwrap().active, 2);
-    apply_all(&mut st, &[stats(2, "State:Offline\n")], T0 + 20);
+    apply_all(&mut st, &[Message::mon_stats(2, OFFLINE)], T0 + 20);
     let h2 = st.host(2).unwrap();
     assert!(!h2.online);
     assert_eq!((h2.active, h2.pending, h2.failed), (0, 0, 0));
@@ -184,7 +192,7 @@ fn a_host_going_offline_finishes_its_jobs_and_the_schedulers_exit_255_reports_ar
     // remote and local jobs alike.
     apply_all(
         &mut st,
-        &[done(10, 255), done(12, 255), local_done(13)],
+        &[done(10, 255), done(12, 255), Message::job_local_done(13)],
         T0 + 21,
     );
     let t = st.totals();
@@ -202,10 +210,10 @@ fn messages_naming_unknown_hosts_are_counted_and_touch_no_host() {
     apply_all(
         &mut st,
         &[
-            get_cs(1, 99, "x.c"),
-            begin(1, 98),
+            Message::mon_get_cs(1, 99, "x.c", Language::CXX),
+            Message::mon_job_begin(1, 98, 0),
             done(1, 0),
-            stats(97, "State:Offline\n"),
+            Message::mon_stats(97, OFFLINE),
         ],
         T0,
     );
@@ -227,9 +235,16 @@ fn the_history_keeps_only_the_newest_jobs() {
     });
     st.scheduler_connected("s:1".into(), 43, T0);
     let h = host_text("h", 8, false);
-    st.apply(&stats(1, &h), T0);
+    st.apply(&Message::mon_stats(1, &h), T0);
     for id in 1..=5 {
-        apply_all(&mut st, &[local_begin(id, 1), local_done(id)], T0);
+        apply_all(
+            &mut st,
+            &[
+                Message::mon_local_job_begin(id, 1, 0, "out.o"),
+                Message::job_local_done(id),
+            ],
+            T0,
+        );
     }
     let ids: Vec<u32> = st.history().map(|j| j.id).collect();
     assert_eq!(ids, [3, 4, 5]);
@@ -244,7 +259,10 @@ fn a_job_in_a_recycled_slot_carries_nothing_of_the_job_before_it() {
     });
     st.scheduler_connected("s:1".into(), 43, T0);
     for id in 1..=2 {
-        st.apply(&stats(id, &host_text(&format!("h{id}"), 4, false)), T0);
+        st.apply(
+            &Message::mon_stats(id, &host_text(&format!("h{id}"), 4, false)),
+            T0,
+        );
     }
     let files: Vec<String> = (0..8)
         .map(|i| format!("src/{}.cpp", "long_name_".repeat(i % 3 + 1)))
@@ -252,7 +270,11 @@ fn a_job_in_a_recycled_slot_carries_nothing_of_the_job_before_it() {
     for (id, file) in (1..).zip(&files) {
         apply_all(
             &mut st,
-            &[get_cs(id, 1, file), begin(id, 2), done(id, id % 2)],
+            &[
+                Message::mon_get_cs(id, 1, file, Language::CXX),
+                Message::mon_job_begin(id, 2, 0),
+                done(id, id % 2),
+            ],
             T0 + u64::from(id),
         );
     }
@@ -268,7 +290,10 @@ fn a_job_in_a_recycled_slot_carries_nothing_of_the_job_before_it() {
         ]
     );
     // Every slot has been used and freed; a new job takes one over.
-    st.apply(&get_cs(100, 1, "new.c"), T0 + 100);
+    st.apply(
+        &Message::mon_get_cs(100, 1, "new.c", Language::CXX),
+        T0 + 100,
+    );
     let job = st.job(100).expect("filed");
     assert_eq!(
         (&*job.file(), job.state, job.server, job.end_ms),
@@ -277,7 +302,7 @@ fn a_job_in_a_recycled_slot_carries_nothing_of_the_job_before_it() {
     assert!(job.exit_code.is_none() && job.stats.is_none());
     assert_eq!(job.start_ms, T0 + 100);
     // A MON_JOB_BEGIN for an id never requested is filed with no file.
-    st.apply(&begin(200, 2), T0 + 200);
+    st.apply(&Message::mon_job_begin(200, 2, 0), T0 + 200);
     assert_eq!(st.job(200).map(|j| j.file_bytes()), Some(&b""[..]));
     st.check_invariants();
     assert_eq!(st.host(2).unwrap().compiled, 8);
@@ -291,13 +316,20 @@ fn jobs_that_never_end_keep_their_file_names_while_a_hundred_thousand_pass() {
     // was written to, until the store empties such chunks into a new one.
     let mut st = connected();
     let (a, b) = (host_text("a", 8, false), host_text("b", 8, false));
-    apply_all(&mut st, &[stats(1, &a), stats(2, &b)], T0);
+    apply_all(
+        &mut st,
+        &[Message::mon_stats(1, &a), Message::mon_stats(2, &b)],
+        T0,
+    );
     let file = |id: u32| format!("/home/build/project/src/module{}/source_{id}.cpp", id % 97);
     for id in 1..=100_000u32 {
         let name = file(id);
-        st.apply(&get_cs(id, 1, &name), T0 + u64::from(id));
+        st.apply(
+            &Message::mon_get_cs(id, 1, &name, Language::CXX),
+            T0 + u64::from(id),
+        );
         if id % 1000 != 0 {
-            st.apply(&begin(id, 2), T0 + u64::from(id));
+            st.apply(&Message::mon_job_begin(id, 2, 0), T0 + u64::from(id));
             st.apply(&done(id, 0), T0 + u64::from(id));
         }
     }
@@ -321,9 +353,9 @@ fn busy_and_total_slots_include_no_remote_hosts_so_they_agree_with_the_host_tabl
         ("remote4", 2, false),
         ("remote5", 3, false),
     ];
-    let texts: Vec<String> = hosts.iter().map(|&(n, m, r)| host_text(n, m, r)).collect();
+    let texts: Vec<Vec<u8>> = hosts.iter().map(|&(n, m, r)| host_text(n, m, r)).collect();
     for (i, t) in texts.iter().enumerate() {
-        st.apply(&stats(i as u32 + 1, t), T0);
+        st.apply(&Message::mon_stats(i as u32 + 1, t), T0);
     }
     let mut job = 0;
     let files: Vec<String> = (0..20).map(|i| format!("src{i}.c")).collect();
@@ -333,8 +365,8 @@ fn busy_and_total_slots_include_no_remote_hosts_so_they_agree_with_the_host_tabl
             apply_all(
                 &mut st,
                 &[
-                    get_cs(job, 1, &files[job as usize]),
-                    begin(job, server as u32 + 1),
+                    Message::mon_get_cs(job, 1, &files[job as usize], Language::CXX),
+                    Message::mon_job_begin(job, server as u32 + 1, 0),
                 ],
                 T0,
             );
@@ -342,9 +374,25 @@ fn busy_and_total_slots_include_no_remote_hosts_so_they_agree_with_the_host_tabl
     }
     for _ in 0..4 {
         job += 1;
-        apply_all(&mut st, &[get_cs(job, 1, &files[job as usize])], T0);
+        apply_all(
+            &mut st,
+            &[Message::mon_get_cs(
+                job,
+                1,
+                &files[job as usize],
+                Language::CXX,
+            )],
+            T0,
+        );
     }
-    apply_all(&mut st, &[local_begin(100, 1), local_begin(101, 1)], T0);
+    apply_all(
+        &mut st,
+        &[
+            Message::mon_local_job_begin(100, 1, 0, "out.o"),
+            Message::mon_local_job_begin(101, 1, 0, "out.o"),
+        ],
+        T0,
+    );
     let t = st.totals();
     assert_eq!(
         (
@@ -391,22 +439,22 @@ fn busy_and_total_slots_include_no_remote_hosts_so_they_agree_with_the_host_tabl
 fn jobs_per_minute_slides_with_the_clock_and_success_ratio_counts_remote_ends() {
     let mut st = connected();
     let h = host_text("h", 4, false);
-    st.apply(&stats(1, &h), T0);
+    st.apply(&Message::mon_stats(1, &h), T0);
     assert_eq!(st.totals().success_ratio, None);
     apply_all(
         &mut st,
         &[
-            get_cs(1, 1, "a.c"),
-            begin(1, 1),
+            Message::mon_get_cs(1, 1, "a.c", Language::CXX),
+            Message::mon_job_begin(1, 1, 0),
             done(1, 0),
-            get_cs(2, 1, "b.c"),
-            begin(2, 1),
+            Message::mon_get_cs(2, 1, "b.c", Language::CXX),
+            Message::mon_job_begin(2, 1, 0),
             done(2, 0),
-            get_cs(3, 1, "c.c"),
-            begin(3, 1),
+            Message::mon_get_cs(3, 1, "c.c", Language::CXX),
+            Message::mon_job_begin(3, 1, 0),
             done(3, 1),
-            local_begin(4, 1),
-            local_done(4),
+            Message::mon_local_job_begin(4, 1, 0, "out.o"),
+            Message::job_local_done(4),
         ],
         T0 + 500,
     );
@@ -425,7 +473,11 @@ fn the_feed_names_only_what_changed_and_diffs_read_the_state_as_it_is_now() {
     let mut st = connected();
     let mut page = Delta::follow(&mut st);
     let (a, b) = (host_text("a", 2, false), host_text("b", 4, false));
-    apply_all(&mut st, &[stats(1, &a), stats(2, &b)], T0);
+    apply_all(
+        &mut st,
+        &[Message::mon_stats(1, &a), Message::mon_stats(2, &b)],
+        T0,
+    );
     let d = next_diff(&mut st, &mut page);
     assert_eq!(d["hosts"].as_array().unwrap().len(), 2);
     assert!(d.get("scheduler").is_none(), "the page saw it online");
@@ -433,12 +485,19 @@ fn the_feed_names_only_what_changed_and_diffs_read_the_state_as_it_is_now() {
     assert_eq!(next_diff(&mut st, &mut page), json!({}));
 
     // A repeated MON_STATS changes nothing.
-    apply_all(&mut st, &[stats(1, &a)], T0);
+    apply_all(&mut st, &[Message::mon_stats(1, &a)], T0);
     assert_eq!(next_diff(&mut st, &mut page), json!({}));
 
     // A second reader, following from here, at its own pace.
     let mut other = st.follow();
-    apply_all(&mut st, &[get_cs(5, 1, "x.c"), begin(5, 2)], T0 + 1);
+    apply_all(
+        &mut st,
+        &[
+            Message::mon_get_cs(5, 1, "x.c", Language::CXX),
+            Message::mon_job_begin(5, 2, 0),
+        ],
+        T0 + 1,
+    );
     let c = st.changes(&mut other);
     assert_eq!((&c.hosts[..], &c.jobs[..]), (&[1, 2][..], &[5][..]));
     assert!(st.changes(&mut other).jobs.is_empty());
@@ -459,10 +518,21 @@ fn the_feed_names_only_what_changed_and_diffs_read_the_state_as_it_is_now() {
     assert_eq!(st.links().count(), 0, "a link at zero goes once announced");
 
     // The other reader took nothing since: it gets all of it at once.
-    apply_all(&mut st, &[get_cs(6, 1, "y.c")], T0 + 3);
+    apply_all(
+        &mut st,
+        &[Message::mon_get_cs(6, 1, "y.c", Language::CXX)],
+        T0 + 3,
+    );
     let first = next_diff(&mut st, &mut page);
     assert_eq!(first["jobs"][0]["state"], "waiting");
-    apply_all(&mut st, &[begin(6, 1), stats(2, "State:Offline\n")], T0 + 4);
+    apply_all(
+        &mut st,
+        &[
+            Message::mon_job_begin(6, 1, 0),
+            Message::mon_stats(2, OFFLINE),
+        ],
+        T0 + 4,
+    );
     let d = next_diff(&mut st, &mut page);
     assert_eq!(
         d["jobs"][0],
@@ -482,11 +552,22 @@ fn the_feed_names_only_what_changed_and_diffs_read_the_state_as_it_is_now() {
 #[test]
 fn with_nobody_following_nothing_is_recorded_and_a_new_reader_starts_from_now() {
     let mut st = connected();
-    apply_all(&mut st, &[stats(1, &host_text("a", 2, false))], T0);
+    apply_all(
+        &mut st,
+        &[Message::mon_stats(1, &host_text("a", 2, false))],
+        T0,
+    );
     let reader = st.follow();
     st.unfollow(reader);
     assert!(!st.followed());
-    apply_all(&mut st, &[get_cs(5, 1, "x.c"), begin(5, 1)], T0 + 1);
+    apply_all(
+        &mut st,
+        &[
+            Message::mon_get_cs(5, 1, "x.c", Language::CXX),
+            Message::mon_job_begin(5, 1, 0),
+        ],
+        T0 + 1,
+    );
     let mut reader = st.follow();
     assert_eq!(
         st.changes(&mut reader),
@@ -495,7 +576,11 @@ fn with_nobody_following_nothing_is_recorded_and_a_new_reader_starts_from_now() 
             ..Changes::default()
         }
     );
-    apply_all(&mut st, &[get_cs(6, 1, "y.c")], T0 + 2);
+    apply_all(
+        &mut st,
+        &[Message::mon_get_cs(6, 1, "y.c", Language::CXX)],
+        T0 + 2,
+    );
     let c = st.changes(&mut reader);
     assert_eq!((&c.hosts[..], &c.jobs[..]), (&[1][..], &[6][..]));
     assert!(!c.lagged);
@@ -508,10 +593,10 @@ fn a_new_session_drops_the_old_hosts_and_jobs_so_no_ghost_remains() {
     apply_all(
         &mut st,
         &[
-            stats(1, &a),
-            stats(2, &b),
-            get_cs(5, 1, "x.c"),
-            begin(5, 2),
+            Message::mon_stats(1, &a),
+            Message::mon_stats(2, &b),
+            Message::mon_get_cs(5, 1, "x.c", Language::CXX),
+            Message::mon_job_begin(5, 2, 0),
             done(4, 0),
         ],
         T0,
@@ -556,7 +641,11 @@ fn losing_the_scheduler_shows_hosts_offline_and_ends_jobs_with_an_unknown_outcom
     let a = host_text("a", 2, false);
     apply_all(
         &mut st,
-        &[stats(1, &a), local_begin(7, 1), get_cs(8, 1, "w.c")],
+        &[
+            Message::mon_stats(1, &a),
+            Message::mon_local_job_begin(7, 1, 0, "out.o"),
+            Message::mon_get_cs(8, 1, "w.c", Language::CXX),
+        ],
         T0,
     );
     let mut page = Delta::follow(&mut st);
@@ -609,9 +698,13 @@ fn losing_the_scheduler_shows_hosts_offline_and_ends_jobs_with_an_unknown_outcom
 fn a_daemon_that_logs_in_again_replaces_its_offline_entry() {
     let mut st = connected();
     let r = host_text("remote2", 3, false);
-    apply_all(&mut st, &[stats(3, &r), stats(3, "State:Offline\n")], T0);
+    apply_all(
+        &mut st,
+        &[Message::mon_stats(3, &r), Message::mon_stats(3, OFFLINE)],
+        T0,
+    );
     let mut page = Delta::follow(&mut st);
-    apply_all(&mut st, &[stats(7, &r)], T0 + 1);
+    apply_all(&mut st, &[Message::mon_stats(7, &r)], T0 + 1);
     let ids: Vec<u32> = st.hosts().map(|h| h.id).collect();
     assert_eq!(ids, [7]);
     let d = next_diff(&mut st, &mut page);
@@ -624,8 +717,8 @@ fn offline_hosts_are_kept_up_to_a_bound() {
     let mut st = connected();
     for id in 0..(OFFLINE_HOST_LIMIT as u32 + 50) {
         let t = host_text(&format!("h{id}"), 1, false);
-        st.apply(&stats(id, &t), T0);
-        st.apply(&stats(id, "State:Offline\n"), T0);
+        st.apply(&Message::mon_stats(id, &t), T0);
+        st.apply(&Message::mon_stats(id, OFFLINE), T0);
     }
     st.check_invariants();
     assert_eq!(st.hosts().count(), OFFLINE_HOST_LIMIT);
@@ -636,9 +729,9 @@ fn offline_hosts_are_kept_up_to_a_bound() {
 fn a_stream_that_never_ends_its_jobs_or_announces_endless_hosts_stays_bounded() {
     let mut st = connected();
     let h = host_text("h", 4, false);
-    st.apply(&stats(1, &h), T0);
+    st.apply(&Message::mon_stats(1, &h), T0);
     for id in 0..(MAX_ACTIVE_JOBS as u32 + 1000) {
-        st.apply(&get_cs(id, 1, "f.c"), T0);
+        st.apply(&Message::mon_get_cs(id, 1, "f.c", Language::CXX), T0);
     }
     st.check_invariants();
     assert!(st.jobs().count() <= MAX_ACTIVE_JOBS);
@@ -649,13 +742,13 @@ fn a_stream_that_never_ends_its_jobs_or_announces_endless_hosts_stays_bounded() 
     // So does one that only begins jobs nobody requested.
     let base = MAX_ACTIVE_JOBS as u32 + 1000;
     for id in base..base + MAX_ACTIVE_JOBS as u32 + 1000 {
-        st.apply(&begin(id, 1), T0);
+        st.apply(&Message::mon_job_begin(id, 1, 0), T0);
     }
     st.check_invariants();
     assert!(st.jobs().count() <= MAX_ACTIVE_JOBS);
 
     for id in 0..(MAX_HOSTS as u32 + 10) {
-        st.apply(&stats(id + 2, &h), T0);
+        st.apply(&Message::mon_stats(id + 2, &h), T0);
     }
     assert_eq!(st.hosts().count(), MAX_HOSTS);
     assert_eq!(st.totals().unknown_hosts, 11);
@@ -666,18 +759,18 @@ fn a_stream_that_never_ends_its_jobs_or_announces_endless_hosts_stays_bounded() 
 fn a_reader_that_never_reads_is_told_it_lagged_instead_of_the_feed_growing() {
     let mut st = connected();
     let h = host_text("h", 4, false);
-    st.apply(&stats(1, &h), T0);
+    st.apply(&Message::mon_stats(1, &h), T0);
     let mut page = Delta::follow(&mut st);
     let mut id = 0;
     while id <= FEED_LIMIT as u32 + 10 {
-        st.apply(&get_cs(id, 1, "f.c"), T0);
-        st.apply(&begin(id, 1), T0);
+        st.apply(&Message::mon_get_cs(id, 1, "f.c", Language::CXX), T0);
+        st.apply(&Message::mon_job_begin(id, 1, 0), T0);
         st.apply(&done(id, 0), T0);
         id += 1;
     }
     assert_eq!(next_diff(&mut st, &mut page), json!({"snapshot": true}));
-    st.apply(&get_cs(id, 1, "last.c"), T0);
-    st.apply(&begin(id, 1), T0);
+    st.apply(&Message::mon_get_cs(id, 1, "last.c", Language::CXX), T0);
+    st.apply(&Message::mon_job_begin(id, 1, 0), T0);
     let d = next_diff(&mut st, &mut page);
     let whole = serde_json::to_value(st.job(id).unwrap()).unwrap();
     assert_eq!(
@@ -848,19 +941,19 @@ proptest! {
         let mut page = Delta::follow(&mut st);
         let mut client = Client::from_snapshot(&serde_json::to_value(st.snapshot()).unwrap());
         let mut now = T0;
-        let texts: Vec<String> = (0..4u32)
+        let texts: Vec<Vec<u8>> = (0..4u32)
             .flat_map(|m| [false, true].map(|r| host_text(&format!("m{m}{r}"), m, r)))
             .collect();
         for op in ops {
             now += 250;
             match op {
-                Op::Stats(h, m, r) => st.apply(&stats(h, &texts[(m * 2 + u32::from(r)) as usize]), now),
-                Op::Offline(h) => st.apply(&stats(h, "State:Offline\n"), now),
-                Op::GetCs(j, h) => st.apply(&get_cs(j, h, "f.c"), now),
-                Op::Begin(j, h) => st.apply(&begin(j, h), now),
+                Op::Stats(h, m, r) => st.apply(&Message::mon_stats(h, &texts[(m * 2 + u32::from(r)) as usize]), now),
+                Op::Offline(h) => st.apply(&Message::mon_stats(h, OFFLINE), now),
+                Op::GetCs(j, h) => st.apply(&Message::mon_get_cs(j, h, "f.c", Language::CXX), now),
+                Op::Begin(j, h) => st.apply(&Message::mon_job_begin(j, h, 0), now),
                 Op::Done(j, e) => st.apply(&done(j, e), now),
-                Op::LocalBegin(j, h) => st.apply(&local_begin(j, h), now),
-                Op::LocalDone(j) => st.apply(&local_done(j), now),
+                Op::LocalBegin(j, h) => st.apply(&Message::mon_local_job_begin(j, h, 0, "out.o"), now),
+                Op::LocalDone(j) => st.apply(&Message::job_local_done(j), now),
                 Op::Connected => st.scheduler_connected("s:1".into(), 43, now),
                 Op::Lost => st.scheduler_lost("gone".into(), now),
                 Op::Tick(dt) => {
@@ -882,15 +975,21 @@ fn jobs_whose_end_never_comes_end_as_stale_so_no_host_compiles_more_than_its_slo
     let mut st = connected();
     let hosts = 200u32;
     for h in 1..=hosts {
-        st.apply(&stats(h, &host_text(&format!("h{h}"), 4, false)), T0);
+        st.apply(
+            &Message::mon_stats(h, &host_text(&format!("h{h}"), 4, false)),
+            T0,
+        );
     }
     // A local job on host 1 runs beside its remote ones.
-    st.apply(&local_begin(u32::MAX, 1), T0);
+    st.apply(&Message::mon_local_job_begin(u32::MAX, 1, 0, "out.o"), T0);
     // 100,000 jobs begin and not one end arrives (lost messages).
     for id in 0..100_000u32 {
         let server = 1 + (id * 7919) % hosts;
-        st.apply(&get_cs(id, 1 + id % hosts, "f.c"), T0 + u64::from(id));
-        st.apply(&begin(id, server), T0 + u64::from(id));
+        st.apply(
+            &Message::mon_get_cs(id, 1 + id % hosts, "f.c", Language::CXX),
+            T0 + u64::from(id),
+        );
+        st.apply(&Message::mon_job_begin(id, server, 0), T0 + u64::from(id));
     }
     st.check_invariants();
     let t = st.totals();

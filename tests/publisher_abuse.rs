@@ -6,14 +6,14 @@
 //! an event (an answer, a socket closed by the server), bounded by
 //! [`PATIENCE`]; timeouts under test are set short through `ServeOptions`.
 
-mod feed;
+mod support;
 
-use feed::Feed;
 use futures_util::StreamExt;
 use icewatch::publisher::{serve, ConnectionLimits, ServeOptions};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
+use support::feed::Feed;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};

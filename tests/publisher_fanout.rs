@@ -2,14 +2,14 @@
 //! through channels instead of sockets, on paused tokio time, with a real
 //! state fed real scheduler messages.
 
-mod feed;
+mod support;
 
-use feed::Feed;
 use futures_util::sink;
 use icewatch::publisher::websocket::ClientEnd;
 use icewatch::publisher::{serve_client, Hub, HubOptions};
 use serde_json::Value;
 use std::time::Duration;
+use support::feed::Feed;
 use tokio::sync::{broadcast, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 

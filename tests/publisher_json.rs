@@ -2,14 +2,14 @@
 //! and diff messages of `docs/websocket.md` and the `/api/v1` answers of
 //! `docs/http.md`, from a state fed with real scheduler messages.
 
-mod feed;
+mod support;
 
-use feed::Feed;
 use icewatch::monitor::lock_state;
 use icewatch::publisher::delta::Delta;
 use icewatch::publisher::json::{self, JobQuery, QueryError};
 use icewatch::publisher::websocket::Rendered;
 use serde_json::Value;
+use support::feed::Feed;
 
 /// A page's memory of what it was sent, from a snapshot of the feed's state now.
 fn follow(feed: &Feed) -> Delta {

@@ -5,18 +5,17 @@
 //! reading while another keeps receiving), the token and origin checks, the
 //! page with d3 inlined, the APIs and the metrics.
 
-mod feed;
-mod leaks;
+mod support;
 
-use feed::Feed;
 use futures_util::{SinkExt, StreamExt};
 use icewatch::monitor::lock_state;
 use icewatch::publisher::{serve, HubOptions, ServeOptions};
-use leaks::{alive_tasks, sockets_on};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
+use support::feed::Feed;
+use support::leaks::{alive_tasks, sockets_on};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{oneshot, watch};

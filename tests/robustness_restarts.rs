@@ -10,15 +10,15 @@
 //! (Each fault alone, and silence and stalled handshakes, are in
 //! `monitor_faults.rs`.)
 
-mod leaks;
 mod support;
 
 use icewatch::monitor::lock_state;
-use icewatch::protocol::{Message, MonGetCs, MonJobBegin};
-use leaks::{alive_tasks, open_fds};
+use icewatch::protocol::{Language, Message};
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
-use support::*;
+use support::leaks::{alive_tasks, open_fds};
+use support::monitor::*;
+use support::scheduler::*;
 
 const RESTARTS: u32 = 100;
 
@@ -26,22 +26,8 @@ const RESTARTS: u32 = 100;
 /// them, then an end of kind `i % 6`.
 fn session(i: u32, rng: &mut rand::rngs::StdRng) -> Script {
     let (a, b) = (1000 + 2 * i, 1001 + 2 * i);
-    let job = frame(
-        &Message::MonGetCs(MonGetCs {
-            job_id: 10 + i,
-            client_id: a,
-            ..MonGetCs::default()
-        }),
-        43,
-    );
-    let begin = frame(
-        &Message::MonJobBegin(MonJobBegin {
-            job_id: 10 + i,
-            start_time: 0,
-            host_id: b,
-        }),
-        43,
-    );
+    let job = frame(&Message::mon_get_cs(10 + i, a, "", Language::C), 43);
+    let begin = frame(&Message::mon_job_begin(10 + i, b, 0), 43);
     let mut frames = vec![host(a, "a", 2, false), host(b, "b", 4, false), job, begin];
     let mut ending = Step::Close;
     match i % 6 {
@@ -62,7 +48,7 @@ fn session(i: u32, rng: &mut rand::rngs::StdRng) -> Script {
             frames.push(noise);
         }
     }
-    vec![Step::Handshake(43), Step::Send(concat(&frames)), ending]
+    vec![Step::Handshake(43), Step::Send(frames.concat()), ending]
 }
 
 /// Lets aborted tasks and closed sockets settle: a bounded number of

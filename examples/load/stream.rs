@@ -7,10 +7,8 @@
 //! are known in advance.
 
 use bytes::BytesMut;
-use icewatch::protocol::{
-    GetCs, JobDone, JobLocalDone, Language, Message, MonGetCs, MonJobBegin, MonLocalJobBegin,
-    MonStats,
-};
+use icewatch::protocol::stats::HostStats;
+use icewatch::protocol::{JobDone, Language, Message};
 
 /// A pre-encoded stream and what a monitor must count after it.
 pub struct Stream {
@@ -35,37 +33,33 @@ pub fn build(hosts: u32, messages: u64, version: u32) -> Stream {
         *n += 1;
     };
     for id in 1..=hosts {
-        let text = format!(
-            "Name:node{id:05}.build.example.org\nIP:10.{}.{}.{}\nMaxJobs:{}\nNoRemote:{}\n\
-             Platform:x86_64\nVersion:{version}\nFeatures:env_xz env_zstd\nSpeed:{}.5\nLoad:0\n",
-            id >> 16,
-            (id >> 8) & 255,
-            id & 255,
-            4 + id % 13,
-            id % 50 == 0,
-            10 + id % 30,
+        let [_, a, b, c] = id.to_be_bytes();
+        let (name, ip) = (
+            format!("node{id:05}.build.example.org"),
+            format!("10.{a}.{b}.{c}"),
         );
-        push(
-            &Message::MonStats(MonStats {
-                host_id: id,
-                text: text.as_bytes(),
-            }),
-            &mut n,
-        );
+        let text = HostStats {
+            version: Some(version),
+            speed: Some(f64::from(10 + id % 30) + 0.5),
+            ..HostStats::login(&name, &ip, 4 + id % 13, id % 50 == 0)
+        }
+        .to_text();
+        push(&Message::mon_stats(id, &text), &mut n);
     }
     let files: Vec<String> = (0..256)
         .map(|i| format!("src/subsystem{}/module{i}/implementation_{i}.cpp", i % 17))
         .collect();
-    let loads: Vec<String> = (0..8)
+    let loads: Vec<Vec<u8>> = (0..8)
         .map(|i| {
-            format!(
-                "Load:{}\nLoadAvg1:{}\nLoadAvg5:{}\nLoadAvg10:{}\nFreeMem:{}\n",
-                i * 120,
-                i * 400,
-                i * 350,
-                i * 300,
-                16_000 + i * 1000
-            )
+            HostStats {
+                load: Some(i * 120),
+                load_avg1: Some(i * 400),
+                load_avg5: Some(i * 350),
+                load_avg10: Some(i * 300),
+                free_mem: Some(16_000 + i * 1000),
+                ..HostStats::default()
+            }
+            .to_text()
         })
         .collect();
     let lag = u64::from(hosts) * 2;
@@ -79,31 +73,17 @@ pub fn build(hosts: u32, messages: u64, version: u32) -> Stream {
     loop {
         let starting = n < messages;
         if starting {
-            push(
-                &Message::MonGetCs(MonGetCs {
-                    request: GetCs {
-                        filename: files[(t % 256) as usize].as_bytes(),
-                        lang: Language::CXX,
-                        ..GetCs::default()
-                    },
-                    job_id: (2 * t + 1) as u32,
-                    client_id: host(t),
-                }),
-                &mut n,
-            );
+            let file = &files[(t % 256) as usize];
+            let request = Message::mon_get_cs((2 * t + 1) as u32, host(t), file, Language::CXX);
+            push(&request, &mut n);
             last_job = Some(t);
         }
         let Some(last) = last_job else { break };
         if t >= lag / 2 && t - lag / 2 <= last {
             let j = t - lag / 2;
-            push(
-                &Message::MonJobBegin(MonJobBegin {
-                    job_id: (2 * j + 1) as u32,
-                    start_time: 1_700_000_000 + (j / 1000) as u32,
-                    host_id: server(j),
-                }),
-                &mut n,
-            );
+            let start_time = 1_700_000_000 + (j / 1000) as u32;
+            let begin = Message::mon_job_begin((2 * j + 1) as u32, server(j), start_time);
+            push(&begin, &mut n);
         }
         if t >= lag {
             let j = t - lag;
@@ -118,8 +98,6 @@ pub fn build(hosts: u32, messages: u64, version: u32) -> Stream {
             }
             push(
                 &Message::MonJobDone(JobDone {
-                    job_id: (2 * j + 1) as u32,
-                    exit_code,
                     real_ms: 500 + (j % 3000) as u32,
                     user_ms: 400 + (j % 2000) as u32,
                     sys_ms: 30,
@@ -127,7 +105,7 @@ pub fn build(hosts: u32, messages: u64, version: u32) -> Stream {
                     in_uncompressed: 200_000,
                     out_compressed: 20_000,
                     out_uncompressed: 60_000,
-                    ..JobDone::default()
+                    ..JobDone::new((2 * j + 1) as u32, exit_code)
                 }),
                 &mut n,
             );
@@ -135,24 +113,15 @@ pub fn build(hosts: u32, messages: u64, version: u32) -> Stream {
         if starting && t % 8 == 0 {
             let k = t / 8;
             let id = (2 * k + 2) as u32;
-            push(
-                &Message::MonLocalJobBegin(MonLocalJobBegin {
-                    host_id: host(k * 3),
-                    job_id: id,
-                    start_time: 1_700_000_000,
-                    file: files[(k % 256) as usize].as_bytes(),
-                }),
-                &mut n,
-            );
-            push(&Message::JobLocalDone(JobLocalDone { job_id: id }), &mut n);
+            let file = &files[(k % 256) as usize];
+            let begin = Message::mon_local_job_begin(id, host(k * 3), 1_700_000_000, file);
+            push(&begin, &mut n);
+            push(&Message::job_local_done(id), &mut n);
             local_finished += 1;
         }
         if starting && t % 3 == 0 {
             push(
-                &Message::MonStats(MonStats {
-                    host_id: host(t * 11),
-                    text: loads[(t % 8) as usize].as_bytes(),
-                }),
+                &Message::mon_stats(host(t * 11), &loads[(t % 8) as usize]),
                 &mut n,
             );
         }

@@ -1,349 +1,355 @@
 //! icecream messages as JSON objects, one a line (`icewatch dump`), and the
-//! line that marks a new scheduler session among them ([`session_json`]).
+//! line that marks a new scheduler session among them ([`SessionJson`]).
 //!
 //! Each object starts with `"type"`, icecream's own name for the message
 //! (`"MON_STATS"`, `"MON_JOB_DONE"`, …, or `"0x99"` for a code icecream does
 //! not define), then the decoded fields under the codec's names. Byte strings
 //! (file names, host names) are shown as UTF-8, invalid bytes replaced by
-//! U+FFFD. A `MON_STATS` text becomes an object of its `Key:Value` lines,
-//! numbers as numbers and `NoRemote` as a boolean. Fields the agreed version
-//! does not carry are shown as the codec decodes them: 0 or empty. The
-//! short `MON_GET_CS` of protocol 29 and later shows only what it carries.
+//! U+FFFD. A `MON_STATS` text becomes an object of its `Key:Value` lines as
+//! [`HostStats`](crate::protocol::stats::HostStats) reads them: in the
+//! scheduler's order, numbers as numbers and `NoRemote` as a boolean, keys
+//! it does not know and values that do not parse left out. Fields the
+//! agreed version does not carry are shown as the codec decodes them: 0 or
+//! empty. The short `MON_GET_CS` of protocol 29 and later shows only what
+//! it carries.
+//!
+//! Every line is written straight to the serializer (serde), with no map
+//! in between.
 //!
 //! ```
-//! use icewatch::capture::ndjson::message_json;
-//! use icewatch::protocol::{Message, MonJobBegin};
+//! use icewatch::capture::ndjson::MessageJson;
+//! use icewatch::protocol::Message;
 //!
-//! let msg = Message::MonJobBegin(MonJobBegin { job_id: 7, start_time: 1700000000, host_id: 2 });
-//! let line = serde_json::to_string(&message_json(&msg, 43)).unwrap();
+//! let msg = Message::mon_job_begin(7, 2, 1700000000);
+//! let line = serde_json::to_string(&MessageJson::new(&msg, 43)).unwrap();
 //! assert_eq!(line, r#"{"type":"MON_JOB_BEGIN","job_id":7,"start_time":1700000000,"host_id":2}"#);
+//! let line = serde_json::to_string(&MessageJson::new(&msg, 43).at_ms(Some(5))).unwrap();
+//! assert!(line.starts_with(r#"{"type":"MON_JOB_BEGIN","at_ms":5,"job_id":7,"#));
 //! ```
 
-use crate::protocol::{EnvList, GetCs, JobDone, Message, StrList};
-use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::Value;
-use std::borrow::Cow;
+use crate::protocol::{
+    DecodeError, EnvList, Environment, GetCs, JobDone, Message, MsgType, StrList,
+};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use std::fmt::Display;
 
-/// A JSON object that keeps its keys in the order they were added.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Object(Vec<(&'static str, Value)>);
+/// One message as its JSON line: `"type"`, `"at_ms"` if it has a time,
+/// the message's fields, `"raw"` (the frame in hex) if asked for.
+#[derive(Clone, Copy, Debug)]
+pub struct MessageJson<'a> {
+    msg: &'a Message<'a>,
+    version: u32,
+    at_ms: Option<u64>,
+    raw: Option<&'a [u8]>,
+}
 
-impl Object {
-    /// An empty object.
-    pub fn new() -> Object {
-        Object(Vec::new())
+impl<'a> MessageJson<'a> {
+    /// `msg`, decoded at protocol `version`.
+    pub fn new(msg: &'a Message<'a>, version: u32) -> MessageJson<'a> {
+        MessageJson {
+            msg,
+            version,
+            at_ms: None,
+            raw: None,
+        }
     }
 
-    /// Adds a key (last).
-    pub fn push(&mut self, key: &'static str, value: impl Into<Value>) -> &mut Object {
-        self.0.push((key, value.into()));
-        self
+    /// With `"at_ms"`: when it was received, if known.
+    pub fn at_ms(self, at_ms: Option<u64>) -> MessageJson<'a> {
+        MessageJson { at_ms, ..self }
     }
 
-    /// Inserts a key at `index` (or last, if beyond the end).
-    pub fn insert(
-        &mut self,
-        index: usize,
-        key: &'static str,
-        value: impl Into<Value>,
-    ) -> &mut Object {
-        let index = index.min(self.0.len());
-        self.0.insert(index, (key, value.into()));
-        self
-    }
-
-    /// The value under `key`, if any.
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
-    }
-
-    /// Turns the object into a `serde_json::Value` (keys then sorted).
-    pub fn into_value(self) -> Value {
-        Value::Object(
-            self.0
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-        )
+    /// With `"raw"`: the whole frame it came in, if given, in hex.
+    pub fn raw(self, frame: Option<&'a [u8]>) -> MessageJson<'a> {
+        MessageJson { raw: frame, ..self }
     }
 }
 
-impl Serialize for Object {
+/// The line for a frame whose body does not decode: its `"type"`, its
+/// `"at_ms"` and `"raw"` as a message's, and the `"error"`.
+#[derive(Clone, Debug, Serialize)]
+pub struct InvalidJson<'a> {
+    /// The frame's type code.
+    #[serde(rename = "type", serialize_with = "shown")]
+    pub ty: MsgType,
+    /// When it was received, if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
+    /// Why it does not decode.
+    #[serde(serialize_with = "shown")]
+    pub error: &'a DecodeError,
+    /// The whole frame, if asked for, in hex.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "hex_of")]
+    pub raw: Option<&'a [u8]>,
+}
+
+/// The line `icewatch dump` prints where a new scheduler session begins: at
+/// a recording's session mark, or when a live dump connects again. The
+/// first session has none. It has no `"type"`: it is not a message.
+///
+/// ```
+/// use icewatch::capture::ndjson::SessionJson;
+///
+/// let mark = SessionJson { session: 2, at_ms: 9000, scheduler: None, protocol: 43 };
+/// assert_eq!(serde_json::to_string(&mark).unwrap(), r#"{"session":2,"at_ms":9000,"protocol":43}"#);
+/// let live = SessionJson { scheduler: Some("sched.lan:8765"), ..mark };
+/// assert_eq!(
+///     serde_json::to_string(&live).unwrap(),
+///     r#"{"session":2,"at_ms":9000,"scheduler":"sched.lan:8765","protocol":43}"#
+/// );
+/// ```
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct SessionJson<'a> {
+    /// The session's number: 2 for the first reconnection.
+    pub session: u32,
+    /// When it began, as the messages' `at_ms` count it.
+    pub at_ms: u64,
+    /// The scheduler, as shown to people, when read live.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<&'a str>,
+    /// The version agreed in the new session, which the messages after it
+    /// are decoded at.
+    pub protocol: u32,
+}
+
+/// Serializes `value` as its `Display` text.
+fn shown<S: Serializer>(value: &impl Display, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+fn hex_of<S: Serializer>(bytes: &Option<&[u8]>, serializer: S) -> Result<S::Ok, S::Error> {
+    match bytes {
+        Some(bytes) => serializer.serialize_str(&hex::encode(bytes)),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// A value shown as its `Display` text (a type code, a language).
+struct Shown<T>(T);
+
+impl<T: Display> Serialize for Shown<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            map.serialize_entry(k, v)?;
+        serializer.collect_str(&self.0)
+    }
+}
+
+/// A wire string as text, invalid UTF-8 replaced.
+struct Text<'a>(&'a [u8]);
+
+impl Serialize for Text<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&String::from_utf8_lossy(self.0))
+    }
+}
+
+/// A list of wire strings, as an array of texts.
+struct Strings<'a>(&'a StrList<'a>);
+
+impl Serialize for Strings<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(Text))
+    }
+}
+
+/// A list of environments, as an array of `{"platform", "version"}`.
+struct Environments<'a>(&'a EnvList<'a>);
+
+impl<'a> Serialize for Environments<'a> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Entry<'a> {
+            platform: Text<'a>,
+            version: Text<'a>,
+        }
+        let entry = |e: Environment<'a>| Entry {
+            platform: Text(e.platform),
+            version: Text(e.version),
+        };
+        serializer.collect_seq(self.0.iter().map(entry))
+    }
+}
+
+impl Serialize for MessageJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("type", &Shown(self.msg.ty()))?;
+        if let Some(at_ms) = self.at_ms {
+            map.serialize_entry("at_ms", &at_ms)?;
+        }
+        fields(&mut map, self.msg, self.version)?;
+        if let Some(raw) = self.raw {
+            map.serialize_entry("raw", &hex::encode(raw))?;
         }
         map.end()
     }
 }
 
-/// A wire string as text, invalid UTF-8 replaced.
-fn text(bytes: &[u8]) -> Value {
-    Value::String(String::from_utf8_lossy(bytes).into_owned())
-}
-
-fn strings(list: &StrList<'_>) -> Value {
-    Value::Array(list.iter().map(text).collect())
-}
-
-fn environments(list: &EnvList<'_>) -> Value {
-    Value::Array(
-        list.iter()
-            .map(|e| {
-                let mut o = Object::new();
-                o.push("platform", text(e.platform))
-                    .push("version", text(e.version));
-                o.into_value()
-            })
-            .collect(),
-    )
-}
-
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    s
-}
-
-/// The `Key:Value` lines of a `MON_STATS` text as an object (keys sorted).
-pub fn stats_object(text_bytes: &[u8]) -> serde_json::Map<String, Value> {
-    let mut o = serde_json::Map::new();
-    for line in text_bytes.split(|&b| b == b'\n') {
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let key = String::from_utf8_lossy(&line[..colon]).into_owned();
-        let value = typed_stat(&key, &String::from_utf8_lossy(&line[colon + 1..]));
-        o.insert(key, value);
-    }
-    o
-}
-
-fn typed_stat(key: &str, value: &str) -> Value {
-    match key {
-        "MaxJobs" | "Version" | "Load" | "LoadAvg1" | "LoadAvg5" | "LoadAvg10" | "FreeMem" => value
-            .parse::<u64>()
-            .map(Value::from)
-            .unwrap_or_else(|_| Value::from(value)),
-        "Speed" => value
-            .parse::<f64>()
-            .ok()
-            .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))
-            .unwrap_or_else(|| Value::from(value)),
-        "NoRemote" => match value {
-            "true" => Value::Bool(true),
-            "false" => Value::Bool(false),
-            other => Value::from(other),
-        },
-        _ => Value::from(value),
-    }
-}
-
-fn job_done(o: &mut Object, d: &JobDone) {
-    o.push("job_id", d.job_id)
-        .push("exit_code", d.exit_code_signed())
-        .push("real_ms", d.real_ms)
-        .push("user_ms", d.user_ms)
-        .push("sys_ms", d.sys_ms)
-        .push("page_faults", d.page_faults)
-        .push("in_compressed", d.in_compressed)
-        .push("in_uncompressed", d.in_uncompressed)
-        .push("out_compressed", d.out_compressed)
-        .push("out_uncompressed", d.out_uncompressed)
-        .push("flags", d.flags)
-        .push("client_count", d.client_count);
-}
-
-fn get_cs_rest(o: &mut Object, r: &GetCs<'_>) {
-    o.push("environments", environments(&r.environments))
-        .push("count", r.count)
-        .push("target", text(r.target))
-        .push("arg_flags", r.arg_flags)
-        .push("request_client_id", r.client_id)
-        .push("preferred_host", text(r.preferred_host))
-        .push("ignore_unverified", r.ignore_unverified)
-        .push("minimal_host_version", r.minimal_host_version)
-        .push("client_count", r.client_count)
-        .push("required_features", r.required_features)
-        .push("niceness", r.niceness);
-}
-
-/// The JSON object for one message decoded at `version`.
-pub fn message_json(msg: &Message<'_>, version: u32) -> Object {
-    let mut o = Object::new();
-    let ty: Cow<'static, str> = match msg.ty().name() {
-        Some(name) => Cow::Borrowed(name),
-        None => Cow::Owned(msg.ty().to_string()),
-    };
-    o.push("type", ty.into_owned());
+/// The fields of `msg`, in wire order.
+fn fields<M: SerializeMap>(o: &mut M, msg: &Message<'_>, version: u32) -> Result<(), M::Error> {
     match msg {
         Message::Ping
         | Message::End
         | Message::Timeout
         | Message::MonLogin
         | Message::GetInternals => {}
-        Message::Text(t) => {
-            o.push("text", text(t));
-        }
+        Message::Text(t) => o.serialize_entry("text", &Text(t))?,
         Message::GetNativeEnv(m) => {
-            o.push("compiler", text(m.compiler))
-                .push("extra_files", strings(&m.extra_files))
-                .push("compression", text(m.compression));
+            o.serialize_entry("compiler", &Text(m.compiler))?;
+            o.serialize_entry("extra_files", &Strings(&m.extra_files))?;
+            o.serialize_entry("compression", &Text(m.compression))?;
         }
-        Message::NativeEnv(m) => {
-            o.push("native_version", text(m.native_version));
-        }
+        Message::NativeEnv(m) => o.serialize_entry("native_version", &Text(m.native_version))?,
         Message::GetCs(r) => {
-            o.push("filename", text(r.filename))
-                .push("lang", r.lang.to_string());
-            get_cs_rest(&mut o, r);
+            o.serialize_entry("filename", &Text(r.filename))?;
+            o.serialize_entry("lang", &Shown(r.lang))?;
+            get_cs_rest(o, r)?;
         }
         Message::UseCs(m) => {
-            o.push("job_id", m.job_id)
-                .push("port", m.port)
-                .push("hostname", text(m.hostname))
-                .push("host_platform", text(m.host_platform))
-                .push("got_env", m.got_env)
-                .push("client_id", m.client_id)
-                .push("matched_job_id", m.matched_job_id);
+            o.serialize_entry("job_id", &m.job_id)?;
+            o.serialize_entry("port", &m.port)?;
+            o.serialize_entry("hostname", &Text(m.hostname))?;
+            o.serialize_entry("host_platform", &Text(m.host_platform))?;
+            o.serialize_entry("got_env", &m.got_env)?;
+            o.serialize_entry("client_id", &m.client_id)?;
+            o.serialize_entry("matched_job_id", &m.matched_job_id)?;
         }
         Message::CompileFile(m) => {
-            o.push("lang", m.lang.to_string())
-                .push("job_id", m.job_id)
-                .push("flags", strings(&m.flags))
-                .push("rest_flags", strings(&m.rest_flags))
-                .push("environment_version", text(m.environment_version))
-                .push("target_platform", text(m.target_platform))
-                .push("compiler_name", text(m.compiler_name))
-                .push("input_file", text(m.input_file))
-                .push("working_directory", text(m.working_directory))
-                .push("output_file", text(m.output_file))
-                .push("dwarf_fission", m.dwarf_fission);
+            o.serialize_entry("lang", &Shown(m.lang))?;
+            o.serialize_entry("job_id", &m.job_id)?;
+            o.serialize_entry("flags", &Strings(&m.flags))?;
+            o.serialize_entry("rest_flags", &Strings(&m.rest_flags))?;
+            o.serialize_entry("environment_version", &Text(m.environment_version))?;
+            o.serialize_entry("target_platform", &Text(m.target_platform))?;
+            o.serialize_entry("compiler_name", &Text(m.compiler_name))?;
+            o.serialize_entry("input_file", &Text(m.input_file))?;
+            o.serialize_entry("working_directory", &Text(m.working_directory))?;
+            o.serialize_entry("output_file", &Text(m.output_file))?;
+            o.serialize_entry("dwarf_fission", &m.dwarf_fission)?;
         }
         Message::FileChunk(m) => {
-            o.push("uncompressed_len", m.uncompressed_len)
-                .push("compression", m.compression)
-                .push("data_len", m.data.len());
+            o.serialize_entry("uncompressed_len", &m.uncompressed_len)?;
+            o.serialize_entry("compression", &m.compression)?;
+            o.serialize_entry("data_len", &m.data.len())?;
         }
         Message::CompileResult(m) => {
-            o.push("err", text(m.err))
-                .push("out", text(m.out))
-                .push("status", m.status)
-                .push("was_out_of_memory", m.was_out_of_memory)
-                .push("have_dwo_file", m.have_dwo_file);
+            o.serialize_entry("err", &Text(m.err))?;
+            o.serialize_entry("out", &Text(m.out))?;
+            o.serialize_entry("status", &m.status)?;
+            o.serialize_entry("was_out_of_memory", &m.was_out_of_memory)?;
+            o.serialize_entry("have_dwo_file", &m.have_dwo_file)?;
         }
         Message::JobBegin(m) => {
-            o.push("job_id", m.job_id)
-                .push("start_time", m.start_time)
-                .push("client_count", m.client_count);
+            o.serialize_entry("job_id", &m.job_id)?;
+            o.serialize_entry("start_time", &m.start_time)?;
+            o.serialize_entry("client_count", &m.client_count)?;
         }
-        Message::JobDone(d) | Message::MonJobDone(d) => job_done(&mut o, d),
+        Message::JobDone(d) | Message::MonJobDone(d) => job_done(o, d)?,
         Message::JobLocalBegin(m) => {
-            o.push("start_time", m.start_time)
-                .push("output_file", text(m.output_file))
-                .push("id", m.id)
-                .push("full_job", m.full_job);
+            o.serialize_entry("start_time", &m.start_time)?;
+            o.serialize_entry("output_file", &Text(m.output_file))?;
+            o.serialize_entry("id", &m.id)?;
+            o.serialize_entry("full_job", &m.full_job)?;
         }
-        Message::JobLocalDone(m) => {
-            o.push("job_id", m.job_id);
-        }
+        Message::JobLocalDone(m) => o.serialize_entry("job_id", &m.job_id)?,
         Message::Login(m) => {
-            o.push("port", m.port)
-                .push("max_jobs", m.max_jobs)
-                .push("environments", environments(&m.environments))
-                .push("node_name", text(m.node_name))
-                .push("host_platform", text(m.host_platform))
-                .push("chroot_possible", m.chroot_possible)
-                .push("no_remote", m.no_remote)
-                .push("features", m.features);
+            o.serialize_entry("port", &m.port)?;
+            o.serialize_entry("max_jobs", &m.max_jobs)?;
+            o.serialize_entry("environments", &Environments(&m.environments))?;
+            o.serialize_entry("node_name", &Text(m.node_name))?;
+            o.serialize_entry("host_platform", &Text(m.host_platform))?;
+            o.serialize_entry("chroot_possible", &m.chroot_possible)?;
+            o.serialize_entry("no_remote", &m.no_remote)?;
+            o.serialize_entry("features", &m.features)?;
         }
         Message::Stats(m) => {
-            o.push("load", m.load)
-                .push("load_avg1", m.load_avg1)
-                .push("load_avg5", m.load_avg5)
-                .push("load_avg10", m.load_avg10)
-                .push("free_mem", m.free_mem);
+            o.serialize_entry("load", &m.load)?;
+            o.serialize_entry("load_avg1", &m.load_avg1)?;
+            o.serialize_entry("load_avg5", &m.load_avg5)?;
+            o.serialize_entry("load_avg10", &m.load_avg10)?;
+            o.serialize_entry("free_mem", &m.free_mem)?;
         }
         Message::MonGetCs(m) => {
-            o.push("job_id", m.job_id)
-                .push("client_id", m.client_id)
-                .push("filename", text(m.request.filename))
-                .push("lang", m.request.lang.to_string());
+            o.serialize_entry("job_id", &m.job_id)?;
+            o.serialize_entry("client_id", &m.client_id)?;
+            o.serialize_entry("filename", &Text(m.request.filename))?;
+            o.serialize_entry("lang", &Shown(m.request.lang))?;
             if version < 29 {
-                get_cs_rest(&mut o, &m.request);
+                get_cs_rest(o, &m.request)?;
             }
         }
         Message::MonJobBegin(m) => {
-            o.push("job_id", m.job_id)
-                .push("start_time", m.start_time)
-                .push("host_id", m.host_id);
+            o.serialize_entry("job_id", &m.job_id)?;
+            o.serialize_entry("start_time", &m.start_time)?;
+            o.serialize_entry("host_id", &m.host_id)?;
         }
         Message::MonLocalJobBegin(m) => {
-            o.push("host_id", m.host_id)
-                .push("job_id", m.job_id)
-                .push("start_time", m.start_time)
-                .push("file", text(m.file));
+            o.serialize_entry("host_id", &m.host_id)?;
+            o.serialize_entry("job_id", &m.job_id)?;
+            o.serialize_entry("start_time", &m.start_time)?;
+            o.serialize_entry("file", &Text(m.file))?;
         }
         Message::MonStats(m) => {
-            o.push("host_id", m.host_id)
-                .push("stats", stats_object(m.text));
+            o.serialize_entry("host_id", &m.host_id)?;
+            o.serialize_entry("stats", &m.stats())?;
         }
         Message::EnvTransfer(m) => {
-            o.push("name", text(m.name)).push("target", text(m.target));
+            o.serialize_entry("name", &Text(m.name))?;
+            o.serialize_entry("target", &Text(m.target))?;
         }
-        Message::StatusText(m) => {
-            o.push("text", text(m.text));
-        }
+        Message::StatusText(m) => o.serialize_entry("text", &Text(m.text))?,
         Message::CsConf(m) => {
-            o.push("max_scheduler_pong", m.max_scheduler_pong)
-                .push("max_scheduler_ping", m.max_scheduler_ping)
-                .push("bench_source", text(m.bench_source));
+            o.serialize_entry("max_scheduler_pong", &m.max_scheduler_pong)?;
+            o.serialize_entry("max_scheduler_ping", &m.max_scheduler_ping)?;
+            o.serialize_entry("bench_source", &Text(m.bench_source))?;
         }
         Message::VerifyEnv(m) => {
-            o.push("environment", text(m.environment))
-                .push("target", text(m.target));
+            o.serialize_entry("environment", &Text(m.environment))?;
+            o.serialize_entry("target", &Text(m.target))?;
         }
-        Message::VerifyEnvResult(m) => {
-            o.push("ok", m.ok);
-        }
+        Message::VerifyEnvResult(m) => o.serialize_entry("ok", &m.ok)?,
         Message::BlacklistHostEnv(m) => {
-            o.push("environment", text(m.environment))
-                .push("target", text(m.target))
-                .push("hostname", text(m.hostname));
+            o.serialize_entry("environment", &Text(m.environment))?;
+            o.serialize_entry("target", &Text(m.target))?;
+            o.serialize_entry("hostname", &Text(m.hostname))?;
         }
         Message::NoCs(m) => {
-            o.push("job_id", m.job_id).push("client_id", m.client_id);
+            o.serialize_entry("job_id", &m.job_id)?;
+            o.serialize_entry("client_id", &m.client_id)?;
         }
-        Message::Unknown { body, .. } => {
-            o.push("body", hex(body));
-        }
+        Message::Unknown { body, .. } => o.serialize_entry("body", &hex::encode(body))?,
     }
-    o
+    Ok(())
 }
 
-/// The line `icewatch dump` prints where a new scheduler session begins:
-/// at a recording's session mark, or when a live dump connects again. The
-/// first session has none. `number` is the session's (2 for the first
-/// reconnection), `at_ms` its time as the messages' `at_ms` count it, and
-/// `protocol` the version agreed in the new session, which the messages
-/// after it are decoded at. It has no `"type"`: it is not a message.
-///
-/// ```
-/// let line = serde_json::to_string(&icewatch::capture::ndjson::session_json(2, 9000, 43)).unwrap();
-/// assert_eq!(line, r#"{"session":2,"at_ms":9000,"protocol":43}"#);
-/// ```
-pub fn session_json(number: u32, at_ms: u64, protocol: u32) -> Object {
-    let mut o = Object::new();
-    o.push("session", number)
-        .push("at_ms", at_ms)
-        .push("protocol", protocol);
-    o
+fn job_done<M: SerializeMap>(o: &mut M, d: &JobDone) -> Result<(), M::Error> {
+    o.serialize_entry("job_id", &d.job_id)?;
+    o.serialize_entry("exit_code", &d.exit_code_signed())?;
+    o.serialize_entry("real_ms", &d.real_ms)?;
+    o.serialize_entry("user_ms", &d.user_ms)?;
+    o.serialize_entry("sys_ms", &d.sys_ms)?;
+    o.serialize_entry("page_faults", &d.page_faults)?;
+    o.serialize_entry("in_compressed", &d.in_compressed)?;
+    o.serialize_entry("in_uncompressed", &d.in_uncompressed)?;
+    o.serialize_entry("out_compressed", &d.out_compressed)?;
+    o.serialize_entry("out_uncompressed", &d.out_uncompressed)?;
+    o.serialize_entry("flags", &d.flags)?;
+    o.serialize_entry("client_count", &d.client_count)
+}
+
+/// A `GET_CS` request past its file name and language.
+fn get_cs_rest<M: SerializeMap>(o: &mut M, r: &GetCs<'_>) -> Result<(), M::Error> {
+    o.serialize_entry("environments", &Environments(&r.environments))?;
+    o.serialize_entry("count", &r.count)?;
+    o.serialize_entry("target", &Text(r.target))?;
+    o.serialize_entry("arg_flags", &r.arg_flags)?;
+    o.serialize_entry("request_client_id", &r.client_id)?;
+    o.serialize_entry("preferred_host", &Text(r.preferred_host))?;
+    o.serialize_entry("ignore_unverified", &r.ignore_unverified)?;
+    o.serialize_entry("minimal_host_version", &r.minimal_host_version)?;
+    o.serialize_entry("client_count", &r.client_count)?;
+    o.serialize_entry("required_features", &r.required_features)?;
+    o.serialize_entry("niceness", &r.niceness)
 }
 
 #[cfg(test)]
@@ -357,7 +363,7 @@ mod tests {
         while let Ok((rest, raw)) = parse_frame(input, MAX_MSG_SIZE) {
             if raw.ty.0 == ty {
                 let msg = Message::decode(raw.ty, raw.body, version).unwrap();
-                return serde_json::to_string(&message_json(&msg, version)).unwrap();
+                return serde_json::to_string(&MessageJson::new(&msg, version)).unwrap();
             }
             input = rest;
         }
@@ -369,7 +375,13 @@ mod tests {
         let line = first_of(include_bytes!("../../tests/data/basic.v43.bin"), 0x57);
         assert_eq!(
             line,
-            r#"{"type":"MON_STATS","host_id":1,"stats":{"Features":"env_xz env_zstd","IP":"127.0.0.1","Load":28,"MaxJobs":2,"Name":"localice","NoRemote":true,"Platform":"x86_64","Speed":0.0,"Version":43}}"#
+            r#"{"type":"MON_STATS","host_id":1,"stats":{"Name":"localice","IP":"127.0.0.1","MaxJobs":2,"NoRemote":true,"Platform":"x86_64","Version":43,"Features":"env_xz env_zstd","Speed":0.0,"Load":28}}"#
+        );
+        let offline = Message::mon_stats(3, "Colour:blue\nState:Offline\n");
+        let line = serde_json::to_string(&MessageJson::new(&offline, 43)).unwrap();
+        assert_eq!(
+            line,
+            r#"{"type":"MON_STATS","host_id":3,"stats":{"State":"Offline"}}"#
         );
     }
 
@@ -387,30 +399,43 @@ mod tests {
 
     #[test]
     fn job_done_shows_a_signed_exit_code_and_unknown_types_their_body() {
-        let done = Message::MonJobDone(JobDone {
-            job_id: 3,
-            exit_code: u32::MAX,
-            ..JobDone::default()
-        });
-        let line = serde_json::to_string(&message_json(&done, 44)).unwrap();
+        let done = Message::MonJobDone(JobDone::new(3, u32::MAX));
+        let line = serde_json::to_string(&MessageJson::new(&done, 44)).unwrap();
         assert!(line.starts_with(r#"{"type":"MON_JOB_DONE","job_id":3,"exit_code":-1,"#));
         let unknown = Message::Unknown {
-            ty: crate::protocol::MsgType(0x99),
+            ty: MsgType(0x99),
             body: b"\x01\xff",
         };
-        let line = serde_json::to_string(&message_json(&unknown, 44)).unwrap();
-        assert_eq!(line, r#"{"type":"0x99","body":"01ff"}"#);
+        let raw = [0, 0, 0, 6, 0, 0, 0, 0x99, 1, 0xff];
+        let json = MessageJson::new(&unknown, 44)
+            .at_ms(Some(3))
+            .raw(Some(&raw));
+        let line = serde_json::to_string(&json).unwrap();
+        assert_eq!(
+            line,
+            r#"{"type":"0x99","at_ms":3,"body":"01ff","raw":"000000060000009901ff"}"#
+        );
+    }
+
+    #[test]
+    fn a_body_that_does_not_decode_is_a_line_with_its_error() {
+        let error = Message::decode(MsgType::MON_JOB_BEGIN, &[0, 0, 0, 1], 43).unwrap_err();
+        let line = InvalidJson {
+            ty: MsgType::MON_JOB_BEGIN,
+            at_ms: None,
+            error: &error,
+            raw: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&line).unwrap(),
+            format!(r#"{{"type":"MON_JOB_BEGIN","error":"{error}"}}"#)
+        );
     }
 
     #[test]
     fn file_names_that_are_not_utf8_are_shown_with_replacements() {
-        let msg = Message::MonLocalJobBegin(crate::protocol::MonLocalJobBegin {
-            host_id: 1,
-            job_id: 2,
-            start_time: 3,
-            file: b"caf\xe9.o",
-        });
-        let line = serde_json::to_string(&message_json(&msg, 44)).unwrap();
+        let msg = Message::mon_local_job_begin(2, 1, 3, b"caf\xe9.o");
+        let line = serde_json::to_string(&MessageJson::new(&msg, 44)).unwrap();
         assert!(line.contains("\"file\":\"caf\u{fffd}.o\""), "{line}");
     }
 }

@@ -31,9 +31,9 @@
 //! and the agreed version word (u32 LE each), then the frames as received.
 //! [`open`] tells the two apart by the lz4 magic number.
 
-use crate::protocol::frame::MAX_MSG_SIZE;
+use crate::protocol::frame::{Frame, MAX_MSG_SIZE};
 use crate::protocol::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use lz4_flex::frame::{BlockMode, FrameDecoder, FrameEncoder, FrameInfo};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
@@ -93,8 +93,8 @@ pub struct Recorded {
     pub at_ms: Option<u64>,
     /// The protocol version the frame is encoded at: its session's.
     pub protocol: u32,
-    /// The frame: u32 BE length, type, body.
-    pub frame: Bytes,
+    /// The frame as received: u32 BE length, type, body.
+    pub frame: Frame,
 }
 
 /// What a recording holds, in order: messages, and marks where a new
@@ -238,19 +238,11 @@ impl<W: Write> Recorder<W> {
         Ok(self.last_at)
     }
 
-    /// Appends one whole frame (length word included), received `at_ms`
-    /// milliseconds after the start (a time earlier than the last one
-    /// written is written as that one). Refuses a frame whose length word
-    /// does not match, or a time more than [`MAX_SPAN_MS`] after the start.
-    pub fn write_frame(&mut self, at_ms: u64, frame: &[u8]) -> io::Result<()> {
-        let valid = frame
-            .get(..4)
-            .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as usize + 4 == frame.len());
-        if valid != Some(true) || frame.len() < 8 {
-            return Err(invalid_input(
-                "not a whole frame: the length word does not match".into(),
-            ));
-        }
+    /// Appends `frame` as it was received, `at_ms` milliseconds after the
+    /// start (a time earlier than the last one written is written as that
+    /// one). Refuses a time more than [`MAX_SPAN_MS`] after the start.
+    pub fn write_frame(&mut self, at_ms: u64, frame: &Frame) -> io::Result<()> {
+        let frame = frame.as_bytes();
         let at_ms = self.time(at_ms)?;
         self.frame_buf.clear();
         self.frame_buf.put_u64_le(at_ms);
@@ -526,14 +518,17 @@ impl Reader {
                 "a frame length of {len} bytes (the limit is {MAX_MSG_SIZE})"
             )));
         }
-        let mut frame = BytesMut::zeroed(4 + len as usize);
-        frame[..4].copy_from_slice(&len_word);
-        self.read_exact(&mut frame[4..])?;
+        let mut bytes = BytesMut::zeroed(4 + len as usize);
+        bytes[..4].copy_from_slice(&len_word);
+        self.read_exact(&mut bytes[4..])?;
+        // Its length was checked above: it is one whole frame.
+        let frame = Frame::split_from(&mut bytes, MAX_MSG_SIZE)
+            .map_err(|e| self.corrupt(format!("a frame that is not one ({e})")))?;
         self.messages += 1;
         Ok(Some(Entry::Message(Recorded {
             at_ms,
             protocol: self.protocol,
-            frame: frame.freeze(),
+            frame,
         })))
     }
 
@@ -603,18 +598,11 @@ mod tests {
     use super::*;
     use std::io::Cursor;
 
-    fn frames() -> Vec<Vec<u8>> {
+    fn frames() -> Vec<Frame> {
         (0..500u32)
             .map(|i| {
-                let body = format!("Name:host{i}\nLoad:{}\n", i % 1000);
-                let mut f = Vec::new();
-                f.extend_from_slice(&(4 + 4 + 4 + body.len() as u32 + 1).to_be_bytes());
-                f.extend_from_slice(&0x57u32.to_be_bytes());
-                f.extend_from_slice(&i.to_be_bytes());
-                f.extend_from_slice(&(body.len() as u32 + 1).to_be_bytes());
-                f.extend_from_slice(body.as_bytes());
-                f.push(0);
-                f
+                let text = format!("Name:host{i}\nLoad:{}\n", i % 1000);
+                Frame::encode(&crate::protocol::Message::mon_stats(i, &text), 43)
             })
             .collect()
     }
@@ -667,7 +655,7 @@ mod tests {
             let r = r.into_message().unwrap();
             assert_eq!(r.at_ms, Some(i as u64 * 10));
             assert_eq!(r.protocol, 43);
-            assert_eq!(&r.frame[..], &f[..]);
+            assert_eq!(r.frame, f);
         }
     }
 
@@ -689,7 +677,7 @@ mod tests {
                 match item {
                     Ok(r) => {
                         let r = r.into_message().unwrap();
-                        assert_eq!(&r.frame[..], &all[read][..]);
+                        assert_eq!(r.frame, all[read]);
                         read += 1;
                     }
                     Err(e) => ended = Some(e),
@@ -780,8 +768,8 @@ mod tests {
         enc.finish().unwrap()
     }
 
-    fn timed(at: u64, frame: &[u8]) -> Vec<u8> {
-        [&at.to_le_bytes()[..], frame].concat()
+    fn timed(at: u64, frame: &Frame) -> Vec<u8> {
+        [&at.to_le_bytes()[..], frame.as_bytes()].concat()
     }
 
     fn end(count: u64) -> Vec<u8> {
@@ -806,7 +794,7 @@ mod tests {
             Entry::Message(Recorded {
                 at_ms: Some(at),
                 protocol,
-                frame: Bytes::from(f[i].clone()),
+                frame: f[i].clone(),
             })
         };
         let session = |number, at_ms, protocol| Entry::Session {
@@ -911,7 +899,6 @@ mod tests {
         assert!(rec.write_frame(MAX_SPAN_MS + 1, f).is_err());
         assert!(rec.new_session(u64::MAX, 44).is_err());
         assert!(rec.new_session(200, 45).is_err());
-        assert!(rec.write_frame(200, &f[..f.len() - 1]).is_err());
         assert_eq!(rec.messages(), 2);
         let dir = tempdir("writer");
         let path = write_to(&dir, "w.icwr", &rec.finish().unwrap());

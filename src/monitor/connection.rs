@@ -15,10 +15,10 @@
 use super::state::State;
 use super::target::{LocateError, Target, DEFAULT_DISCOVERY_WAIT};
 use super::{lock_state, now_ms, Changed, SharedState};
-use crate::protocol::frame::{parse_frame, FrameError, RawFrame, MAX_MSG_SIZE};
+use crate::protocol::frame::{parse_frame, Frame, FrameError, RawFrame, MAX_MSG_SIZE};
 use crate::protocol::handshake::{handshake, Handshake, HandshakeError};
 use crate::protocol::{Message, PROTOCOL_VERSION};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -222,15 +222,13 @@ impl Connection {
         self.max_frame = max;
     }
 
-    /// The next whole frame, length word included; `None` when the scheduler
-    /// closed the connection cleanly between frames.
-    pub async fn read_frame(&mut self) -> Result<Option<Bytes>, ConnectError> {
+    /// The next whole frame, cut off the read buffer without a copy;
+    /// `None` when the scheduler closed the connection cleanly between
+    /// frames. Decode it at [`Connection::version`].
+    pub async fn read_frame(&mut self) -> Result<Option<Frame>, ConnectError> {
         loop {
-            match parse_frame(&self.buf, self.max_frame) {
-                Ok((rest, _)) => {
-                    let len = self.buf.len() - rest.len();
-                    return Ok(Some(self.buf.split_to(len).freeze()));
-                }
+            match Frame::split_from(&mut self.buf, self.max_frame) {
+                Ok(frame) => return Ok(Some(frame)),
                 Err(FrameError::Incomplete { needed }) => match self.fill(needed).await {
                     Ok(()) => {}
                     Err(ConnectError::Closed { .. }) => return Ok(None),
@@ -367,10 +365,7 @@ async fn hosts_now(
                 Ok(Ok(None)) => return Err(ConnectError::Closed { addr }),
                 Ok(Err(e)) => return Err(e),
             };
-            let Ok((_, raw)) = parse_frame(&frame, MAX_MSG_SIZE) else {
-                continue;
-            };
-            if let Ok(Message::MonStats(m)) = Message::decode(raw.ty, raw.body, conn.version()) {
+            if let Ok(Message::MonStats(m)) = frame.decode(conn.version()) {
                 let stats = m.stats();
                 if stats.offline {
                     hosts.remove(&m.host_id);

@@ -1,5 +1,5 @@
-//! [`Feed`]: what changed in a [`State`](super::State), for any number of
-//! readers, each at its own pace.
+//! The change feed: what changed in a [`State`](super::State), for any
+//! number of readers, each at its own pace.
 //!
 //! The state records which hosts and jobs changed (ids only) in one log,
 //! and nothing else: a reader ([`Follower`]) takes the entries past its own
@@ -76,7 +76,7 @@ pub(crate) struct Feed {
     epoch_start: u64,
 }
 
-/// A reader of a [`Feed`], made by [`State::follow`](super::State::follow):
+/// A reader of the change feed, made by [`State::follow`](super::State::follow):
 /// it holds its place and the next finished job it has not seen. Give it
 /// back with [`State::unfollow`](super::State::unfollow) when done.
 #[derive(Debug)]

@@ -68,11 +68,34 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! An async connection does the same over a `BytesMut` and cuts each frame
-//! with `split_to(4 + L).freeze()`, so decoded messages can borrow an owned
-//! `Bytes` while the buffer fills again.
+//! An async connection does the same over a `BytesMut`, but keeps each
+//! frame: [`Frame::split_from`] cuts it off the buffer as an owned [`Frame`]
+//! (`split_to(4 + L).freeze()`, no copy), whose messages borrow it while the
+//! buffer fills again.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use icewatch::protocol::frame::{Frame, FrameError, MAX_MSG_SIZE};
+//! use icewatch::protocol::{Message, MsgType};
+//!
+//! let mut buf = BytesMut::new();
+//! Message::job_local_done(7).encode(43, &mut buf);
+//! Message::End.encode(43, &mut buf);
+//! let done = Frame::split_from(&mut buf, MAX_MSG_SIZE)?;
+//! assert_eq!(done.ty(), MsgType::JOB_LOCAL_DONE);
+//! assert_eq!(done.as_bytes(), [0, 0, 0, 8, 0, 0, 0, 0x4f, 0, 0, 0, 7]);
+//! assert_eq!(done.decode(43)?, Message::job_local_done(7));
+//! assert_eq!(Frame::split_from(&mut buf, MAX_MSG_SIZE)?.decode(43)?, Message::End);
+//! assert_eq!(
+//!     Frame::split_from(&mut buf, MAX_MSG_SIZE),
+//!     Err(FrameError::Incomplete { needed: 4 })
+//! );
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
-use super::MsgType;
+use super::{DecodeError, Message, MsgType};
+use bytes::{Bytes, BytesMut};
+use std::fmt;
 
 /// icecream's own limit on a frame's length (`MAX_MSG_SIZE`, 1 MiB).
 pub const MAX_MSG_SIZE: u32 = 1 << 20;
@@ -84,6 +107,80 @@ pub struct RawFrame<'a> {
     pub ty: MsgType,
     /// The body, after the type code.
     pub body: &'a [u8],
+}
+
+/// One whole frame, owned: its bytes exactly as they travelled (length
+/// word, type code, body), so that a recording keeps them byte for byte,
+/// with the type and body read off them without parsing again.
+///
+/// A `Frame` is always whole: its length word says how long it is, and it
+/// has a type code. It is made by cutting one off a read buffer
+/// ([`Frame::split_from`]) or by encoding a message ([`Frame::encode`]);
+/// cloning one shares its bytes.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Frame {
+    ty: MsgType,
+    bytes: Bytes,
+}
+
+impl Frame {
+    /// Cuts the first whole frame off the front of `buf`, without copying
+    /// it. `max_len` bounds the length word as in [`parse_frame`]; on any
+    /// error (among them [`FrameError::Incomplete`]: read more, then try
+    /// again) `buf` is left as it was.
+    #[inline]
+    pub fn split_from(buf: &mut BytesMut, max_len: u32) -> Result<Frame, FrameError> {
+        let (rest, raw) = parse_frame(buf, max_len)?;
+        let (ty, len) = (raw.ty, buf.len() - rest.len());
+        Ok(Frame {
+            ty,
+            bytes: buf.split_to(len).freeze(),
+        })
+    }
+
+    /// `msg` encoded at protocol `version`, as a frame of its own.
+    pub fn encode(msg: &Message<'_>, version: u32) -> Frame {
+        let mut out = BytesMut::new();
+        msg.encode(version, &mut out);
+        Frame {
+            ty: msg.ty(),
+            bytes: out.freeze(),
+        }
+    }
+
+    /// The type code.
+    #[inline]
+    pub fn ty(&self) -> MsgType {
+        self.ty
+    }
+
+    /// The body: what follows the type code.
+    #[inline]
+    pub fn body(&self) -> &[u8] {
+        self.bytes.get(8..).unwrap_or_default()
+    }
+
+    /// The whole frame, length word included, as it travelled.
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The body decoded at the agreed protocol `version`: the message
+    /// borrows the frame.
+    #[inline]
+    pub fn decode(&self, version: u32) -> Result<Message<'_>, DecodeError> {
+        Message::decode(self.ty, self.body(), version)
+    }
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frame")
+            .field("ty", &self.ty)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
 }
 
 /// Why no frame could be taken from a buffer.
@@ -171,6 +268,21 @@ mod tests {
                 Err(FrameError::Incomplete { needed })
             );
         }
+    }
+
+    #[test]
+    fn a_frame_cut_from_a_buffer_keeps_its_bytes_and_leaves_the_rest() {
+        let mut buf = BytesMut::from(&[0, 0, 0, 6, 0, 0, 0, 0x99, 1, 2, 0, 0][..]);
+        let frame = Frame::split_from(&mut buf, MAX_MSG_SIZE).unwrap();
+        assert_eq!((frame.ty(), frame.body()), (MsgType(0x99), &[1, 2][..]));
+        assert_eq!(frame.as_bytes(), [0, 0, 0, 6, 0, 0, 0, 0x99, 1, 2]);
+        assert_eq!(&buf[..], [0, 0]);
+        assert_eq!(
+            Frame::split_from(&mut buf, MAX_MSG_SIZE),
+            Err(FrameError::Incomplete { needed: 2 })
+        );
+        assert_eq!(&buf[..], [0, 0], "an incomplete frame stays in the buffer");
+        assert_eq!(Frame::encode(&Message::End, 43).as_bytes(), END_FRAME);
     }
 
     #[test]

@@ -455,6 +455,16 @@ pub struct JobDone {
 }
 
 impl JobDone {
+    /// Job `job_id` ended with `exit_code`; every statistic zero (set the
+    /// ones that matter with struct update syntax).
+    pub fn new(job_id: u32, exit_code: u32) -> JobDone {
+        JobDone {
+            job_id,
+            exit_code,
+            ..JobDone::default()
+        }
+    }
+
     /// The exit code as the signed integer the compiler returned.
     pub fn exit_code_signed(&self) -> i32 {
         self.exit_code as i32

@@ -18,7 +18,9 @@
 //!    big-endian type code ([`MsgType`]) and a body.
 //!    [`frame::parse_frame`] cuts one frame from the front of a buffer, or
 //!    says how many more bytes it needs; it refuses a length above the limit
-//!    before the body arrives. Its module docs show a whole read loop.
+//!    before the body arrives. [`frame::Frame`] is one whole frame, owned,
+//!    cut off a read buffer without a copy: its type, its body, its bytes
+//!    as they travelled. The module docs show a whole read loop.
 //! 3. [`Message::decode`] parses a body at the agreed version into one
 //!    [`Message`], borrowing strings and payloads from the body. A body that
 //!    is short, too long or malformed is a [`DecodeError`] naming the type,
@@ -72,10 +74,15 @@
 //!
 //! Each message has a struct, a `parse_*` function (a nom parser of the whole
 //! body at a version) and a `write_*` function that mirrors it; their types
-//! are re-exported here. [`wire`] holds the primitives (big-endian `u32`,
-//! strings, counted lists). Outside the binary channel: [`discovery`] (the
-//! UDP datagrams that find a scheduler), [`text`] (the scheduler's line
-//! protocol on its port + 1) and [`stats`] (the text inside `MON_STATS`).
+//! are re-exported here. The messages a scheduler sends monitors are also
+//! built in one call each ([`Message::mon_stats`], [`Message::mon_get_cs`],
+//! [`Message::mon_job_begin`], [`JobDone::new`],
+//! [`Message::mon_local_job_begin`], [`Message::job_local_done`]), with the
+//! `MON_STATS` text written by [`stats::HostStats::to_text`]. [`wire`]
+//! holds the primitives (big-endian `u32`, strings, counted lists).
+//! Outside the binary channel: [`discovery`] (the UDP datagrams that find
+//! a scheduler), [`text`] (the scheduler's line protocol on its port + 1)
+//! and [`stats`] (the text inside `MON_STATS`).
 //!
 //! # Versions, bytes and numbers
 //!
@@ -103,6 +110,7 @@
 //! Nothing here panics on wire data: the parsers are fuzzed (`fuzz/`) and
 //! property-tested (`tests/protocol_roundtrip.rs`).
 
+mod build;
 pub mod daemon;
 pub mod discovery;
 pub mod frame;

@@ -17,38 +17,99 @@
 //! assert_eq!(host.free_mem, None);
 //! assert!(HostStats::parse(b"State:Offline\n").offline);
 //! ```
+//!
+//! [`HostStats::to_text`] writes the text back, as a scheduler does: what a
+//! stand-in for a scheduler sends.
+//!
+//! ```
+//! use icewatch::protocol::stats::{HostStats, OFFLINE};
+//!
+//! let report = HostStats { load: Some(250), free_mem: Some(2048), ..HostStats::default() };
+//! assert_eq!(report.to_text(), b"Load:250\nFreeMem:2048\n");
+//! assert_eq!(HostStats::parse(&report.to_text()), report);
+//! assert_eq!(HostStats { offline: true, ..HostStats::default() }.to_text(), OFFLINE);
+//! ```
+
+use serde::{Serialize, Serializer};
+use std::io::Write;
+
+/// The whole text of a host that left the cluster.
+pub const OFFLINE: &[u8] = b"State:Offline\n";
 
 /// Typed view of a `MON_STATS` text; parsing allocates nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
+///
+/// It serializes (serde) as the text's keys and their typed values, in
+/// the order a scheduler writes them, leaving out those without a value:
+/// `{"Name":"localice","MaxJobs":2,"NoRemote":true,...}`, and
+/// `{"State":"Offline"}` for a host that left. Byte strings are shown as
+/// UTF-8, invalid bytes replaced by U+FFFD.
+#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct HostStats<'a> {
     /// `Name`: the daemon's node name.
+    #[serde(serialize_with = "lossy", skip_serializing_if = "Option::is_none")]
     pub name: Option<&'a [u8]>,
     /// `IP`: the address the scheduler sees.
+    #[serde(rename = "IP")]
+    #[serde(serialize_with = "lossy", skip_serializing_if = "Option::is_none")]
     pub ip: Option<&'a [u8]>,
     /// `MaxJobs`: slots for compile jobs.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_jobs: Option<u32>,
     /// `NoRemote`: takes no jobs from other hosts.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub no_remote: Option<bool>,
     /// `Platform`, e.g. `x86_64`.
+    #[serde(serialize_with = "lossy", skip_serializing_if = "Option::is_none")]
     pub platform: Option<&'a [u8]>,
     /// `Version`: the daemon's protocol version.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<u32>,
     /// `Features`, space separated (`env_xz env_zstd`).
+    #[serde(serialize_with = "lossy", skip_serializing_if = "Option::is_none")]
     pub features: Option<&'a [u8]>,
     /// `Speed`: the scheduler's speed estimate.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub speed: Option<f64>,
     /// `Load`: 0 (idle) to 1000 (full).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub load: Option<u32>,
     /// `LoadAvg1`, ×1000.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub load_avg1: Option<u32>,
     /// `LoadAvg5`, ×1000.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub load_avg5: Option<u32>,
     /// `LoadAvg10`, ×1000.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub load_avg10: Option<u32>,
     /// `FreeMem`, MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub free_mem: Option<u32>,
     /// `State:Offline`: the host left the cluster.
+    #[serde(
+        rename = "State",
+        serialize_with = "state",
+        skip_serializing_if = "is_online"
+    )]
     pub offline: bool,
+}
+
+/// A byte string as UTF-8 text, invalid bytes replaced.
+fn lossy<S: Serializer>(value: &Option<&[u8]>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(bytes) => serializer.collect_str(&String::from_utf8_lossy(bytes)),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// `State`, as the scheduler writes it: only ever `Offline`.
+fn state<S: Serializer>(_offline: &bool, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str("Offline")
+}
+
+fn is_online(offline: &bool) -> bool {
+    !offline
 }
 
 impl<'a> HostStats<'a> {
@@ -78,6 +139,73 @@ impl<'a> HostStats<'a> {
             rest = after.get(1..).unwrap_or_default();
         }
         s
+    }
+
+    /// What a scheduler says of a daemon that just logged in, with the
+    /// `name`, `ip`, slots and remote setting given and the rest as an
+    /// icecream 1.4 daemon reports itself: `Platform:x86_64`, `Version:43`,
+    /// `Features:env_xz env_zstd`, `Speed` 0 (nothing compiled yet) and
+    /// `Load` 0. Change any of them with struct update syntax.
+    pub fn login<N, I>(name: &'a N, ip: &'a I, max_jobs: u32, no_remote: bool) -> HostStats<'a>
+    where
+        N: AsRef<[u8]> + ?Sized,
+        I: AsRef<[u8]> + ?Sized,
+    {
+        HostStats {
+            name: Some(name.as_ref()),
+            ip: Some(ip.as_ref()),
+            max_jobs: Some(max_jobs),
+            no_remote: Some(no_remote),
+            platform: Some(b"x86_64"),
+            version: Some(43),
+            features: Some(b"env_xz env_zstd"),
+            speed: Some(0.0),
+            load: Some(0),
+            ..HostStats::default()
+        }
+    }
+
+    /// The text a scheduler sends for these statistics: a `Key:Value` line
+    /// for each field that has a value, in the order a scheduler writes
+    /// them, `Speed` with six decimals (C's `%f`), and `State:Offline` if
+    /// `offline`. [`HostStats::parse`] reads it back (the speed rounded to
+    /// six decimals).
+    pub fn to_text(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(160);
+        self.write_text(&mut out);
+        out
+    }
+
+    /// [`HostStats::to_text`], appended to `out`.
+    pub fn write_text(&self, out: &mut Vec<u8>) {
+        fn text(out: &mut Vec<u8>, key: &[u8], value: Option<&[u8]>) {
+            if let Some(value) = value {
+                out.extend_from_slice(key);
+                out.extend_from_slice(value);
+                out.push(b'\n');
+            }
+        }
+        fn shown(out: &mut Vec<u8>, key: &[u8], value: Option<impl std::fmt::Display>) {
+            if let Some(value) = value {
+                out.extend_from_slice(key);
+                // Writing to a vector cannot fail.
+                let _ = writeln!(out, "{value}");
+            }
+        }
+        text(out, b"Name:", self.name);
+        text(out, b"IP:", self.ip);
+        shown(out, b"MaxJobs:", self.max_jobs);
+        shown(out, b"NoRemote:", self.no_remote);
+        text(out, b"Platform:", self.platform);
+        shown(out, b"Version:", self.version);
+        text(out, b"Features:", self.features);
+        shown(out, b"Speed:", self.speed.map(|s| format!("{s:.6}")));
+        shown(out, b"Load:", self.load);
+        shown(out, b"LoadAvg1:", self.load_avg1);
+        shown(out, b"LoadAvg5:", self.load_avg5);
+        shown(out, b"LoadAvg10:", self.load_avg10);
+        shown(out, b"FreeMem:", self.free_mem);
+        text(out, b"State:", self.offline.then_some(&b"Offline"[..]));
     }
 
     /// Any line: the key (before its first colon) and its value. Returns
@@ -397,6 +525,7 @@ fn slow_decimal(v: &[u8]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     #[test]
     fn reads_the_login_burst_of_a_real_scheduler() {
@@ -529,6 +658,56 @@ Version:43\nFeatures:env_xz env_zstd\nSpeed:0.000000\nLoad:28\n";
             (Some(u32::MAX), None, None, Some(5))
         );
         assert_eq!(host.ip, Some(&b""[..]));
+    }
+
+    fn bytes() -> impl proptest::strategy::Strategy<Value = Option<Vec<u8>>> {
+        proptest::option::of("[a-zA-Z0-9 ._-]{0,20}".prop_map(String::into_bytes))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_text_written_reads_back_as_the_same_statistics(
+            texts in (bytes(), bytes(), bytes(), bytes()),
+            numbers in proptest::array::uniform7(proptest::option::of(proptest::num::u32::ANY)),
+            no_remote in proptest::option::of(proptest::bool::ANY),
+            speed in proptest::option::of(0u64..10_000_000_000),
+            offline in proptest::bool::ANY,
+        ) {
+            let [max_jobs, version, load, load_avg1, load_avg5, load_avg10, free_mem] = numbers;
+            let stats = HostStats {
+                name: texts.0.as_deref(),
+                ip: texts.1.as_deref(),
+                max_jobs,
+                no_remote,
+                platform: texts.2.as_deref(),
+                version,
+                features: texts.3.as_deref(),
+                // Six decimals: what `%f` keeps.
+                speed: speed.map(|s| s as f64 / 1e6),
+                load,
+                load_avg1,
+                load_avg5,
+                load_avg10,
+                free_mem,
+                offline,
+            };
+            let text = stats.to_text();
+            proptest::prop_assert_eq!(HostStats::parse(&text), stats);
+        }
+    }
+
+    #[test]
+    fn a_login_reads_as_a_real_schedulers() {
+        let text = HostStats {
+            load: Some(28),
+            ..HostStats::login("localice", "127.0.0.1", 2, true)
+        }
+        .to_text();
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "Name:localice\nIP:127.0.0.1\nMaxJobs:2\nNoRemote:true\nPlatform:x86_64\n\
+             Version:43\nFeatures:env_xz env_zstd\nSpeed:0.000000\nLoad:28\n"
+        );
     }
 
     /// The obvious parser, to check the word-at-a-time one against.

@@ -67,6 +67,10 @@ pub struct ServeOptions {
     /// The history database `/api/v1/history/*` reads, if one is kept.
     #[cfg(feature = "history")]
     pub history: Option<std::path::PathBuf>,
+    /// Called once WebSocket clients have left and the number of clients
+    /// has settled, to hand memory the allocator keeps back to the system
+    /// ([`Hub::release_after_departures`]).
+    pub release_memory: Option<fn()>,
 }
 
 impl ServeOptions {
@@ -79,6 +83,12 @@ impl ServeOptions {
     /// Options with this token.
     pub fn token(mut self, token: Option<String>) -> Self {
         self.token = token;
+        self
+    }
+
+    /// Options that call `release` after clients have left.
+    pub fn release_memory(mut self, release: fn()) -> Self {
+        self.release_memory = Some(release);
         self
     }
 
@@ -130,6 +140,9 @@ pub async fn serve(
     };
     let app = router(hub.clone(), access);
     let publishing = tokio::spawn(hub.clone().run(changed.subscribe()));
+    if let Some(release) = opts.release_memory {
+        tokio::spawn(hub.clone().release_after_departures(release));
+    }
     let closing = hub.clone();
     connections::serve_connections(listener, app, cap, opts.limits.header_timeout, async move {
         shutdown.await;

@@ -321,6 +321,25 @@ impl<S: Render> Hub<S> {
         }
     }
 
+    /// Calls `release` once clients have left and no more have come or
+    /// gone for [`DEPARTURES_SETTLE`], until [`Hub::close`]: an allocator
+    /// that keeps what it freed for reuse (glibc's) is told to give it
+    /// back then, not on every departure.
+    pub async fn release_after_departures(self: Arc<Self>, release: fn()) {
+        let closing = self.closing.clone();
+        let mut departures = Departures::default();
+        loop {
+            tokio::select! {
+                biased;
+                () = closing.cancelled() => return,
+                () = tokio::time::sleep(DEPARTURES_SETTLE) => {}
+            }
+            if departures.settled(self.stats.clients.load(Relaxed)) {
+                release();
+            }
+        }
+    }
+
     /// Ends [`Hub::run`] and makes every client close its socket.
     pub fn close(&self) {
         self.closing.cancel();
@@ -329,6 +348,35 @@ impl<S: Render> Hub<S> {
     /// Resolves once [`Hub::close`] was called.
     pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
         self.closing.clone().cancelled_owned()
+    }
+}
+
+/// How long the number of clients must stay the same after some left
+/// before [`Hub::release_after_departures`] releases memory.
+pub const DEPARTURES_SETTLE: Duration = Duration::from_secs(5);
+
+/// The number of clients seen at each check: whether some left since the
+/// last release and the number has since stood still.
+#[derive(Debug, Default)]
+struct Departures {
+    /// The most clients seen since the last release.
+    peak: u64,
+    /// The number at the previous check.
+    last: u64,
+}
+
+impl Departures {
+    /// Takes the number of clients now: true when it is below the peak
+    /// and the same as at the previous check (the departures are over).
+    fn settled(&mut self, clients: u64) -> bool {
+        let settled = clients < self.peak && clients == self.last;
+        self.last = clients;
+        self.peak = if settled {
+            clients
+        } else {
+            self.peak.max(clients)
+        };
+        settled
     }
 }
 
@@ -419,4 +467,20 @@ impl Drop for Connected<'_> {
 fn shared_text(text: Arc<String>) -> Utf8Bytes {
     Utf8Bytes::try_from(Bytes::from_owner(Shared(text.clone())))
         .unwrap_or_else(|_| Utf8Bytes::from(text.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Departures;
+
+    #[test]
+    fn departures_release_once_the_count_stands_still_below_its_peak() {
+        let mut d = Departures::default();
+        let checks = [0, 3, 2000, 2000, 1200, 0, 0, 0, 5, 5, 4, 4, 4];
+        let released: Vec<bool> = checks.iter().map(|&n| d.settled(n)).collect();
+        let expected = [
+            false, false, false, false, false, false, true, false, false, false, false, true, false,
+        ];
+        assert_eq!(released, expected, "checks {checks:?}");
+    }
 }

@@ -4,6 +4,7 @@
 //! behind is dropped, as icecream's scheduler drops a monitor that blocks.
 //! On shutdown every monitor gets `END`.
 
+use crate::protocol::stats::HostStats;
 use crate::standin::replay::{later, played};
 use crate::standin::session::{accept_monitors, log_in, JobDoneType, GOODBYE, QUEUE};
 use crate::standin::simulation::{Event, Simulation};
@@ -169,15 +170,18 @@ impl HostTable {
             if crate::standin::simulation::is_offline(event) {
                 self.0.remove(host_id);
             } else {
-                let login_form = match text.find("\nLoadAvg1:") {
-                    Some(end) => &text[..=end],
-                    None => text,
+                let login_form = HostStats {
+                    load_avg1: None,
+                    load_avg5: None,
+                    load_avg10: None,
+                    free_mem: None,
+                    ..HostStats::parse(text)
                 };
                 self.0.insert(
                     *host_id,
                     Arc::new(Event::Stats {
                         host_id: *host_id,
-                        text: login_form.to_string(),
+                        text: login_form.to_text(),
                     }),
                 );
             }

@@ -37,8 +37,8 @@
 
 use crate::capture::recording::{self, Entry, Reader, RecordError, Recorded};
 use crate::monitor::{lock_state, now_ms, Changed, Replay, SharedState};
-use crate::protocol::frame::{parse_frame, MAX_MSG_SIZE};
-use crate::protocol::{Message, MonStats, MsgType, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use crate::protocol::frame::Frame;
+use crate::protocol::{stats, Message, MsgType, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use crate::standin::session::{accept_monitors, log_in, JobDoneType, MonitorLink};
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -363,12 +363,7 @@ impl Player {
             Entry::Message(_) if self.gone => self.skipped += 1,
             Entry::Message(m) => {
                 self.messages += 1;
-                let decoded = parse_frame(&m.frame, MAX_MSG_SIZE)
-                    .map_err(|e| e.to_string())
-                    .and_then(|(_, raw)| {
-                        Message::decode(raw.ty, raw.body, m.protocol).map_err(|e| e.to_string())
-                    });
-                match decoded {
+                match m.frame.decode(m.protocol) {
                     Ok(Message::End) => {
                         st.scheduler_lost("the scheduler went away (it sent END)".into(), t);
                         self.gone = true;
@@ -536,10 +531,7 @@ async fn replay_monitor(
             Entry::Session { .. } => {
                 held_end = None;
                 for host_id in std::mem::take(&mut hosts) {
-                    link.queue(&Message::MonStats(MonStats {
-                        host_id,
-                        text: b"State:Offline\n",
-                    }));
+                    link.queue(&Message::mon_stats(host_id, stats::OFFLINE));
                 }
             }
             Entry::Message(recorded) => {
@@ -594,10 +586,7 @@ enum Seen {
 }
 
 fn seen(recorded: &Recorded) -> Seen {
-    let Ok((_, raw)) = parse_frame(&recorded.frame, MAX_MSG_SIZE) else {
-        return Seen::Other;
-    };
-    match Message::decode(raw.ty, raw.body, recorded.protocol) {
+    match recorded.frame.decode(recorded.protocol) {
         Ok(Message::End) => Seen::End,
         Ok(Message::MonStats(m)) => Seen::Host(m.host_id, !m.stats().offline),
         _ => Seen::Other,
@@ -606,20 +595,15 @@ fn seen(recorded: &Recorded) -> Seen {
 
 /// Queues a recorded frame for a monitor, re-encoded if its version or the
 /// job-end type differs.
-fn resend(link: &mut MonitorLink, recorded_version: u32, frame: &[u8]) {
-    let Ok((_, raw)) = parse_frame(frame, MAX_MSG_SIZE) else {
-        return;
-    };
-    let is_job_done = raw.ty == MsgType::MON_JOB_DONE || raw.ty == MsgType::JOB_DONE;
+fn resend(link: &mut MonitorLink, recorded_version: u32, frame: &Frame) {
+    let ty = frame.ty();
+    let is_job_done = ty == MsgType::MON_JOB_DONE || ty == MsgType::JOB_DONE;
     let same = recorded_version == link.version()
-        && (!is_job_done
-            || link
-                .job_done
-                .map_or(true, |k| k.code(link.version()) == raw.ty));
+        && (!is_job_done || link.job_done.map_or(true, |k| k.code(link.version()) == ty));
     if same {
-        link.queue_raw(frame);
+        link.queue_raw(frame.as_bytes());
     } else {
-        match Message::decode(raw.ty, raw.body, recorded_version) {
+        match frame.decode(recorded_version) {
             Ok(msg) => link.queue(&msg),
             Err(e) => tracing::warn!("skipping a message that does not decode: {e}"),
         }

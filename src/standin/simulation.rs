@@ -30,10 +30,10 @@
 //! assert_eq!(at_ms, 0);
 //! ```
 
-use crate::protocol::stats::HostStats;
+use crate::protocol::stats::{HostStats, OFFLINE};
 use crate::protocol::{
-    Environment, GetCs, JobDone, JobLocalDone, Language, Message, MonGetCs, MonJobBegin,
-    MonLocalJobBegin, MonStats, EXIT_CODE_HOST_GONE, JOB_DONE_FROM_SUBMITTER,
+    Environment, GetCs, JobDone, Language, Message, MonGetCs, EXIT_CODE_HOST_GONE,
+    JOB_DONE_FROM_SUBMITTER,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -51,8 +51,9 @@ pub enum Event {
     Stats {
         /// Host id.
         host_id: u32,
-        /// The text, `State:Offline\n` when the host left.
-        text: String,
+        /// The text ([`HostStats::to_text`]), [`OFFLINE`] when the host
+        /// left.
+        text: Vec<u8>,
     },
     /// `MON_GET_CS`: a host asks for a compile server; the job waits.
     GetCs {
@@ -117,10 +118,7 @@ impl Event {
     /// (seconds since the epoch, as daemons report them).
     pub fn message(&self, now_secs: u32) -> Message<'_> {
         match self {
-            Event::Stats { host_id, text } => Message::MonStats(MonStats {
-                host_id: *host_id,
-                text: text.as_bytes(),
-            }),
+            Event::Stats { host_id, text } => Message::mon_stats(*host_id, text),
             Event::GetCs {
                 job_id,
                 client_id,
@@ -152,23 +150,16 @@ impl Event {
                     client_id: *client_id,
                 })
             }
-            Event::JobBegin { job_id, host_id } => Message::MonJobBegin(MonJobBegin {
-                job_id: *job_id,
-                start_time: now_secs,
-                host_id: *host_id,
-            }),
+            Event::JobBegin { job_id, host_id } => {
+                Message::mon_job_begin(*job_id, *host_id, now_secs)
+            }
             Event::JobDone(done) => Message::MonJobDone(*done),
             Event::LocalBegin {
                 host_id,
                 job_id,
                 file,
-            } => Message::MonLocalJobBegin(MonLocalJobBegin {
-                host_id: *host_id,
-                job_id: *job_id,
-                start_time: now_secs,
-                file: file.as_bytes(),
-            }),
-            Event::LocalDone { job_id } => Message::JobLocalDone(JobLocalDone { job_id: *job_id }),
+            } => Message::mon_local_job_begin(*job_id, *host_id, now_secs, file),
+            Event::LocalDone { job_id } => Message::job_local_done(*job_id),
             Event::End => Message::End,
         }
     }
@@ -502,26 +493,27 @@ impl Simulation {
 
     /// icecream's `MON_STATS` text: the login form has `Load` only, the form
     /// sent after a daemon's `STATS` adds load averages and free memory.
-    fn stats_text(&self, h: &Host, with_averages: bool) -> String {
-        let load = self.load(h);
-        let speed = if h.compiled == 0 { 0.0 } else { h.speed * 25.0 };
-        let mut text = format!(
-            "Name:{}\nIP:{}\nMaxJobs:{}\nNoRemote:{}\nPlatform:{}\nVersion:{}\n\
-             Features:env_xz env_zstd\nSpeed:{:.6}\nLoad:{}\n",
-            h.name, h.ip, h.max_jobs, h.no_remote, h.platform, h.version, speed, load
-        );
-        if with_averages {
-            let used_mb = (h.serving + h.local) * 350;
-            let free = h.mem_mb.saturating_sub(1_500 + used_mb);
-            text.push_str(&format!(
-                "LoadAvg1:{}\nLoadAvg5:{}\nLoadAvg10:{}\nFreeMem:{}\n",
-                (h.load_avg[0] * 1000.0) as u32,
-                (h.load_avg[1] * 1000.0) as u32,
-                (h.load_avg[2] * 1000.0) as u32,
-                free
-            ));
+    fn stats_text(&self, h: &Host, with_averages: bool) -> Vec<u8> {
+        let login = HostStats {
+            platform: Some(h.platform.as_bytes()),
+            version: Some(h.version),
+            speed: Some(if h.compiled == 0 { 0.0 } else { h.speed * 25.0 }),
+            load: Some(self.load(h)),
+            ..HostStats::login(&h.name, &h.ip, h.max_jobs, h.no_remote)
+        };
+        if !with_averages {
+            return login.to_text();
         }
-        text
+        let used_mb = (h.serving + h.local) * 350;
+        let [load_avg1, load_avg5, load_avg10] = h.load_avg.map(|avg| Some((avg * 1000.0) as u32));
+        HostStats {
+            load_avg1,
+            load_avg5,
+            load_avg10,
+            free_mem: Some(h.mem_mb.saturating_sub(1_500 + used_mb)),
+            ..login
+        }
+        .to_text()
     }
 
     /// Load 0..1000: busy slots over slots, as a daemon reports it.
@@ -870,7 +862,7 @@ impl Simulation {
         let host_id = self.hosts[index].id;
         self.emit(Event::Stats {
             host_id,
-            text: "State:Offline\n".to_string(),
+            text: OFFLINE.to_vec(),
         });
         let gone = |job: &Job| job.client == index || (!job.local && job.server == Some(index));
         // Waiting requests of the leaving submitter first, then every other
@@ -900,11 +892,7 @@ impl Simulation {
                 let h = &mut self.hosts[server];
                 h.serving = h.serving.saturating_sub(1);
             }
-            self.emit(Event::JobDone(JobDone {
-                job_id,
-                exit_code: EXIT_CODE_HOST_GONE,
-                ..JobDone::default()
-            }));
+            self.emit(Event::JobDone(JobDone::new(job_id, EXIT_CODE_HOST_GONE)));
             if job.client != index {
                 // The client compiles the file itself after losing its server.
                 let local_id = self.next_job_id;
@@ -969,7 +957,7 @@ fn object_of(source: &str) -> String {
 
 /// Whether a `MON_STATS` event says its host left.
 pub fn is_offline(event: &Event) -> bool {
-    matches!(event, Event::Stats { text, .. } if HostStats::parse(text.as_bytes()).offline)
+    matches!(event, Event::Stats { text, .. } if HostStats::parse(text).offline)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //
 // One <canvas> instead of an SVG element per host: with hundreds of hosts
 // the browser's style, layout and paint of thousands of SVG elements cost
-// more than the frame allows (e2e/perf.mjs, BENCHMARKS.md "Page"). The
+// more than the frame allows (e2e/perf.mjs, docs/perf-history.md "Page"). The
 // canvas is drawn at most once per animation frame and only when something
 // moved or changed; hover, click and drag find the host under the pointer
 // by distance. The canvas's fallback content lists the hosts and arrows as
@@ -474,7 +474,8 @@ function inkOn(fill) {
 
 /**
  * Node images by look and scale: a bitmap costs the canvas one copy, where
- * the rings' arcs cost it dozens of shapes per host (BENCHMARKS.md "Page").
+ * the rings' arcs cost it dozens of shapes per host (docs/perf-history.md
+ * "Page").
  */
 const sprites = new Map();
 

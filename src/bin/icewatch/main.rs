@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands;
+mod memory;
 
 use clap::Parser;
 use cli::Cli;

@@ -3,10 +3,10 @@
 use super::sessions::{Read, Sessions};
 use crate::cli::DumpArgs;
 use anyhow::{Context, Result};
-use icewatch::capture::ndjson::{hex, message_json, session_json};
+use icewatch::capture::ndjson::{InvalidJson, MessageJson, SessionJson};
 use icewatch::capture::recording::{self, Entry, Kind};
-use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
-use icewatch::protocol::Message;
+use icewatch::protocol::frame::Frame;
+use serde::Serialize;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use tokio::time::Instant;
@@ -79,41 +79,34 @@ impl<W: Write> LineWriter<W> {
         }
     }
 
-    /// One line for one whole frame (length word included).
+    /// One line for one frame, decoded at `version`.
     pub(super) fn write(
         &mut self,
-        frame: &[u8],
+        frame: &Frame,
         version: u32,
         at_ms: Option<u64>,
     ) -> io::Result<()> {
-        let mut obj = match parse_frame(frame, MAX_MSG_SIZE) {
-            Ok((_, raw)) => match Message::decode(raw.ty, raw.body, version) {
-                Ok(msg) => message_json(&msg, version),
-                Err(e) => {
-                    self.invalid += 1;
-                    let mut o = icewatch::capture::ndjson::Object::new();
-                    o.push("type", raw.ty.to_string())
-                        .push("error", e.to_string());
-                    o
-                }
-            },
-            Err(e) => {
+        let raw = self.raw.then(|| frame.as_bytes());
+        match frame.decode(version) {
+            Ok(msg) => self.line(&MessageJson::new(&msg, version).at_ms(at_ms).raw(raw))?,
+            Err(error) => {
                 self.invalid += 1;
-                let mut o = icewatch::capture::ndjson::Object::new();
-                o.push("type", "?").push("error", e.to_string());
-                o
+                let ty = frame.ty();
+                self.line(&InvalidJson {
+                    ty,
+                    at_ms,
+                    error: &error,
+                    raw,
+                })?;
             }
-        };
-        if let Some(at) = at_ms {
-            obj.insert(1, "at_ms", at);
         }
-        if self.raw {
-            obj.push("raw", hex(frame));
-        }
-        serde_json::to_writer(&mut self.out, &obj)?;
-        self.out.write_all(b"\n")?;
         self.messages += 1;
         Ok(())
+    }
+
+    fn line(&mut self, line: &impl Serialize) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, line)?;
+        self.out.write_all(b"\n")
     }
 
     /// The line that marks the start of scheduler session `number` (2 and
@@ -126,12 +119,12 @@ impl<W: Write> LineWriter<W> {
         scheduler: Option<&str>,
         protocol: u32,
     ) -> io::Result<()> {
-        let mut line = session_json(number, at_ms, protocol);
-        if let Some(scheduler) = scheduler {
-            line.insert(2, "scheduler", scheduler);
-        }
-        serde_json::to_writer(&mut self.out, &line)?;
-        self.out.write_all(b"\n")
+        self.line(&SessionJson {
+            session: number,
+            at_ms,
+            scheduler,
+            protocol,
+        })
     }
 
     pub(super) fn flush(&mut self) -> io::Result<()> {

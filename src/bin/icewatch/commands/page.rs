@@ -9,6 +9,7 @@ use icewatch::monitor::{
     self, Changed, ConnectOptions, Connection, SharedState, State, StateOptions, Target,
 };
 use icewatch::publisher::{self, ServeOptions};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -73,23 +74,21 @@ pub fn url(local: SocketAddr, token: Option<&str>) -> String {
     };
     let host = SocketAddr::new(ip, local.port());
     match token {
-        Some(t) => format!("http://{host}/?token={}", percent_encode(t)),
+        Some(t) => format!(
+            "http://{host}/?token={}",
+            utf8_percent_encode(t, NOT_UNRESERVED)
+        ),
         None => format!("http://{host}/"),
     }
 }
 
-/// Everything but RFC 3986's unreserved characters, percent-encoded.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+/// What a token leaves as it is in a URL: RFC 3986's unreserved
+/// characters; everything else is percent-encoded.
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// A listener on loopback, any free port, for a scheduler played inside this
 /// process (`what` names it in the error), and the target that reaches it.
@@ -193,7 +192,8 @@ where
     let mut opts = ServeOptions::default()
         .coalesce(Duration::from_millis(args.coalesce_ms))
         .token(args.token.clone())
-        .allowed_hosts(args.allowed_hosts.clone());
+        .allowed_hosts(args.allowed_hosts.clone())
+        .release_memory(crate::memory::release);
     if let Some(history) = &history {
         opts.hub.annex = Some(history.status());
         opts.history = Some(history.path().to_path_buf());
@@ -253,8 +253,8 @@ mod tests {
         assert_eq!(url(any, None), "http://127.0.0.1:8080/");
         let local: SocketAddr = "127.0.0.1:9".parse().unwrap();
         assert_eq!(
-            url(local, Some("a b/c")),
-            "http://127.0.0.1:9/?token=a%20b%2Fc"
+            url(local, Some("a b/c-._~é")),
+            "http://127.0.0.1:9/?token=a%20b%2Fc-._~%C3%A9"
         );
         let v6: SocketAddr = "[::]:80".parse().unwrap();
         assert_eq!(url(v6, Some("x")), "http://[::1]:80/?token=x");

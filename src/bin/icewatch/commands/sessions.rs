@@ -4,17 +4,16 @@
 //! spans scheduler restarts; with `--once` the first end is the end.
 
 use anyhow::Result;
-use bytes::Bytes;
 use icewatch::monitor::{ConnectError, ConnectOptions, Connection, Dialer};
-use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
+use icewatch::protocol::frame::Frame;
 use icewatch::protocol::MsgType;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// What [`Sessions::next`] read.
 pub(super) enum Read {
-    /// A whole frame, length word included, at the session's protocol.
-    Frame(Bytes),
+    /// A frame, at the session's protocol.
+    Frame(Frame),
     /// A new session began (the first one is not announced).
     Session {
         /// 2 for the second session, and so on.
@@ -93,7 +92,7 @@ impl Sessions {
             };
             let addr = self.conn.peer();
             let error = match read {
-                Ok(Some(frame)) if is_end(&frame) => match self.delivered {
+                Ok(Some(frame)) if frame.ty() == MsgType::END => match self.delivered {
                     true => ConnectError::End { addr },
                     false => ConnectError::NotScheduler { addr },
                 },
@@ -118,9 +117,4 @@ impl Sessions {
             self.retry_at = Some(Instant::now() + self.dialer.pause(&error, true, self.delivered));
         }
     }
-}
-
-/// Whether `frame` is an END (the peer is going away).
-fn is_end(frame: &[u8]) -> bool {
-    matches!(parse_frame(frame, MAX_MSG_SIZE), Ok((_, raw)) if raw.ty == MsgType::END)
 }

@@ -1,17 +1,13 @@
-//! Shared by the publisher tests: a [`Feed`] drives a real
+//! For the publisher tests: a [`Feed`] drives a real
 //! [`State`](icewatch::monitor::State) with real scheduler messages. Each
 //! message is encoded to a frame with the codec, cut and decoded back as
 //! the connection does, then applied at a scripted time, so the JSON that
 //! comes out is exactly what a live scheduler would produce.
-#![allow(dead_code)]
 
-use bytes::BytesMut;
 use icewatch::monitor::{lock_state, SharedState, State, StateOptions};
-use icewatch::protocol::frame::{parse_frame, MAX_MSG_SIZE};
-use icewatch::protocol::{
-    GetCs, JobDone, JobLocalDone, Language, Message, MonGetCs, MonJobBegin, MonLocalJobBegin,
-    MonStats,
-};
+use icewatch::protocol::frame::Frame;
+use icewatch::protocol::stats::{HostStats, OFFLINE};
+use icewatch::protocol::{JobDone, Language, Message};
 use std::sync::{Arc, Mutex};
 
 /// The protocol version the feed speaks (icecream 1.4's).
@@ -47,11 +43,8 @@ impl Feed {
     /// Encodes `msg`, decodes the frame back and applies it, 10 ms after
     /// the previous message.
     pub fn send(&mut self, msg: Message<'_>) {
-        let mut wire = BytesMut::new();
-        msg.encode(VERSION, &mut wire);
-        let (rest, frame) = parse_frame(&wire, MAX_MSG_SIZE).expect("a whole frame");
-        assert!(rest.is_empty());
-        let decoded = Message::decode(frame.ty, frame.body, VERSION).expect("a valid body");
+        let frame = Frame::encode(&msg, VERSION);
+        let decoded = frame.decode(VERSION).expect("a valid body");
         assert_eq!(decoded, msg, "the codec gives back what it was given");
         self.now_ms += 10;
         lock_state(&self.state).apply(&decoded, self.now_ms);
@@ -63,53 +56,34 @@ impl Feed {
 
     /// `MON_STATS` for a host logging in or reporting.
     pub fn host(&mut self, id: u32, name: &str, max_jobs: u32, no_remote: bool, load: u32) {
-        let text = format!(
-            "Name:{name}\nIP:10.0.0.{id}\nMaxJobs:{max_jobs}\nNoRemote:{no_remote}\n\
-             Platform:x86_64\nVersion:43\nFeatures:env_xz env_zstd\nSpeed:{}.5\nLoad:{load}\n",
-            20 + id
-        );
-        self.send(Message::MonStats(MonStats {
-            host_id: id,
-            text: text.as_bytes(),
-        }));
+        let ip = format!("10.0.0.{id}");
+        let text = HostStats {
+            speed: Some(f64::from(20 + id) + 0.5),
+            load: Some(load),
+            ..HostStats::login(name, &ip, max_jobs, no_remote)
+        }
+        .to_text();
+        self.send(Message::mon_stats(id, &text));
     }
 
     /// `MON_STATS` with only `State:Offline`: the host left.
     pub fn host_offline(&mut self, id: u32) {
-        self.send(Message::MonStats(MonStats {
-            host_id: id,
-            text: b"State:Offline\n",
-        }));
+        self.send(Message::mon_stats(id, OFFLINE));
     }
 
     /// `MON_GET_CS`: `client` asks for a server for job `id`.
     pub fn request(&mut self, id: u32, client: u32, file: &str) {
-        self.send(Message::MonGetCs(MonGetCs {
-            request: GetCs {
-                filename: file.as_bytes(),
-                lang: Language::CXX,
-                ..GetCs::default()
-            },
-            job_id: id,
-            client_id: client,
-        }));
+        self.send(Message::mon_get_cs(id, client, file, Language::CXX));
     }
 
     /// `MON_JOB_BEGIN`: job `id` starts compiling on `server`.
     pub fn begin(&mut self, id: u32, server: u32) {
-        let start_time = self.secs();
-        self.send(Message::MonJobBegin(MonJobBegin {
-            job_id: id,
-            start_time,
-            host_id: server,
-        }));
+        self.send(Message::mon_job_begin(id, server, self.secs()));
     }
 
     /// `MON_JOB_DONE`: job `id` ended with `exit_code`.
     pub fn done(&mut self, id: u32, exit_code: u32) {
         self.send(Message::MonJobDone(JobDone {
-            job_id: id,
-            exit_code,
             real_ms: 1200 + id,
             user_ms: 1000,
             sys_ms: 90,
@@ -118,8 +92,8 @@ impl Feed {
             in_uncompressed: 160_000,
             out_compressed: 9_000,
             out_uncompressed: 30_000,
-            flags: 0,
             client_count: 1,
+            ..JobDone::new(id, exit_code)
         }));
     }
 
@@ -132,18 +106,12 @@ impl Feed {
 
     /// `MON_LOCAL_JOB_BEGIN`: `host` compiles job `id` itself.
     pub fn local_begin(&mut self, id: u32, host: u32, file: &str) {
-        let start_time = self.secs();
-        self.send(Message::MonLocalJobBegin(MonLocalJobBegin {
-            host_id: host,
-            job_id: id,
-            start_time,
-            file: file.as_bytes(),
-        }));
+        self.send(Message::mon_local_job_begin(id, host, self.secs(), file));
     }
 
     /// `JOB_LOCAL_DONE`.
     pub fn local_done(&mut self, id: u32) {
-        self.send(Message::JobLocalDone(JobLocalDone { job_id: id }));
+        self.send(Message::job_local_done(id));
     }
 
     /// The cluster of the anchors, mid-build: `localice` (no-remote, 2

@@ -1,7 +1,6 @@
 //! What a test process holds, counted before and after a test's work to
 //! show that nothing leaked: open file descriptors, sockets on a port and
 //! live tokio tasks.
-#![allow(dead_code)]
 
 /// File descriptors this process has open.
 pub fn open_fds() -> usize {

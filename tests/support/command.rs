@@ -1,12 +1,7 @@
-//! Helpers shared by the command-line tests: a running `icewatch` process
-//! read line by line, and a minimal monitor that logs in to a scheduler.
-//! Every wait is bounded by a read timeout, never by a sleep.
-#![allow(dead_code)]
+//! The `icewatch` binary under test: run as a process and read line by
+//! line, or run to its end. Every wait is bounded by [`PATIENCE`], never a
+//! sleep.
 
-use bytes::BytesMut;
-use icewatch::protocol::frame::{parse_frame, FrameError, MAX_MSG_SIZE};
-use icewatch::protocol::handshake::handshake_blocking;
-use icewatch::protocol::{Message, MsgType};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -30,13 +25,6 @@ pub fn state_home() -> PathBuf {
     static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("state-{}-{n}", std::process::id()))
-}
-
-/// A test capture from `tests/data`.
-pub fn capture(version: u32) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(format!("basic.v{version}.bin"))
 }
 
 /// `icewatch dump --capture FILE`, run to its end; the caller checks how
@@ -209,69 +197,6 @@ impl Drop for Running {
     }
 }
 
-/// A minimal monitor: the client handshake, MON_LOGIN, then whole frames.
-pub struct Monitor {
-    stream: TcpStream,
-    buf: BytesMut,
-    /// The agreed protocol version.
-    pub version: u32,
-}
-
-impl Monitor {
-    /// Connects to a scheduler at `addr` offering `offer`.
-    pub fn connect(addr: SocketAddr, offer: u32) -> Monitor {
-        let mut stream = TcpStream::connect(addr).expect("the scheduler accepts");
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        let version = handshake_blocking(&mut stream, offer).expect("handshake");
-        let mut login = BytesMut::new();
-        Message::MonLogin.encode(version, &mut login);
-        stream.write_all(&login).unwrap();
-        Monitor {
-            stream,
-            buf: BytesMut::new(),
-            version,
-        }
-    }
-
-    /// The next whole frame, or `None` when the scheduler closed.
-    pub fn frame(&mut self) -> Option<BytesMut> {
-        loop {
-            match parse_frame(&self.buf, MAX_MSG_SIZE) {
-                Ok((rest, _)) => {
-                    let used = self.buf.len() - rest.len();
-                    return Some(self.buf.split_to(used));
-                }
-                Err(FrameError::Incomplete { .. }) => {}
-                Err(e) => panic!("bad frame from the scheduler: {e}"),
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .expect("data from the scheduler in time");
-            if n == 0 {
-                assert!(self.buf.is_empty(), "closed in the middle of a frame");
-                return None;
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    /// The type of a frame, checking that it decodes at the agreed version
-    /// into a known message.
-    pub fn check(&self, frame: &[u8]) -> MsgType {
-        let (_, raw) = parse_frame(frame, MAX_MSG_SIZE).unwrap();
-        let msg = Message::decode(raw.ty, raw.body, self.version)
-            .unwrap_or_else(|e| panic!("invalid message from the scheduler: {e}"));
-        assert!(
-            !matches!(msg, Message::Unknown { .. }),
-            "unknown message type {}",
-            raw.ty
-        );
-        raw.ty
-    }
-}
-
 /// The message types in NDJSON output, counted.
 pub fn type_counts(ndjson: &str) -> std::collections::BTreeMap<String, u32> {
     let mut counts = std::collections::BTreeMap::new();
@@ -322,15 +247,4 @@ pub fn get(host: &str, path: &str) -> (u16, String) {
         .map_or("", |(_, b)| b)
         .to_string();
     (status, body)
-}
-
-/// The frames of a raw capture (after its two version words), each whole.
-pub fn frames_of(file: &[u8]) -> Vec<Vec<u8>> {
-    let mut input = &file[8..];
-    let mut frames = Vec::new();
-    while let Ok((rest, _)) = parse_frame(input, MAX_MSG_SIZE) {
-        frames.push(input[..input.len() - rest.len()].to_vec());
-        input = rest;
-    }
-    frames
 }
