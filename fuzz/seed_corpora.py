@@ -79,6 +79,15 @@ def main():
     announcement = b"ICF" + bytes([44]) + struct.pack(">II", 0, 1_700_000_000)
     write("discovery", bytes([44]) + announcement + name.ljust(268 - 12, b"\0"))
     write("discovery", bytes([44, 44]))
+    # The text port as icecream 1.4's scheduler answers (protocol/text.rs).
+    write("text_port", b"200-ICECC 1.4.0: 41s uptime, 2 hosts, 0 jobs in queue (0 total).\n"
+          b"200 Use 'help' for help and 'quit' to quit.\n"
+          b" remote1 (127.0.0.1:10246) [x86_64] speed=12.50 jobs=1/2 load=300\n"
+          b" remote2 (127.0.0.1:10247) [x86_64] speed=0.00 jobs=0/3 load=0 busy installing since 7 s\n"
+          b"   remote3\n200 done\nblockcs remote1\nInvalid command 'bogus'\n401 Sure. But which hosts?\n")
+    write("text_port", b"Node Name: remote1\n  Remote name: \n  Architecture: x86_64\n"
+          b"  NativeEnv (gcc): /x/native.tar.gz, size 100\n  Current kids: 0 (max: 2)\n"
+          b"  cpu: 98 idle, 0 nice\n\nremote2 not reporting\n")
 
     for target in sorted(CORPUS.iterdir()):
         print(f"{target.name}: {len(list(target.iterdir()))} seeds")

@@ -84,30 +84,7 @@ impl Server {
 /// One HTTP/1.1 GET with these headers (a `Host` naming the server's
 /// address unless one is given): the status and the body.
 async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    timeout(PATIENCE, async {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let mut request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
-        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-            request.push_str(&format!("Host: {addr}\r\n"));
-        }
-        for (k, v) in headers {
-            request.push_str(&format!("{k}: {v}\r\n"));
-        }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).await.expect("send");
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.expect("receive");
-        let text = String::from_utf8(response).expect("UTF-8");
-        let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("a status");
-        (status, body.to_owned())
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no answer to GET {path} in time"))
+    support::http::request(addr, "GET", path, headers).await
 }
 
 /// A WebSocket handshake on `/ws` with these headers (`Host` replaces the

@@ -42,15 +42,25 @@
 //!    are session 2's; every host's counters are the first session's plus
 //!    the second's; and `/api/v1/jobs` says the same over HTTP, by host name
 //!    across sessions and by host id within the current one.
-//! 9. `a_terminated_scheduler_cuts_jobs_short_not_failed`: with jobs
-//!    compiling, the scheduler is stopped (SIGTERM, as a service manager
-//!    does). It reports every host offline and every job in flight ended
-//!    with exit code 255; icewatch shows each of those jobs `cut_short`,
-//!    none counts as failed, and the success ratio stays as it was. Every
-//!    icecc client still ends with its object file: here the daemons outlive
-//!    the scheduler, so the servers compile on and send their results (the
-//!    test prints, for each client, whether it got the remote result or
-//!    compiled locally).
+//! 9. `a_daemon_blocked_from_the_page_leaves_and_gets_no_jobs_until_unblocked`:
+//!    `icewatch monitor --admin` refuses to start without a token; started
+//!    with one, its page's `POST /api/v1/hosts/remote2/block` (with the
+//!    token) makes the scheduler drop remote2, icewatch shows it offline,
+//!    and files compile elsewhere, those that insist on it
+//!    (`ICECC_PREFERRED_HOST`) included; `unblock` lets it log in again. Without the token the answer is 401, from an
+//!    icewatch without `--admin` 404; each action is an audit line on
+//!    stderr and counted in `/metrics`. `icewatch admin list` and
+//!    `internals` show every daemon; pointed at the scheduler's own port,
+//!    `icewatch admin` says it does not answer as a text port.
+//! 10. `a_terminated_scheduler_cuts_jobs_short_not_failed`: with jobs
+//!     compiling, the scheduler is stopped (SIGTERM, as a service manager
+//!     does). It reports every host offline and every job in flight ended
+//!     with exit code 255; icewatch shows each of those jobs `cut_short`,
+//!     none counts as failed, and the success ratio stays as it was. Every
+//!     icecc client still ends with its object file: here the daemons outlive
+//!     the scheduler, so the servers compile on and send their results (the
+//!     test prints, for each client, whether it got the remote result or
+//!     compiled locally).
 //!
 //! Chapters 1, 3 and 4 only look: when one fails the story goes on, and
 //! when the test runner is not asked for one (`--skip`, a filter) it is left
@@ -112,6 +122,8 @@
 //! reason; under CI (`CI` set), where `.ci/run` installs all of it, every
 //! chapter fails instead.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -129,7 +141,8 @@ use icewatch::monitor::{
 use icewatch::protocol::text;
 use icewatch::publisher::{serve, ServeOptions};
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use support::http::request as http;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
@@ -262,6 +275,7 @@ enum Part {
     KilledDaemon,
     Restart,
     Identity,
+    Admin,
     Terminated,
 }
 
@@ -274,7 +288,7 @@ struct Chapter {
 }
 
 /// The story, in order.
-const CHAPTERS: [Chapter; 9] = [
+const CHAPTERS: [Chapter; 10] = [
     Chapter {
         name: "every_start_connects_to_an_idle_scheduler_without_daemons",
         kind: Kind::Check,
@@ -314,6 +328,11 @@ const CHAPTERS: [Chapter; 9] = [
         name: "jobs_and_hosts_keep_their_names_and_counters_across_the_restart",
         kind: Kind::Step,
         part: Part::Identity,
+    },
+    Chapter {
+        name: "a_daemon_blocked_from_the_page_leaves_and_gets_no_jobs_until_unblocked",
+        kind: Kind::Step,
+        part: Part::Admin,
     },
     Chapter {
         name: "a_terminated_scheduler_cuts_jobs_short_not_failed",
@@ -648,6 +667,7 @@ async fn play(part: Part, story: &mut Story) {
         Part::KilledDaemon => a_killed_daemon_is_offline_within_2s(story).await,
         Part::Restart => a_restart_is_followed_within_2s(story).await,
         Part::Identity => jobs_and_hosts_keep_their_names(story).await,
+        Part::Admin => a_blocked_daemon_leaves_until_unblocked(story).await,
         Part::Terminated => a_terminated_scheduler_cuts_jobs_short(story).await,
     }
 }
@@ -718,6 +738,23 @@ impl Start {
         }
         cmd
     }
+}
+
+/// Runs the icewatch binary with `args` to its end (within
+/// [`START_LIMIT`]) and returns what it said.
+async fn icewatch_output(args: &[&str]) -> std::process::Output {
+    let shown = format!("icewatch {}", args.join(" "));
+    tokio::time::timeout(
+        START_LIMIT,
+        icewatch_binary()
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("`{shown}` did not end within {START_LIMIT:?}"))
+    .unwrap_or_else(|e| panic!("run `{shown}`: {e}"))
 }
 
 /// The icewatch binary, told of no scheduler by the environment.
@@ -851,17 +888,7 @@ async fn a_daemon_port_is_named_a_daemon() {
         vec!["dump", &addr],
     ] {
         let shown = format!("icewatch {}", args.join(" "));
-        let out = tokio::time::timeout(
-            START_LIMIT,
-            icewatch_binary()
-                .args(&args)
-                .kill_on_drop(true)
-                .stdin(Stdio::null())
-                .output(),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("`{shown}` did not exit within {START_LIMIT:?}"))
-        .expect("run icewatch");
+        let out = icewatch_output(&args).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         let last = stderr.lines().last().unwrap_or_default();
         assert_eq!(
@@ -1537,16 +1564,7 @@ async fn a_terminated_scheduler_cuts_jobs_short(story: &mut Story) {
         std::fs::write(cluster.path(&format!("{name}.c")), slow_source(i))
             .expect("write a slow source file");
         let server = daemon_named(servers[i % servers.len()]);
-        let mut cmd = cluster.icecc(
-            &name,
-            &[
-                "-O2",
-                "-c",
-                &format!("{name}.c"),
-                "-o",
-                &format!("{name}.o"),
-            ],
-        );
+        let mut cmd = cluster.compile_one(&name);
         cmd.env("ICECC_PREFERRED_HOST", server.name);
         set.spawn(compile(cmd, name, server, cluster.dir().to_path_buf()));
     }
@@ -1681,6 +1699,297 @@ async fn a_terminated_scheduler_cuts_jobs_short(story: &mut Story) {
         "terminate: the icecc clients ended after the SIGTERM",
         sigterm.elapsed(),
     );
+}
+
+// ------------------------------------------------ chapter 9: admin
+
+/// The token of the `icewatch monitor --admin` this chapter starts.
+const ADMIN_TOKEN: &str = "real-cluster-admin";
+/// The daemon blocked and unblocked.
+const BLOCKED_DAEMON: &str = "remote2";
+/// Files compiled while it is blocked: every other one insists on it.
+const FILES_WHILE_BLOCKED: usize = 4;
+
+/// Chapter 9: block a daemon from the page, then unblock it.
+async fn a_blocked_daemon_leaves_until_unblocked(story: &mut Story) {
+    let Story {
+        cluster, icewatch, ..
+    } = story;
+    let icewatch = icewatch.as_ref().expect("icewatch runs");
+    let dir = cluster.dir().to_path_buf();
+
+    // --admin without a token refuses to start, before it connects.
+    let out = icewatch_binary()
+        .args(["monitor", "127.0.0.1", "--admin", "--listen", "127.0.0.1:0"])
+        .env_remove("ICEWATCH_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run icewatch");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "--admin without a token: {said}"
+    );
+    assert!(said.contains("--admin needs a --token"), "{said}");
+
+    // An icewatch without --admin has no actions.
+    let path = format!("/api/v1/hosts/{BLOCKED_DAEMON}/block");
+    let (status, body) = http(icewatch.page, "POST", &path, &[]).await;
+    assert_eq!(status, 404, "POST {path} without --admin: {body}");
+
+    let admin = AdminIcewatch::start(&dir).await;
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let auth: [(&str, &str); 1] = [("Authorization", &bearer)];
+    let (status, body) = http(admin.page, "POST", &path, &[]).await;
+    assert_eq!(status, 401, "POST {path} without the token: {body}");
+    // Its text port reader answers before anything is asked of it.
+    let t = Instant::now();
+    wait_for(
+        "icewatch's text port reader to answer",
+        DAEMON_LOGIN,
+        || async {
+            let (_, body) = http(admin.page, "GET", "/api/v1/control", &auth).await;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (v["answering"] == true).then_some(())
+        },
+    )
+    .await;
+    timing("admin: the text port reader answered after", t.elapsed());
+
+    let t = Instant::now();
+    let (status, body) = http(admin.page, "POST", &path, &auth).await;
+    assert_eq!(status, 200, "POST {path}: {body}");
+    println!("real-cluster: POST {path} answered {body}");
+    assert!(
+        body.contains("\"changed\":true") && body.contains("has been removed"),
+        "{body}"
+    );
+    icewatch
+        .until(
+            "icewatch to show the blocked daemon offline",
+            SCHEDULER_EXIT,
+            |st| (!host_named(st, BLOCKED_DAEMON).online).then_some(()),
+        )
+        .await;
+    timing(
+        "admin: the blocked daemon offline in icewatch after",
+        t.elapsed(),
+    );
+    let mut without = cluster.live_names();
+    without.remove(BLOCKED_DAEMON);
+    wait_until_listed("the scheduler to drop the blocked daemon", &without).await;
+    let (status, body) = http(admin.page, "GET", "/api/v1/control", &auth).await;
+    assert_eq!(status, 200, "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(view["admin"], true, "{body}");
+    assert!(
+        view["blocked"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|n| n == BLOCKED_DAEMON)),
+        "the page's view of the block list: {body}"
+    );
+
+    // Files compile elsewhere: those that leave the choice to the
+    // scheduler on the other server, those that insist on the blocked
+    // daemon (ICECC_PREFERRED_HOST) anywhere but there (the scheduler no
+    // longer knows it, so the client compiles them itself).
+    let blocked = daemon_named(BLOCKED_DAEMON);
+    let served_by_blocked = |st: &State| {
+        st.history()
+            .filter(|j| j.server_name() == Some(BLOCKED_DAEMON))
+            .count()
+    };
+    let (finished_before, served_before) =
+        icewatch.look(|st| (st.totals().jobs_finished, served_by_blocked(st)));
+    let mut remote = 0;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..FILES_WHILE_BLOCKED {
+        let name = format!("blocked{i}");
+        std::fs::write(
+            dir.join(format!("{name}.c")),
+            format!("int h{i}(int x) {{ return x * {i}; }}\n"),
+        )
+        .expect("write a source file");
+        let mut cmd = cluster.compile_one(&name);
+        let insists = i % 2 == 1;
+        if insists {
+            cmd.env("ICECC_PREFERRED_HOST", BLOCKED_DAEMON);
+        }
+        set.spawn(compile(cmd, name, insists, dir.clone()));
+    }
+    while let Some(done) = set.join_next().await {
+        let (name, insists, exit, log) = done.expect("compile task");
+        assert_eq!(exit, Some(0), "icecc failed {name}.c; its log:\n{log}");
+        let (used, _) = client_report(&log);
+        let how = if insists {
+            format!("insisting on {BLOCKED_DAEMON}")
+        } else {
+            "the scheduler's choice".to_owned()
+        };
+        match used {
+            Some((port, id)) => {
+                remote += 1;
+                assert_ne!(
+                    port, blocked.port,
+                    "{name}.c (job {id}) went to the blocked daemon:\n{log}"
+                );
+                println!("real-cluster: {name}.c ({how}) compiled on port {port}");
+            }
+            None if insists => println!("real-cluster: {name}.c ({how}) compiled by the client"),
+            None => panic!("{name}.c was not sent to a compile server; icecc's log:\n{log}"),
+        }
+    }
+    icewatch
+        .until(
+            "icewatch to count the jobs compiled while blocked",
+            ONE_COMPILE,
+            |st| (st.totals().jobs_finished >= finished_before + remote).then_some(()),
+        )
+        .await;
+    assert_eq!(
+        icewatch.look(served_by_blocked),
+        served_before,
+        "icewatch shows jobs on the blocked daemon"
+    );
+
+    let path = format!("/api/v1/hosts/{BLOCKED_DAEMON}/unblock");
+    let t = Instant::now();
+    let (status, body) = http(admin.page, "POST", &path, &auth).await;
+    assert_eq!(status, 200, "POST {path}: {body}");
+    assert!(body.contains("\"changed\":true"), "{body}");
+    wait_until_listed(
+        "the unblocked daemon to log in again",
+        &cluster.live_names(),
+    )
+    .await;
+    icewatch
+        .until(
+            "icewatch to show the unblocked daemon online",
+            DAEMON_LOGIN,
+            |st| host_named(st, BLOCKED_DAEMON).online.then_some(()),
+        )
+        .await;
+    timing(
+        "admin: the unblocked daemon back in icewatch after",
+        t.elapsed(),
+    );
+
+    let (status, metrics) = http(admin.page, "GET", "/metrics", &auth).await;
+    assert_eq!(status, 200);
+    for action in ["block", "unblock"] {
+        let line = format!("icewatch_admin_actions_total{{action=\"{action}\",result=\"done\"}} 1");
+        assert!(
+            metrics.contains(&line),
+            "no `{line}` in /metrics:\n{metrics}"
+        );
+    }
+    let stderr = admin.stop().await;
+    for action in ["block", "unblock"] {
+        let audit = format!("audit: {action} \"{BLOCKED_DAEMON}\" by 127.0.0.1:");
+        let line = stderr.lines().find(|l| l.contains(&audit));
+        println!("real-cluster: audit line: {}", line.unwrap_or_default());
+        assert!(
+            line.is_some(),
+            "no audit line `{audit}…` on stderr:\n{stderr}"
+        );
+    }
+
+    // `icewatch admin` lists the daemons the scheduler lists, and a
+    // daemon's internals.
+    for args in [
+        ["admin", "127.0.0.1", "list"],
+        ["admin", "127.0.0.1", "internals"],
+    ] {
+        let shown = format!("icewatch {}", args.join(" "));
+        let out = icewatch_output(&args).await;
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "`{shown}`: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("real-cluster: `{shown}` printed:");
+        for line in said.lines() {
+            println!("real-cluster: | {line}");
+        }
+        for name in cluster.live_names() {
+            let line = match args[2] {
+                "list" => format!("{name} "),
+                _ => format!("Node Name: {name}"),
+            };
+            assert!(
+                said.lines().any(|l| l.starts_with(&line)),
+                "`{shown}` printed:\n{said}"
+            );
+        }
+    }
+
+    // `icewatch admin` at the scheduler's own port.
+    let args = ["admin", "--text-port", "127.0.0.1:8765", "blocks"];
+    let out = icewatch_output(&args).await;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("does not answer as an icecream text port"),
+        "{said}"
+    );
+    println!(
+        "real-cluster: `icewatch {}` said: {}",
+        args.join(" "),
+        said.trim()
+    );
+}
+
+/// `icewatch monitor 127.0.0.1 --admin --token T`, the binary.
+struct AdminIcewatch {
+    child: Child,
+    page: SocketAddr,
+    stderr: PathBuf,
+}
+
+impl AdminIcewatch {
+    async fn start(dir: &Path) -> AdminIcewatch {
+        let stderr = dir.join("icewatch-admin.stderr");
+        let file = std::fs::File::create(&stderr).expect("a file for icewatch's stderr");
+        let mut child = icewatch_binary()
+            .args(["monitor", "127.0.0.1", "--admin", "--listen", "127.0.0.1:0"])
+            .env("ICEWATCH_TOKEN", ADMIN_TOKEN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start icewatch monitor --admin");
+        let stdout = child.stdout.take().expect("its stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(START_LIMIT, lines.next_line())
+            .await
+            .expect("icewatch monitor --admin prints its address")
+            .expect("read its stdout")
+            .unwrap_or_default();
+        let page = first
+            .strip_prefix("open http://")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("icewatch monitor --admin printed {first:?}"));
+        AdminIcewatch {
+            child,
+            page,
+            stderr,
+        }
+    }
+
+    /// Stops it (SIGTERM) and returns what it said on stderr.
+    async fn stop(mut self) -> String {
+        signal(self.child.id().expect("its pid"), "TERM").await;
+        tokio::time::timeout(SCHEDULER_EXIT, self.child.wait())
+            .await
+            .expect("icewatch ends after SIGTERM")
+            .expect("wait for icewatch");
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
 }
 
 /// A file that `gcc -O2` takes a few seconds over.
@@ -1842,25 +2151,7 @@ impl Drop for Icewatch {
 
 /// One HTTP/1.1 GET; returns the status and the body.
 async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let ask = async {
-        let mut stream = TcpStream::connect(addr).await.expect("connect to the page");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.expect("send");
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.expect("receive");
-        response
-    };
-    let response = tokio::time::timeout(Duration::from_secs(30), ask)
-        .await
-        .unwrap_or_else(|_| panic!("GET {path}: no answer within 30 s"));
-    let text = String::from_utf8(response).expect("UTF-8");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status");
-    (status, body.to_owned())
+    http(addr, "GET", path, &[]).await
 }
 
 fn host_named<'a>(st: &'a State, name: &str) -> &'a Host {
@@ -2209,16 +2500,7 @@ impl Cluster {
             while next < plan.files && set.len() < PARALLEL_COMPILES {
                 let name = format!("{prefix}{next}");
                 let server = servers[next % servers.len()];
-                let mut cmd = self.icecc(
-                    &name,
-                    &[
-                        "-O2",
-                        "-c",
-                        &format!("{name}.c"),
-                        "-o",
-                        &format!("{name}.o"),
-                    ],
-                );
+                let mut cmd = self.compile_one(&name);
                 cmd.env("ICECC_PREFERRED_HOST", server.name);
                 set.spawn(compile(cmd, name, server, dir.clone()));
                 next += 1;
@@ -2311,6 +2593,20 @@ impl Cluster {
 
     /// `icecc gcc ARGS` as a client of the local daemon, logging to
     /// `icecc-NAME.log`.
+    /// `icecc gcc -O2 -c NAME.c -o NAME.o`, logging to `icecc-NAME.log`.
+    fn compile_one(&self, name: &str) -> Command {
+        self.icecc(
+            name,
+            &[
+                "-O2",
+                "-c",
+                &format!("{name}.c"),
+                "-o",
+                &format!("{name}.o"),
+            ],
+        )
+    }
+
     fn icecc(&self, name: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(tool("icecc"));
         cmd.current_dir(self.dir.path())

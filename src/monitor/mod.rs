@@ -20,6 +20,8 @@
 //! - [`State::snapshot`] (`snapshot.rs`): the JSON of `docs/json.md`.
 //! - [`Target`] (`target.rs`): where the scheduler is (address,
 //!   `USE_SCHEDULER`, or UDP discovery).
+//! - [`text_port`]: a client of the scheduler's text port (port + 1), for
+//!   its block list, `internals` and its commands.
 //! - [`Connection`], [`Dialer`] and [`run`] (`connection.rs`): one
 //!   session, reaching the scheduler again and again, and the reconnecting
 //!   loop that applies every batch of frames to a [`SharedState`] and
@@ -60,6 +62,7 @@ mod serving;
 mod snapshot;
 mod state;
 pub mod target;
+pub mod text_port;
 
 pub use cluster::{
     EndReason, Host, Job, JobRef, JobState, JobStats, Replay, SchedulerStatus, Totals,

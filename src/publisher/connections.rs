@@ -146,7 +146,7 @@ pub async fn serve_connections(
             accepted = listener.accept() => accepted,
         };
         let stream = match accepted {
-            Ok((stream, _)) => stream,
+            Ok(accepted) => accepted,
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
                 // Out of descriptors, most likely: wait for some to close.
@@ -179,8 +179,10 @@ pub async fn serve_connections(
                 }
             }
         };
+        let (stream, peer) = stream;
         tokio::spawn(serve_connection(
             stream,
+            peer,
             slot,
             app.clone(),
             header_timeout,
@@ -206,9 +208,12 @@ fn is_connection_error(e: &io::Error) -> bool {
 }
 
 /// Serves HTTP/1.1 on one connection until it closes, is upgraded, is
-/// evicted or shuts down.
+/// evicted or shuts down. Each request carries the client's address
+/// (axum's `ConnectInfo`), for the audit of actions.
+#[allow(clippy::too_many_arguments)]
 async fn serve_connection(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     slot: OwnedSemaphorePermit,
     app: Router,
     header_timeout: Duration,
@@ -220,8 +225,11 @@ async fn serve_connection(
     let service = {
         let (open, conn) = (open.clone(), conn.clone());
         let app = TowerToHyperService::new(app);
-        service_fn(move |request| {
+        service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             conn.touch(open.now());
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             app.call(request)
         })
     };

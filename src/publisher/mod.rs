@@ -5,6 +5,9 @@
 //!   `GET /healthz`; the token, the `Host` check and the WebSocket origin
 //!   check (`docs/http.md`).
 //! - [`host`]: which host names requests may name (DNS rebinding).
+//! - [`control`]: the scheduler's text port: blocked hosts, environments
+//!   being installed, a daemon's `internals`, and with `--admin` the
+//!   page's block, unblock and remove (`docs/admin.md`).
 //! - [`connections`]: accepting connections: the header timeout, the
 //!   connection cap below the descriptor limit, eviction of idle ones.
 //! - [`socket`]: the WebSocket handshake and a socket that costs little
@@ -34,6 +37,7 @@
 //! ```
 
 pub mod connections;
+pub mod control;
 pub mod delta;
 pub mod host;
 pub mod json;
@@ -43,12 +47,14 @@ pub mod socket;
 pub mod websocket;
 
 pub use connections::{raise_fd_limit, ConnectionLimits};
+pub use control::{Control, ControlOptions};
 pub use server::{router, Access};
 pub use websocket::{serve_client, Annex, Hub, HubOptions, Render};
 
 use crate::monitor::{Changed, SharedState};
 use host::AllowedHosts;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -67,6 +73,8 @@ pub struct ServeOptions {
     /// The history database `/api/v1/history/*` reads, if one is kept.
     #[cfg(feature = "history")]
     pub history: Option<std::path::PathBuf>,
+    /// The scheduler's text port: read it (and act with `admin`), or not.
+    pub control: Option<ControlOptions>,
     /// Called once WebSocket clients have left and the number of clients
     /// has settled, to hand memory the allocator keeps back to the system
     /// ([`Hub::release_after_departures`]).
@@ -130,13 +138,20 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let address = listener.local_addr().map_err(ServeError::Address)?;
     let cap = opts.limits.cap();
-    let hub = Hub::new(state, opts.hub);
+    let control = opts
+        .control
+        .map(|c| Arc::new(Control::start(state.clone(), c)));
+    let mut hub_opts = opts.hub;
+    hub_opts.text_port = control.is_some();
+    hub_opts.admin = control.as_ref().is_some_and(|c| c.admin());
+    let hub = Hub::new(state, hub_opts);
     let access = Access {
         token: opts.token,
         hosts: AllowedHosts::new(Some(address.ip()), &opts.allowed_hosts),
         max_websockets: max_websockets(cap),
         #[cfg(feature = "history")]
         history: opts.history,
+        control,
     };
     let app = router(hub.clone(), access);
     let publishing = tokio::spawn(hub.clone().run(changed.subscribe()));

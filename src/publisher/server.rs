@@ -1,21 +1,25 @@
 //! The HTTP side: axum routes, the token, the `Host` check against DNS
 //! rebinding and the WebSocket origin check. Routes and rules are
-//! documented in `docs/http.md`.
+//! documented in `docs/http.md`; those of the scheduler's text port
+//! (`/api/v1/control`, a host's internals, `--admin`'s actions) in
+//! `docs/admin.md`.
 
+use super::control::{Action, Control, ControlError};
 use super::host::{origin_authority, AllowedHosts};
 use super::socket;
 use super::websocket::{serve_client, Hub};
 use super::{json, metrics};
 use crate::monitor::State;
-use axum::extract::{Query, Request, State as Shared};
+use axum::extract::{ConnectInfo, Path, Query, Request, State as Shared};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use futures_util::StreamExt;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -47,6 +51,8 @@ pub struct Access {
     /// The history database that `/api/v1/history/*` reads, if any.
     #[cfg(feature = "history")]
     pub history: Option<std::path::PathBuf>,
+    /// The scheduler's text port (`docs/admin.md`), if it is used.
+    pub control: Option<Arc<Control>>,
 }
 
 #[derive(Clone)]
@@ -58,20 +64,30 @@ struct App {
     registry: Arc<Registry>,
     #[cfg(feature = "history")]
     history: Option<Arc<std::path::Path>>,
+    control: Option<Arc<Control>>,
 }
 
 /// The routes, serving `hub`'s state as `access` allows: every route but
 /// `/healthz` needs the token when there is one, else a `Host` header that
 /// names an allowed host.
 pub fn router(hub: Arc<Hub<State>>, access: Access) -> Router {
+    let mut registry = metrics::registry(hub.clone());
+    if let Some(control) = &access.control {
+        registry.register(
+            "admin_actions",
+            "Actions asked for from the page, by action and result",
+            control.actions.clone(),
+        );
+    }
     let app = App {
-        registry: Arc::new(metrics::registry(hub.clone())),
+        registry: Arc::new(registry),
         hub,
         token: access.token.map(Arc::from),
         hosts: Arc::new(access.hosts),
         max_websockets: u64::try_from(access.max_websockets).unwrap_or(u64::MAX),
         #[cfg(feature = "history")]
         history: access.history.map(Arc::from),
+        control: access.control,
     };
     let guarded = Router::new()
         .route("/", get(index))
@@ -79,7 +95,10 @@ pub fn router(hub: Arc<Hub<State>>, access: Access) -> Router {
         .route("/api/v1/snapshot", get(snapshot))
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/jobs", get(jobs))
-        .route("/metrics", get(prometheus));
+        .route("/metrics", get(prometheus))
+        .route("/api/v1/control", get(control_view))
+        .route("/api/v1/hosts/{name}/internals", get(internals))
+        .route("/api/v1/hosts/{name}/{action}", post(act));
     #[cfg(feature = "history")]
     let guarded = guarded
         .route("/api/v1/history/jobs", get(history_jobs))
@@ -322,5 +341,100 @@ async fn history_page(
         )
             .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// A JSON answer with this status.
+fn json_status(status: StatusCode, value: &serde_json::Value) -> Response {
+    (status, json_response(value.to_string())).into_response()
+}
+
+/// The 404 of a route whose feature is off.
+fn off(what: &str) -> Response {
+    json_status(
+        StatusCode::NOT_FOUND,
+        &serde_json::json!({ "ok": false, "error": what }),
+    )
+}
+
+fn control_failed(e: &ControlError) -> Response {
+    let status = match e {
+        ControlError::Busy | ControlError::TooSoon(_) => StatusCode::TOO_MANY_REQUESTS,
+        ControlError::BadName(_) => StatusCode::BAD_REQUEST,
+        ControlError::NoSuchHost(_) => StatusCode::NOT_FOUND,
+        ControlError::TextPort(_) => StatusCode::BAD_GATEWAY,
+        ControlError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+    };
+    json_status(
+        status,
+        &serde_json::json!({ "ok": false, "error": e.to_string() }),
+    )
+}
+
+const NO_TEXT_PORT: &str = "this icewatch does not use the scheduler's text port";
+
+/// `GET /api/v1/control`: what the text port told at the last poll.
+async fn control_view(Shared(app): Shared<App>) -> Response {
+    match &app.control {
+        Some(control) => json_status(
+            StatusCode::OK,
+            &serde_json::to_value(control.view()).unwrap_or_default(),
+        ),
+        None => off(NO_TEXT_PORT),
+    }
+}
+
+/// `GET /api/v1/hosts/{name}/internals`: the daemon's own account.
+async fn internals(Shared(app): Shared<App>, Path(name): Path<String>) -> Response {
+    let Some(control) = &app.control else {
+        return off(NO_TEXT_PORT);
+    };
+    match control.internals(&name).await {
+        Ok(daemons) => json_status(
+            StatusCode::OK,
+            &serde_json::json!({ "ok": true, "host": name, "daemons": daemons }),
+        ),
+        Err(e) => control_failed(&e),
+    }
+}
+
+/// `POST /api/v1/hosts/{name}/{block,unblock,remove}`, with `--admin` only:
+/// from a browser, only from the page's own origin under a host name
+/// icewatch answers to; every one audited.
+async fn act(
+    Shared(app): Shared<App>,
+    Path((name, action)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let (Some(control), Some(action)) = (
+        app.control.as_ref().filter(|c| c.admin()),
+        Action::from_name(&action),
+    ) else {
+        return off("actions are off: start icewatch monitor with --admin (and a --token)");
+    };
+    let headers = request.headers();
+    if let Some(refusal) = refused_host(&app.hosts, headers) {
+        return refusal;
+    }
+    if !origin_allowed(&app, headers) {
+        return json_status(
+            StatusCode::FORBIDDEN,
+            &serde_json::json!({ "ok": false, "error": "the request's Origin is not this page's" }),
+        );
+    }
+    let who = match request.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(peer)) => peer.to_string(),
+        None => "an unknown client".to_owned(),
+    };
+    let via = headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .map_or_else(String::new, |o| format!(" (page {o})"));
+    match control.act(action, &name, &format!("{who}{via}")).await {
+        Ok(outcome) => json_status(
+            StatusCode::OK,
+            &serde_json::json!({ "ok": true, "changed": outcome.changed, "said": outcome.said }),
+        ),
+        Err(e) => control_failed(&e),
     }
 }

@@ -95,6 +95,12 @@ pub struct HubOptions {
     pub client_timeout: Duration,
     /// Published beside the state, if anything.
     pub annex: Option<Arc<dyn Annex>>,
+    /// Snapshots say `"text_port": true`: the server reads the scheduler's
+    /// text port (`/api/v1/control`, `docs/admin.md`).
+    pub text_port: bool,
+    /// Snapshots say `"admin": true`: the page may offer the actions of
+    /// `docs/admin.md`.
+    pub admin: bool,
 }
 
 impl Default for HubOptions {
@@ -104,6 +110,8 @@ impl Default for HubOptions {
             queue: 64,
             client_timeout: Duration::from_secs(30),
             annex: None,
+            text_port: false,
+            admin: false,
         }
     }
 }
@@ -287,6 +295,14 @@ impl<S: Render> Hub<S> {
             }
         }
         let mut text = state.snapshot_message(seq);
+        for (on, field) in [
+            (self.opts.admin, "\"admin\":true,"),
+            (self.opts.text_port, "\"text_port\":true,"),
+        ] {
+            if on && text.starts_with('{') {
+                text.insert_str(1, field);
+            }
+        }
         if let Some(annex) = annex {
             text = with_annex(text, annex);
         }

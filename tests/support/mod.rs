@@ -18,6 +18,7 @@
 //!   HTTP requests to it;
 //! - [`feed`]: [`Feed`](feed::Feed), real scheduler messages applied to a
 //!   `State` at scripted times, for the publisher tests;
+//! - [`http`]: one plain HTTP/1.1 request to a test server;
 //! - [`leaks`]: what a test process holds (descriptors, sockets, tasks),
 //!   counted before and after.
 //!
@@ -30,6 +31,7 @@ pub mod captures;
 pub mod client;
 pub mod command;
 pub mod feed;
+pub mod http;
 pub mod leaks;
 pub mod monitor;
 pub mod scheduler;

@@ -9,6 +9,7 @@
 //   graph.js       the force graph on a canvas, its tooltip
 //   tables.js      the host table, the job list and its filters
 //   panel.js       a host's panel
+//   control.js     the scheduler's text port: blocks, internals, actions
 //   notify.js      browser notifications (opt-in)
 //   format.js      how numbers, times and hosts read
 //   settings.js    every threshold and colour, in one place
@@ -22,6 +23,7 @@ import { initTables, renderHosts, renderJobs } from 'icewatch/tables.js';
 import { initPanel, renderPanel, showPanel } from 'icewatch/panel.js';
 import { notify, setupNotifications } from 'icewatch/notify.js';
 import { el } from 'icewatch/dom.js';
+import { watchControl } from 'icewatch/control.js';
 
 const model = new Model({ historyKept: HISTORY_KEPT, offlineShownMs: OFFLINE_SHOWN_MS });
 
@@ -32,6 +34,7 @@ const connection = new Connection(model, {
   changed: showConnection,
   received({ kind, events }) {
     if (kind === 'diff') notify(events, (j) => model.jobHost(j, 'server'));
+    if (kind === 'snapshot' && model.textPort) watchControl(scheduleRender);
     scheduleRender();
   },
 });

@@ -38,6 +38,9 @@ export class Model {
     this.now = now;
     /** The `seq` of the last message applied; null until a snapshot, and after a gap. */
     this.seq = null;
+    /** Whether the server reads the scheduler's text port, and takes actions on hosts through it (`--admin`); docs/admin.md. */
+    this.textPort = false;
+    this.admin = false;
     this.scheduler = null;
     /** The history database's status (`database` of docs/json.md); null without one. */
     this.database = null;
@@ -80,6 +83,8 @@ export class Model {
 
   applySnapshot(msg) {
     this.seq = msg.seq;
+    this.textPort = msg.text_port === true;
+    this.admin = msg.admin === true;
     this.scheduler = msg.scheduler;
     this.database = msg.database ?? null;
     this.totals = msg.totals;

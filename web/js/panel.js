@@ -8,6 +8,7 @@ import { fmt, hostFacts } from 'icewatch/format.js';
 import { el, kvList } from 'icewatch/dom.js';
 import { withToken } from 'icewatch/connection.js';
 import { byNewest, jobTime, shortFile, stateCell } from 'icewatch/tables.js';
+import { act, control, installingFor, internals, isBlocked } from 'icewatch/control.js';
 
 let app; // { model, selected, scheduleRender, selectHost } (main.js)
 
@@ -18,11 +19,15 @@ export function initPanel(context) {
 /** The finished jobs of the host `key` that the server keeps, once it answered. */
 let panelHistory = { key: null, jobs: [] };
 
+/** What the text port said of the host `key`: the last action's answer, its internals. */
+let panelControl = { key: null, said: null, internals: null };
+
 /** Opens the panel of the host `key` (closes it if null), and asks the server for the host's older jobs. */
 export function showPanel(key) {
   el('panel').hidden = key === null;
   if (key !== null) renderPanel(app.model.derive());
   const h = key === null ? null : app.model.hostIndex().byKey.get(key);
+  if (panelControl.key !== key) panelControl = { key, said: null, internals: null };
   if (h && panelHistory.key !== key) {
     panelHistory = { key, jobs: [] };
     // The page keeps the newest jobs only; the server keeps a longer
@@ -96,9 +101,79 @@ export function renderPanel(derived) {
     ['protocol', String(h.protocol)], ['features', h.features || '–'],
   ];
   if (doneMs.length) stats.push(['recent compile', `median ${fmt.dur(d3.median(doneMs))} over ${doneMs.length}`]);
+  const scheduler = schedulerSection(h);
   panel.replaceChildren(head,
     section('Statistics', kvList(stats)),
+    ...(scheduler ? [section('Scheduler', ...scheduler)] : []),
     section(`Compiling here (${here.length})`, jobTable(here.slice(0, PANEL.activeRows), key, 'Nothing compiling on this host.')),
     section(`Submitted, not finished (${mine.length})`, jobTable(mine.slice(0, PANEL.activeRows), key, 'No jobs of this host are waiting or compiling elsewhere.')),
     section('Recently finished', jobTable(done, key, 'No finished jobs seen yet.')));
+}
+
+/** What the actions ask before they are taken. */
+const CONFIRM = {
+  block: (name) => `Block ${name}? The scheduler disconnects it and keeps it out (no jobs for it, none from it) until it is unblocked, or until the scheduler restarts.`,
+  unblock: (name) => `Unblock ${name}? It may log in to the scheduler again.`,
+  remove: (name) => `Remove ${name} from the scheduler? It is disconnected; its daemon usually logs in again within seconds.`,
+};
+
+function button(text, testid, onclick) {
+  const b = Object.assign(document.createElement('button'), { className: 'action', textContent: text, onclick });
+  b.dataset.testid = testid;
+  return b;
+}
+
+/** The host as the scheduler's text port tells it, and the actions on it; null when the server does not read the text port. */
+function schedulerSection(h) {
+  const name = h.name;
+  if (!control.view || !name) return null;
+  const view = control.view;
+  const rows = [];
+  if (!view.answering) rows.push(['text port', view.error ? `not answering: ${view.error}` : 'not read yet']);
+  rows.push(['blocked', isBlocked(name) ? 'yes: the scheduler keeps it out' : 'no']);
+  const installing = installingFor(name);
+  if (installing != null) rows.push(['installing', `an environment, for ${installing} s`]);
+  const content = [kvList(rows)];
+  const buttons = document.createElement('div');
+  buttons.className = 'actions';
+  const mine = () => panelControl.key === app.selected;
+  const take = (action) => async () => {
+    if (!confirm(CONFIRM[action](name))) return;
+    const key = app.selected;
+    panelControl.said = { ok: null, text: `${action}: asking the scheduler…` };
+    app.scheduleRender();
+    const result = await act(name, action);
+    if (panelControl.key !== key) return;
+    panelControl.said = { ok: result.ok, text: result.ok ? result.said : `${action} failed: ${result.error}` };
+    app.scheduleRender();
+  };
+  if (app.model.admin) {
+    buttons.append(isBlocked(name) ? button('Unblock', 'unblock', take('unblock')) : button('Block', 'block', take('block')));
+    if (h.online) buttons.append(button('Remove', 'remove', take('remove')));
+  }
+  buttons.append(button('Ask the daemon', 'internals', async () => {
+    panelControl.internals = { ok: null, text: 'asking…' };
+    app.scheduleRender();
+    const result = await internals(name);
+    if (!mine()) return;
+    panelControl.internals = result;
+    app.scheduleRender();
+  }));
+  content.push(buttons);
+  if (panelControl.said) {
+    const said = Object.assign(document.createElement('div'), { className: 'said', textContent: panelControl.said.text });
+    said.dataset.testid = 'said';
+    if (panelControl.said.ok === false) said.classList.add('error');
+    content.push(said);
+  }
+  const inside = panelControl.internals;
+  if (inside) {
+    if (inside.ok && inside.daemons?.length) {
+      for (const d of inside.daemons) content.push(kvList(d.reporting ? d.fields : [[d.name, 'not reporting']]));
+    } else {
+      const text = inside.ok === null ? inside.text : inside.ok ? 'No daemon of that name is connected.' : `internals: ${inside.error}`;
+      content.push(Object.assign(document.createElement('div'), { className: 'none', textContent: text }));
+    }
+  }
+  return content;
 }

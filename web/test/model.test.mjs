@@ -66,6 +66,15 @@ test('a snapshot sets the whole state and its seq', () => {
   assert.equal(m.totals.busy_slots, 1);
 });
 
+test('a snapshot says whether the server reads the text port and takes actions on hosts (docs/admin.md)', () => {
+  const m = new Model({ historyKept: 100, offlineShownMs: 60000 });
+  assert.equal(m.admin, false);
+  m.receive(snapshot(10, { admin: true, text_port: true }));
+  assert.deepEqual([m.admin, m.textPort], [true, true]);
+  m.receive(snapshot(11));
+  assert.deepEqual([m.admin, m.textPort], [false, false], 'a snapshot without them: no actions, no reads');
+});
+
 test('a snapshot keeps the newest finished jobs only', () => {
   const { m } = model({ historyKept: 2 });
   const history = [1, 2, 3].map((id) => job(id, `f${id}.c`, 1, 2, 'finished'));

@@ -30,7 +30,8 @@ Examples:
   icewatch monitor scheduler.lan        watch a real cluster
   icewatch dump scheduler.lan | jq .    every message as one JSON object a line
   icewatch record scheduler.lan -o build.icwr
-  icewatch replay build.icwr --speed 10";
+  icewatch replay build.icwr --speed 10
+  icewatch admin scheduler.lan blocks   the hosts the scheduler keeps out";
 
 /// The `icewatch` command.
 #[derive(Debug, Parser)]
@@ -63,6 +64,11 @@ PORT if given (port 8765 unless told), else the USE_SCHEDULER environment \
 variable (host[:port]), else a UDP broadcast for the network name (-n, default \
 ICECREAM). icewatch reconnects by itself when the scheduler goes away.
 
+It also reads the scheduler's text port (its port + 1) for the hosts it keeps \
+out and a host's internals, shown in the page's host panel. With --admin (and \
+a --token) the panel can block, unblock and remove hosts; every action is \
+logged on stderr (see docs/admin.md).
+
 It keeps the cluster's history (every finished job, host and scheduler \
 sessions, load) in an SQLite file that survives restarts, named at start: \
 --db chooses another or none, --retain how long; `icewatch history` reads it.
@@ -74,7 +80,8 @@ Examples:
   icewatch monitor scheduler.lan                 port 8765
   icewatch monitor 10.0.0.5:8765
   USE_SCHEDULER=10.0.0.5 icewatch monitor
-  icewatch monitor scheduler.lan --listen 0.0.0.0:8080 --token \"$(openssl rand -hex 16)\""
+  icewatch monitor scheduler.lan --listen 0.0.0.0:8080 --token \"$(openssl rand -hex 16)\"
+  icewatch monitor scheduler.lan --admin --token \"$(openssl rand -hex 16)\""
     )]
     Monitor(MonitorArgs),
 
@@ -165,6 +172,34 @@ Examples:
   icewatch replay monday.icwr --as-scheduler --port 8765 --speed 0"
     )]
     Replay(ReplayArgs),
+
+    /// Talk to the scheduler's text port: list, block, unblock, remove hosts
+    #[command(
+        long_about = "\
+Talk to the icecream scheduler's text port (its port + 1, 8766 by default) \
+directly, as telnet would, and print the answer: the daemons (list), the \
+hosts it keeps out (blocks), block, unblock or remove a host by node name or \
+IP address, or ask daemons for their internal state (internals).
+
+The scheduler is found as `icewatch monitor` finds it (HOST[:PORT], else \
+USE_SCHEDULER, else a broadcast); --text-port gives the text port's address \
+directly. The text port has no access control of its own: anyone who \
+reaches it can do all of this.
+
+A blocked host is disconnected and cannot log in again until it is \
+unblocked; the scheduler forgets its blocks when it restarts. A removed host \
+is disconnected and usually logs in again within seconds.",
+        after_help = "\
+Examples:
+  icewatch admin scheduler.lan list
+  icewatch admin scheduler.lan block buildbox7      keep it out
+  icewatch admin scheduler.lan unblock buildbox7
+  icewatch admin internals buildbox7                scheduler from USE_SCHEDULER
+  icewatch admin --text-port 10.0.0.5:8766 blocks",
+        args_conflicts_with_subcommands = false,
+        subcommand_precedence_over_arg = true
+    )]
+    Admin(AdminArgs),
 
     /// Read the cluster's history: finished jobs, host sessions, builds
     #[command(
@@ -310,6 +345,69 @@ fn when(s: &str) -> Result<u64, String> {
     }
 }
 
+/// `icewatch admin`.
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    /// The scheduler, as HOST or HOST:PORT (its text port is PORT + 1);
+    /// without it, USE_SCHEDULER or discovery by broadcast
+    #[arg(value_name = "HOST[:PORT]")]
+    pub host: Option<String>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub action: AdminAction,
+
+    /// The text port's own address (HOST:PORT), instead of a scheduler's
+    /// port + 1 (not with HOST[:PORT])
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub text_port: Option<String>,
+
+    /// The network name to look for when discovering the scheduler
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "NETNAME",
+        default_value = "ICECREAM",
+        global = true
+    )]
+    pub netname: String,
+
+    /// How long to wait for the text port to greet (an idle icecream 1.4
+    /// scheduler accepts a new connection only every 36 s or so) and then
+    /// for each answer (e.g. 90s, 2m)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration, global = true)]
+    pub timeout: Duration,
+}
+
+/// What `icewatch admin` does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminAction {
+    /// The daemons the scheduler knows, with their jobs, slots and load
+    List,
+    /// The hosts the scheduler keeps out, one a line
+    Blocks,
+    /// Disconnect a host and keep it out until it is unblocked
+    Block {
+        /// Its node name or IP address
+        name: String,
+    },
+    /// Let a blocked host log in again
+    Unblock {
+        /// The name or address it was blocked by
+        name: String,
+    },
+    /// Disconnect a host (it may log in again)
+    Remove {
+        /// Its node name or IP address
+        name: String,
+    },
+    /// The daemons' own account: environments, features, jobs, cpu, memory
+    Internals {
+        /// One host's node name or IP address [default: every daemon]
+        name: Option<String>,
+    },
+}
+
 /// Where the scheduler is.
 #[derive(Debug, Clone, Args)]
 pub struct SchedulerArgs {
@@ -402,13 +500,13 @@ fn db(s: &str) -> Result<Db, String> {
     }
 }
 
-/// A duration of at least a second (`--retain`, `--gap`).
+/// A duration of at least a second (`--retain`, `--gap`, `--timeout`).
 fn duration(s: &str) -> Result<Duration, String> {
     match humantime::parse_duration(s) {
         Ok(d) if d >= Duration::from_secs(1) => Ok(d),
         Ok(_) => Err(format!("{s:?} is shorter than a second")),
         Err(e) => Err(format!(
-            "{s:?} is not a duration such as 90s, 30d or 1y ({e})"
+            "{s:?} is not a duration such as 60s, 2m, 30d or 1y ({e})"
         )),
     }
 }
@@ -427,6 +525,20 @@ pub struct MonitorArgs {
     /// The history.
     #[command(flatten)]
     pub history: HistoryArgs,
+
+    /// Let the page block, unblock and remove hosts through the scheduler's
+    /// text port (POST /api/v1/hosts/NAME/block, ...); needs --token
+    #[arg(long)]
+    pub admin: bool,
+
+    /// The scheduler's text port (HOST:PORT) for its block list, the hosts'
+    /// internals and --admin [default: the scheduler's port + 1]
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_text_port")]
+    pub text_port: Option<SocketAddr>,
+
+    /// Do not read the scheduler's text port at all
+    #[arg(long, conflicts_with = "admin")]
+    pub no_text_port: bool,
 }
 
 /// Which type code job ends go out under, as a scheduler would send them.
@@ -696,6 +808,28 @@ mod tests {
         assert!(Cli::try_parse_from(["icewatch", "dump", "h", "--capture", "f"]).is_err());
         assert!(Cli::try_parse_from(["icewatch", "replay", "f", "--speed", "-1"]).is_err());
         assert!(Cli::try_parse_from(["icewatch", "monitor", "--protocol", "20"]).is_err());
+    }
+
+    #[test]
+    fn admin_takes_an_optional_scheduler_before_its_action() {
+        let admin = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["icewatch", "admin"], args].concat()).unwrap();
+            let Command::Admin(a) = cli.command else {
+                panic!()
+            };
+            a
+        };
+        let a = admin(&["sched.lan:9000", "block", "remote1"]);
+        assert_eq!(a.host.as_deref(), Some("sched.lan:9000"));
+        assert!(matches!(a.action, AdminAction::Block { ref name } if name == "remote1"));
+        let a = admin(&["blocks"]);
+        assert_eq!(a.host, None);
+        assert!(matches!(a.action, AdminAction::Blocks));
+        let a = admin(&["internals", "--text-port", "127.0.0.1:8766"]);
+        assert!(matches!(a.action, AdminAction::Internals { name: None }));
+        assert_eq!(a.text_port.as_deref(), Some("127.0.0.1:8766"));
+        assert!(Cli::try_parse_from(["icewatch", "admin", "block"]).is_err());
+        assert!(Cli::try_parse_from(["icewatch", "monitor", "--admin", "--no-text-port"]).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What each subcommand does. This is the edge of the program: library
 //! errors get their context here and reach the user as one line.
 
+mod admin;
 mod demo;
 mod dump;
 mod history;
@@ -32,6 +33,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
         Command::Record(args) => record::run(args, shutdown).await,
         Command::Replay(args) => replay::run(args, shutdown).await,
         Command::History(cmd) => history::run(cmd),
+        Command::Admin(args) => admin::run(args, shutdown).await,
     }
 }
 

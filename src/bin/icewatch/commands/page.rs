@@ -8,7 +8,7 @@ use icewatch::history::{History, HistoryOptions, Store};
 use icewatch::monitor::{
     self, Changed, ConnectOptions, Connection, SharedState, State, StateOptions, Target,
 };
-use icewatch::publisher::{self, ServeOptions};
+use icewatch::publisher::{self, ControlOptions, ServeOptions};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -119,18 +119,20 @@ pub async fn serve(
     connect: ConnectOptions,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    serve_from(listener, args, history, connect, None, shutdown).await
+    serve_from(listener, args, history, connect, None, None, shutdown).await
 }
 
 /// [`serve`], with `first`, if given, as the first session: the
 /// connection that checked the scheduler at start. If that one is no
-/// scheduler's, stops and says so.
+/// scheduler's, stops and says so. With `control`, the page reads (and
+/// may act through) the scheduler's text port.
 pub async fn serve_from(
     listener: TcpListener,
     args: &ServeArgs,
     history: Option<(Store, HistoryOptions)>,
     connect: ConnectOptions,
     first: Option<Connection>,
+    control: Option<ControlOptions>,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let feed = |state, changed, stop: CancellationToken| async move {
@@ -143,7 +145,7 @@ pub async fn serve_from(
         Ok(())
     };
     let what = "the scheduler connection";
-    serve_fed(listener, args, history, shutdown, what, feed).await
+    serve_fed(listener, args, history, control, shutdown, what, feed).await
 }
 
 /// Serves the page on `listener` until `shutdown`, keeping the state's
@@ -157,6 +159,7 @@ pub async fn serve_fed<F, Fut>(
     listener: TcpListener,
     args: &ServeArgs,
     history: Option<(Store, HistoryOptions)>,
+    control: Option<ControlOptions>,
     shutdown: CancellationToken,
     what: &str,
     feed: F,
@@ -194,6 +197,7 @@ where
         .token(args.token.clone())
         .allowed_hosts(args.allowed_hosts.clone())
         .release_memory(crate::memory::release);
+    opts.control = control;
     if let Some(history) = &history {
         opts.hub.annex = Some(history.status());
         opts.history = Some(history.path().to_path_buf());

@@ -51,7 +51,16 @@ pub async fn run(args: ReplayArgs, shutdown: CancellationToken) -> Result<()> {
         }
         Ok(())
     };
-    page::serve_fed(page, &args.serve, history, shutdown, "the replay", feed).await
+    page::serve_fed(
+        page,
+        &args.serve,
+        history,
+        None,
+        shutdown,
+        "the replay",
+        feed,
+    )
+    .await
 }
 
 fn speed_text(speed: f64) -> String {
