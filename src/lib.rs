@@ -28,6 +28,8 @@
 //! - [`standin`]: stand-ins for a scheduler: a seeded simulation of a busy
 //!   cluster, the scheduler's side of a monitor session, and recordings
 //!   played back, into a state or to any monitor over real TCP.
+//! - [`terminal`]: the cluster in a terminal (`icewatch top`), a reader of
+//!   the state in this process or of another icewatch's WebSocket.
 //!
 //! The `icewatch` command itself (`src/bin/icewatch/`: its clap definitions
 //! in `cli.rs`, what each subcommand does in `commands/`) is a user of this
@@ -43,6 +45,7 @@
 //!   prometheus-client);
 //! - `capture`: [`capture`] and [`standin`] (lz4_flex);
 //! - `history`: [`history`] (rusqlite with SQLite bundled, dirs);
+//! - `terminal`: [`terminal`] (ratatui, crossterm);
 //! - `cli`: the `icewatch` command (clap, tracing-subscriber).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -57,3 +60,5 @@ pub mod protocol;
 pub mod publisher;
 #[cfg(feature = "capture")]
 pub mod standin;
+#[cfg(feature = "terminal")]
+pub mod terminal;

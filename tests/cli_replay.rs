@@ -10,10 +10,9 @@ use icewatch::protocol::frame::Frame;
 use icewatch::protocol::{Language, Message, MsgType};
 use predicates::prelude::*;
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use support::captures::{capture, frames_of};
 use support::client::SchedulerClient;
-use support::command::{scratch_dir, Running, PATIENCE};
+use support::command::{http_body, scratch_dir, Running};
 
 #[test]
 fn replaying_a_capture_sends_its_exact_frames_then_end_on_ctrl_c() {
@@ -171,20 +170,9 @@ fn a_truncated_recording_replays_its_whole_messages_then_warns() {
     });
 }
 
-/// The body of `GET path` from the page at `host` (`IP:PORT`).
+/// The JSON body of `GET path` from the page at `host` (`IP:PORT`).
 fn get_json(host: &str, path: &str) -> serde_json::Value {
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let (_, body) = response.split_once("\r\n\r\n").unwrap();
-    serde_json::from_str(body).unwrap()
+    serde_json::from_str(&http_body(host, path)).unwrap()
 }
 
 #[test]

@@ -26,33 +26,38 @@
 //!    a broken file (a failed remote job, then icecc's local retry) and a
 //!    link (a local job), icewatch's totals, per-host counters and every job
 //!    equal what the icecc clients report.
-//! 6. `a_killed_daemon_is_offline_within_2s`: a daemon that dies (SIGKILL)
+//! 6. `top_and_status_show_the_real_cluster`: `icewatch status --json`
+//!    sees the hosts as icewatch's own monitor does; `icewatch top` in a
+//!    terminal (tmux) shows every daemon, and its keys sort, filter, open a
+//!    host and quit.
+//! 7. `a_killed_daemon_is_offline_within_2s`: a daemon that dies (SIGKILL)
 //!    is offline in icewatch within 2 s of the kill.
-//! 7. `a_restart_is_followed_within_2s_with_daemons_logging_in_in_another_order`:
+//! 8. `a_restart_is_followed_within_2s_with_daemons_logging_in_in_another_order`:
 //!    the scheduler stops (SIGTERM), stays down, starts again; icewatch's
 //!    connection reaches it within 2 s of its port listening (what comes
 //!    after is the scheduler's own time to answer, measured on that same
 //!    connection); the daemons then log in one at a time in another order,
 //!    so that every id the new scheduler hands out named another host
 //!    before, and each host goes on with the counters it had.
-//! 8. `jobs_and_hosts_keep_their_names_and_counters_across_the_restart`:
+//! 9. `jobs_and_hosts_keep_their_names_and_counters_across_the_restart`:
 //!    after a second build, every job of the first one still shows the
 //!    hosts it ran on (as icewatch showed them before the restart and as the
 //!    icecc clients reported them), in session 1; the second build's jobs
 //!    are session 2's; every host's counters are the first session's plus
 //!    the second's; and `/api/v1/jobs` says the same over HTTP, by host name
 //!    across sessions and by host id within the current one.
-//! 9. `a_daemon_blocked_from_the_page_leaves_and_gets_no_jobs_until_unblocked`:
-//!    `icewatch monitor --admin` refuses to start without a token; started
-//!    with one, its page's `POST /api/v1/hosts/remote2/block` (with the
-//!    token) makes the scheduler drop remote2, icewatch shows it offline,
-//!    and files compile elsewhere, those that insist on it
-//!    (`ICECC_PREFERRED_HOST`) included; `unblock` lets it log in again. Without the token the answer is 401, from an
-//!    icewatch without `--admin` 404; each action is an audit line on
-//!    stderr and counted in `/metrics`. `icewatch admin list` and
-//!    `internals` show every daemon; pointed at the scheduler's own port,
-//!    `icewatch admin` says it does not answer as a text port.
-//! 10. `a_terminated_scheduler_cuts_jobs_short_not_failed`: with jobs
+//! 10. `a_daemon_blocked_from_the_page_leaves_and_gets_no_jobs_until_unblocked`:
+//!     `icewatch monitor --admin` refuses to start without a token; started
+//!     with one, its page's `POST /api/v1/hosts/remote2/block` (with the
+//!     token) makes the scheduler drop remote2, icewatch shows it offline,
+//!     and files compile elsewhere, those that insist on it
+//!     (`ICECC_PREFERRED_HOST`) included; `unblock` lets it log in again.
+//!     Without the token the answer is 401, from an icewatch without
+//!     `--admin` 404; each action is an audit line on stderr and counted in
+//!     `/metrics`. `icewatch admin list` and `internals` show every daemon;
+//!     pointed at the scheduler's own port, `icewatch admin` says it does
+//!     not answer as a text port.
+//! 11. `a_terminated_scheduler_cuts_jobs_short_not_failed`: with jobs
 //!     compiling, the scheduler is stopped (SIGTERM, as a service manager
 //!     does). It reports every host offline and every job in flight ended
 //!     with exit code 255; icewatch shows each of those jobs `cut_short`,
@@ -62,7 +67,7 @@
 //!     test prints, for each client, whether it got the remote result or
 //!     compiled locally).
 //!
-//! Chapters 1, 3 and 4 only look: when one fails the story goes on, and
+//! Chapters 1, 3, 4 and 6 only look: when one fails the story goes on, and
 //! when the test runner is not asked for one (`--skip`, a filter) it is left
 //! out. The others move the story on: when one fails, those after it fail as
 //! not reached, and a chapter asked for runs every step before it.
@@ -98,7 +103,7 @@
 //! the kernel's socket table, icewatch's state, a line on stderr, a process
 //! exit), never a fixed sleep; the bounds are generous for a loaded 2-core
 //! machine, and a timeout names what it waited for. The one deliberate pause
-//! is the scheduler's downtime in chapter 7, which is part of the scenario.
+//! is the scheduler's downtime in chapter 8, which is part of the scenario.
 //!
 //! Two things a 1.4 scheduler does set the pace. It corks monitor sockets
 //! (TCP_CORK), so what it sends a monitor reaches it up to 200 ms late,
@@ -108,7 +113,7 @@
 //! socket is not among those, nor is one that closes, so on an idle
 //! scheduler every new connection but the first waits up to 36 s, whether a
 //! monitor's, a daemon's or the text port's. That is what chapters 1 and 3
-//! show, and why the daemons' logins in chapter 7 take up to that long each.
+//! show, and why the daemons' logins in chapter 8 take up to that long each.
 //!
 //! The test prints what it measured (`real-cluster timing: …` lines, always
 //! shown; `--nocapture` shows the whole story). `ICEWATCH_KEEP_CLUSTER_DIR=1`
@@ -146,6 +151,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
+
+use support::tmux;
 
 /// Set in the environment of the re-executed test binary inside the
 /// namespaces.
@@ -198,7 +205,7 @@ const START_LIMIT: Duration = Duration::from_secs(120);
 const NOTICE_BY: Duration = Duration::from_secs(2);
 /// The requirement: a daemon that dies is offline within 2 s.
 const OFFLINE_WITHIN: Duration = Duration::from_secs(2);
-/// How long the scheduler stays down in chapter 7: long enough for
+/// How long the scheduler stays down in chapter 8: long enough for
 /// icewatch's retries to reach their longest pace.
 const DOWNTIME: Duration = Duration::from_secs(6);
 /// The requirement: icewatch's connection reaches a restarted
@@ -272,6 +279,7 @@ enum Part {
     StartsWithDaemons,
     DaemonPort,
     FirstBuild,
+    TopAndStatus,
     KilledDaemon,
     Restart,
     Identity,
@@ -288,7 +296,7 @@ struct Chapter {
 }
 
 /// The story, in order.
-const CHAPTERS: [Chapter; 10] = [
+const CHAPTERS: [Chapter; 11] = [
     Chapter {
         name: "every_start_connects_to_an_idle_scheduler_without_daemons",
         kind: Kind::Check,
@@ -313,6 +321,11 @@ const CHAPTERS: [Chapter; 10] = [
         name: "a_build_is_counted_job_for_job",
         kind: Kind::Step,
         part: Part::FirstBuild,
+    },
+    Chapter {
+        name: "top_and_status_show_the_real_cluster",
+        kind: Kind::Check,
+        part: Part::TopAndStatus,
     },
     Chapter {
         name: "a_killed_daemon_is_offline_within_2s",
@@ -664,6 +677,7 @@ async fn play(part: Part, story: &mut Story) {
         Part::StartsWithDaemons => every_start_connects_with_daemons(story).await,
         Part::DaemonPort => a_daemon_port_is_named_a_daemon().await,
         Part::FirstBuild => a_build_is_counted_job_for_job(story).await,
+        Part::TopAndStatus => top_and_status_show_the_cluster(story).await,
         Part::KilledDaemon => a_killed_daemon_is_offline_within_2s(story).await,
         Part::Restart => a_restart_is_followed_within_2s(story).await,
         Part::Identity => jobs_and_hosts_keep_their_names(story).await,
@@ -906,7 +920,7 @@ async fn a_daemon_port_is_named_a_daemon() {
     }
 }
 
-// -------------------------------------------- chapters 2, 5, 6: the cluster
+// -------------------------------------------- chapters 2, 5, 7: the cluster
 
 /// Chapter 2: the daemons start; the scheduler and icewatch see them.
 async fn icewatch_sees_the_daemons_as_launched(story: &mut Story) {
@@ -1055,7 +1069,7 @@ fn sees_the_build_job_for_job(st: &State, build: &Build) {
     }
 }
 
-/// Chapter 6: a daemon dies, and is offline in icewatch within 2 s.
+/// Chapter 7: a daemon dies, and is offline in icewatch within 2 s.
 async fn a_killed_daemon_is_offline_within_2s(story: &mut Story) {
     let Story {
         cluster, icewatch, ..
@@ -1080,7 +1094,90 @@ async fn a_killed_daemon_is_offline_within_2s(story: &mut Story) {
     wait_until_listed("the scheduler to drop the killed daemon", &live).await;
 }
 
-// ------------------------------------------- chapters 7, 8: the restart
+/// Chapter 6: `icewatch status --json` and `icewatch top` in a terminal
+/// (tmux), each logged in to the scheduler itself, show the hosts as the
+/// in-process monitor does; top's keys sort, filter, open a host and quit.
+async fn top_and_status_show_the_cluster(story: &mut Story) {
+    let t = Instant::now();
+    let out = tokio::time::timeout(
+        START_LIMIT,
+        icewatch_binary()
+            .args(["status", "127.0.0.1", "--json", "--timeout", "110s"])
+            .kill_on_drop(true)
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("`icewatch status` exits in time")
+    .expect("run icewatch status");
+    assert!(
+        out.status.success(),
+        "status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    timing("`icewatch status --json` answered after", t.elapsed());
+    let status: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("status prints JSON");
+    let hosts = |v: &serde_json::Value| -> BTreeSet<(String, u64, bool)> {
+        v["hosts"]
+            .as_array()
+            .expect("hosts")
+            .iter()
+            .filter(|h| h["online"] == true)
+            .map(|h| {
+                let name = h["name"].as_str().unwrap_or_default().to_string();
+                (
+                    name,
+                    h["max_jobs"].as_u64().unwrap_or(0),
+                    h["no_remote"] == true,
+                )
+            })
+            .collect()
+    };
+    let icewatch = story.icewatch.as_ref().expect("icewatch runs");
+    let (seen, slots) = icewatch.look(|st| {
+        let snapshot = serde_json::to_value(st.snapshot()).expect("the snapshot as JSON");
+        (hosts(&snapshot), st.totals().total_slots)
+    });
+    assert_eq!(
+        hosts(&status),
+        seen,
+        "status and the monitor see the same hosts"
+    );
+    assert_eq!(status["totals"]["total_slots"], slots);
+
+    let (screen, took) = tokio::task::spawn_blocking(|| {
+        let binary = assert_cmd::cargo::cargo_bin!("icewatch")
+            .display()
+            .to_string();
+        let line = format!("env -u USE_SCHEDULER -u ICECC_SCHEDULER {binary} top 127.0.0.1");
+        let term = tmux::Tmux::start("real", 100, 30, &line);
+        let t = Instant::now();
+        let screen = term.wait_for("every daemon on top's screen", |s| {
+            s.contains("ONLINE  scheduler 127.0.0.1:8765")
+                && DAEMONS.iter().all(|d| s.contains(d.name))
+        });
+        let took = t.elapsed();
+        term.keys(&["l"]);
+        term.wait_text("↓NAME");
+        term.keys(&["/"]);
+        term.text("remote2");
+        term.keys(&["Enter"]);
+        term.wait_text("Hosts (1) matching \"remote2\"");
+        term.keys(&["j", "Space"]);
+        let pane = term.wait_text("remote2 #");
+        assert!(pane.contains("/ 3 slots"), "remote2's pane:\n{pane}");
+        term.keys(&["q"]);
+        term.wait_text(&format!("{}0", tmux::EXIT_MARK));
+        (screen, took)
+    })
+    .await
+    .expect("the terminal test");
+    timing("`icewatch top` showed every daemon after", took);
+    println!("real-cluster: `icewatch top 127.0.0.1` showed:\n{screen}");
+}
+
+// ------------------------------------------- chapters 8, 9: the restart
 
 /// A host's counters that go on across sessions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -1176,7 +1273,7 @@ impl Before {
     }
 }
 
-/// Chapter 7: the scheduler restarts; icewatch is back within 2 s of it
+/// Chapter 8: the scheduler restarts; icewatch is back within 2 s of it
 /// listening, and the daemons log in again in another order.
 async fn a_restart_is_followed_within_2s(story: &mut Story) {
     let Story {
@@ -1387,7 +1484,7 @@ fn sockets_of(table: &str, port: u16) -> (bool, bool) {
     (listens, connected)
 }
 
-/// Chapter 8: a second build in the new session; every job and host keeps
+/// Chapter 9: a second build in the new session; every job and host keeps
 /// its identity, in the state and over HTTP.
 async fn jobs_and_hosts_keep_their_names(story: &mut Story) {
     let Story {
@@ -1548,9 +1645,9 @@ async fn jobs_and_hosts_keep_their_names(story: &mut Story) {
     assert_eq!(icewatch.api_jobs(&path).await, want, "{path} (remote2)");
 }
 
-// ---------------------------------------------- chapter 9: SIGTERM in flight
+// ---------------------------------------------- chapter 10: SIGTERM in flight
 
-/// Chapter 9: the scheduler is terminated while jobs compile.
+/// Chapter 10: the scheduler is terminated while jobs compile.
 async fn a_terminated_scheduler_cuts_jobs_short(story: &mut Story) {
     let Story {
         cluster, icewatch, ..

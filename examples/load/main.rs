@@ -34,6 +34,9 @@
 //! `clients`: the resident memory of `icewatch demo` before, with and after
 //! 2,000 WebSocket clients (see `clients.rs`).
 //!
+//! `top`: the CPU of `icewatch top` in a terminal, idle and at `--rate`
+//! messages per second from 500 hosts (see `top.rs`).
+//!
 //! `--icewatch PATH` measures another build of icewatch than the one beside
 //! the harness; `--baseline PATH` (modes `fanout` and `clients`, may be
 //! repeated) runs that build and this one in turns, in the order given in
@@ -49,6 +52,7 @@ mod fanout;
 mod inproc;
 mod soak;
 mod stream;
+mod top;
 
 use anyhow::{bail, ensure, Context, Result};
 use icewatch::protocol::handshake::handshake_blocking;
@@ -96,6 +100,7 @@ fn main() -> Result<()> {
         "fanout" => opts.hosts = 1_000,
         "clients" => opts.clients = 2_000,
         "soak" => (opts.hosts, opts.rate, opts.clients, opts.seconds) = (200, 5_000, 4, 3_600),
+        "top" => (opts.hosts, opts.seconds) = (500, 20),
         _ => {}
     }
     while let Some(flag) = args.next() {
@@ -131,13 +136,23 @@ fn main() -> Result<()> {
                 history: opts.history,
             },
         ),
+        "top" => top::run(
+            &opts.icewatch()?,
+            &top::TopLoad {
+                hosts: opts.hosts,
+                rate: opts.rate,
+                seconds: opts.seconds,
+                runs: opts.runs,
+            },
+        ),
         _ => bail!(
             "usage: load e2e [--runs N] [--messages N] [--hosts N] [--history N]\n       \
              load apply [--runs N] [--messages N] [--hosts N] [--history N]\n       \
              load fanout [--runs N] [--hosts N] [--clients N] [--rate N] [--seconds N] [--baseline PATH]\n       \
              load clients [--runs N] [--clients N] [--baseline PATH]\n       \
              (every mode but apply: [--icewatch PATH])\n       \
-             load soak [--seconds N] [--every N] [--rate N] [--hosts N] [--clients N] [--history N]"
+             load soak [--seconds N] [--every N] [--rate N] [--hosts N] [--clients N] [--history N]\n       \
+             load top [--runs N] [--hosts N] [--rate N] [--seconds N]"
         ),
     }
 }
@@ -714,6 +729,13 @@ fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
         "{head}"
     );
     Ok(body.to_string())
+}
+
+/// The machine's load averages (1, 5, 15 minutes), as /proc/loadavg says.
+fn load_average() -> String {
+    let avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let fields: Vec<&str> = avg.split_whitespace().take(3).collect();
+    format!("load average {}", fields.join(" "))
 }
 
 fn cores() -> usize {

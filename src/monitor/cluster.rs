@@ -4,10 +4,12 @@
 
 use crate::protocol::stats::HostStats;
 use crate::protocol::{JobDone, Language};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// The scheduler connection as the publishers show it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// The scheduler connection as the publishers show it (and as a client
+/// of their JSON reads it back: fields it lacks take their defaults).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SchedulerStatus {
     /// The scheduler's address (`host:port`), empty before the first attempt.
     pub address: String,
@@ -26,7 +28,8 @@ pub struct SchedulerStatus {
 }
 
 /// A recording played back as the scheduler (`icewatch replay`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Replay {
     /// The recording's file name.
     pub file: String,
@@ -465,8 +468,9 @@ impl std::ops::Deref for JobRef<'_> {
     }
 }
 
-/// Cluster-wide numbers.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+/// Cluster-wide numbers (read back from JSON, fields it lacks are 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Totals {
     /// Hosts online.
     pub hosts_online: u32,

@@ -41,6 +41,38 @@ pub fn stdout_text(out: &assert_cmd::assert::Assert) -> String {
     String::from_utf8(out.get_output().stdout.clone()).expect("UTF-8 on stdout")
 }
 
+/// A plain HTTP/1.1 GET: (status, body).
+pub fn get(host: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    s.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+/// The body of `GET path` from the page at `host` (`IP:PORT`), which must
+/// answer 200.
+pub fn http_body(host: &str, path: &str) -> String {
+    let (status, body) = get(host, path);
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
+}
+
 /// A fresh directory for this test's files.
 pub fn scratch_dir(test: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{test}-{}", std::process::id()));
@@ -223,28 +255,4 @@ pub fn split_url(url: &str) -> (String, Option<String>) {
     let (host, query) = rest.split_once('/').unwrap();
     let token = query.strip_prefix("?token=").map(|t| t.to_string());
     (host.to_string(), token)
-}
-
-/// A plain HTTP/1.1 GET: (status, body).
-pub fn get(host: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    s.read_to_end(&mut response).unwrap();
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
 }

@@ -20,7 +20,9 @@
 //!   `State` at scripted times, for the publisher tests;
 //! - [`http`]: one plain HTTP/1.1 request to a test server;
 //! - [`leaks`]: what a test process holds (descriptors, sockets, tasks),
-//!   counted before and after.
+//!   counted before and after;
+//! - [`tmux`]: [`Tmux`](tmux::Tmux), a command (`icewatch top`) in a real
+//!   terminal of a given size, driven with keys and read screen by screen.
 //!
 //! Messages are built by the library (`Message::mon_stats`,
 //! `Message::mon_job_begin`, `HostStats::to_text`, `Frame::encode`, …), not
@@ -35,3 +37,4 @@ pub mod http;
 pub mod leaks;
 pub mod monitor;
 pub mod scheduler;
+pub mod tmux;

@@ -31,6 +31,8 @@ Examples:
   icewatch dump scheduler.lan | jq .    every message as one JSON object a line
   icewatch record scheduler.lan -o build.icwr
   icewatch replay build.icwr --speed 10
+  icewatch top scheduler.lan            the cluster in this terminal
+  icewatch status --json | jq .totals   one look, for scripts
   icewatch admin scheduler.lan blocks   the hosts the scheduler keeps out";
 
 /// The `icewatch` command.
@@ -172,6 +174,63 @@ Examples:
   icewatch replay monday.icwr --as-scheduler --port 8765 --speed 0"
     )]
     Replay(ReplayArgs),
+
+    /// The cluster in this terminal: hosts, slots, jobs, sparklines
+    #[command(
+        long_about = "\
+Show the live cluster full screen in this terminal, as icecream-sundae does and \
+more: sundae's host table (ID, NAME, IN, CUR, MAX, a bar of the slots, OUT, \
+LOCAL, ACTIVE, PENDING, SPEED) and totals with its keys, the job list (waiting, \
+compiling, local, recently finished, failed with the reason), busy-slot \
+sparklines of the cluster and of each host, a pane with a host's details, a \
+filter by host or file name, and the scheduler's state (online, offline, \
+reconnecting) in the status line. Press ? for the keys.
+
+The scheduler is found as `icewatch monitor` finds it (HOST[:PORT], HOST PORT, \
+USE_SCHEDULER, or broadcast) and icewatch logs in to it itself. With --server \
+it reads a running icewatch's WebSocket instead (the address `icewatch monitor` \
+prints), so that a team's terminals do not each log in to the scheduler. Either \
+way the screen is the same, redrawn at most every --period after a change.
+
+It works on 80x24 and 16-colour terminals, follows resizes, and gives the \
+terminal back as it was on exit and on a crash. It needs a terminal: for \
+scripts, see `icewatch status`.",
+        after_help = "\
+Keys (as in icecream-sundae): j/k or arrows select a host, h/l or arrows and \
+Tab choose the sort column, r reverses it, Space or Enter opens the host's \
+pane, a lists what each host compiles; f chooses the jobs shown, / filters, \
+? helps, q quits.
+
+Examples:
+  icewatch top                                  find the scheduler like icecc does
+  icewatch top scheduler.lan
+  icewatch top --server http://watch.lan:8080/ --token \"$TOKEN\"
+  icewatch demo --as-scheduler --port 0         then: icewatch top 127.0.0.1:PORT"
+    )]
+    Top(TopArgs),
+
+    /// One look at the cluster for scripts: the host table and the free slots
+    #[command(
+        long_about = "\
+Connect to the scheduler, wait until its first burst of host statistics has \
+settled, print the host table and the totals (hosts, slots, busy, waiting, \
+free: the capacity to give `make -j`) and exit 0. With --json print the \
+snapshot JSON of docs/json.md instead (what /api/v1/snapshot serves, without \
+its \"type\" and \"seq\").
+
+Settled means: a scheduler announces every host it knows at once when a \
+monitor logs in; status prints when no new host has appeared for 500 ms, and \
+at the latest 5 s after it logged in. The scheduler is found as `icewatch \
+monitor` finds it. When no scheduler answers (refused, unknown name, no \
+answer within --timeout, not a scheduler) it prints one line on stderr and \
+exits 1.",
+        after_help = "\
+Examples:
+  icewatch status scheduler.lan
+  make -j\"$(icewatch status --json | jq '.totals.total_slots')\"
+  icewatch status --json | jq '.hosts[] | select(.online) | .name'"
+    )]
+    Status(StatusArgs),
 
     /// Talk to the scheduler's text port: list, block, unblock, remove hosts
     #[command(
@@ -406,6 +465,45 @@ pub enum AdminAction {
         /// One host's node name or IP address [default: every daemon]
         name: Option<String>,
     },
+}
+
+/// `icewatch top`.
+#[derive(Debug, Clone, Args)]
+pub struct TopArgs {
+    /// Where the scheduler is.
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
+
+    /// Read this running icewatch's WebSocket instead of the scheduler:
+    /// HOST:PORT, the page's URL (http://HOST:PORT/) or ws://HOST:PORT/ws
+    #[arg(long, value_name = "URL", conflicts_with_all = ["host", "port", "protocol", "netname"])]
+    pub server: Option<String>,
+
+    /// With --server: the token of that icewatch (sent as `Authorization:
+    /// Bearer T`)
+    #[arg(long, value_name = "T", env = "ICEWATCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Draw a change at most this often (e.g. 250ms, 1s)
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = period)]
+    pub period: Duration,
+}
+
+/// `icewatch status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Where the scheduler is.
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
+
+    /// Print the snapshot JSON (docs/json.md) instead of the table
+    #[arg(long)]
+    pub json: bool,
+
+    /// Give up when the scheduler has not answered within this (an idle
+    /// icecream scheduler may take 40 s to take a new monitor)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = period)]
+    pub timeout: Duration,
 }
 
 /// Where the scheduler is.
@@ -764,6 +862,15 @@ fn zero_or_in(s: &str, range: &RangeInclusive<f64>) -> Result<f64, String> {
     }
 }
 
+/// A duration from 10 ms to an hour: `--period`, `--timeout`.
+fn period(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if (Duration::from_millis(10)..=Duration::from_secs(3600)).contains(&d) => Ok(d),
+        Ok(_) => Err(format!("{s:?} is not from 10ms to 1h")),
+        Err(e) => Err(format!("{s:?} is not a duration such as 250ms or 2s ({e})")),
+    }
+}
+
 fn speed(s: &str) -> Result<f64, String> {
     zero_or_in(s, &SPEED_RANGE)
 }
@@ -830,6 +937,28 @@ mod tests {
         assert_eq!(a.text_port.as_deref(), Some("127.0.0.1:8766"));
         assert!(Cli::try_parse_from(["icewatch", "admin", "block"]).is_err());
         assert!(Cli::try_parse_from(["icewatch", "monitor", "--admin", "--no-text-port"]).is_err());
+    }
+
+    #[test]
+    fn top_reads_a_scheduler_or_an_icewatch_not_both() {
+        let cli = Cli::try_parse_from(["icewatch", "top", "sched.lan", "--period", "1s"]).unwrap();
+        let Command::Top(t) = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            (t.scheduler.host.as_deref(), t.period),
+            (Some("sched.lan"), Duration::from_secs(1))
+        );
+        assert!(Cli::try_parse_from(["icewatch", "top", "--server", "h:8080"]).is_ok());
+        assert!(
+            Cli::try_parse_from(["icewatch", "top", "sched.lan", "--server", "h:8080"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["icewatch", "top", "--period", "1ms"]).is_err());
+        let cli = Cli::try_parse_from(["icewatch", "status", "--json", "--timeout", "5s"]).unwrap();
+        let Command::Status(s) = cli.command else {
+            panic!()
+        };
+        assert!(s.json && s.timeout == Duration::from_secs(5));
     }
 
     #[test]

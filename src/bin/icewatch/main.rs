@@ -15,12 +15,16 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Full screen, a log line would tear the picture: the status line
+    // says what the log would (RUST_LOG still asks for it).
+    let quiet = matches!(cli.command, cli::Command::Top(_));
+    let default_filter = if quiet { "off" } else { "icewatch=info" };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("icewatch=info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -46,31 +50,37 @@ fn main() -> ExitCode {
 }
 
 /// A token cancelled by the first Ctrl-C (SIGINT) or SIGTERM: every task
-/// of the command stops on it.
+/// of the command stops on it. The handlers are in place when it returns,
+/// so that a signal sent as soon as the command has said its first line
+/// stops it cleanly instead of killing it.
 fn on_ctrl_c() -> CancellationToken {
     let token = CancellationToken::new();
     let trigger = token.clone();
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            match signal(SignalKind::terminate()) {
-                Ok(mut term) => {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let handlers = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        );
+        tokio::spawn(async move {
+            match handlers {
+                (Ok(mut int), Ok(mut term)) => {
                     tokio::select! {
-                        _ = ctrl_c => {}
+                        _ = int.recv() => {}
                         _ = term.recv() => {}
                     }
                 }
-                Err(_) => {
-                    let _ = ctrl_c.await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
                 }
             }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = ctrl_c.await;
-        }
+            trigger.cancel();
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
         trigger.cancel();
     });
     token

@@ -10,6 +10,8 @@ mod page;
 mod record;
 mod replay;
 mod sessions;
+mod status;
+mod top;
 
 use crate::cli::{Cli, Command, SchedulerArgs};
 use anyhow::{Context, Result};
@@ -33,6 +35,8 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
         Command::Record(args) => record::run(args, shutdown).await,
         Command::Replay(args) => replay::run(args, shutdown).await,
         Command::History(cmd) => history::run(cmd),
+        Command::Top(args) => top::run(args, shutdown).await,
+        Command::Status(args) => status::run(args, shutdown).await,
         Command::Admin(args) => admin::run(args, shutdown).await,
     }
 }
@@ -64,8 +68,20 @@ fn connect_options(args: &SchedulerArgs) -> Result<ConnectOptions> {
 /// change by waiting (refused, unknown name, unreachable) fails at once,
 /// with a hint.
 async fn connect_once(opts: &ConnectOptions, shutdown: &CancellationToken) -> Result<Connection> {
+    connect_saying(opts, shutdown, true).await
+}
+
+/// [`connect_once`]; `chatty`: also says where it connects and when it
+/// did (a command for scripts says only what it waits for, and errors).
+async fn connect_saying(
+    opts: &ConnectOptions,
+    shutdown: &CancellationToken,
+    chatty: bool,
+) -> Result<Connection> {
     let target = &opts.target;
-    eprintln!("connecting to {target}");
+    if chatty {
+        eprintln!("connecting to {target}");
+    }
     let connect = Connection::connect(opts);
     tokio::pin!(connect);
     let notice = tokio::time::sleep(WAIT_NOTICE);
@@ -86,6 +102,9 @@ async fn connect_once(opts: &ConnectOptions, shutdown: &CancellationToken) -> Re
     };
     match conn {
         Ok(conn) => {
+            if !chatty {
+                return Ok(conn);
+            }
             eprintln!(
                 "connected to {} (protocol {}), logged in as a monitor",
                 conn.peer(),
