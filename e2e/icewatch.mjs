@@ -1,5 +1,6 @@
-// What the browser tests share: an icewatch serving its page (`demo` or
-// `replay`), Debian's chromium driven by playwright-core, and a way to wait.
+// What the browser tests share: an icewatch serving its page (`demo`,
+// `replay` or `monitor`), Debian's chromium driven by playwright-core, and
+// a way to wait.
 // Not a test itself: its name matches none of `node --test`'s patterns.
 
 import assert from 'node:assert/strict';
@@ -14,15 +15,22 @@ export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const binary = process.env.ICEWATCH_BIN || join(root, 'target', 'debug', 'icewatch');
 const chromiumPath = '/usr/bin/chromium';
 export const WAIT = 60_000; // generous: CI machines are small and busy
+let started = 0; // icewatch processes started, for their state folders
 
 /**
  * Starts `icewatch ARGS... --listen 127.0.0.1:0` and resolves with the
- * process and the URL of its page, the first URL it prints.
+ * process and the URL of its page, the first URL it prints. Its
+ * `XDG_STATE_HOME` is a folder of its own under target/tmp/, so that
+ * `monitor`'s default history never lands in the user's.
  */
 export function startIcewatch(args) {
   assert.ok(existsSync(binary), `no ${binary}: run \`cargo build\` first`);
+  const stateHome = join(root, 'target', 'tmp', `e2e-state-${process.pid}-${started++}`);
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(binary, [...args, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(binary, [...args, '--listen', '127.0.0.1:0'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, XDG_STATE_HOME: stateHome },
+    });
     let output = '';
     const timer = setTimeout(() => reject(new Error(`icewatch ${args[0]} printed no URL in ${WAIT} ms:\n${output}`)), WAIT);
     child.stdout.on('data', (chunk) => {
@@ -70,4 +78,17 @@ export async function eventually(what, check, timeout = WAIT) {
     if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+/**
+ * Opens `url` in `browser` and waits until the page is live; script and
+ * console errors are pushed to `errors`. Resolves with the page.
+ */
+export async function openPage(browser, url, errors) {
+  const page = browser.pages()[0] ?? await browser.newPage();
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push('console: ' + m.text()); });
+  await page.goto(url);
+  await page.waitForSelector('[data-testid=connection][data-state=live]', { timeout: WAIT });
+  return page;
 }

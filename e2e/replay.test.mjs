@@ -9,7 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { root, startIcewatch, stopIcewatch, launchBrowser, eventually, WAIT } from './icewatch.mjs';
+import { root, startIcewatch, stopIcewatch, launchBrowser, openPage, eventually } from './icewatch.mjs';
 
 const RECORDING = 'basic.v43.bin';
 const REMOTE_JOBS = 42;
@@ -28,11 +28,7 @@ before(async () => {
     return snapshot.totals.jobs_finished + snapshot.totals.jobs_failed >= REMOTE_JOBS && snapshot;
   });
   browser = await launchBrowser({ timezoneId: 'UTC' });
-  page = browser.pages()[0] ?? await browser.newPage();
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push('console: ' + m.text()); });
-  await page.goto(server.url);
-  await page.waitForSelector('[data-testid=connection][data-state=live]', { timeout: WAIT });
+  page = await openPage(browser, server.url, pageErrors);
 });
 
 after(async () => {

@@ -22,6 +22,9 @@
 //! - [`capture`]: what a scheduler sent, kept: recordings (lz4,
 //!   timestamped frames, session marks) and raw captures, and any message
 //!   as a JSON line (`icewatch dump`).
+//! - [`history`]: the cluster's past in a database (SQLite) that
+//!   survives restarts: a reader of the state's changes of its own, a
+//!   writer thread, queries (`docs/history.md`).
 //! - [`standin`]: stand-ins for a scheduler: a seeded simulation of a busy
 //!   cluster, the scheduler's side of a monitor session, and recordings
 //!   played back, into a state or to any monitor over real TCP; and the
@@ -43,6 +46,7 @@
 //! - `server`: [`publisher`] (axum, hyper, tokio-tungstenite,
 //!   prometheus-client);
 //! - `capture`: [`capture`] and [`standin`] (lz4_flex);
+//! - `history`: [`history`] (rusqlite with SQLite bundled, dirs);
 //! - `terminal`: [`terminal`] (ratatui, crossterm);
 //! - `loadgen`: `standin::loadgen` (cpu-time);
 //! - `cli`: the `icewatch` command (clap, tracing-subscriber).
@@ -51,6 +55,8 @@
 
 #[cfg(feature = "capture")]
 pub mod capture;
+#[cfg(feature = "history")]
+pub mod history;
 pub mod monitor;
 pub mod protocol;
 #[cfg(feature = "server")]

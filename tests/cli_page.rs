@@ -7,52 +7,10 @@ mod support;
 
 use futures_util::StreamExt;
 use serde_json::Value;
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use support::captures::capture;
-use support::command::{icewatch, Running, PATIENCE};
+use support::command::{get, icewatch, page_url, split_url, state_home, Running, PATIENCE};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-
-/// The URL in the first stdout line (`open URL in a browser`).
-fn page_url(running: &Running) -> String {
-    let line = running.stdout_line();
-    line.split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_string()
-}
-
-/// `http://HOST:PORT/?token=T` → (`HOST:PORT`, token).
-fn split_url(url: &str) -> (String, Option<String>) {
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, query) = rest.split_once('/').unwrap();
-    let token = query.strip_prefix("?token=").map(|t| t.to_string());
-    (host.to_string(), token)
-}
-
-/// A plain HTTP/1.1 GET: (status, body).
-fn get(host: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    s.read_to_end(&mut response).unwrap();
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
-}
 
 /// Follows `/ws` (snapshot, then diffs) until `done` says the state it
 /// describes is reached; at most `limit` messages.
@@ -273,7 +231,8 @@ async fn under_a_low_descriptor_limit_idle_sockets_starve_neither_healthz_nor_a_
     command
         .args(["-c", "ulimit -n 256 && exec \"$0\" \"$@\""])
         .arg(assert_cmd::cargo::cargo_bin!("icewatch"))
-        .args(["demo", "--listen", "127.0.0.1:0", "--seed", "6"]);
+        .args(["demo", "--listen", "127.0.0.1:0", "--seed", "6"])
+        .env("XDG_STATE_HOME", state_home());
     let mut demo = Running::spawn(command);
     let (host, _) = split_url(&page_url(&demo));
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{host}/ws"))

@@ -35,10 +35,11 @@ fn mid_build_capture() -> PathBuf {
 /// The snapshot without what differs between two monitors of the same
 /// stream: when each saw each message (and the WebSocket's `type`/`seq`),
 /// and what the serving icewatch itself offers (`text_port`, `admin`:
-/// `monitor` reads the scheduler's text port, `status` does not).
+/// `monitor` reads the scheduler's text port, `status` does not; its
+/// history's `database`: `status` keeps none).
 fn without_times(mut v: Value) -> Value {
     let o = v.as_object_mut().unwrap();
-    for own in ["type", "seq", "text_port", "admin"] {
+    for own in ["type", "seq", "text_port", "admin", "database"] {
         o.remove(own);
     }
     o["scheduler"]["since_ms"] = Value::Null;

@@ -792,7 +792,11 @@ async fn icewatch_output(args: &[&str]) -> std::process::Output {
 fn icewatch_binary() -> Command {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("icewatch"));
     cmd.env_remove("USE_SCHEDULER")
-        .env_remove("ICECC_SCHEDULER");
+        .env_remove("ICECC_SCHEDULER")
+        .env(
+            "XDG_STATE_HOME",
+            std::env::temp_dir().join("icewatch-real-cluster-state"),
+        );
     cmd
 }
 

@@ -98,6 +98,8 @@ async fn fanout(
             &port.to_string(),
             "--listen",
             "127.0.0.1:0",
+            "--db",
+            "none",
         ],
     )?;
     // The monitor's session: the one that stays open after its login

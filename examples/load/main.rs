@@ -8,13 +8,17 @@
 //!
 //! `e2e`: a fake scheduler on 127.0.0.1 (port 0) pre-encodes a stream of
 //! about a million messages (see `stream.rs`) and writes it as fast as the
-//! socket takes it to a child process, then holds the connection open. Two
+//! socket takes it to a child process, then holds the connection open. Three
 //! children take turns, once per run:
 //!
 //! - `target/release/icewatch monitor 127.0.0.1 PORT --listen 127.0.0.1:0
 //!   --history 100000`: the real monitor, page server running, state kept;
 //! - `target/release/examples/bare_reader PORT COUNT`: frames and decodes
-//!   only, keeps nothing.
+//!   only, keeps nothing;
+//!
+//! and a third, the same monitor keeping its history (`--db` a fresh file
+//! in the temporary folder, the other one `--db none`): the history's cost
+//! end to end, the writer's commits included.
 //!
 //! For each it reports the CPU time (user + sys, from `/proc/PID/stat`,
 //! and the precise on-CPU time of all its threads from
@@ -242,9 +246,18 @@ fn e2e(opts: &Opts) -> Result<()> {
     println!("machine: {} cores, {}", cores(), cpu_model());
     let stream = Arc::new(stream);
     let mut rows = Vec::new();
+    // Each run's history starts empty, as a new installation's.
+    let db_dir = std::env::temp_dir().join(format!("icewatch-load-{}", std::process::id()));
+    std::fs::create_dir_all(&db_dir)?;
+    let db = db_dir.join("history.sqlite");
+    let db_arg = db.to_str().context("a UTF-8 temporary path")?;
     for run in 1..=opts.runs {
         let base = run_reader(&reader, &stream)?;
-        let ice = run_icewatch(&icewatch, &stream, opts.history)?;
+        let ice = run_icewatch(&icewatch, &stream, opts.history, "none")?;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{db_arg}{suffix}"));
+        }
+        let kept = run_icewatch(&icewatch, &stream, opts.history, db_arg)?;
         println!(
             "run {run}: bare reader cpu {:.3} s (stat {:.2} s) peak {:.1} MiB faults {} in {:.2?} | \
              icewatch cpu {:.3} s (stat {:.2} s) peak {:.1} MiB faults {} in {:.2?} | ratio {:.2}x",
@@ -260,8 +273,17 @@ fn e2e(opts: &Opts) -> Result<()> {
             ice.wall,
             ice.cpu_sched / base.cpu_sched
         );
-        rows.push((base, ice));
+        println!(
+            "run {run}: icewatch with history cpu {:.3} s peak {:.1} MiB in {:.2?} | \
+             ratio to --db none {:.2}x",
+            kept.cpu_sched,
+            kept.peak_kib as f64 / 1024.0,
+            kept.wall,
+            kept.cpu_sched / ice.cpu_sched
+        );
+        rows.push((base, ice, kept));
     }
+    let _ = std::fs::remove_dir_all(&db_dir);
     summarise(
         &rows,
         3,
@@ -269,8 +291,13 @@ fn e2e(opts: &Opts) -> Result<()> {
             ("bare reader cpu s", |r| r.0.cpu_sched),
             ("icewatch cpu s", |r| r.1.cpu_sched),
             ("ratio icewatch/bare", |r| r.1.cpu_sched / r.0.cpu_sched),
+            ("icewatch with history cpu s", |r| r.2.cpu_sched),
+            ("ratio history/--db none", |r| r.2.cpu_sched / r.1.cpu_sched),
             ("bare reader peak MiB", |r| r.0.peak_kib as f64 / 1024.0),
             ("icewatch peak MiB", |r| r.1.peak_kib as f64 / 1024.0),
+            ("icewatch with history peak MiB", |r| {
+                r.2.peak_kib as f64 / 1024.0
+            }),
         ],
     );
     Ok(())
@@ -552,7 +579,9 @@ fn run_reader(bin: &Path, stream: &Arc<stream::Stream>) -> Result<Cost> {
     Ok(cost)
 }
 
-fn run_icewatch(bin: &Path, stream: &Arc<stream::Stream>, history: u64) -> Result<Cost> {
+/// `icewatch monitor` on `stream`, keeping its history in `db` (a path, or
+/// "none").
+fn run_icewatch(bin: &Path, stream: &Arc<stream::Stream>, history: u64, db: &str) -> Result<Cost> {
     let child_pid = Arc::new(OnceLock::new());
     let (addr, done) = fake_scheduler(stream.clone(), child_pid.clone())?;
     let mut child = spawn_icewatch(
@@ -563,6 +592,8 @@ fn run_icewatch(bin: &Path, stream: &Arc<stream::Stream>, history: u64) -> Resul
             &addr.port().to_string(),
             "--listen",
             "127.0.0.1:0",
+            "--db",
+            db,
             "--history",
             &history.to_string(),
         ],

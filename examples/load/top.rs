@@ -124,7 +124,14 @@ fn measure(
         _ => {
             let mut monitor = spawn_icewatch(
                 bin,
-                &["monitor", &scheduler.to_string(), "--listen", "127.0.0.1:0"],
+                &[
+                    "monitor",
+                    &scheduler.to_string(),
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--db",
+                    "none",
+                ],
             )?;
             let addr = page_addr(&mut monitor)?;
             page = Some(monitor);

@@ -49,7 +49,7 @@ pub mod websocket;
 pub use connections::{raise_fd_limit, ConnectionLimits};
 pub use control::{Control, ControlOptions};
 pub use server::{router, Access};
-pub use websocket::{serve_client, Hub, HubOptions, Render};
+pub use websocket::{serve_client, Annex, Hub, HubOptions, Render};
 
 use crate::monitor::{Changed, SharedState};
 use host::AllowedHosts;
@@ -70,6 +70,9 @@ pub struct ServeOptions {
     pub hub: HubOptions,
     /// Header timeout and connection cap.
     pub limits: ConnectionLimits,
+    /// The history database `/api/v1/history/*` reads, if one is kept.
+    #[cfg(feature = "history")]
+    pub history: Option<std::path::PathBuf>,
     /// The scheduler's text port: read it (and act with `admin`), or not.
     pub control: Option<ControlOptions>,
     /// Called once WebSocket clients have left and the number of clients
@@ -146,6 +149,8 @@ pub async fn serve(
         token: opts.token,
         hosts: AllowedHosts::new(Some(address.ip()), &opts.allowed_hosts),
         max_websockets: max_websockets(cap),
+        #[cfg(feature = "history")]
+        history: opts.history,
         control,
     };
     let app = router(hub.clone(), access);

@@ -48,6 +48,9 @@ pub struct Access {
     /// WebSocket clients served at once; more are refused with 503, so
     /// that plain requests always find a connection slot.
     pub max_websockets: usize,
+    /// The history database that `/api/v1/history/*` reads, if any.
+    #[cfg(feature = "history")]
+    pub history: Option<std::path::PathBuf>,
     /// The scheduler's text port (`docs/admin.md`), if it is used.
     pub control: Option<Arc<Control>>,
 }
@@ -59,6 +62,8 @@ struct App {
     hosts: Arc<AllowedHosts>,
     max_websockets: u64,
     registry: Arc<Registry>,
+    #[cfg(feature = "history")]
+    history: Option<Arc<std::path::Path>>,
     control: Option<Arc<Control>>,
 }
 
@@ -80,6 +85,8 @@ pub fn router(hub: Arc<Hub<State>>, access: Access) -> Router {
         token: access.token.map(Arc::from),
         hosts: Arc::new(access.hosts),
         max_websockets: u64::try_from(access.max_websockets).unwrap_or(u64::MAX),
+        #[cfg(feature = "history")]
+        history: access.history.map(Arc::from),
         control: access.control,
     };
     let guarded = Router::new()
@@ -91,8 +98,12 @@ pub fn router(hub: Arc<Hub<State>>, access: Access) -> Router {
         .route("/metrics", get(prometheus))
         .route("/api/v1/control", get(control_view))
         .route("/api/v1/hosts/{name}/internals", get(internals))
-        .route("/api/v1/hosts/{name}/{action}", post(act))
-        .route_layer(middleware::from_fn_with_state(app.clone(), guard));
+        .route("/api/v1/hosts/{name}/{action}", post(act));
+    #[cfg(feature = "history")]
+    let guarded = guarded
+        .route("/api/v1/history/jobs", get(history_jobs))
+        .route("/api/v1/history/hosts", get(history_hosts));
+    let guarded = guarded.route_layer(middleware::from_fn_with_state(app.clone(), guard));
     guarded
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(app)
@@ -273,6 +284,62 @@ async fn jobs(Shared(app): Shared<App>, Query(params): Query<HashMap<String, Str
 async fn prometheus(Shared(app): Shared<App>) -> Response {
     match metrics::encode(&app.registry) {
         Ok(text) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+#[cfg(feature = "history")]
+async fn history_jobs(app: Shared<App>, params: Query<HashMap<String, String>>) -> Response {
+    history_page(app, params, false).await
+}
+
+#[cfg(feature = "history")]
+async fn history_hosts(app: Shared<App>, params: Query<HashMap<String, String>>) -> Response {
+    history_page(app, params, true).await
+}
+
+/// A page of the history's jobs or host sessions, read on a blocking
+/// thread: `{"jobs": [...], "next": cursor}` (`docs/http.md`).
+#[cfg(feature = "history")]
+async fn history_page(
+    Shared(app): Shared<App>,
+    Query(params): Query<HashMap<String, String>>,
+    hosts: bool,
+) -> Response {
+    use crate::history::query::{self, Filter};
+    let Some(path) = app.history.clone() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "404 Not Found: this icewatch keeps no history (it was started with --db none, \
+             or as demo or replay without --db)\n",
+        )
+            .into_response();
+    };
+    let filter = match Filter::from_params(|k| params.get(k).map(String::as_str)) {
+        Ok(f) => f,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("400 Bad Request: {e}\n")).into_response()
+        }
+    };
+    let read = tokio::task::spawn_blocking(move || {
+        let conn = query::open_read(&path)?;
+        let failed = |e| crate::history::HistoryError::of(&path, e);
+        Ok::<_, crate::history::HistoryError>(if hosts {
+            let rows = query::hosts(&conn, &filter).map_err(failed)?;
+            query::page_json("hosts", &rows, |h| h.seq, filter.limit)
+        } else {
+            let rows = query::jobs(&conn, &filter).map_err(failed)?;
+            query::page_json("jobs", &rows, |j| j.seq, filter.limit)
+        })
+    })
+    .await;
+    match read {
+        Ok(Ok(body)) => json_response(body),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("503 Service Unavailable: {e}\n"),
+        )
+            .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

@@ -62,6 +62,28 @@ pub enum Rendered {
     Snapshot,
 }
 
+/// Something published beside the state, under a top-level key of its own
+/// in every snapshot and in the diffs after it changed (the history's
+/// status): what no reader of the state knows.
+pub trait Annex: Send + Sync + std::fmt::Debug {
+    /// The top-level key.
+    fn key(&self) -> &'static str;
+    /// A number that changes whenever the value does.
+    fn revision(&self) -> u64;
+    /// The value, as JSON.
+    fn json(&self) -> String;
+}
+
+/// `message` (a JSON object) with `annex`'s key and value added.
+fn with_annex(mut message: String, annex: &dyn Annex) -> String {
+    if message.ends_with('}') {
+        message.pop();
+        let sep = if message.ends_with('{') { "" } else { "," };
+        message.push_str(&format!("{sep}\"{}\":{}}}", annex.key(), annex.json()));
+    }
+    message
+}
+
 /// Tuning of the fan-out.
 #[derive(Clone, Debug)]
 pub struct HubOptions {
@@ -71,6 +93,8 @@ pub struct HubOptions {
     pub queue: usize,
     /// A client whose socket accepts nothing for this long is dropped.
     pub client_timeout: Duration,
+    /// Published beside the state, if anything.
+    pub annex: Option<Arc<dyn Annex>>,
     /// Snapshots say `"text_port": true`: the server reads the scheduler's
     /// text port (`/api/v1/control`, `docs/admin.md`).
     pub text_port: bool,
@@ -85,6 +109,7 @@ impl Default for HubOptions {
             coalesce: Duration::from_millis(100),
             queue: 64,
             client_timeout: Duration::from_secs(30),
+            annex: None,
             text_port: false,
             admin: false,
         }
@@ -120,9 +145,10 @@ impl AsRef<[u8]> for Shared {
     }
 }
 
-/// The last snapshot rendered: the sequence number and revision it shows,
-/// and the text while anyone holds it (so that memory goes when they do).
-type SnapshotCache = Option<(u64, u64, Weak<String>)>;
+/// The last snapshot rendered: the sequence number, the revision and the
+/// annex's revision it shows, and the text while anyone holds it (so that
+/// memory goes when they do).
+type SnapshotCache = Option<(u64, u64, u64, Weak<String>)>;
 
 /// The fan-out of one shared state to every WebSocket client.
 pub struct Hub<S: Render> {
@@ -134,6 +160,8 @@ pub struct Hub<S: Render> {
     /// What the clients were sent, while any listen; used under the state
     /// lock.
     reader: Mutex<Option<S::Reader>>,
+    /// The annex's revision last sent in a diff; used under the state lock.
+    annex_sent: AtomicU64,
     tx: broadcast::Sender<Utf8Bytes>,
     closing: CancellationToken,
     opts: HubOptions,
@@ -149,6 +177,7 @@ impl<S: Render> Hub<S> {
             seq: AtomicU64::new(0),
             last_snapshot: Mutex::new(None),
             reader: Mutex::new(None),
+            annex_sent: AtomicU64::new(0),
             tx,
             closing: CancellationToken::new(),
             opts,
@@ -187,8 +216,20 @@ impl<S: Render> Hub<S> {
             return;
         };
         let seq = self.seq.load(Relaxed) + 1;
+        let annex = self.opts.annex.as_deref().filter(|a| {
+            let revision = a.revision();
+            self.annex_sent.swap(revision, Relaxed) != revision
+        });
         // Receivers may all have gone since the check: nothing to do then.
-        match state.diff_message(reader, seq) {
+        let rendered = match (state.diff_message(reader, seq), annex) {
+            (Rendered::Nothing, Some(annex)) => Rendered::Diff(with_annex(
+                format!("{{\"type\":\"diff\",\"seq\":{seq}}}"),
+                annex,
+            )),
+            (Rendered::Diff(text), Some(annex)) => Rendered::Diff(with_annex(text, annex)),
+            (rendered, _) => rendered,
+        };
+        match rendered {
             Rendered::Nothing => {}
             Rendered::Diff(text) => {
                 self.seq.store(seq, Relaxed);
@@ -240,12 +281,14 @@ impl<S: Render> Hub<S> {
     fn render(&self, state: &S) -> Arc<String> {
         let seq = self.seq.load(Relaxed);
         let revision = state.revision();
+        let annex = self.opts.annex.as_deref();
+        let annex_revision = annex.map_or(0, Annex::revision);
         let mut last = self
             .last_snapshot
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let (Some(rev), Some((s, r, text))) = (revision, last.as_ref()) {
-            if (*s, *r) == (seq, rev) {
+        if let (Some(rev), Some((s, r, a, text))) = (revision, last.as_ref()) {
+            if (*s, *r, *a) == (seq, rev, annex_revision) {
                 if let Some(text) = text.upgrade() {
                     return text;
                 }
@@ -260,9 +303,12 @@ impl<S: Render> Hub<S> {
                 text.insert_str(1, field);
             }
         }
+        if let Some(annex) = annex {
+            text = with_annex(text, annex);
+        }
         let text = Arc::new(text);
         self.stats.renders.fetch_add(1, Relaxed);
-        *last = revision.map(|rev| (seq, rev, Arc::downgrade(&text)));
+        *last = revision.map(|rev| (seq, rev, annex_revision, Arc::downgrade(&text)));
         text
     }
 

@@ -12,9 +12,19 @@ use std::time::Duration;
 /// How long any single step of a test may take before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
-/// The binary under test.
+/// The binary under test, its default history in a folder of its own
+/// (`monitor` keeps one by default; no test writes to the user's).
 pub fn icewatch() -> Command {
-    Command::new(assert_cmd::cargo::cargo_bin!("icewatch"))
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin!("icewatch"));
+    command.env("XDG_STATE_HOME", state_home());
+    command
+}
+
+/// A fresh `XDG_STATE_HOME` for one `icewatch` process.
+pub fn state_home() -> PathBuf {
+    static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("state-{}-{n}", std::process::id()))
 }
 
 /// `icewatch dump --capture FILE`, run to its end; the caller checks how
@@ -31,8 +41,8 @@ pub fn stdout_text(out: &assert_cmd::assert::Assert) -> String {
     String::from_utf8(out.get_output().stdout.clone()).expect("UTF-8 on stdout")
 }
 
-/// The body of `GET path` from the page at `host` (`IP:PORT`).
-pub fn http_body(host: &str, path: &str) -> String {
+/// A plain HTTP/1.1 GET: (status, body).
+pub fn get(host: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(host).unwrap();
     s.set_read_timeout(Some(PATIENCE)).unwrap();
     write!(
@@ -40,13 +50,27 @@ pub fn http_body(host: &str, path: &str) -> String {
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
+    let mut response = Vec::new();
+    s.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
         .split_once("\r\n\r\n")
         .map_or("", |(_, b)| b)
-        .to_string()
+        .to_string();
+    (status, body)
+}
+
+/// The body of `GET path` from the page at `host` (`IP:PORT`), which must
+/// answer 200.
+pub fn http_body(host: &str, path: &str) -> String {
+    let (status, body) = get(host, path);
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
 }
 
 /// A fresh directory for this test's files.
@@ -214,4 +238,21 @@ pub fn type_counts(ndjson: &str) -> std::collections::BTreeMap<String, u32> {
         *counts.entry(ty).or_insert(0) += 1;
     }
     counts
+}
+
+/// The URL in the first stdout line (`open URL in a browser`).
+pub fn page_url(running: &Running) -> String {
+    let line = running.stdout_line();
+    line.split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string()
+}
+
+/// `http://HOST:PORT/?token=T` → (`HOST:PORT`, token).
+pub fn split_url(url: &str) -> (String, Option<String>) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, query) = rest.split_once('/').unwrap();
+    let token = query.strip_prefix("?token=").map(|t| t.to_string());
+    (host.to_string(), token)
 }

@@ -13,7 +13,9 @@
 //!   client that logs in to a scheduler (the `icewatch` stand-ins) and
 //!   reads its frames;
 //! - [`command`]: the `icewatch` binary run as a process
-//!   ([`Running`](command::Running)), read line by line;
+//!   ([`Running`](command::Running)), read line by line, in a state
+//!   folder of its own (`XDG_STATE_HOME`), and its page's URL and plain
+//!   HTTP requests to it;
 //! - [`feed`]: [`Feed`](feed::Feed), real scheduler messages applied to a
 //!   `State` at scripted times, for the publisher tests;
 //! - [`http`]: one plain HTTP/1.1 request to a test server;

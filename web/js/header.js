@@ -56,6 +56,16 @@ export function renderChip() {
   conn.title = title;
   const span = conn.querySelector('.text');
   if (span.textContent !== text) span.textContent = text;
+  renderDatabase();
+}
+
+/** A chip while the history database cannot be written: the page goes on, the history waits. */
+function renderDatabase() {
+  const d = app.model.database;
+  const chip = el('db');
+  chip.hidden = !(d && d.paused);
+  if (chip.hidden) return;
+  chip.title = `Finished jobs are held in memory (${d.held} now) and written when ${d.file} can be written again: ${d.error}`;
 }
 
 export function renderHeader() {

@@ -42,6 +42,8 @@ export class Model {
     this.textPort = false;
     this.admin = false;
     this.scheduler = null;
+    /** The history database's status (`database` of docs/json.md); null without one. */
+    this.database = null;
     this.totals = null;
     this.hosts = new Map();        // id → HOST
     this.links = new Map();        // "from>to" → LINK
@@ -84,6 +86,7 @@ export class Model {
     this.textPort = msg.text_port === true;
     this.admin = msg.admin === true;
     this.scheduler = msg.scheduler;
+    this.database = msg.database ?? null;
     this.totals = msg.totals;
     this.hosts = new Map(msg.hosts.map((h) => [h.id, h]));
     this.index = null;
@@ -101,6 +104,7 @@ export class Model {
   applyDiff(msg) {
     const events = { offline: [], failed: [] };
     if (msg.scheduler) this.scheduler = msg.scheduler;
+    if (msg.database) this.database = msg.database;
     if (msg.totals) this.totals = msg.totals;
     if (msg.hosts || msg.hosts_removed) this.index = null;
     for (const delta of msg.hosts || []) {

@@ -6,6 +6,7 @@ import { HOST_ROWS, JOB_LIST_ROWS, JOB_ROWS, JOBS_COUNTED, TICK_MS } from 'icewa
 import { NO_JOBS, jobKey, jobsIn, jobsInOwn, jobsOut } from 'icewatch/model.js';
 import { byName, fmt } from 'icewatch/format.js';
 import { el } from 'icewatch/dom.js';
+import { withToken } from 'icewatch/connection.js';
 
 let app; // { model, selected, scheduleRender, selectHost } (main.js)
 
@@ -274,15 +275,23 @@ export function renderJobs() {
     if (matches(model.history[i])) done.push(model.history[i]);
   }
   const all = active.concat(done);
-  const listed = all.slice(0, JOB_ROWS);
-  el('jobs-count').textContent = `${fmt.int(active.length)} running or waiting · ${all.length > listed.length ? 'newest ' + listed.length + ' of ' : ''}${fmt.int(all.length)} shown`;
+  const filters = { file: el('f-file').value.trim(), host: hostFilter, state };
+  const older = olderJobs(filters);
+  // Paging back into the history: every job down to where its pages begin.
+  const listed = older.until === null ? all.slice(0, JOB_ROWS)
+    : all.filter((j) => j.end_ms == null || j.end_ms >= older.until).concat(older.jobs);
+  el('jobs-count').textContent = `${fmt.int(active.length)} running or waiting · ${all.length > listed.length ? 'newest ' + listed.length + ' of ' : ''}${fmt.int(all.length)} shown`
+    + (older.jobs.length ? ` · ${fmt.int(older.jobs.length)} older from the history` : '');
   const rowHeight = JOB_LIST_ROWS.height;
   const { first, shown } = rowWindow(jobsView, listed, JOB_LIST_ROWS);
+  // Scrolled to the end of what the page holds: the next page of the history.
+  if (model.database && jobsView.top + jobsView.height >= (listed.length - 3) * rowHeight) loadOlder(filters, listed, matches);
   const tbody = d3.select('#jobs tbody');
   const now = model.stateNow();
   tbody.selectAll('tr.row').data(shown, (j) => jobKey(j) + ':' + j.state + ':' + j.start_ms)
     .join((enter) => enter.append('tr').attr('class', 'row').attr('data-testid', 'job-row').each(function (j) {
       const tr = this;
+      if (j.seq != null) tr.dataset.from = 'history';
       tr.insertCell().className = 'l';
       const f = tr.insertCell();
       f.className = 'l file';
@@ -309,4 +318,50 @@ export function renderJobs() {
       if (timeTd.textContent !== time || !timeTd.title) { timeTd.textContent = time; timeTd.title = jobTimes(j); }
     });
   placeSpacers(tbody.node(), 4, first * rowHeight, (listed.length - first - shown.length) * rowHeight);
+}
+
+// ---------- Older jobs, from the history database (docs/http.md) ----------
+
+/**
+ * The pages of the history read so far for the job list's filters: jobs
+ * that ended before `until` (where the page's own list ended when the
+ * first was asked for), newest first; `next` is the cursor of the next
+ * page (null after the last, undefined before the first).
+ */
+const past = { key: '', until: null, jobs: [], next: undefined, loading: false };
+
+/** The pages read for `filters`; other filters start over. */
+function olderJobs(filters) {
+  const key = JSON.stringify(filters);
+  if (key !== past.key) Object.assign(past, { key, until: null, jobs: [], next: undefined, loading: false });
+  return past;
+}
+
+/** Asks icewatch for the next page of older jobs, unless one is on its way or there is none. */
+async function loadOlder(filters, listed, matches) {
+  if (past.loading || past.next === null || filters.state === 'active') return;
+  const key = past.key;
+  if (past.until === null) {
+    const ends = listed.filter((j) => j.end_ms != null).map((j) => j.end_ms);
+    past.until = ends.length ? Math.min(...ends) : Date.now();
+  }
+  const params = new URLSearchParams({ limit: '200', until: String(past.until) });
+  if (filters.file) params.set('file', filters.file);
+  if (filters.host) params.set('host', filters.host);
+  if (filters.state === 'failed') params.set('failed', 'true');
+  if (past.next != null) params.set('cursor', String(past.next));
+  past.loading = true;
+  let page = null;
+  try {
+    const response = await fetch(withToken('api/v1/history/jobs?' + params));
+    page = response.ok ? await response.json() : null;
+  } catch {
+    page = null;
+  }
+  if (past.key !== key) return;
+  past.loading = false;
+  if (!page) { past.next = null; return; }
+  past.jobs.push(...page.jobs.filter(matches));
+  past.next = page.next;
+  app.scheduleRender();
 }

@@ -338,3 +338,16 @@ test("the state's clock is this machine's, live; a replay's runs from the newest
   m.receive({ type: 'diff', seq: 21, jobs_done: [{ id: 1, state: 'finished', end_ms: recorded + 9000 }] });
   assert.equal(m.stateNow(), recorded + 9000);
 });
+
+test('the history database status comes with the snapshot and with the diffs that change it', () => {
+  const { m } = model();
+  m.receive(snapshot());
+  assert.equal(m.database, null, 'no history kept');
+  const paused = { file: '/var/h.sqlite', paused: true, error: 'disk full', held: 12, lost: 0 };
+  m.receive(snapshot(20, { database: { ...paused, paused: false, error: null, held: 0 } }));
+  assert.equal(m.database.paused, false);
+  m.receive({ type: 'diff', seq: 21, database: paused });
+  assert.deepEqual(m.database, paused);
+  m.receive({ type: 'diff', seq: 22, totals: totals() });
+  assert.equal(m.database.paused, true, 'kept while no diff says otherwise');
+});

@@ -71,6 +71,10 @@ out and a host's internals, shown in the page's host panel. With --admin (and \
 a --token) the panel can block, unblock and remove hosts; every action is \
 logged on stderr (see docs/admin.md).
 
+It keeps the cluster's history (every finished job, host and scheduler \
+sessions, load) in an SQLite file that survives restarts, named at start: \
+--db chooses another or none, --retain how long; `icewatch history` reads it.
+
 The first line on stdout is the address to open in a browser.",
         after_help = "\
 Examples:
@@ -287,6 +291,149 @@ Examples:
   icewatch loadgen --daemons 20 --seed 7        find the scheduler like iceccd does; Ctrl-C ends it"
     )]
     Loadgen(LoadgenArgs),
+
+    /// Read the cluster's history: finished jobs, host sessions, builds
+    #[command(
+        long_about = "\
+Read what `icewatch monitor` kept of the cluster's past (docs/history.md): \
+finished jobs, host sessions and builds, newest first, as a table or with \
+--json as one JSON object a line. The history is an SQLite file (see --db), \
+so sqlite3 and your own SQL read it too.
+
+Times (--since, --until) are a duration before now (30m, 2h, 1d), a date and \
+time in UTC (2026-12-07T08:00:00Z, \"2026-12-07 08:00\") or milliseconds \
+since the epoch.",
+        after_help = "\
+Examples:
+  icewatch history jobs --since 1h                  the last hour's jobs
+  icewatch history jobs --failed --since 1d --json | jq .file
+  icewatch history jobs --host build7 --file parser.cpp
+  icewatch history hosts --since 1d
+  icewatch history builds --since 1d --gap 30s"
+    )]
+    History(HistoryCommand),
+}
+
+/// `icewatch history`.
+#[derive(Debug, Clone, Args)]
+pub struct HistoryCommand {
+    /// What to read.
+    #[command(subcommand)]
+    pub what: HistoryWhat,
+}
+
+/// What `icewatch history` reads.
+#[derive(Debug, Clone, Subcommand)]
+pub enum HistoryWhat {
+    /// Finished jobs, newest first
+    Jobs(HistoryQuery),
+    /// Host sessions (login to logout), newest first
+    Hosts(HistoryQuery),
+    /// Builds: each submitter's jobs until a pause without any (--gap)
+    Builds(BuildsArgs),
+    /// Jobs as a timeline that Perfetto and chrome://tracing open
+    #[command(
+        long_about = "\
+Write the jobs of a time window as a Chrome trace (JSON trace event format): \
+one slice per job, a track per host and slot, the submitter, the exit code and \
+why it ended as arguments. Open it in https://ui.perfetto.dev or chrome://tracing.",
+        after_help = "\
+Examples:
+  icewatch history trace --since 2h -o build.json
+  icewatch history trace --since \"2026-12-07 08:00\" --until \"2026-12-07 09:00\" --host build7 -o -"
+    )]
+    Trace(TraceArgs),
+}
+
+/// `icewatch history trace`.
+#[derive(Debug, Clone, Args)]
+pub struct TraceArgs {
+    /// Which jobs (--limit does not apply: every job of the window).
+    #[command(flatten)]
+    pub query: HistoryQuery,
+
+    /// The file to write ("-": stdout)
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+/// Which part of the history, and how to print it.
+#[derive(Debug, Clone, Args)]
+pub struct HistoryQuery {
+    /// The history file [default: $XDG_STATE_HOME/icewatch/history.sqlite,
+    /// else ~/.local/state/icewatch/history.sqlite]
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    /// Only what ended at or after this time (30m, 2h, 1d ago; a UTC date
+    /// and time; ms since the epoch)
+    #[arg(long, value_name = "WHEN", value_parser = when)]
+    pub since: Option<u64>,
+
+    /// Only what ended (jobs) or began (hosts) before this time
+    #[arg(long, value_name = "WHEN", value_parser = when)]
+    pub until: Option<u64>,
+
+    /// Only jobs submitted by or compiled on this host, or its sessions (by name)
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+
+    /// Only jobs whose file name contains this
+    #[arg(long, value_name = "TEXT")]
+    pub file: Option<String>,
+
+    /// Only jobs whose compiler failed
+    #[arg(long)]
+    pub failed: bool,
+
+    /// At most this many rows (1 to 10000)
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub limit: u16,
+
+    /// One JSON object a line instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `icewatch history builds`.
+#[derive(Debug, Clone, Args)]
+pub struct BuildsArgs {
+    /// Which jobs, and how to print.
+    #[command(flatten)]
+    pub query: HistoryQuery,
+
+    /// A pause this long without a job from a submitter ends its build
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    pub gap: Duration,
+}
+
+/// A moment given as a duration before now, a UTC date and time, or ms
+/// since the epoch; in ms since the epoch.
+fn when(s: &str) -> Result<u64, String> {
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(ms);
+    }
+    let since_epoch = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .map_err(|_| format!("{s:?} is before 1970"))
+    };
+    if let Ok(ago) = humantime::parse_duration(s) {
+        let now = since_epoch(std::time::SystemTime::now())?;
+        return Ok(now.saturating_sub(u64::try_from(ago.as_millis()).unwrap_or(u64::MAX)));
+    }
+    // A date and time to the second, to the minute, or a date alone.
+    let parsed = [s.to_owned(), format!("{s}:00"), format!("{s} 00:00:00")]
+        .iter()
+        .find_map(|t| humantime::parse_rfc3339_weak(t).ok());
+    match parsed {
+        Some(t) => since_epoch(t),
+        None => Err(format!(
+            "{s:?} is neither a duration before now (2h, 1d), a UTC date and time \
+             (2026-12-07T08:00:00Z) nor ms since the epoch"
+        )),
+    }
 }
 
 /// `icewatch admin`.
@@ -504,6 +651,53 @@ pub struct ServeArgs {
     pub stale_after: std::option::Option<Duration>,
 }
 
+/// Where the history is kept, and for how long.
+#[derive(Debug, Clone, Args)]
+pub struct HistoryArgs {
+    /// Keep the history (finished jobs, host and scheduler sessions, load)
+    /// in this SQLite file, or "none" to keep none [monitor's default:
+    /// $XDG_STATE_HOME/icewatch/history.sqlite, else
+    /// ~/.local/state/icewatch/history.sqlite; demo and replay keep none
+    /// unless given]
+    #[arg(long, value_name = "PATH|none", value_parser = db)]
+    pub db: Option<Db>,
+
+    /// Delete what ended longer ago than this (e.g. 30d, 1y)
+    #[arg(long, value_name = "DURATION", default_value = "90d", value_parser = duration)]
+    pub retain: Duration,
+}
+
+/// Where `--db` says the history goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Db {
+    /// No history.
+    None,
+    /// This SQLite file.
+    File(PathBuf),
+}
+
+fn db(s: &str) -> Result<Db, String> {
+    match s {
+        "" => Err("give a file, or \"none\" for no history".to_string()),
+        "none" => Ok(Db::None),
+        _ if s.contains("://") => Err(format!(
+            "{s:?}: only SQLite files are supported (give a path, or \"none\")"
+        )),
+        _ => Ok(Db::File(PathBuf::from(s))),
+    }
+}
+
+/// A duration of at least a second (`--retain`, `--gap`, `--timeout`).
+fn duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d >= Duration::from_secs(1) => Ok(d),
+        Ok(_) => Err(format!("{s:?} is shorter than a second")),
+        Err(e) => Err(format!(
+            "{s:?} is not a duration such as 60s, 2m, 30d or 1y ({e})"
+        )),
+    }
+}
+
 /// `icewatch monitor`.
 #[derive(Debug, Clone, Args)]
 pub struct MonitorArgs {
@@ -514,6 +708,10 @@ pub struct MonitorArgs {
     /// How to serve.
     #[command(flatten)]
     pub serve: ServeArgs,
+
+    /// The history.
+    #[command(flatten)]
+    pub history: HistoryArgs,
 
     /// Let the page block, unblock and remove hosts through the scheduler's
     /// text port (POST /api/v1/hosts/NAME/block, ...); needs --token
@@ -609,6 +807,10 @@ pub struct DemoArgs {
     /// How to serve the page.
     #[command(flatten)]
     pub serve: ServeArgs,
+
+    /// The history.
+    #[command(flatten)]
+    pub history: HistoryArgs,
 }
 
 /// `icewatch dump`.
@@ -687,13 +889,24 @@ pub struct ReplayArgs {
     /// How to serve the page.
     #[command(flatten)]
     pub serve: ServeArgs,
+
+    /// The history.
+    #[command(flatten)]
+    pub history: HistoryArgs,
 }
 
 /// Options about the page make no sense for a fake scheduler.
 fn page_group() -> ArgGroup {
     ArgGroup::new("page")
         .multiple(true)
-        .args(["listen", "coalesce_ms", "history", "allowed_hosts"])
+        .args([
+            "listen",
+            "coalesce_ms",
+            "history",
+            "allowed_hosts",
+            "db",
+            "retain",
+        ])
         .conflicts_with("as_scheduler")
 }
 
@@ -702,14 +915,6 @@ fn history_len(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if (1..=MAX_HISTORY).contains(&n) => Ok(n),
         _ => Err(format!("{s:?} is not a number from 1 to {MAX_HISTORY}")),
-    }
-}
-
-fn duration(s: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(s) {
-        Ok(d) if d >= Duration::from_secs(1) => Ok(d),
-        Ok(_) => Err(format!("{s:?} is shorter than a second")),
-        Err(e) => Err(format!("{s:?} is not a duration such as 60s or 2m ({e})")),
     }
 }
 
@@ -939,6 +1144,45 @@ mod tests {
             let err = parse(args).unwrap_err().to_string();
             assert!(err.lines().next().unwrap().contains(flag), "{err}");
         }
+    }
+
+    #[test]
+    fn the_history_database_is_a_file_or_none_and_kept_for_a_duration() {
+        let monitor = |extra: &[&str]| {
+            let cli = Cli::try_parse_from([&["icewatch", "monitor"], extra].concat());
+            cli.map(|c| match c.command {
+                Command::Monitor(m) => m.history,
+                _ => unreachable!(),
+            })
+        };
+        let default = monitor(&[]).unwrap();
+        assert_eq!(
+            (default.db, default.retain),
+            (None, Duration::from_secs(90 * 86_400))
+        );
+        assert_eq!(monitor(&["--db", "none"]).unwrap().db, Some(Db::None));
+        let file = monitor(&["--db", "h.sqlite", "--retain", "30d"]).unwrap();
+        assert_eq!(file.db, Some(Db::File("h.sqlite".into())));
+        assert_eq!(file.retain, Duration::from_secs(30 * 86_400));
+        for refused in [
+            &["--db", ""][..],
+            &["--retain", "soon"],
+            &["--retain", "10ms"],
+        ] {
+            assert!(monitor(refused).is_err(), "{refused:?}");
+        }
+        let since = |w: &str| Cli::try_parse_from(["icewatch", "history", "jobs", "--since", w]);
+        for ok in [
+            "2h",
+            "1d",
+            "2026-12-07T08:00:00Z",
+            "2026-12-07 08:00",
+            "1700000000000",
+        ] {
+            assert!(since(ok).is_ok(), "{ok}");
+        }
+        let err = since("yesterday").unwrap_err().to_string();
+        assert!(err.contains("neither a duration before now"), "{err}");
     }
 
     #[test]

@@ -50,31 +50,37 @@ fn main() -> ExitCode {
 }
 
 /// A token cancelled by the first Ctrl-C (SIGINT) or SIGTERM: every task
-/// of the command stops on it.
+/// of the command stops on it. The handlers are in place when it returns,
+/// so that a signal sent as soon as the command has said its first line
+/// stops it cleanly instead of killing it.
 fn on_ctrl_c() -> CancellationToken {
     let token = CancellationToken::new();
     let trigger = token.clone();
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            match signal(SignalKind::terminate()) {
-                Ok(mut term) => {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let handlers = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        );
+        tokio::spawn(async move {
+            match handlers {
+                (Ok(mut int), Ok(mut term)) => {
                     tokio::select! {
-                        _ = ctrl_c => {}
+                        _ = int.recv() => {}
                         _ = term.recv() => {}
                     }
                 }
-                Err(_) => {
-                    let _ = ctrl_c.await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
                 }
             }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = ctrl_c.await;
-        }
+            trigger.cancel();
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
         trigger.cancel();
     });
     token

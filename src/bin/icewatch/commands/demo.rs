@@ -1,6 +1,6 @@
 //! `icewatch demo`: the simulated cluster, as a page or as a fake scheduler.
 
-use super::{bind_scheduler, page};
+use super::{bind_scheduler, history, page};
 use crate::cli::DemoArgs;
 use anyhow::Result;
 use icewatch::protocol::PROTOCOL_VERSION;
@@ -34,11 +34,12 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<()> {
     }
     // The simulated scheduler listens on loopback and the real monitor code
     // connects to it, exactly as it would to a real one.
+    let history = history::open(&args.history, false)?;
     let (scheduler, target) = page::loopback_scheduler("the simulated scheduler").await?;
     let page = page::bind(&args.serve).await?;
     let simulation = tokio::spawn(serve_demo(scheduler, opts, shutdown.clone()));
     let connect = page::connect_options(target, PROTOCOL_VERSION);
-    page::serve(page, &args.serve, connect, shutdown).await?;
+    page::serve(page, &args.serve, history, connect, shutdown).await?;
     simulation.await??;
     Ok(())
 }

@@ -4,6 +4,7 @@
 mod admin;
 mod demo;
 mod dump;
+mod history;
 mod loadgen;
 mod monitor;
 mod page;
@@ -34,6 +35,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
         Command::Dump(args) => dump::run(args, shutdown).await,
         Command::Record(args) => record::run(args, shutdown).await,
         Command::Replay(args) => replay::run(args, shutdown).await,
+        Command::History(cmd) => history::run(cmd),
         Command::Top(args) => top::run(args, shutdown).await,
         Command::Status(args) => status::run(args, shutdown).await,
         Command::Admin(args) => admin::run(args, shutdown).await,

@@ -1,6 +1,6 @@
 //! `icewatch monitor`: a real scheduler's cluster, served as a page.
 
-use super::page;
+use super::{history, page};
 use crate::cli::MonitorArgs;
 use anyhow::Result;
 use icewatch::publisher::ControlOptions;
@@ -22,11 +22,21 @@ pub async fn run(args: MonitorArgs, shutdown: CancellationToken) -> Result<()> {
         ..ControlOptions::default()
     });
     let opts = super::connect_options(&args.scheduler)?;
+    let history = history::open(&args.history, true)?;
     // Reach the scheduler before serving, so that a wrong address or a
     // scheduler that is down is a clear error now, not a silent retry loop.
     // That session is the live one: the scheduler sees a single monitor.
     // From then on the connection reconnects by itself.
     let first = super::connect_once(&opts, &shutdown).await?;
     let listener = page::bind(&args.serve).await?;
-    page::serve_from(listener, &args.serve, opts, Some(first), control, shutdown).await
+    page::serve_from(
+        listener,
+        &args.serve,
+        history,
+        opts,
+        Some(first),
+        control,
+        shutdown,
+    )
+    .await
 }

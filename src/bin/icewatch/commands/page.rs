@@ -4,6 +4,7 @@
 
 use crate::cli::ServeArgs;
 use anyhow::{Context, Result};
+use icewatch::history::{History, HistoryOptions, Store};
 use icewatch::monitor::{
     self, Changed, ConnectOptions, Connection, SharedState, State, StateOptions, Target,
 };
@@ -114,10 +115,11 @@ pub fn connect_options(target: Target, protocol: u32) -> ConnectOptions {
 pub async fn serve(
     listener: TcpListener,
     args: &ServeArgs,
+    history: Option<(Store, HistoryOptions)>,
     connect: ConnectOptions,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    serve_from(listener, args, connect, None, None, shutdown).await
+    serve_from(listener, args, history, connect, None, None, shutdown).await
 }
 
 /// [`serve`], with `first`, if given, as the first session: the
@@ -127,6 +129,7 @@ pub async fn serve(
 pub async fn serve_from(
     listener: TcpListener,
     args: &ServeArgs,
+    history: Option<(Store, HistoryOptions)>,
     connect: ConnectOptions,
     first: Option<Connection>,
     control: Option<ControlOptions>,
@@ -141,19 +144,13 @@ pub async fn serve_from(
         }
         Ok(())
     };
-    serve_fed(
-        listener,
-        args,
-        control,
-        shutdown,
-        "the scheduler connection",
-        feed,
-    )
-    .await
+    let what = "the scheduler connection";
+    serve_fed(listener, args, history, control, shutdown, what, feed).await
 }
 
-/// Serves the page on `listener` until `shutdown`, from a state that `feed`
-/// keeps up to date: `feed(state, changed, stop)` runs beside the
+/// Serves the page on `listener` until `shutdown`, keeping the state's
+/// history in `history` if given, from a state that `feed` keeps up to
+/// date: `feed(state, changed, stop)` runs beside the
 /// publisher, notifies `changed` when it changed the state, and ends when
 /// `stop` fires at the latest. If it ends earlier, the page goes on showing
 /// the state as it left it; if it fails, the page stops and the error
@@ -161,6 +158,7 @@ pub async fn serve_from(
 pub async fn serve_fed<F, Fut>(
     listener: TcpListener,
     args: &ServeArgs,
+    history: Option<(Store, HistoryOptions)>,
     control: Option<ControlOptions>,
     shutdown: CancellationToken,
     what: &str,
@@ -179,6 +177,7 @@ where
         }),
     })));
     let changed = monitor::changed();
+    let history = history.map(|(store, opts)| History::start(store, state.clone(), &changed, opts));
     // Not a shutdown signal: a trigger dropped when the feed ends well
     // would stop the page too.
     let gave_up = Arc::new(Notify::new());
@@ -193,24 +192,34 @@ where
             result
         })
     };
-    let opts = ServeOptions::default()
+    let mut opts = ServeOptions::default()
         .coalesce(Duration::from_millis(args.coalesce_ms))
         .token(args.token.clone())
         .allowed_hosts(args.allowed_hosts.clone())
         .release_memory(crate::memory::release);
-    let opts = ServeOptions { control, ..opts };
+    opts.control = control;
+    if let Some(history) = &history {
+        opts.hub.annex = Some(history.status());
+        opts.history = Some(history.path().to_path_buf());
+    }
     let stop = async move {
         tokio::select! {
             () = shutdown.cancelled_owned() => {}
             () = gave_up.notified() => {}
         }
     };
-    if let Err(e) = publisher::serve(listener, state, changed, opts, stop).await {
+    let served = publisher::serve(listener, state, changed, opts, stop).await;
+    if served.is_err() {
         // The server failed on its own: the feed has no one to feed.
         feeding.abort();
-        return Err(e.into());
     }
-    feeding.await.with_context(|| format!("{what} failed"))?
+    let fed = feeding.await;
+    // What finished last goes to the database before the end.
+    if let Some(history) = history {
+        history.stop().await;
+    }
+    served?;
+    fed.with_context(|| format!("{what} failed"))?
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `icewatch replay`: a recording served as if live, as a page or to other
 //! monitors as a fake scheduler.
 
-use super::{bind_scheduler, page};
+use super::{bind_scheduler, history, page};
 use crate::cli::ReplayArgs;
 use anyhow::{Context, Result};
 use icewatch::capture::recording;
@@ -37,6 +37,7 @@ pub async fn run(args: ReplayArgs, shutdown: CancellationToken) -> Result<()> {
     }
     // The recording feeds the page's state directly, on its own clock: a
     // job lasts as long as it did, whatever the speed.
+    let history = history::open(&args.history, false)?;
     let page = page::bind(&args.serve).await?;
     let opts = PlayOptions::new(shown.clone(), args.speed);
     let feed = |state, changed, stop: CancellationToken| async move {
@@ -50,7 +51,16 @@ pub async fn run(args: ReplayArgs, shutdown: CancellationToken) -> Result<()> {
         }
         Ok(())
     };
-    page::serve_fed(page, &args.serve, None, shutdown, "the replay", feed).await
+    page::serve_fed(
+        page,
+        &args.serve,
+        history,
+        None,
+        shutdown,
+        "the replay",
+        feed,
+    )
+    .await
 }
 
 fn speed_text(speed: f64) -> String {

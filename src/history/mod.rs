@@ -1,0 +1,247 @@
+//! The cluster's history, kept in a database that survives restarts:
+//! every finished job, host sessions, scheduler sessions and a load sample
+//! per host and minute. Its schema is a stable interface, documented in
+//! `docs/history.md`.
+//!
+//! ```text
+//! state ──feed──▶ reader.rs (a task: copies under the lock) ──records──▶ writer.rs (a thread)
+//!                                                                          │ a transaction ≤ 250 ms
+//!                                          store.rs (SQLite, WAL) ◀────────┘   retention: its own thread
+//! query.rs: jobs, hosts and builds read back (the CLI, the HTTP API); trace.rs: Chrome trace events
+//! ```
+//!
+//! - [`Reader`] (`reader.rs`): a follower of the state's changes; the
+//!   connection never waits for it, nor it for the database.
+//! - [`Store`] (`store.rs`): opening the file, with a one-line
+//!   [`HistoryError`] for each way it can be unusable; versioned
+//!   migrations (`schema.rs`); batches written in one transaction.
+//! - the writer (`writer.rs`): commits at least every
+//!   [`COMMIT_EVERY`], so that a killed process loses at most that last
+//!   moment; while the database fails it holds up to [`MAX_HELD`]
+//!   records and the [`Status`] says the history is paused.
+//! - [`query`]: what the history holds, filtered, newest first.
+//! - [`trace`]: jobs as a timeline for Perfetto (Chrome trace events).
+//!
+//! Keeping a state's history (the `icewatch` command does this for
+//! `monitor`):
+//!
+//! ```no_run
+//! use icewatch::history::{History, HistoryOptions, Store};
+//! use icewatch::monitor::{self, SharedState, State, StateOptions};
+//! use std::sync::{Arc, Mutex};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let state: SharedState = Arc::new(Mutex::new(State::new(StateOptions::default())));
+//! let changed = monitor::changed();
+//! let store = Store::open("history.sqlite".as_ref())?;
+//! let history = History::start(store, state.clone(), &changed, HistoryOptions::default());
+//! // ... monitor::run(opts, state, changed, shutdown).await ...
+//! history.stop().await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod query;
+mod reader;
+mod record;
+pub mod schema;
+mod store;
+pub mod trace;
+mod writer;
+
+pub use reader::{Reader, LOAD_EVERY_MS};
+pub use record::{HostRecord, JobRecord, LoadSample, Record};
+pub use schema::SCHEMA_VERSION;
+pub use store::{HistoryError, Store};
+pub use writer::{Status, COMMIT_EVERY, MAX_HELD, RETRY_EVERY};
+
+use crate::monitor::{lock_state, Changed, SharedState};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Finished jobs are kept this long unless told otherwise (`--retain`).
+pub const DEFAULT_RETAIN: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// The history's file name in its folder.
+pub const FILE_NAME: &str = "history.sqlite";
+
+/// Where the history is kept unless told otherwise:
+/// `$XDG_STATE_HOME/icewatch/history.sqlite`, else
+/// `~/.local/state/icewatch/history.sqlite`; `None` without a home.
+pub fn default_path() -> Option<PathBuf> {
+    let state = dirs::state_dir().or_else(|| dirs::home_dir().map(|h| h.join(".local/state")))?;
+    Some(state.join("icewatch").join(FILE_NAME))
+}
+
+/// How the history is kept.
+#[derive(Clone, Debug)]
+pub struct HistoryOptions {
+    /// What ended longer ago than this is deleted.
+    pub retain: Duration,
+}
+
+impl Default for HistoryOptions {
+    fn default() -> Self {
+        HistoryOptions {
+            retain: DEFAULT_RETAIN,
+        }
+    }
+}
+
+/// A running history: the reader task, the writer thread and the
+/// retention thread. [`History::stop`] commits what is left.
+#[derive(Debug)]
+pub struct History {
+    status: Arc<Status>,
+    path: PathBuf,
+    stop_reader: Option<oneshot::Sender<()>>,
+    reader: tokio::task::JoinHandle<()>,
+    writer: std::thread::JoinHandle<()>,
+    stop_retention: mpsc::Sender<()>,
+}
+
+/// How often the reader looks even when nothing wakes it (for the load
+/// samples, a session that ended, and a writer that had no room).
+const READ_EVERY: Duration = Duration::from_secs(1);
+
+/// Batches on their way to the writer at most: past them the reader waits,
+/// and what finishes meanwhile waits in the state's history (`--history`).
+const QUEUE: usize = 2;
+
+impl History {
+    /// Starts keeping `state`'s history in `store`: a reader woken by
+    /// `changed`, a writer thread, and the retention.
+    pub fn start(
+        store: Store,
+        state: SharedState,
+        changed: &Changed,
+        opts: HistoryOptions,
+    ) -> History {
+        let path = store.path().to_path_buf();
+        let status = Arc::new(Status::new(path.clone(), Some(changed.clone())));
+        let (records, inbox) = mpsc::sync_channel(QUEUE);
+        let writer = {
+            let status = status.clone();
+            std::thread::Builder::new()
+                .name("history writer".into())
+                .spawn(move || writer::run(store, inbox, status))
+        };
+        let writer = match writer {
+            Ok(w) => w,
+            // No thread: nothing is written, and the status says so.
+            Err(e) => {
+                status.set_paused(Some(format!("cannot start the history writer: {e}")));
+                std::thread::spawn(|| {})
+            }
+        };
+        let (stop_retention, retention_stop) = mpsc::channel();
+        let retention_path = path.clone();
+        let _ = std::thread::Builder::new()
+            .name("history retention".into())
+            .spawn(move || writer::retain(retention_path, opts.retain, retention_stop));
+        let (stop_reader, mut stopped) = oneshot::channel();
+        let mut wakeups = changed.subscribe();
+        let reader = tokio::spawn(async move {
+            let mut reader = Reader::new(&mut lock_state(&state));
+            let mut tick = tokio::time::interval(READ_EVERY);
+            // A batch the writer had no room for. Meanwhile nothing more is
+            // taken: what finishes waits in the state's own bounded history.
+            let mut stalled: Option<Vec<Record>> = None;
+            loop {
+                let last = tokio::select! {
+                    r = wakeups.changed() => r.is_err(),
+                    _ = tick.tick() => false,
+                    _ = &mut stopped => true,
+                };
+                if last {
+                    // The end: everything goes, waiting for room if need be.
+                    let rest = reader.take(&mut lock_state(&state));
+                    let tx = records.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        stalled
+                            .into_iter()
+                            .chain([rest])
+                            .try_for_each(|b| tx.send(b))
+                    })
+                    .await;
+                    break;
+                }
+                if stalled.is_none() {
+                    let batch = reader.take(&mut lock_state(&state));
+                    stalled = Some(batch).filter(|b| !b.is_empty());
+                }
+                if let Some(batch) = stalled.take() {
+                    match records.try_send(batch) {
+                        Ok(()) => {}
+                        Err(mpsc::TrySendError::Full(batch)) => stalled = Some(batch),
+                        Err(mpsc::TrySendError::Disconnected(_)) => break,
+                    }
+                }
+            }
+            if reader.missed() > 0 {
+                tracing::warn!(
+                    "history: {} finished jobs left the state's history before they were \
+                     copied (a longer --history keeps up with a faster pace)",
+                    reader.missed()
+                );
+            }
+            reader.leave(&mut lock_state(&state));
+        });
+        History {
+            status,
+            path,
+            stop_reader: Some(stop_reader),
+            reader,
+            writer,
+            stop_retention,
+        }
+    }
+
+    /// How writing fares.
+    pub fn status(&self) -> Arc<Status> {
+        self.status.clone()
+    }
+
+    /// The database's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Takes what changed last, commits everything and stops.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop_reader.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.stop_retention.send(());
+        let _ = (&mut self.reader).await;
+        let writer = self.writer;
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
+}
+
+/// The history's status on the page: `"database"` in the snapshot and in
+/// the diffs after a pause or a resumption (`docs/json.md`).
+#[cfg(feature = "server")]
+impl crate::publisher::Annex for Status {
+    fn key(&self) -> &'static str {
+        "database"
+    }
+
+    fn revision(&self) -> u64 {
+        Status::revision(self)
+    }
+
+    fn json(&self) -> String {
+        let paused = self.paused();
+        serde_json::json!({
+            "file": self.file().display().to_string(),
+            "paused": paused.is_some(),
+            "error": paused,
+            "held": self.held(),
+            "lost": self.lost(),
+        })
+        .to_string()
+    }
+}

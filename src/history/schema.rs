@@ -1,0 +1,101 @@
+//! The database schema, as versioned migrations: `MIGRATIONS[n]` takes a
+//! database from version `n` to `n + 1`. The schema is a stable interface
+//! (`docs/history.md`): users point `sqlite3` and their own SQL at it, so
+//! a migration only adds; it never renames nor drops what users query.
+
+/// Migrations in order; the schema version is how many were applied.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: scheduler sessions and finished jobs.
+    "CREATE TABLE scheduler_sessions (
+        id INTEGER PRIMARY KEY,
+        scheduler TEXT NOT NULL,
+        protocol INTEGER,
+        start_ms INTEGER NOT NULL,
+        end_ms INTEGER
+    );
+    CREATE TABLE host_names (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE files (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE jobs (
+        seq INTEGER PRIMARY KEY,
+        session INTEGER NOT NULL,
+        id INTEGER NOT NULL,
+        file INTEGER NOT NULL,
+        lang TEXT,
+        client INTEGER,
+        client_name INTEGER,
+        server INTEGER,
+        server_name INTEGER,
+        state TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        exit_code INTEGER,
+        submit_ms INTEGER,
+        start_ms INTEGER NOT NULL,
+        end_ms INTEGER NOT NULL,
+        real_ms INTEGER,
+        user_ms INTEGER,
+        sys_ms INTEGER,
+        page_faults INTEGER,
+        in_compressed INTEGER,
+        in_uncompressed INTEGER,
+        out_compressed INTEGER,
+        out_uncompressed INTEGER
+    );
+    CREATE INDEX jobs_end ON jobs (end_ms);",
+    // 2: host sessions and load samples.
+    "CREATE TABLE host_sessions (
+        seq INTEGER PRIMARY KEY,
+        session INTEGER NOT NULL,
+        host_id INTEGER NOT NULL,
+        name INTEGER NOT NULL,
+        ip TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        max_jobs INTEGER NOT NULL,
+        no_remote INTEGER NOT NULL,
+        protocol INTEGER NOT NULL,
+        features TEXT NOT NULL,
+        login_ms INTEGER NOT NULL,
+        logout_ms INTEGER
+    );
+    CREATE INDEX host_sessions_host ON host_sessions (session, host_id);
+    CREATE INDEX host_sessions_login ON host_sessions (login_ms);
+    CREATE TABLE load_samples (
+        name INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL,
+        load INTEGER NOT NULL,
+        load_avg1 REAL,
+        free_mem_mb INTEGER
+    );
+    CREATE INDEX load_samples_at ON load_samples (at_ms);",
+    // 3: finding a host's and a file's jobs, and views with names.
+    "CREATE INDEX jobs_client ON jobs (client_name, end_ms);
+    CREATE INDEX jobs_server ON jobs (server_name, end_ms);
+    CREATE INDEX jobs_file ON jobs (file);
+    CREATE VIEW job_list AS
+        SELECT j.seq, j.session, s.scheduler, j.id, f.name AS file, j.lang,
+               j.client, c.name AS client_name, j.server, v.name AS server_name,
+               j.state, j.reason, j.exit_code, j.submit_ms, j.start_ms, j.end_ms,
+               j.real_ms, j.user_ms, j.sys_ms, j.page_faults,
+               j.in_compressed, j.in_uncompressed, j.out_compressed, j.out_uncompressed
+        FROM jobs j
+        JOIN files f ON f.id = j.file
+        LEFT JOIN scheduler_sessions s ON s.id = j.session
+        LEFT JOIN host_names c ON c.id = j.client_name
+        LEFT JOIN host_names v ON v.id = j.server_name;
+    CREATE VIEW host_list AS
+        SELECT h.seq, h.session, h.host_id, n.name, h.ip, h.platform, h.max_jobs,
+               h.no_remote, h.protocol, h.features, h.login_ms, h.logout_ms
+        FROM host_sessions h JOIN host_names n ON n.id = h.name;",
+];
+
+/// The schema version this code writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Creates the table that holds the version (one row), if missing.
+pub const VERSION_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS icewatch_schema (version INTEGER NOT NULL)";
