@@ -90,18 +90,12 @@ async fn fanout(
 ) -> Result<Fanout> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
-    let mut child = spawn_icewatch(
-        bin,
-        &[
-            "monitor",
-            "127.0.0.1",
-            &port.to_string(),
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            "none",
-        ],
-    )?;
+    let port = port.to_string();
+    let mut args = vec!["monitor", "127.0.0.1", &port, "--listen", "127.0.0.1:0"];
+    if super::monitor_takes_db(bin) {
+        args.extend(["--db", "none"]);
+    }
+    let mut child = spawn_icewatch(bin, &args)?;
     // The monitor's session: the one that stays open after its login
     // (`monitor` first makes a check connection that it closes).
     let session = tokio::spawn(async move {

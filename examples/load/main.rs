@@ -487,6 +487,16 @@ fn spawn_icewatch<S: AsRef<std::ffi::OsStr>>(bin: &Path, args: &[S]) -> Result<C
         .spawn()?)
 }
 
+/// Whether `bin monitor` takes `--db` (builds from before the history do
+/// not, and keep none): so that older builds run in turns as baselines.
+fn monitor_takes_db(bin: &Path) -> bool {
+    Command::new(bin)
+        .args(["monitor", "--help"])
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("--db"))
+}
+
 /// A binary built beside this harness, in target/release.
 fn built(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
