@@ -9,14 +9,14 @@
 mod support;
 
 use futures_util::StreamExt;
-use icewatch::publisher::{serve, ConnectionLimits, ServeOptions};
+use icewatch::publisher::{ConnectionLimits, ServeOptions};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
-use support::feed::Feed;
+use support::server::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -28,56 +28,13 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 type Ws = WebSocketStream<TcpStream>;
 
-struct Server {
-    addr: SocketAddr,
-    feed: Feed,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), icewatch::publisher::ServeError>>,
-}
-
 impl Server {
-    async fn start(opts: ServeOptions) -> Server {
-        let mut feed = Feed::new();
-        feed.small_cluster();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(
-            listener,
-            feed.state.clone(),
-            icewatch::monitor::changed(),
-            opts,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        Server {
-            addr,
-            feed,
-            stop: Some(stop),
-            task,
-        }
-    }
-
     /// The seq of the snapshot the API gives now (publishing what changed).
     async fn publish(&self) -> u64 {
         let (status, body) = get(self.addr, "/api/v1/snapshot", &[]).await;
         assert_eq!(status, 200, "{body}");
         let snapshot: Value = serde_json::from_str(&body).expect("JSON");
         snapshot["seq"].as_u64().expect("a seq")
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        timeout(PATIENCE, self.task)
-            .await
-            .expect("the server stops in time")
-            .expect("no panic")
-            .expect("served cleanly");
     }
 }
 

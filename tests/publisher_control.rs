@@ -6,52 +6,27 @@
 
 mod support;
 
-use icewatch::publisher::{serve, ControlOptions, ServeOptions};
+use icewatch::publisher::{ControlOptions, ServeOptions};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
-use support::feed::Feed;
 use support::http::request;
+use support::server::Server;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 const TOKEN: &str = "s3cret";
 const BEARER: (&str, &str) = ("Authorization", "Bearer s3cret");
 
-/// A server with `control`, fed a small cluster, and its address.
-struct Server {
-    addr: SocketAddr,
-    _feed: Feed,
-    _stop: oneshot::Sender<()>,
+/// A server with `control` and `token`, fed a small cluster.
+async fn start(token: Option<&str>, control: Option<ControlOptions>) -> Server {
+    Server::start(ServeOptions {
+        control,
+        ..ServeOptions::default().token(token.map(str::to_owned))
+    })
+    .await
 }
 
 impl Server {
-    async fn start(token: Option<&str>, control: Option<ControlOptions>) -> Server {
-        let mut feed = Feed::new();
-        feed.small_cluster();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let opts = ServeOptions {
-            control,
-            ..ServeOptions::default().token(token.map(str::to_owned))
-        };
-        tokio::spawn(serve(
-            listener,
-            feed.state.clone(),
-            icewatch::monitor::changed(),
-            opts,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        Server {
-            addr,
-            _feed: feed,
-            _stop: stop,
-        }
-    }
-
     async fn post(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
         request(self.addr, "POST", path, headers).await
     }
@@ -86,7 +61,7 @@ async fn actions_are_404_without_admin_and_the_snapshot_does_not_offer_them() {
         ..ControlOptions::default()
     };
     for control in [None, Some(reads_only)] {
-        let server = Server::start(Some(TOKEN), control.clone()).await;
+        let server = start(Some(TOKEN), control.clone()).await;
         for action in ["block", "unblock", "remove"] {
             let path = format!("/api/v1/hosts/remote1/{action}");
             let (status, body) = server.post(&path, &[BEARER]).await;
@@ -109,7 +84,7 @@ async fn actions_are_404_without_admin_and_the_snapshot_does_not_offer_them() {
 
 #[tokio::test]
 async fn an_action_needs_the_token_a_known_host_and_the_page_s_origin() {
-    let server = Server::start(Some(TOKEN), Some(admin_on(closed_port().await).await)).await;
+    let server = start(Some(TOKEN), Some(admin_on(closed_port().await).await)).await;
     let path = "/api/v1/hosts/remote1/block";
     let origin = format!("http://{}", server.addr);
     let cases: [(&[(&str, &str)], u16); 5] = [
@@ -150,7 +125,7 @@ async fn an_action_needs_the_token_a_known_host_and_the_page_s_origin() {
 #[tokio::test]
 async fn with_admin_the_snapshot_says_so_and_the_reads_say_why_the_port_is_silent() {
     let port = closed_port().await;
-    let server = Server::start(Some(TOKEN), Some(admin_on(port).await)).await;
+    let server = start(Some(TOKEN), Some(admin_on(port).await)).await;
     let (_, body) = server.get("/api/v1/snapshot").await;
     let snapshot = json(&body);
     assert_eq!(
@@ -193,7 +168,7 @@ async fn internals_are_asked_for_at_most_once_per_gap_across_hosts() {
         internals_gap: Duration::from_secs(3600),
         ..admin_on(closed_port().await).await
     };
-    let server = Server::start(Some(TOKEN), Some(control)).await;
+    let server = start(Some(TOKEN), Some(control)).await;
     let (status, body) = server.get("/api/v1/hosts/remote1/internals").await;
     assert_eq!(status, 502, "the first is sent: {body}");
     let (status, body) = server.get("/api/v1/hosts/remote2/internals").await;

@@ -9,57 +9,24 @@ mod support;
 
 use futures_util::{SinkExt, StreamExt};
 use icewatch::monitor::lock_state;
-use icewatch::publisher::{serve, HubOptions, ServeOptions};
+use icewatch::publisher::{HubOptions, ServeOptions};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 use support::feed::Feed;
 use support::leaks::{alive_tasks, sockets_on};
+use support::server::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
 type Ws = WebSocketStream<TcpStream>;
 
-/// A running server and what feeds it.
-struct Server {
-    addr: SocketAddr,
-    feed: Feed,
-    changed: icewatch::monitor::Changed,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), icewatch::publisher::ServeError>>,
-}
-
 impl Server {
-    async fn start(opts: ServeOptions) -> Server {
-        let mut feed = Feed::new();
-        feed.small_cluster();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let changed = icewatch::monitor::changed();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(
-            listener,
-            feed.state.clone(),
-            changed.clone(),
-            opts,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        Server {
-            addr,
-            feed,
-            changed,
-            stop: Some(stop),
-            task,
-        }
-    }
-
     /// The body of `GET path`, which must answer 200.
     async fn get_ok(&self, path: &str) -> String {
         let (status, body) = http_get(self.addr, path, &[]).await;
@@ -75,13 +42,6 @@ impl Server {
     /// Publishes pending changes and returns the snapshot the API gives.
     async fn api_snapshot(&self) -> Value {
         self.get_json("/api/v1/snapshot").await
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task.await.expect("no panic").expect("served cleanly");
     }
 }
 

@@ -19,6 +19,8 @@
 //! - [`feed`]: [`Feed`](feed::Feed), real scheduler messages applied to a
 //!   `State` at scripted times, for the publisher tests;
 //! - [`http`]: one plain HTTP/1.1 request to a test server;
+//! - [`server`]: [`Server`](server::Server), the page server on
+//!   127.0.0.1 port 0 fed a small cluster, for the publisher tests;
 //! - [`leaks`]: what a test process holds (descriptors, sockets, tasks),
 //!   counted before and after;
 //! - [`tmux`]: [`Tmux`](tmux::Tmux), a command (`icewatch top`) in a real
@@ -37,4 +39,5 @@ pub mod http;
 pub mod leaks;
 pub mod monitor;
 pub mod scheduler;
+pub mod server;
 pub mod tmux;
