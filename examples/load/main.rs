@@ -170,6 +170,8 @@ struct Cost {
     faults: u64,
     /// From the login to the last message consumed.
     wall: Duration,
+    /// Records the history dropped (`database.lost` of the snapshot).
+    lost: u64,
 }
 
 impl Opts {
@@ -273,13 +275,18 @@ fn e2e(opts: &Opts) -> Result<()> {
             ice.wall,
             ice.cpu_sched / base.cpu_sched
         );
+        let written =
+            rusqlite::Connection::open(&db)?
+                .query_row("SELECT count(*) FROM jobs", [], |r| r.get::<_, u64>(0))?;
+        let jobs = stream.finished + stream.failed + stream.local_finished;
         println!(
             "run {run}: icewatch with history cpu {:.3} s peak {:.1} MiB in {:.2?} | \
-             ratio to --db none {:.2}x",
+             ratio to --db none {:.2}x | {written} of {jobs} jobs in the database, {} records lost",
             kept.cpu_sched,
             kept.peak_kib as f64 / 1024.0,
             kept.wall,
-            kept.cpu_sched / ice.cpu_sched
+            kept.cpu_sched / ice.cpu_sched,
+            kept.lost
         );
         rows.push((base, ice, kept));
     }
@@ -618,7 +625,8 @@ fn run_icewatch(bin: &Path, stream: &Arc<stream::Stream>, history: u64, db: &str
     while queued(sched_port, child_port)? > 0 {
         thread::sleep(Duration::from_millis(5));
     }
-    // Then the last batch is applied once the CPU time stands still.
+    // Then the last batch is applied once the CPU time stands still; with
+    // a history, once nothing waits for the database either.
     let mut last = cpu(pid)?.1;
     let mut still = 0;
     while still < 5 {
@@ -626,9 +634,17 @@ fn run_icewatch(bin: &Path, stream: &Arc<stream::Stream>, history: u64, db: &str
         let now = cpu(pid)?.1;
         still = if now == last { still + 1 } else { 0 };
         last = now;
+        if still == 5 && db != "none" {
+            let snap: serde_json::Value =
+                serde_json::from_str(&http_get(page, "/api/v1/snapshot")?)?;
+            if snap["database"]["held"].as_u64() != Some(0) {
+                still = 0;
+            }
+        }
     }
-    let cost = sample(pid, started, before)?;
+    let mut cost = sample(pid, started, before)?;
     let snap: serde_json::Value = serde_json::from_str(&http_get(page, "/api/v1/snapshot")?)?;
+    cost.lost = snap["database"]["lost"].as_u64().unwrap_or(0);
     let t = &snap["totals"];
     let got = (
         t["jobs_finished"].as_u64(),
@@ -720,6 +736,7 @@ fn sample(pid: u32, started: Instant, before: (u64, u64, u64)) -> Result<Cost> {
         cpu_sched: ns.saturating_sub(before.1) as f64 / 1e9,
         peak_kib: status_kib(pid, "VmHWM:")?,
         wall: started.elapsed(),
+        lost: 0,
     })
 }
 

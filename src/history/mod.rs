@@ -50,7 +50,7 @@ pub mod trace;
 mod writer;
 
 pub use reader::{Reader, LOAD_EVERY_MS};
-pub use record::{HostRecord, JobRecord, LoadSample, Record};
+pub use record::{HostRecord, JobRecord, LoadSample, Names, Record};
 pub use schema::SCHEMA_VERSION;
 pub use store::{HistoryError, Store};
 pub use writer::{Status, COMMIT_EVERY, MAX_HELD, RETRY_EVERY};
@@ -103,12 +103,8 @@ pub struct History {
 }
 
 /// How often the reader looks even when nothing wakes it (for the load
-/// samples, a session that ended, and a writer that had no room).
+/// samples and a session that ended).
 const READ_EVERY: Duration = Duration::from_secs(1);
-
-/// Batches on their way to the writer at most: past them the reader waits,
-/// and what finishes meanwhile waits in the state's history (`--history`).
-const QUEUE: usize = 2;
 
 impl History {
     /// Starts keeping `state`'s history in `store`: a reader woken by
@@ -121,7 +117,7 @@ impl History {
     ) -> History {
         let path = store.path().to_path_buf();
         let status = Arc::new(Status::new(path.clone(), Some(changed.clone())));
-        let (records, inbox) = mpsc::sync_channel(QUEUE);
+        let (records, inbox) = mpsc::channel();
         let writer = {
             let status = status.clone();
             std::thread::Builder::new()
@@ -143,41 +139,29 @@ impl History {
             .spawn(move || writer::retain(retention_path, opts.retain, retention_stop));
         let (stop_reader, mut stopped) = oneshot::channel();
         let mut wakeups = changed.subscribe();
+        let held = status.clone();
+        // Following from now, not from when the task first runs: what
+        // finishes meanwhile is the history's too.
+        let mut reader = Reader::new(&mut lock_state(&state));
         let reader = tokio::spawn(async move {
-            let mut reader = Reader::new(&mut lock_state(&state));
             let mut tick = tokio::time::interval(READ_EVERY);
-            // A batch the writer had no room for. Meanwhile nothing more is
-            // taken: what finishes waits in the state's own bounded history.
-            let mut stalled: Option<Vec<Record>> = None;
+            // The reader never waits for the writer: it takes what finished
+            // at every wakeup, before the state's bounded history lets it
+            // go; the status bounds what waits for the database.
             loop {
                 let last = tokio::select! {
                     r = wakeups.changed() => r.is_err(),
                     _ = tick.tick() => false,
                     _ = &mut stopped => true,
                 };
-                if last {
-                    // The end: everything goes, waiting for room if need be.
-                    let rest = reader.take(&mut lock_state(&state));
-                    let tx = records.clone();
-                    let _ = tokio::task::spawn_blocking(move || {
-                        stalled
-                            .into_iter()
-                            .chain([rest])
-                            .try_for_each(|b| tx.send(b))
-                    })
-                    .await;
+                let missed = reader.missed();
+                let batch = reader.take(&mut lock_state(&state));
+                let batch = held.admit(batch, reader.missed() - missed);
+                if !batch.is_empty() && records.send(batch).is_err() {
                     break;
                 }
-                if stalled.is_none() {
-                    let batch = reader.take(&mut lock_state(&state));
-                    stalled = Some(batch).filter(|b| !b.is_empty());
-                }
-                if let Some(batch) = stalled.take() {
-                    match records.try_send(batch) {
-                        Ok(()) => {}
-                        Err(mpsc::TrySendError::Full(batch)) => stalled = Some(batch),
-                        Err(mpsc::TrySendError::Disconnected(_)) => break,
-                    }
+                if last {
+                    break;
                 }
             }
             if reader.missed() > 0 {

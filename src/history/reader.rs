@@ -5,7 +5,7 @@
 //! ended, and each host's load once a minute. The records go to the writer
 //! thread; the reader never waits for the database.
 
-use super::record::{HostRecord, JobRecord, LoadSample, Record};
+use super::record::{HostRecord, JobRecord, LoadSample, Names, Record};
 use crate::monitor::{Follower, JobState, State, MAX_ACTIVE_JOBS};
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -29,6 +29,8 @@ pub struct Reader {
     load_minute: u64,
     /// Finished jobs that the state's history no longer held when read.
     missed: u64,
+    /// Host names, shared by the records.
+    names: Names,
 }
 
 impl Reader {
@@ -42,6 +44,7 @@ impl Reader {
             submitted: FxHashMap::default(),
             load_minute: 0,
             missed: 0,
+            names: Names::default(),
         }
     }
 
@@ -104,7 +107,7 @@ impl Reader {
             } else {
                 None
             };
-            if let Some(record) = JobRecord::of(&job, submit) {
+            if let Some(record) = JobRecord::of(&job, submit, &mut self.names) {
                 out.push(Record::Job(record));
             }
         }

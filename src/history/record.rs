@@ -2,6 +2,8 @@
 //! so that the state's lock is held only while copying.
 
 use crate::monitor::{EndReason, Host, JobRef, JobState, JobStats};
+use rustc_hash::FxHashSet;
+use std::sync::Arc;
 
 /// One thing to keep.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,12 +57,12 @@ pub struct JobRecord {
     pub lang: Option<&'static str>,
     /// The submitter's id in its session.
     pub client: Option<u32>,
-    /// The submitter's name.
-    pub client_name: Option<String>,
+    /// The submitter's name (shared by the records of its jobs).
+    pub client_name: Option<Arc<str>>,
     /// The server's id in its session.
     pub server: Option<u32>,
-    /// The server's name.
-    pub server_name: Option<String>,
+    /// The server's name (shared by the records of its jobs).
+    pub server_name: Option<Arc<str>>,
     /// How it ended.
     pub state: JobState,
     /// Why it ended.
@@ -78,17 +80,18 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
-    /// The record of a finished job; `None` for one still active.
-    pub fn of(job: &JobRef<'_>, submit_ms: Option<u64>) -> Option<JobRecord> {
+    /// The record of a finished job; `None` for one still active. Host
+    /// names come from `names`, which keeps each once.
+    pub fn of(job: &JobRef<'_>, submit_ms: Option<u64>, names: &mut Names) -> Option<JobRecord> {
         Some(JobRecord {
             session: job.session(),
             id: job.id,
             file: job.file().into_owned(),
             lang: job.lang.map(|l| l.name()),
             client: job.client,
-            client_name: job.client_name().map(str::to_owned),
+            client_name: job.client_name().map(|n| names.get(n)),
             server: job.server,
-            server_name: job.server_name().map(str::to_owned),
+            server_name: job.server_name().map(|n| names.get(n)),
             state: job.state,
             reason: job.reason?,
             exit_code: job.exit_code,
@@ -97,6 +100,28 @@ impl JobRecord {
             end_ms: job.end_ms?,
             stats: job.stats,
         })
+    }
+}
+
+/// Host names, each kept once for the records that name it.
+#[derive(Debug, Default)]
+pub struct Names(FxHashSet<Arc<str>>);
+
+impl Names {
+    /// Names kept at most; past this the set starts over.
+    const LIMIT: usize = 4096;
+
+    /// `name`, shared.
+    pub fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.0.get(name) {
+            return n.clone();
+        }
+        if self.0.len() >= Self::LIMIT {
+            self.0.clear();
+        }
+        let n: Arc<str> = name.into();
+        self.0.insert(n.clone());
+        n
     }
 }
 

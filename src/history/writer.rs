@@ -10,7 +10,7 @@ use super::record::Record;
 use super::store::{self, Store};
 use crate::monitor::Changed;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -22,9 +22,10 @@ pub const COMMIT_EVERY: Duration = Duration::from_millis(250);
 /// While the database fails, a new attempt this often.
 pub const RETRY_EVERY: Duration = Duration::from_secs(1);
 
-/// Records held in memory while the database fails; past this the
-/// oldest are dropped (and counted in [`Status::lost`]). About 30 MiB
-/// of finished jobs.
+/// Records held in memory, taken from the state but not yet committed
+/// (while the database fails, or while a burst outpaces the writer); past
+/// this the reader drops new finished jobs and load samples, counts them in
+/// [`Status::lost`] and the status says the history lags. About 30 MiB.
 pub const MAX_HELD: usize = 200_000;
 
 /// The most records one transaction carries while nothing fails.
@@ -38,6 +39,8 @@ pub struct Status {
     /// Woken when writing pauses or resumes.
     wake: Option<Changed>,
     paused: Mutex<Option<String>>,
+    /// More than [`MAX_HELD`] records were held: new ones are dropped.
+    lagging: AtomicBool,
     written: AtomicU64,
     held: AtomicU64,
     lost: AtomicU64,
@@ -60,13 +63,19 @@ impl Status {
         &self.file
     }
 
-    /// Why writing is paused (the database's error), or `None` while it
-    /// writes.
+    /// Why writing is paused (the database's error) or lagging (new
+    /// finished jobs are dropped), or `None` while it keeps up.
     pub fn paused(&self) -> Option<String> {
-        self.paused
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        let paused = self.paused.lock().unwrap_or_else(PoisonError::into_inner);
+        paused.clone().or_else(|| {
+            self.lagging.load(Relaxed).then(|| {
+                format!(
+                    "the history {} lags behind a burst: finished jobs are lost (counted) \
+                     until it catches up",
+                    self.file.display()
+                )
+            })
+        })
     }
 
     /// Records committed so far.
@@ -89,6 +98,50 @@ impl Status {
         self.changes.load(Relaxed)
     }
 
+    /// Counts `batch` as held on its way to the writer, and `missed`
+    /// finished jobs that left the state before the reader took them as
+    /// lost. When [`MAX_HELD`] records are held already, the batch's
+    /// finished jobs and load samples are dropped instead (counted as
+    /// lost). Either way the history lags until nothing is missed and the
+    /// writer has caught up by half.
+    pub(crate) fn admit(&self, mut batch: Vec<Record>, missed: u64) -> Vec<Record> {
+        let held = self.held.load(Relaxed);
+        let mut lost = missed;
+        if held >= MAX_HELD as u64 {
+            let before = batch.len();
+            batch.retain(|r| !matches!(r, Record::Job(_) | Record::Load(_)));
+            lost += (before - batch.len()) as u64;
+        }
+        if lost > 0 {
+            self.lost.fetch_add(lost, Relaxed);
+            self.set_lagging(true);
+        } else if held <= MAX_HELD as u64 / 2 {
+            self.set_lagging(false);
+        }
+        batch.shrink_to_fit();
+        self.held.fetch_add(batch.len() as u64, Relaxed);
+        batch
+    }
+
+    fn set_lagging(&self, lagging: bool) {
+        if self.lagging.swap(lagging, Relaxed) != lagging {
+            if lagging {
+                tracing::warn!(
+                    "history: finished jobs are lost: the state let them go before the \
+                     history took them, or more than {MAX_HELD} records wait for the database"
+                );
+            }
+            self.changed();
+        }
+    }
+
+    fn changed(&self) {
+        self.changes.fetch_add(1, Relaxed);
+        if let Some(wake) = &self.wake {
+            wake.send_modify(|()| {});
+        }
+    }
+
     pub(crate) fn set_paused(&self, why: Option<String>) {
         let mut paused = self.paused.lock().unwrap_or_else(PoisonError::into_inner);
         if *paused != why {
@@ -97,37 +150,46 @@ impl Status {
                 None => tracing::info!("history writing again"),
             }
             *paused = why;
-            self.changes.fetch_add(1, Relaxed);
-            if let Some(wake) = &self.wake {
-                wake.send_modify(|()| {});
-            }
+            drop(paused);
+            self.changed();
         }
     }
 }
 
 /// Runs the writer until every sender is gone, then commits what is left
-/// (one last attempt).
+/// (one last attempt). A transaction carries at most about [`MAX_BATCH`]
+/// records; what waits beyond that stays in the channel, in the reader's
+/// batches.
 pub(crate) fn run(mut store: Store, records: Receiver<Vec<Record>>, status: Arc<Status>) {
     let mut pending: Vec<Record> = Vec::new();
     // When the pending records are due: COMMIT_EVERY after the first came,
     // or RETRY_EVERY after a failure.
     let mut due: Option<Instant> = None;
+    let mut failing = false;
+    let mut open = true;
     loop {
-        let received = match due {
-            None => records.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(at) => records.recv_timeout(at.saturating_duration_since(Instant::now())),
-        };
-        let open = match received {
-            Ok(batch) => {
-                pending.extend(batch);
-                while let Ok(more) = records.try_recv() {
-                    pending.extend(more);
+        if open && pending.len() < MAX_BATCH {
+            let received = match due {
+                None => records.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(at) => records.recv_timeout(at.saturating_duration_since(Instant::now())),
+            };
+            match received {
+                Ok(batch) => {
+                    pending.extend(batch);
+                    while pending.len() < MAX_BATCH {
+                        match records.try_recv() {
+                            Ok(more) => pending.extend(more),
+                            Err(_) => break,
+                        }
+                    }
                 }
-                true
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => open = false,
             }
-            Err(RecvTimeoutError::Timeout) => true,
-            Err(RecvTimeoutError::Disconnected) => false,
-        };
+        } else if let Some(at) = due.filter(|_| open && failing) {
+            // A full transaction waits for the next attempt.
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        }
         if pending.is_empty() {
             if !open {
                 return;
@@ -135,35 +197,33 @@ pub(crate) fn run(mut store: Store, records: Receiver<Vec<Record>>, status: Arc<
             continue;
         }
         let at = *due.get_or_insert_with(|| Instant::now() + COMMIT_EVERY);
-        if open && Instant::now() < at && pending.len() < MAX_BATCH {
-            status.held.store(pending.len() as u64, Relaxed);
+        let full = pending.len() >= MAX_BATCH && !failing;
+        if open && !full && Instant::now() < at {
             continue;
         }
         match store.write(&pending) {
             Ok(()) => {
                 status.written.fetch_add(pending.len() as u64, Relaxed);
+                status.held.fetch_sub(pending.len() as u64, Relaxed);
                 pending.clear();
                 due = None;
+                failing = false;
                 status.set_paused(None);
             }
             Err(e) => {
                 status.set_paused(Some(store::HistoryError::of(store.path(), e).to_string()));
-                if pending.len() > MAX_HELD {
-                    let excess = pending.len() - MAX_HELD;
-                    pending.drain(..excess);
-                    status.lost.fetch_add(excess as u64, Relaxed);
-                }
                 due = Some(Instant::now() + RETRY_EVERY);
+                failing = true;
                 if !open {
                     tracing::warn!(
                         "history: {} records could not be written before the end",
                         pending.len()
                     );
+                    status.lost.fetch_add(pending.len() as u64, Relaxed);
                     return;
                 }
             }
         }
-        status.held.store(pending.len() as u64, Relaxed);
     }
 }
 
