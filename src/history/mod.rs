@@ -147,13 +147,17 @@ impl History {
             let mut tick = tokio::time::interval(READ_EVERY);
             // The reader never waits for the writer: it takes what finished
             // at every wakeup, before the state's bounded history lets it
-            // go; the status bounds what waits for the database.
+            // go, unless MAX_HELD records wait for the database already.
             loop {
                 let last = tokio::select! {
                     r = wakeups.changed() => r.is_err(),
                     _ = tick.tick() => false,
                     _ = &mut stopped => true,
                 };
+                if held.full() && !last {
+                    // What finishes waits in the state's own history.
+                    continue;
+                }
                 let missed = reader.missed();
                 let batch = reader.take(&mut lock_state(&state));
                 let batch = held.admit(batch, reader.missed() - missed);

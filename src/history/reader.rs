@@ -29,6 +29,10 @@ pub struct Reader {
     load_minute: u64,
     /// Finished jobs that the state's history no longer held when read.
     missed: u64,
+    /// The history number of the next finished job to copy (`None`
+    /// before the first take): its own, so that a feed that lagged (and
+    /// reports no finished jobs) costs nothing the state still holds.
+    next_done: Option<u64>,
     /// Host names, shared by the records.
     names: Names,
 }
@@ -44,6 +48,7 @@ impl Reader {
             submitted: FxHashMap::default(),
             load_minute: 0,
             missed: 0,
+            next_done: None,
             names: Names::default(),
         }
     }
@@ -95,12 +100,11 @@ impl Reader {
                 self.submitted.insert(id, job.start_ms);
             }
         }
-        let expected = changes.done.end - changes.done.start;
+        let from = self.next_done.unwrap_or(changes.done.start);
+        self.next_done = Some(changes.done.end);
+        let expected = changes.done.end.saturating_sub(from);
         let mut got = 0;
-        for job in state
-            .history_since(changes.done.start)
-            .take(expected as usize)
-        {
+        for job in state.history_since(from).take(expected as usize) {
             got += 1;
             let submit = if job.session() == session {
                 self.submitted.remove(&job.id)

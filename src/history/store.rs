@@ -241,13 +241,19 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut rest = records;
         while let Some((record, after)) = rest.split_first() {
-            // Jobs in a row go many to a statement.
-            if let Some(run) = rest
-                .get(..JOBS_PER_INSERT)
-                .filter(|run| run.iter().all(|r| matches!(r, Record::Job(_))))
-            {
-                let mut insert = tx.prepare_cached(&INSERT_JOBS)?;
-                for (row, record) in run.iter().enumerate() {
+            // Jobs in a row go many to a statement; the rest one at a time.
+            let jobs = rest
+                .iter()
+                .take(JOBS_PER_INSERT)
+                .take_while(|r| matches!(r, Record::Job(_)))
+                .count();
+            if jobs > 0 {
+                let (rows, sql) = match jobs {
+                    JOBS_PER_INSERT => (jobs, &*INSERT_JOBS),
+                    _ => (1, &*INSERT_ONE_JOB),
+                };
+                let mut insert = tx.prepare_cached(sql)?;
+                for (row, record) in rest[..rows].iter().enumerate() {
                     if let Record::Job(job) = record {
                         let ids = job_ids(
                             &tx,
@@ -261,7 +267,7 @@ impl Store {
                     }
                 }
                 insert.raw_execute()?;
-                rest = &rest[JOBS_PER_INSERT..];
+                rest = &rest[rows..];
                 continue;
             }
             rest = after;
@@ -283,19 +289,7 @@ impl Store {
                     tx.prepare_cached("UPDATE scheduler_sessions SET end_ms = ?1 WHERE id = ?2")?
                         .execute(params![ms(*end_ms), id])?;
                 }
-                Record::Job(job) => {
-                    let ids = job_ids(
-                        &tx,
-                        &self.sessions,
-                        &mut self.names,
-                        &mut self.files,
-                        new_sessions,
-                        job,
-                    )?;
-                    let mut insert = tx.prepare_cached(&INSERT_ONE_JOB)?;
-                    bind_job(&mut insert, 0, ids, job)?;
-                    insert.raw_execute()?;
-                }
+                Record::Job(_) => {}
                 Record::HostLogin(h) => {
                     let session =
                         session_id(&tx, &self.sessions, new_sessions, h.session, h.login_ms)?;

@@ -24,8 +24,9 @@ pub const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// Records held in memory, taken from the state but not yet committed
 /// (while the database fails, or while a burst outpaces the writer); past
-/// this the reader drops new finished jobs and load samples, counts them in
-/// [`Status::lost`] and the status says the history lags. About 30 MiB.
+/// this the reader leaves finished jobs in the state's own history
+/// (`--history`) until the writer has made room, and what leaves that
+/// meanwhile is counted in [`Status::lost`]. About 250 bytes a record.
 pub const MAX_HELD: usize = 200_000;
 
 /// The most records one transaction carries while nothing fails.
@@ -98,24 +99,21 @@ impl Status {
         self.changes.load(Relaxed)
     }
 
+    /// Whether the reader should leave finished jobs in the state's own
+    /// history for now: [`MAX_HELD`] records wait for the database.
+    pub(crate) fn full(&self) -> bool {
+        self.held.load(Relaxed) >= MAX_HELD as u64
+    }
+
     /// Counts `batch` as held on its way to the writer, and `missed`
     /// finished jobs that left the state before the reader took them as
-    /// lost. When [`MAX_HELD`] records are held already, the batch's
-    /// finished jobs and load samples are dropped instead (counted as
-    /// lost). Either way the history lags until nothing is missed and the
-    /// writer has caught up by half.
+    /// lost: then the history lags until nothing is missed and the writer
+    /// has caught up by half.
     pub(crate) fn admit(&self, mut batch: Vec<Record>, missed: u64) -> Vec<Record> {
-        let held = self.held.load(Relaxed);
-        let mut lost = missed;
-        if held >= MAX_HELD as u64 {
-            let before = batch.len();
-            batch.retain(|r| !matches!(r, Record::Job(_) | Record::Load(_)));
-            lost += (before - batch.len()) as u64;
-        }
-        if lost > 0 {
-            self.lost.fetch_add(lost, Relaxed);
+        if missed > 0 {
+            self.lost.fetch_add(missed, Relaxed);
             self.set_lagging(true);
-        } else if held <= MAX_HELD as u64 / 2 {
+        } else if self.held.load(Relaxed) <= MAX_HELD as u64 / 2 {
             self.set_lagging(false);
         }
         batch.shrink_to_fit();
@@ -128,7 +126,7 @@ impl Status {
             if lagging {
                 tracing::warn!(
                     "history: finished jobs are lost: the state let them go before the \
-                     history took them, or more than {MAX_HELD} records wait for the database"
+                     history took them (a longer --history keeps up with a faster pace)"
                 );
             }
             self.changed();
@@ -137,6 +135,10 @@ impl Status {
 
     fn changed(&self) {
         self.changes.fetch_add(1, Relaxed);
+        self.wake_readers();
+    }
+
+    fn wake_readers(&self) {
         if let Some(wake) = &self.wake {
             wake.send_modify(|()| {});
         }
@@ -203,8 +205,13 @@ pub(crate) fn run(mut store: Store, records: Receiver<Vec<Record>>, status: Arc<
         }
         match store.write(&pending) {
             Ok(()) => {
+                let full = status.full();
                 status.written.fetch_add(pending.len() as u64, Relaxed);
                 status.held.fetch_sub(pending.len() as u64, Relaxed);
+                if full {
+                    // The reader left jobs in the state: there is room now.
+                    status.wake_readers();
+                }
                 pending.clear();
                 due = None;
                 failing = false;
@@ -274,5 +281,60 @@ pub(crate) fn retain(path: PathBuf, retain: Duration, stop: Receiver<()>) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::record::JobRecord;
+    use crate::monitor::{EndReason, JobState};
+
+    fn job(id: u32) -> Record {
+        Record::Job(JobRecord {
+            session: 1,
+            id,
+            file: "a.cpp".into(),
+            lang: None,
+            client: None,
+            client_name: None,
+            server: None,
+            server_name: None,
+            state: JobState::Finished,
+            reason: EndReason::Exit,
+            exit_code: Some(0),
+            submit_ms: None,
+            start_ms: 1,
+            end_ms: 2,
+            stats: None,
+        })
+    }
+
+    #[test]
+    fn missed_jobs_are_counted_and_the_history_lags_until_half_is_written() {
+        let status = Status::new("h.sqlite".into(), None);
+        assert_eq!(status.admit(vec![job(1)], 0).len(), 1);
+        assert_eq!(
+            (status.held(), status.lost(), status.paused()),
+            (1, 0, None)
+        );
+        assert!(!status.full());
+
+        status.held.store(MAX_HELD as u64, Relaxed);
+        assert!(status.full(), "the reader leaves jobs in the state");
+        assert_eq!(status.admit(vec![job(2)], 7).len(), 1);
+        assert_eq!(status.lost(), 7);
+        let why = status.paused().expect("lagging");
+        assert!(why.contains("h.sqlite") && why.contains("lost"), "{why}");
+
+        // Still more than half held: still lagging.
+        status.held.store(MAX_HELD as u64 / 2 + 1, Relaxed);
+        status.admit(Vec::new(), 0);
+        assert!(status.paused().is_some());
+        let revisions = status.revision();
+        status.held.store(MAX_HELD as u64 / 2, Relaxed);
+        status.admit(Vec::new(), 0);
+        assert_eq!(status.paused(), None);
+        assert_eq!(status.revision(), revisions + 1, "caught up");
     }
 }
