@@ -40,7 +40,7 @@ pub struct Status {
     /// Woken when writing pauses or resumes.
     wake: Option<Changed>,
     paused: Mutex<Option<String>>,
-    /// More than [`MAX_HELD`] records were held: new ones are dropped.
+    /// Finished jobs left the state before the reader took them.
     lagging: AtomicBool,
     written: AtomicU64,
     held: AtomicU64,
@@ -64,8 +64,8 @@ impl Status {
         &self.file
     }
 
-    /// Why writing is paused (the database's error) or lagging (new
-    /// finished jobs are dropped), or `None` while it keeps up.
+    /// Why writing is paused (the database's error) or lagging (finished
+    /// jobs were lost), or `None` while it keeps up.
     pub fn paused(&self) -> Option<String> {
         let paused = self.paused.lock().unwrap_or_else(PoisonError::into_inner);
         paused.clone().or_else(|| {
