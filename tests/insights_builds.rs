@@ -242,7 +242,12 @@ fn servers_that_left_and_a_platform_few_share_are_reasons() {
     cut.state = JobState::CutShort;
     cut.reason = EndReason::HostLeft;
     cut.exit_code = None;
-    let jobs = vec![cut, job("ws", "b", 0, 10, 900)];
+    // Less than half of its jobs compiled elsewhere: two came back to it.
+    let jobs = vec![
+        cut,
+        job("ws", "ws", 0, 10, 900),
+        job("ws", "ws", 5, 15, 900),
+    ];
     let mut ws = host("ws", 2, 0);
     ws.platform = "aarch64".into();
     let hosts = [ws, host("a", 4, 0), host("b", 4, 0)];

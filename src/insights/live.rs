@@ -40,6 +40,8 @@ struct Kept {
     /// Submitters with jobs active now (their builds are open).
     active: FxHashSet<String>,
     session: u32,
+    /// A build can only go on while the scheduler is there.
+    scheduler_online: bool,
     now_ms: u64,
     /// Grows with every change; the builds below were made at `built.0`.
     revision: u64,
@@ -153,6 +155,7 @@ impl Live {
             }
             k.revision += 1;
         }
+        k.scheduler_online = state.scheduler().online;
         k.active = state
             .jobs()
             .filter_map(|j| j.client_name().map(str::to_owned))
@@ -194,9 +197,14 @@ impl Live {
         let jobs: Vec<Finished> = k.jobs.iter().cloned().collect();
         let hosts = k.hosts();
         let mut builds = group(&jobs, &hosts, self.gap_ms, Some(k.now_ms));
-        for b in &mut builds {
-            b.open |= b.host.as_ref().is_some_and(|h| k.active.contains(h))
-                && k.now_ms < b.end_ms.saturating_add(self.gap_ms).max(b.end_ms + 1);
+        // A host's jobs active now belong to its latest build.
+        let mut latest = FxHashSet::default();
+        for b in builds.iter_mut().rev() {
+            let running = b
+                .host
+                .as_ref()
+                .is_some_and(|h| k.active.contains(h) && latest.insert(h.clone()));
+            b.open = k.scheduler_online && (b.open || running);
         }
         let builds = Arc::new(builds);
         k.built = Some((k.revision, builds.clone()));

@@ -321,17 +321,28 @@ fn servers_left(build: &[&Finished]) -> Option<Reason> {
 }
 
 /// Few hosts that take remote jobs share the submitter's platform and
-/// speak its protocol (or a newer one), at the build's start.
+/// speak its protocol (or a newer one), among those online during the
+/// build; given only when less than half of its jobs compiled elsewhere.
 fn few_eligible(build: &[&Finished], submitter: &str, hosts: &[HostSpan]) -> Option<Reason> {
     let start = build.iter().map(|j| j.first_ms()).min()?;
+    let end = build.iter().map(|j| j.end_ms).max()?;
+    let elsewhere = build.iter().filter(|j| j.remote()).count();
+    if elsewhere * 2 >= build.len() {
+        return None;
+    }
+    let during = |h: &&HostSpan| h.login_ms <= end && h.logout_ms.is_none_or(|out| out >= start);
     let me = hosts
         .iter()
-        .filter(|h| h.name == submitter && h.login_ms <= start)
+        .filter(|h| h.name == submitter)
+        .filter(during)
         .max_by_key(|h| h.login_ms)?;
-    let others: Vec<&HostSpan> = hosts
+    let mut others: Vec<&HostSpan> = hosts
         .iter()
-        .filter(|h| h.name != submitter && !h.no_remote && h.online_at(start))
+        .filter(|h| h.name != submitter && !h.no_remote)
+        .filter(during)
         .collect();
+    others.sort_by(|a, b| a.name.cmp(&b.name));
+    others.dedup_by(|a, b| a.name == b.name);
     let eligible = others
         .iter()
         .filter(|h| h.platform == me.platform && h.protocol >= me.protocol)
@@ -354,7 +365,7 @@ fn few_eligible(build: &[&Finished], submitter: &str, hosts: &[HostSpan]) -> Opt
         jobs: remote_jobs,
         summary,
         evidence: vec![format!(
-            "{submitter} is {} at protocol {}; at {start} ms the others were: {}",
+            "{submitter} is {} at protocol {}; the others online during the build: {}",
             me.platform,
             me.protocol,
             if others.is_empty() {
