@@ -253,13 +253,13 @@ fn servers_that_left_and_a_platform_few_share_are_reasons() {
     let hosts = [ws, host("a", 4, 0), host("b", 4, 0)];
     let builds = group(&jobs, &hosts, 60_000, None);
     let kinds: Vec<&str> = builds[0].why.iter().map(|r| r.kind).collect();
-    assert_eq!(kinds, ["servers_left", "few_eligible"]);
+    assert_eq!(kinds, ["given_back", "servers_left", "few_eligible"]);
     assert_eq!(
-        builds[0].why[0].evidence[0],
+        builds[0].why[1].evidence[0],
         "cut short when its server left: a"
     );
     assert_eq!(
-        builds[0].why[1].summary,
+        builds[0].why[2].summary,
         "only 0 of 2 hosts that take remote jobs share ws's platform and protocol"
     );
 }
