@@ -482,13 +482,13 @@ pub fn newest_page(builds: &mut Vec<Build>, filter: &Filter) -> Vec<Build> {
         filter
             .host
             .as_ref()
-            .is_none_or(|h| b.host.as_ref() == Some(h))
+            .as_ref().map_or(true, |h| b.host.as_ref() == Some(h))
             && (!filter.failed || b.failed > 0)
             && filter
                 .cursor
-                .is_none_or(|c| i64::try_from(b.start_ms).is_ok_and(|s| s < c))
+                .map_or(true, |c| i64::try_from(b.start_ms).is_ok_and(|s| s < c))
     });
-    builds.sort_by(|a, b| b.start_ms.cmp(&a.start_ms));
+    builds.sort_by_key(|b| std::cmp::Reverse(b.start_ms));
     builds.truncate(filter.limit.clamp(1, MAX_LIMIT));
     std::mem::take(builds)
 }

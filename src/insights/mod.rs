@@ -141,7 +141,7 @@ pub struct HostSpan {
 impl HostSpan {
     /// Logged in at `at_ms`.
     pub fn online_at(&self, at_ms: u64) -> bool {
-        self.login_ms <= at_ms && self.logout_ms.is_none_or(|out| at_ms < out)
+        self.login_ms <= at_ms && self.logout_ms.map_or(true, |out| at_ms < out)
     }
 }
 

@@ -330,7 +330,7 @@ fn few_eligible(build: &[&Finished], submitter: &str, hosts: &[HostSpan]) -> Opt
     if elsewhere * 2 >= build.len() {
         return None;
     }
-    let during = |h: &&HostSpan| h.login_ms <= end && h.logout_ms.is_none_or(|out| out >= start);
+    let during = |h: &&HostSpan| h.login_ms <= end && h.logout_ms.map_or(true, |out| out >= start);
     let me = hosts
         .iter()
         .filter(|h| h.name == submitter)

@@ -82,8 +82,8 @@ fn page(
     filter: &Filter,
 ) -> Result<String, crate::history::HistoryError> {
     let within = |b: &Build| {
-        filter.since_ms.is_none_or(|s| b.end_ms >= s)
-            && filter.until_ms.is_none_or(|u| b.end_ms < u)
+        filter.since_ms.map_or(true, |s| b.end_ms >= s)
+            && filter.until_ms.map_or(true, |u| b.end_ms < u)
     };
     let live_builds = live.builds();
     let mut builds: Vec<Build> = live_builds.iter().filter(|b| within(b)).cloned().collect();
