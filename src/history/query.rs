@@ -482,7 +482,8 @@ pub fn newest_page(builds: &mut Vec<Build>, filter: &Filter) -> Vec<Build> {
         filter
             .host
             .as_ref()
-            .as_ref().map_or(true, |h| b.host.as_ref() == Some(h))
+            .as_ref()
+            .map_or(true, |h| b.host.as_ref() == Some(h))
             && (!filter.failed || b.failed > 0)
             && filter
                 .cursor
