@@ -77,6 +77,16 @@ pub fn why(build: &[&Finished], cluster: &Cluster<'_>, gap_ms: u64) -> Vec<Reaso
     out
 }
 
+/// The files of the first few of `jobs`, for people.
+fn examples(jobs: &[&&Finished]) -> String {
+    let files: Vec<&str> = jobs
+        .iter()
+        .take(EXAMPLES)
+        .map(|j| j.file.as_str())
+        .collect();
+    files.join(", ")
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""
@@ -201,11 +211,7 @@ fn given_back(build: &[&Finished], submitter: &str) -> Option<Reason> {
             format!(
                 "the scheduler named {submitter} as the server of {} (e.g. {})",
                 if back.len() == 1 { "it" } else { "them" },
-                back.iter()
-                    .take(EXAMPLES)
-                    .map(|j| j.file.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                examples(&back)
             ),
             "a host compiling its own jobs gains nothing from the cluster: the scheduler \
              chose it over the others (icecream's own load and speed figures decide)"
@@ -237,12 +243,7 @@ fn local_unasked(build: &[&Finished], retries: &[usize]) -> Option<Reason> {
         evidence: vec![format!(
             "local jobs with no request for a server before them: {} (links, and what \
              icecc does not send out, run locally)",
-            unasked
-                .iter()
-                .take(EXAMPLES)
-                .map(|j| j.file.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            examples(&unasked)
         )],
     })
 }
