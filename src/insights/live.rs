@@ -14,8 +14,9 @@ use std::time::Duration;
 
 /// Finished jobs kept for at most this long (state clock)...
 pub const KEEP_MS: u64 = 24 * 3_600_000;
-/// ...and at most this many.
-pub const KEEP_JOBS: usize = 200_000;
+/// ...and at most this many (a few MiB: older builds come from the
+/// history database).
+pub const KEEP_JOBS: usize = 20_000;
 /// Host sessions kept that ended (at most).
 const KEEP_SESSIONS: usize = 4096;
 /// Jobs seen waiting remembered at most (as the history's reader does).
