@@ -102,6 +102,9 @@ fn plural(n: usize) -> &'static str {
 pub struct Cluster<'a> {
     starts: Vec<u64>,
     ends: Vec<u64>,
+    /// From each time on (sorted): the slots and the number of the hosts
+    /// that take remote jobs.
+    slots: Vec<(u64, u64, usize)>,
     hosts: &'a [HostSpan],
 }
 
@@ -130,9 +133,27 @@ impl<'a> Cluster<'a> {
         }
         starts.sort_unstable();
         ends.sort_unstable();
+        // Logins add slots, logouts take them away.
+        let mut changes: Vec<(u64, i64, i64)> = Vec::new();
+        for h in hosts.iter().filter(|h| !h.no_remote) {
+            changes.push((h.login_ms, i64::from(h.max_jobs), 1));
+            if let Some(out) = h.logout_ms {
+                changes.push((out, -i64::from(h.max_jobs), -1));
+            }
+        }
+        changes.sort_unstable_by_key(|c| c.0);
+        let (mut slots, mut count) = (0i64, 0i64);
+        let slots = changes
+            .into_iter()
+            .map(|(at, s, n)| {
+                (slots, count) = (slots + s, count + n);
+                (at, slots.max(0) as u64, count.max(0) as usize)
+            })
+            .collect();
         Cluster {
             starts,
             ends,
+            slots,
             hosts,
         }
     }
@@ -147,8 +168,10 @@ impl<'a> Cluster<'a> {
     /// The slots of the hosts that take remote jobs at `t`, and how many
     /// hosts they are.
     fn slots(&self, t: u64) -> (u64, usize) {
-        let open = self.hosts.iter().filter(|h| !h.no_remote && h.online_at(t));
-        open.fold((0, 0), |(s, n), h| (s + u64::from(h.max_jobs), n + 1))
+        let at = self.slots.partition_point(|&(from, _, _)| from <= t);
+        at.checked_sub(1)
+            .and_then(|i| self.slots.get(i))
+            .map_or((0, 0), |&(_, slots, hosts)| (slots, hosts))
     }
 }
 
