@@ -419,17 +419,27 @@ pub fn builds(conn: &Connection, filter: &Filter, gap_ms: u64) -> rusqlite::Resu
     } else {
         format!("WHERE {}", w.conditions.join(" AND "))
     };
+    // Host names are few: read once and shared, not joined per job.
+    let names: std::collections::HashMap<i64, std::sync::Arc<str>> = rows(
+        conn,
+        ("SELECT id, name FROM host_names".to_owned(), Vec::new()),
+        |r| Ok((r.get(0)?, std::sync::Arc::from(r.get::<_, String>(1)?))),
+    )?
+    .into_iter()
+    .collect();
+    let name = |id: Option<i64>| id.and_then(|id| names.get(&id).cloned());
     let sql = format!(
-        "SELECT c.name, v.name, f.name, j.state, j.reason, j.exit_code, j.submit_ms, \
-         j.start_ms, j.end_ms, j.real_ms, j.in_uncompressed FROM jobs j {JOB_JOINS} {conditions}"
+        "SELECT j.client_name, j.server_name, f.name, j.state, j.reason, j.exit_code, \
+         j.submit_ms, j.start_ms, j.end_ms, j.real_ms, j.in_uncompressed \
+         FROM jobs j JOIN files f ON f.id = j.file {conditions}"
     );
     let jobs: Vec<Option<Finished>> = rows(conn, (sql, w.params), |r| {
         let (state, reason): (String, String) = (r.get(3)?, r.get(4)?);
         Ok(job_state(&state)
             .zip(end_reason(&reason))
             .map(|(state, reason)| Finished {
-                client: r.get(0).ok(),
-                server: r.get(1).ok(),
+                client: name(r.get(0).ok()),
+                server: name(r.get(1).ok()),
                 file: r.get(2).unwrap_or_default(),
                 state,
                 reason,

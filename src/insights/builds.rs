@@ -157,16 +157,18 @@ fn summarise(jobs: &[&Finished]) -> Build {
     let end_ms = jobs.iter().map(|j| j.end_ms).max().unwrap_or(start_ms);
     let mut waits: Vec<u64> = jobs.iter().filter_map(|j| j.wait_ms()).collect();
     waits.sort_unstable();
-    let mut slowest: Vec<SlowJob> = jobs
-        .iter()
+    let took = |j: &Finished| j.end_ms.saturating_sub(j.start_ms);
+    let mut longest: Vec<&&Finished> = jobs.iter().collect();
+    longest.sort_by(|a, b| took(b).cmp(&took(a)).then_with(|| a.file.cmp(&b.file)));
+    let slowest = longest
+        .into_iter()
+        .take(SLOWEST)
         .map(|j| SlowJob {
             file: j.file.clone(),
-            server: j.server.clone(),
-            ms: j.end_ms.saturating_sub(j.start_ms),
+            server: j.server.as_deref().map(str::to_owned),
+            ms: took(j),
         })
         .collect();
-    slowest.sort_by(|a, b| b.ms.cmp(&a.ms).then_with(|| a.file.cmp(&b.file)));
-    slowest.truncate(SLOWEST);
     let mut servers: BTreeMap<&str, u64> = BTreeMap::new();
     for server in jobs.iter().filter_map(|j| j.server.as_deref()) {
         *servers.entry(server).or_default() += 1;
@@ -182,7 +184,9 @@ fn summarise(jobs: &[&Finished]) -> Build {
     let total = jobs.len() as u64;
     let remote = count(Finished::remote);
     Build {
-        host: jobs.first().and_then(|j| j.client.clone()),
+        host: jobs
+            .first()
+            .and_then(|j| j.client.as_deref().map(str::to_owned)),
         start_ms,
         end_ms,
         duration_ms: end_ms.saturating_sub(start_ms),

@@ -32,14 +32,15 @@ pub use reasons::{why, Cluster, Reason};
 
 use crate::monitor::{EndReason, JobRef, JobState};
 use serde::Serialize;
+use std::sync::Arc;
 
 /// A finished job, as builds and flags read it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Finished {
-    /// The submitter's name.
-    pub client: Option<String>,
+    /// The submitter's name (shared by its jobs).
+    pub client: Option<Arc<str>>,
     /// The host that compiled it (the submitter for a local job).
-    pub server: Option<String>,
+    pub server: Option<Arc<str>>,
     /// Source (remote) or output (local) file.
     pub file: String,
     /// How it ended.
@@ -64,8 +65,8 @@ impl Finished {
     /// A finished job of the live state, submitted at `submit_ms` if known.
     pub fn of(job: &JobRef<'_>, submit_ms: Option<u64>) -> Option<Finished> {
         Some(Finished {
-            client: job.client_name().map(str::to_owned),
-            server: job.server_name().map(str::to_owned),
+            client: job.client_name().map(Arc::from),
+            server: job.server_name().map(Arc::from),
             file: job.file().into_owned(),
             state: job.state,
             reason: job.reason?,
