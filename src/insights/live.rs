@@ -47,6 +47,7 @@ struct Kept {
     /// Grows with every change; the builds below were made at `built.0`.
     revision: u64,
     built: Option<(u64, Arc<Vec<Build>>)>,
+    flagged: Option<(u64, Arc<Vec<HostFlag>>)>,
 }
 
 impl Live {
@@ -212,11 +213,18 @@ impl Live {
         builds
     }
 
-    /// The hosts that hurt builds now.
-    pub fn flags(&self) -> Vec<HostFlag> {
-        let k = self.kept();
+    /// The hosts that hurt builds now (made again only after a change).
+    pub fn flags(&self) -> Arc<Vec<HostFlag>> {
+        let mut k = self.kept();
+        if let Some((rev, flags)) = &k.flagged {
+            if *rev == k.revision {
+                return flags.clone();
+            }
+        }
         let jobs: Vec<Finished> = k.jobs.iter().cloned().collect();
-        flag_hosts(&jobs, &k.hosts(), k.now_ms)
+        let flags = Arc::new(flag_hosts(&jobs, &k.hosts(), k.now_ms));
+        k.flagged = Some((k.revision, flags.clone()));
+        flags
     }
 
     /// The build gap, in ms.

@@ -114,7 +114,7 @@ async fn hosts(State(app): State<Insights>) -> Response {
     let flags = app.live.flags();
     json(
         StatusCode::OK,
-        serde_json::json!({ "hosts": flags }).to_string(),
+        serde_json::json!({ "hosts": *flags }).to_string(),
     )
 }
 
@@ -138,7 +138,7 @@ impl Collector for InsightsCollector {
             None,
             MetricType::Gauge,
         )?;
-        for f in &flags {
+        for f in flags.iter() {
             let labels = [("host", f.host.as_str()), ("rule", f.kind)];
             ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
         }
@@ -149,7 +149,7 @@ impl Collector for InsightsCollector {
             None,
             MetricType::Gauge,
         )?;
-        for f in &flags {
+        for f in flags.iter() {
             let labels = [("host", f.host.as_str()), ("rule", f.kind)];
             ConstGauge::new(f.value).encode(family.encode_family(&labels)?)?;
         }

@@ -98,4 +98,4 @@ export const BADGE_INK = '#fff';
 export const SUBMITTER_COLORS = ['#4e79a7', '#f28e2c', '#e15759', '#76b7b2', '#59a14f', '#edc949', '#af7aa1', '#ff9da7', '#9c755f', '#bab0ab'];
 
 /** The builds list: how often it is asked for, how many rows, where the notification's host is kept. */
-export const BUILDS = { pollMs: 2000, rows: 50, notifyKey: 'icewatch.notifyBuildHost' };
+export const BUILDS = { pollMs: 3000, rows: 50, notifyKey: 'icewatch.notifyBuildHost' };
