@@ -244,6 +244,15 @@ impl Where {
             .push(condition.replace('?', &format!("?{n}")));
     }
 
+    /// `WHERE` and the conditions, or nothing without any.
+    fn clause(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conditions.join(" AND "))
+        }
+    }
+
     /// `SELECT select WHERE ... ORDER BY time DESC, seq DESC LIMIT n`
     /// (`time` and `seq` columns of `table`, alias `t`), with its
     /// parameters: newest first, by the index on `time`. The cursor's row
@@ -414,11 +423,7 @@ pub fn builds(conn: &Connection, filter: &Filter, gap_ms: u64) -> rusqlite::Resu
     if let Some(until) = filter.until_ms {
         w.add("j.end_ms < ?", ms(until));
     }
-    let conditions = if w.conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", w.conditions.join(" AND "))
-    };
+    let conditions = w.clause();
     // Host names are few: read once and shared, not joined per job.
     let names: std::collections::HashMap<i64, std::sync::Arc<str>> = rows(
         conn,
@@ -435,21 +440,24 @@ pub fn builds(conn: &Connection, filter: &Filter, gap_ms: u64) -> rusqlite::Resu
     );
     let jobs: Vec<Option<Finished>> = rows(conn, (sql, w.params), |r| {
         let (state, reason): (String, String) = (r.get(3)?, r.get(4)?);
-        Ok(job_state(&state)
-            .zip(end_reason(&reason))
-            .map(|(state, reason)| Finished {
-                client: name(r.get(0).ok()),
-                server: name(r.get(1).ok()),
-                file: r.get(2).unwrap_or_default(),
-                state,
-                reason,
-                exit_code: r.get(5).ok(),
-                submit_ms: r.get(6).ok(),
-                start_ms: r.get(7).unwrap_or_default(),
-                end_ms: r.get(8).unwrap_or_default(),
-                real_ms: r.get(9).ok(),
-                in_uncompressed: r.get(10).ok(),
-            }))
+        // A state or reason this code does not know (a newer writer's)
+        // leaves the job out rather than guess.
+        let Some((state, reason)) = job_state(&state).zip(end_reason(&reason)) else {
+            return Ok(None);
+        };
+        Ok(Some(Finished {
+            client: name(r.get(0)?),
+            server: name(r.get(1)?),
+            file: r.get(2)?,
+            state,
+            reason,
+            exit_code: r.get(5)?,
+            submit_ms: r.get(6)?,
+            start_ms: r.get(7)?,
+            end_ms: r.get(8)?,
+            real_ms: r.get(9)?,
+            in_uncompressed: r.get(10)?,
+        }))
     })?;
     let jobs: Vec<Finished> = jobs.into_iter().flatten().collect();
     let mut h = Where::default();
@@ -459,11 +467,7 @@ pub fn builds(conn: &Connection, filter: &Filter, gap_ms: u64) -> rusqlite::Resu
     if let Some(until) = filter.until_ms {
         h.add("h.login_ms < ?", ms(until));
     }
-    let conditions = if h.conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", h.conditions.join(" AND "))
-    };
+    let conditions = h.clause();
     let sql = format!(
         "SELECT n.name, h.platform, h.protocol, h.features, h.max_jobs, h.no_remote, \
          h.login_ms, h.logout_ms FROM host_sessions h JOIN host_names n ON n.id = h.name \
