@@ -204,7 +204,7 @@ pub fn parse_listcs_line(line: &str) -> Option<ListCsEntry<'_>> {
 /// name, then each `Key: value` line as given (`Architecture`,
 /// `NativeEnv (gcc)`, `ReceivedEnv[…] last_use`, `Current kids`,
 /// `Supported features`, `cpu`, `load`, `memory`, …).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Internals {
     /// The daemon's node name.
     pub name: String,

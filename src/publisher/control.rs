@@ -80,7 +80,8 @@ impl Default for ControlOptions {
 }
 
 /// What the text port told at the last poll (`GET /api/v1/control`).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct View {
     /// Whether the page may act (`--admin`).
     pub admin: bool,
@@ -359,6 +360,9 @@ struct Keeper {
     started_ms: Option<u64>,
 }
 
+/// With `--keep-blocks`, how soon a text port that failed is tried again.
+const RETRY_KEPT: Duration = Duration::from_secs(1);
+
 /// Who reapplies blocks, in the audit.
 const KEEPER: &str = "icewatch --keep-blocks";
 
@@ -371,6 +375,12 @@ impl Keeper {
             listed: None,
             started_ms: None,
         }
+    }
+
+    /// Puts the kept list in `view`.
+    fn show(&self, view: &Mutex<View>) {
+        view.lock().unwrap_or_else(PoisonError::into_inner).kept =
+            self.kept.values().cloned().collect();
     }
 
     /// A new connection, greeted with `greeting`.
@@ -490,6 +500,11 @@ struct Worker {
 
 impl Worker {
     async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
+        if let Some(keeper) = &mut self.keeper {
+            // What is kept shows even while the text port does not answer.
+            keeper.load().await;
+            keeper.show(&self.view);
+        }
         let mut poll = tokio::time::interval(self.opts.poll);
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -508,7 +523,15 @@ impl Worker {
                     }
                     None => return,
                 },
-                _ = poll.tick() => self.poll().await,
+                _ = poll.tick() => {
+                    self.poll().await;
+                    // Blocks to give back: a text port that went away (the
+                    // scheduler restarting) is tried again soon, so that
+                    // they are back before the daemons log in again.
+                    if self.keeper.is_some() && self.port.is_none() {
+                        poll.reset_after(RETRY_KEPT);
+                    }
+                }
             }
         }
     }
@@ -526,10 +549,7 @@ impl Worker {
         let result = match (result, self.keeper.take()) {
             (Ok((daemons, blocked)), Some(mut keeper)) => {
                 let kept = self.keep(&mut keeper, blocked).await;
-                self.view
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .kept = keeper.kept.values().cloned().collect();
+                keeper.show(&self.view);
                 self.keeper = Some(keeper);
                 kept.map(|blocked| (daemons, blocked))
             }
