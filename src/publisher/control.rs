@@ -338,12 +338,21 @@ async fn audit(
         tracing::info!(target: "icewatch::audit", "audit: {action} {host:?} by {who}: {result}: {said}");
     }
     if let Some(book) = book {
-        let book = book.clone();
-        let written = tokio::task::spawn_blocking(move || book.audit(&record)).await;
-        if let Ok(Err(e)) = written {
+        if let Err(e) = on_book(book, move |b| b.audit(&record)).await {
             tracing::warn!("the audit record did not reach the history: {e}");
         }
     }
+}
+
+/// Runs `f` on `book` off the async threads.
+async fn on_book<T: Send + 'static>(
+    book: &Arc<dyn BlockBook>,
+    f: impl FnOnce(&dyn BlockBook) -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let book = book.clone();
+    tokio::task::spawn_blocking(move || f(&*book))
+        .await
+        .map_err(|e| e.to_string())?
 }
 
 /// `--keep-blocks`: the kept list, and what the current connection to the
@@ -397,11 +406,8 @@ impl Keeper {
         what: &str,
         write: impl FnOnce(&dyn BlockBook) -> Result<(), String> + Send + 'static,
     ) {
-        let book = self.book.clone();
-        match tokio::task::spawn_blocking(move || write(&*book)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!("--keep-blocks: cannot {what} in the history: {e}"),
-            Err(e) => tracing::warn!("--keep-blocks: cannot {what} in the history: {e}"),
+        if let Err(e) = on_book(&self.book, write).await {
+            tracing::warn!("--keep-blocks: cannot {what} in the history: {e}");
         }
     }
 
@@ -410,9 +416,8 @@ impl Keeper {
         if self.loaded {
             return;
         }
-        let book = self.book.clone();
-        match tokio::task::spawn_blocking(move || book.kept()).await {
-            Ok(Ok(kept)) => {
+        match on_book(&self.book, |b| b.kept()).await {
+            Ok(kept) => {
                 self.loaded = true;
                 self.kept = kept.into_iter().map(|k| (k.name.clone(), k)).collect();
                 if !self.kept.is_empty() {
@@ -420,7 +425,6 @@ impl Keeper {
                     tracing::info!("--keep-blocks: keeping {}", names.join(", "));
                 }
             }
-            Ok(Err(e)) => tracing::warn!("--keep-blocks: cannot read the kept blocks: {e}"),
             Err(e) => tracing::warn!("--keep-blocks: cannot read the kept blocks: {e}"),
         }
     }
