@@ -1943,9 +1943,12 @@ async fn a_terminated_scheduler_cuts_jobs_short(story: &mut Story) {
         sigterm.elapsed(),
     );
     icewatch.check(|st| {
+        // Job ids start again with each scheduler session: the current
+        // one's.
+        let session = st.session();
         let history: BTreeMap<u32, JobRef<'_>> = st
             .history()
-            .filter(|j| j.session() == 2)
+            .filter(|j| j.session() == session)
             .map(|j| (j.id, j))
             .collect();
         // A job may have ended on its own between the look and the SIGTERM.
