@@ -815,12 +815,15 @@ fn text_port_lines(model: &Model, h: &Host) -> (Vec<Line<'static>>, Vec<Line<'st
             .map_or("not read yet".into(), |e| format!("not answering: {e}"));
         facts.push(fact("text port", why));
     }
-    let blocked = if c.blocked.contains(&h.name) {
-        "yes: the scheduler keeps it out"
-    } else {
-        "no"
-    };
-    facts.push(fact("blocked", blocked.into()));
+    // The block list is known only from a read that was answered.
+    if c.answering {
+        let blocked = if c.blocked.contains(&h.name) {
+            "yes: the scheduler keeps it out"
+        } else {
+            "no"
+        };
+        facts.push(fact("blocked", blocked.into()));
+    }
     if c.kept.iter().any(|k| k.name == h.name) {
         let kept = "by icewatch: blocked again whenever the scheduler restarts";
         facts.push(fact("kept", kept.into()));
