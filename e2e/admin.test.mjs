@@ -7,15 +7,20 @@
 // declined, and shows the server's answer (here: the text port is down)
 // when it is accepted; without `--admin` there are no actions, and where
 // the server does not read the text port (`demo`) there is no such
-// section. The actions against a real scheduler are proven in
-// tests/real_cluster.rs.
+// section. With `--keep-blocks` the blocks kept in the history show in the
+// panel and under the host table, even while the text port does not
+// answer. The actions against a real scheduler, and blocks kept across its
+// restart, are proven in tests/real_cluster.rs.
 //
 // Run from the repository root after `cargo build` and `npm ci --prefix web`:
 //   node --test e2e/
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { binary, startIcewatch, stopIcewatch, launchBrowser, eventually, WAIT } from './icewatch.mjs';
 
@@ -133,6 +138,45 @@ test('where the server does not read the text port, the panel has no Scheduler s
   await eventually('the host panel', async () => /statistics/i.test(await panel.innerText()));
   assert.equal(await panel.locator('[data-testid=internals]').count(), 0);
   assert.doesNotMatch(await panel.innerText(), /^scheduler$/im);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('with --keep-blocks the kept blocks show in the panel and under the host table', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'icewatch-e2e-keep-'));
+  const db = join(dir, 'history.sqlite');
+  try {
+    // The first start makes the history; a block is kept in it as a
+    // --keep-blocks icewatch keeps one (sqlite3, as an admin would look).
+    const first = await monitor('--keep-blocks', '--db', db);
+    const names = await eventually('the demo\'s hosts', async () => {
+      const hosts = await (await fetch(new URL(`/api/v1/hosts?token=${TOKEN}`, first.url))).json();
+      return hosts.length > 0 && hosts.map((h) => h.name);
+    });
+    stopIcewatch(first);
+    const rows = names.map((n) => `('${n}', 1765090000000, 1765090000000)`).join(', ');
+    execFileSync('sqlite3', [db, `INSERT INTO kept_blocks (name, since_ms, seen_ms) VALUES ${rows}`]);
+
+    const server = await monitor('--keep-blocks', '--db', db);
+    const { page, errors, panel } = await openPanel(server);
+    const kept = page.locator('[data-testid=kept-blocks]');
+    await eventually('the kept blocks under the host table', async () =>
+      (await kept.isVisible()) && (await kept.innerText()).includes(names[0]));
+    assert.match(await kept.innerText(), /^Blocks kept across scheduler restarts \(--keep-blocks\): /);
+    await eventually('the panel saying the block is kept', async () =>
+      /kept\s+by icewatch since .+: blocked again whenever the scheduler restarts/.test(await panel.innerText()));
+    assert.deepEqual(errors, []);
+    await page.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('without --keep-blocks there is no kept-blocks line', async () => {
+  const server = await monitor();
+  const { page, errors, panel } = await openPanel(server);
+  await panel.locator('[data-testid=internals]').waitFor({ timeout: WAIT });
+  assert.equal(await page.locator('[data-testid=kept-blocks]').isVisible(), false);
   assert.deepEqual(errors, []);
   await page.close();
 });

@@ -84,3 +84,40 @@ fn the_scheduler_and_a_text_port_are_not_both_given() {
         .code(1)
         .stderr(contains("not both"));
 }
+
+#[test]
+fn keep_blocks_refuses_in_one_line_without_a_history_or_a_text_port() {
+    for (extra, says) in [
+        (
+            &["--db", "none"][..],
+            "--keep-blocks keeps the block list in the history database",
+        ),
+        (
+            &["--no-text-port"][..],
+            "--keep-blocks reads and writes the scheduler's block list on its text port",
+        ),
+    ] {
+        let out = assert_cmd::cargo::cargo_bin_cmd!("icewatch")
+            .args(["monitor", "127.0.0.1:9", "--keep-blocks"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("error: ") && err.contains(says), "{err}");
+    }
+}
+
+#[test]
+fn monitor_help_teaches_keep_blocks() {
+    assert_cmd::cargo::cargo_bin_cmd!("icewatch")
+        .args(["monitor", "--help"])
+        .assert()
+        .success()
+        .stdout(contains("--keep-blocks"))
+        .stdout(contains("blocks survive scheduler restarts"))
+        .stdout(contains(
+            "Needs the history (not --db none) and the text port",
+        ));
+}

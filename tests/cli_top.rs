@@ -1,12 +1,13 @@
 //! `icewatch top` in a real terminal (tmux): against a capture replayed as
 //! a scheduler (the state fed in process) and against another icewatch's
-//! WebSocket (`--server`), driven with the keys a person would press.
+//! WebSocket (`--server`), driven with the keys a person would press; the
+//! host pane's reads of the scheduler's text port both ways.
 
 mod support;
 
 use std::path::Path;
 use support::captures::capture;
-use support::command::{icewatch, Running};
+use support::command::{icewatch, page_url, Running};
 use support::tmux::{self, Tmux, EXIT_MARK};
 
 fn binary() -> &'static Path {
@@ -84,6 +85,11 @@ fn top_against_a_replayed_capture_sorts_filters_opens_a_host_and_quits() {
         screen.contains("Recently finished") || screen.contains("Compiling here"),
         "{screen}"
     );
+    // The stand-in has no text port (the port above its own), as the
+    // pane says; `i` asks anyway, and shows why there is no answer.
+    term.wait_text("text port not answering");
+    term.keys(&["i"]);
+    term.wait_text("Internals");
 
     // Help, closed by any key.
     term.keys(&["?"]);
@@ -157,6 +163,55 @@ fn top_server_reads_a_running_icewatch_and_follows_a_resize() {
         screen.contains("OFFLINE") && screen.contains("cannot connect"),
         "{screen}"
     );
+    term.keys(&["q"]);
+    term.wait_text(&format!("{EXIT_MARK}0"));
+}
+
+#[test]
+fn top_server_shows_the_text_port_as_that_icewatch_reads_it() {
+    if !tmux_or_skip() {
+        return;
+    }
+    let scheduler = Running::demo_scheduler(&["--seed", "3"]);
+    let addr = scheduler.scheduler_addr().to_string();
+    // A text port nobody listens on: a port just given up by the kernel.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .to_string();
+    let page = Running::start(&[
+        "monitor",
+        &addr,
+        "--db",
+        "none",
+        "--text-port",
+        &closed,
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let url = page_url(&page);
+    let term = Tmux::start(
+        "text-port",
+        80,
+        24,
+        &format!("{} top --server {url}", binary().display()),
+    );
+    term.wait_text("ONLINE");
+    term.keys(&["j", "Space"]);
+    // The server's own read, its error included, and `i` asked of it.
+    let screen = term.wait_text("text port not answering");
+    assert!(
+        screen.contains("cannot connect to the scheduler's text port"),
+        "{screen}"
+    );
+    term.keys(&["i"]);
+    let screen = term.wait_text("Internals");
+    term.wait_for("the server's answer to internals", |s| {
+        s.contains(&format!(
+            "cannot connect to the scheduler's text port at {closed}"
+        )) && !s.contains("asking…")
+    });
+    assert!(screen.contains("i internals"), "{screen}");
     term.keys(&["q"]);
     term.wait_text(&format!("{EXIT_MARK}0"));
 }

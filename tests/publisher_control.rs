@@ -1,14 +1,18 @@
 //! The page's side of the scheduler's text port over real sockets on
 //! 127.0.0.1 port 0 (`docs/admin.md`): who may act (`--admin`, the token,
 //! `Host`, `Origin`), the snapshot's `admin`, the answers and the counter
-//! when the text port is down. Against a real scheduler, the actions
+//! when the text port is down; `--keep-blocks`' kept list and the audit
+//! in the history. Against a real scheduler, the actions
 //! themselves are proven in `tests/real_cluster.rs`.
 
 mod support;
 
+use icewatch::history::Book;
+use icewatch::publisher::keep_blocks::{BlockBook, Kept};
 use icewatch::publisher::{ControlOptions, ServeOptions};
 use serde_json::Value;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use support::http::request;
 use support::server::Server;
@@ -174,4 +178,62 @@ async fn internals_are_asked_for_at_most_once_per_gap_across_hosts() {
     let (status, body) = server.get("/api/v1/hosts/remote2/internals").await;
     assert_eq!(status, 429, "{body}");
     assert!(body.contains("asked for a moment ago"), "{body}");
+}
+
+#[tokio::test]
+async fn kept_blocks_show_from_the_history_and_every_action_is_audited_in_it() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let path = dir.path().join("history.sqlite");
+    let book = Book::open(&path).expect("the history");
+    let kept = Kept {
+        name: "remote2".into(),
+        since_ms: 1_765_090_000_000,
+        seen_ms: 1_765_090_000_000,
+    };
+    book.keep(&kept).expect("keep a block");
+    let control = ControlOptions {
+        keep_blocks: true,
+        book: Some(Arc::new(book)),
+        ..admin_on(closed_port().await).await
+    };
+    let server = start(Some(TOKEN), Some(control)).await;
+    let (_, body) = server.get("/api/v1/snapshot").await;
+    assert_eq!(json(&body)["keep_blocks"], true, "{body}");
+    // What is kept shows at once, though the text port does not answer.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let view = loop {
+        let (_, body) = server.get("/api/v1/control").await;
+        let view = json(&body);
+        if view["kept"].as_array().is_some_and(|k| !k.is_empty()) {
+            break view;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing kept: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(view["keep_blocks"], true);
+    assert_eq!(
+        view["kept"],
+        serde_json::json!([{"name": "remote2", "since_ms": 1_765_090_000_000_u64,
+                            "seen_ms": 1_765_090_000_000_u64}])
+    );
+    // An action, here failed (the text port is down), is a row of the
+    // history's audit.
+    let (status, _) = server.post("/api/v1/hosts/remote1/block", &[BEARER]).await;
+    assert_eq!(status, 502);
+    let conn = rusqlite::Connection::open(&path).expect("open the history");
+    let row: (String, String, String, String) = conn
+        .query_row(
+            "SELECT action, host, who, result FROM admin_actions",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .expect("one audit row");
+    assert_eq!(
+        (row.0.as_str(), row.1.as_str(), row.3.as_str()),
+        ("block", "remote1", "failed")
+    );
+    assert!(row.2.starts_with("127.0.0.1:"), "{row:?}");
 }

@@ -29,7 +29,8 @@
 //! 6. `top_and_status_show_the_real_cluster`: `icewatch status --json`
 //!    sees the hosts as icewatch's own monitor does; `icewatch top` in a
 //!    terminal (tmux) shows every daemon, and its keys sort, filter, open a
-//!    host and quit.
+//!    host (whose pane shows the scheduler's block list and, on `i`, the
+//!    daemon's internals, read through the text port) and quit.
 //! 7. `a_killed_daemon_is_offline_within_2s`: a daemon that dies (SIGKILL)
 //!    is offline in icewatch within 2 s of the kill.
 //! 8. `a_restart_is_followed_within_2s_with_daemons_logging_in_in_another_order`:
@@ -57,7 +58,18 @@
 //!     `/metrics`. `icewatch admin list` and `internals` show every daemon;
 //!     pointed at the scheduler's own port, `icewatch admin` says it does
 //!     not answer as a text port.
-//! 11. `a_terminated_scheduler_cuts_jobs_short_not_failed`: with jobs
+//! 11. `a_block_kept_with_keep_blocks_survives_a_scheduler_restart_and_without_it_does_not`:
+//!     blocked with `icewatch admin` and no icewatch keeping blocks, a
+//!     daemon logs in again to the restarted scheduler (the control). Then
+//!     blocked from the page of an `icewatch monitor --admin --keep-blocks`,
+//!     it is kept (`/api/v1/control`), and after another restart (the
+//!     daemons running all along, logging in again by themselves) icewatch
+//!     blocks it again on the new scheduler: the scheduler lists it
+//!     blocked and every other daemon but not it, files compile elsewhere,
+//!     and the reapply is an audit line on stderr, a count in `/metrics`
+//!     and a row of the history's `admin_actions`; an unblock from the
+//!     page ends the kept block and the daemon logs in again.
+//! 12. `a_terminated_scheduler_cuts_jobs_short_not_failed`: with jobs
 //!     compiling, the scheduler is stopped (SIGTERM, as a service manager
 //!     does). It reports every host offline and every job in flight ended
 //!     with exit code 255; icewatch shows each of those jobs `cut_short`,
@@ -149,6 +161,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
+use icewatch::monitor::text_port::TextPort;
 use icewatch::monitor::{
     lock_state, run, ConnectOptions, EndReason, Host, JobRef, JobState, SharedState, State,
     StateOptions, Target, Totals,
@@ -295,6 +308,7 @@ enum Part {
     Restart,
     Identity,
     Admin,
+    KeptBlocks,
     Terminated,
 }
 
@@ -307,7 +321,7 @@ struct Chapter {
 }
 
 /// The story, in order.
-const CHAPTERS: [Chapter; 12] = [
+const CHAPTERS: [Chapter; 13] = [
     Chapter {
         name: "loadgen_at_50_daemons_agrees_with_the_scheduler_and_icewatch",
         kind: Kind::Check,
@@ -362,6 +376,11 @@ const CHAPTERS: [Chapter; 12] = [
         name: "a_daemon_blocked_from_the_page_leaves_and_gets_no_jobs_until_unblocked",
         kind: Kind::Step,
         part: Part::Admin,
+    },
+    Chapter {
+        name: "a_block_kept_with_keep_blocks_survives_a_scheduler_restart_and_without_it_does_not",
+        kind: Kind::Step,
+        part: Part::KeptBlocks,
     },
     Chapter {
         name: "a_terminated_scheduler_cuts_jobs_short_not_failed",
@@ -699,6 +718,7 @@ async fn play(part: Part, story: &mut Story) {
         Part::Restart => a_restart_is_followed_within_2s(story).await,
         Part::Identity => jobs_and_hosts_keep_their_names(story).await,
         Part::Admin => a_blocked_daemon_leaves_until_unblocked(story).await,
+        Part::KeptBlocks => a_kept_block_survives_a_restart(story).await,
         Part::Terminated => a_terminated_scheduler_cuts_jobs_short(story).await,
     }
 }
@@ -1445,6 +1465,12 @@ async fn top_and_status_show_the_cluster(story: &mut Story) {
         term.keys(&["j", "Space"]);
         let pane = term.wait_text("remote2 #");
         assert!(pane.contains("/ 3 slots"), "remote2's pane:\n{pane}");
+        // The text port's reads, as the page's host panel has them: the
+        // block list, and on `i` the daemon's own internals.
+        term.wait_text("blocked no");
+        term.keys(&["i"]);
+        let inside = term.wait_text("Architecture: x86_64");
+        println!("real-cluster: remote2's pane after `i`:\n{inside}");
         term.keys(&["q"]);
         term.wait_text(&format!("{}0", tmux::EXIT_MARK));
         (screen, took)
@@ -1984,9 +2010,12 @@ async fn a_terminated_scheduler_cuts_jobs_short(story: &mut Story) {
         sigterm.elapsed(),
     );
     icewatch.check(|st| {
+        // Job ids start again with each scheduler session: the current
+        // one's.
+        let session = st.session();
         let history: BTreeMap<u32, JobRef<'_>> = st
             .history()
-            .filter(|j| j.session() == 2)
+            .filter(|j| j.session() == session)
             .map(|j| (j.id, j))
             .collect();
         // A job may have ended on its own between the look and the SIGTERM.
@@ -2114,27 +2143,18 @@ async fn a_blocked_daemon_leaves_until_unblocked(story: &mut Story) {
     let (status, body) = http(icewatch.page, "POST", &path, &[]).await;
     assert_eq!(status, 404, "POST {path} without --admin: {body}");
 
-    let admin = AdminIcewatch::start(&dir).await;
-    let bearer = format!("Bearer {ADMIN_TOKEN}");
-    let auth: [(&str, &str); 1] = [("Authorization", &bearer)];
+    let admin = AdminIcewatch::start(&dir, "icewatch-admin", &[]).await;
     let (status, body) = http(admin.page, "POST", &path, &[]).await;
     assert_eq!(status, 401, "POST {path} without the token: {body}");
     // Its text port reader answers before anything is asked of it.
-    let t = Instant::now();
-    wait_for(
-        "icewatch's text port reader to answer",
-        DAEMON_LOGIN,
-        || async {
-            let (_, body) = http(admin.page, "GET", "/api/v1/control", &auth).await;
-            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-            (v["answering"] == true).then_some(())
-        },
-    )
-    .await;
-    timing("admin: the text port reader answered after", t.elapsed());
+    admin
+        .until_control("admin: the text port reader answered after", |v| {
+            v["answering"] == true
+        })
+        .await;
 
     let t = Instant::now();
-    let (status, body) = http(admin.page, "POST", &path, &auth).await;
+    let (status, body) = admin.post(&path).await;
     assert_eq!(status, 200, "POST {path}: {body}");
     println!("real-cluster: POST {path} answered {body}");
     assert!(
@@ -2155,7 +2175,7 @@ async fn a_blocked_daemon_leaves_until_unblocked(story: &mut Story) {
     let mut without = cluster.live_names();
     without.remove(BLOCKED_DAEMON);
     wait_until_listed("the scheduler to drop the blocked daemon", &without).await;
-    let (status, body) = http(admin.page, "GET", "/api/v1/control", &auth).await;
+    let (status, body) = admin.get("/api/v1/control").await;
     assert_eq!(status, 200, "{body}");
     let view: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(view["admin"], true, "{body}");
@@ -2166,72 +2186,11 @@ async fn a_blocked_daemon_leaves_until_unblocked(story: &mut Story) {
         "the page's view of the block list: {body}"
     );
 
-    // Files compile elsewhere: those that leave the choice to the
-    // scheduler on the other server, those that insist on the blocked
-    // daemon (ICECC_PREFERRED_HOST) anywhere but there (the scheduler no
-    // longer knows it, so the client compiles them itself).
-    let blocked = daemon_named(BLOCKED_DAEMON);
-    let served_by_blocked = |st: &State| {
-        st.history()
-            .filter(|j| j.server_name() == Some(BLOCKED_DAEMON))
-            .count()
-    };
-    let (finished_before, served_before) =
-        icewatch.look(|st| (st.totals().jobs_finished, served_by_blocked(st)));
-    let mut remote = 0;
-    let mut set = tokio::task::JoinSet::new();
-    for i in 0..FILES_WHILE_BLOCKED {
-        let name = format!("blocked{i}");
-        std::fs::write(
-            dir.join(format!("{name}.c")),
-            format!("int h{i}(int x) {{ return x * {i}; }}\n"),
-        )
-        .expect("write a source file");
-        let mut cmd = cluster.compile_one(&name);
-        let insists = i % 2 == 1;
-        if insists {
-            cmd.env("ICECC_PREFERRED_HOST", BLOCKED_DAEMON);
-        }
-        set.spawn(compile(cmd, name, insists, dir.clone()));
-    }
-    while let Some(done) = set.join_next().await {
-        let (name, insists, exit, log) = done.expect("compile task");
-        assert_eq!(exit, Some(0), "icecc failed {name}.c; its log:\n{log}");
-        let (used, _) = client_report(&log);
-        let how = if insists {
-            format!("insisting on {BLOCKED_DAEMON}")
-        } else {
-            "the scheduler's choice".to_owned()
-        };
-        match used {
-            Some((port, id)) => {
-                remote += 1;
-                assert_ne!(
-                    port, blocked.port,
-                    "{name}.c (job {id}) went to the blocked daemon:\n{log}"
-                );
-                println!("real-cluster: {name}.c ({how}) compiled on port {port}");
-            }
-            None if insists => println!("real-cluster: {name}.c ({how}) compiled by the client"),
-            None => panic!("{name}.c was not sent to a compile server; icecc's log:\n{log}"),
-        }
-    }
-    icewatch
-        .until(
-            "icewatch to count the jobs compiled while blocked",
-            ONE_COMPILE,
-            |st| (st.totals().jobs_finished >= finished_before + remote).then_some(()),
-        )
-        .await;
-    assert_eq!(
-        icewatch.look(served_by_blocked),
-        served_before,
-        "icewatch shows jobs on the blocked daemon"
-    );
+    compile_while_blocked(cluster, icewatch, "blocked").await;
 
     let path = format!("/api/v1/hosts/{BLOCKED_DAEMON}/unblock");
     let t = Instant::now();
-    let (status, body) = http(admin.page, "POST", &path, &auth).await;
+    let (status, body) = admin.post(&path).await;
     assert_eq!(status, 200, "POST {path}: {body}");
     assert!(body.contains("\"changed\":true"), "{body}");
     wait_until_listed(
@@ -2251,7 +2210,7 @@ async fn a_blocked_daemon_leaves_until_unblocked(story: &mut Story) {
         t.elapsed(),
     );
 
-    let (status, metrics) = http(admin.page, "GET", "/metrics", &auth).await;
+    let (status, metrics) = admin.get("/metrics").await;
     assert_eq!(status, 200);
     for action in ["block", "unblock"] {
         let line = format!("icewatch_admin_actions_total{{action=\"{action}\",result=\"done\"}} 1");
@@ -2317,6 +2276,74 @@ async fn a_blocked_daemon_leaves_until_unblocked(story: &mut Story) {
     );
 }
 
+/// Compiles a few files `{prefix}N.c` while [`BLOCKED_DAEMON`] is blocked:
+/// they compile elsewhere, those that leave the choice to the scheduler
+/// on the other server, those that insist on the blocked daemon
+/// (ICECC_PREFERRED_HOST) anywhere but there (the scheduler no longer
+/// knows it, so the client compiles them itself); icewatch counts them
+/// and shows none on the blocked daemon.
+async fn compile_while_blocked(cluster: &Cluster, icewatch: &Icewatch, prefix: &str) {
+    let blocked = daemon_named(BLOCKED_DAEMON);
+    let served_by_blocked = |st: &State| {
+        st.history()
+            .filter(|j| j.server_name() == Some(BLOCKED_DAEMON))
+            .count()
+    };
+    let (finished_before, served_before) =
+        icewatch.look(|st| (st.totals().jobs_finished, served_by_blocked(st)));
+    let dir = cluster.dir().to_path_buf();
+    let mut remote = 0;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..FILES_WHILE_BLOCKED {
+        let name = format!("{prefix}{i}");
+        std::fs::write(
+            dir.join(format!("{name}.c")),
+            format!("int h{i}(int x) {{ return x * {i}; }}\n"),
+        )
+        .expect("write a source file");
+        let mut cmd = cluster.compile_one(&name);
+        let insists = i % 2 == 1;
+        if insists {
+            cmd.env("ICECC_PREFERRED_HOST", BLOCKED_DAEMON);
+        }
+        set.spawn(compile(cmd, name, insists, dir.clone()));
+    }
+    while let Some(done) = set.join_next().await {
+        let (name, insists, exit, log) = done.expect("compile task");
+        assert_eq!(exit, Some(0), "icecc failed {name}.c; its log:\n{log}");
+        let (used, _) = client_report(&log);
+        let how = if insists {
+            format!("insisting on {BLOCKED_DAEMON}")
+        } else {
+            "the scheduler's choice".to_owned()
+        };
+        match used {
+            Some((port, id)) => {
+                remote += 1;
+                assert_ne!(
+                    port, blocked.port,
+                    "{name}.c (job {id}) went to the blocked daemon:\n{log}"
+                );
+                println!("real-cluster: {name}.c ({how}) compiled on port {port}");
+            }
+            None if insists => println!("real-cluster: {name}.c ({how}) compiled by the client"),
+            None => panic!("{name}.c was not sent to a compile server; icecc's log:\n{log}"),
+        }
+    }
+    icewatch
+        .until(
+            "icewatch to count the jobs compiled while blocked",
+            ONE_COMPILE,
+            |st| (st.totals().jobs_finished >= finished_before + remote).then_some(()),
+        )
+        .await;
+    assert_eq!(
+        icewatch.look(served_by_blocked),
+        served_before,
+        "icewatch shows jobs on the blocked daemon"
+    );
+}
+
 /// `icewatch monitor 127.0.0.1 --admin --token T`, the binary.
 struct AdminIcewatch {
     child: Child,
@@ -2325,11 +2352,13 @@ struct AdminIcewatch {
 }
 
 impl AdminIcewatch {
-    async fn start(dir: &Path) -> AdminIcewatch {
-        let stderr = dir.join("icewatch-admin.stderr");
+    /// Starts it with `extra` arguments, its stderr in `NAME.stderr`.
+    async fn start(dir: &Path, name: &str, extra: &[&str]) -> AdminIcewatch {
+        let stderr = dir.join(format!("{name}.stderr"));
         let file = std::fs::File::create(&stderr).expect("a file for icewatch's stderr");
         let mut child = icewatch_binary()
             .args(["monitor", "127.0.0.1", "--admin", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .env("ICEWATCH_TOKEN", ADMIN_TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -2356,6 +2385,37 @@ impl AdminIcewatch {
         }
     }
 
+    /// A request with the token; the status and the body.
+    async fn request(&self, method: &str, path: &str) -> (u16, String) {
+        let bearer = format!("Bearer {ADMIN_TOKEN}");
+        http(self.page, method, path, &[("Authorization", &bearer)]).await
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        self.request("GET", path).await
+    }
+
+    async fn post(&self, path: &str) -> (u16, String) {
+        self.request("POST", path).await
+    }
+
+    /// `GET /api/v1/control`.
+    async fn control(&self) -> serde_json::Value {
+        let (status, body) = self.get("/api/v1/control").await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("JSON")
+    }
+
+    /// Waits until `GET /api/v1/control` shows what `check` wants.
+    async fn until_control(&self, what: &str, check: impl Fn(&serde_json::Value) -> bool) {
+        let t = Instant::now();
+        wait_for(what, DAEMON_LOGIN, || async {
+            check(&self.control().await).then_some(())
+        })
+        .await;
+        timing(what, t.elapsed());
+    }
+
     /// Stops it (SIGTERM) and returns what it said on stderr.
     async fn stop(mut self) -> String {
         signal(self.child.id().expect("its pid"), "TERM").await;
@@ -2364,6 +2424,172 @@ impl AdminIcewatch {
             .expect("icewatch ends after SIGTERM")
             .expect("wait for icewatch");
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+// ------------------------------------------- chapter 11: kept blocks
+
+/// Chapter 11: a block outlives a scheduler restart with `--keep-blocks`,
+/// and without it does not.
+async fn a_kept_block_survives_a_restart(story: &mut Story) {
+    let Story {
+        cluster, icewatch, ..
+    } = story;
+    let icewatch = icewatch.as_ref().expect("icewatch runs");
+    let dir = cluster.dir().to_path_buf();
+    let live = cluster.live_names();
+    let mut without = live.clone();
+    without.remove(BLOCKED_DAEMON);
+
+    // The control: blocked (as telnet would), with no icewatch keeping
+    // blocks, the daemon is back after a restart.
+    let out = icewatch_output(&["admin", "127.0.0.1", "block", BLOCKED_DAEMON]).await;
+    assert!(
+        out.status.success(),
+        "icewatch admin block: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until_listed("the scheduler to drop the blocked daemon", &without).await;
+    restart_with_daemons_running(cluster, icewatch, "scheduler-3").await;
+    wait_for(
+        "the blocked daemon to log in to the new scheduler, which forgot the block",
+        3 * DAEMON_LOGIN,
+        || async { (listcs_names().await? == live).then_some(()) },
+    )
+    .await;
+    assert_eq!(listblocks().await, Vec::<String>::new());
+    println!("real-cluster: without --keep-blocks, {BLOCKED_DAEMON} is back after the restart");
+
+    // --keep-blocks: blocked from the page, kept, and blocked again.
+    let db = dir.join("keep-blocks.sqlite");
+    let db_arg = db.to_str().expect("a UTF-8 path");
+    let keeper =
+        AdminIcewatch::start(&dir, "icewatch-keep", &["--keep-blocks", "--db", db_arg]).await;
+    keeper
+        .until_control("the text port reader to answer", |v| {
+            v["answering"] == true && v["keep_blocks"] == true
+        })
+        .await;
+    let (status, body) = keeper
+        .post(&format!("/api/v1/hosts/{BLOCKED_DAEMON}/block"))
+        .await;
+    assert_eq!(status, 200, "block: {body}");
+    let kept = |v: &serde_json::Value| {
+        v["kept"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k["name"] == BLOCKED_DAEMON))
+    };
+    let view = keeper.control().await;
+    assert!(kept(&view), "the block is kept once made: {view}");
+    wait_until_listed("the scheduler to drop the blocked daemon", &without).await;
+
+    let restarted = restart_with_daemons_running(cluster, icewatch, "scheduler-4").await;
+    wait_for(
+        "icewatch to block the daemon again on the new scheduler",
+        3 * DAEMON_LOGIN,
+        || async {
+            let blocked = listblocks().await;
+            (blocked.iter().any(|b| b == BLOCKED_DAEMON)).then_some(())
+        },
+    )
+    .await;
+    timing(
+        "keep-blocks: blocked again after the new scheduler listened",
+        restarted.elapsed(),
+    );
+    let t = Instant::now();
+    wait_until_listed(
+        "the new scheduler to list every daemon but the blocked one",
+        &without,
+    )
+    .await;
+    timing(
+        "keep-blocks: the daemons but the blocked one listed after",
+        t.elapsed(),
+    );
+    compile_while_blocked(cluster, icewatch, "kept").await;
+    assert_eq!(
+        listcs_names().await,
+        Some(without.clone()),
+        "the blocked daemon came back after the compiles"
+    );
+    let view = keeper.control().await;
+    assert!(kept(&view), "still kept after the restart: {view}");
+    let (_, metrics) = keeper.get("/metrics").await;
+    let counted = "icewatch_admin_actions_total{action=\"reapply\",result=\"done\"} 1";
+    assert!(metrics.contains(counted), "no `{counted}`:\n{metrics}");
+
+    // An unblock ends the kept block.
+    let (status, body) = keeper
+        .post(&format!("/api/v1/hosts/{BLOCKED_DAEMON}/unblock"))
+        .await;
+    assert_eq!(status, 200, "unblock: {body}");
+    let view = keeper.control().await;
+    assert!(
+        !kept(&view),
+        "the block is no longer kept once unblocked: {view}"
+    );
+    wait_until_listed("the unblocked daemon to log in again", &live).await;
+    icewatch
+        .until("icewatch to show every daemon online", DAEMON_LOGIN, |st| {
+            (online_names(st) == live).then_some(())
+        })
+        .await;
+    let stderr = keeper.stop().await;
+    let audit = format!("audit: reapply \"{BLOCKED_DAEMON}\" by icewatch --keep-blocks: done");
+    let line = stderr.lines().find(|l| l.contains(&audit));
+    println!("real-cluster: audit line: {}", line.unwrap_or_default());
+    assert!(line.is_some(), "no `{audit}` on stderr:\n{stderr}");
+    let conn = rusqlite::Connection::open(&db).expect("open the history");
+    let actions: Vec<(String, String)> = conn
+        .prepare("SELECT action, result FROM admin_actions ORDER BY seq")
+        .and_then(|mut q| {
+            q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()
+        })
+        .expect("read the history's audit");
+    let expected: Vec<(String, String)> =
+        [("block", "done"), ("reapply", "done"), ("unblock", "done")]
+            .iter()
+            .map(|(a, r)| (a.to_string(), r.to_string()))
+            .collect();
+    assert_eq!(actions, expected, "the history's audit");
+}
+
+/// Restarts the scheduler with the daemons running (they log in again by
+/// themselves) and waits until icewatch is back online; returns when the
+/// new scheduler listened.
+async fn restart_with_daemons_running(
+    cluster: &mut Cluster,
+    icewatch: &Icewatch,
+    log_name: &str,
+) -> Instant {
+    cluster.stop_scheduler().await;
+    icewatch
+        .until(
+            "icewatch to show the scheduler offline",
+            SCHEDULER_EXIT,
+            |st| (!st.scheduler().online).then_some(()),
+        )
+        .await;
+    cluster.start_scheduler(log_name).await;
+    let listened = Instant::now();
+    icewatch
+        .until("icewatch to reconnect", DAEMON_LOGIN, |st| {
+            st.scheduler().online.then_some(())
+        })
+        .await;
+    listened
+}
+
+/// The scheduler's block list, as its text port gives it (empty while it
+/// does not answer).
+async fn listblocks() -> Vec<String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], TEXT_PORT));
+    let limit = Duration::from_secs(45);
+    match TextPort::connect(addr, limit).await {
+        Ok(mut port) => port.list_blocks(limit).await.unwrap_or_default(),
+        Err(_) => Vec::new(),
     }
 }
 

@@ -2,7 +2,8 @@
 //! by insta snapshots at 80×24 and 200×50: a real scheduler's capture
 //! (`tests/data/basic.v43.bin`) applied to a state on a clock of its own
 //! (one message every 250 ms), rendered as the WebSocket messages the
-//! screen reads, as `icewatch top` does in-process. Nothing depends on the
+//! screen reads, as `icewatch top` does in-process; the host pane with what
+//! the scheduler's text port tells of the host. Nothing depends on the
 //! wall clock, so the screens are the same on every run.
 
 mod support;
@@ -11,10 +12,13 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use icewatch::monitor::State;
 use icewatch::monitor::StateOptions;
 use icewatch::protocol::frame::Frame;
+use icewatch::protocol::text::parse_internals;
 use icewatch::publisher::delta::Delta;
 use icewatch::publisher::json::{diff_message, snapshot_message};
+use icewatch::publisher::keep_blocks::Kept;
 use icewatch::publisher::websocket::Rendered;
-use icewatch::terminal::{draw, host_rows, Model, Received, Screen, View};
+use icewatch::terminal::model::ControlView;
+use icewatch::terminal::{draw, host_rows, Asked, Model, Received, Screen, View};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 use support::captures::{capture, frames_of};
@@ -174,4 +178,41 @@ fn the_end_filtered_to_failures_with_their_reason() {
     let mut view = View::default();
     p.press(&mut view, "/src1.c\n");
     insta::assert_snapshot!("filter_200x50", p.screen(&view, 200, 50));
+}
+
+#[test]
+fn a_host_pane_with_what_the_text_port_tells() {
+    let mut p = mid_build();
+    let mut view = View::default();
+    p.press(&mut view, "j ");
+    let name = view
+        .selected
+        .and_then(|id| p.model.hosts.get(&id))
+        .map(|h| h.name.clone())
+        .unwrap();
+    // Before a read of the text port, the pane says nothing of it.
+    assert!(!p.screen(&view, 80, 24).contains("blocked"));
+    // What `GET /api/v1/control` gives: this host blocked, kept by
+    // --keep-blocks, installing an environment.
+    p.model.control = Some(ControlView {
+        answering: true,
+        blocked: vec![name.clone()],
+        installing: [(name.clone(), 3)].into(),
+        keep_blocks: true,
+        kept: vec![Kept {
+            name: name.clone(),
+            since_ms: START_MS,
+            seen_ms: START_MS,
+        }],
+        ..ControlView::default()
+    });
+    // And `i`'s answer: a real daemon's `dump_internals` (docs/admin.md).
+    let answer = "Node Name: remote1\n  Remote name: 127.0.0.1\n  Cache Size: 81735070\n  \
+                  Architecture: x86_64\n  Current kids: 0 (max: 2)\n  \
+                  Supported features: env_xz env_zstd\n  cpu: 1000 idle, 0 nice\n";
+    p.model.internals = Some((name, Asked::Answer(parse_internals(answer.lines()))));
+    let screen = p.screen(&view, 80, 24);
+    assert!(screen.contains("blocked yes"), "{screen}");
+    insta::assert_snapshot!("pane_text_port_80x24", screen);
+    insta::assert_snapshot!("pane_text_port_200x50", p.screen(&view, 200, 50));
 }

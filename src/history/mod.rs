@@ -19,6 +19,9 @@
 //!   [`COMMIT_EVERY`], so that a killed process loses at most that last
 //!   moment; while the database fails it holds up to [`MAX_HELD`]
 //!   records and the [`Status`] says the history is paused.
+//! - [`Book`] (`kept.rs`): the blocks `monitor --keep-blocks` keeps and
+//!   the audit of actions on the scheduler, written by the text port's
+//!   task on a connection of its own.
 //! - [`query`]: what the history holds, filtered, newest first.
 //! - [`trace`]: jobs as a timeline for Perfetto (Chrome trace events).
 //!
@@ -41,6 +44,7 @@
 //! # }
 //! ```
 
+mod kept;
 pub mod query;
 mod reader;
 mod record;
@@ -49,6 +53,7 @@ mod store;
 pub mod trace;
 mod writer;
 
+pub use kept::Book;
 pub use reader::{Reader, LOAD_EVERY_MS};
 pub use record::{HostRecord, JobRecord, LoadSample, Names, Record};
 pub use schema::SCHEMA_VERSION;

@@ -91,6 +91,23 @@ pub const MIGRATIONS: &[&str] = &[
         SELECT h.seq, h.session, h.host_id, n.name, h.ip, h.platform, h.max_jobs,
                h.no_remote, h.protocol, h.features, h.login_ms, h.logout_ms
         FROM host_sessions h JOIN host_names n ON n.id = h.name;",
+    // 4: the blocks `monitor --keep-blocks` keeps, and the audit of
+    // actions on the scheduler.
+    "CREATE TABLE kept_blocks (
+        name TEXT PRIMARY KEY,
+        since_ms INTEGER NOT NULL,
+        seen_ms INTEGER NOT NULL
+    );
+    CREATE TABLE admin_actions (
+        seq INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        host TEXT NOT NULL,
+        who TEXT NOT NULL,
+        result TEXT NOT NULL,
+        said TEXT NOT NULL
+    );
+    CREATE INDEX admin_actions_at ON admin_actions (at_ms);",
 ];
 
 /// The schema version this code writes.

@@ -121,6 +121,14 @@ pub fn is_greeting(line: &str) -> bool {
     line.starts_with("200-ICECC") || line.starts_with("200 ")
 }
 
+/// The scheduler's uptime in seconds, from its greeting
+/// (`200-ICECC 1.4.0: 41s uptime, …` gives 41); `None` if it does not say.
+pub fn greeting_uptime_s(greeting: &str) -> Option<u64> {
+    let line = greeting.lines().find(|l| l.starts_with("200-ICECC"))?;
+    let (_, rest) = line.split_once(": ")?;
+    rest.split_once("s uptime")?.0.trim().parse().ok()
+}
+
 /// A host name to put on a command line: not empty, no blanks or control
 /// characters (they would split it into other hosts or other commands).
 pub fn valid_host_name(name: &str) -> bool {
@@ -196,7 +204,7 @@ pub fn parse_listcs_line(line: &str) -> Option<ListCsEntry<'_>> {
 /// name, then each `Key: value` line as given (`Architecture`,
 /// `NativeEnv (gcc)`, `ReceivedEnv[…] last_use`, `Current kids`,
 /// `Supported features`, `cpu`, `load`, `memory`, …).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Internals {
     /// The daemon's node name.
     pub name: String,
@@ -285,6 +293,14 @@ mod tests {
             "200-ICECC 1.4.0: 41s uptime, 0 hosts, 0 jobs in queue (0 total)."
         ));
         assert!(!is_greeting("+\0\0\0") && !is_greeting("HTTP/1.1 400 Bad Request"));
+        assert_eq!(
+            greeting_uptime_s(
+                "200-ICECC 1.4.0: 41s uptime, 2 hosts, 0 jobs in queue (0 total).\n\
+                 200 Use 'help' for help and 'quit' to quit.\n"
+            ),
+            Some(41)
+        );
+        assert_eq!(greeting_uptime_s("200 hello\n"), None);
         assert_eq!(parse_listblocks_line("   remote1"), Some("remote1"));
         assert_eq!(parse_listblocks_line("200 done"), None);
         assert!(is_refusal("401 Sure. But which hosts?"));

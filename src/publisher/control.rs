@@ -13,7 +13,11 @@
 //! most once every `internals_every` (a fresher request gets the last
 //! answer). So a slow daemon or scheduler stalls neither icewatch nor the
 //! scheduler's other clients with a queue of requests.
+//!
+//! With `keep_blocks` the same task keeps the block list and gives it back
+//! to a restarted scheduler after each poll ([`keep_blocks`](super::keep_blocks)).
 
+use super::keep_blocks::{self, AuditRecord, BlockBook, Kept, Session};
 pub use crate::monitor::text_port::Outcome;
 use crate::monitor::text_port::{text_port_of, TextPort, TextPortError};
 use crate::monitor::{lock_state, now_ms, SharedState};
@@ -22,7 +26,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -50,6 +54,12 @@ pub struct ControlOptions {
     pub internals_gap: Duration,
     /// How long a page's request waits for its turn and its answer.
     pub request_within: Duration,
+    /// Keep the scheduler's block list in `book` and block its names again
+    /// after a scheduler restart (`--keep-blocks`; needs `book`).
+    pub keep_blocks: bool,
+    /// The history database: the kept blocks, and an audit record of each
+    /// action.
+    pub book: Option<Arc<dyn BlockBook>>,
 }
 
 impl Default for ControlOptions {
@@ -63,12 +73,15 @@ impl Default for ControlOptions {
             internals_every: Duration::from_secs(10),
             internals_gap: Duration::from_secs(2),
             request_within: Duration::from_secs(20),
+            keep_blocks: false,
+            book: None,
         }
     }
 }
 
 /// What the text port told at the last poll (`GET /api/v1/control`).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct View {
     /// Whether the page may act (`--admin`).
     pub admin: bool,
@@ -84,6 +97,10 @@ pub struct View {
     pub blocked: Vec<String>,
     /// Hosts installing an environment, with the seconds since they began.
     pub installing: BTreeMap<String, u64>,
+    /// Whether icewatch keeps the block list (`--keep-blocks`).
+    pub keep_blocks: bool,
+    /// The blocks it keeps, by name.
+    pub kept: Vec<Kept>,
 }
 
 /// What the page may do to a host.
@@ -161,7 +178,8 @@ impl Job {
 /// Labels of `icewatch_admin_actions_total`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ActionLabels {
-    /// `block`, `unblock` or `remove`.
+    /// `block`, `unblock` or `remove` (from the page), `reapply`
+    /// (`--keep-blocks`).
     pub action: &'static str,
     /// `done`, `unchanged` or `failed`.
     pub result: &'static str,
@@ -189,10 +207,17 @@ impl Control {
     /// `state` is connected to (or `opts.text_port`).
     pub fn start(state: SharedState, opts: ControlOptions) -> Control {
         let (jobs, queue) = mpsc::channel(4);
+        let keeper = opts
+            .book
+            .clone()
+            .filter(|_| opts.keep_blocks)
+            .map(Keeper::new);
         let view = Arc::new(Mutex::new(View {
             admin: opts.admin,
+            keep_blocks: keeper.is_some(),
             ..View::default()
         }));
+        let actions = Family::default();
         let task = tokio::spawn(
             Worker {
                 state,
@@ -201,6 +226,8 @@ impl Control {
                 port: None,
                 asked: HashMap::new(),
                 last_internals: None,
+                keeper,
+                actions: actions.clone(),
             }
             .run(queue),
         );
@@ -208,7 +235,7 @@ impl Control {
             jobs,
             view,
             opts,
-            actions: Family::default(),
+            actions,
             task,
         }
     }
@@ -237,30 +264,20 @@ impl Control {
         let result = self
             .ask(|reply| Job::Act(action, host.to_owned(), reply), host)
             .await;
-        let label = match &result {
-            Ok(o) if o.changed => "done",
-            Ok(_) => "unchanged",
-            Err(_) => "failed",
+        let (label, said) = match &result {
+            Ok(o) if o.changed => ("done", o.said.clone()),
+            Ok(o) => ("unchanged", o.said.clone()),
+            Err(e) => ("failed", e.to_string()),
         };
-        self.actions
-            .get_or_create(&ActionLabels {
-                action: action.name(),
-                result: label,
-            })
-            .inc();
-        match &result {
-            Ok(o) => tracing::info!(
-                target: "icewatch::audit",
-                "audit: {} {host:?} by {who}: {label}: {}",
-                action.name(),
-                o.said
-            ),
-            Err(e) => tracing::warn!(
-                target: "icewatch::audit",
-                "audit: {} {host:?} by {who}: failed: {e}",
-                action.name()
-            ),
-        }
+        let record = AuditRecord {
+            at_ms: now_ms(),
+            action: action.name(),
+            host: host.to_owned(),
+            who: who.to_owned(),
+            result: label,
+            said,
+        };
+        audit(&self.actions, self.opts.book.as_ref(), record).await;
         result
     }
 
@@ -294,6 +311,181 @@ impl Control {
     }
 }
 
+/// Writes the audit line of an action on the scheduler, counts it in
+/// `actions` and writes it to `book`, if any.
+async fn audit(
+    actions: &Family<ActionLabels, Counter>,
+    book: Option<&Arc<dyn BlockBook>>,
+    record: AuditRecord,
+) {
+    actions
+        .get_or_create(&ActionLabels {
+            action: record.action,
+            result: record.result,
+        })
+        .inc();
+    let AuditRecord {
+        action,
+        host,
+        who,
+        result,
+        said,
+        ..
+    } = &record;
+    if *result == "failed" {
+        tracing::warn!(target: "icewatch::audit", "audit: {action} {host:?} by {who}: failed: {said}");
+    } else {
+        tracing::info!(target: "icewatch::audit", "audit: {action} {host:?} by {who}: {result}: {said}");
+    }
+    if let Some(book) = book {
+        if let Err(e) = on_book(book, move |b| b.audit(&record)).await {
+            tracing::warn!("the audit record did not reach the history: {e}");
+        }
+    }
+}
+
+/// Runs `f` on `book` off the async threads.
+async fn on_book<T: Send + 'static>(
+    book: &Arc<dyn BlockBook>,
+    f: impl FnOnce(&dyn BlockBook) -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let book = book.clone();
+    tokio::task::spawn_blocking(move || f(&*book))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+/// `--keep-blocks`: the kept list, and what the current connection to the
+/// text port has shown.
+struct Keeper {
+    book: Arc<dyn BlockBook>,
+    kept: BTreeMap<String, Kept>,
+    /// Whether `kept` has been read from the book.
+    loaded: bool,
+    /// The block list as last read on the current connection; `None`
+    /// before its first read.
+    listed: Option<BTreeSet<String>>,
+    /// The current connection's scheduler's start, from its uptime.
+    started_ms: Option<u64>,
+}
+
+/// With `--keep-blocks`, how soon a text port that failed is tried again.
+const RETRY_KEPT: Duration = Duration::from_secs(1);
+
+/// Who reapplies blocks, in the audit.
+const KEEPER: &str = "icewatch --keep-blocks";
+
+impl Keeper {
+    fn new(book: Arc<dyn BlockBook>) -> Keeper {
+        Keeper {
+            book,
+            kept: BTreeMap::new(),
+            loaded: false,
+            listed: None,
+            started_ms: None,
+        }
+    }
+
+    /// Puts the kept list in `view`.
+    fn show(&self, view: &Mutex<View>) {
+        view.lock().unwrap_or_else(PoisonError::into_inner).kept =
+            self.kept.values().cloned().collect();
+    }
+
+    /// A new connection, greeted with `greeting`.
+    fn connected(&mut self, greeting: &str) {
+        self.listed = None;
+        self.started_ms = text::greeting_uptime_s(greeting)
+            .map(|up| now_ms().saturating_sub(up.saturating_mul(1000)));
+    }
+
+    /// Runs `write` on the book off the async threads; a failure is a
+    /// warning (the list in memory goes on).
+    async fn write(
+        &self,
+        what: &str,
+        write: impl FnOnce(&dyn BlockBook) -> Result<(), String> + Send + 'static,
+    ) {
+        if let Err(e) = on_book(&self.book, write).await {
+            tracing::warn!("--keep-blocks: cannot {what} in the history: {e}");
+        }
+    }
+
+    /// Reads the kept list from the book, once.
+    async fn load(&mut self) {
+        if self.loaded {
+            return;
+        }
+        match on_book(&self.book, |b| b.kept()).await {
+            Ok(kept) => {
+                self.loaded = true;
+                self.kept = kept.into_iter().map(|k| (k.name.clone(), k)).collect();
+                if !self.kept.is_empty() {
+                    let names: Vec<&str> = self.kept.keys().map(String::as_str).collect();
+                    tracing::info!("--keep-blocks: keeping {}", names.join(", "));
+                }
+            }
+            Err(e) => tracing::warn!("--keep-blocks: cannot read the kept blocks: {e}"),
+        }
+    }
+
+    /// Takes in a read of the block list: keeps what is new, forgets what
+    /// was unblocked, marks what this scheduler lists as seen; returns the
+    /// names to block again.
+    async fn observe(&mut self, listed: &BTreeSet<String>) -> Vec<String> {
+        let session = match &self.listed {
+            Some(before) => Session::Same(before),
+            None => Session::New {
+                started_ms: self.started_ms,
+            },
+        };
+        let first = self.listed.is_none();
+        let plan = keep_blocks::plan(&self.kept, listed, session);
+        let now = now_ms();
+        for name in plan.keep {
+            tracing::info!("--keep-blocks: {name} is blocked on the scheduler: keeping the block");
+            let k = Kept {
+                name: name.clone(),
+                since_ms: now,
+                seen_ms: now,
+            };
+            self.kept.insert(name, k.clone());
+            self.write("keep a block", move |b| b.keep(&k)).await;
+        }
+        for name in plan.forget {
+            tracing::info!(
+                "--keep-blocks: {name} was unblocked on the scheduler: no longer keeping its block"
+            );
+            self.kept.remove(&name);
+            self.write("forget a block", move |b| b.forget(&name)).await;
+        }
+        if first {
+            // This scheduler lists them: a later connection that misses
+            // them knows they were unblocked, not forgotten.
+            self.seen(listed, now).await;
+        }
+        self.listed = Some(listed.clone());
+        plan.reapply
+    }
+
+    /// Marks the kept names among `names` as seen on the scheduler at `now`.
+    async fn seen(&mut self, names: &BTreeSet<String>, now: u64) {
+        let mut seen = Vec::new();
+        for (name, k) in &mut self.kept {
+            if names.contains(name) {
+                k.seen_ms = now;
+                seen.push(k.clone());
+            }
+        }
+        if !seen.is_empty() {
+            self.write("mark blocks as seen", move |b| {
+                seen.iter().try_for_each(|k| b.keep(k))
+            })
+            .await;
+        }
+    }
+}
+
 /// The task that owns the connection.
 struct Worker {
     state: SharedState,
@@ -304,10 +496,19 @@ struct Worker {
     asked: HashMap<String, (Instant, Vec<Internals>)>,
     /// When `internals` was last sent.
     last_internals: Option<Instant>,
+    /// `--keep-blocks`.
+    keeper: Option<Keeper>,
+    /// `icewatch_admin_actions_total`, shared with [`Control`].
+    actions: Family<ActionLabels, Counter>,
 }
 
 impl Worker {
     async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
+        if let Some(keeper) = &mut self.keeper {
+            // What is kept shows even while the text port does not answer.
+            keeper.load().await;
+            keeper.show(&self.view);
+        }
         let mut poll = tokio::time::interval(self.opts.poll);
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -326,7 +527,15 @@ impl Worker {
                     }
                     None => return,
                 },
-                _ = poll.tick() => self.poll().await,
+                _ = poll.tick() => {
+                    self.poll().await;
+                    // Blocks to give back: a text port that went away (the
+                    // scheduler restarting) is tried again soon, so that
+                    // they are back before the daemons log in again.
+                    if self.keeper.is_some() && self.port.is_none() {
+                        poll.reset_after(RETRY_KEPT);
+                    }
+                }
             }
         }
     }
@@ -341,6 +550,18 @@ impl Worker {
             Ok::<_, TextPortError>((daemons, blocked))
         }
         .await;
+        let result = match (result, self.keeper.take()) {
+            (Ok((daemons, blocked)), Some(mut keeper)) => {
+                let kept = self.keep(&mut keeper, blocked).await;
+                keeper.show(&self.view);
+                self.keeper = Some(keeper);
+                kept.map(|blocked| (daemons, blocked))
+            }
+            (result, keeper) => {
+                self.keeper = keeper;
+                result
+            }
+        };
         let mut view = self.view.lock().unwrap_or_else(PoisonError::into_inner);
         view.checked_ms = Some(now_ms());
         match result {
@@ -364,6 +585,61 @@ impl Worker {
         }
     }
 
+    /// `--keep-blocks` after a read of the block list `blocked`: blocks
+    /// again what a restarted scheduler has forgotten, each audited, and
+    /// returns the list as read again then.
+    async fn keep(
+        &mut self,
+        keeper: &mut Keeper,
+        blocked: Vec<String>,
+    ) -> Result<Vec<String>, TextPortError> {
+        keeper.load().await;
+        if !keeper.loaded {
+            // Without the kept list nothing can be told apart: wait.
+            return Ok(blocked);
+        }
+        let listed: BTreeSet<String> = blocked.iter().cloned().collect();
+        let reapply = keeper.observe(&listed).await;
+        if reapply.is_empty() {
+            return Ok(blocked);
+        }
+        let limit = self.opts.answer_within;
+        let port = self.port().await?;
+        let mut answers = Vec::new();
+        for name in &reapply {
+            let answer = port.ask(&Command::BlockCs(vec![name.clone()]), limit).await;
+            answers.push(answer);
+        }
+        let confirmed = port.list_blocks(limit).await?;
+        let now = now_ms();
+        let listed: BTreeSet<String> = confirmed.iter().cloned().collect();
+        for (name, answer) in reapply.iter().zip(answers) {
+            let (result, said) = match answer {
+                Ok(_) if listed.contains(name) => (
+                    "done",
+                    format!("blocked {name} again: the scheduler had forgotten it (restarted)"),
+                ),
+                Ok(_) => (
+                    "failed",
+                    format!("blockcs {name} was answered, but the scheduler does not list it"),
+                ),
+                Err(e) => ("failed", e.to_string()),
+            };
+            let record = AuditRecord {
+                at_ms: now,
+                action: "reapply",
+                host: name.clone(),
+                who: KEEPER.to_owned(),
+                result,
+                said,
+            };
+            audit(&self.actions, Some(&keeper.book), record).await;
+        }
+        keeper.seen(&listed, now).await;
+        keeper.listed = Some(listed);
+        Ok(confirmed)
+    }
+
     /// The connection, made if there is none.
     async fn port(&mut self) -> Result<&mut TextPort, TextPortError> {
         let port = match self.port.take() {
@@ -384,6 +660,9 @@ impl Worker {
                     .text_port = Some(addr.to_string());
                 let port = TextPort::connect(addr, self.opts.greet_within).await?;
                 tracing::info!("connected to the scheduler's text port at {addr}");
+                if let Some(keeper) = &mut self.keeper {
+                    keeper.connected(port.greeting());
+                }
                 port
             }
         };

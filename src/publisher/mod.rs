@@ -8,6 +8,8 @@
 //! - [`control`]: the scheduler's text port: blocked hosts, environments
 //!   being installed, a daemon's `internals`, and with `--admin` the
 //!   page's block, unblock and remove (`docs/admin.md`).
+//! - [`keep_blocks`]: `--keep-blocks`, the rule that tells an unblock
+//!   from a scheduler that restarted and forgot its blocks.
 //! - [`connections`]: accepting connections: the header timeout, the
 //!   connection cap below the descriptor limit, eviction of idle ones.
 //! - [`socket`]: the WebSocket handshake and a socket that costs little
@@ -45,6 +47,7 @@ pub mod control;
 pub mod delta;
 pub mod host;
 pub mod json;
+pub mod keep_blocks;
 pub mod metrics;
 pub mod server;
 pub mod socket;
@@ -152,6 +155,7 @@ pub async fn serve(
     let mut hub_opts = opts.hub;
     hub_opts.text_port = control.is_some();
     hub_opts.admin = control.as_ref().is_some_and(|c| c.admin());
+    hub_opts.keep_blocks = control.as_ref().is_some_and(|c| c.view().keep_blocks);
     #[cfg(feature = "history")]
     let insights = {
         let gap = opts.build_gap.unwrap_or(crate::insights::DEFAULT_BUILD_GAP);

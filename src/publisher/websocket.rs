@@ -101,6 +101,9 @@ pub struct HubOptions {
     /// Snapshots say `"admin": true`: the page may offer the actions of
     /// `docs/admin.md`.
     pub admin: bool,
+    /// Snapshots say `"keep_blocks": true`: the server keeps the
+    /// scheduler's blocks across its restarts (`docs/admin.md`).
+    pub keep_blocks: bool,
 }
 
 impl Default for HubOptions {
@@ -112,6 +115,7 @@ impl Default for HubOptions {
             annex: None,
             text_port: false,
             admin: false,
+            keep_blocks: false,
         }
     }
 }
@@ -298,6 +302,7 @@ impl<S: Render> Hub<S> {
         for (on, field) in [
             (self.opts.admin, "\"admin\":true,"),
             (self.opts.text_port, "\"text_port\":true,"),
+            (self.opts.keep_blocks, "\"keep_blocks\":true,"),
         ] {
             if on && text.starts_with('{') {
                 text.insert_str(1, field);

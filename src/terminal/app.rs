@@ -7,7 +7,7 @@
 //! flickers.
 
 use super::draw::{draw, host_rows, Screen};
-use super::model::Model;
+use super::model::{Asked, Model};
 use super::source::Feed;
 use super::view::View;
 use crate::monitor::now_ms;
@@ -26,16 +26,26 @@ pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Shows `feed` in the terminal until the person quits, the terminal's
 /// input ends, or `shutdown` fires; `source` names where the feed comes
-/// from; a change is drawn at most once per `period`.
+/// from; a change is drawn at most once per `period`. The host pane's
+/// `internals` requests go to `internals` (answered on the feed), if given.
 pub async fn run(
     feed: mpsc::Receiver<Feed>,
+    internals: Option<mpsc::Sender<String>>,
     source: &str,
     period: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let mut terminal = ratatui::try_init()?;
     let events = EventStream::new();
-    let result = show(&mut terminal, events, feed, source, period, shutdown).await;
+    let result = show(
+        &mut terminal,
+        events,
+        (feed, internals),
+        source,
+        period,
+        shutdown,
+    )
+    .await;
     ratatui::restore();
     result
 }
@@ -44,7 +54,7 @@ pub async fn run(
 async fn show<B: Backend>(
     terminal: &mut Terminal<B>,
     mut events: impl Stream<Item = io::Result<Event>> + Unpin,
-    mut feed: mpsc::Receiver<Feed>,
+    (mut feed, internals): (mpsc::Receiver<Feed>, Option<mpsc::Sender<String>>),
     source: &str,
     period: Duration,
     shutdown: impl Future<Output = ()>,
@@ -93,6 +103,9 @@ async fn show<B: Backend>(
                         dirty = true;
                         last_draw = None;
                     }
+                    if std::mem::take(&mut view.ask_internals) {
+                        ask_internals(&mut model, &view, internals.as_ref());
+                    }
                     if view.quit {
                         return Ok(());
                     }
@@ -119,6 +132,18 @@ async fn show<B: Backend>(
                     link_error = Some(why);
                     dirty = true;
                 }
+                Some(Feed::Control(control)) => {
+                    model.control = Some(*control);
+                    dirty = true;
+                }
+                Some(Feed::Internals(host, answer)) => {
+                    let asked = match answer {
+                        Ok(daemons) => Asked::Answer(daemons),
+                        Err(e) => Asked::Failed(e),
+                    };
+                    model.internals = Some((host, asked));
+                    dirty = true;
+                }
                 None => feeding = false,
             },
             _ = sampler.tick() => {
@@ -128,6 +153,22 @@ async fn show<B: Backend>(
             () = tokio::time::sleep_until(due), if dirty => {}
             () = &mut shutdown => return Ok(()),
         }
+    }
+}
+
+/// Sends the selected host's `internals` request, unless one is on its
+/// way: one at a time.
+fn ask_internals(model: &mut Model, view: &View, to: Option<&mpsc::Sender<String>>) {
+    let Some(to) = to else { return };
+    if matches!(model.internals, Some((_, Asked::Asking))) {
+        return;
+    }
+    let Some(host) = view.selected.and_then(|id| model.hosts.get(&id)) else {
+        return;
+    };
+    let name = host.name.clone();
+    if to.try_send(name.clone()).is_ok() {
+        model.internals = Some((name, Asked::Asking));
     }
 }
 
@@ -178,7 +219,7 @@ mod tests {
         show(
             &mut terminal,
             Box::pin(keys),
-            rx,
+            (rx, None),
             "test",
             Duration::from_millis(250),
             std::future::pending(),

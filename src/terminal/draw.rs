@@ -7,7 +7,7 @@
 //! on a wide terminal and in place of the job list on a narrow one; help
 //! opens over everything.
 
-use super::model::{Host, Job, Model};
+use super::model::{Asked, Host, Job, Model};
 use super::view::{Column, JobFilter, View, COLUMNS, KEYS};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -644,7 +644,11 @@ fn host_pane(
     let block = Block::new()
         .borders(Borders::ALL)
         .title(title)
-        .title_bottom(" Space closes ");
+        .title_bottom(if model.control.is_some() {
+            " Space closes · i internals "
+        } else {
+            " Space closes "
+        });
     let inner = block.inner(area);
     frame.render_widget(Clear, area);
     frame.render_widget(block, area);
@@ -701,15 +705,9 @@ fn host_pane(
     if !h.online {
         facts.push(("state", "offline".into()));
     }
-    let mut lines: Vec<Line> = facts
-        .into_iter()
-        .map(|(k, v)| {
-            Line::from(vec![
-                Span::styled(format!("{k:>9} "), Style::new().fg(Color::DarkGray)),
-                Span::raw(v),
-            ])
-        })
-        .collect();
+    let mut lines: Vec<Line> = facts.into_iter().map(|(k, v)| fact(k, v)).collect();
+    let (told, inside) = text_port_lines(model, h);
+    lines.extend(told);
     let width = usize::from(inner.width.saturating_sub(10));
     let spark = model
         .host_busy
@@ -739,6 +737,7 @@ fn host_pane(
                 || model.host_name(j, true).as_deref() == Some(&h.name)
         })
         .collect();
+    lines.extend(inside);
     let section = |lines: &mut Vec<Line>, title: String, jobs: &[&Job], empty: &str| {
         lines.push(Line::styled(
             title,
@@ -790,6 +789,83 @@ fn host_pane(
         "no finished jobs seen yet",
     );
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// One `key value` line of the host pane.
+fn fact(k: &str, v: String) -> Line<'static> {
+    Line::from(vec![
+        Span::styled(format!("{k:>9} "), Style::new().fg(Color::DarkGray)),
+        Span::raw(v),
+    ])
+}
+
+/// What the scheduler's text port tells of `h`, as the page's host panel
+/// shows it: the facts (blocked, kept, installing), and the daemon's
+/// `internals` once asked for (`i`). Nothing where icewatch does not read
+/// the text port.
+fn text_port_lines(model: &Model, h: &Host) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
+    let Some(c) = &model.control else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut facts = Vec::new();
+    if !c.answering {
+        let why = c
+            .error
+            .as_ref()
+            .map_or("not read yet".into(), |e| format!("not answering: {e}"));
+        facts.push(fact("text port", why));
+    }
+    // The block list is known only from a read that was answered.
+    if c.answering {
+        let blocked = if c.blocked.contains(&h.name) {
+            "yes: the scheduler keeps it out"
+        } else {
+            "no"
+        };
+        facts.push(fact("blocked", blocked.into()));
+    }
+    if c.kept.iter().any(|k| k.name == h.name) {
+        let kept = "by icewatch: blocked again whenever the scheduler restarts";
+        facts.push(fact("kept", kept.into()));
+    }
+    if let Some(s) = c.installing.get(&h.name) {
+        facts.push(fact("installs", format!("an environment, for {s} s")));
+    }
+    let asked = match &model.internals {
+        Some((name, asked)) if *name == h.name => asked,
+        _ => {
+            facts.push(fact("internals", "i asks the daemon".into()));
+            return (facts, Vec::new());
+        }
+    };
+    let mut inside = vec![Line::styled(
+        "Internals",
+        Style::new().add_modifier(Modifier::BOLD),
+    )];
+    let dim = Style::new().fg(Color::DarkGray);
+    match asked {
+        Asked::Asking => inside.push(Line::styled("  asking…", dim)),
+        Asked::Failed(e) => {
+            inside.push(Line::styled(format!("  {e}"), Style::new().fg(Color::Red)))
+        }
+        Asked::Answer(daemons) if daemons.is_empty() => {
+            inside.push(Line::styled("  no daemon of that name is connected", dim))
+        }
+        Asked::Answer(daemons) => {
+            for d in daemons {
+                if !d.reporting {
+                    inside.push(Line::styled(format!("  {} not reporting", d.name), dim));
+                }
+                for (k, v) in &d.fields {
+                    inside.push(Line::from(vec![
+                        Span::styled(format!("  {k}: "), dim),
+                        Span::raw(v.clone()),
+                    ]));
+                }
+            }
+        }
+    }
+    (facts, inside)
 }
 
 fn footer_line(view: &View) -> Paragraph<'static> {

@@ -18,15 +18,18 @@
 //! - [`draw`](mod@draw): the screen, a pure function of both and the time,
 //!   snapshot-tested on ratatui's `TestBackend`.
 //! - [`source`]: where the messages come from.
+//! - [`control`]: the scheduler's text port for the host pane, through
+//!   the page's own `Control`, here or in the icewatch read.
 //! - [`app`]: the terminal, the loop and its pace.
 
 pub mod app;
+pub mod control;
 pub mod draw;
 pub mod model;
 pub mod source;
 pub mod view;
 
 pub use draw::{draw, host_rows, Screen};
-pub use model::{Model, Received};
+pub use model::{Asked, Model, Received};
 pub use source::Feed;
 pub use view::View;

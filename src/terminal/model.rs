@@ -10,6 +10,8 @@
 //! one sample each time [`Model::sample`] is called.
 
 use crate::monitor::{SchedulerStatus as Scheduler, Totals};
+use crate::protocol::text::Internals;
+pub use crate::publisher::control::View as ControlView;
 use serde::{Deserialize, Deserializer};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -205,6 +207,23 @@ pub struct Model {
     pub busy: VecDeque<u64>,
     /// Busy slots of each host by name (a host's identity across ids).
     pub host_busy: HashMap<String, VecDeque<u64>>,
+    /// The scheduler's text port as the server last read it (what the
+    /// page's `/api/v1/control` gives); `None` before a read, or where
+    /// icewatch does not read it.
+    pub control: Option<ControlView>,
+    /// The host pane's `internals`: the host asked about, and the answer.
+    pub internals: Option<(String, Asked)>,
+}
+
+/// Where a host's `internals` request stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Asked {
+    /// Sent; no answer yet.
+    Asking,
+    /// The daemons that answered (none: no daemon of that name).
+    Answer(Vec<Internals>),
+    /// Why there is no answer.
+    Failed(String),
 }
 
 impl Model {

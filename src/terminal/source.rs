@@ -9,7 +9,9 @@
 //! - [`from_server`]: a running icewatch's WebSocket (`icewatch top
 //!   --server URL`), reconnecting with backoff while it is away.
 
+use super::model::ControlView;
 use crate::monitor::{lock_state, Changed, SharedState};
+use crate::protocol::text::Internals;
 use crate::publisher::delta::Delta;
 use crate::publisher::json::{diff_message, snapshot_message};
 use crate::publisher::websocket::Rendered;
@@ -28,6 +30,10 @@ pub enum Feed {
     Message(String),
     /// The link to the source is down, for this reason; it is retried.
     Down(String),
+    /// The scheduler's text port, as the server last read it.
+    Control(Box<ControlView>),
+    /// A host's `internals`, asked for by the host pane.
+    Internals(String, Result<Vec<Internals>, String>),
 }
 
 /// The longest wait between two attempts to reach an icewatch.

@@ -135,7 +135,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "sort by the column to the left / right (Tab wraps)",
     ),
     ("r", "reverse the sort"),
-    ("Space, Enter", "open or close the selected host's pane"),
+    (
+        "Space, Enter; i",
+        "the selected host's pane; in it, its daemon's internals",
+    ),
     (
         "a",
         "what each host compiles now, and for whom, in the table",
@@ -168,6 +171,9 @@ pub struct View {
     pub editing: bool,
     /// Which jobs the job list shows.
     pub jobs: JobFilter,
+    /// The person asked for the selected host's `internals` (taken by
+    /// the loop, which sends the request).
+    pub ask_internals: bool,
     /// The person asked to quit.
     pub quit: bool,
 }
@@ -184,6 +190,7 @@ impl Default for View {
             filter: String::new(),
             editing: false,
             jobs: JobFilter::All,
+            ask_internals: false,
             quit: false,
         }
     }
@@ -258,6 +265,7 @@ impl View {
                 self.filter.clear();
             }
             KeyCode::Char('a') => self.details = !self.details,
+            KeyCode::Char('i') if self.pane => self.ask_internals = true,
             KeyCode::Char('f') => self.jobs = self.jobs.next(),
             KeyCode::Char('/') => self.editing = true,
             KeyCode::Char('?') => self.help = true,

@@ -31,7 +31,14 @@ impl Tmux {
     /// it ends, the shell prints [`EXIT_MARK`] and its exit status and
     /// waits, so the screen can still be read.
     pub fn start(name: &str, width: u16, height: u16, command: &str) -> Tmux {
-        let socket = format!("icewatch-{name}-{}", std::process::id());
+        // Not the process id alone: a test inside a PID namespace (the
+        // real-cluster suite) is process 1 in each, and /tmp is shared, so
+        // two suites at once would share a tmux server, and one's end would
+        // close the other's terminal.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let socket = format!("icewatch-{name}-{}-{nanos}", std::process::id());
         let line = format!("{command}; echo {EXIT_MARK}$?; sleep 600");
         let status = Command::new("tmux")
             .args(["-L", &socket, "-f", "/dev/null", "new-session", "-d"])
@@ -53,7 +60,12 @@ impl Tmux {
 
     /// The screen as text, one line a row.
     pub fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p"]).stdout).into_owned()
+        let out = self.tmux(&["capture-pane", "-p"]);
+        if !out.status.success() {
+            let why = String::from_utf8_lossy(&out.stderr);
+            return format!("(tmux capture-pane failed: {})", why.trim());
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Sends keys as `tmux send-keys` names them (`l`, `Space`, `Enter`).

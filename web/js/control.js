@@ -2,6 +2,8 @@
 // hosts the scheduler keeps out and which install an environment, polled
 // once a snapshot says `text_port`; a host's `internals` on demand; and,
 // when the snapshot says `admin`, the actions block, unblock and remove.
+// With `--keep-blocks` the view lists the blocks icewatch keeps across
+// scheduler restarts, shown in the host panel and under the host table.
 
 import { withToken } from 'icewatch/connection.js';
 
@@ -12,6 +14,26 @@ export const control = { view: null };
 
 let changed = () => {};
 let watching = false;
+
+/** Takes a fresh view, shows the kept blocks and tells the page. */
+function update(view) {
+  control.view = view;
+  showKept();
+  changed();
+}
+
+/** The line under the host table: the blocks icewatch keeps, hidden without `--keep-blocks`. */
+function showKept() {
+  const line = document.getElementById('kept-blocks');
+  if (!line) return;
+  const view = control.view;
+  line.hidden = !view?.keep_blocks;
+  if (line.hidden) return;
+  const names = (view.kept || []).map((k) => k.name);
+  line.textContent = names.length
+    ? `Blocks kept across scheduler restarts (--keep-blocks): ${names.join(', ')}`
+    : 'Blocks kept across scheduler restarts (--keep-blocks): none';
+}
 
 /** Polls the server's view of the text port (once, however often called); `onChange()` after each answer. */
 export function watchControl(onChange) {
@@ -25,8 +47,7 @@ export function watchControl(onChange) {
     })
     .then((view) => {
       if (view === 'off') return; // the server never reads it: stop asking
-      control.view = view;
-      changed();
+      update(view);
       setTimeout(poll, POLL_MS);
     })
     .catch(() => setTimeout(poll, POLL_MS));
@@ -35,6 +56,9 @@ export function watchControl(onChange) {
 
 /** Whether the scheduler keeps the host `name` out, as last read. */
 export const isBlocked = (name) => Boolean(control.view?.blocked?.includes(name));
+
+/** The block icewatch keeps for the host `name` (`{ name, since_ms }`), or null. */
+export const keptBlock = (name) => control.view?.kept?.find((k) => k.name === name) ?? null;
 
 /** Seconds since the host `name` began installing an environment, or null. */
 export const installingFor = (name) => control.view?.installing?.[name] ?? null;
@@ -52,7 +76,7 @@ export async function act(name, action) {
   const result = await fetch(withToken(`api/v1/hosts/${encodeURIComponent(name)}/${action}`), { method: 'POST' })
     .then(answer, (e) => ({ ok: false, error: String(e) }));
   fetch(withToken('api/v1/control')).then((r) => r.ok ? r.json() : null)
-    .then((view) => { if (view) { control.view = view; changed(); } }).catch(() => {});
+    .then((view) => { if (view) update(view); }).catch(() => {});
   return result;
 }
 

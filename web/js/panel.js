@@ -8,7 +8,7 @@ import { fmt, hostFacts } from 'icewatch/format.js';
 import { el, kvList } from 'icewatch/dom.js';
 import { withToken } from 'icewatch/connection.js';
 import { byNewest, jobTime, shortFile, stateCell } from 'icewatch/tables.js';
-import { act, control, installingFor, internals, isBlocked } from 'icewatch/control.js';
+import { act, control, installingFor, internals, isBlocked, keptBlock } from 'icewatch/control.js';
 
 let app; // { model, selected, scheduleRender, selectHost } (main.js)
 
@@ -112,7 +112,7 @@ export function renderPanel(derived) {
 
 /** What the actions ask before they are taken. */
 const CONFIRM = {
-  block: (name) => `Block ${name}? The scheduler disconnects it and keeps it out (no jobs for it, none from it) until it is unblocked, or until the scheduler restarts.`,
+  block: (name) => `Block ${name}? The scheduler disconnects it and keeps it out (no jobs for it, none from it) until it is unblocked, ${control.view?.keep_blocks ? 'also after a scheduler restart (icewatch keeps the block)' : 'or until the scheduler restarts'}.`,
   unblock: (name) => `Unblock ${name}? It may log in to the scheduler again.`,
   remove: (name) => `Remove ${name} from the scheduler? It is disconnected; its daemon usually logs in again within seconds.`,
 };
@@ -131,6 +131,10 @@ function schedulerSection(h) {
   const rows = [];
   if (!view.answering) rows.push(['text port', view.error ? `not answering: ${view.error}` : 'not read yet']);
   rows.push(['blocked', isBlocked(name) ? 'yes: the scheduler keeps it out' : 'no']);
+  const kept = keptBlock(name);
+  if (kept) {
+    rows.push(['kept', `by icewatch since ${new Date(kept.since_ms).toLocaleString()}: blocked again whenever the scheduler restarts`]);
+  }
   const installing = installingFor(name);
   if (installing != null) rows.push(['installing', `an environment, for ${installing} s`]);
   const content = [kvList(rows)];

@@ -69,7 +69,13 @@ ICECREAM). icewatch reconnects by itself when the scheduler goes away.
 It also reads the scheduler's text port (its port + 1) for the hosts it keeps \
 out and a host's internals, shown in the page's host panel. With --admin (and \
 a --token) the panel can block, unblock and remove hosts; every action is \
-logged on stderr (see docs/admin.md).
+logged on stderr and in the history (see docs/admin.md).
+
+The scheduler forgets its blocks when it restarts. With --keep-blocks icewatch \
+keeps its block list (whoever blocked: the page, `icewatch admin`, telnet) in \
+the history and blocks those hosts again on the restarted scheduler; an \
+unblock ends a kept block. Until icewatch reaches the new scheduler's text \
+port (seconds), a blocked daemon may log in.
 
 It keeps the cluster's history (every finished job, host and scheduler \
 sessions, load) in an SQLite file that survives restarts, named at start: \
@@ -83,7 +89,8 @@ Examples:
   icewatch monitor 10.0.0.5:8765
   USE_SCHEDULER=10.0.0.5 icewatch monitor
   icewatch monitor scheduler.lan --listen 0.0.0.0:8080 --token \"$(openssl rand -hex 16)\"
-  icewatch monitor scheduler.lan --admin --token \"$(openssl rand -hex 16)\""
+  icewatch monitor scheduler.lan --admin --token \"$(openssl rand -hex 16)\"
+  icewatch monitor scheduler.lan --keep-blocks   blocks survive scheduler restarts"
     )]
     Monitor(MonitorArgs),
 
@@ -736,6 +743,13 @@ pub struct MonitorArgs {
     /// Do not read the scheduler's text port at all
     #[arg(long, conflicts_with = "admin")]
     pub no_text_port: bool,
+
+    /// Keep the scheduler's block list in the history database and block
+    /// those hosts again whenever the scheduler restarts (it forgets its
+    /// blocks); an unblock, from anywhere, ends a kept block. Needs the
+    /// history (not --db none) and the text port
+    #[arg(long)]
+    pub keep_blocks: bool,
 }
 
 /// Which type code job ends go out under, as a scheduler would send them.

@@ -4,7 +4,8 @@
 use crate::cli::TopArgs;
 use anyhow::{Context, Result};
 use icewatch::monitor::{self, SharedState, State, StateOptions};
-use icewatch::terminal::{app, source};
+use icewatch::publisher::{Control, ControlOptions};
+use icewatch::terminal::{app, control, source};
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -20,15 +21,21 @@ pub async fn run(args: TopArgs, shutdown: CancellationToken) -> Result<()> {
         );
     }
     let (tx, rx) = mpsc::channel(QUEUE);
+    let (ask, asked) = mpsc::channel(1);
     let stop = shutdown.child_token();
-    let source = match &args.server {
+    let (source, link) = match &args.server {
         Some(server) => {
             let url = source::websocket_url(server).map_err(anyhow::Error::msg)?;
             if let Some(token) = &args.token {
                 super::page::check_token(token)?;
             }
-            tokio::spawn(source::from_server(url.clone(), args.token.clone(), tx));
-            url
+            tokio::spawn(source::from_server(
+                url.clone(),
+                args.token.clone(),
+                tx.clone(),
+            ));
+            let link = control::Link::server(&url, args.token.clone());
+            (url, link)
         }
         None => {
             let opts = super::connect_options(&args.scheduler)?;
@@ -44,11 +51,14 @@ pub async fn run(args: TopArgs, shutdown: CancellationToken) -> Result<()> {
             tokio::spawn(async move {
                 let _ = monitor::run_from(first, opts, s, c, feeding.cancelled_owned()).await;
             });
-            tokio::spawn(source::from_state(state, changed, tx, args.period));
-            shown
+            // The page's own reader of the text port, with its bounds.
+            let control = Control::start(state.clone(), ControlOptions::default());
+            tokio::spawn(source::from_state(state, changed, tx.clone(), args.period));
+            (shown, control::Link::Local(Arc::new(control)))
         }
     };
-    let shown = app::run(rx, &source, args.period, shutdown.cancelled())
+    tokio::spawn(control::feed(link, tx, asked));
+    let shown = app::run(rx, Some(ask), &source, args.period, shutdown.cancelled())
         .await
         .context("the terminal failed");
     stop.cancel();
