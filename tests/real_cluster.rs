@@ -613,6 +613,9 @@ fn inside_namespaces() {
             .await
             .unwrap_or_else(|_| panic!("the story did not end within {WHOLE_RUN:?}"))
     });
+    if let Some(home) = STATE_HOME.get() {
+        let _ = std::fs::remove_dir_all(home.path());
+    }
     println!("{DONE}");
 }
 
@@ -813,11 +816,26 @@ fn icewatch_binary() -> Command {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("icewatch"));
     cmd.env_remove("USE_SCHEDULER")
         .env_remove("ICECC_SCHEDULER")
-        .env(
-            "XDG_STATE_HOME",
-            std::env::temp_dir().join("icewatch-real-cluster-state"),
-        );
+        .env("XDG_STATE_HOME", state_home());
     cmd
+}
+
+/// The suite's own state folder (the default history), one per run: a
+/// fixed folder would hand one run's database to the next, or to another
+/// checkout's suite running at the same time with an older schema.
+/// Removed when the story ends well (a static is never dropped); kept
+/// with the logs when it fails.
+static STATE_HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
+
+fn state_home() -> &'static Path {
+    STATE_HOME
+        .get_or_init(|| {
+            tempfile::Builder::new()
+                .prefix("icewatch-real-cluster-state.")
+                .tempdir()
+                .expect("a state folder")
+        })
+        .path()
 }
 
 /// The loadgen chapter's scheduler port: not the story's, which its real
