@@ -41,6 +41,8 @@
 //! # }
 //! ```
 
+mod database;
+mod postgres;
 pub mod query;
 mod reader;
 mod record;
@@ -49,6 +51,8 @@ mod store;
 pub mod trace;
 mod writer;
 
+pub use database::{Database, Location, Reading};
+pub use postgres::{PgStore, Server};
 pub use reader::{Reader, LOAD_EVERY_MS};
 pub use record::{HostRecord, JobRecord, LoadSample, Record};
 pub use schema::SCHEMA_VERSION;
@@ -56,7 +60,7 @@ pub use store::{HistoryError, Store};
 pub use writer::{Status, COMMIT_EVERY, MAX_HELD, RETRY_EVERY};
 
 use crate::monitor::{lock_state, Changed, SharedState};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -95,7 +99,7 @@ impl Default for HistoryOptions {
 #[derive(Debug)]
 pub struct History {
     status: Arc<Status>,
-    path: PathBuf,
+    location: Location,
     stop_reader: Option<oneshot::Sender<()>>,
     reader: tokio::task::JoinHandle<()>,
     writer: std::thread::JoinHandle<()>,
@@ -111,16 +115,19 @@ const READ_EVERY: Duration = Duration::from_secs(1);
 const QUEUE: usize = 2;
 
 impl History {
-    /// Starts keeping `state`'s history in `store`: a reader woken by
-    /// `changed`, a writer thread, and the retention.
+    /// Starts keeping `state`'s history in `store` (a [`Store`] or a
+    /// [`Database`]): a reader woken by `changed`, a writer thread, and
+    /// the retention.
     pub fn start(
-        store: Store,
+        store: impl Into<Database>,
         state: SharedState,
         changed: &Changed,
         opts: HistoryOptions,
     ) -> History {
-        let path = store.path().to_path_buf();
-        let status = Arc::new(Status::new(path.clone(), Some(changed.clone())));
+        let store = store.into();
+        let location = store.location();
+        let shown = PathBuf::from(location.to_string());
+        let status = Arc::new(Status::new(shown, Some(changed.clone())));
         let (records, inbox) = mpsc::sync_channel(QUEUE);
         let writer = {
             let status = status.clone();
@@ -137,14 +144,16 @@ impl History {
             }
         };
         let (stop_retention, retention_stop) = mpsc::channel();
-        let retention_path = path.clone();
+        let retention_at = location.clone();
         let _ = std::thread::Builder::new()
             .name("history retention".into())
-            .spawn(move || writer::retain(retention_path, opts.retain, retention_stop));
+            .spawn(move || writer::retain(retention_at, opts.retain, retention_stop));
         let (stop_reader, mut stopped) = oneshot::channel();
         let mut wakeups = changed.subscribe();
+        // Following from now, not from when the task first runs: what
+        // finishes in between is kept too.
+        let mut reader = Reader::new(&mut lock_state(&state));
         let reader = tokio::spawn(async move {
-            let mut reader = Reader::new(&mut lock_state(&state));
             let mut tick = tokio::time::interval(READ_EVERY);
             // A batch the writer had no room for. Meanwhile nothing more is
             // taken: what finishes waits in the state's own bounded history.
@@ -191,7 +200,7 @@ impl History {
         });
         History {
             status,
-            path,
+            location,
             stop_reader: Some(stop_reader),
             reader,
             writer,
@@ -204,9 +213,9 @@ impl History {
         self.status.clone()
     }
 
-    /// The database's file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the history is kept.
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     /// Takes what changed last, commits everything and stops.

@@ -72,7 +72,7 @@ pub struct ServeOptions {
     pub limits: ConnectionLimits,
     /// The history database `/api/v1/history/*` reads, if one is kept.
     #[cfg(feature = "history")]
-    pub history: Option<std::path::PathBuf>,
+    pub history: Option<crate::history::Location>,
     /// The scheduler's text port: read it (and act with `admin`), or not.
     pub control: Option<ControlOptions>,
     /// Called once WebSocket clients have left and the number of clients

@@ -3,6 +3,7 @@
 //! [`crate::commands`] carries them out.
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use icewatch::history::{Location, Server};
 use icewatch::monitor::MAX_HISTORY;
 use icewatch::standin::session::JobDoneType;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -360,10 +361,18 @@ pub struct TraceArgs {
 /// Which part of the history, and how to print it.
 #[derive(Debug, Clone, Args)]
 pub struct HistoryQuery {
-    /// The history file [default: $XDG_STATE_HOME/icewatch/history.sqlite,
-    /// else ~/.local/state/icewatch/history.sqlite]
-    #[arg(long, value_name = "PATH")]
-    pub db: Option<PathBuf>,
+    /// The history: an SQLite file, or a PostgreSQL database
+    /// (postgres://USER:PASSWORD@HOST:PORT/DATABASE, postgresql://...)
+    /// [default: $XDG_STATE_HOME/icewatch/history.sqlite, else
+    /// ~/.local/state/icewatch/history.sqlite]
+    #[arg(long, value_name = "PATH|URL", value_parser = Location::parse)]
+    pub db: Option<Location>,
+
+    /// Only jobs and hosts of the scheduler at this address (host:port, as
+    /// in the scheduler_sessions table), where several icewatch share one
+    /// database
+    #[arg(long, value_name = "ADDRESS")]
+    pub scheduler: Option<String>,
 
     /// Only what ended at or after this time (30m, 2h, 1d ago; a UTC date
     /// and time; ms since the epoch)
@@ -655,11 +664,13 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct HistoryArgs {
     /// Keep the history (finished jobs, host and scheduler sessions, load)
-    /// in this SQLite file, or "none" to keep none [monitor's default:
-    /// $XDG_STATE_HOME/icewatch/history.sqlite, else
-    /// ~/.local/state/icewatch/history.sqlite; demo and replay keep none
-    /// unless given]
-    #[arg(long, value_name = "PATH|none", value_parser = db)]
+    /// in this SQLite file, in a PostgreSQL database that several icewatch
+    /// may share (postgres://USER:PASSWORD@HOST:PORT/DATABASE; without a
+    /// host, the local socket; TLS is not supported), or "none" to keep
+    /// none [monitor's default: $XDG_STATE_HOME/icewatch/history.sqlite,
+    /// else ~/.local/state/icewatch/history.sqlite; demo and replay keep
+    /// none unless given]
+    #[arg(long, value_name = "PATH|URL|none", value_parser = db)]
     pub db: Option<Db>,
 
     /// Delete what ended longer ago than this (e.g. 30d, 1y)
@@ -674,16 +685,18 @@ pub enum Db {
     None,
     /// This SQLite file.
     File(PathBuf),
+    /// This PostgreSQL database.
+    Postgres(Server),
 }
 
 fn db(s: &str) -> Result<Db, String> {
     match s {
-        "" => Err("give a file, or \"none\" for no history".to_string()),
+        "" => Err("give a file, a postgres:// URL, or \"none\" for no history".to_string()),
         "none" => Ok(Db::None),
-        _ if s.contains("://") => Err(format!(
-            "{s:?}: only SQLite files are supported (give a path, or \"none\")"
-        )),
-        _ => Ok(Db::File(PathBuf::from(s))),
+        _ => Ok(match Location::parse(s)? {
+            Location::File(path) => Db::File(path),
+            Location::Postgres(server) => Db::Postgres(server),
+        }),
     }
 }
 
