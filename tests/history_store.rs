@@ -17,82 +17,41 @@ use icewatch::protocol::{GetCs, JobDone, Language, Message, MonGetCs, MonJobBegi
 use libtest_mimic::{Arguments, Trial};
 use support::databases::{self, Backend, TestDb};
 
+/// Test functions as `(name, fn(Backend))`.
+macro_rules! named {
+    ($($test:ident),* $(,)?) => {
+        [$((stringify!($test), $test as fn(Backend))),*]
+    };
+}
+
 fn main() {
     let args = Arguments::from_args();
     let mut trials: Vec<Trial> = Vec::new();
-    let each: [(&str, fn(Backend)); 7] = [
-        (
-            "a_states_jobs_hosts_and_sessions_come_back_from_the_database",
-            a_states_jobs_hosts_and_sessions_come_back_from_the_database,
-        ),
-        (
-            "pages_follow_one_another_by_cursor_newest_first",
-            pages_follow_one_another_by_cursor_newest_first,
-        ),
-        (
-            "builds_end_at_a_pause_of_their_submitter",
-            builds_end_at_a_pause_of_their_submitter,
-        ),
-        (
-            "every_earlier_schema_version_migrates_keeping_what_it_held",
-            every_earlier_schema_version_migrates_keeping_what_it_held,
-        ),
-        (
-            "a_newer_schema_is_refused_naming_the_database_and_what_to_do",
-            a_newer_schema_is_refused_naming_the_database_and_what_to_do,
-        ),
-        (
-            "retention_deletes_only_what_ended_before_the_cutoff",
-            retention_deletes_only_what_ended_before_the_cutoff,
-        ),
-        (
-            "one_scheduler_is_picked_out_of_several_sharing_the_database",
-            one_scheduler_is_picked_out_of_several_sharing_the_database,
-        ),
-    ];
-    for (name, test) in each {
+    for (name, test) in named![
+        a_states_jobs_hosts_and_sessions_come_back_from_the_database,
+        pages_follow_one_another_by_cursor_newest_first,
+        builds_end_at_a_pause_of_their_submitter,
+        every_earlier_schema_version_migrates_keeping_what_it_held,
+        a_newer_schema_is_refused_naming_the_database_and_what_to_do,
+        retention_deletes_only_what_ended_before_the_cutoff,
+        one_scheduler_is_picked_out_of_several_sharing_the_database,
+    ] {
         trials.extend(databases::both(name, test));
     }
-    let sqlite: [(&str, fn(Backend)); 2] = [
-        (
-            "a_file_that_is_no_database_is_refused_naming_the_file",
-            a_file_that_is_no_database_is_refused_naming_the_file,
-        ),
-        (
-            "a_locked_database_is_refused_naming_the_file",
-            a_locked_database_is_refused_naming_the_file,
-        ),
-    ];
-    for (name, test) in sqlite {
+    for (name, test) in named![
+        a_file_that_is_no_database_is_refused_naming_the_file,
+        a_locked_database_is_refused_naming_the_file,
+    ] {
         trials.push(databases::trial(Backend::Sqlite, name, test));
     }
-    let postgres: [(&str, fn(Backend)); 6] = [
-        (
-            "the_schema_is_sqlites_table_for_table_column_for_column",
-            the_schema_is_sqlites_table_for_table_column_for_column,
-        ),
-        (
-            "two_instances_starting_and_writing_at_once_share_one_database",
-            two_instances_starting_and_writing_at_once_share_one_database,
-        ),
-        (
-            "a_server_that_drops_the_connection_pauses_writing_until_it_is_back",
-            a_server_that_drops_the_connection_pauses_writing_until_it_is_back,
-        ),
-        (
-            "unusable_servers_are_refused_in_one_line_without_the_password",
-            unusable_servers_are_refused_in_one_line_without_the_password,
-        ),
-        (
-            "sslmode_require_is_refused_rather_than_connecting_in_clear",
-            sslmode_require_is_refused_rather_than_connecting_in_clear,
-        ),
-        (
-            "revoked_rights_pause_writing_until_they_are_restored",
-            revoked_rights_pause_writing_until_they_are_restored,
-        ),
-    ];
-    for (name, test) in postgres {
+    for (name, test) in named![
+        the_schema_is_sqlites_table_for_table_column_for_column,
+        two_instances_starting_and_writing_at_once_share_one_database,
+        a_server_that_drops_the_connection_pauses_writing_until_it_is_back,
+        unusable_servers_are_refused_in_one_line_without_the_password,
+        sslmode_require_is_refused_rather_than_connecting_in_clear,
+        revoked_rights_pause_writing_until_they_are_restored,
+    ] {
         trials.push(databases::trial(Backend::Postgres, name, test));
     }
     libtest_mimic::run(&args, trials).exit();

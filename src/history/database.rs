@@ -51,6 +51,8 @@ impl From<PathBuf> for Location {
 }
 
 /// An open history, ready to write: SQLite's or PostgreSQL's.
+// One or two a process, moved once: their sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Database {
     /// An SQLite file.
@@ -109,7 +111,7 @@ pub enum Reading {
     /// An SQLite file.
     Sqlite(rusqlite::Connection, PathBuf),
     /// A PostgreSQL database.
-    Postgres(query::PgConn, Server),
+    Postgres(Box<query::PgConn>, Server),
 }
 
 impl fmt::Debug for Reading {
@@ -130,7 +132,7 @@ impl Reading {
             Location::Postgres(server) => {
                 let client = PgStore::open(server)?.into_client();
                 Ok(Reading::Postgres(
-                    query::PgConn::new(client),
+                    Box::new(query::PgConn::new(client)),
                     server.clone(),
                 ))
             }
@@ -145,7 +147,7 @@ impl Reading {
             Location::Postgres(server) => {
                 let client = server.connect().map_err(|e| server.error(e))?;
                 Ok(Reading::Postgres(
-                    query::PgConn::new(client),
+                    Box::new(query::PgConn::new(client)),
                     server.clone(),
                 ))
             }
@@ -156,7 +158,7 @@ impl Reading {
     pub fn jobs(&self, filter: &Filter) -> Result<Vec<JobRow>, HistoryError> {
         match self {
             Reading::Sqlite(c, p) => query::jobs(c, filter).map_err(|e| HistoryError::of(p, e)),
-            Reading::Postgres(c, s) => query::jobs(c, filter).map_err(|e| s.error(e)),
+            Reading::Postgres(c, s) => query::jobs(c.as_ref(), filter).map_err(|e| s.error(e)),
         }
     }
 
@@ -164,7 +166,7 @@ impl Reading {
     pub fn hosts(&self, filter: &Filter) -> Result<Vec<HostRow>, HistoryError> {
         match self {
             Reading::Sqlite(c, p) => query::hosts(c, filter).map_err(|e| HistoryError::of(p, e)),
-            Reading::Postgres(c, s) => query::hosts(c, filter).map_err(|e| s.error(e)),
+            Reading::Postgres(c, s) => query::hosts(c.as_ref(), filter).map_err(|e| s.error(e)),
         }
     }
 
@@ -174,7 +176,9 @@ impl Reading {
             Reading::Sqlite(c, p) => {
                 query::builds(c, filter, gap_ms).map_err(|e| HistoryError::of(p, e))
             }
-            Reading::Postgres(c, s) => query::builds(c, filter, gap_ms).map_err(|e| s.error(e)),
+            Reading::Postgres(c, s) => {
+                query::builds(c.as_ref(), filter, gap_ms).map_err(|e| s.error(e))
+            }
         }
     }
 }

@@ -36,7 +36,7 @@ const CACHE_LIMIT: usize = 1 << 16;
 /// `postgresql://` URL.
 #[derive(Clone)]
 pub struct Server {
-    config: Config,
+    config: Box<Config>,
     shown: String,
 }
 
@@ -106,7 +106,10 @@ impl Server {
             Some(Host::Tcp(host)) => format!("postgres://{user}{host}:{port}/{db}"),
             None => format!("postgres://{user}/{db}"),
         };
-        Ok(Server { config, shown })
+        Ok(Server {
+            config: Box::new(config),
+            shown,
+        })
     }
 
     /// The database's name (by default the user's, as PostgreSQL does).
@@ -371,7 +374,7 @@ impl PgStore {
             new: new_sessions,
         };
         let mut jobs = Vec::new();
-        let mut loads: Vec<(i64, i64, i64, Option<f64>, Option<i64>)> = Vec::new();
+        let mut loads = Loads::default();
         for record in records {
             match record {
                 Record::Session {
@@ -434,13 +437,15 @@ impl PgStore {
                         &[&ms(*at_ms), &session, &i64::from(*host_id)],
                     )?;
                 }
-                Record::Load(s) => loads.push((
-                    self.names.get(&s.name).copied().unwrap_or_default(),
-                    ms(s.at_ms),
-                    i64::from(s.load),
-                    s.load_avg1,
-                    s.free_mem_mb.map(i64::from),
-                )),
+                Record::Load(s) => {
+                    loads
+                        .name
+                        .push(self.names.get(&s.name).copied().unwrap_or_default());
+                    loads.at_ms.push(ms(s.at_ms));
+                    loads.load.push(i64::from(s.load));
+                    loads.load_avg1.push(s.load_avg1);
+                    loads.free_mem_mb.push(s.free_mem_mb.map(i64::from));
+                }
             }
         }
         if !jobs.is_empty() {
@@ -478,21 +483,17 @@ impl PgStore {
             }
             copy.finish()?;
         }
-        if !loads.is_empty() {
-            let column = |f: fn(&(i64, i64, i64, Option<f64>, Option<i64>)) -> Option<i64>| {
-                loads.iter().map(f).collect::<Vec<_>>()
-            };
-            let avg: Vec<Option<f64>> = loads.iter().map(|l| l.3).collect();
+        if !loads.name.is_empty() {
             tx.execute(
                 "INSERT INTO load_samples (name, at_ms, load, load_avg1, free_mem_mb) \
                  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], \
                  $4::float8[], $5::bigint[])",
                 &[
-                    &column(|l| Some(l.0)),
-                    &column(|l| Some(l.1)),
-                    &column(|l| Some(l.2)),
-                    &avg,
-                    &column(|l| l.4),
+                    &loads.name,
+                    &loads.at_ms,
+                    &loads.load,
+                    &loads.load_avg1,
+                    &loads.free_mem_mb,
                 ],
             )?;
         }
@@ -519,6 +520,16 @@ impl PgStore {
         }
         Ok(usize::try_from(gone).unwrap_or(usize::MAX))
     }
+}
+
+/// A batch's load samples, column by column (one `INSERT` of arrays).
+#[derive(Default)]
+struct Loads {
+    name: Vec<i64>,
+    at_ms: Vec<i64>,
+    load: Vec<i64>,
+    load_avg1: Vec<Option<f64>>,
+    free_mem_mb: Vec<Option<i64>>,
 }
 
 /// The scheduler sessions of a batch: those known, those added in it.
