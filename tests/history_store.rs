@@ -17,17 +17,10 @@ use icewatch::protocol::{GetCs, JobDone, Language, Message, MonGetCs, MonJobBegi
 use libtest_mimic::{Arguments, Trial};
 use support::databases::{self, Backend, TestDb};
 
-/// Test functions as `(name, fn(Backend))`.
-macro_rules! named {
-    ($($test:ident),* $(,)?) => {
-        [$((stringify!($test), $test as fn(Backend))),*]
-    };
-}
-
 fn main() {
     let args = Arguments::from_args();
     let mut trials: Vec<Trial> = Vec::new();
-    for (name, test) in named![
+    for (name, test) in crate::named![
         a_states_jobs_hosts_and_sessions_come_back_from_the_database,
         pages_follow_one_another_by_cursor_newest_first,
         builds_end_at_a_pause_of_their_submitter,
@@ -38,13 +31,13 @@ fn main() {
     ] {
         trials.extend(databases::both(name, test));
     }
-    for (name, test) in named![
+    for (name, test) in crate::named![
         a_file_that_is_no_database_is_refused_naming_the_file,
         a_locked_database_is_refused_naming_the_file,
     ] {
         trials.push(databases::trial(Backend::Sqlite, name, test));
     }
-    for (name, test) in named![
+    for (name, test) in crate::named![
         the_schema_is_sqlites_table_for_table_column_for_column,
         two_instances_starting_and_writing_at_once_share_one_database,
         a_server_that_drops_the_connection_pauses_writing_until_it_is_back,

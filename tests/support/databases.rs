@@ -227,3 +227,11 @@ pub fn trial(backend: Backend, name: &str, test: fn(Backend)) -> Trial {
 pub fn both(name: &str, test: fn(Backend)) -> [Trial; 2] {
     Backend::ALL.map(|b| trial(b, name, test))
 }
+
+/// Test functions as `(name, fn(Backend))`, for [`both`] and [`trial`].
+#[macro_export]
+macro_rules! named {
+    ($($test:ident),* $(,)?) => {
+        [$((stringify!($test), $test as fn($crate::support::databases::Backend))),*]
+    };
+}

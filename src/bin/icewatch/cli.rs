@@ -365,8 +365,8 @@ pub struct HistoryQuery {
     /// (postgres://USER:PASSWORD@HOST:PORT/DATABASE, postgresql://...)
     /// [default: $XDG_STATE_HOME/icewatch/history.sqlite, else
     /// ~/.local/state/icewatch/history.sqlite]
-    #[arg(long, value_name = "PATH|URL", value_parser = Location::parse)]
-    pub db: Option<Location>,
+    #[arg(long, value_name = "PATH|URL", value_parser = db)]
+    pub db: Option<Db>,
 
     /// Only jobs and hosts of the scheduler at this address (host:port, as
     /// in the scheduler_sessions table), where several icewatch share one
@@ -685,18 +685,20 @@ pub enum Db {
     None,
     /// This SQLite file.
     File(PathBuf),
-    /// This PostgreSQL database.
-    Postgres(Server),
+    /// This PostgreSQL database's URL, checked when it is opened (so
+    /// that an error never repeats the password, as clap would).
+    Postgres(String),
 }
 
 fn db(s: &str) -> Result<Db, String> {
     match s {
         "" => Err("give a file, a postgres:// URL, or \"none\" for no history".to_string()),
         "none" => Ok(Db::None),
-        _ => Ok(match Location::parse(s)? {
-            Location::File(path) => Db::File(path),
-            Location::Postgres(server) => Db::Postgres(server),
-        }),
+        _ if Server::is_url(s) => Ok(Db::Postgres(s.to_owned())),
+        _ => match Location::parse(s)? {
+            Location::File(path) => Ok(Db::File(path)),
+            Location::Postgres(_) => Ok(Db::Postgres(s.to_owned())),
+        },
     }
 }
 

@@ -2,9 +2,9 @@
 //! and the `--db` of the commands that keep one.
 
 use crate::cli::{Db, HistoryArgs, HistoryCommand, HistoryQuery, HistoryWhat};
-use anyhow::{Context, Result};
+use anyhow::{Context, Error, Result};
 use icewatch::history::query::{self, Filter};
-use icewatch::history::{self, Database, HistoryOptions, Location, Reading};
+use icewatch::history::{self, Database, HistoryOptions, Location, Reading, Server};
 use serde::Serialize;
 use std::io::Write;
 use std::path::PathBuf;
@@ -23,7 +23,7 @@ pub fn open(args: &HistoryArgs, by_default: bool) -> Result<Option<(Database, Hi
     let at = match &args.db {
         Some(Db::None) => return Ok(None),
         Some(Db::File(path)) => Location::File(path.clone()),
-        Some(Db::Postgres(server)) => Location::Postgres(server.clone()),
+        Some(Db::Postgres(url)) => Location::Postgres(Server::parse(url).map_err(Error::msg)?),
         None if by_default => Location::File(default_path()?),
         None => return Ok(None),
     };
@@ -45,7 +45,9 @@ pub fn run(cmd: HistoryCommand) -> Result<()> {
         HistoryWhat::Trace(t) => (&t.query, None),
     };
     let at = match &q.db {
-        Some(at) => at.clone(),
+        Some(Db::File(path)) => Location::File(path.clone()),
+        Some(Db::Postgres(url)) => Location::Postgres(Server::parse(url).map_err(Error::msg)?),
+        Some(Db::None) => anyhow::bail!("--db none keeps no history: there is none to read"),
         None => Location::File(default_path()?),
     };
     let conn = Reading::open(&at)?;
