@@ -6,7 +6,7 @@
 //! ```text
 //! state ──feed──▶ reader.rs (a task: copies under the lock) ──records──▶ writer.rs (a thread)
 //!                                                                          │ a transaction ≤ 250 ms
-//!                                          store.rs (SQLite, WAL) ◀────────┘   retention: its own thread
+//!                 store.rs (SQLite, WAL) or postgres.rs (PostgreSQL) ◀────┘   retention: its own thread
 //! query.rs: jobs, hosts and builds read back (the CLI, the HTTP API); trace.rs: Chrome trace events
 //! ```
 //!
@@ -15,6 +15,9 @@
 //! - [`Store`] (`store.rs`): opening the file, with a one-line
 //!   [`HistoryError`] for each way it can be unusable; versioned
 //!   migrations (`schema.rs`); batches written in one transaction.
+//! - [`PgStore`] (`postgres.rs`): the same in PostgreSQL, shared by
+//!   several instances; [`Database`] and [`Reading`] (`database.rs`) are
+//!   either backend, where [`Location`] says.
 //! - the writer (`writer.rs`): commits at least every
 //!   [`COMMIT_EVERY`], so that a killed process loses at most that last
 //!   moment; while the database fails it holds up to [`MAX_HELD`]

@@ -137,7 +137,10 @@ impl Server {
             {
                 HistoryError::Refused {
                     server,
-                    user: self.config.get_user().unwrap_or("").to_owned(),
+                    user: self
+                        .config
+                        .get_user()
+                        .map_or_else(|| std::env::var("USER").unwrap_or_default(), str::to_owned),
                 }
             }
             Some(c) if *c == SqlState::INVALID_CATALOG_NAME => HistoryError::NoDatabase {

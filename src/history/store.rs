@@ -72,8 +72,8 @@ pub enum HistoryError {
     /// The PostgreSQL server refused the user.
     #[error(
         "the PostgreSQL server of the history {server} refused user {user:?} \
-         (authentication failed): correct the user and password in --db \
-         (or PGPASSWORD, ~/.pgpass), or let the user in (pg_hba.conf)"
+         (authentication failed): correct the user and password in --db, \
+         or let the user in (pg_hba.conf)"
     )]
     Refused {
         /// The server, without the password.

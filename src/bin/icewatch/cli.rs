@@ -74,7 +74,9 @@ logged on stderr (see docs/admin.md).
 
 It keeps the cluster's history (every finished job, host and scheduler \
 sessions, load) in an SQLite file that survives restarts, named at start: \
---db chooses another or none, --retain how long; `icewatch history` reads it.
+--db chooses another file, a PostgreSQL database that several icewatch share \
+(postgres://USER:PASSWORD@HOST/DATABASE) or none, --retain how long; \
+`icewatch history` reads it (docs/history.md).
 
 The first line on stdout is the address to open in a browser.",
         after_help = "\
@@ -84,7 +86,10 @@ Examples:
   icewatch monitor 10.0.0.5:8765
   USE_SCHEDULER=10.0.0.5 icewatch monitor
   icewatch monitor scheduler.lan --listen 0.0.0.0:8080 --token \"$(openssl rand -hex 16)\"
-  icewatch monitor scheduler.lan --admin --token \"$(openssl rand -hex 16)\""
+  icewatch monitor scheduler.lan --admin --token \"$(openssl rand -hex 16)\"
+  icewatch monitor scheduler.lan --db none       keep no history
+  icewatch monitor scheduler.lan --db postgres://icewatch:PASSWORD@db.lan/icewatch
+  icewatch monitor scheduler.lan --db postgres:///icewatch   local socket, as this user"
     )]
     Monitor(MonitorArgs),
 
@@ -298,8 +303,9 @@ Examples:
         long_about = "\
 Read what `icewatch monitor` kept of the cluster's past (docs/history.md): \
 finished jobs, host sessions and builds, newest first, as a table or with \
---json as one JSON object a line. The history is an SQLite file (see --db), \
-so sqlite3 and your own SQL read it too.
+--json as one JSON object a line. The history is an SQLite file, or a \
+PostgreSQL database that several icewatch share (see --db), so sqlite3, psql \
+and your own SQL read it too.
 
 Times (--since, --until) are a duration before now (30m, 2h, 1d), a date and \
 time in UTC (2026-12-07T08:00:00Z, \"2026-12-07 08:00\") or milliseconds \
@@ -310,7 +316,8 @@ Examples:
   icewatch history jobs --failed --since 1d --json | jq .file
   icewatch history jobs --host build7 --file parser.cpp
   icewatch history hosts --since 1d
-  icewatch history builds --since 1d --gap 30s"
+  icewatch history builds --since 1d --gap 30s
+  icewatch history jobs --db postgres://icewatch@db.lan/icewatch --scheduler sched-tokyo:8765"
     )]
     History(HistoryCommand),
 }
