@@ -327,10 +327,7 @@ impl PgStore {
     /// failure the connection is made again first: the server may have
     /// restarted or dropped it.
     pub fn write(&mut self, records: &[Record]) -> Result<(), postgres::Error> {
-        if self.reconnect || self.client.is_closed() {
-            self.client = self.server.connect()?;
-            self.reconnect = false;
-        }
+        self.connected()?;
         let mut new_sessions = Vec::new();
         let result = self.write_in_transaction(records, &mut new_sessions);
         match result {
@@ -343,6 +340,16 @@ impl PgStore {
             }
         }
         result
+    }
+
+    /// Connects again if the last attempt failed or the server closed
+    /// the connection.
+    fn connected(&mut self) -> Result<(), postgres::Error> {
+        if self.reconnect || self.client.is_closed() {
+            self.client = self.server.connect()?;
+            self.reconnect = false;
+        }
+        Ok(())
     }
 
     fn write_in_transaction(
@@ -506,6 +513,7 @@ impl PgStore {
     /// Deletes at most `chunk` rows of each table that ended before
     /// `cutoff_ms`; returns how many went.
     pub fn expire(&mut self, cutoff_ms: u64, chunk: usize) -> Result<usize, postgres::Error> {
+        self.connected()?;
         let cutoff = ms(cutoff_ms);
         let chunk = i64::try_from(chunk).unwrap_or(i64::MAX);
         let mut gone = 0;
@@ -519,7 +527,10 @@ impl PgStore {
              WHERE end_ms < $1 AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.session = s.id) \
              AND NOT EXISTS (SELECT 1 FROM host_sessions h WHERE h.session = s.id) LIMIT $2)",
         ] {
-            gone += self.client.execute(sql, &[&cutoff, &chunk])?;
+            gone += self
+                .client
+                .execute(sql, &[&cutoff, &chunk])
+                .inspect_err(|_| self.reconnect = true)?;
         }
         Ok(usize::try_from(gone).unwrap_or(usize::MAX))
     }

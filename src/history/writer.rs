@@ -177,18 +177,18 @@ const EXPIRE_EVERY: Duration = Duration::from_secs(60);
 /// [`EXPIRE_EVERY`], until `stop` has a message or is gone. On its own
 /// connection, in small transactions, so that the writer goes on.
 pub(crate) fn retain(at: Location, retain: Duration, stop: Receiver<()>) {
-    let mut db = match Database::open(&at) {
-        Ok(db) => db,
-        Err(e) => {
-            tracing::warn!("history retention does not run: {e}");
-            return;
-        }
-    };
+    let mut opened = None;
     loop {
         let cutoff = crate::monitor::now_ms()
             .saturating_sub(u64::try_from(retain.as_millis()).unwrap_or(u64::MAX));
         let mut gone = 0;
-        loop {
+        if opened.is_none() {
+            match Database::open(&at) {
+                Ok(db) => opened = Some(db),
+                Err(e) => tracing::debug!("history retention: {e}; again later"),
+            }
+        }
+        while let Some(db) = opened.as_mut() {
             match db.expire(cutoff, EXPIRE_CHUNK) {
                 Ok(0) => break,
                 Ok(n) => gone += n,
