@@ -3,6 +3,27 @@
 //! (`docs/history.md`): users point `sqlite3` and their own SQL at it, so
 //! a migration only adds; it never renames nor drops what users query.
 
+/// Migration 3, the same in both dialects: indexes to find a host's and
+/// a file's jobs, and the views with names.
+const VIEWS: &str = "CREATE INDEX jobs_client ON jobs (client_name, end_ms);
+    CREATE INDEX jobs_server ON jobs (server_name, end_ms);
+    CREATE INDEX jobs_file ON jobs (file);
+    CREATE VIEW job_list AS
+        SELECT j.seq, j.session, s.scheduler, j.id, f.name AS file, j.lang,
+               j.client, c.name AS client_name, j.server, v.name AS server_name,
+               j.state, j.reason, j.exit_code, j.submit_ms, j.start_ms, j.end_ms,
+               j.real_ms, j.user_ms, j.sys_ms, j.page_faults,
+               j.in_compressed, j.in_uncompressed, j.out_compressed, j.out_uncompressed
+        FROM jobs j
+        JOIN files f ON f.id = j.file
+        LEFT JOIN scheduler_sessions s ON s.id = j.session
+        LEFT JOIN host_names c ON c.id = j.client_name
+        LEFT JOIN host_names v ON v.id = j.server_name;
+    CREATE VIEW host_list AS
+        SELECT h.seq, h.session, h.host_id, n.name, h.ip, h.platform, h.max_jobs,
+               h.no_remote, h.protocol, h.features, h.login_ms, h.logout_ms
+        FROM host_sessions h JOIN host_names n ON n.id = h.name;";
+
 /// Migrations in order; the schema version is how many were applied.
 pub const MIGRATIONS: &[&str] = &[
     // 1: scheduler sessions and finished jobs.
@@ -73,24 +94,7 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX load_samples_at ON load_samples (at_ms);",
     // 3: finding a host's and a file's jobs, and views with names.
-    "CREATE INDEX jobs_client ON jobs (client_name, end_ms);
-    CREATE INDEX jobs_server ON jobs (server_name, end_ms);
-    CREATE INDEX jobs_file ON jobs (file);
-    CREATE VIEW job_list AS
-        SELECT j.seq, j.session, s.scheduler, j.id, f.name AS file, j.lang,
-               j.client, c.name AS client_name, j.server, v.name AS server_name,
-               j.state, j.reason, j.exit_code, j.submit_ms, j.start_ms, j.end_ms,
-               j.real_ms, j.user_ms, j.sys_ms, j.page_faults,
-               j.in_compressed, j.in_uncompressed, j.out_compressed, j.out_uncompressed
-        FROM jobs j
-        JOIN files f ON f.id = j.file
-        LEFT JOIN scheduler_sessions s ON s.id = j.session
-        LEFT JOIN host_names c ON c.id = j.client_name
-        LEFT JOIN host_names v ON v.id = j.server_name;
-    CREATE VIEW host_list AS
-        SELECT h.seq, h.session, h.host_id, n.name, h.ip, h.platform, h.max_jobs,
-               h.no_remote, h.protocol, h.features, h.login_ms, h.logout_ms
-        FROM host_sessions h JOIN host_names n ON n.id = h.name;",
+    VIEWS,
 ];
 
 /// The schema version this code writes.
@@ -174,22 +178,5 @@ pub const PG_MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX load_samples_at ON load_samples (at_ms);",
     // 3: finding a host's and a file's jobs, and views with names.
-    "CREATE INDEX jobs_client ON jobs (client_name, end_ms);
-    CREATE INDEX jobs_server ON jobs (server_name, end_ms);
-    CREATE INDEX jobs_file ON jobs (file);
-    CREATE VIEW job_list AS
-        SELECT j.seq, j.session, s.scheduler, j.id, f.name AS file, j.lang,
-               j.client, c.name AS client_name, j.server, v.name AS server_name,
-               j.state, j.reason, j.exit_code, j.submit_ms, j.start_ms, j.end_ms,
-               j.real_ms, j.user_ms, j.sys_ms, j.page_faults,
-               j.in_compressed, j.in_uncompressed, j.out_compressed, j.out_uncompressed
-        FROM jobs j
-        JOIN files f ON f.id = j.file
-        LEFT JOIN scheduler_sessions s ON s.id = j.session
-        LEFT JOIN host_names c ON c.id = j.client_name
-        LEFT JOIN host_names v ON v.id = j.server_name;
-    CREATE VIEW host_list AS
-        SELECT h.seq, h.session, h.host_id, n.name, h.ip, h.platform, h.max_jobs,
-               h.no_remote, h.protocol, h.features, h.login_ms, h.logout_ms
-        FROM host_sessions h JOIN host_names n ON n.id = h.name;",
+    VIEWS,
 ];
