@@ -173,7 +173,11 @@ impl Server {
 pub(crate) fn words(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => db.message().to_owned(),
-        None => e.to_string().replace('\n', " "),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        }
+        .replace('\n', " "),
     }
 }
 
