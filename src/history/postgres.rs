@@ -5,8 +5,8 @@
 //! files are added with `INSERT ... ON CONFLICT`, so that two writers
 //! adding the same one agree on its id; each scheduler session has an id
 //! of its own. A batch of finished jobs goes in with one `INSERT` of
-//! arrays (`unnest`), which costs half the CPU of a binary `COPY` of the
-//! same rows (`benches/history.rs`).
+//! arrays (`unnest`), which costs less CPU than a binary `COPY` of the
+//! same rows (`benches/history.rs`, BENCHMARKS.md).
 //!
 //! The synchronous client drives a runtime of its own: it is used from the
 //! writer's and the retention's threads, and from blocking tasks.
