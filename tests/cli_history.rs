@@ -37,11 +37,11 @@ fn main() {
     ] {
         trials.push(databases::trial(Backend::Sqlite, name, test));
     }
-    for (name, test) in
-        crate::named![unusable_servers_stop_the_start_with_one_line_naming_the_server,]
-    {
-        trials.push(databases::trial(Backend::Postgres, name, test));
-    }
+    trials.push(databases::trial(
+        Backend::Postgres,
+        "unusable_servers_stop_the_start_with_one_line_naming_the_server",
+        unusable_servers_stop_the_start_with_one_line_naming_the_server,
+    ));
     libtest_mimic::run(&args, trials).exit();
 }
 
