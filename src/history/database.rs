@@ -3,7 +3,7 @@
 //! to write, [`Reading`] to read back.
 
 use super::postgres::{PgStore, Server};
-use super::query::{self, BuildRow, Filter, HostRow, JobRow};
+use super::query::{self, Build, Filter, HostRow, JobRow};
 use super::record::Record;
 use super::store::{HistoryError, Store};
 use std::fmt;
@@ -171,7 +171,7 @@ impl Reading {
     }
 
     /// Builds, newest first (see [`query::builds`]).
-    pub fn builds(&self, filter: &Filter, gap_ms: u64) -> Result<Vec<BuildRow>, HistoryError> {
+    pub fn builds(&self, filter: &Filter, gap_ms: u64) -> Result<Vec<Build>, HistoryError> {
         match self {
             Reading::Sqlite(c, p) => {
                 query::builds(c, filter, gap_ms).map_err(|e| HistoryError::of(p, e))

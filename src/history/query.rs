@@ -6,6 +6,7 @@
 
 use super::store::{ms, HistoryError};
 use super::SCHEMA_VERSION;
+pub use crate::insights::Build;
 use rusqlite::{Connection, OpenFlags, Row};
 use serde::Serialize;
 use std::path::Path;
@@ -425,7 +426,7 @@ impl Where {
                 None => self.add(&format!("{t}.seq < ?"), cursor),
             }
         }
-        let conditions = self.conditions();
+        let conditions = self.clause();
         self.params
             .push(Value::Int(filter.limit.clamp(1, MAX_LIMIT) as i64));
         let sql = format!(
@@ -444,7 +445,7 @@ impl Where {
     }
 
     /// `WHERE` and the conditions, if any.
-    fn conditions(&self) -> String {
+    fn clause(&self) -> String {
         if self.conditions.is_empty() {
             String::new()
         } else {
@@ -561,29 +562,15 @@ pub fn hosts<C: Conn>(conn: &C, filter: &Filter) -> Result<Vec<HostRow>, C::Erro
     })
 }
 
-/// A build: a submitter's jobs from its first until a pause of at least
-/// the gap without any of its jobs running or starting.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct BuildRow {
-    /// The submitter's name.
-    pub client_name: Option<String>,
-    /// When its first job was submitted (or began).
-    pub start_ms: u64,
-    /// When its last job ended.
-    pub end_ms: u64,
-    /// Jobs, remote and local.
-    pub jobs: u64,
-    /// Jobs whose compiler failed.
-    pub failed: u64,
-    /// Hosts that compiled its jobs.
-    pub servers: u64,
-}
-
-/// Builds whose jobs ended in the filter's window, newest first: the
-/// jobs of each submitter, split where none ran nor started for `gap_ms`.
-/// `host` picks a submitter; `failed` keeps builds with a failure; the
-/// cursor and `file` do not apply.
-pub fn builds<C: Conn>(conn: &C, filter: &Filter, gap_ms: u64) -> Result<Vec<BuildRow>, C::Error> {
+/// Builds (`insights::builds`) of the jobs that ended in the filter's
+/// window, newest first: each submitter's jobs, split where none was
+/// submitted, ran nor began for `gap_ms`, with their reasons read against
+/// every job of the window and the host sessions. `host` picks a
+/// submitter; `failed` keeps builds with a failure; the cursor (the
+/// `start_ms` of the last build of the page before) pages back; `file`
+/// does not apply.
+pub fn builds<C: Conn>(conn: &C, filter: &Filter, gap_ms: u64) -> Result<Vec<Build>, C::Error> {
+    use crate::insights::{end_reason, group, job_state, Finished, HostSpan};
     let mut w = Where::default();
     if let Some(since) = filter.since_ms {
         w.add("j.end_ms >= ?", ms(since));
@@ -591,67 +578,93 @@ pub fn builds<C: Conn>(conn: &C, filter: &Filter, gap_ms: u64) -> Result<Vec<Bui
     if let Some(until) = filter.until_ms {
         w.add("j.end_ms < ?", ms(until));
     }
-    if let Some(host) = &filter.host {
-        let Some(id) = host_id(conn, host)? else {
-            return Ok(Vec::new());
-        };
-        w.add("j.client_name = ?", id);
-    }
     w.scheduler("j", filter);
-    let conditions = w.conditions();
-    let sql = format!(
-        "SELECT j.client_name, coalesce(j.submit_ms, j.start_ms), j.end_ms, j.state = 'failed', \
-         j.server_name FROM jobs j {conditions}"
-    );
-    type Job = (Option<i64>, u64, u64, bool, Option<i64>);
-    let mut jobs: Vec<Job> = conn.rows(&sql, &w.params, |r| {
-        (
-            r.int(0),
-            time(r, 1).unwrap_or_default(),
-            time(r, 2).unwrap_or_default(),
-            r.int(3).is_some_and(|v| v != 0),
-            r.int(4),
-        )
-    })?;
-    jobs.sort_unstable_by_key(|j| (j.0, j.1));
-    let mut builds: Vec<(Option<i64>, BuildRow, Vec<i64>)> = Vec::new();
-    for (client, start, end, failed, server) in jobs {
-        let same = builds
-            .last()
-            .is_some_and(|(c, b, _)| *c == client && start <= b.end_ms.saturating_add(gap_ms));
-        if !same {
-            let row = BuildRow {
-                client_name: None,
-                start_ms: start,
-                end_ms: end,
-                jobs: 0,
-                failed: 0,
-                servers: 0,
-            };
-            builds.push((client, row, Vec::new()));
-        }
-        if let Some((_, b, servers)) = builds.last_mut() {
-            b.end_ms = b.end_ms.max(end);
-            b.jobs += 1;
-            b.failed += u64::from(failed);
-            servers.extend(server);
-        }
-    }
-    builds.retain(|(_, b, _)| !filter.failed || b.failed > 0);
-    builds.sort_unstable_by_key(|b| std::cmp::Reverse(b.1.start_ms));
-    builds.truncate(filter.limit.clamp(1, MAX_LIMIT));
-    builds
+    let conditions = w.clause();
+    // Host names are few: read once and shared, not joined per job.
+    let names: std::collections::HashMap<i64, std::sync::Arc<str>> = conn
+        .rows("SELECT id, name FROM host_names", &[], |r| {
+            r.int(0).zip(r.text(1).map(std::sync::Arc::from))
+        })?
         .into_iter()
-        .map(|(client, mut b, mut servers)| {
-            if let Some(id) = client {
-                let sql = "SELECT name FROM host_names WHERE id = ?1";
-                let name = conn.rows(sql, &[Value::Int(id)], |r| r.text(0))?;
-                b.client_name = name.into_iter().next().flatten();
-            }
-            servers.sort_unstable();
-            servers.dedup();
-            b.servers = servers.len() as u64;
-            Ok(b)
-        })
-        .collect()
+        .flatten()
+        .collect();
+    let name = |id: Option<i64>| id.and_then(|id| names.get(&id).cloned());
+    let sql = format!(
+        "SELECT j.client_name, j.server_name, f.name, j.state, j.reason, j.exit_code, \
+         j.submit_ms, j.start_ms, j.end_ms, j.real_ms, j.in_uncompressed \
+         FROM jobs j JOIN files f ON f.id = j.file {conditions}"
+    );
+    // A job this code cannot read whole (a state or reason of a newer
+    // writer's) is left out rather than guessed.
+    let jobs: Vec<Finished> = conn
+        .rows(&sql, &w.params, |r| {
+            let n32 = |i| r.int(i).and_then(|v| u32::try_from(v).ok());
+            Some(Finished {
+                client: name(r.int(0)),
+                server: name(r.int(1)),
+                file: r.text(2)?,
+                state: job_state(&r.text(3)?)?,
+                reason: end_reason(&r.text(4)?)?,
+                exit_code: r.int(5).and_then(|v| i32::try_from(v).ok()),
+                submit_ms: time(r, 6),
+                start_ms: time(r, 7)?,
+                end_ms: time(r, 8)?,
+                real_ms: n32(9),
+                in_uncompressed: n32(10),
+            })
+        })?
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut h = Where::default();
+    if let Some(since) = filter.since_ms {
+        h.add("(h.logout_ms IS NULL OR h.logout_ms >= ?)", ms(since));
+    }
+    if let Some(until) = filter.until_ms {
+        h.add("h.login_ms < ?", ms(until));
+    }
+    let conditions = h.clause();
+    let sql = format!(
+        "SELECT n.name, h.platform, h.protocol, h.features, h.max_jobs, h.no_remote, \
+         h.login_ms, h.logout_ms FROM host_sessions h JOIN host_names n ON n.id = h.name \
+         {conditions}"
+    );
+    let hosts: Vec<HostSpan> = conn
+        .rows(&sql, &h.params, |r| {
+            let n32 = |i| r.int(i).and_then(|v| u32::try_from(v).ok());
+            Some(HostSpan {
+                name: r.text(0)?,
+                platform: r.text(1)?,
+                protocol: n32(2)?,
+                features: r.text(3)?,
+                max_jobs: n32(4)?,
+                no_remote: r.int(5)? != 0,
+                login_ms: time(r, 6)?,
+                logout_ms: time(r, 7),
+            })
+        })?
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut builds = group(&jobs, &hosts, gap_ms, None);
+    Ok(newest_page(&mut builds, filter))
+}
+
+/// `builds` that `filter`'s host, failed and cursor keep, newest first, at
+/// most its limit.
+pub fn newest_page(builds: &mut Vec<Build>, filter: &Filter) -> Vec<Build> {
+    builds.retain(|b| {
+        filter
+            .host
+            .as_ref()
+            .as_ref()
+            .map_or(true, |h| b.host.as_ref() == Some(h))
+            && (!filter.failed || b.failed > 0)
+            && filter
+                .cursor
+                .map_or(true, |c| i64::try_from(b.start_ms).is_ok_and(|s| s < c))
+    });
+    builds.sort_by_key(|b| std::cmp::Reverse(b.start_ms));
+    builds.truncate(filter.limit.clamp(1, MAX_LIMIT));
+    std::mem::take(builds)
 }

@@ -10,6 +10,7 @@
 //   tables.js      the host table, the job list and its filters
 //   panel.js       a host's panel
 //   control.js     the scheduler's text port: blocks, internals, actions
+//   builds.js      the builds list, hosts that hurt builds (docs/insights.md)
 //   notify.js      browser notifications (opt-in)
 //   format.js      how numbers, times and hosts read
 //   settings.js    every threshold and colour, in one place
@@ -22,6 +23,7 @@ import { graph, initGraph, refreshColors, updateGraph } from 'icewatch/graph.js'
 import { initTables, renderHosts, renderJobs } from 'icewatch/tables.js';
 import { initPanel, renderPanel, showPanel } from 'icewatch/panel.js';
 import { notify, setupNotifications } from 'icewatch/notify.js';
+import { initBuilds, markHurting, panelHurting } from 'icewatch/builds.js';
 import { el } from 'icewatch/dom.js';
 import { watchControl } from 'icewatch/control.js';
 
@@ -77,8 +79,9 @@ function renderAll() {
   renderSummary();
   updateGraph(derived);
   renderHosts(derived);
+  markHurting();
   renderJobs();
-  if (app.selected !== null) renderPanel(derived);
+  if (app.selected !== null) { renderPanel(derived); panelHurting(app.selected); }
 }
 
 /** Selects the host `key` (null: none): its node, its row and its panel. */
@@ -99,6 +102,7 @@ matchMedia('(prefers-color-scheme: dark)').addEventListener('change', refreshCol
 setupNotifications();
 initGraph(app);
 initTables(app);
+initBuilds(app);
 connection.connect();
 setInterval(renderChip, TICK_MS);
 addEventListener('keydown', (event) => { if (event.key === 'Escape') selectHost(null); });

@@ -96,3 +96,6 @@ export const INK = { light: '#fff', dark: '#1b2128', darkBelow: 0.5 };
 export const BADGE_INK = '#fff';
 /** Arrows take their submitter's colour, by a hash of its name: d3's schemeTableau10. */
 export const SUBMITTER_COLORS = ['#4e79a7', '#f28e2c', '#e15759', '#76b7b2', '#59a14f', '#edc949', '#af7aa1', '#ff9da7', '#9c755f', '#bab0ab'];
+
+/** The builds list: how often it is asked for, how many rows, where the notification's host is kept. */
+export const BUILDS = { pollMs: 3000, rows: 50, notifyKey: 'icewatch.notifyBuildHost' };
