@@ -10,14 +10,23 @@
 //! (default 1,000,000; the goals in BENCHMARKS.md are for 10,000,000).
 //! `cargo test --all-targets` runs it once on a few thousand jobs.
 //!
+//! The same stream goes into PostgreSQL too (a database of its own at
+//! `ICEWATCH_TEST_POSTGRES`, default the local socket, created and dropped
+//! here): jobs per CPU-second of the writing thread, and of it and the
+//! server's backend process together; and the two ways to put a batch of
+//! jobs in, one binary `COPY` against one `INSERT ... SELECT unnest(...)`
+//! of arrays, on the same rows.
+//!
 //! Run: `cargo bench --bench history`
 
 use cpu_time::ThreadTime;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use icewatch::history::query::{self, Filter};
-use icewatch::history::{Reader, Record, Store};
+use icewatch::history::{Database, Location, Reader, Record, Server, Store};
 use icewatch::monitor::{State, StateOptions};
 use icewatch::standin::simulation::Simulation;
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::Type;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -231,6 +240,180 @@ fn size_and_queries(_: &mut Criterion) {
     });
 }
 
+/// CPU time (user + system) of the process `pid` so far, from
+/// `/proc/PID/stat` (in clock ticks of 10 ms).
+fn process_cpu(pid: i32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = after_name
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // utime and stime are fields 14 and 15 of stat; after the name, the
+    // numbers start at field 4 (field 3, the state, is a letter).
+    let ticks = fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// The server's backend process of `client`, whose CPU is counted too.
+fn backend_pid(client: &mut postgres::Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0)
+}
+
+fn postgres_ingest(_: &mut Criterion) {
+    let admin_url = std::env::var("ICEWATCH_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres:///postgres?host=/var/run/postgresql".to_owned());
+    let admin = Server::parse(&admin_url).expect("ICEWATCH_TEST_POSTGRES is a URL");
+    let mut admin = match admin.connect() {
+        Ok(c) => c,
+        Err(e) => {
+            println!("history/postgres: skipped, {admin_url} cannot be reached: {e}");
+            return;
+        }
+    };
+    let name = format!("icewatch_bench_{}", std::process::id());
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let (scheme, rest) = admin_url.split_once("://").unwrap_or(("postgres", ""));
+    let (rest, params) = rest.split_once('?').unwrap_or((rest, ""));
+    let authority = rest.split_once('/').map_or(rest, |(a, _)| a);
+    let url = format!("{scheme}://{authority}/{name}?{params}");
+    let at = Location::parse(&url).unwrap();
+
+    let recs = records(stream_jobs());
+    let jobs = jobs_in(&recs);
+    let mut store = Database::open(&at).expect("the bench database opens");
+    let Database::Postgres(pg) = &store else {
+        unreachable!("a postgres:// location")
+    };
+    let mut watch = pg.server().connect().unwrap();
+    // The writer's backend: the connection that is not this one.
+    let others = watch
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+    let backend: i32 = others.first().map_or(0, |r| r.get(0));
+    let (cpu, server) = (ThreadTime::now(), process_cpu(backend));
+    let wall = Instant::now();
+    for batch in recs.chunks(BATCH) {
+        store.write(batch).expect("written");
+    }
+    let (spent, wall) = (cpu.elapsed().as_secs_f64(), wall.elapsed());
+    let with_server = spent + (process_cpu(backend) - server).as_secs_f64();
+    println!(
+        "history/postgres/ingest: {jobs} jobs in {wall:?}: {:.0} jobs per CPU-second of the \
+         writer, {:.0} of the writer and its server backend together",
+        jobs as f64 / spent,
+        jobs as f64 / with_server
+    );
+    drop(store);
+
+    // COPY against INSERT ... unnest, on the same job rows (ids fixed).
+    let rows: Vec<&icewatch::history::JobRecord> = recs
+        .iter()
+        .filter_map(|r| match r {
+            Record::Job(j) => Some(j),
+            _ => None,
+        })
+        .collect();
+    let mut client = watch;
+    let backend = backend_pid(&mut client);
+    let columns = "session, id, file, state, reason, exit_code, start_ms, end_ms, real_ms";
+    let measure =
+        |client: &mut postgres::Client, how: &str, run: &dyn Fn(&mut postgres::Client)| {
+            client.batch_execute("TRUNCATE jobs").unwrap();
+            let (cpu, server) = (ThreadTime::now(), process_cpu(backend));
+            run(client);
+            let both = cpu.elapsed().as_secs_f64() + (process_cpu(backend) - server).as_secs_f64();
+            println!(
+                "history/postgres/{how}: {} jobs, {:.0} jobs per CPU-second of client and server",
+                rows.len(),
+                rows.len() as f64 / both
+            );
+        };
+    measure(&mut client, "copy", &|client| {
+        for chunk in rows.chunks(BATCH) {
+            let mut tx = client.transaction().unwrap();
+            let sink = tx
+                .copy_in(&format!("COPY jobs ({columns}) FROM STDIN BINARY"))
+                .unwrap();
+            let types = [
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::TEXT,
+                Type::TEXT,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+            ];
+            let mut copy = BinaryCopyInWriter::new(sink, &types);
+            for j in chunk {
+                copy.write(&[
+                    &1i64,
+                    &i64::from(j.id),
+                    &1i64,
+                    &j.state.name(),
+                    &j.reason.name(),
+                    &j.exit_code.map(i64::from),
+                    &(j.start_ms as i64),
+                    &(j.end_ms as i64),
+                    &j.stats.map(|s| i64::from(s.real_ms)),
+                ])
+                .unwrap();
+            }
+            copy.finish().unwrap();
+            tx.commit().unwrap();
+        }
+    });
+    measure(&mut client, "insert-unnest", &|client| {
+        for chunk in rows.chunks(BATCH) {
+            let column = |f: &dyn Fn(&icewatch::history::JobRecord) -> Option<i64>| {
+                chunk.iter().map(|j| f(j)).collect::<Vec<_>>()
+            };
+            let text = |f: &dyn Fn(&icewatch::history::JobRecord) -> &'static str| {
+                chunk.iter().map(|j| f(j)).collect::<Vec<_>>()
+            };
+            let mut tx = client.transaction().unwrap();
+            tx.execute(
+                &format!(
+                    "INSERT INTO jobs ({columns}) SELECT * FROM unnest($1::int8[], $2::int8[], \
+                     $3::int8[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::int8[], \
+                     $9::int8[])"
+                ),
+                &[
+                    &column(&|_| Some(1)),
+                    &column(&|j| Some(i64::from(j.id))),
+                    &column(&|_| Some(1)),
+                    &text(&|j| j.state.name()),
+                    &text(&|j| j.reason.name()),
+                    &column(&|j| j.exit_code.map(i64::from)),
+                    &column(&|j| Some(j.start_ms as i64)),
+                    &column(&|j| Some(j.end_ms as i64)),
+                    &column(&|j| j.stats.map(|s| i64::from(s.real_ms))),
+                ],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+    });
+    drop(client);
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+}
+
 /// `r` of copy `copy`: `offset` ms later, in its own scheduler session.
 fn shift(r: Record, copy: u64, offset: u64) -> Record {
     let session = |s: u32| s + copy as u32 * 10;
@@ -278,5 +461,5 @@ fn shift(r: Record, copy: u64, offset: u64) -> Record {
     }
 }
 
-criterion_group!(benches, ingest, size_and_queries);
+criterion_group!(benches, ingest, postgres_ingest, size_and_queries);
 criterion_main!(benches);

@@ -2,34 +2,71 @@
 //! default where it says, `demo` and `replay` only with `--db`, a process
 //! killed with SIGKILL loses at most the last second of finished jobs,
 //! unusable databases stop the start with one line, and `icewatch history`
-//! reads it back.
+//! reads it back. What does not depend on a file runs against both
+//! backends, SQLite and PostgreSQL (`support::databases`).
 
 mod support;
 
 use icewatch::history::query::{self, Filter};
+use icewatch::history::{Location, Reading};
+use libtest_mimic::{Arguments, Trial};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::captures::{capture, frames_of};
 use support::command::{get, icewatch, page_url, scratch_dir, split_url, Running, PATIENCE};
+use support::databases::{self, Backend, TestDb};
 
-/// Jobs in the history at `path` (0 while it cannot be read yet).
-fn jobs_in(path: &Path) -> usize {
-    query::open(path)
-        .ok()
-        .and_then(|c| {
-            c.query_row("SELECT count(*) FROM jobs", [], |r| r.get::<_, i64>(0))
-                .ok()
-        })
-        .map_or(0, |n| n as usize)
+fn main() {
+    let args = Arguments::from_args();
+    let mut trials: Vec<Trial> = Vec::new();
+    for (name, test) in crate::named![
+        a_process_killed_with_sigkill_loses_at_most_the_last_second_of_finished_jobs,
+        the_http_api_pages_through_the_history_newest_first_under_the_same_rules,
+        a_replayed_capture_comes_back_whole_from_the_history_after_a_restart,
+    ] {
+        trials.extend(databases::both(name, test));
+    }
+    for (name, test) in crate::named![
+        monitor_keeps_its_history_by_default_in_the_state_folder_and_says_where,
+        demo_and_replay_keep_none_unless_given_db_and_monitor_none_with_db_none,
+        unusable_databases_stop_the_start_with_one_line_naming_the_file,
+        a_read_only_database_stops_the_start_with_one_line_naming_the_file,
+        a_full_disk_pauses_the_history_without_stopping_the_page_and_loses_nothing,
+    ] {
+        trials.push(databases::trial(Backend::Sqlite, name, test));
+    }
+    trials.push(databases::trial(
+        Backend::Postgres,
+        "unusable_servers_stop_the_start_with_one_line_naming_the_server",
+        unusable_servers_stop_the_start_with_one_line_naming_the_server,
+    ));
+    libtest_mimic::run(&args, trials).exit();
 }
 
-/// Waits until the history at `path` holds at least `n` jobs.
-fn until_jobs(path: &Path, n: usize) {
+/// Every job in the history at `at`, newest first (none while it cannot
+/// be read yet).
+fn jobs_at(at: &Location) -> Vec<query::JobRow> {
+    let all = Filter {
+        limit: query::MAX_LIMIT,
+        ..Filter::default()
+    };
+    Reading::open_read(at)
+        .and_then(|r| r.jobs(&all))
+        .unwrap_or_default()
+}
+
+/// Jobs in the history at `at` (0 while it cannot be read yet).
+fn jobs_in(at: &Location) -> usize {
+    jobs_at(at).len()
+}
+
+/// Waits until the history at `at` holds at least `n` jobs.
+fn until_jobs(at: &Location, n: usize) {
     let deadline = Instant::now() + PATIENCE;
-    while jobs_in(path) < n {
-        assert!(Instant::now() < deadline, "{n} jobs in {path:?} in time");
+    while jobs_in(at) < n {
+        assert!(Instant::now() < deadline, "{n} jobs in {at} in time");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -45,9 +82,9 @@ fn history(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Every job of the history at `db`, as `icewatch history jobs --json` prints them.
-fn all_jobs(db: &Path) -> Vec<Value> {
-    let db = db.to_str().unwrap();
+/// Every job of the history at `db` (a file or URL), as `icewatch
+/// history jobs --json` prints them.
+fn all_jobs(db: &str) -> Vec<Value> {
     json_lines(&history(&[
         "jobs", "--db", db, "--json", "--limit", "10000",
     ]))
@@ -59,8 +96,7 @@ fn json_lines(text: &str) -> Vec<Value> {
         .collect()
 }
 
-#[test]
-fn monitor_keeps_its_history_by_default_in_the_state_folder_and_says_where() {
+fn monitor_keeps_its_history_by_default_in_the_state_folder_and_says_where(_: Backend) {
     let home = scratch_dir("history-default");
     let sched = Running::demo_scheduler(&["--seed", "5", "--rate", "3000"]);
     let addr = sched.scheduler_addr().to_string();
@@ -73,12 +109,13 @@ fn monitor_keeps_its_history_by_default_in_the_state_folder_and_says_where() {
     let said = monitor.stderr_until(|l| l.contains("keeping the history in"));
     assert!(said.contains(&db.display().to_string()), "{said}");
     assert!(said.contains("for 90 days"), "{said}");
-    until_jobs(&db, 50);
+    let at = Location::File(db.clone());
+    until_jobs(&at, 50);
     monitor.signal("INT");
     assert!(monitor.wait().success());
-    let kept = jobs_in(&db);
+    let kept = jobs_in(&at);
 
-    let lines = all_jobs(&db);
+    let lines = all_jobs(db.to_str().unwrap());
     assert_eq!(lines.len(), kept, "every job kept, once");
     for job in &lines {
         for key in [
@@ -128,8 +165,7 @@ fn monitor_keeps_its_history_by_default_in_the_state_folder_and_says_where() {
     }
 }
 
-#[test]
-fn demo_and_replay_keep_none_unless_given_db_and_monitor_none_with_db_none() {
+fn demo_and_replay_keep_none_unless_given_db_and_monitor_none_with_db_none(_: Backend) {
     let home = scratch_dir("history-none");
     let sched = Running::demo_scheduler(&["--seed", "5"]);
     let addr = sched.scheduler_addr().to_string();
@@ -157,23 +193,19 @@ fn demo_and_replay_keep_none_unless_given_db_and_monitor_none_with_db_none() {
     }
 }
 
-/// The finished jobs the history at `path` holds: id → end_ms.
-fn ends_kept(path: &Path) -> HashMap<u64, u64> {
-    let conn = query::open(path).expect("the database opens");
-    let all = Filter {
-        limit: query::MAX_LIMIT,
-        ..Filter::default()
-    };
-    let jobs = query::jobs(&conn, &all).unwrap();
-    jobs.into_iter()
+/// The finished jobs the history at `at` holds: id → end_ms.
+fn ends_kept(at: &Location) -> HashMap<u64, u64> {
+    jobs_at(at)
+        .into_iter()
         .map(|j| (u64::from(j.id), j.end_ms))
         .collect()
 }
 
-/// `icewatch demo --seed SEED --rate RATE --db DIR/h.sqlite`, serving its
-/// page: the process, the database and the page's `HOST:PORT`.
-fn demo_with_db(test: &str, seed: &str, rate: &str) -> (Running, PathBuf, String) {
-    let db = scratch_dir(test).join("h.sqlite");
+/// `icewatch demo --seed SEED --rate RATE --db DB` with a fresh database
+/// of `backend`, serving its page: the process, the database and the
+/// page's `HOST:PORT`.
+fn demo_with_db(backend: Backend, test: &str, seed: &str, rate: &str) -> (Running, TestDb, String) {
+    let db = TestDb::new(backend, test);
     let demo = Running::start(&[
         "demo",
         "--listen",
@@ -183,7 +215,7 @@ fn demo_with_db(test: &str, seed: &str, rate: &str) -> (Running, PathBuf, String
         "--rate",
         rate,
         "--db",
-        db.to_str().unwrap(),
+        &db.arg,
     ]);
     let (host, _) = split_url(&page_url(&demo));
     (demo, db, host)
@@ -200,9 +232,8 @@ fn finished_now(host: &str) -> HashMap<u64, u64> {
         .collect()
 }
 
-#[test]
-fn a_process_killed_with_sigkill_loses_at_most_the_last_second_of_finished_jobs() {
-    let (mut demo, db, host) = demo_with_db("history-kill", "9", "2000");
+fn a_process_killed_with_sigkill_loses_at_most_the_last_second_of_finished_jobs(backend: Backend) {
+    let (mut demo, db, host) = demo_with_db(backend, "history-kill", "9", "2000");
     // Until enough jobs ended more than a second ago to judge by.
     let deadline = Instant::now() + PATIENCE;
     let (shown, killed_ms) = loop {
@@ -216,7 +247,7 @@ fn a_process_killed_with_sigkill_loses_at_most_the_last_second_of_finished_jobs(
     };
     demo.signal("KILL");
     demo.wait();
-    let kept = ends_kept(&db);
+    let kept = ends_kept(&db.location());
     let old: Vec<_> = shown
         .iter()
         .filter(|(_, &end)| end + 1_000 <= killed_ms)
@@ -252,8 +283,7 @@ fn monitor_with_db(db: &Path) -> std::process::Command {
     command
 }
 
-#[test]
-fn unusable_databases_stop_the_start_with_one_line_naming_the_file() {
+fn unusable_databases_stop_the_start_with_one_line_naming_the_file(_: Backend) {
     let dir = scratch_dir("history-refused");
     let corrupt = dir.join("corrupt.sqlite");
     std::fs::write(&corrupt, vec![0x5a; 8192]).unwrap();
@@ -286,8 +316,7 @@ fn read_only_for_nobody(test: &str) -> PathBuf {
     dir
 }
 
-#[test]
-fn a_read_only_database_stops_the_start_with_one_line_naming_the_file() {
+fn a_read_only_database_stops_the_start_with_one_line_naming_the_file(_: Backend) {
     let dir = read_only_for_nobody("readonly");
     let db = dir.join("h.sqlite");
     let as_root = std::fs::metadata("/proc/self")
@@ -338,8 +367,7 @@ fn until_history(host: &str, what: &str, want: impl Fn(&Value) -> bool) -> Value
     }
 }
 
-#[test]
-fn a_full_disk_pauses_the_history_without_stopping_the_page_and_loses_nothing() {
+fn a_full_disk_pauses_the_history_without_stopping_the_page_and_loses_nothing(_: Backend) {
     let dir = scratch_dir("history-full");
     let db = dir.join("h.sqlite");
     // A file size limit stands for a full disk: past it writes fail with
@@ -390,17 +418,16 @@ fn a_full_disk_pauses_the_history_without_stopping_the_page_and_loses_nothing() 
     let shown = finished_now(&host);
     demo.signal("INT");
     assert!(demo.wait().success());
-    let kept = ends_kept(&db);
+    let kept = ends_kept(&Location::File(db));
     assert!(shown.len() > 100, "{}", shown.len());
     for (id, end) in &shown {
         assert_eq!(kept.get(id), Some(end), "job {id} kept");
     }
 }
 
-#[test]
-fn the_http_api_pages_through_the_history_newest_first_under_the_same_rules() {
-    let (mut demo, db, host) = demo_with_db("history-http", "12", "3000");
-    until_jobs(&db, 120);
+fn the_http_api_pages_through_the_history_newest_first_under_the_same_rules(backend: Backend) {
+    let (mut demo, db, host) = demo_with_db(backend, "history-http", "12", "3000");
+    until_jobs(&db.location(), 120);
     let page = |query: &str| -> Value {
         let (status, body) = get(&host, &format!("/api/v1/history/jobs?{query}"));
         assert_eq!(status, 200, "{query}: {body}");
@@ -425,6 +452,9 @@ fn the_http_api_pages_through_the_history_newest_first_under_the_same_rules() {
     assert!(mine["jobs"].as_array().unwrap().iter().all(|j| {
         j["client_name"].as_str() == Some(&name) || j["server_name"].as_str() == Some(&name)
     }));
+    // Another scheduler's rows only (several icewatch sharing a database).
+    let elsewhere = page("scheduler=elsewhere:8765");
+    assert_eq!(elsewhere["jobs"].as_array().map(Vec::len), Some(0));
     let hosts: Value = serde_json::from_str(&get(&host, "/api/v1/history/hosts").1).unwrap();
     assert!(!hosts["hosts"].as_array().unwrap().is_empty());
     let (status, body) = get(&host, "/api/v1/history/jobs?limit=0");
@@ -480,8 +510,7 @@ fn kept(j: &Value) -> Kept {
     )
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_replayed_capture_comes_back_whole_from_the_history_after_a_restart() {
+fn a_replayed_capture_comes_back_whole_from_the_history_after_a_restart(backend: Backend) {
     use icewatch::capture::recording::{self, Recorder};
     use icewatch::monitor::{changed, lock_state, State, StateOptions};
     use icewatch::standin::replay::{play, PlayOptions};
@@ -491,7 +520,7 @@ async fn a_replayed_capture_comes_back_whole_from_the_history_after_a_restart() 
     // within the retention), so that the times kept can be checked.
     let dir = scratch_dir("history-acceptance");
     let rec_path = dir.join("basic.icwr");
-    let db = dir.join("h.sqlite");
+    let db = TestDb::new(backend, "history-acceptance");
     let start = icewatch::monitor::now_ms() - 3_600_000;
     let mut rec = Recorder::new(std::fs::File::create(&rec_path).unwrap(), 43, start).unwrap();
     for (i, frame) in frames_of(capture(43)).iter().enumerate() {
@@ -503,15 +532,16 @@ async fn a_replayed_capture_comes_back_whole_from_the_history_after_a_restart() 
     // What the state makes of it, in process: every finished job.
     let state = Arc::new(Mutex::new(State::new(StateOptions::default())));
     let reader = recording::open(&rec_path).unwrap();
-    play(
-        reader,
-        PlayOptions::new(shown, 0.0),
-        state.clone(),
-        changed(),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime
+        .block_on(play(
+            reader,
+            PlayOptions::new(shown, 0.0),
+            state.clone(),
+            changed(),
+            std::future::pending(),
+        ))
+        .unwrap();
     let mut want: Vec<Kept> = {
         let st = lock_state(&state);
         st.history()
@@ -543,14 +573,14 @@ async fn a_replayed_capture_comes_back_whole_from_the_history_after_a_restart() 
             "--listen",
             "127.0.0.1:0",
             "--db",
-            db.to_str().unwrap(),
+            &db.arg,
         ]);
         replay.stderr_until(|l| l.contains("the recording ended"));
         replay.signal("INT");
         assert!(replay.wait().success());
     }
     // Read back by a new process: both plays, whole, each in its session.
-    let lines = all_jobs(&db);
+    let lines = all_jobs(&db.arg);
     let mut sessions: std::collections::BTreeMap<i64, Vec<Kept>> = Default::default();
     for j in &lines {
         sessions
@@ -559,8 +589,69 @@ async fn a_replayed_capture_comes_back_whole_from_the_history_after_a_restart() 
             .push(kept(j));
     }
     assert_eq!(sessions.len(), 2, "one scheduler session per play");
+    // Picked by scheduler: a replay's is the recording.
+    let pick = |scheduler: &str| {
+        let args = ["jobs", "--db", &db.arg, "--json", "--limit", "10000"];
+        json_lines(&history(&[&args[..], &["--scheduler", scheduler]].concat())).len()
+    };
+    assert_eq!(pick(shown), lines.len());
+    assert_eq!(pick("elsewhere:8765"), 0);
     for (session, mut got) in sessions {
         got.sort();
         assert_eq!(got, want, "session {session}");
     }
+}
+
+fn unusable_servers_stop_the_start_with_one_line_naming_the_server(_: Backend) {
+    let monitor = |db: &str| {
+        let mut command = icewatch();
+        command.args([
+            "monitor",
+            "127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db,
+        ]);
+        let line = refusal(command);
+        assert!(!line.contains("s3cret"), "{line}");
+        line
+    };
+    // Nothing listens on a port just given back.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let line = monitor(&format!(
+        "postgres://icewatch:s3cret@127.0.0.1:{port}/history"
+    ));
+    assert!(
+        line.contains(&format!("postgres://icewatch@127.0.0.1:{port}/history")),
+        "{line}"
+    );
+    assert!(
+        line.contains("cannot reach the PostgreSQL server"),
+        "{line}"
+    );
+
+    let line = monitor("postgresql://icewatch:s3cret@127.0.0.1/history?sslmode=require");
+    assert!(line.contains("does not speak TLS"), "{line}");
+
+    let missing = format!("icewatch_test_missing_{}", std::process::id());
+    let url = databases::with_database(&databases::admin_url(), &missing);
+    let mut read = icewatch();
+    read.args(["history", "jobs", "--db", &url]);
+    let line = refusal(read);
+    assert!(
+        line.contains(&format!("there is no database \"{missing}\"")),
+        "{line}"
+    );
+
+    let db = TestDb::new(Backend::Postgres, "newer");
+    drop(db.open());
+    db.execute("UPDATE icewatch_schema SET version = version + 1");
+    let line = monitor(&db.arg);
+    assert!(line.contains("newer than this icewatch"), "{line}");
+    assert!(line.contains(&db.location().to_string()), "{line}");
 }

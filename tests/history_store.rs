@@ -1,19 +1,53 @@
-//! The history's store and reader, in process: what a state's changes
+//! The history's store and reader, in process, against both backends
+//! (SQLite and PostgreSQL, `support::databases`): what a state's changes
 //! become in the database, migrations from every earlier schema version,
-//! the one-line errors for unusable files, and the retention.
+//! the one-line errors for unusable databases, and the retention; for
+//! PostgreSQL also the schema against SQLite's, several writers in one
+//! database, and a server that goes away and comes back.
 
-use icewatch::history::query::{self, Filter};
-use icewatch::history::schema::{MIGRATIONS, VERSION_TABLE};
-use icewatch::history::{HistoryError, Reader, Record, Store, SCHEMA_VERSION};
+mod support;
+
+use icewatch::history::query::Filter;
+use icewatch::history::schema::{MIGRATIONS, PG_MIGRATIONS, VERSION_TABLE};
+use icewatch::history::{
+    Database, HistoryError, Location, Reader, Record, Server, Store, SCHEMA_VERSION,
+};
 use icewatch::monitor::{State, StateOptions};
 use icewatch::protocol::{GetCs, JobDone, Language, Message, MonGetCs, MonJobBegin, MonStats};
-use std::path::{Path, PathBuf};
+use libtest_mimic::{Arguments, Trial};
+use support::databases::{self, Backend, TestDb};
 
-fn scratch(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("history-{test}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("history.sqlite")
+fn main() {
+    let args = Arguments::from_args();
+    let mut trials: Vec<Trial> = Vec::new();
+    for (name, test) in crate::named![
+        a_states_jobs_hosts_and_sessions_come_back_from_the_database,
+        pages_follow_one_another_by_cursor_newest_first,
+        builds_end_at_a_pause_of_their_submitter,
+        every_earlier_schema_version_migrates_keeping_what_it_held,
+        a_newer_schema_is_refused_naming_the_database_and_what_to_do,
+        retention_deletes_only_what_ended_before_the_cutoff,
+        one_scheduler_is_picked_out_of_several_sharing_the_database,
+    ] {
+        trials.extend(databases::both(name, test));
+    }
+    for (name, test) in crate::named![
+        a_file_that_is_no_database_is_refused_naming_the_file,
+        a_locked_database_is_refused_naming_the_file,
+    ] {
+        trials.push(databases::trial(Backend::Sqlite, name, test));
+    }
+    for (name, test) in crate::named![
+        the_schema_is_sqlites_table_for_table_column_for_column,
+        two_instances_starting_and_writing_at_once_share_one_database,
+        a_server_that_drops_the_connection_pauses_writing_until_it_is_back,
+        unusable_servers_are_refused_in_one_line_without_the_password,
+        sslmode_require_is_refused_rather_than_connecting_in_clear,
+        revoked_rights_pause_writing_until_they_are_restored,
+    ] {
+        trials.push(databases::trial(Backend::Postgres, name, test));
+    }
+    libtest_mimic::run(&args, trials).exit();
 }
 
 /// A state and its history reader, which takes after every message as
@@ -46,7 +80,11 @@ impl Watched {
     }
 
     fn connected(&mut self, at: u64) {
-        self.state.scheduler_connected("sched:8765".into(), 43, at);
+        self.connected_to("sched:8765", at);
+    }
+
+    fn connected_to(&mut self, scheduler: &str, at: u64) {
+        self.state.scheduler_connected(scheduler.into(), 43, at);
         self.take();
     }
 }
@@ -108,10 +146,9 @@ fn all(filter: Filter) -> Filter {
     }
 }
 
-#[test]
-fn a_states_jobs_hosts_and_sessions_come_back_from_the_database() {
-    let path = scratch("roundtrip");
-    let mut store = Store::open(&path).unwrap();
+fn a_states_jobs_hosts_and_sessions_come_back_from_the_database(backend: Backend) {
+    let db = TestDb::new(backend, "roundtrip");
+    let mut store = db.open();
     let mut state = Watched::new();
     state.connected(1_000);
     host(&mut state, 1, "alpha", 1_000);
@@ -134,8 +171,8 @@ fn a_states_jobs_hosts_and_sessions_come_back_from_the_database() {
     store.write(&state.records).unwrap();
     drop(store);
 
-    let conn = query::open(&path).unwrap();
-    let jobs = query::jobs(&conn, &all(Filter::default())).unwrap();
+    let conn = db.reading();
+    let jobs = conn.jobs(&all(Filter::default())).unwrap();
     let seen: Vec<_> = jobs
         .iter()
         .map(|j| {
@@ -196,25 +233,25 @@ fn a_states_jobs_hosts_and_sessions_come_back_from_the_database() {
         host: Some("beta".into()),
         ..all(Filter::default())
     };
-    assert_eq!(query::jobs(&conn, &beta).unwrap().len(), 3);
+    assert_eq!(conn.jobs(&beta).unwrap().len(), 3);
     let failed = Filter {
         failed: true,
         ..all(Filter::default())
     };
-    assert_eq!(query::jobs(&conn, &failed).unwrap()[0].file, "src/b.cpp");
+    assert_eq!(conn.jobs(&failed).unwrap()[0].file, "src/b.cpp");
     let file = Filter {
         file: Some("a.c".into()),
         ..all(Filter::default())
     };
-    assert_eq!(query::jobs(&conn, &file).unwrap().len(), 1);
+    assert_eq!(conn.jobs(&file).unwrap().len(), 1);
     let window = Filter {
         since_ms: Some(3_000),
         until_ms: Some(7_000),
         ..all(Filter::default())
     };
-    assert_eq!(query::jobs(&conn, &window).unwrap()[0].id, 11);
+    assert_eq!(conn.jobs(&window).unwrap()[0].id, 11);
 
-    let hosts = query::hosts(&conn, &all(Filter::default())).unwrap();
+    let hosts = conn.hosts(&all(Filter::default())).unwrap();
     let sessions: Vec<_> = hosts
         .iter()
         .map(|h| (h.name.as_str(), h.login_ms, h.logout_ms))
@@ -227,24 +264,15 @@ fn a_states_jobs_hosts_and_sessions_come_back_from_the_database() {
             ("alpha", 1_000, Some(5_000)),
         ]
     );
-    let ended: Option<i64> = conn
-        .query_row(
-            "SELECT end_ms FROM scheduler_sessions ORDER BY id LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let ended = db.scalar("SELECT end_ms FROM scheduler_sessions ORDER BY id LIMIT 1");
     assert_eq!(ended, Some(5_000));
-    let samples: i64 = conn
-        .query_row("SELECT count(*) FROM load_samples", [], |r| r.get(0))
-        .unwrap();
+    let samples = db.scalar("SELECT count(*) FROM load_samples").unwrap();
     assert!(samples >= 3, "one at each login: {samples}");
 }
 
-#[test]
-fn pages_follow_one_another_by_cursor_newest_first() {
-    let path = scratch("pages");
-    let mut store = Store::open(&path).unwrap();
+fn pages_follow_one_another_by_cursor_newest_first(backend: Backend) {
+    let db = TestDb::new(backend, "pages");
+    let mut store = db.open();
     let mut state = Watched::new();
     state.connected(0);
     host(&mut state, 1, "alpha", 0);
@@ -254,19 +282,17 @@ fn pages_follow_one_another_by_cursor_newest_first() {
         done(&mut state, id, 0, u64::from(id) * 10 + 2);
     }
     store.write(&state.records).unwrap();
-    let conn = store.connection();
+    let conn = db.reading();
     let mut cursor = None;
     let mut ids = Vec::new();
     loop {
-        let page = query::jobs(
-            conn,
-            &Filter {
+        let page = conn
+            .jobs(&Filter {
                 limit: 10,
                 cursor,
                 ..Filter::default()
-            },
-        )
-        .unwrap();
+            })
+            .unwrap();
         let Some(last) = page.last() else { break };
         cursor = Some(last.seq);
         ids.extend(page.iter().map(|j| j.id));
@@ -274,10 +300,9 @@ fn pages_follow_one_another_by_cursor_newest_first() {
     assert_eq!(ids, (1..=25).rev().collect::<Vec<_>>());
 }
 
-#[test]
-fn builds_end_at_a_pause_of_their_submitter() {
-    let path = scratch("builds");
-    let mut store = Store::open(&path).unwrap();
+fn builds_end_at_a_pause_of_their_submitter(backend: Backend) {
+    let db = TestDb::new(backend, "builds");
+    let mut store = db.open();
     let mut state = Watched::new();
     state.connected(0);
     host(&mut state, 1, "alpha", 0);
@@ -294,7 +319,10 @@ fn builds_end_at_a_pause_of_their_submitter() {
         done(&mut state, id, exit, at + 500);
     }
     store.write(&state.records).unwrap();
-    let builds = query::builds(store.connection(), &all(Filter::default()), 30_000).unwrap();
+    let builds = db
+        .reading()
+        .builds(&all(Filter::default()), 30_000)
+        .unwrap();
     let seen: Vec<_> = builds
         .iter()
         .map(|b| (b.host.as_deref(), b.start_ms, b.end_ms, b.jobs, b.failed))
@@ -309,47 +337,45 @@ fn builds_end_at_a_pause_of_their_submitter() {
     );
 }
 
-/// A database at schema `version`, with a row in each table it has.
-fn database_at(path: &Path, version: usize) {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    conn.execute_batch(VERSION_TABLE).unwrap();
-    for sql in &MIGRATIONS[..version] {
-        conn.execute_batch(sql).unwrap();
+/// `db` at schema `version`, with a row in each table it has.
+fn database_at(db: &TestDb, version: usize) {
+    let migrations = match db.backend {
+        Backend::Sqlite => MIGRATIONS,
+        Backend::Postgres => PG_MIGRATIONS,
+    };
+    db.execute(VERSION_TABLE);
+    for sql in &migrations[..version] {
+        db.execute(sql);
     }
-    conn.execute("INSERT INTO icewatch_schema VALUES (?1)", [version])
-        .unwrap();
+    db.execute(&format!("INSERT INTO icewatch_schema VALUES ({version})"));
     if version >= 1 {
-        conn.execute_batch(
-            "INSERT INTO scheduler_sessions (id, scheduler, protocol, start_ms) VALUES (1, 'old:8765', 43, 100);
-             INSERT INTO host_names (id, name) VALUES (1, 'oldhost');
-             INSERT INTO files (id, name) VALUES (1, 'old.c');
+        db.execute(
+            "INSERT INTO scheduler_sessions (scheduler, protocol, start_ms) VALUES ('old:8765', 43, 100);
+             INSERT INTO host_names (name) VALUES ('oldhost');
+             INSERT INTO files (name) VALUES ('old.c');
              INSERT INTO jobs (session, id, file, client_name, server_name, state, reason, start_ms, end_ms)
                  VALUES (1, 7, 1, 1, 1, 'finished', 'exit', 200, 300);",
-        )
-        .unwrap();
+        );
     }
     if version >= 2 {
-        conn.execute_batch(
+        db.execute(
             "INSERT INTO host_sessions (session, host_id, name, ip, platform, max_jobs, no_remote, protocol, features, login_ms)
                  VALUES (1, 3, 1, '10.0.0.3', 'x86_64', 4, 0, 43, '', 100);",
-        )
-        .unwrap();
+        );
     }
 }
 
-#[test]
-fn every_earlier_schema_version_migrates_keeping_what_it_held() {
+fn every_earlier_schema_version_migrates_keeping_what_it_held(backend: Backend) {
     for version in 0..SCHEMA_VERSION as usize {
-        let path = scratch(&format!("migrate-{version}"));
-        database_at(&path, version);
-        let store = Store::open(&path).unwrap_or_else(|e| panic!("from {version}: {e}"));
-        let conn = store.connection();
-        let now: u32 = conn
-            .query_row("SELECT version FROM icewatch_schema", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(now, SCHEMA_VERSION, "from {version}");
-        let jobs = query::jobs(conn, &all(Filter::default())).unwrap();
-        let hosts = query::hosts(conn, &all(Filter::default())).unwrap();
+        let db = TestDb::new(backend, &format!("migrate-{version}"));
+        database_at(&db, version);
+        let mut store =
+            Database::open(&db.location()).unwrap_or_else(|e| panic!("from {version}: {e}"));
+        let now = db.scalar("SELECT version FROM icewatch_schema");
+        assert_eq!(now, Some(i64::from(SCHEMA_VERSION)), "from {version}");
+        let conn = db.reading();
+        let jobs = conn.jobs(&all(Filter::default())).unwrap();
+        let hosts = conn.hosts(&all(Filter::default())).unwrap();
         if version >= 1 {
             assert_eq!(jobs.len(), 1, "from {version}");
             assert_eq!(jobs[0].client_name.as_deref(), Some("oldhost"));
@@ -357,7 +383,6 @@ fn every_earlier_schema_version_migrates_keeping_what_it_held() {
         }
         assert_eq!(hosts.len(), usize::from(version >= 2), "from {version}");
         // And it takes new records.
-        let mut store = store;
         store
             .write(&[Record::Session {
                 local: 1,
@@ -369,52 +394,46 @@ fn every_earlier_schema_version_migrates_keeping_what_it_held() {
     }
 }
 
-fn one_line(e: &HistoryError, path: &Path) -> String {
+fn one_line(e: &HistoryError, at: &Location) -> String {
     let text = e.to_string();
     assert!(!text.contains('\n'), "{text}");
-    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(text.contains(&at.to_string()), "{text}");
     text
 }
 
-#[test]
-fn a_newer_schema_is_refused_naming_the_file_and_what_to_do() {
-    let path = scratch("newer");
-    drop(Store::open(&path).unwrap());
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute("UPDATE icewatch_schema SET version = version + 1", [])
-        .unwrap();
-    let e = Store::open(&path).unwrap_err();
-    let text = one_line(&e, &path);
+fn a_newer_schema_is_refused_naming_the_database_and_what_to_do(backend: Backend) {
+    let db = TestDb::new(backend, "newer");
+    drop(db.open());
+    db.execute("UPDATE icewatch_schema SET version = version + 1");
+    let e = Database::open(&db.location()).unwrap_err();
+    let text = one_line(&e, &db.location());
     assert!(text.contains("newer than this icewatch"), "{text}");
     assert!(text.contains("--db"), "{text}");
 }
 
-#[test]
-fn a_file_that_is_no_database_is_refused_naming_the_file() {
-    let path = scratch("corrupt");
+fn a_file_that_is_no_database_is_refused_naming_the_file(backend: Backend) {
+    let path = TestDb::new(backend, "corrupt").path();
     std::fs::write(&path, vec![0x5a; 8192]).unwrap();
     let e = Store::open(&path).unwrap_err();
     assert!(matches!(e, HistoryError::Corrupt(_)), "{e:?}");
-    assert!(one_line(&e, &path).contains("move it away"));
+    assert!(one_line(&e, &Location::File(path.clone())).contains("move it away"));
 }
 
-#[test]
-fn a_locked_database_is_refused_naming_the_file() {
-    let path = scratch("locked");
+fn a_locked_database_is_refused_naming_the_file(backend: Backend) {
+    let path = TestDb::new(backend, "locked").path();
     drop(Store::open(&path).unwrap());
     let holder = rusqlite::Connection::open(&path).unwrap();
     holder.execute_batch("PRAGMA journal_mode = DELETE; BEGIN EXCLUSIVE; INSERT INTO files (name) VALUES ('held');").unwrap();
     let e = Store::open(&path).unwrap_err();
     assert!(matches!(e, HistoryError::Locked(_)), "{e:?}");
-    assert!(one_line(&e, &path).contains("locked by another process"));
+    assert!(one_line(&e, &Location::File(path.clone())).contains("locked by another process"));
     holder.execute_batch("ROLLBACK").unwrap();
     assert!(Store::open(&path).is_ok(), "free again");
 }
 
-#[test]
-fn retention_deletes_only_what_ended_before_the_cutoff() {
-    let path = scratch("retention");
-    let mut store = Store::open(&path).unwrap();
+fn retention_deletes_only_what_ended_before_the_cutoff(backend: Backend) {
+    let db = TestDb::new(backend, "retention");
+    let mut store = db.open();
     let mut state = Watched::new();
     state.connected(0);
     host(&mut state, 1, "alpha", 0);
@@ -426,7 +445,383 @@ fn retention_deletes_only_what_ended_before_the_cutoff() {
     }
     store.write(&state.records).unwrap();
     while store.expire(10_500, 4).unwrap() > 0 {}
-    let left = query::jobs(store.connection(), &all(Filter::default())).unwrap();
+    let left = db.reading().jobs(&all(Filter::default())).unwrap();
     assert_eq!(left.len(), 20);
     assert!(left.iter().all(|j| j.end_ms >= 10_500));
+}
+
+/// A cluster of `scheduler` with hosts alpha and beta, and jobs
+/// `first..first + n` of `x{id}.c`, each in a batch of its own.
+fn cluster(scheduler: &str, first: u32, n: u32) -> Vec<Vec<Record>> {
+    let mut state = Watched::new();
+    state.connected_to(scheduler, 0);
+    host(&mut state, 1, "alpha", 0);
+    host(&mut state, 2, "beta", 0);
+    let mut batches = vec![std::mem::take(&mut state.records)];
+    for id in first..first + n {
+        let at = u64::from(id) * 10;
+        job(&mut state, id, &format!("x{}.c", id % 7), 1, at);
+        begin(&mut state, id, 2, at + 1);
+        done(&mut state, id, 0, at + 2);
+        batches.push(std::mem::take(&mut state.records));
+    }
+    batches
+}
+
+fn one_scheduler_is_picked_out_of_several_sharing_the_database(backend: Backend) {
+    let db = TestDb::new(backend, "schedulers");
+    for (scheduler, first) in [("north:8765", 1), ("south:8765", 100)] {
+        let mut store = db.open();
+        for batch in cluster(scheduler, first, 5) {
+            store.write(&batch).unwrap();
+        }
+    }
+    let conn = db.reading();
+    assert_eq!(conn.jobs(&all(Filter::default())).unwrap().len(), 10);
+    for (scheduler, first) in [("north:8765", 1), ("south:8765", 100)] {
+        let theirs = all(Filter {
+            scheduler: Some(scheduler.into()),
+            ..Filter::default()
+        });
+        let jobs = conn.jobs(&theirs).unwrap();
+        let ids: Vec<u32> = jobs.iter().map(|j| j.id).collect();
+        assert_eq!(ids, (first..first + 5).rev().collect::<Vec<_>>());
+        assert!(jobs
+            .iter()
+            .all(|j| j.scheduler.as_deref() == Some(scheduler)));
+        assert_eq!(conn.hosts(&theirs).unwrap().len(), 2);
+        assert_eq!(conn.builds(&theirs, 60_000).unwrap()[0].jobs, 5);
+    }
+    assert_eq!(db.scalar("SELECT count(*) FROM host_names"), Some(2));
+}
+
+/// Each table's and view's columns (`table.column`, by name), each
+/// table's columns with the kind of their type, and the indexes.
+fn schema_of(db: &TestDb) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let kind = |t: &str| {
+        let t = t.to_ascii_lowercase();
+        if t.contains("int") {
+            "integer"
+        } else if t.contains("real") || t.contains("double") {
+            "real"
+        } else {
+            "text"
+        }
+    };
+    let (columns, indexes) = match db.backend {
+        Backend::Sqlite => {
+            let conn = rusqlite::Connection::open(db.path()).unwrap();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT m.name, m.type, p.name, p.type FROM sqlite_master m, \
+                     pragma_table_info(m.name) p WHERE m.type IN ('table', 'view')",
+                )
+                .unwrap();
+            let columns: Vec<(String, String, String, String)> = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let mut stmt = conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+                .unwrap();
+            let indexes: Vec<String> = stmt
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            (columns, indexes)
+        }
+        Backend::Postgres => {
+            let mut client = db.client();
+            let columns = client
+                .query(
+                    "SELECT c.table_name::text, CASE t.table_type WHEN 'VIEW' THEN 'view' \
+                     ELSE 'table' END, c.column_name::text, c.data_type::text \
+                     FROM information_schema.columns c JOIN information_schema.tables t \
+                     ON t.table_schema = c.table_schema AND t.table_name = c.table_name \
+                     WHERE c.table_schema = 'public'",
+                    &[],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect();
+            let indexes = client
+                .query(
+                    "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public' \
+                     AND indexname NOT LIKE '%\\_pkey' AND indexname NOT LIKE '%\\_key'",
+                    &[],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            (columns, indexes)
+        }
+    };
+    let mut names: Vec<String> = columns
+        .iter()
+        .map(|(t, _, c, _)| format!("{t}.{c}"))
+        .collect();
+    let mut typed: Vec<String> = columns
+        .iter()
+        .filter(|(_, what, _, _)| what == "table")
+        .map(|(t, _, c, ty)| format!("{t}.{c} {}", kind(ty)))
+        .collect();
+    let mut indexes = indexes;
+    names.sort();
+    typed.sort();
+    indexes.sort();
+    (names, typed, indexes)
+}
+
+fn the_schema_is_sqlites_table_for_table_column_for_column(_: Backend) {
+    let sqlite = TestDb::new(Backend::Sqlite, "schema");
+    let postgres = TestDb::new(Backend::Postgres, "schema");
+    drop(sqlite.open());
+    drop(postgres.open());
+    assert_eq!(
+        MIGRATIONS.len(),
+        PG_MIGRATIONS.len(),
+        "a migration for each"
+    );
+    let (names, typed, indexes) = schema_of(&sqlite);
+    assert!(
+        names.contains(&"job_list.client_name".to_owned()),
+        "{names:?}"
+    );
+    assert!(indexes.contains(&"jobs_file".to_owned()), "{indexes:?}");
+    assert_eq!((names, typed, indexes), schema_of(&postgres));
+}
+
+fn two_instances_starting_and_writing_at_once_share_one_database(backend: Backend) {
+    let db = TestDb::new(backend, "two-writers");
+    let at = db.location();
+    let start = std::sync::Barrier::new(2);
+    std::thread::scope(|s| {
+        for (scheduler, first) in [("north:8765", 1), ("south:8765", 1000)] {
+            let (at, start) = (&at, &start);
+            s.spawn(move || {
+                let batches = cluster(scheduler, first, 200);
+                start.wait();
+                // Both migrate the empty database at once, then write the
+                // same names and files at once.
+                let mut store = Database::open(at).unwrap_or_else(|e| panic!("{e}"));
+                for batch in batches {
+                    store.write(&batch).unwrap_or_else(|e| panic!("{e}"));
+                }
+            });
+        }
+    });
+    assert_eq!(db.scalar("SELECT count(*) FROM icewatch_schema"), Some(1));
+    assert_eq!(db.scalar("SELECT count(*) FROM jobs"), Some(400));
+    assert_eq!(db.scalar("SELECT count(*) FROM host_names"), Some(2));
+    assert_eq!(db.scalar("SELECT count(*) FROM files"), Some(7));
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM scheduler_sessions"),
+        Some(2)
+    );
+    let jobs = db.reading().jobs(&all(Filter::default())).unwrap();
+    for j in &jobs {
+        let scheduler = if j.id < 1000 {
+            "north:8765"
+        } else {
+            "south:8765"
+        };
+        assert_eq!(j.scheduler.as_deref(), Some(scheduler), "{j:?}");
+        assert_eq!(j.file, format!("x{}.c", j.id % 7));
+        assert_eq!(
+            (j.client_name.as_deref(), j.server_name.as_deref()),
+            (Some("alpha"), Some("beta"))
+        );
+    }
+}
+
+/// The backend process ids of the history's other connections.
+fn terminate_others(db: &TestDb) -> i64 {
+    db.client()
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+fn a_server_that_drops_the_connection_pauses_writing_until_it_is_back(backend: Backend) {
+    let db = TestDb::new(backend, "terminated");
+    let mut store = db.open();
+    let mut batches = cluster("sched:8765", 1, 3).into_iter();
+    store.write(&batches.next().unwrap()).unwrap();
+    store.write(&batches.next().unwrap()).unwrap();
+    assert_eq!(terminate_others(&db), 1, "the store's connection");
+    let batch = batches.next().unwrap();
+    let e = store.write(&batch).unwrap_err();
+    let text = one_line(&e, &db.location());
+    assert!(!text.contains("panicked"), "{text}");
+    // The next attempt connects again and writes what was held.
+    store.write(&batch).unwrap_or_else(|e| panic!("{e}"));
+    store.write(&batches.next().unwrap()).unwrap();
+    assert_eq!(db.scalar("SELECT count(*) FROM jobs"), Some(3));
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM scheduler_sessions"),
+        Some(1)
+    );
+}
+
+fn revoked_rights_pause_writing_until_they_are_restored(backend: Backend) {
+    use icewatch::history::{History, HistoryOptions};
+    use icewatch::monitor::{self, lock_state, SharedState};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    let db = TestDb::new(backend, "revoked");
+    let store = db.open();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let state: SharedState = Arc::new(Mutex::new(State::new(StateOptions::default())));
+    let changed = monitor::changed();
+    let mut wake = changed.subscribe();
+    let history = runtime.block_on(async {
+        History::start(store, state.clone(), &changed, HistoryOptions::default())
+    });
+    let status = history.status();
+    let finish = |first: u32, n: u32| {
+        let mut s = lock_state(&state);
+        if first == 1 {
+            s.scheduler_connected("sched:8765".into(), 43, 0);
+            s.apply(
+                &Message::mon_stats(1, b"Name:alpha\nMaxJobs:4\nPlatform:x86_64\n"),
+                0,
+            );
+        }
+        for id in first..first + n {
+            let at = u64::from(id);
+            let get = MonGetCs {
+                request: GetCs {
+                    filename: b"x.c",
+                    lang: Language::C,
+                    ..Default::default()
+                },
+                job_id: id,
+                client_id: 1,
+            };
+            s.apply(&Message::MonGetCs(get), at);
+            let begin = MonJobBegin {
+                job_id: id,
+                start_time: 0,
+                host_id: 1,
+            };
+            s.apply(&Message::MonJobBegin(begin), at);
+            let done = JobDone {
+                job_id: id,
+                ..Default::default()
+            };
+            s.apply(&Message::MonJobDone(done), at + 1);
+        }
+        drop(s);
+        changed.send_modify(|()| {});
+    };
+    // Until `cond` holds of the status, woken by its changes (and the
+    // writer's commits, seen through the database), for 60 s at most.
+    let mut until = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !cond() {
+            assert!(Instant::now() < deadline, "never {what}");
+            runtime.block_on(async {
+                let _ = tokio::time::timeout(Duration::from_millis(50), wake.changed()).await;
+            });
+        }
+    };
+    finish(1, 10);
+    until("written", &|| {
+        db.scalar("SELECT count(*) FROM jobs") == Some(10)
+    });
+    db.execute("REVOKE INSERT ON jobs FROM CURRENT_USER");
+    finish(11, 10);
+    until("paused", &|| status.paused().is_some());
+    let why = status.paused().unwrap_or_default();
+    assert!(why.contains("permission denied"), "{why}");
+    assert!(
+        why.contains(&db.location().to_string()),
+        "names the server: {why}"
+    );
+    assert!(status.held() > 0, "held while paused");
+    db.execute("GRANT INSERT ON jobs TO CURRENT_USER");
+    until("resumed", &|| status.paused().is_none());
+    runtime.block_on(history.stop());
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM jobs"),
+        Some(20),
+        "nothing lost"
+    );
+    assert_eq!(status.lost(), 0);
+}
+
+fn unusable_servers_are_refused_in_one_line_without_the_password(_: Backend) {
+    let refused = |url: &str| {
+        let at = Location::parse(url).unwrap();
+        let e = Database::open(&at).unwrap_err();
+        let text = one_line(&e, &at);
+        assert!(!text.contains("s3cret"), "{text}");
+        (e, text)
+    };
+    // Nothing listens on a port just given back.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (e, text) = refused(&format!(
+        "postgres://icewatch:s3cret@127.0.0.1:{port}/history"
+    ));
+    assert!(matches!(e, HistoryError::Unreachable { .. }), "{e:?}");
+    assert!(
+        text.contains(&format!("postgres://icewatch@127.0.0.1:{port}/history")),
+        "{text}"
+    );
+    assert!(text.contains("start it"), "{text}");
+
+    let admin = databases::admin_url();
+    let db = TestDb::new(Backend::Postgres, "refused");
+    let mut client = db.client();
+    let row = client
+        .query_one("SELECT current_user::text, current_setting('port')", &[])
+        .unwrap();
+    let (user, port): (String, String) = (row.get(0), row.get(1));
+    let (e, text) = refused(&format!(
+        "postgres://{user}:s3cret@127.0.0.1:{port}/postgres"
+    ));
+    assert!(matches!(e, HistoryError::Refused { .. }), "{e:?}");
+    assert!(text.contains("authentication failed"), "{text}");
+
+    let missing = format!("icewatch_test_missing_{}", std::process::id());
+    let (e, text) = refused(&databases::with_database(&admin, &missing));
+    assert!(matches!(e, HistoryError::NoDatabase { .. }), "{e:?}");
+    assert!(
+        text.contains(&format!("createdb -O USER {missing}")),
+        "{text}"
+    );
+}
+
+fn sslmode_require_is_refused_rather_than_connecting_in_clear(_: Backend) {
+    for url in [
+        "postgres://icewatch:s3cret@db.example/history?sslmode=require",
+        "postgresql://icewatch:s3cret@db.example/history?sslmode=require",
+    ] {
+        let e = Location::parse(url).unwrap_err();
+        assert!(!e.contains('\n') && !e.contains("s3cret"), "{e}");
+        assert!(e.contains("does not speak TLS"), "{e}");
+    }
+    let server = Server::parse("postgresql://icewatch:s3cret@db.example:5433/history").unwrap();
+    assert_eq!(
+        server.to_string(),
+        "postgres://icewatch@db.example:5433/history"
+    );
+    let local = Server::parse("postgres:///history").unwrap();
+    assert_eq!(
+        local.to_string(),
+        "postgres:///history?host=/var/run/postgresql"
+    );
 }

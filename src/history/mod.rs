@@ -6,7 +6,7 @@
 //! ```text
 //! state ──feed──▶ reader.rs (a task: copies under the lock) ──records──▶ writer.rs (a thread)
 //!                                                                          │ a transaction ≤ 250 ms
-//!                                          store.rs (SQLite, WAL) ◀────────┘   retention: its own thread
+//!                 store.rs (SQLite, WAL) or postgres.rs (PostgreSQL) ◀────┘   retention: its own thread
 //! query.rs: jobs, hosts and builds read back (the CLI, the HTTP API); trace.rs: Chrome trace events
 //! ```
 //!
@@ -15,6 +15,9 @@
 //! - [`Store`] (`store.rs`): opening the file, with a one-line
 //!   [`HistoryError`] for each way it can be unusable; versioned
 //!   migrations (`schema.rs`); batches written in one transaction.
+//! - [`PgStore`] (`postgres.rs`): the same in PostgreSQL, shared by
+//!   several instances; [`Database`] and [`Reading`] (`database.rs`) are
+//!   either backend, where [`Location`] says.
 //! - the writer (`writer.rs`): commits at least every
 //!   [`COMMIT_EVERY`], so that a killed process loses at most that last
 //!   moment; while the database fails it holds up to [`MAX_HELD`]
@@ -44,7 +47,9 @@
 //! # }
 //! ```
 
+mod database;
 mod kept;
+mod postgres;
 pub mod query;
 mod reader;
 mod record;
@@ -53,7 +58,9 @@ mod store;
 pub mod trace;
 mod writer;
 
+pub use database::{Database, Location, Reading};
 pub use kept::Book;
+pub use postgres::{PgStore, Server};
 pub use reader::{Reader, LOAD_EVERY_MS};
 pub use record::{HostRecord, JobRecord, LoadSample, Names, Record};
 pub use schema::SCHEMA_VERSION;
@@ -61,7 +68,7 @@ pub use store::{HistoryError, Store};
 pub use writer::{Status, COMMIT_EVERY, MAX_HELD, RETRY_EVERY};
 
 use crate::monitor::{lock_state, Changed, SharedState};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -100,7 +107,7 @@ impl Default for HistoryOptions {
 #[derive(Debug)]
 pub struct History {
     status: Arc<Status>,
-    path: PathBuf,
+    location: Location,
     stop_reader: Option<oneshot::Sender<()>>,
     reader: tokio::task::JoinHandle<()>,
     writer: std::thread::JoinHandle<()>,
@@ -112,16 +119,19 @@ pub struct History {
 const READ_EVERY: Duration = Duration::from_secs(1);
 
 impl History {
-    /// Starts keeping `state`'s history in `store`: a reader woken by
-    /// `changed`, a writer thread, and the retention.
+    /// Starts keeping `state`'s history in `store` (a [`Store`] or a
+    /// [`Database`]): a reader woken by `changed`, a writer thread, and
+    /// the retention.
     pub fn start(
-        store: Store,
+        store: impl Into<Database>,
         state: SharedState,
         changed: &Changed,
         opts: HistoryOptions,
     ) -> History {
-        let path = store.path().to_path_buf();
-        let status = Arc::new(Status::new(path.clone(), Some(changed.clone())));
+        let store = store.into();
+        let location = store.location();
+        let shown = PathBuf::from(location.to_string());
+        let status = Arc::new(Status::new(shown, Some(changed.clone())));
         let (records, inbox) = mpsc::channel();
         let writer = {
             let status = status.clone();
@@ -138,10 +148,10 @@ impl History {
             }
         };
         let (stop_retention, retention_stop) = mpsc::channel();
-        let retention_path = path.clone();
+        let retention_at = location.clone();
         let _ = std::thread::Builder::new()
             .name("history retention".into())
-            .spawn(move || writer::retain(retention_path, opts.retain, retention_stop));
+            .spawn(move || writer::retain(retention_at, opts.retain, retention_stop));
         let (stop_reader, mut stopped) = oneshot::channel();
         let mut wakeups = changed.subscribe();
         let held = status.clone();
@@ -184,7 +194,7 @@ impl History {
         });
         History {
             status,
-            path,
+            location,
             stop_reader: Some(stop_reader),
             reader,
             writer,
@@ -197,9 +207,9 @@ impl History {
         self.status.clone()
     }
 
-    /// The database's file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the history is kept.
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     /// Takes what changed last, commits everything and stops.

@@ -7,8 +7,7 @@
 use super::store::{ms, HistoryError};
 use super::SCHEMA_VERSION;
 pub use crate::insights::Build;
-use rusqlite::types::ToSql;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
+use rusqlite::{Connection, OpenFlags, Row};
 use serde::Serialize;
 use std::path::Path;
 
@@ -76,13 +75,17 @@ pub struct Filter {
     pub limit: usize,
     /// Only rows older than the one with this `seq` (the next page).
     pub cursor: Option<i64>,
+    /// Only the sessions of the scheduler at this address (where several
+    /// icewatch share one database).
+    pub scheduler: Option<String>,
 }
 
 impl Filter {
     /// The filter of an HTTP query: `since`, `until` (ms since the epoch),
     /// `host`, `file`, `failed` (`true` or `1`), `limit` (1 to
     /// [`MAX_LIMIT`], default [`DEFAULT_LIMIT`]), `cursor` (the `next` of
-    /// the page before). The error names the parameter.
+    /// the page before), `scheduler` (an address). The error names the
+    /// parameter.
     pub fn from_params<'a>(param: impl Fn(&str) -> Option<&'a str>) -> Result<Filter, String> {
         let number = |key: &str| -> Result<Option<u64>, String> {
             match param(key).filter(|v| !v.is_empty()) {
@@ -112,6 +115,7 @@ impl Filter {
             failed,
             limit,
             cursor: number("cursor")?.map(|c| i64::try_from(c).unwrap_or(i64::MAX)),
+            scheduler: text("scheduler"),
         })
     }
 }
@@ -199,58 +203,200 @@ const JOB_JOINS: &str = "JOIN files f ON f.id = j.file \
      LEFT JOIN host_names c ON c.id = j.client_name \
      LEFT JOIN host_names v ON v.id = j.server_name";
 
-fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
-    Ok(JobRow {
-        seq: r.get(0)?,
-        id: r.get(1)?,
-        session: r.get(2)?,
-        scheduler: r.get(3)?,
-        file: r.get(4)?,
-        lang: r.get(5)?,
-        client: r.get(6)?,
-        client_name: r.get(7)?,
-        server: r.get(8)?,
-        server_name: r.get(9)?,
-        state: r.get(10)?,
-        reason: r.get(11)?,
-        submit_ms: r.get(12)?,
-        start_ms: r.get(13)?,
-        end_ms: r.get(14)?,
-        exit_code: r.get(15)?,
-        real_ms: r.get(16)?,
-        user_ms: r.get(17)?,
-        sys_ms: r.get(18)?,
-        page_faults: r.get(19)?,
-        in_compressed: r.get(20)?,
-        in_uncompressed: r.get(21)?,
-        out_compressed: r.get(22)?,
-        out_uncompressed: r.get(23)?,
-    })
+fn job_row(r: &dyn Cells) -> JobRow {
+    let n = |i| r.int(i).and_then(|v| u32::try_from(v).ok());
+    JobRow {
+        seq: r.int(0).unwrap_or_default(),
+        id: n(1).unwrap_or_default(),
+        session: r.int(2).unwrap_or_default(),
+        scheduler: r.text(3),
+        file: r.text(4).unwrap_or_default(),
+        lang: r.text(5),
+        client: n(6),
+        client_name: r.text(7),
+        server: n(8),
+        server_name: r.text(9),
+        state: r.text(10).unwrap_or_default(),
+        reason: r.text(11).unwrap_or_default(),
+        submit_ms: time(r, 12),
+        start_ms: time(r, 13).unwrap_or_default(),
+        end_ms: time(r, 14).unwrap_or_default(),
+        exit_code: r.int(15).and_then(|v| i32::try_from(v).ok()),
+        real_ms: n(16),
+        user_ms: n(17),
+        sys_ms: n(18),
+        page_faults: n(19),
+        in_compressed: n(20),
+        in_uncompressed: n(21),
+        out_compressed: n(22),
+        out_uncompressed: n(23),
+    }
+}
+
+/// Column `i` as ms since the epoch.
+fn time(r: &dyn Cells, i: usize) -> Option<u64> {
+    r.int(i).and_then(|v| u64::try_from(v).ok())
+}
+
+/// A parameter of a query.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// An integer.
+    Int(i64),
+    /// A text.
+    Text(String),
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Value {
+        Value::Int(v)
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Value {
+        Value::Text(v)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Value {
+        Value::Text(v.to_owned())
+    }
+}
+
+/// A row as the queries read it, column by column (null, or a value of
+/// another type: `None`).
+pub trait Cells {
+    /// An integer (or a boolean, as 0 or 1).
+    fn int(&self, i: usize) -> Option<i64>;
+    /// A text.
+    fn text(&self, i: usize) -> Option<String>;
+}
+
+/// A connection the queries read through: SQLite's, or PostgreSQL's
+/// ([`PgConn`]).
+pub trait Conn {
+    /// What a query may fail with.
+    type Error;
+    /// The rows of `sql` (SQLite's dialect, parameters `?1`, `?2`...)
+    /// with `params`, each made by `row`.
+    fn rows<T>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        row: impl FnMut(&dyn Cells) -> T,
+    ) -> Result<Vec<T>, Self::Error>;
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Value::Int(v) => v.to_sql(),
+            Value::Text(v) => v.to_sql(),
+        }
+    }
+}
+
+impl Cells for Row<'_> {
+    fn int(&self, i: usize) -> Option<i64> {
+        self.get(i).ok().flatten()
+    }
+
+    fn text(&self, i: usize) -> Option<String> {
+        self.get(i).ok().flatten()
+    }
+}
+
+impl Conn for Connection {
+    type Error = rusqlite::Error;
+
+    fn rows<T>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        mut row: impl FnMut(&dyn Cells) -> T,
+    ) -> rusqlite::Result<Vec<T>> {
+        let mut stmt = self.prepare_cached(sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| Ok(row(r)))?;
+        rows.collect()
+    }
+}
+
+/// A PostgreSQL connection to read through. The queries' SQL is SQLite's
+/// and PostgreSQL's alike but for the parameters (`?1` there, `$1` here)
+/// and `instr` (`strpos` here), translated on the way.
+pub struct PgConn {
+    client: std::cell::RefCell<postgres::Client>,
+}
+
+impl PgConn {
+    /// Reads through `client`.
+    pub fn new(client: postgres::Client) -> PgConn {
+        PgConn {
+            client: std::cell::RefCell::new(client),
+        }
+    }
+}
+
+impl Cells for postgres::Row {
+    fn int(&self, i: usize) -> Option<i64> {
+        (self.try_get::<_, Option<i64>>(i).ok().flatten())
+            .or_else(|| {
+                self.try_get::<_, Option<i32>>(i)
+                    .ok()
+                    .flatten()
+                    .map(i64::from)
+            })
+            .or_else(|| {
+                self.try_get::<_, Option<bool>>(i)
+                    .ok()
+                    .flatten()
+                    .map(i64::from)
+            })
+    }
+
+    fn text(&self, i: usize) -> Option<String> {
+        self.try_get(i).ok().flatten()
+    }
+}
+
+impl Conn for PgConn {
+    type Error = postgres::Error;
+
+    fn rows<T>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        mut row: impl FnMut(&dyn Cells) -> T,
+    ) -> Result<Vec<T>, postgres::Error> {
+        let sql = sql.replace('?', "$").replace("instr(", "strpos(");
+        let params: Vec<&(dyn postgres::types::ToSql + Sync)> = params
+            .iter()
+            .map(|p| match p {
+                Value::Int(v) => v as &(dyn postgres::types::ToSql + Sync),
+                Value::Text(v) => v,
+            })
+            .collect();
+        let rows = self.client.borrow_mut().query(&sql, &params)?;
+        Ok(rows.iter().map(|r| row(r)).collect())
+    }
 }
 
 /// Conditions and their parameters, numbered as they are added.
 #[derive(Default)]
 struct Where {
     conditions: Vec<String>,
-    params: Vec<Box<dyn ToSql>>,
+    params: Vec<Value>,
 }
 
 impl Where {
     /// Adds `condition`, each `?` of which is the parameter `value`.
-    fn add(&mut self, condition: &str, value: impl ToSql + 'static) {
-        self.params.push(Box::new(value));
+    fn add(&mut self, condition: &str, value: impl Into<Value>) {
+        self.params.push(value.into());
         let n = self.params.len();
         self.conditions
             .push(condition.replace('?', &format!("?{n}")));
-    }
-
-    /// `WHERE` and the conditions, or nothing without any.
-    fn clause(&self) -> String {
-        if self.conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", self.conditions.join(" AND "))
-        }
     }
 
     /// `SELECT select WHERE ... ORDER BY time DESC, seq DESC LIMIT n`
@@ -258,23 +404,21 @@ impl Where {
     /// parameters: newest first, by the index on `time`. The cursor's row
     /// is looked up for its time, so that the next page starts from the
     /// index too.
-    fn query(
+    fn query<C: Conn>(
         mut self,
-        conn: &Connection,
+        conn: &C,
         select: &str,
         (table, t, time): (&str, &str, &str),
         filter: &Filter,
-    ) -> rusqlite::Result<(String, Vec<Box<dyn ToSql>>)> {
+    ) -> Result<(String, Vec<Value>), C::Error> {
         if let Some(cursor) = filter.cursor {
-            let at: Option<i64> = conn
-                .prepare_cached(&format!("SELECT {time} FROM {table} WHERE seq = ?1"))?
-                .query_row([cursor], |r| r.get(0))
-                .optional()?;
-            match at {
+            let sql = format!("SELECT {time} FROM {table} WHERE seq = ?1");
+            let at = conn.rows(&sql, &[Value::Int(cursor)], |r| r.int(0))?;
+            match at.into_iter().next().flatten() {
                 Some(at) => {
                     self.add(&format!("{t}.{time} <= ?"), at);
                     let n = self.params.len();
-                    self.params.push(Box::new(cursor));
+                    self.params.push(Value::Int(cursor));
                     let m = self.params.len();
                     let older = format!("({t}.{time} < ?{n} OR {t}.seq < ?{m})");
                     self.conditions.push(older);
@@ -282,42 +426,46 @@ impl Where {
                 None => self.add(&format!("{t}.seq < ?"), cursor),
             }
         }
-        let conditions = if self.conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", self.conditions.join(" AND "))
-        };
+        let conditions = self.clause();
         self.params
-            .push(Box::new(filter.limit.clamp(1, MAX_LIMIT) as i64));
+            .push(Value::Int(filter.limit.clamp(1, MAX_LIMIT) as i64));
         let sql = format!(
             "{select} {conditions} ORDER BY {t}.{time} DESC, {t}.seq DESC LIMIT ?{}",
             self.params.len()
         );
         Ok((sql, self.params))
     }
-}
 
-/// Runs `sql` with `params`, each row made by `row`.
-fn rows<T>(
-    conn: &Connection,
-    (sql, params): (String, Vec<Box<dyn ToSql>>),
-    row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
-) -> rusqlite::Result<Vec<T>> {
-    let refs: Vec<&dyn ToSql> = params.iter().map(|p| p.as_ref() as &dyn ToSql).collect();
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(refs.as_slice(), row)?;
-    rows.collect()
+    /// Only the sessions (`t.session`) of the filter's scheduler.
+    fn scheduler(&mut self, t: &str, filter: &Filter) {
+        if let Some(address) = &filter.scheduler {
+            let theirs = "SELECT id FROM scheduler_sessions WHERE scheduler = ?";
+            self.add(&format!("{t}.session IN ({theirs})"), address.clone());
+        }
+    }
+
+    /// `WHERE` and the conditions, if any.
+    fn clause(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conditions.join(" AND "))
+        }
+    }
 }
 
 /// The id of the host named `name`, if the history knows it.
-fn host_id(conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached("SELECT id FROM host_names WHERE name = ?1")?
-        .query_row([name], |r| r.get(0))
-        .optional()
+fn host_id<C: Conn>(conn: &C, name: &str) -> Result<Option<i64>, C::Error> {
+    let ids = conn.rows(
+        "SELECT id FROM host_names WHERE name = ?1",
+        &[Value::from(name)],
+        |r| r.int(0),
+    )?;
+    Ok(ids.into_iter().next().flatten())
 }
 
 /// Finished jobs, newest first.
-pub fn jobs(conn: &Connection, filter: &Filter) -> rusqlite::Result<Vec<JobRow>> {
+pub fn jobs<C: Conn>(conn: &C, filter: &Filter) -> Result<Vec<JobRow>, C::Error> {
     let mut w = Where::default();
     if let Some(since) = filter.since_ms {
         w.add("j.end_ms >= ?", ms(since));
@@ -338,9 +486,10 @@ pub fn jobs(conn: &Connection, filter: &Filter) -> rusqlite::Result<Vec<JobRow>>
     if filter.failed {
         w.add("j.state = ?", "failed");
     }
+    w.scheduler("j", filter);
     let select = format!("SELECT {JOB_COLUMNS} FROM jobs j {JOB_JOINS}");
-    let query = w.query(conn, &select, ("jobs", "j", "end_ms"), filter)?;
-    rows(conn, query, job_row)
+    let (sql, params) = w.query(conn, &select, ("jobs", "j", "end_ms"), filter)?;
+    conn.rows(&sql, &params, job_row)
 }
 
 /// A host's session: from its login to its logout.
@@ -374,7 +523,7 @@ pub struct HostRow {
 }
 
 /// Host sessions, newest first.
-pub fn hosts(conn: &Connection, filter: &Filter) -> rusqlite::Result<Vec<HostRow>> {
+pub fn hosts<C: Conn>(conn: &C, filter: &Filter) -> Result<Vec<HostRow>, C::Error> {
     let mut w = Where::default();
     if let Some(since) = filter.since_ms {
         w.add("(h.logout_ms IS NULL OR h.logout_ms >= ?)", ms(since));
@@ -385,25 +534,31 @@ pub fn hosts(conn: &Connection, filter: &Filter) -> rusqlite::Result<Vec<HostRow
     if let Some(host) = &filter.host {
         w.add("n.name = ?", host.clone());
     }
+    w.scheduler("h", filter);
     let select = "SELECT h.seq, h.session, h.host_id, n.name, h.ip, h.platform, h.max_jobs, \
          h.no_remote, h.protocol, h.features, h.login_ms, h.logout_ms \
          FROM host_sessions h JOIN host_names n ON n.id = h.name";
-    let query = w.query(conn, select, ("host_sessions", "h", "login_ms"), filter)?;
-    rows(conn, query, |r| {
-        Ok(HostRow {
-            seq: r.get(0)?,
-            session: r.get(1)?,
-            id: r.get(2)?,
-            name: r.get(3)?,
-            ip: r.get(4)?,
-            platform: r.get(5)?,
-            max_jobs: r.get(6)?,
-            no_remote: r.get(7)?,
-            protocol: r.get(8)?,
-            features: r.get(9)?,
-            login_ms: r.get(10)?,
-            logout_ms: r.get(11)?,
-        })
+    let (sql, params) = w.query(conn, select, ("host_sessions", "h", "login_ms"), filter)?;
+    conn.rows(&sql, &params, |r| {
+        let n = |i| {
+            r.int(i)
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or_default()
+        };
+        HostRow {
+            seq: r.int(0).unwrap_or_default(),
+            session: r.int(1).unwrap_or_default(),
+            id: n(2),
+            name: r.text(3).unwrap_or_default(),
+            ip: r.text(4).unwrap_or_default(),
+            platform: r.text(5).unwrap_or_default(),
+            max_jobs: n(6),
+            no_remote: r.int(7).is_some_and(|v| v != 0),
+            protocol: n(8),
+            features: r.text(9).unwrap_or_default(),
+            login_ms: time(r, 10).unwrap_or_default(),
+            logout_ms: time(r, 11),
+        }
     })
 }
 
@@ -414,7 +569,7 @@ pub fn hosts(conn: &Connection, filter: &Filter) -> rusqlite::Result<Vec<HostRow
 /// submitter; `failed` keeps builds with a failure; the cursor (the
 /// `start_ms` of the last build of the page before) pages back; `file`
 /// does not apply.
-pub fn builds(conn: &Connection, filter: &Filter, gap_ms: u64) -> rusqlite::Result<Vec<Build>> {
+pub fn builds<C: Conn>(conn: &C, filter: &Filter, gap_ms: u64) -> Result<Vec<Build>, C::Error> {
     use crate::insights::{end_reason, group, job_state, Finished, HostSpan};
     let mut w = Where::default();
     if let Some(since) = filter.since_ms {
@@ -423,43 +578,44 @@ pub fn builds(conn: &Connection, filter: &Filter, gap_ms: u64) -> rusqlite::Resu
     if let Some(until) = filter.until_ms {
         w.add("j.end_ms < ?", ms(until));
     }
+    w.scheduler("j", filter);
     let conditions = w.clause();
     // Host names are few: read once and shared, not joined per job.
-    let names: std::collections::HashMap<i64, std::sync::Arc<str>> = rows(
-        conn,
-        ("SELECT id, name FROM host_names".to_owned(), Vec::new()),
-        |r| Ok((r.get(0)?, std::sync::Arc::from(r.get::<_, String>(1)?))),
-    )?
-    .into_iter()
-    .collect();
+    let names: std::collections::HashMap<i64, std::sync::Arc<str>> = conn
+        .rows("SELECT id, name FROM host_names", &[], |r| {
+            r.int(0).zip(r.text(1).map(std::sync::Arc::from))
+        })?
+        .into_iter()
+        .flatten()
+        .collect();
     let name = |id: Option<i64>| id.and_then(|id| names.get(&id).cloned());
     let sql = format!(
         "SELECT j.client_name, j.server_name, f.name, j.state, j.reason, j.exit_code, \
          j.submit_ms, j.start_ms, j.end_ms, j.real_ms, j.in_uncompressed \
          FROM jobs j JOIN files f ON f.id = j.file {conditions}"
     );
-    let jobs: Vec<Option<Finished>> = rows(conn, (sql, w.params), |r| {
-        let (state, reason): (String, String) = (r.get(3)?, r.get(4)?);
-        // A state or reason this code does not know (a newer writer's)
-        // leaves the job out rather than guess.
-        let Some((state, reason)) = job_state(&state).zip(end_reason(&reason)) else {
-            return Ok(None);
-        };
-        Ok(Some(Finished {
-            client: name(r.get(0)?),
-            server: name(r.get(1)?),
-            file: r.get(2)?,
-            state,
-            reason,
-            exit_code: r.get(5)?,
-            submit_ms: r.get(6)?,
-            start_ms: r.get(7)?,
-            end_ms: r.get(8)?,
-            real_ms: r.get(9)?,
-            in_uncompressed: r.get(10)?,
-        }))
-    })?;
-    let jobs: Vec<Finished> = jobs.into_iter().flatten().collect();
+    // A job this code cannot read whole (a state or reason of a newer
+    // writer's) is left out rather than guessed.
+    let jobs: Vec<Finished> = conn
+        .rows(&sql, &w.params, |r| {
+            let n32 = |i| r.int(i).and_then(|v| u32::try_from(v).ok());
+            Some(Finished {
+                client: name(r.int(0)),
+                server: name(r.int(1)),
+                file: r.text(2)?,
+                state: job_state(&r.text(3)?)?,
+                reason: end_reason(&r.text(4)?)?,
+                exit_code: r.int(5).and_then(|v| i32::try_from(v).ok()),
+                submit_ms: time(r, 6),
+                start_ms: time(r, 7)?,
+                end_ms: time(r, 8)?,
+                real_ms: n32(9),
+                in_uncompressed: n32(10),
+            })
+        })?
+        .into_iter()
+        .flatten()
+        .collect();
     let mut h = Where::default();
     if let Some(since) = filter.since_ms {
         h.add("(h.logout_ms IS NULL OR h.logout_ms >= ?)", ms(since));
@@ -473,18 +629,23 @@ pub fn builds(conn: &Connection, filter: &Filter, gap_ms: u64) -> rusqlite::Resu
          h.login_ms, h.logout_ms FROM host_sessions h JOIN host_names n ON n.id = h.name \
          {conditions}"
     );
-    let hosts = rows(conn, (sql, h.params), |r| {
-        Ok(HostSpan {
-            name: r.get(0)?,
-            platform: r.get(1)?,
-            protocol: r.get(2)?,
-            features: r.get(3)?,
-            max_jobs: r.get(4)?,
-            no_remote: r.get(5)?,
-            login_ms: r.get(6)?,
-            logout_ms: r.get(7)?,
-        })
-    })?;
+    let hosts: Vec<HostSpan> = conn
+        .rows(&sql, &h.params, |r| {
+            let n32 = |i| r.int(i).and_then(|v| u32::try_from(v).ok());
+            Some(HostSpan {
+                name: r.text(0)?,
+                platform: r.text(1)?,
+                protocol: n32(2)?,
+                features: r.text(3)?,
+                max_jobs: n32(4)?,
+                no_remote: r.int(5)? != 0,
+                login_ms: time(r, 6)?,
+                logout_ms: time(r, 7),
+            })
+        })?
+        .into_iter()
+        .flatten()
+        .collect();
     let mut builds = group(&jobs, &hosts, gap_ms, None);
     Ok(newest_page(&mut builds, filter))
 }

@@ -61,6 +61,62 @@ pub enum HistoryError {
          or give another with --db PATH"
     )]
     Missing(PathBuf),
+    /// The PostgreSQL server cannot be reached.
+    #[error(
+        "cannot reach the PostgreSQL server of the history {server} ({why}): start it, \
+         or correct the host and port in --db"
+    )]
+    Unreachable {
+        /// The server, without the password.
+        server: String,
+        /// What the connection met.
+        why: String,
+    },
+    /// The PostgreSQL server refused the user.
+    #[error(
+        "the PostgreSQL server of the history {server} refused user {user:?} \
+         (authentication failed): correct the user and password in --db, \
+         or let the user in (pg_hba.conf)"
+    )]
+    Refused {
+        /// The server, without the password.
+        server: String,
+        /// The user.
+        user: String,
+    },
+    /// The database does not exist on the server.
+    #[error(
+        "there is no database {database:?} on the PostgreSQL server of the history {server}: \
+         create it (createdb -O USER {database}) or name another in --db"
+    )]
+    NoDatabase {
+        /// The server, without the password.
+        server: String,
+        /// The database's name.
+        database: String,
+    },
+    /// The database on the server was written by a newer icewatch.
+    #[error(
+        "the history database {server} has schema version {found}, newer than this icewatch \
+         knows ({known}): use a newer icewatch, or name another database in --db"
+    )]
+    ServerNewer {
+        /// The server, without the password.
+        server: String,
+        /// Its version.
+        found: u32,
+        /// The newest this code knows.
+        known: u32,
+    },
+    /// Anything else, with PostgreSQL's words.
+    #[error("the history database {server}: {}", super::postgres::words(.source))]
+    Postgres {
+        /// The server, without the password.
+        server: String,
+        /// The client's error.
+        #[source]
+        source: postgres::Error,
+    },
     /// Anything else, with SQLite's words.
     #[error("the history database {path}: {source}")]
     Sql {

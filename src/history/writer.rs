@@ -6,8 +6,8 @@
 //! [`MAX_HELD`], says that the history is paused ([`Status`]), and tries
 //! again every [`RETRY_EVERY`]; the live page goes on regardless.
 
+use super::database::{Database, Location};
 use super::record::Record;
-use super::store::{self, Store};
 use crate::monitor::Changed;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -35,7 +35,7 @@ const MAX_BATCH: usize = 20_000;
 /// How the history fares, for the page and the logs.
 #[derive(Debug, Default)]
 pub struct Status {
-    /// The database's file.
+    /// The database's file (or server, for PostgreSQL).
     file: PathBuf,
     /// Woken when writing pauses or resumes.
     wake: Option<Changed>,
@@ -162,7 +162,7 @@ impl Status {
 /// (one last attempt). A transaction carries at most about [`MAX_BATCH`]
 /// records; what waits beyond that stays in the channel, in the reader's
 /// batches.
-pub(crate) fn run(mut store: Store, records: Receiver<Vec<Record>>, status: Arc<Status>) {
+pub(crate) fn run(mut store: Database, records: Receiver<Vec<Record>>, status: Arc<Status>) {
     let mut pending: Vec<Record> = Vec::new();
     // When the pending records are due: COMMIT_EVERY after the first came,
     // or RETRY_EVERY after a failure.
@@ -218,7 +218,7 @@ pub(crate) fn run(mut store: Store, records: Receiver<Vec<Record>>, status: Arc<
                 status.set_paused(None);
             }
             Err(e) => {
-                status.set_paused(Some(store::HistoryError::of(store.path(), e).to_string()));
+                status.set_paused(Some(e.to_string()));
                 due = Some(Instant::now() + RETRY_EVERY);
                 failing = true;
                 if !open {
@@ -243,24 +243,20 @@ const EXPIRE_EVERY: Duration = Duration::from_secs(60);
 /// Deletes what ended more than `retain` ago, at once and then every
 /// [`EXPIRE_EVERY`], until `stop` has a message or is gone. On its own
 /// connection, in small transactions, so that the writer goes on.
-pub(crate) fn retain(path: PathBuf, retain: Duration, stop: Receiver<()>) {
-    let conn = match rusqlite::Connection::open(&path) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!("history retention does not run: {e}");
-            return;
-        }
-    };
-    if let Err(e) = conn.busy_timeout(Duration::from_secs(1)) {
-        tracing::warn!("history retention does not run: {e}");
-        return;
-    }
+pub(crate) fn retain(at: Location, retain: Duration, stop: Receiver<()>) {
+    let mut opened = None;
     loop {
         let cutoff = crate::monitor::now_ms()
             .saturating_sub(u64::try_from(retain.as_millis()).unwrap_or(u64::MAX));
         let mut gone = 0;
-        loop {
-            match store::expire(&conn, cutoff, EXPIRE_CHUNK) {
+        if opened.is_none() {
+            match Database::open(&at) {
+                Ok(db) => opened = Some(db),
+                Err(e) => tracing::debug!("history retention: {e}; again later"),
+            }
+        }
+        while let Some(db) = opened.as_mut() {
+            match db.expire(cutoff, EXPIRE_CHUNK) {
                 Ok(0) => break,
                 Ok(n) => gone += n,
                 Err(e) => {

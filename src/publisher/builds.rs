@@ -4,6 +4,7 @@
 //! and the same as Prometheus metrics.
 
 use crate::history::query::{self, Filter};
+use crate::history::{HistoryError, Location, Reading};
 use crate::insights::{Build, Live};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -15,19 +16,18 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 struct Insights {
     live: Arc<Live>,
-    history: Option<Arc<Path>>,
+    history: Option<Arc<Location>>,
 }
 
 /// The routes, reading `live` and the history at `history`, if any.
 pub fn router<S: Clone + Send + Sync + 'static>(
     live: Arc<Live>,
-    history: Option<PathBuf>,
+    history: Option<Location>,
 ) -> Router<S> {
     Router::new()
         .route("/api/v1/builds", get(builds))
@@ -76,18 +76,14 @@ async fn builds(
 
 /// The live builds, and the history's before the oldest job the live
 /// reader holds, as `filter` asks.
-fn page(
-    live: &Live,
-    history: Option<&Path>,
-    filter: &Filter,
-) -> Result<String, crate::history::HistoryError> {
+fn page(live: &Live, history: Option<&Location>, filter: &Filter) -> Result<String, HistoryError> {
     let within = |b: &Build| {
         filter.since_ms.map_or(true, |s| b.end_ms >= s)
             && filter.until_ms.map_or(true, |u| b.end_ms < u)
     };
     let live_builds = live.builds();
     let mut builds: Vec<Build> = live_builds.iter().filter(|b| within(b)).cloned().collect();
-    if let Some(path) = history {
+    if let Some(at) = history {
         let held_from = live.oldest_ms().unwrap_or_else(|| live.now_ms());
         let before = Filter {
             until_ms: Some(filter.until_ms.map_or(held_from, |u| u.min(held_from))),
@@ -95,10 +91,7 @@ fn page(
             cursor: None,
             ..filter.clone()
         };
-        let conn = query::open_read(path)?;
-        let old = query::builds(&conn, &before, live.gap_ms())
-            .map_err(|e| crate::history::HistoryError::of(path, e))?;
-        builds.extend(old);
+        builds.extend(Reading::open_read(at)?.builds(&before, live.gap_ms())?);
     }
     let limit = filter.limit.clamp(1, query::MAX_LIMIT);
     let rows = query::newest_page(&mut builds, filter);

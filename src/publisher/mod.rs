@@ -79,7 +79,7 @@ pub struct ServeOptions {
     pub limits: ConnectionLimits,
     /// The history database `/api/v1/history/*` reads, if one is kept.
     #[cfg(feature = "history")]
-    pub history: Option<std::path::PathBuf>,
+    pub history: Option<crate::history::Location>,
     /// A pause this long without a job of a submitter ends its build
     /// (`--build-gap`; default [`DEFAULT_BUILD_GAP`](crate::insights::DEFAULT_BUILD_GAP)).
     #[cfg(feature = "history")]

@@ -50,7 +50,7 @@ pub struct Access {
     pub max_websockets: usize,
     /// The history database that `/api/v1/history/*` reads, if any.
     #[cfg(feature = "history")]
-    pub history: Option<std::path::PathBuf>,
+    pub history: Option<crate::history::Location>,
     /// Builds and the hosts that hurt them (`/api/v1/builds`), if read.
     #[cfg(feature = "history")]
     pub insights: Option<Arc<crate::insights::Live>>,
@@ -66,7 +66,7 @@ struct App {
     max_websockets: u64,
     registry: Arc<Registry>,
     #[cfg(feature = "history")]
-    history: Option<Arc<std::path::Path>>,
+    history: Option<Arc<crate::history::Location>>,
     control: Option<Arc<Control>>,
 }
 
@@ -319,7 +319,7 @@ async fn history_page(
     hosts: bool,
 ) -> Response {
     use crate::history::query::{self, Filter};
-    let Some(path) = app.history.clone() else {
+    let Some(at) = app.history.clone() else {
         return (
             StatusCode::NOT_FOUND,
             "404 Not Found: this icewatch keeps no history (it was started with --db none, \
@@ -334,13 +334,12 @@ async fn history_page(
         }
     };
     let read = tokio::task::spawn_blocking(move || {
-        let conn = query::open_read(&path)?;
-        let failed = |e| crate::history::HistoryError::of(&path, e);
+        let conn = crate::history::Reading::open_read(&at)?;
         Ok::<_, crate::history::HistoryError>(if hosts {
-            let rows = query::hosts(&conn, &filter).map_err(failed)?;
+            let rows = conn.hosts(&filter)?;
             query::page_json("hosts", &rows, |h| h.seq, filter.limit)
         } else {
-            let rows = query::jobs(&conn, &filter).map_err(failed)?;
+            let rows = conn.jobs(&filter)?;
             query::page_json("jobs", &rows, |j| j.seq, filter.limit)
         })
     })

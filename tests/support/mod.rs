@@ -16,6 +16,9 @@
 //!   ([`Running`](command::Running)), read line by line, in a state
 //!   folder of its own (`XDG_STATE_HOME`), and its page's URL and plain
 //!   HTTP requests to it;
+//! - [`databases`]: a fresh history database per test, SQLite's or
+//!   PostgreSQL's ([`TestDb`](databases::TestDb)), and a test as a trial
+//!   for each backend;
 //! - [`feed`]: [`Feed`](feed::Feed), real scheduler messages applied to a
 //!   `State` at scripted times, for the publisher tests;
 //! - [`http`]: one plain HTTP/1.1 request to a test server;
@@ -34,6 +37,7 @@
 pub mod captures;
 pub mod client;
 pub mod command;
+pub mod databases;
 pub mod feed;
 pub mod http;
 pub mod leaks;

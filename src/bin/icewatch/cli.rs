@@ -3,6 +3,7 @@
 //! [`crate::commands`] carries them out.
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use icewatch::history::{Location, Server};
 use icewatch::monitor::MAX_HISTORY;
 use icewatch::standin::session::JobDoneType;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -79,7 +80,9 @@ port (seconds), a blocked daemon may log in.
 
 It keeps the cluster's history (every finished job, host and scheduler \
 sessions, load) in an SQLite file that survives restarts, named at start: \
---db chooses another or none, --retain how long; `icewatch history` reads it.
+--db chooses another file, a PostgreSQL database that several icewatch share \
+(postgres://USER:PASSWORD@HOST/DATABASE) or none, --retain how long; \
+`icewatch history` reads it (docs/history.md).
 
 The first line on stdout is the address to open in a browser.",
         after_help = "\
@@ -90,7 +93,10 @@ Examples:
   USE_SCHEDULER=10.0.0.5 icewatch monitor
   icewatch monitor scheduler.lan --listen 0.0.0.0:8080 --token \"$(openssl rand -hex 16)\"
   icewatch monitor scheduler.lan --admin --token \"$(openssl rand -hex 16)\"
-  icewatch monitor scheduler.lan --keep-blocks   blocks survive scheduler restarts"
+  icewatch monitor scheduler.lan --keep-blocks   blocks survive scheduler restarts
+  icewatch monitor scheduler.lan --db none       keep no history
+  icewatch monitor scheduler.lan --db postgres://icewatch:PASSWORD@db.lan/icewatch
+  icewatch monitor scheduler.lan --db postgres:///icewatch   local socket, as this user"
     )]
     Monitor(MonitorArgs),
 
@@ -304,8 +310,9 @@ Examples:
         long_about = "\
 Read what `icewatch monitor` kept of the cluster's past (docs/history.md): \
 finished jobs, host sessions and builds, newest first, as a table or with \
---json as one JSON object a line. The history is an SQLite file (see --db), \
-so sqlite3 and your own SQL read it too.
+--json as one JSON object a line. The history is an SQLite file, or a \
+PostgreSQL database that several icewatch share (see --db), so sqlite3, psql \
+and your own SQL read it too.
 
 Times (--since, --until) are a duration before now (30m, 2h, 1d), a date and \
 time in UTC (2026-12-07T08:00:00Z, \"2026-12-07 08:00\") or milliseconds \
@@ -317,7 +324,8 @@ Examples:
   icewatch history jobs --host build7 --file parser.cpp
   icewatch history hosts --since 1d
   icewatch history builds --since 1d --build-gap 30s
-  icewatch history builds --host build7 --json | jq .why"
+  icewatch history builds --host build7 --json | jq .why
+  icewatch history jobs --db postgres://icewatch@db.lan/icewatch --scheduler sched-tokyo:8765"
     )]
     History(HistoryCommand),
 }
@@ -369,10 +377,18 @@ pub struct TraceArgs {
 /// Which part of the history, and how to print it.
 #[derive(Debug, Clone, Args)]
 pub struct HistoryQuery {
-    /// The history file [default: $XDG_STATE_HOME/icewatch/history.sqlite,
-    /// else ~/.local/state/icewatch/history.sqlite]
-    #[arg(long, value_name = "PATH")]
-    pub db: Option<PathBuf>,
+    /// The history: an SQLite file, or a PostgreSQL database
+    /// (postgres://USER:PASSWORD@HOST:PORT/DATABASE, postgresql://...)
+    /// [default: $XDG_STATE_HOME/icewatch/history.sqlite, else
+    /// ~/.local/state/icewatch/history.sqlite]
+    #[arg(long, value_name = "PATH|URL", value_parser = db)]
+    pub db: Option<Db>,
+
+    /// Only jobs and hosts of the scheduler at this address (host:port, as
+    /// in the scheduler_sessions table), where several icewatch share one
+    /// database
+    #[arg(long, value_name = "ADDRESS")]
+    pub scheduler: Option<String>,
 
     /// Only what ended at or after this time (30m, 2h, 1d ago; a UTC date
     /// and time; ms since the epoch)
@@ -672,11 +688,13 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct HistoryArgs {
     /// Keep the history (finished jobs, host and scheduler sessions, load)
-    /// in this SQLite file, or "none" to keep none [monitor's default:
-    /// $XDG_STATE_HOME/icewatch/history.sqlite, else
-    /// ~/.local/state/icewatch/history.sqlite; demo and replay keep none
-    /// unless given]
-    #[arg(long, value_name = "PATH|none", value_parser = db)]
+    /// in this SQLite file, in a PostgreSQL database that several icewatch
+    /// may share (postgres://USER:PASSWORD@HOST:PORT/DATABASE; without a
+    /// host, the local socket; TLS is not supported), or "none" to keep
+    /// none [monitor's default: $XDG_STATE_HOME/icewatch/history.sqlite,
+    /// else ~/.local/state/icewatch/history.sqlite; demo and replay keep
+    /// none unless given]
+    #[arg(long, value_name = "PATH|URL|none", value_parser = db)]
     pub db: Option<Db>,
 
     /// Delete what ended longer ago than this (e.g. 30d, 1y)
@@ -691,16 +709,20 @@ pub enum Db {
     None,
     /// This SQLite file.
     File(PathBuf),
+    /// This PostgreSQL database's URL, checked when it is opened (so
+    /// that an error never repeats the password, as clap would).
+    Postgres(String),
 }
 
 fn db(s: &str) -> Result<Db, String> {
     match s {
-        "" => Err("give a file, or \"none\" for no history".to_string()),
+        "" => Err("give a file, a postgres:// URL, or \"none\" for no history".to_string()),
         "none" => Ok(Db::None),
-        _ if s.contains("://") => Err(format!(
-            "{s:?}: only SQLite files are supported (give a path, or \"none\")"
-        )),
-        _ => Ok(Db::File(PathBuf::from(s))),
+        _ if Server::is_url(s) => Ok(Db::Postgres(s.to_owned())),
+        _ => match Location::parse(s)? {
+            Location::File(path) => Ok(Db::File(path)),
+            Location::Postgres(_) => Ok(Db::Postgres(s.to_owned())),
+        },
     }
 }
 

@@ -2,9 +2,9 @@
 //! and the `--db` of the commands that keep one.
 
 use crate::cli::{Db, HistoryArgs, HistoryCommand, HistoryQuery, HistoryWhat};
-use anyhow::{Context, Result};
+use anyhow::{Context, Error, Result};
 use icewatch::history::query::{self, Filter};
-use icewatch::history::{self, HistoryOptions, Store};
+use icewatch::history::{self, Database, HistoryOptions, Location, Reading, Server};
 use serde::Serialize;
 use std::io::Write;
 use std::path::PathBuf;
@@ -19,17 +19,17 @@ fn default_path() -> Result<PathBuf> {
 
 /// Opens the history `args` asks for (`monitor` keeps one unless told
 /// not to: `by_default`), and says where it goes.
-pub fn open(args: &HistoryArgs, by_default: bool) -> Result<Option<(Store, HistoryOptions)>> {
-    let path = match &args.db {
+pub fn open(args: &HistoryArgs, by_default: bool) -> Result<Option<(Database, HistoryOptions)>> {
+    let at = match &args.db {
         Some(Db::None) => return Ok(None),
-        Some(Db::File(path)) => path.clone(),
-        None if by_default => default_path()?,
+        Some(Db::File(path)) => Location::File(path.clone()),
+        Some(Db::Postgres(url)) => Location::Postgres(Server::parse(url).map_err(Error::msg)?),
+        None if by_default => Location::File(default_path()?),
         None => return Ok(None),
     };
-    let store = Store::open(&path)?;
+    let store = tokio::task::block_in_place(|| Database::open(&at))?;
     eprintln!(
-        "keeping the history in {} for {} (--db none keeps none; read it with `icewatch history jobs`)",
-        path.display(),
+        "keeping the history in {at} for {} (--db none keeps none; read it with `icewatch history jobs`)",
         days(args.retain)
     );
     let opts = HistoryOptions {
@@ -44,11 +44,13 @@ pub fn run(cmd: HistoryCommand) -> Result<()> {
         HistoryWhat::Builds(b) => (&b.query, Some(b.gap)),
         HistoryWhat::Trace(t) => (&t.query, None),
     };
-    let path = match &q.db {
-        Some(p) => p.clone(),
-        None => default_path()?,
+    let at = match &q.db {
+        Some(Db::File(path)) => Location::File(path.clone()),
+        Some(Db::Postgres(url)) => Location::Postgres(Server::parse(url).map_err(Error::msg)?),
+        Some(Db::None) => anyhow::bail!("--db none keeps no history: there is none to read"),
+        None => Location::File(default_path()?),
     };
-    let conn = query::open(&path)?;
+    let conn = Reading::open(&at)?;
     let filter = Filter {
         since_ms: q.since,
         until_ms: q.until,
@@ -57,8 +59,8 @@ pub fn run(cmd: HistoryCommand) -> Result<()> {
         failed: q.failed,
         limit: usize::from(q.limit),
         cursor: None,
+        scheduler: q.scheduler.clone(),
     };
-    let failed = |e| history::HistoryError::of(&path, e);
     if let HistoryWhat::Trace(t) = &cmd.what {
         let mut jobs = Vec::new();
         let mut page = Filter {
@@ -66,7 +68,7 @@ pub fn run(cmd: HistoryCommand) -> Result<()> {
             ..filter
         };
         loop {
-            let rows = query::jobs(&conn, &page).map_err(failed)?;
+            let rows = conn.jobs(&page)?;
             let full = rows.len() >= page.limit;
             page.cursor = rows.last().map(|j| j.seq);
             jobs.extend(rows);
@@ -79,7 +81,7 @@ pub fn run(cmd: HistoryCommand) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match &cmd.what {
         HistoryWhat::Jobs(_) => {
-            let rows = query::jobs(&conn, &filter).map_err(failed)?;
+            let rows = conn.jobs(&filter)?;
             print(&mut out, q, &rows, JOB_HEADER, |j| {
                 vec![
                     time(j.end_ms),
@@ -93,7 +95,7 @@ pub fn run(cmd: HistoryCommand) -> Result<()> {
             })
         }
         HistoryWhat::Hosts(_) => {
-            let rows = query::hosts(&conn, &filter).map_err(failed)?;
+            let rows = conn.hosts(&filter)?;
             print(&mut out, q, &rows, HOST_HEADER, |h| {
                 vec![
                     time(h.login_ms),
@@ -109,7 +111,7 @@ pub fn run(cmd: HistoryCommand) -> Result<()> {
         HistoryWhat::Trace(_) => Ok(()),
         HistoryWhat::Builds(_) => {
             let gap = u64::try_from(gap.unwrap_or_default().as_millis()).unwrap_or(u64::MAX);
-            let rows = query::builds(&conn, &filter, gap).map_err(failed)?;
+            let rows = conn.builds(&filter, gap)?;
             print(&mut out, q, &rows, BUILD_HEADER, |b| {
                 let wait = |ms: Option<u64>| ms.map_or("-".into(), duration);
                 let change = b.previous.as_ref().map_or("-".into(), |p| {

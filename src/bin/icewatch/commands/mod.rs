@@ -35,7 +35,8 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
         Command::Dump(args) => dump::run(args, shutdown).await,
         Command::Record(args) => record::run(args, shutdown).await,
         Command::Replay(args) => replay::run(args, shutdown).await,
-        Command::History(cmd) => history::run(cmd),
+        // Blocking reads (PostgreSQL's client drives a runtime of its own).
+        Command::History(cmd) => tokio::task::block_in_place(|| history::run(cmd)),
         Command::Top(args) => top::run(args, shutdown).await,
         Command::Status(args) => status::run(args, shutdown).await,
         Command::Admin(args) => admin::run(args, shutdown).await,

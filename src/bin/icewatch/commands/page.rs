@@ -4,7 +4,7 @@
 
 use crate::cli::ServeArgs;
 use anyhow::{Context, Result};
-use icewatch::history::{History, HistoryOptions, Store};
+use icewatch::history::{Database, History, HistoryOptions};
 use icewatch::monitor::{
     self, Changed, ConnectOptions, Connection, SharedState, State, StateOptions, Target,
 };
@@ -115,7 +115,7 @@ pub fn connect_options(target: Target, protocol: u32) -> ConnectOptions {
 pub async fn serve(
     listener: TcpListener,
     args: &ServeArgs,
-    history: Option<(Store, HistoryOptions)>,
+    history: Option<(Database, HistoryOptions)>,
     connect: ConnectOptions,
     shutdown: CancellationToken,
 ) -> Result<()> {
@@ -129,7 +129,7 @@ pub async fn serve(
 pub async fn serve_from(
     listener: TcpListener,
     args: &ServeArgs,
-    history: Option<(Store, HistoryOptions)>,
+    history: Option<(Database, HistoryOptions)>,
     connect: ConnectOptions,
     first: Option<Connection>,
     control: Option<ControlOptions>,
@@ -158,7 +158,7 @@ pub async fn serve_from(
 pub async fn serve_fed<F, Fut>(
     listener: TcpListener,
     args: &ServeArgs,
-    history: Option<(Store, HistoryOptions)>,
+    history: Option<(Database, HistoryOptions)>,
     control: Option<ControlOptions>,
     shutdown: CancellationToken,
     what: &str,
@@ -201,7 +201,7 @@ where
     opts.build_gap = Some(args.build_gap);
     if let Some(history) = &history {
         opts.hub.annex = Some(history.status());
-        opts.history = Some(history.path().to_path_buf());
+        opts.history = Some(history.location().clone());
     }
     let stop = async move {
         tokio::select! {
