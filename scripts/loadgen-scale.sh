@@ -12,6 +12,13 @@
 # Defaults: 500 daemons, 10000 requests a minute, 120 s. The scheduler runs
 # without -v, as Debian's service does: its log costs CPU. KEEP=1 keeps the
 # folder with the logs.
+#
+# PAGE_SECONDS=S also measures the page of that icewatch in Debian's
+# chromium, inside the namespace, during the window: e2e/perf.mjs --url,
+# PAGE_RUNS runs (default 1) of S seconds each, against its own baselines.
+# Its figures are printed first; the CPU figures then include chromium's
+# load on the machine. SECONDS must cover the page's runs (about 3 × S + 40
+# per run).
 set -eu
 daemons=${1:-500}
 rate=${2:-10000}
@@ -47,8 +54,15 @@ ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 hz=$(getconf CLK_TCK)
 s0=$(ticks "$scheduler"); m0=$(ticks "$monitor"); l0=$(ticks "$loadgen")
 t0=$(date +%s.%N)
+page=$(sed -n 's#.*http://\([^/]*\)/.*#\1#p' "$dir/monitor.out" | head -n 1)
+if [ -n "${PAGE_SECONDS:-}" ]; then
+    node "$(dirname "$0")/../e2e/perf.mjs" --url "http://$page/" --bin "$bin" \
+        --hosts $((daemons * 9 / 10)) --seconds "$PAGE_SECONDS" --runs "${PAGE_RUNS:-1}" >&2 &
+    perf=$!
+fi
 # The measurement window: the load runs for `seconds`, sampled at its ends.
 sleep "$seconds"
+if [ -n "${PAGE_SECONDS:-}" ]; then wait "$perf"; fi
 s1=$(ticks "$scheduler"); m1=$(ticks "$monitor"); l1=$(ticks "$loadgen")
 t1=$(date +%s.%N)
 rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$monitor/status")
@@ -68,7 +82,6 @@ awk -v s="$((s1 - s0))" -v m="$((m1 - m0))" -v l="$((l1 - l0))" -v hz="$hz" \
     printf "loadgen   CPU %.1f%% of a core\n", 100 * l / hz / w
 }'
 echo "loadgen summary: $(cat "$dir/summary.json")"
-page=$(sed -n 's#.*http://\([^/]*\)/.*#\1#p' "$dir/monitor.out" | head -n 1)
 # icewatch's totals once it has seen every daemon go.
 for _ in 1 2 3 4 5 6 7 8 9 10; do
     totals=$(curl -s "http://$page/api/v1/snapshot" |

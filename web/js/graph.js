@@ -122,7 +122,7 @@ export function refreshColors() {
 }
 
 /** A stable color per submitting host (by name), for its arrows. */
-function submitterColor(key) {
+export function submitterColor(key) {
   let hash = 0;
   for (let i = 0; i < key.length; i++) hash = (hash * 31 + key.charCodeAt(i)) | 0;
   return SUBMITTER_COLORS[Math.abs(hash) % SUBMITTER_COLORS.length];

@@ -9,6 +9,8 @@
 //   graph.js       the force graph on a canvas, its tooltip
 //   tables.js      the host table, the job list and its filters
 //   panel.js       a host's panel
+//   timeline.js    the timeline: a lane per slot, a bar per job (lanes.js)
+//   jobdetail.js   a job's detail
 //   control.js     the scheduler's text port: blocks, internals, actions
 //   notify.js      browser notifications (opt-in)
 //   format.js      how numbers, times and hosts read
@@ -24,6 +26,8 @@ import { initPanel, renderPanel, showPanel } from 'icewatch/panel.js';
 import { notify, setupNotifications } from 'icewatch/notify.js';
 import { el } from 'icewatch/dom.js';
 import { watchControl } from 'icewatch/control.js';
+import { initTimeline, renderTimeline, timeline } from 'icewatch/timeline.js';
+import { initJobDetail, renderJob, showJob } from 'icewatch/jobdetail.js';
 
 const model = new Model({ historyKept: HISTORY_KEPT, offlineShownMs: OFFLINE_SHOWN_MS });
 
@@ -40,10 +44,10 @@ const connection = new Connection(model, {
 });
 
 /** What the views share: the model, the host whose panel is open (its key), and how to ask for a render. */
-const app = { model, connection, stats, selected: null, scheduleRender, selectHost };
+const app = { model, connection, stats, selected: null, scheduleRender, selectHost, selectJob };
 
 /** The page's state, for the curious and for the browser tests and e2e/perf.mjs. */
-window.visage = { model, stats, graph };
+window.visage = { model, stats, graph, timeline };
 
 // ---------- Rendering: batched per animation frame ----------
 
@@ -78,15 +82,24 @@ function renderAll() {
   updateGraph(derived);
   renderHosts(derived);
   renderJobs();
+  renderTimeline();
   if (app.selected !== null) renderPanel(derived);
+  renderJob();
 }
 
 /** Selects the host `key` (null: none): its node, its row and its panel. */
 function selectHost(key) {
+  if (key !== null) showJob(null);
   app.selected = key;
   graph.selected = key;
   showPanel(key);
   scheduleRender();
+}
+
+/** Opens the detail of the job `job` (null: closes it), in place of a host's panel. */
+function selectJob(job) {
+  if (job !== null) selectHost(null);
+  showJob(job);
 }
 
 // ---------- Start ----------
@@ -99,6 +112,8 @@ matchMedia('(prefers-color-scheme: dark)').addEventListener('change', refreshCol
 setupNotifications();
 initGraph(app);
 initTables(app);
+initTimeline(app);
+initJobDetail(app);
 connection.connect();
 setInterval(renderChip, TICK_MS);
-addEventListener('keydown', (event) => { if (event.key === 'Escape') selectHost(null); });
+addEventListener('keydown', (event) => { if (event.key === 'Escape') { selectHost(null); showJob(null); } });

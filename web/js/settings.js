@@ -96,3 +96,21 @@ export const INK = { light: '#fff', dark: '#1b2128', darkBelow: 0.5 };
 export const BADGE_INK = '#fff';
 /** Arrows take their submitter's colour, by a hash of its name: d3's schemeTableau10. */
 export const SUBMITTER_COLORS = ['#4e79a7', '#f28e2c', '#e15759', '#76b7b2', '#59a14f', '#edc949', '#af7aa1', '#ff9da7', '#9c755f', '#bab0ab'];
+
+// ---------- The timeline ----------
+
+/**
+ * The timeline (timeline.js): `spanMs` in view at first, zoomed between
+ * `minSpanMs` and `maxSpanMs`; a lane is at most `laneMax` px tall, and
+ * shift+wheel makes lanes up to `maxLaneZoom` times the height at which all
+ * fit; `gutter` px on the left for host names, `axis` px on top for the
+ * time. The history is read `pageRows` jobs at a time, and the page keeps
+ * at most `barsKept` bars. A click within `hitPx` of a bar opens it.
+ */
+export const TIMELINE = {
+  spanMs: 2 * 60_000, minSpanMs: 2000, maxSpanMs: 7 * 24 * 3600_000,
+  laneMax: 14, maxLaneZoom: 64, gutter: 112, axis: 20, hitPx: 3,
+  pageRows: 10_000, barsKept: 60_000,
+  wheelZoom: 0.0015, buttonZoom: 2, tickMs: 100,
+  colors: ['muted', 'border', 'accent', 'wait', 'bad', 'cut'],
+};
