@@ -214,9 +214,11 @@ export function updateGraph(derived) {
       // them, instead of animating a big bang from a corner.
       firstLayout();
     } else if (!graph.warming) {
-      // A big cluster settles once; later arrivals only nudge it.
-      const heat = big && graph.settled ? 0.08 : nodesChanged ? 0.4 : 0.2;
-      graph.sim.alpha(Math.max(graph.sim.alpha(), heat)).restart();
+      // A big cluster settles once; later arrivals only nudge it, and
+      // hosts that come back to their old place or leave not at all (every
+      // tick redraws hundreds of hosts).
+      const heat = big && graph.settled ? (added > 0 ? 0.08 : 0) : nodesChanged ? 0.4 : 0.2;
+      if (heat > 0) graph.sim.alpha(Math.max(graph.sim.alpha(), heat)).restart();
     }
   }
   // The text alternative changes as often as the numbers do, but nobody
@@ -225,7 +227,8 @@ export function updateGraph(derived) {
   // first layout runs (the first render of a big cluster is long enough).
   const now = performance.now();
   if (graph.warming) graph.describedAt = 0;
-  else if (nodesChanged || now - graph.describedAt >= GRAPH.describeEveryMs || graph.describedSelected !== graph.selected) {
+  else if (nodesChanged || now - graph.describedAt >= GRAPH.describeEveryMs * Math.max(1, nodes.length / GRAPH.describeHostsPerPeriod)
+    || graph.describedSelected !== graph.selected) {
     graph.describedAt = now;
     graph.describedSelected = graph.selected;
     describeGraph(nodes, links);

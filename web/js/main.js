@@ -64,27 +64,43 @@ function scheduleRender() {
 }
 
 /** Draws everything from the same model, so all numbers agree. */
+/**
+ * Renders in two animation frames, so that neither takes a frame's whole
+ * time with a big cluster: the numbers and tables first, all from the same
+ * model so that they agree; the canvases' data (graph, timeline) in the
+ * next, and they draw in the frames after.
+ */
 function render() {
   renderQueued = false;
   lastRender = performance.now();
-  try { renderAll(); } finally {
-    const cost = performance.now() - lastRender;
-    renderEvery = Math.min(RENDER.maxMs, Math.max(RENDER.minMs, cost * RENDER.costShare));
-    stats.renders += 1;
-    stats.renderMs += cost;
-  }
+  let cost = 0;
+  const timed = (part) => {
+    const t0 = performance.now();
+    try { part(); } finally { cost += performance.now() - t0; }
+  };
+  timed(renderText);
+  requestAnimationFrame(() => {
+    try { timed(renderCanvases); } finally {
+      renderEvery = Math.min(RENDER.maxMs, Math.max(RENDER.minMs, cost * RENDER.costShare));
+      stats.renders += 1;
+      stats.renderMs += cost;
+    }
+  });
 }
 
-function renderAll() {
+function renderText() {
   const derived = model.derive();
   renderHeader();
   renderSummary();
-  updateGraph(derived);
   renderHosts(derived);
   renderJobs();
-  renderTimeline();
   if (app.selected !== null) renderPanel(derived);
   renderJob();
+}
+
+function renderCanvases() {
+  updateGraph(model.derive());
+  renderTimeline();
 }
 
 /** Selects the host `key` (null: none): its node, its row and its panel. */

@@ -66,8 +66,12 @@ export const GRAPH = {
   zoom: [0.1, 6],
   /** Until the user zooms or pans, the view follows the layout this often. */
   fitEveryMs: 1500,
-  /** The text alternative (the canvas's fallback content) is rewritten this often at most. */
-  describeEveryMs: 1000,
+  /**
+   * The text alternative (the canvas's fallback content) is rewritten this
+   * often at most, and once per `describeHostsPerPeriod` hosts' worth of
+   * periods above that many hosts (rewriting 500 costs a frame).
+   */
+  describeEveryMs: 1000, describeHostsPerPeriod: 100,
   /** Where hosts that left were, so they come back there. */
   placesKept: 4096,
   /** Node images and ring shapes kept for reuse, at most. */
@@ -105,12 +109,14 @@ export const SUBMITTER_COLORS = ['#4e79a7', '#f28e2c', '#e15759', '#76b7b2', '#5
  * shift+wheel makes lanes up to `maxLaneZoom` times the height at which all
  * fit; `gutter` px on the left for host names, `axis` px on top for the
  * time. The history is read `pageRows` jobs at a time, and the page keeps
- * at most `barsKept` bars. A click within `hitPx` of a bar opens it.
+ * at most `barsKept` bars. A click within `hitPx` of a bar opens it. Live,
+ * time moves on the screen at most every `liveEveryMs` (checked every
+ * `tickMs`).
  */
 export const TIMELINE = {
   spanMs: 2 * 60_000, minSpanMs: 2000, maxSpanMs: 7 * 24 * 3600_000,
   laneMax: 14, maxLaneZoom: 64, gutter: 112, axis: 20, hitPx: 3,
   pageRows: 10_000, barsKept: 60_000,
-  wheelZoom: 0.0015, buttonZoom: 2, tickMs: 100,
+  wheelZoom: 0.0015, buttonZoom: 2, tickMs: 100, liveEveryMs: 250,
   colors: ['muted', 'border', 'accent', 'wait', 'bad', 'cut'],
 };

@@ -36,7 +36,7 @@ export const timeline = {
   /** The history database: every job that ended at or after `covered` is on the timeline. */
   past: { covered: null, loading: false, asked: 0, failed: null },
   /** What the last frame drew: bars, and when. */
-  drawn: 0, drawnAt: 0, drawQueued: false, drawnVersion: -1, hover: null,
+  drawn: 0, drawnAt: 0, lastDraw: 0, drawQueued: false, drawnVersion: -1, hover: null, bitmap: null,
   seen: { history: null, last: null },
 };
 
@@ -52,10 +52,15 @@ function place(j, submitMs = null) {
   if (j.end_ms != null) timeline.waiting.delete(key);
 }
 
+/** The job objects taken already: the model replaces a job's object when it changes, so the others need no second look. */
+const taken = new WeakSet();
+
 /** Takes what changed in the model since the last render: running jobs, and finished ones at the end of its history. */
 function ingest() {
   const { model } = app;
   for (const j of model.jobs.values()) {
+    if (taken.has(j)) continue;
+    taken.add(j);
     if (j.state === 'waiting') {
       const key = jobKey(j);
       if (!timeline.waiting.has(key)) timeline.waiting.set(key, j.start_ms);
@@ -201,81 +206,107 @@ function colorOf(host) {
   return color;
 }
 
-/** Draws in the next animation frame, once however many changes come before it. */
-function requestDraw() {
+/**
+ * Draws in the next animation frame, once however many changes come before
+ * it; after a render, in the frame after the graph's, so that no frame
+ * carries both.
+ */
+function requestDraw(afterGraph = false) {
   if (timeline.drawQueued || !timeline.ctx) return;
   timeline.drawQueued = true;
-  requestAnimationFrame(draw);
+  requestAnimationFrame(afterGraph ? () => requestAnimationFrame(draw) : draw);
 }
 
 function draw() {
   timeline.drawQueued = false;
   const t0ms = performance.now();
-  const { ctx, ratio, width, height, colors, lanes, laneHeight: lh, top } = timeline;
+  const { ctx, ratio, colors, lanes, laneHeight: lh, top } = timeline;
   const t1 = viewEnd(), t0 = t1 - timeline.view.span;
-  const k = plotWidth() / timeline.view.span;
-  const left = TIMELINE.gutter, axis = TIMELINE.axis;
-  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-  ctx.clearRect(0, 0, width, height);
-
-  // Bars by colour, so that each colour is one path.
-  const fills = new Map();
-  const rect = (color, x, y, w, h) => {
-    let list = fills.get(color);
-    if (!list) fills.set(color, list = []);
-    list.push(x, y, w, h);
+  const pixels = bitmap();
+  const { data: px, w: pw, h: ph } = pixels;
+  px.fill(0);
+  // In device pixels: bars are whole pixels, at least one wide and tall.
+  const k = plotWidth() / timeline.view.span * ratio;
+  const left = TIMELINE.gutter * ratio, axis = TIMELINE.axis * ratio, lane = lh * ratio;
+  const barH = lane >= 3 ? lane - ratio : lane;
+  const fill = (color, x0, x1, y0, y1) => {
+    const a = Math.max(left, Math.round(x0)), b = Math.min(pw, Math.max(a + 1, Math.round(x1)));
+    const c = Math.max(axis, Math.round(y0)), d = Math.min(ph, Math.max(c + 1, Math.round(y1)));
+    for (let y = c; y < d; y++) px.fill(color, y * pw + a, y * pw + b);
   };
-  const waits = [];
+  const bad = packed(colors.bad), cut = packed(colors.cut), wait = packed(colors.wait);
   let drawn = 0;
-  const barH = lh >= 3 ? lh - 1 : lh;
   for (const row of timeline.rows) {
-    const rowTop = axis + row.y * lh - top;
-    if (rowTop > height || rowTop + row.lanes * lh < axis) continue;
+    const rowTop = axis + (row.y * lh - top) * ratio;
+    if (rowTop > ph || rowTop + row.lanes * lane < axis) continue;
     const items = lanes.hosts.get(row.host);
     if (!items) continue;
-    for (let lane = 0; lane < items.length; lane++) {
-      const y = rowTop + lane * lh;
-      if (y + lh < axis || y > height) continue;
-      const bars = items[lane];
+    for (let l = 0; l < items.length; l++) {
+      const y = rowTop + l * lane;
+      if (y + lane < axis || y > ph) continue;
+      const bars = items[l];
       for (let i = firstEndingAfter(bars, t0); i < bars.length && bars[i].s < t1; i++) {
-        const bar = bars[i], j = bar.job;
-        const x0 = left + (Math.max(bar.s, t0) - t0) * k;
-        const w = Math.max(1, (Math.min(bar.e, t1) - Math.max(bar.s, t0)) * k);
-        const local = j.state === 'local' || j.state === 'local_finished' && j.reason === 'local_done';
-        const color = j.state === 'failed' ? colors.bad
-          : j.state === 'cut_short' || j.state === 'local_finished' && j.reason !== 'local_done' ? colors.cut
-            : colorOf(app.model.jobHost(j, 'client') ?? '?');
-        if (local) rect(color, x0, y + barH / 2, w, Math.max(1, barH / 2));
-        else rect(color, x0, y, w, barH);
+        const bar = bars[i];
+        if (bar.lookOf !== bar.job) look(bar, bad, cut);
+        const x0 = left + (Math.max(bar.s, t0) - t0) * k, x1 = left + (Math.min(bar.e, t1) - t0) * k;
+        if (bar.local) fill(bar.color, x0, x1, y + barH / 2, y + barH);
+        else fill(bar.color, x0, x1, y, y + barH);
         if (bar.submit != null && bar.submit < bar.s && bar.s > t0) {
-          const ws = Math.max(bar.submit, t0);
-          waits.push(left + (ws - t0) * k, y + barH / 2 - 0.5, (bar.s - ws) * k, 1);
+          const mid = Math.floor(y + barH / 2);
+          fill(wait, left + (Math.max(bar.submit, t0) - t0) * k, x0, mid, mid + 1);
         }
         drawn++;
       }
     }
   }
-  ctx.save();
-  ctx.beginPath();
-  ctx.rect(left, axis, width - left, height - axis);
-  ctx.clip();
-  for (const [color, list] of fills) {
-    ctx.fillStyle = color;
-    ctx.beginPath();
-    for (let i = 0; i < list.length; i += 4) ctx.rect(list[i], list[i + 1], list[i + 2], list[i + 3]);
-    ctx.fill();
-  }
-  ctx.fillStyle = colors.wait;
-  ctx.beginPath();
-  for (let i = 0; i < waits.length; i += 4) ctx.rect(waits[i], waits[i + 1], waits[i + 2], waits[i + 3]);
-  ctx.fill();
-  ctx.restore();
+  ctx.putImageData(pixels.image, 0, 0);
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
   drawFrame(t0, t1);
   timeline.drawn = drawn;
   timeline.drawnAt = t1;
   timeline.drawnVersion = lanes.version;
+  timeline.lastDraw = performance.now();
   app.stats.timelineDraws += 1;
-  app.stats.timelineDrawMs += performance.now() - t0ms;
+  app.stats.timelineDrawMs += timeline.lastDraw - t0ms;
+}
+
+/** How a bar looks (its colour, whether local), worked out again only when its job changes. */
+function look(bar, bad, cut) {
+  const j = bar.job;
+  bar.lookOf = j;
+  bar.local = j.state === 'local' || j.state === 'local_finished' && j.reason === 'local_done';
+  bar.color = j.state === 'failed' ? bad
+    : j.state === 'cut_short' || j.state === 'local_finished' && j.reason !== 'local_done' ? cut
+      : packed(colorOf(app.model.jobHost(j, 'client') ?? '?'));
+}
+
+/**
+ * The canvas's pixels, kept between frames: thousands of bars written
+ * straight into them cost less than as many paths for the browser to fill
+ * (the canvas is rasterised on the CPU when there is no GPU), and far less
+ * when lanes are thinner than a pixel.
+ */
+function bitmap() {
+  const c = timeline.canvas;
+  let b = timeline.bitmap;
+  if (!b || b.w !== c.width || b.h !== c.height) {
+    const image = timeline.ctx.createImageData(c.width, c.height);
+    b = timeline.bitmap = { image, w: c.width, h: c.height, data: new Uint32Array(image.data.buffer) };
+  }
+  return b;
+}
+
+/** A CSS colour as one pixel of the bitmap (RGBA bytes in memory order), worked out once per colour. */
+const packedColors = new Map();
+function packed(css) {
+  let p = packedColors.get(css);
+  if (p === undefined) {
+    const c = d3.rgb(css);
+    const bytes = new Uint8ClampedArray([c.r, c.g, c.b, 255]);
+    p = new Uint32Array(bytes.buffer)[0];
+    packedColors.set(css, p);
+  }
+  return p;
 }
 
 /** The time axis, the host names and the lines between hosts. */
@@ -328,7 +359,7 @@ export function renderTimeline() {
   const t0 = viewEnd() - timeline.view.span;
   loadPast(t0);
   describe();
-  requestDraw();
+  requestDraw(true);
 }
 
 /** The card's note: what the view shows and where its past comes from. */
@@ -346,9 +377,9 @@ function describe() {
   if (live.getAttribute('aria-pressed') !== pressed) live.setAttribute('aria-pressed', pressed);
 }
 
-/** Live, time moves: a new frame once it has moved a pixel. */
+/** Live, time moves: a new frame once it has moved a pixel, and `TIMELINE.liveEveryMs` after the last. */
 function tick() {
-  if (!timeline.view.live || !timeline.ctx) return;
+  if (!timeline.view.live || !timeline.ctx || performance.now() - timeline.lastDraw < TIMELINE.liveEveryMs) return;
   const moved = (viewEnd() - timeline.drawnAt) * plotWidth() / timeline.view.span;
   if (moved >= 1 || timeline.drawnVersion !== timeline.lanes.version) requestDraw();
 }
@@ -456,6 +487,7 @@ export function refreshTimelineColors() {
   const css = getComputedStyle(document.documentElement);
   for (const name of TIMELINE.colors) timeline.colors[name] = css.getPropertyValue('--' + name).trim();
   timeline.colors.font = getComputedStyle(document.body).fontFamily;
+  for (const bar of timeline.lanes.bars.values()) bar.lookOf = null;
   requestDraw();
 }
 
