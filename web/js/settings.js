@@ -108,15 +108,16 @@ export const SUBMITTER_COLORS = ['#4e79a7', '#f28e2c', '#e15759', '#76b7b2', '#5
  * `minSpanMs` and `maxSpanMs`; a lane is at most `laneMax` px tall, and
  * shift+wheel makes lanes up to `maxLaneZoom` times the height at which all
  * fit; `gutter` px on the left for host names, `axis` px on top for the
- * time. The history is read `pageRows` jobs at a time, and the page keeps
- * at most `barsKept` bars. A click within `hitPx` of a bar opens it. Live,
+ * time. The history is read `pageRows` jobs at a time (asked again
+ * `retryMs` after it failed to answer), and the page keeps at most
+ * `barsKept` bars. A click within `hitPx` of a bar opens it. Live,
  * time moves on the screen at most every `liveEveryMs` (checked every
  * `tickMs`).
  */
 export const TIMELINE = {
   spanMs: 2 * 60_000, minSpanMs: 2000, maxSpanMs: 7 * 24 * 3600_000,
   laneMax: 14, maxLaneZoom: 64, gutter: 112, axis: 20, hitPx: 3,
-  pageRows: 10_000, barsKept: 60_000,
+  pageRows: 10_000, barsKept: 60_000, retryMs: 5000,
   wheelZoom: 0.0015, buttonZoom: 2, tickMs: 100, liveEveryMs: 250,
   colors: ['muted', 'border', 'accent', 'wait', 'bad', 'cut'],
 };

@@ -34,7 +34,7 @@ export const timeline = {
   /** Jobs waiting for a server: when they asked (jobKey → ms). */
   waiting: new Map(),
   /** The history database: every job that ended at or after `covered` is on the timeline. */
-  past: { covered: null, loading: false, asked: 0, failed: null },
+  past: { covered: null, loading: false, asked: 0, failed: null, retryAt: 0 },
   /** What the last frame drew: bars, and when. */
   drawn: 0, drawnAt: 0, lastDraw: 0, drawQueued: false, drawnVersion: -1, hover: null, bitmap: null,
   seen: { history: null, last: null },
@@ -97,7 +97,7 @@ export function submittedAt(j) {
 /** Asks the history for the jobs that ended before what the timeline covers, back to the view's start, a page at a time. */
 async function loadPast(t0) {
   const past = timeline.past;
-  if (past.loading || !app.model.database || past.covered === null || t0 >= past.covered) return;
+  if (past.loading || !app.model.database || past.covered === null || t0 >= past.covered || performance.now() < past.retryAt) return;
   const since = Math.floor(t0 - timeline.view.span / 2);
   const params = new URLSearchParams({ since: String(since), until: String(Math.ceil(past.covered)), limit: String(TIMELINE.pageRows) });
   past.loading = true;
@@ -111,13 +111,19 @@ async function loadPast(t0) {
   }
   past.loading = false;
   past.asked += 1;
-  if (!page) return;
+  if (!page) {
+    past.retryAt = performance.now() + TIMELINE.retryMs;
+    describe();
+    return;
+  }
   for (const j of page.jobs) place(j, j.submit_ms);
-  // Newest first: a full page covers back to its last job's end only.
+  // Newest first: a full page covers back to its last job's end only (and
+  // to the window's start when they all ended at once).
   const last = page.jobs[page.jobs.length - 1];
-  past.covered = Math.min(past.covered, page.next != null && last ? last.end_ms : since);
-  bound();
-  requestDraw();
+  const covered = page.next != null && last ? last.end_ms : since;
+  past.covered = covered < past.covered ? covered : since;
+  // The next page, if the view reaches further back.
+  renderTimeline();
 }
 
 /** Keeps at most `TIMELINE.barsKept` bars: those that ended long before the view go first. */
