@@ -13,7 +13,7 @@
 import { BADGE_INK, BUSY, CANVAS_COLORS, FIRST_LAYOUT, FLOW, GRAPH, INK, SUBMITTER_COLORS } from 'icewatch/settings.js';
 import { NO_JOBS } from 'icewatch/model.js';
 import { fmt, hostFacts } from 'icewatch/format.js';
-import { el, kvList } from 'icewatch/dom.js';
+import { el, fitCanvas, kvList } from 'icewatch/dom.js';
 
 let app; // { model, stats, scheduleRender, selectHost } (main.js)
 
@@ -87,12 +87,7 @@ export function initGraph(context) {
     .on('end', () => { graph.settled = graph.nodes.size > 0; if (!graph.userZoomed) fitView(true); });
 
   const resize = () => {
-    const box = el('graph-wrap').getBoundingClientRect();
-    graph.width = Math.max(200, box.width);
-    graph.height = Math.max(200, box.height);
-    graph.ratio = window.devicePixelRatio || 1;
-    canvas.width = Math.round(graph.width * graph.ratio);
-    canvas.height = Math.round(graph.height * graph.ratio);
+    fitCanvas(canvas, el('graph-wrap'), graph, 200, 200);
     if (!graph.userZoomed) fitView(false);
     requestDraw();
   };

@@ -110,14 +110,14 @@ export const SUBMITTER_COLORS = ['#4e79a7', '#f28e2c', '#e15759', '#76b7b2', '#5
  * fit; `gutter` px on the left for host names, `axis` px on top for the
  * time. The history is read `pageRows` jobs at a time (asked again
  * `retryMs` after it failed to answer), and the page keeps at most
- * `barsKept` bars. A click within `hitPx` of a bar opens it. Live,
- * time moves on the screen at most every `liveEveryMs` (checked every
- * `tickMs`).
+ * `barsKept` bars. A click within `hitPx` of a bar opens it. The live
+ * news and the moving time are drawn at most every `liveEveryMs` (time is
+ * checked every `tickMs`); what the user does, at once.
  */
 export const TIMELINE = {
   spanMs: 2 * 60_000, minSpanMs: 2000, maxSpanMs: 7 * 24 * 3600_000,
   laneMax: 14, maxLaneZoom: 64, gutter: 112, axis: 20, hitPx: 3,
   pageRows: 10_000, barsKept: 60_000, retryMs: 5000,
-  wheelZoom: 0.0015, buttonZoom: 2, tickMs: 100, liveEveryMs: 250,
+  wheelZoom: 0.0015, buttonZoom: 2, tickMs: 100, liveEveryMs: 500,
   colors: ['muted', 'border', 'accent', 'wait', 'bad', 'cut'],
 };

@@ -17,7 +17,7 @@ import { TIMELINE } from 'icewatch/settings.js';
 import { jobKey } from 'icewatch/model.js';
 import { Lanes, barKey, firstEndingAfter } from 'icewatch/lanes.js';
 import { byName, fmt } from 'icewatch/format.js';
-import { el } from 'icewatch/dom.js';
+import { el, fitCanvas } from 'icewatch/dom.js';
 import { withToken } from 'icewatch/connection.js';
 import { submitterColor } from 'icewatch/graph.js';
 
@@ -36,7 +36,7 @@ export const timeline = {
   /** The history database: every job that ended at or after `covered` is on the timeline. */
   past: { covered: null, loading: false, asked: 0, failed: null, retryAt: 0 },
   /** What the last frame drew: bars, and when. */
-  drawn: 0, drawnAt: 0, lastDraw: 0, drawQueued: false, drawnVersion: -1, hover: null, bitmap: null,
+  drawn: 0, drawnAt: 0, lastDraw: 0, drawQueued: false, newsQueued: false, drawnVersion: -1, hover: null, bitmap: null,
   seen: { history: null, last: null },
 };
 
@@ -214,13 +214,22 @@ function colorOf(host) {
 
 /**
  * Draws in the next animation frame, once however many changes come before
- * it; after a render, in the frame after the graph's, so that no frame
- * carries both.
+ * it. What the user does shows at once; the live news of a render at most
+ * every `TIMELINE.liveEveryMs`, and in the frame after the graph's, so that
+ * no frame carries both.
  */
-function requestDraw(afterGraph = false) {
-  if (timeline.drawQueued || !timeline.ctx) return;
+function requestDraw(news = false) {
+  if (!timeline.ctx) return;
+  if (news) {
+    if (timeline.newsQueued) return;
+    timeline.newsQueued = true;
+    const wait = Math.max(0, timeline.lastDraw + TIMELINE.liveEveryMs - performance.now());
+    setTimeout(() => requestAnimationFrame(() => { timeline.newsQueued = false; requestDraw(); }), wait);
+    return;
+  }
+  if (timeline.drawQueued) return;
   timeline.drawQueued = true;
-  requestAnimationFrame(afterGraph ? () => requestAnimationFrame(draw) : draw);
+  requestAnimationFrame(draw);
 }
 
 function draw() {
@@ -356,8 +365,8 @@ function drawFrame(t0, t1) {
 
 // ---------- Rendering with the page ----------
 
-/** Takes the model's news and draws when something changed; asks the history when the view reaches past what the page holds. */
-export function renderTimeline() {
+/** Takes the model's news and draws; asks the history when the view reaches past what the page holds. `now`: the user moved the view, draw at once. */
+export function renderTimeline(now = false) {
   if (!timeline.ctx) return;
   ingest();
   layoutRows();
@@ -365,7 +374,7 @@ export function renderTimeline() {
   const t0 = viewEnd() - timeline.view.span;
   loadPast(t0);
   describe();
-  requestDraw(true);
+  requestDraw(!now);
 }
 
 /** The card's note: what the view shows and where its past comes from. */
@@ -399,7 +408,7 @@ function setView(end, span) {
   v.span = Math.min(TIMELINE.maxSpanMs, Math.max(TIMELINE.minSpanMs, span));
   v.live = end >= now;
   v.end = Math.min(end, now);
-  renderTimeline();
+  renderTimeline(true);
 }
 
 /** Zooms time by `factor` around the time at `x` px (the right edge while live). */
@@ -504,12 +513,7 @@ export function initTimeline(context) {
   timeline.canvas = c;
   timeline.ctx = c.getContext('2d');
   const resize = () => {
-    const box = el('timeline-wrap').getBoundingClientRect();
-    timeline.width = Math.max(200, box.width);
-    timeline.height = Math.max(100, box.height);
-    timeline.ratio = window.devicePixelRatio || 1;
-    c.width = Math.round(timeline.width * timeline.ratio);
-    c.height = Math.round(timeline.height * timeline.ratio);
+    fitCanvas(c, el('timeline-wrap'), timeline, 200, 100);
     fitLanes();
     requestDraw();
   };
