@@ -11,7 +11,9 @@
 #
 # Defaults: 500 daemons, 10000 requests a minute, 120 s. The scheduler runs
 # without -v, as Debian's service does: its log costs CPU. KEEP=1 keeps the
-# folder with the logs.
+# folder with the logs. CLIENTS=50 also connects that many WebSocket clients
+# to icewatch's page for the window (`load watch`, from `cargo build
+# --release --examples`) and prints how long new jobs took to reach them.
 #
 # PAGE_SECONDS=S also measures the page of that icewatch in Debian's
 # chromium, inside the namespace, during the window: e2e/perf.mjs --url,
@@ -38,7 +40,7 @@ chmod 777 "$dir" # the scheduler writes its log as user icecc
 icecc-scheduler -p 8765 -l "$dir/scheduler.log" &
 scheduler=$!
 until ss -ltn | grep -q ':8766 '; do sleep 0.2; done
-"$bin" monitor 127.0.0.1 --listen 127.0.0.1:0 >"$dir/monitor.out" 2>"$dir/monitor.err" &
+"$bin" monitor 127.0.0.1 --listen 127.0.0.1:0 --db "$dir/history.sqlite" >"$dir/monitor.out" 2>"$dir/monitor.err" &
 monitor=$!
 "$bin" loadgen 127.0.0.1 --daemons "$daemons" --jobs-per-minute "$rate" \
     --duration "${seconds}s" --seed 1 --json >"$dir/summary.json" 2>"$dir/loadgen.err" &
@@ -61,6 +63,11 @@ if [ -n "${PAGE_SECONDS:-}" ]; then
     perf=$!
 fi
 # The measurement window: the load runs for `seconds`, sampled at its ends.
+if [ -n "${CLIENTS:-}" ]; then
+    watch=$(dirname "$bin")/examples/load
+    "$watch" watch --page "$page" --clients "$CLIENTS" --seconds "$seconds" >"$dir/watch.out" 2>&1 &
+    watcher=$!
+fi
 sleep "$seconds"
 if [ -n "${PAGE_SECONDS:-}" ]; then wait "$perf"; fi
 s1=$(ticks "$scheduler"); m1=$(ticks "$monitor"); l1=$(ticks "$loadgen")
@@ -82,6 +89,10 @@ awk -v s="$((s1 - s0))" -v m="$((m1 - m0))" -v l="$((l1 - l0))" -v hz="$hz" \
     printf "loadgen   CPU %.1f%% of a core\n", 100 * l / hz / w
 }'
 echo "loadgen summary: $(cat "$dir/summary.json")"
+if [ -n "${CLIENTS:-}" ]; then
+    wait "$watcher" || true
+    cat "$dir/watch.out"
+fi
 # icewatch's totals once it has seen every daemon go.
 for _ in 1 2 3 4 5 6 7 8 9 10; do
     totals=$(curl -s "http://$page/api/v1/snapshot" |

@@ -37,6 +37,11 @@
 //! `top`: the CPU of `icewatch top` in a terminal, idle and at `--rate`
 //! messages per second from 500 hosts (see `top.rs`).
 //!
+//! `watch --page ADDR`: `--clients` WebSocket readers (50 by default) on an
+//! icewatch already running, for `--seconds`: how long a new job takes from
+//! icewatch to them (see `watch.rs`; scripts/loadgen-scale.sh runs it on a
+//! real scheduler).
+//!
 //! `--icewatch PATH` measures another build of icewatch than the one beside
 //! the harness; `--baseline PATH` (modes `fanout` and `clients`, may be
 //! repeated) runs that build and this one in turns, in the order given in
@@ -53,6 +58,7 @@ mod inproc;
 mod soak;
 mod stream;
 mod top;
+mod watch;
 
 use anyhow::{bail, ensure, Context, Result};
 use icewatch::protocol::handshake::handshake_blocking;
@@ -79,6 +85,8 @@ struct Opts {
     icewatch: Option<PathBuf>,
     /// Other icewatch builds run in turns with it: `--baseline` (repeated).
     baselines: Vec<PathBuf>,
+    /// The page of a running icewatch: `--page` (mode `watch`).
+    page: Option<SocketAddr>,
 }
 
 fn main() -> Result<()> {
@@ -95,12 +103,14 @@ fn main() -> Result<()> {
         every: 60,
         icewatch: None,
         baselines: Vec::new(),
+        page: None,
     };
     match what.as_str() {
         "fanout" => opts.hosts = 1_000,
         "clients" => opts.clients = 2_000,
         "soak" => (opts.hosts, opts.rate, opts.clients, opts.seconds) = (200, 5_000, 4, 3_600),
         "top" => (opts.hosts, opts.seconds) = (500, 20),
+        "watch" => (opts.clients, opts.seconds) = (50, 60),
         _ => {}
     }
     while let Some(flag) = args.next() {
@@ -116,6 +126,7 @@ fn main() -> Result<()> {
             "--every" => opts.every = value.parse()?,
             "--icewatch" => opts.icewatch = Some(PathBuf::from(value)),
             "--baseline" => opts.baselines.push(PathBuf::from(value)),
+            "--page" => opts.page = Some(value.parse().context("--page takes IP:PORT")?),
             _ => bail!("unknown flag {flag}"),
         }
     }
@@ -145,6 +156,7 @@ fn main() -> Result<()> {
                 runs: opts.runs,
             },
         ),
+        "watch" => watch_clients(&opts),
         _ => bail!(
             "usage: load e2e [--runs N] [--messages N] [--hosts N] [--history N]\n       \
              load apply [--runs N] [--messages N] [--hosts N] [--history N]\n       \
@@ -152,9 +164,31 @@ fn main() -> Result<()> {
              load clients [--runs N] [--clients N] [--baseline PATH]\n       \
              (every mode but apply: [--icewatch PATH])\n       \
              load soak [--seconds N] [--every N] [--rate N] [--hosts N] [--clients N] [--history N]\n       \
-             load top [--runs N] [--hosts N] [--rate N] [--seconds N]"
+             load top [--runs N] [--hosts N] [--rate N] [--seconds N]\n       \
+             load watch --page IP:PORT [--clients N] [--seconds N]"
         ),
     }
+}
+
+fn watch_clients(opts: &Opts) -> Result<()> {
+    let page = opts
+        .page
+        .context("watch needs --page IP:PORT of a running icewatch")?;
+    let w = watch::run(page, opts.clients, opts.seconds)?;
+    println!(
+        "{} WebSocket clients for {} s on {page}: job latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms \
+         ({} samples, {} messages, {} resyncs), {}",
+        w.clients,
+        opts.seconds,
+        w.p50_ms,
+        w.p99_ms,
+        w.max_ms,
+        w.samples,
+        w.messages,
+        w.resyncs,
+        load_average()
+    );
+    Ok(())
 }
 
 /// What one child spent.

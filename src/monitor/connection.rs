@@ -28,7 +28,7 @@ use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{sleep, timeout, Instant, MissedTickBehavior};
 
 /// How much to read at a time.
@@ -300,6 +300,17 @@ impl Connection {
     }
 }
 
+/// The receive buffer asked for before connecting (the kernel caps it at
+/// `net.core.rmem_max` and doubles it). The scheduler writes to a monitor
+/// without blocking and closes the monitor's connection when a write finds
+/// its socket full (`flush_writebuf() failed ... Resource temporarily
+/// unavailable` in its log): a new monitor is sent every host at once, and
+/// at 800 daemons that burst outgrew the 128 KiB a connection starts with
+/// (`tcp_rmem`), so the scheduler dropped icewatch every time it logged in
+/// (BENCHMARKS.md, "Real scheduler at scale"). Asked before the connect,
+/// the larger window is offered from the first byte.
+pub const RECEIVE_BUFFER: u32 = 4 << 20;
+
 /// Connects to `addr` and completes the version handshake: the TCP connect
 /// within `opts.connect_timeout`, the handshake within `handshake` if set.
 async fn shake_hands(
@@ -309,7 +320,14 @@ async fn shake_hands(
 ) -> Result<(TcpStream, u32), ConnectError> {
     let protocol = opts.protocol;
     Handshake::new(protocol).map_err(|source| ConnectError::Handshake { addr, source })?;
-    let stream = timeout(opts.connect_timeout, TcpStream::connect(addr))
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(|source| ConnectError::Connect { addr, source })?;
+    // Best effort: without it the connection still works, as before.
+    let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER);
+    let stream = timeout(opts.connect_timeout, socket.connect(addr))
         .await
         .map_err(|_| ConnectError::Timeout {
             addr,
