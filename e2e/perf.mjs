@@ -402,7 +402,7 @@ async function main() {
   if (!existsSync(chromiumPath)) usage(`no ${chromiumPath}: install Debian's chromium (apt-get install chromium)`);
   if (o.profile) mkdirSync(o.profile, { recursive: true });
   const html = o.page ? assemblePage(o.page) : null;
-  const big = o.url ? `${o.hosts} hosts at ${o.url}` : `${o.hosts} hosts`;
+  const big = o.url ? `${o.hosts} hosts (--url)` : `${o.hosts} hosts`;
   console.log(`page: ${o.page ? o.page + ' (working copy, d3 inlined)' : 'as embedded in ' + o.bin}; `
     + `${o.runs} runs of ${o.seconds} s per page, after the first layout; chromium ${chromiumPath}, headless, 1440×960`);
   const runs = [];
