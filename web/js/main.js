@@ -63,7 +63,6 @@ function scheduleRender() {
   setTimeout(() => requestAnimationFrame(render), wait);
 }
 
-/** Draws everything from the same model, so all numbers agree. */
 /**
  * Renders in two animation frames, so that neither takes a frame's whole
  * time with a big cluster: the numbers and tables first, all from the same
@@ -78,14 +77,14 @@ function render() {
     const t0 = performance.now();
     try { part(); } finally { cost += performance.now() - t0; }
   };
-  timed(renderText);
-  requestAnimationFrame(() => {
+  const canvases = () => {
     try { timed(renderCanvases); } finally {
       renderEvery = Math.min(RENDER.maxMs, Math.max(RENDER.minMs, cost * RENDER.costShare));
       stats.renders += 1;
       stats.renderMs += cost;
     }
-  });
+  };
+  try { timed(renderText); } finally { requestAnimationFrame(canvases); }
 }
 
 function renderText() {

@@ -7,10 +7,12 @@
 // (GET /api/v1/history/jobs, docs/http.md). A click on a bar opens the job.
 //
 // One <canvas>, as the graph: thousands of bars as elements would cost the
-// browser more than a frame allows. It is drawn at most once per animation
-// frame, when something changed or live time moved by a pixel; bars are
-// filled one colour at a time, and only those in view are visited (each
-// lane is sorted by time, so a binary search finds the first).
+// browser more than a frame allows. Bars are written as whole pixels into
+// the canvas's bitmap, and only those in view are visited (each lane is
+// sorted by time, so a binary search finds the first). What the user does
+// is drawn in the next frame; live news and the moving time at most every
+// TIMELINE.liveEveryMs, in a frame of their own (e2e/perf.mjs,
+// BENCHMARKS.md "Page").
 /* global d3 */
 
 import { TIMELINE } from 'icewatch/settings.js';
@@ -191,8 +193,8 @@ function barAt(x, y) {
   return timeline.lanes.at(hit.row.host, hit.lane, t, TIMELINE.hitPx * scale);
 }
 
-/** Where a bar's middle is drawn and how wide (CSS px of the canvas), or null when it is out of view: for the browser tests. */
-export function barPoint(bar) {
+/** Where a bar's middle is drawn and how wide (CSS px of the canvas), or null when it is out of view: for the browser tests (`visage.timeline.barPoint`). */
+function barPoint(bar) {
   const row = timeline.rows.find((r) => r.host === bar.host);
   if (!row) return null;
   const t1 = shownEnd(), t0 = t1 - timeline.view.span, k = plotWidth() / timeline.view.span;
@@ -201,6 +203,7 @@ export function barPoint(bar) {
   if (e < s || y < TIMELINE.axis || y > timeline.height) return null;
   return { x: TIMELINE.gutter + ((s + e) / 2 - t0) * k, y, width: (e - s) * k };
 }
+timeline.barPoint = barPoint;
 
 // ---------- Drawing ----------
 
@@ -524,4 +527,3 @@ export function initTimeline(context) {
   initInput(c);
   setInterval(tick, TIMELINE.tickMs);
 }
-timeline.barPoint = barPoint;
