@@ -30,6 +30,10 @@
 //!   played back, into a state or to any monitor over real TCP; and the
 //!   other side, simulated daemons that load a real scheduler
 //!   (`standin::loadgen`, `icewatch loadgen`).
+//! - [`insights`]: what the jobs say: builds (a submitter's jobs until a
+//!   pause), why a build did not distribute, hosts that hurt builds
+//!   (`docs/insights.md`); from the live state (a reader of its own) or
+//!   the history.
 //! - [`terminal`]: the cluster in a terminal (`icewatch top`), a reader of
 //!   the state in this process or of another icewatch's WebSocket.
 //!
@@ -57,6 +61,8 @@
 pub mod capture;
 #[cfg(feature = "history")]
 pub mod history;
+#[cfg(any(feature = "server", feature = "history"))]
+pub mod insights;
 pub mod monitor;
 pub mod protocol;
 #[cfg(feature = "server")]

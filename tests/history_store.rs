@@ -297,15 +297,7 @@ fn builds_end_at_a_pause_of_their_submitter() {
     let builds = query::builds(store.connection(), &all(Filter::default()), 30_000).unwrap();
     let seen: Vec<_> = builds
         .iter()
-        .map(|b| {
-            (
-                b.client_name.as_deref(),
-                b.start_ms,
-                b.end_ms,
-                b.jobs,
-                b.failed,
-            )
-        })
+        .map(|b| (b.host.as_deref(), b.start_ms, b.end_ms, b.jobs, b.failed))
         .collect();
     assert_eq!(
         seen,

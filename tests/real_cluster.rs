@@ -1214,7 +1214,74 @@ async fn a_build_is_counted_job_for_job(story: &mut Story) {
         "real-cluster: remote jobs per compile server: {:?}",
         build.per_server()
     );
+    is_one_build(icewatch, &build).await;
     story.first_build = Some(build);
+}
+
+/// `/api/v1/builds` shows the build as one build of the client daemon
+/// (docs/insights.md), its numbers as the icecc clients reported them.
+async fn is_one_build(icewatch: &Icewatch, build: &Build) {
+    let all = build.jobs.len() as u64 + build.local_jobs;
+    let deadline = Instant::now() + ONE_COMPILE;
+    let seen = loop {
+        let page = icewatch
+            .api(&format!("/api/v1/builds?host={CLIENT_DAEMON}"))
+            .await;
+        if page["builds"][0]["jobs"] == all {
+            break page["builds"][0].clone();
+        }
+        // The insights' reader takes the changes once a second at most
+        // after they happen: it is not the connection's to wait for.
+        assert!(
+            Instant::now() < deadline,
+            "the build in /api/v1/builds: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let back = build
+        .jobs
+        .iter()
+        .filter(|j| j.server == CLIENT_DAEMON)
+        .count() as u64;
+    let failed = build.jobs.iter().filter(|j| !j.ok).count() as u64;
+    let number = |key: &str| seen[key].as_u64();
+    assert_eq!(
+        [
+            number("given_back"),
+            number("remote"),
+            number("local"),
+            number("failed"),
+            number("cut_short")
+        ],
+        [
+            Some(back),
+            Some(build.jobs.len() as u64 - back),
+            Some(build.local_jobs),
+            Some(failed),
+            Some(0)
+        ],
+        "{seen}"
+    );
+    let mut servers: BTreeMap<&str, u64> = BTreeMap::new();
+    for job in &build.jobs {
+        *servers.entry(job.server).or_default() += 1;
+    }
+    *servers.entry(CLIENT_DAEMON).or_default() += build.local_jobs;
+    let shown: BTreeMap<&str, u64> = seen["servers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| Some((s["name"].as_str()?, s["jobs"].as_u64()?)))
+        .collect();
+    assert_eq!(shown, servers, "{seen}");
+    let kinds: Vec<&str> = seen["why"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["kind"].as_str())
+        .collect();
+    assert_eq!(kinds.contains(&"given_back"), back > 0, "{seen}");
+    assert!(kinds.contains(&"retried_locally") || failed == 0, "{seen}");
 }
 
 /// Totals, per-host counters and every job equal what the icecc clients

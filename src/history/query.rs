@@ -6,6 +6,7 @@
 
 use super::store::{ms, HistoryError};
 use super::SCHEMA_VERSION;
+pub use crate::insights::Build;
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 use serde::Serialize;
@@ -243,6 +244,15 @@ impl Where {
             .push(condition.replace('?', &format!("?{n}")));
     }
 
+    /// `WHERE` and the conditions, or nothing without any.
+    fn clause(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conditions.join(" AND "))
+        }
+    }
+
     /// `SELECT select WHERE ... ORDER BY time DESC, seq DESC LIMIT n`
     /// (`time` and `seq` columns of `table`, alias `t`), with its
     /// parameters: newest first, by the index on `time`. The cursor's row
@@ -397,29 +407,15 @@ pub fn hosts(conn: &Connection, filter: &Filter) -> rusqlite::Result<Vec<HostRow
     })
 }
 
-/// A build: a submitter's jobs from its first until a pause of at least
-/// the gap without any of its jobs running or starting.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct BuildRow {
-    /// The submitter's name.
-    pub client_name: Option<String>,
-    /// When its first job was submitted (or began).
-    pub start_ms: u64,
-    /// When its last job ended.
-    pub end_ms: u64,
-    /// Jobs, remote and local.
-    pub jobs: u64,
-    /// Jobs whose compiler failed.
-    pub failed: u64,
-    /// Hosts that compiled its jobs.
-    pub servers: u64,
-}
-
-/// Builds whose jobs ended in the filter's window, newest first: the
-/// jobs of each submitter, split where none ran nor started for `gap_ms`.
-/// `host` picks a submitter; `failed` keeps builds with a failure; the
-/// cursor and `file` do not apply.
-pub fn builds(conn: &Connection, filter: &Filter, gap_ms: u64) -> rusqlite::Result<Vec<BuildRow>> {
+/// Builds (`insights::builds`) of the jobs that ended in the filter's
+/// window, newest first: each submitter's jobs, split where none was
+/// submitted, ran nor began for `gap_ms`, with their reasons read against
+/// every job of the window and the host sessions. `host` picks a
+/// submitter; `failed` keeps builds with a failure; the cursor (the
+/// `start_ms` of the last build of the page before) pages back; `file`
+/// does not apply.
+pub fn builds(conn: &Connection, filter: &Filter, gap_ms: u64) -> rusqlite::Result<Vec<Build>> {
+    use crate::insights::{end_reason, group, job_state, Finished, HostSpan};
     let mut w = Where::default();
     if let Some(since) = filter.since_ms {
         w.add("j.end_ms >= ?", ms(since));
@@ -427,63 +423,87 @@ pub fn builds(conn: &Connection, filter: &Filter, gap_ms: u64) -> rusqlite::Resu
     if let Some(until) = filter.until_ms {
         w.add("j.end_ms < ?", ms(until));
     }
-    if let Some(host) = &filter.host {
-        let Some(id) = host_id(conn, host)? else {
-            return Ok(Vec::new());
-        };
-        w.add("j.client_name = ?", id);
-    }
-    let conditions = if w.conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", w.conditions.join(" AND "))
-    };
+    let conditions = w.clause();
+    // Host names are few: read once and shared, not joined per job.
+    let names: std::collections::HashMap<i64, std::sync::Arc<str>> = rows(
+        conn,
+        ("SELECT id, name FROM host_names".to_owned(), Vec::new()),
+        |r| Ok((r.get(0)?, std::sync::Arc::from(r.get::<_, String>(1)?))),
+    )?
+    .into_iter()
+    .collect();
+    let name = |id: Option<i64>| id.and_then(|id| names.get(&id).cloned());
     let sql = format!(
-        "SELECT j.client_name, coalesce(j.submit_ms, j.start_ms), j.end_ms, j.state = 'failed', \
-         j.server_name FROM jobs j {conditions}"
+        "SELECT j.client_name, j.server_name, f.name, j.state, j.reason, j.exit_code, \
+         j.submit_ms, j.start_ms, j.end_ms, j.real_ms, j.in_uncompressed \
+         FROM jobs j JOIN files f ON f.id = j.file {conditions}"
     );
-    type Job = (Option<i64>, u64, u64, bool, Option<i64>);
-    let mut jobs: Vec<Job> = rows(conn, (sql, w.params), |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    let jobs: Vec<Option<Finished>> = rows(conn, (sql, w.params), |r| {
+        let (state, reason): (String, String) = (r.get(3)?, r.get(4)?);
+        // A state or reason this code does not know (a newer writer's)
+        // leaves the job out rather than guess.
+        let Some((state, reason)) = job_state(&state).zip(end_reason(&reason)) else {
+            return Ok(None);
+        };
+        Ok(Some(Finished {
+            client: name(r.get(0)?),
+            server: name(r.get(1)?),
+            file: r.get(2)?,
+            state,
+            reason,
+            exit_code: r.get(5)?,
+            submit_ms: r.get(6)?,
+            start_ms: r.get(7)?,
+            end_ms: r.get(8)?,
+            real_ms: r.get(9)?,
+            in_uncompressed: r.get(10)?,
+        }))
     })?;
-    jobs.sort_unstable_by_key(|j| (j.0, j.1));
-    let mut builds: Vec<(Option<i64>, BuildRow, Vec<i64>)> = Vec::new();
-    for (client, start, end, failed, server) in jobs {
-        let same = builds
-            .last()
-            .is_some_and(|(c, b, _)| *c == client && start <= b.end_ms.saturating_add(gap_ms));
-        if !same {
-            let row = BuildRow {
-                client_name: None,
-                start_ms: start,
-                end_ms: end,
-                jobs: 0,
-                failed: 0,
-                servers: 0,
-            };
-            builds.push((client, row, Vec::new()));
-        }
-        if let Some((_, b, servers)) = builds.last_mut() {
-            b.end_ms = b.end_ms.max(end);
-            b.jobs += 1;
-            b.failed += u64::from(failed);
-            servers.extend(server);
-        }
+    let jobs: Vec<Finished> = jobs.into_iter().flatten().collect();
+    let mut h = Where::default();
+    if let Some(since) = filter.since_ms {
+        h.add("(h.logout_ms IS NULL OR h.logout_ms >= ?)", ms(since));
     }
-    builds.retain(|(_, b, _)| !filter.failed || b.failed > 0);
-    builds.sort_unstable_by_key(|b| std::cmp::Reverse(b.1.start_ms));
-    builds.truncate(filter.limit.clamp(1, MAX_LIMIT));
-    let mut names = conn.prepare_cached("SELECT name FROM host_names WHERE id = ?1")?;
-    builds
-        .into_iter()
-        .map(|(client, mut b, mut servers)| {
-            if let Some(id) = client {
-                b.client_name = names.query_row([id], |r| r.get(0)).optional()?;
-            }
-            servers.sort_unstable();
-            servers.dedup();
-            b.servers = servers.len() as u64;
-            Ok(b)
+    if let Some(until) = filter.until_ms {
+        h.add("h.login_ms < ?", ms(until));
+    }
+    let conditions = h.clause();
+    let sql = format!(
+        "SELECT n.name, h.platform, h.protocol, h.features, h.max_jobs, h.no_remote, \
+         h.login_ms, h.logout_ms FROM host_sessions h JOIN host_names n ON n.id = h.name \
+         {conditions}"
+    );
+    let hosts = rows(conn, (sql, h.params), |r| {
+        Ok(HostSpan {
+            name: r.get(0)?,
+            platform: r.get(1)?,
+            protocol: r.get(2)?,
+            features: r.get(3)?,
+            max_jobs: r.get(4)?,
+            no_remote: r.get(5)?,
+            login_ms: r.get(6)?,
+            logout_ms: r.get(7)?,
         })
-        .collect()
+    })?;
+    let mut builds = group(&jobs, &hosts, gap_ms, None);
+    Ok(newest_page(&mut builds, filter))
+}
+
+/// `builds` that `filter`'s host, failed and cursor keep, newest first, at
+/// most its limit.
+pub fn newest_page(builds: &mut Vec<Build>, filter: &Filter) -> Vec<Build> {
+    builds.retain(|b| {
+        filter
+            .host
+            .as_ref()
+            .as_ref()
+            .map_or(true, |h| b.host.as_ref() == Some(h))
+            && (!filter.failed || b.failed > 0)
+            && filter
+                .cursor
+                .map_or(true, |c| i64::try_from(b.start_ms).is_ok_and(|s| s < c))
+    });
+    builds.sort_by_key(|b| std::cmp::Reverse(b.start_ms));
+    builds.truncate(filter.limit.clamp(1, MAX_LIMIT));
+    std::mem::take(builds)
 }

@@ -18,6 +18,8 @@
 //!   (`docs/websocket.md`).
 //! - [`delta`]: the hub's reader of the state's feed, and its memory of
 //!   what the page was sent, so that diffs carry changed fields only.
+//! - [`builds`]: builds and the hosts that hurt them (`/api/v1/builds`,
+//!   `/api/v1/insights/hosts`, metrics), from [`crate::insights`].
 //! - [`json`]: pure functions from state to JSON text.
 //! - [`metrics`]: the Prometheus exposition, read from the state at scrape.
 //!
@@ -36,6 +38,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "history")]
+pub mod builds;
 pub mod connections;
 pub mod control;
 pub mod delta;
@@ -73,6 +77,10 @@ pub struct ServeOptions {
     /// The history database `/api/v1/history/*` reads, if one is kept.
     #[cfg(feature = "history")]
     pub history: Option<std::path::PathBuf>,
+    /// A pause this long without a job of a submitter ends its build
+    /// (`--build-gap`; default [`DEFAULT_BUILD_GAP`](crate::insights::DEFAULT_BUILD_GAP)).
+    #[cfg(feature = "history")]
+    pub build_gap: Option<Duration>,
     /// The scheduler's text port: read it (and act with `admin`), or not.
     pub control: Option<ControlOptions>,
     /// Called once WebSocket clients have left and the number of clients
@@ -144,6 +152,13 @@ pub async fn serve(
     let mut hub_opts = opts.hub;
     hub_opts.text_port = control.is_some();
     hub_opts.admin = control.as_ref().is_some_and(|c| c.admin());
+    #[cfg(feature = "history")]
+    let insights = {
+        let gap = opts.build_gap.unwrap_or(crate::insights::DEFAULT_BUILD_GAP);
+        let live = Arc::new(crate::insights::Live::new(gap));
+        live.start(state.clone(), &changed);
+        live
+    };
     let hub = Hub::new(state, hub_opts);
     let access = Access {
         token: opts.token,
@@ -151,6 +166,8 @@ pub async fn serve(
         max_websockets: max_websockets(cap),
         #[cfg(feature = "history")]
         history: opts.history,
+        #[cfg(feature = "history")]
+        insights: Some(insights),
         control,
     };
     let app = router(hub.clone(), access);

@@ -51,6 +51,9 @@ pub struct Access {
     /// The history database that `/api/v1/history/*` reads, if any.
     #[cfg(feature = "history")]
     pub history: Option<std::path::PathBuf>,
+    /// Builds and the hosts that hurt them (`/api/v1/builds`), if read.
+    #[cfg(feature = "history")]
+    pub insights: Option<Arc<crate::insights::Live>>,
     /// The scheduler's text port (`docs/admin.md`), if it is used.
     pub control: Option<Arc<Control>>,
 }
@@ -79,6 +82,10 @@ pub fn router(hub: Arc<Hub<State>>, access: Access) -> Router {
             control.actions.clone(),
         );
     }
+    #[cfg(feature = "history")]
+    if let Some(live) = &access.insights {
+        registry.register_collector(super::builds::collector(live.clone()));
+    }
     let app = App {
         registry: Arc::new(registry),
         hub,
@@ -86,7 +93,7 @@ pub fn router(hub: Arc<Hub<State>>, access: Access) -> Router {
         hosts: Arc::new(access.hosts),
         max_websockets: u64::try_from(access.max_websockets).unwrap_or(u64::MAX),
         #[cfg(feature = "history")]
-        history: access.history.map(Arc::from),
+        history: access.history.clone().map(Arc::from),
         control: access.control,
     };
     let guarded = Router::new()
@@ -103,6 +110,11 @@ pub fn router(hub: Arc<Hub<State>>, access: Access) -> Router {
     let guarded = guarded
         .route("/api/v1/history/jobs", get(history_jobs))
         .route("/api/v1/history/hosts", get(history_hosts));
+    #[cfg(feature = "history")]
+    let guarded = match access.insights {
+        Some(live) => guarded.merge(super::builds::router(live, access.history)),
+        None => guarded,
+    };
     let guarded = guarded.route_layer(middleware::from_fn_with_state(app.clone(), guard));
     guarded
         .route("/healthz", get(|| async { "ok\n" }))

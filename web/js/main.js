@@ -12,6 +12,7 @@
 //   timeline.js    the timeline: a lane per slot, a bar per job (lanes.js)
 //   jobdetail.js   a job's detail
 //   control.js     the scheduler's text port: blocks, internals, actions
+//   builds.js      the builds list, hosts that hurt builds (docs/insights.md)
 //   notify.js      browser notifications (opt-in)
 //   format.js      how numbers, times and hosts read
 //   settings.js    every threshold and colour, in one place
@@ -24,6 +25,7 @@ import { graph, initGraph, refreshColors, updateGraph } from 'icewatch/graph.js'
 import { initTables, renderHosts, renderJobs } from 'icewatch/tables.js';
 import { initPanel, renderPanel, showPanel } from 'icewatch/panel.js';
 import { notify, setupNotifications } from 'icewatch/notify.js';
+import { initBuilds, markHurting, panelHurting } from 'icewatch/builds.js';
 import { el } from 'icewatch/dom.js';
 import { watchControl } from 'icewatch/control.js';
 import { initTimeline, renderTimeline, timeline } from 'icewatch/timeline.js';
@@ -92,8 +94,9 @@ function renderText() {
   renderHeader();
   renderSummary();
   renderHosts(derived);
+  markHurting();
   renderJobs();
-  if (app.selected !== null) renderPanel(derived);
+  if (app.selected !== null) { renderPanel(derived); panelHurting(app.selected); }
   renderJob();
 }
 
@@ -129,6 +132,7 @@ initGraph(app);
 initTables(app);
 initTimeline(app);
 initJobDetail(app);
+initBuilds(app);
 connection.connect();
 setInterval(renderChip, TICK_MS);
 addEventListener('keydown', (event) => { if (event.key === 'Escape') { selectHost(null); showJob(null); } });

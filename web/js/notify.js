@@ -1,4 +1,5 @@
-// Browser notifications, opt-in: a host that went offline, a compile error.
+// Browser notifications, opt-in: a host that went offline, a compile error,
+// the end of a chosen host's build (builds.js).
 
 import { el } from 'icewatch/dom.js';
 
@@ -32,4 +33,10 @@ export function notify({ offline, failed }, serverOf) {
   } else if (compileErrors.length > 1) {
     new Notification(`icewatch: ${compileErrors.length} jobs failed`, { body: compileErrors.map((j) => j.file).slice(0, 4).join('\n'), tag: 'jobs-failed' });
   }
+}
+
+/** Tells that `build` (of GET /api/v1/builds) ended, with its one-line `summary`. */
+export function notifyBuild(build, summary) {
+  if (!notifying) return;
+  new Notification(`icewatch: ${build.host}'s build ended`, { body: summary, tag: `build-${build.host}-${build.start_ms}` });
 }

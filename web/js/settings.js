@@ -121,3 +121,6 @@ export const TIMELINE = {
   wheelZoom: 0.0015, buttonZoom: 2, tickMs: 100, liveEveryMs: 500,
   colors: ['muted', 'border', 'accent', 'wait', 'bad', 'cut'],
 };
+
+/** The builds list: how often it is asked for, how many rows, where the notification's host is kept. */
+export const BUILDS = { pollMs: 3000, rows: 50, notifyKey: 'icewatch.notifyBuildHost' };

@@ -309,7 +309,8 @@ Examples:
   icewatch history jobs --failed --since 1d --json | jq .file
   icewatch history jobs --host build7 --file parser.cpp
   icewatch history hosts --since 1d
-  icewatch history builds --since 1d --gap 30s"
+  icewatch history builds --since 1d --build-gap 30s
+  icewatch history builds --host build7 --json | jq .why"
     )]
     History(HistoryCommand),
 }
@@ -329,7 +330,8 @@ pub enum HistoryWhat {
     Jobs(HistoryQuery),
     /// Host sessions (login to logout), newest first
     Hosts(HistoryQuery),
-    /// Builds: each submitter's jobs until a pause without any (--gap)
+    /// Builds: each submitter's jobs until a pause without any (--build-gap),
+    /// with why they did not distribute (docs/insights.md)
     Builds(BuildsArgs),
     /// Jobs as a timeline that Perfetto and chrome://tracing open
     #[command(
@@ -403,8 +405,10 @@ pub struct BuildsArgs {
     #[command(flatten)]
     pub query: HistoryQuery,
 
-    /// A pause this long without a job from a submitter ends its build
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    /// A pause this long without a job of a submitter (none submitted,
+    /// running or beginning) ends its build
+    #[arg(long = "build-gap", visible_alias = "gap", value_name = "DURATION",
+          default_value = "60s", value_parser = duration)]
     pub gap: Duration,
 }
 
@@ -649,6 +653,12 @@ pub struct ServeArgs {
     /// ends as stale, its end lost (e.g. 90m, 2h; "never" to keep them)
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = stale_after)]
     pub stale_after: std::option::Option<Duration>,
+
+    /// A pause this long without a job of a submitter (none submitted,
+    /// running or beginning) ends its build, in the page's builds list and
+    /// /api/v1/builds (docs/insights.md)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    pub build_gap: Duration,
 }
 
 /// Where the history is kept, and for how long.

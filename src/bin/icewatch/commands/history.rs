@@ -111,13 +111,30 @@ pub fn run(cmd: HistoryCommand) -> Result<()> {
             let gap = u64::try_from(gap.unwrap_or_default().as_millis()).unwrap_or(u64::MAX);
             let rows = query::builds(&conn, &filter, gap).map_err(failed)?;
             print(&mut out, q, &rows, BUILD_HEADER, |b| {
+                let wait = |ms: Option<u64>| ms.map_or("-".into(), duration);
+                let change = b.previous.as_ref().map_or("-".into(), |p| {
+                    let sign = if p.duration_ms < 0 { "-" } else { "+" };
+                    format!("{sign}{}", duration(p.duration_ms.unsigned_abs()))
+                });
+                let why: Vec<&str> = b.why.iter().map(|r| r.kind).collect();
                 vec![
                     time(b.start_ms),
-                    duration(b.end_ms.saturating_sub(b.start_ms)),
-                    b.client_name.clone().unwrap_or_else(|| "?".into()),
+                    duration(b.duration_ms),
+                    b.host.clone().unwrap_or_else(|| "?".into()),
                     b.jobs.to_string(),
+                    format!("{:.0}%", b.remote_share * 100.0),
+                    b.given_back.to_string(),
+                    b.local.to_string(),
                     b.failed.to_string(),
-                    b.servers.to_string(),
+                    b.cut_short.to_string(),
+                    format!("{}/{}", wait(b.wait_median_ms), wait(b.wait_p95_ms)),
+                    b.servers.len().to_string(),
+                    change,
+                    if why.is_empty() {
+                        "-".into()
+                    } else {
+                        why.join(",")
+                    },
                 ]
             })
         }
@@ -150,7 +167,10 @@ const JOB_HEADER: &[&str] = &["ENDED", "STATE", "EXIT", "CLIENT", "SERVER", "TOO
 const HOST_HEADER: &[&str] = &[
     "LOGIN", "LOGOUT", "NAME", "IP", "SLOTS", "PLATFORM", "PROTOCOL",
 ];
-const BUILD_HEADER: &[&str] = &["STARTED", "TOOK", "CLIENT", "JOBS", "FAILED", "SERVERS"];
+const BUILD_HEADER: &[&str] = &[
+    "STARTED", "TOOK", "HOST", "JOBS", "REMOTE", "BACK", "LOCAL", "FAILED", "CUT", "WAIT",
+    "SERVERS", "CHANGE", "WHY",
+];
 
 /// `rows` as JSON lines, or as a table of `header` and `cells`.
 fn print<T: Serialize>(

@@ -198,6 +198,7 @@ where
         .allowed_hosts(args.allowed_hosts.clone())
         .release_memory(crate::memory::release);
     opts.control = control;
+    opts.build_gap = Some(args.build_gap);
     if let Some(history) = &history {
         opts.hub.annex = Some(history.status());
         opts.history = Some(history.path().to_path_buf());
