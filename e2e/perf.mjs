@@ -29,6 +29,13 @@
 //                   ui.perfetto.dev) of the big page's measurement, and
 //                   print where the time went
 //   --json FILE     write every run's numbers to FILE
+//   --url URL       measure the page of an icewatch already running (for
+//                   example `icewatch monitor` on `icewatch loadgen`, see
+//                   scripts/loadgen-scale.sh) instead of a demo's, once it
+//                   knows --hosts hosts; the baselines are measured as usual
+//   --bars N        before measuring, widen the timeline's time in view until
+//                   it draws N bars or more, waiting for jobs up to 90 s;
+//                   the bars drawn are reported either way (default 10000)
 //
 // Needs /usr/bin/chromium; never downloads a browser.
 
@@ -48,7 +55,7 @@ const WAIT = 180_000; // for the first layout of a big cluster on a busy machine
 
 function options(argv) {
   const o = {
-    hosts: 500, seconds: 20, runs: 3, profile: null, json: null, page: null,
+    hosts: 500, seconds: 20, runs: 3, profile: null, json: null, page: null, url: null, bars: 10000,
     bin: process.env.ICEWATCH_BIN || join(root, 'target', 'release', 'icewatch'),
   };
   for (let i = 0; i < argv.length; i++) {
@@ -63,6 +70,8 @@ function options(argv) {
       case '--page': o.page = resolve(need()); break;
       case '--profile': o.profile = resolve(need()); break;
       case '--json': o.json = resolve(need()); break;
+      case '--url': o.url = new URL(need()).href; break;
+      case '--bars': o.bars = Math.round(number()); break;
       case '-h': case '--help': usage(null); break;
       default: usage(`unknown option ${flag}`);
     }
@@ -113,11 +122,12 @@ function stopDemo(demo) {
 function recorder() {
   // `loading`: long tasks from the page's start until the measurement,
   // which covers its first layout.
-  const rec = { on: false, last: null, frames: [], longTasks: [], messages: [], loading: [] };
+  const rec = { on: false, last: null, frames: [], longTasks: [], messages: [], loading: [], bars: [] };
   const loop = (t) => {
     if (rec.on) {
       if (rec.last !== null) rec.frames.push(t - rec.last);
       rec.last = t;
+      if (window.visage && window.visage.timeline) rec.bars.push(window.visage.timeline.drawn);
     }
     requestAnimationFrame(loop);
   };
@@ -153,14 +163,14 @@ function recorder() {
   const pageStats = () => (window.visage && window.visage.stats ? { ...window.visage.stats } : null);
   window.__perf = {
     start() {
-      Object.assign(rec, { on: true, last: null, frames: [], longTasks: [], messages: [] });
+      Object.assign(rec, { on: true, last: null, frames: [], longTasks: [], messages: [], bars: [] });
       rec.t0 = performance.now();
       rec.stats0 = pageStats();
     },
     stop() {
       rec.on = false;
       return {
-        ms: performance.now() - rec.t0, frames: rec.frames, longTasks: rec.longTasks, messages: rec.messages, loading: rec.loading,
+        ms: performance.now() - rec.t0, frames: rec.frames, longTasks: rec.longTasks, messages: rec.messages, loading: rec.loading, bars: rec.bars,
         stats0: rec.stats0, stats1: pageStats(), elements: document.getElementsByTagName('*').length,
       };
     },
@@ -170,7 +180,7 @@ function recorder() {
 // ---------- Measuring one page ----------
 
 /** Loads `url`, waits for `ready` (a function run in the page), measures. */
-async function measure(browser, o, { url, ready, readyArg, html, profileAs }) {
+async function measure(browser, o, { url, ready, readyArg, html, profileAs, widen }) {
   const context = await browser.newContext({ viewport: { width: 1440, height: 960 }, colorScheme: 'light' });
   const page = await context.newPage();
   const errors = [];
@@ -187,6 +197,7 @@ async function measure(browser, o, { url, ready, readyArg, html, profileAs }) {
         + (errors.length ? `; page errors: ${errors.join(' | ')}` : ''));
     });
     const readyMs = Date.now() - t0;
+    if (widen) await page.evaluate(widen.fn, widen.arg);
     let cdp = null;
     if (profileAs) {
       cdp = await context.newCDPSession(page);
@@ -228,6 +239,27 @@ function pageReady(hosts) {
   return drawn >= online && (!g || g.settled === true || (g.nodes.size <= 150 && g.sim.alpha() <= 0.21));
 }
 
+/**
+ * In the page: widens the timeline's time in view (keeping it live) until
+ * it draws `bars` bars, waiting for jobs to come when it already shows all
+ * it holds, for 90 s at most; resolves with the bars drawn.
+ */
+async function widenTimeline(bars) {
+  const t = window.visage && window.visage.timeline;
+  if (!t) return 0;
+  const frame = () => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const out = document.getElementById('timeline-out');
+  const until = performance.now() + 90_000;
+  while (t.drawn < bars && performance.now() < until) {
+    const before = t.drawn;
+    if (t.view.span < 24 * 3600_000) out.click();
+    await frame();
+    // All it holds is in view: wait for more.
+    if (t.drawn <= before * 1.05) await new Promise((r) => setTimeout(r, 1000));
+  }
+  return t.drawn;
+}
+
 // ---------- Numbers ----------
 
 const percentile = (sorted, p) => sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(p / 100 * sorted.length) - 1)] : NaN;
@@ -254,12 +286,13 @@ function numbers(raw) {
     handlerMean: handler.length ? sum(handler) / handler.length : 0,
     handlerP95: percentile(handler, 95), handlerMax: handler.at(-1) ?? 0, handlerTotal: sum(handler),
     elements: raw.elements, readyMs: raw.readyMs, errors: raw.errors,
+    bars: raw.bars && raw.bars.length ? percentile([...raw.bars].sort((a, b) => a - b), 50) : null,
     loadingLongTasks: raw.loading.length, loadingLongTaskMax: raw.loading.length ? Math.max(...raw.loading) : 0,
   };
   if (raw.stats0 && raw.stats1) {
     // The page's own counters: renders (model → DOM), and graph ticks or draws.
     n.work = {};
-    for (const k of ['render', 'tick', 'draw']) {
+    for (const k of ['render', 'tick', 'draw', 'timelineDraw']) {
       if (!(k + 's' in raw.stats1)) continue;
       const count = raw.stats1[k + 's'] - raw.stats0[k + 's'];
       n.work[k + 's'] = { count, mean: count ? (raw.stats1[k + 'Ms'] - raw.stats0[k + 'Ms']) / count : 0 };
@@ -342,7 +375,7 @@ function detail(n) {
   let s = `${n.diffs} diffs (${f1(n.diffs / n.seconds)}/s, ${f1(n.diffKB)} KiB), handler ${f2(n.handlerMean)} ms/msg `
     + `(p95 ${f2(n.handlerP95)}, max ${f1(n.handlerMax)})`;
   for (const [k, w] of Object.entries(n.work || {})) s += `, ${w.count} ${k} × ${f2(w.mean)} ms`;
-  return s + `, ${n.elements} elements`;
+  return s + `, ${n.elements} elements` + (n.bars != null ? `, timeline bars drawn (median) ${n.bars}` : '');
 }
 
 function printProfile(label, n) {
@@ -373,7 +406,7 @@ async function main() {
   if (!existsSync(chromiumPath)) usage(`no ${chromiumPath}: install Debian's chromium (apt-get install chromium)`);
   if (o.profile) mkdirSync(o.profile, { recursive: true });
   const html = o.page ? assemblePage(o.page) : null;
-  const big = `${o.hosts} hosts`;
+  const big = o.url ? `${o.hosts} hosts (--url)` : `${o.hosts} hosts`;
   console.log(`page: ${o.page ? o.page + ' (working copy, d3 inlined)' : 'as embedded in ' + o.bin}; `
     + `${o.runs} runs of ${o.seconds} s per page, after the first layout; chromium ${chromiumPath}, headless, 1440×960`);
   const runs = [];
@@ -394,13 +427,14 @@ async function main() {
         url: 'http://127.0.0.1:9/', html: '<!doctype html><title>blank</title>', ready: () => !!window.__perf,
       }));
       for (const [key, hosts] of [['small', 12], ['big', o.hosts]]) {
-        const demo = await startDemo(o.bin, hosts);
+        const demo = key === 'big' && o.url ? null : await startDemo(o.bin, hosts);
         try {
           run[key] = numbers(await measure(browser, o, {
-            url: demo.url, html, ready: pageReady, readyArg: hosts,
+            url: demo ? demo.url : o.url, html, ready: pageReady, readyArg: hosts,
             profileAs: key === 'big' && o.profile ? join(o.profile, `run${r}-${hosts}hosts`) : null,
+            widen: key === 'big' ? { fn: widenTimeline, arg: o.bars } : null,
           }));
-        } finally { stopDemo(demo); }
+        } finally { if (demo) stopDemo(demo); }
       }
     } finally { await browser.close(); }
     run.fpsRatio = run.big.fps / run.blank.fps;

@@ -14,6 +14,13 @@
 # folder with the logs. CLIENTS=50 also connects that many WebSocket clients
 # to icewatch's page for the window (`load watch`, from `cargo build
 # --release --examples`) and prints how long new jobs took to reach them.
+#
+# PAGE_SECONDS=S also measures the page of that icewatch in Debian's
+# chromium, inside the namespace, during the window: e2e/perf.mjs --url,
+# PAGE_RUNS runs (default 1) of S seconds each, against its own baselines.
+# Its figures are printed first; the CPU figures then include chromium's
+# load on the machine. SECONDS must cover the page's runs (about 3 × S + 40
+# per run).
 set -eu
 daemons=${1:-500}
 rate=${2:-10000}
@@ -50,6 +57,11 @@ hz=$(getconf CLK_TCK)
 s0=$(ticks "$scheduler"); m0=$(ticks "$monitor"); l0=$(ticks "$loadgen")
 t0=$(date +%s.%N)
 page=$(sed -n 's#.*http://\([^/]*\)/.*#\1#p' "$dir/monitor.out" | head -n 1)
+if [ -n "${PAGE_SECONDS:-}" ]; then
+    node "$(dirname "$0")/../e2e/perf.mjs" --url "http://$page/" --bin "$bin" \
+        --hosts $((daemons * 9 / 10)) --seconds "$PAGE_SECONDS" --runs "${PAGE_RUNS:-1}" >&2 &
+    perf=$!
+fi
 # The measurement window: the load runs for `seconds`, sampled at its ends.
 if [ -n "${CLIENTS:-}" ]; then
     watch=$(dirname "$bin")/examples/load
@@ -57,6 +69,7 @@ if [ -n "${CLIENTS:-}" ]; then
     watcher=$!
 fi
 sleep "$seconds"
+if [ -n "${PAGE_SECONDS:-}" ]; then wait "$perf"; fi
 s1=$(ticks "$scheduler"); m1=$(ticks "$monitor"); l1=$(ticks "$loadgen")
 t1=$(date +%s.%N)
 rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$monitor/status")

@@ -13,7 +13,7 @@
 import { BADGE_INK, BUSY, CANVAS_COLORS, FIRST_LAYOUT, FLOW, GRAPH, INK, SUBMITTER_COLORS } from 'icewatch/settings.js';
 import { NO_JOBS } from 'icewatch/model.js';
 import { fmt, hostFacts } from 'icewatch/format.js';
-import { el, kvList } from 'icewatch/dom.js';
+import { el, fitCanvas, kvList } from 'icewatch/dom.js';
 
 let app; // { model, stats, scheduleRender, selectHost } (main.js)
 
@@ -87,12 +87,7 @@ export function initGraph(context) {
     .on('end', () => { graph.settled = graph.nodes.size > 0; if (!graph.userZoomed) fitView(true); });
 
   const resize = () => {
-    const box = el('graph-wrap').getBoundingClientRect();
-    graph.width = Math.max(200, box.width);
-    graph.height = Math.max(200, box.height);
-    graph.ratio = window.devicePixelRatio || 1;
-    canvas.width = Math.round(graph.width * graph.ratio);
-    canvas.height = Math.round(graph.height * graph.ratio);
+    fitCanvas(canvas, el('graph-wrap'), graph, 200, 200);
     if (!graph.userZoomed) fitView(false);
     requestDraw();
   };
@@ -122,7 +117,7 @@ export function refreshColors() {
 }
 
 /** A stable color per submitting host (by name), for its arrows. */
-function submitterColor(key) {
+export function submitterColor(key) {
   let hash = 0;
   for (let i = 0; i < key.length; i++) hash = (hash * 31 + key.charCodeAt(i)) | 0;
   return SUBMITTER_COLORS[Math.abs(hash) % SUBMITTER_COLORS.length];
@@ -214,9 +209,11 @@ export function updateGraph(derived) {
       // them, instead of animating a big bang from a corner.
       firstLayout();
     } else if (!graph.warming) {
-      // A big cluster settles once; later arrivals only nudge it.
-      const heat = big && graph.settled ? 0.08 : nodesChanged ? 0.4 : 0.2;
-      graph.sim.alpha(Math.max(graph.sim.alpha(), heat)).restart();
+      // A big cluster settles once; later arrivals only nudge it, and
+      // hosts that come back to their old place or leave not at all (every
+      // tick redraws hundreds of hosts).
+      const heat = big && graph.settled ? (added > 0 ? 0.08 : 0) : nodesChanged ? 0.4 : 0.2;
+      if (heat > 0) graph.sim.alpha(Math.max(graph.sim.alpha(), heat)).restart();
     }
   }
   // The text alternative changes as often as the numbers do, but nobody
@@ -225,7 +222,8 @@ export function updateGraph(derived) {
   // first layout runs (the first render of a big cluster is long enough).
   const now = performance.now();
   if (graph.warming) graph.describedAt = 0;
-  else if (nodesChanged || now - graph.describedAt >= GRAPH.describeEveryMs || graph.describedSelected !== graph.selected) {
+  else if (nodesChanged || now - graph.describedAt >= GRAPH.describeEveryMs * Math.max(1, nodes.length / GRAPH.describeHostsPerPeriod)
+    || graph.describedSelected !== graph.selected) {
     graph.describedAt = now;
     graph.describedSelected = graph.selected;
     describeGraph(nodes, links);

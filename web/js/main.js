@@ -9,6 +9,8 @@
 //   graph.js       the force graph on a canvas, its tooltip
 //   tables.js      the host table, the job list and its filters
 //   panel.js       a host's panel
+//   timeline.js    the timeline: a lane per slot, a bar per job (lanes.js)
+//   jobdetail.js   a job's detail
 //   control.js     the scheduler's text port: blocks, internals, actions
 //   builds.js      the builds list, hosts that hurt builds (docs/insights.md)
 //   notify.js      browser notifications (opt-in)
@@ -26,6 +28,8 @@ import { notify, setupNotifications } from 'icewatch/notify.js';
 import { initBuilds, markHurting, panelHurting } from 'icewatch/builds.js';
 import { el } from 'icewatch/dom.js';
 import { watchControl } from 'icewatch/control.js';
+import { initTimeline, renderTimeline, timeline } from 'icewatch/timeline.js';
+import { initJobDetail, renderJob, showJob } from 'icewatch/jobdetail.js';
 
 const model = new Model({ historyKept: HISTORY_KEPT, offlineShownMs: OFFLINE_SHOWN_MS });
 
@@ -42,10 +46,10 @@ const connection = new Connection(model, {
 });
 
 /** What the views share: the model, the host whose panel is open (its key), and how to ask for a render. */
-const app = { model, connection, stats, selected: null, scheduleRender, selectHost };
+const app = { model, connection, stats, selected: null, scheduleRender, selectHost, selectJob };
 
 /** The page's state, for the curious and for the browser tests and e2e/perf.mjs. */
-window.visage = { model, stats, graph };
+window.visage = { model, stats, graph, timeline };
 
 // ---------- Rendering: batched per animation frame ----------
 
@@ -61,35 +65,59 @@ function scheduleRender() {
   setTimeout(() => requestAnimationFrame(render), wait);
 }
 
-/** Draws everything from the same model, so all numbers agree. */
+/**
+ * Renders in two animation frames, so that neither takes a frame's whole
+ * time with a big cluster: the numbers and tables first, all from the same
+ * model so that they agree; the canvases' data (graph, timeline) in the
+ * next, and they draw in the frames after.
+ */
 function render() {
   renderQueued = false;
   lastRender = performance.now();
-  try { renderAll(); } finally {
-    const cost = performance.now() - lastRender;
-    renderEvery = Math.min(RENDER.maxMs, Math.max(RENDER.minMs, cost * RENDER.costShare));
-    stats.renders += 1;
-    stats.renderMs += cost;
-  }
+  let cost = 0;
+  const timed = (part) => {
+    const t0 = performance.now();
+    try { part(); } finally { cost += performance.now() - t0; }
+  };
+  const canvases = () => {
+    try { timed(renderCanvases); } finally {
+      renderEvery = Math.min(RENDER.maxMs, Math.max(RENDER.minMs, cost * RENDER.costShare));
+      stats.renders += 1;
+      stats.renderMs += cost;
+    }
+  };
+  try { timed(renderText); } finally { requestAnimationFrame(canvases); }
 }
 
-function renderAll() {
+function renderText() {
   const derived = model.derive();
   renderHeader();
   renderSummary();
-  updateGraph(derived);
   renderHosts(derived);
   markHurting();
   renderJobs();
   if (app.selected !== null) { renderPanel(derived); panelHurting(app.selected); }
+  renderJob();
+}
+
+function renderCanvases() {
+  updateGraph(model.derive());
+  renderTimeline();
 }
 
 /** Selects the host `key` (null: none): its node, its row and its panel. */
 function selectHost(key) {
+  if (key !== null) showJob(null);
   app.selected = key;
   graph.selected = key;
   showPanel(key);
   scheduleRender();
+}
+
+/** Opens the detail of the job `job` (null: closes it), in place of a host's panel. */
+function selectJob(job) {
+  if (job !== null) selectHost(null);
+  showJob(job);
 }
 
 // ---------- Start ----------
@@ -102,7 +130,9 @@ matchMedia('(prefers-color-scheme: dark)').addEventListener('change', refreshCol
 setupNotifications();
 initGraph(app);
 initTables(app);
+initTimeline(app);
+initJobDetail(app);
 initBuilds(app);
 connection.connect();
 setInterval(renderChip, TICK_MS);
-addEventListener('keydown', (event) => { if (event.key === 'Escape') selectHost(null); });
+addEventListener('keydown', (event) => { if (event.key === 'Escape') { selectHost(null); showJob(null); } });

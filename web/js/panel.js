@@ -10,7 +10,7 @@ import { withToken } from 'icewatch/connection.js';
 import { byNewest, jobTime, shortFile, stateCell } from 'icewatch/tables.js';
 import { act, control, installingFor, internals, isBlocked, keptBlock } from 'icewatch/control.js';
 
-let app; // { model, selected, scheduleRender, selectHost } (main.js)
+let app; // { model, selected, scheduleRender, selectHost, selectJob } (main.js)
 
 export function initPanel(context) {
   app = context;
@@ -51,6 +51,7 @@ function jobTable(jobs, key, empty) {
   const table = document.createElement('table');
   for (const j of jobs) {
     const tr = table.insertRow();
+    tr.onclick = () => app.selectJob(j);
     const client = model.jobHost(j, 'client'), server = model.jobHost(j, 'server');
     const local = j.state === 'local' || j.state === 'local_finished';
     const other = client !== key ? '← ' + (client ?? '?') : server == null || local ? '' : server === key ? 'given back' : '→ ' + server;

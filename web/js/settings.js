@@ -66,8 +66,12 @@ export const GRAPH = {
   zoom: [0.1, 6],
   /** Until the user zooms or pans, the view follows the layout this often. */
   fitEveryMs: 1500,
-  /** The text alternative (the canvas's fallback content) is rewritten this often at most. */
-  describeEveryMs: 1000,
+  /**
+   * The text alternative (the canvas's fallback content) is rewritten this
+   * often at most, and once per `describeHostsPerPeriod` hosts' worth of
+   * periods above that many hosts (rewriting 500 costs a frame).
+   */
+  describeEveryMs: 1000, describeHostsPerPeriod: 100,
   /** Where hosts that left were, so they come back there. */
   placesKept: 4096,
   /** Node images and ring shapes kept for reuse, at most. */
@@ -96,6 +100,27 @@ export const INK = { light: '#fff', dark: '#1b2128', darkBelow: 0.5 };
 export const BADGE_INK = '#fff';
 /** Arrows take their submitter's colour, by a hash of its name: d3's schemeTableau10. */
 export const SUBMITTER_COLORS = ['#4e79a7', '#f28e2c', '#e15759', '#76b7b2', '#59a14f', '#edc949', '#af7aa1', '#ff9da7', '#9c755f', '#bab0ab'];
+
+// ---------- The timeline ----------
+
+/**
+ * The timeline (timeline.js): `spanMs` in view at first, zoomed between
+ * `minSpanMs` and `maxSpanMs`; a lane is at most `laneMax` px tall, and
+ * shift+wheel makes lanes up to `maxLaneZoom` times the height at which all
+ * fit; `gutter` px on the left for host names, `axis` px on top for the
+ * time. The history is read `pageRows` jobs at a time (asked again
+ * `retryMs` after it failed to answer), and the page keeps at most
+ * `barsKept` bars. A click within `hitPx` of a bar opens it. The live
+ * news and the moving time are drawn at most every `liveEveryMs` (time is
+ * checked every `tickMs`); what the user does, at once.
+ */
+export const TIMELINE = {
+  spanMs: 2 * 60_000, minSpanMs: 2000, maxSpanMs: 7 * 24 * 3600_000,
+  laneMax: 14, maxLaneZoom: 64, gutter: 112, axis: 20, hitPx: 3,
+  pageRows: 10_000, barsKept: 60_000, retryMs: 5000,
+  wheelZoom: 0.0015, buttonZoom: 2, tickMs: 100, liveEveryMs: 500,
+  colors: ['muted', 'border', 'accent', 'wait', 'bad', 'cut'],
+};
 
 /** The builds list: how often it is asked for, how many rows, where the notification's host is kept. */
 export const BUILDS = { pollMs: 3000, rows: 50, notifyKey: 'icewatch.notifyBuildHost' };

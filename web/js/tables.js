@@ -194,7 +194,7 @@ export const shortFile = (f) => f || '(unnamed)';
 const liveStates = new Set(['waiting', 'compiling', 'local']);
 
 /** Why a job ended without the compiler's verdict: a few words for its row, and what they mean. */
-const REASONS = {
+export const REASONS = {
   host_left: ['host left', 'A host it ran on or came from left the scheduler before its end was reported.'],
   scheduler_lost: ['scheduler gone', "icewatch's connection to the scheduler ended: its outcome is unknown."],
   stale: ['stale', "icewatch ended it: it could not still be running (its server's slots were all taken by newer jobs, or it ran longer than the stale limit)."],
@@ -300,10 +300,7 @@ export function renderJobs() {
       const route = tr.insertCell();
       route.className = 'l route';
       tr.insertCell().className = 'num';
-      tr.onclick = () => {
-        const key = model.jobHost(j, 'server') ?? model.jobHost(j, 'client');
-        if (model.hostIndex().byKey.has(key)) app.selectHost(key);
-      };
+      tr.onclick = () => app.selectJob(j);
     }))
     .order()
     .each(function (j) {
