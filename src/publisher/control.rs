@@ -15,7 +15,7 @@
 //! scheduler's other clients with a queue of requests.
 //!
 //! With `keep_blocks` the same task keeps the block list and gives it back
-//! to a restarted scheduler after each poll ([`keep_blocks`](super::keep_blocks)).
+//! to a restarted scheduler after each poll ([`keep_blocks`]).
 
 use super::keep_blocks::{self, AuditRecord, BlockBook, Kept, Session};
 pub use crate::monitor::text_port::Outcome;
