@@ -130,8 +130,7 @@ impl History {
     ) -> History {
         let store = store.into();
         let location = store.location();
-        let shown = PathBuf::from(location.to_string());
-        let status = Arc::new(Status::new(shown, Some(changed.clone())));
+        let status = Arc::new(Status::new(location.clone(), Some(changed.clone())));
         let (records, inbox) = mpsc::channel();
         let writer = {
             let status = status.clone();
@@ -239,7 +238,7 @@ impl crate::publisher::Annex for Status {
     fn json(&self) -> String {
         let paused = self.paused();
         serde_json::json!({
-            "file": self.file().display().to_string(),
+            "file": self.location().to_string(),
             "paused": paused.is_some(),
             "error": paused,
             "held": self.held(),

@@ -9,7 +9,6 @@
 use super::database::{Database, Location};
 use super::record::Record;
 use crate::monitor::Changed;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -33,10 +32,10 @@ pub const MAX_HELD: usize = 200_000;
 const MAX_BATCH: usize = 20_000;
 
 /// How the history fares, for the page and the logs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Status {
-    /// The database's file (or server, for PostgreSQL).
-    file: PathBuf,
+    /// Where the history is kept (shown without a password).
+    at: Location,
     /// Woken when writing pauses or resumes.
     wake: Option<Changed>,
     paused: Mutex<Option<String>>,
@@ -49,19 +48,24 @@ pub struct Status {
 }
 
 impl Status {
-    /// The status of the history in `file`; `wake` hears of each pause
+    /// The status of the history kept `at`; `wake` hears of each pause
     /// and resumption.
-    pub fn new(file: PathBuf, wake: Option<Changed>) -> Status {
+    pub fn new(at: impl Into<Location>, wake: Option<Changed>) -> Status {
         Status {
-            file,
+            at: at.into(),
             wake,
-            ..Status::default()
+            paused: Mutex::new(None),
+            lagging: AtomicBool::new(false),
+            written: AtomicU64::new(0),
+            held: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            changes: AtomicU64::new(0),
         }
     }
 
-    /// The database's file.
-    pub fn file(&self) -> &std::path::Path {
-        &self.file
+    /// Where the history is kept.
+    pub fn location(&self) -> &Location {
+        &self.at
     }
 
     /// Why writing is paused (the database's error) or lagging (finished
@@ -73,7 +77,7 @@ impl Status {
                 format!(
                     "the history {} lags behind a burst: finished jobs are lost (counted) \
                      until it catches up",
-                    self.file.display()
+                    self.at
                 )
             })
         })
@@ -308,7 +312,7 @@ mod tests {
 
     #[test]
     fn missed_jobs_are_counted_and_the_history_lags_until_half_is_written() {
-        let status = Status::new("h.sqlite".into(), None);
+        let status = Status::new(std::path::PathBuf::from("h.sqlite"), None);
         assert_eq!(status.admit(vec![job(1)], 0).len(), 1);
         assert_eq!(
             (status.held(), status.lost(), status.paused()),
