@@ -1,10 +1,10 @@
 //! [`run`]: the terminal itself. Takes the terminal over (raw mode, the
-//! alternate screen; given back on exit and on a panic, by ratatui's
+//! alternate screen; given back on exit and on a panic, by a panic
 //! hook), merges what the source sends into the [`Model`], takes keys
 //! into the [`View`], and draws: at once after a key or a resize, after a
 //! change at most once per period, and once a second for the clocks and
-//! the sparklines. ratatui draws only the cells that changed, so nothing
-//! flickers.
+//! the sparklines. ratatui draws only the cells that changed, and each
+//! frame leaves whole ([`Frames`]), so nothing flickers.
 
 use super::draw::{draw, host_rows, Screen};
 use super::model::{Asked, Model};
@@ -12,8 +12,9 @@ use super::source::Feed;
 use super::view::View;
 use crate::monitor::now_ms;
 use crossterm::event::{Event, EventStream};
+use crossterm::terminal::{BeginSynchronizedUpdate, EndSynchronizedUpdate, EnterAlternateScreen};
 use futures_util::{Stream, StreamExt};
-use ratatui::backend::Backend;
+use ratatui::backend::{Backend, CrosstermBackend};
 use ratatui::Terminal;
 use std::future::Future;
 use std::io;
@@ -35,7 +36,7 @@ pub async fn run(
     period: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let mut terminal = ratatui::try_init()?;
+    let mut terminal = take_terminal()?;
     let events = EventStream::new();
     let result = show(
         &mut terminal,
@@ -48,6 +49,52 @@ pub async fn run(
     .await;
     ratatui::restore();
     result
+}
+
+/// The terminal as [`run`] draws on it.
+type Screenful = Terminal<CrosstermBackend<Frames>>;
+
+/// ratatui's `try_init` on [`Frames`]: raw mode, the alternate screen,
+/// and a panic hook that gives the terminal back first.
+fn take_terminal() -> io::Result<Screenful> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        ratatui::restore();
+        hook(info);
+    }));
+    crossterm::terminal::enable_raw_mode()?;
+    crossterm::execute!(io::stdout(), EnterAlternateScreen)?;
+    Terminal::new(CrosstermBackend::new(Frames::default()))
+}
+
+/// stdout for whole frames. What ratatui writes is kept until it
+/// flushes, then leaves in one write, marked as one synchronized update
+/// (terminals that do not know the mark ignore it). Plain stdout writes
+/// every 1 KiB, so a terminal, tmux or ssh could show half a frame.
+#[derive(Default)]
+struct Frames {
+    pending: Vec<u8>,
+}
+
+impl io::Write for Frames {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if self.pending.is_empty() {
+            crossterm::queue!(self.pending, BeginSynchronizedUpdate)?;
+        }
+        self.pending.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            crossterm::queue!(self.pending, EndSynchronizedUpdate)?;
+            let written = io::stdout().lock().write_all(&self.pending);
+            // Cleared even after a failed write: the next frame is whole.
+            self.pending.clear();
+            written?;
+        }
+        io::stdout().flush()
+    }
 }
 
 /// The loop of [`run`], on any backend, with any stream of terminal events.

@@ -89,20 +89,34 @@ impl Tmux {
             .success());
     }
 
-    /// Polls the screen until `found` holds; returns that screen. Fails
-    /// the test, showing the last screen, after [`PATIENCE`].
+    /// Polls the screen until `found` holds on a settled screen; returns
+    /// that screen. Fails the test, showing the last screen, after
+    /// [`PATIENCE`].
+    ///
+    /// Settled: the same on two reads a moment apart. tmux takes a frame
+    /// from the terminal in pieces and answers `capture-pane` between
+    /// them, so one read may show half of a new frame over the old one.
     pub fn wait_for(&self, what: &str, found: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + PATIENCE;
+        let mut screen = self.screen();
         loop {
-            let screen = self.screen();
             if found(&screen) {
-                return screen;
+                std::thread::sleep(Duration::from_millis(30));
+                let again = self.screen();
+                // A screen that never stands still (a clock in every
+                // frame) is taken as it is once the patience is spent.
+                if again == screen || Instant::now() >= deadline {
+                    return screen;
+                }
+                screen = again;
+                continue;
             }
             assert!(
                 Instant::now() < deadline,
                 "waited in vain for {what}; the screen:\n{screen}"
             );
             std::thread::sleep(Duration::from_millis(50));
+            screen = self.screen();
         }
     }
 
