@@ -4,7 +4,7 @@
 //! into the [`View`], and draws: at once after a key or a resize, after a
 //! change at most once per period, and once a second for the clocks and
 //! the sparklines. ratatui draws only the cells that changed, and each
-//! frame leaves whole ([`Frames`]), so nothing flickers.
+//! frame leaves whole (`Frames`), so nothing flickers.
 
 use super::draw::{draw, host_rows, Screen};
 use super::model::{Asked, Model};
