@@ -3,18 +3,30 @@
 //! by default) before the database could take them. Every finished job
 //! must reach the database, or be counted as lost.
 
-use icewatch::history::{History, HistoryOptions, Store};
-use icewatch::monitor::{self, lock_state, SharedState, State, StateOptions};
+use icewatch::history::{History, HistoryOptions, Store, MAX_HELD};
+use icewatch::monitor::{self, lock_state, SharedState, State, StateOptions, MAX_HOLD};
 use icewatch::standin::simulation::Simulation;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_burst_of_six_times_the_states_history_reaches_the_database_whole() {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("history-burst");
+/// A new database in a folder of its own.
+fn database(name: &str) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("history.sqlite");
+    dir.join("history.sqlite")
+}
+
+/// The jobs in the database at `path`.
+fn rows(path: &Path) -> u64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_burst_of_six_times_the_states_history_reaches_the_database_whole() {
+    let path = database("history-burst");
     let opts = StateOptions::default();
     let kept = opts.history_limit as u64;
     let state: SharedState = Arc::new(Mutex::new(State::new(opts)));
@@ -50,12 +62,59 @@ async fn a_burst_of_six_times_the_states_history_reaches_the_database_whole() {
     lock_state(&state).unfollow(counter);
     history.stop().await;
 
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let rows: u64 = conn
-        .query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
-        .unwrap();
     assert_eq!(
-        (rows, status.lost()),
+        (rows(&path), status.lost()),
+        (done, 0),
+        "jobs in the database and jobs lost, of {done} finished"
+    );
+}
+
+/// One read of the socket can bring more finished jobs than `--history`
+/// keeps, applied under one lock before any reader runs; and more than
+/// the writer may hold in memory. The state's history holds them for the
+/// database's reader until it has taken them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_in_one_batch_waits_in_the_states_history_for_the_database() {
+    let path = database("history-burst-one-batch");
+    let opts = StateOptions {
+        history_limit: 100,
+        ..StateOptions::default()
+    };
+    let state: SharedState = Arc::new(Mutex::new(State::new(opts)));
+    let changed = monitor::changed();
+    let store = Store::open(&path).unwrap();
+    let history = History::start(store, state.clone(), &changed, HistoryOptions::default());
+    let status = history.status();
+
+    let start = monitor::now_ms();
+    let mut sim = Simulation::new(200, 1);
+    let burst = 3 * MAX_HELD as u64;
+    assert!(burst < MAX_HOLD as u64);
+    let done = {
+        let mut state = lock_state(&state);
+        state.scheduler_connected("sched:8765".into(), 44, start);
+        let first = state.next_finished();
+        while state.next_finished() - first < burst {
+            let (at, event) = sim.step();
+            state.apply(&event.message(0), start + at);
+        }
+        assert_eq!(state.history().len(), 100, "the page sees --history");
+        state.next_finished() - first
+    };
+    changed.send_modify(|()| {});
+    // The reader takes what the writer has room for, and is woken for
+    // the rest as the writer commits, until the state holds no more than
+    // --history: all taken before the stop (which would take the rest).
+    let held = || {
+        let state = lock_state(&state);
+        state.next_finished() - state.first_finished()
+    };
+    while held() > 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    history.stop().await;
+    assert_eq!(
+        (rows(&path), status.lost()),
         (done, 0),
         "jobs in the database and jobs lost, of {done} finished"
     );

@@ -75,7 +75,7 @@ impl Watched {
     }
 
     fn take(&mut self) {
-        let more = self.reader.take(&mut self.state);
+        let more = self.reader.take(&mut self.state, usize::MAX).records;
         self.records.extend(more);
     }
 

@@ -30,11 +30,11 @@ fn replay(file: &[u8], after_ms: u64) -> (Live, Vec<icewatch::history::Record>) 
         let msg = frame.decode(agreed).expect("a real capture decodes");
         state.apply(&msg, t);
         live.take(&mut state, &mut follower);
-        records.extend(reader.take(&mut state));
+        records.extend(reader.take(&mut state, usize::MAX).records);
     }
     state.tick(t + after_ms);
     live.take(&mut state, &mut follower);
-    records.extend(reader.take(&mut state));
+    records.extend(reader.take(&mut state, usize::MAX).records);
     (live, records)
 }
 

@@ -61,7 +61,7 @@ mod writer;
 pub use database::{Database, Location, Reading};
 pub use kept::Book;
 pub use postgres::{PgStore, Server};
-pub use reader::{Reader, LOAD_EVERY_MS};
+pub use reader::{Reader, Taken, LOAD_EVERY_MS};
 pub use record::{HostRecord, JobRecord, LoadSample, Names, Record};
 pub use schema::SCHEMA_VERSION;
 pub use store::{HistoryError, Store};
@@ -159,22 +159,27 @@ impl History {
         let mut reader = Reader::new(&mut lock_state(&state));
         let reader = tokio::spawn(async move {
             let mut tick = tokio::time::interval(READ_EVERY);
-            // The reader never waits for the writer: it takes what finished
-            // at every wakeup, before the state's bounded history lets it
-            // go, unless MAX_HELD records wait for the database already.
+            // The reader never waits for the writer: at every wakeup it
+            // takes what finished, as much as MAX_HELD leaves room for;
+            // the rest waits in the state's history, held for it, and the
+            // writer wakes it when it has made room.
             loop {
                 let last = tokio::select! {
                     r = wakeups.changed() => r.is_err(),
                     _ = tick.tick() => false,
                     _ = &mut stopped => true,
                 };
-                if held.full() && !last {
-                    // What finishes waits in the state's own history.
+                let room = if last { usize::MAX } else { held.room() };
+                if room == 0 {
+                    held.wait_for_room();
                     continue;
                 }
                 let missed = reader.missed();
-                let batch = reader.take(&mut lock_state(&state));
-                let batch = held.admit(batch, reader.missed() - missed);
+                let taken = reader.take(&mut lock_state(&state), room);
+                if taken.behind {
+                    held.wait_for_room();
+                }
+                let batch = held.admit(taken.records, reader.missed() - missed);
                 if !batch.is_empty() && records.send(batch).is_err() {
                     break;
                 }

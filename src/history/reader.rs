@@ -12,6 +12,15 @@ use rustc_hash::{FxHashMap, FxHashSet};
 /// A load sample per host this often (state clock).
 pub const LOAD_EVERY_MS: u64 = 60_000;
 
+/// What one [`Reader::take`] copied.
+#[derive(Debug, Default)]
+pub struct Taken {
+    /// The records, in order.
+    pub records: Vec<Record>,
+    /// Finished jobs were left in the state's history for want of room.
+    pub behind: bool,
+}
+
 /// What the reader remembers of what it has copied.
 #[derive(Debug)]
 pub struct Reader {
@@ -40,8 +49,10 @@ pub struct Reader {
 impl Reader {
     /// Starts following `state` from now.
     pub fn new(state: &mut State) -> Reader {
+        let follower = state.follow();
+        state.hold_history(Some(state.next_finished()));
         Reader {
-            follower: Some(state.follow()),
+            follower: Some(follower),
             announced: 0,
             online: false,
             hosts: FxHashSet::default(),
@@ -53,10 +64,11 @@ impl Reader {
         }
     }
 
-    /// Stops following `state`.
+    /// Stops following `state`, and lets go of the jobs it held.
     pub fn leave(mut self, state: &mut State) {
         if let Some(f) = self.follower.take() {
             state.unfollow(f);
+            state.hold_history(None);
         }
     }
 
@@ -66,10 +78,13 @@ impl Reader {
         self.missed
     }
 
-    /// What happened since the last call, as records to keep.
-    pub fn take(&mut self, state: &mut State) -> Vec<Record> {
+    /// What happened since the last call, as records to keep, with at
+    /// most `room` finished jobs: the others stay held in the state's
+    /// history (see [`State::hold_history`]) for the next call, and
+    /// `behind` says that some did.
+    pub fn take(&mut self, state: &mut State, room: usize) -> Taken {
         let Some(follower) = self.follower.as_mut() else {
-            return Vec::new();
+            return Taken::default();
         };
         let changes = state.changes(follower);
         let mut out = Vec::new();
@@ -100,12 +115,14 @@ impl Reader {
                 self.submitted.insert(id, job.start_ms);
             }
         }
+        // Finished jobs from the first not copied yet; those the state no
+        // longer holds (a hold has a bound) are missed.
         let from = self.next_done.unwrap_or(changes.done.start);
-        self.next_done = Some(changes.done.end);
-        let expected = changes.done.end.saturating_sub(from);
-        let mut got = 0;
-        for job in state.history_since(from).take(expected as usize) {
-            got += 1;
+        let first = from.max(state.first_finished());
+        self.missed += first - from;
+        let mut next = first;
+        for job in state.history_since(first).take(room) {
+            next += 1;
             let submit = if job.session() == session {
                 self.submitted.remove(&job.id)
             } else {
@@ -115,7 +132,8 @@ impl Reader {
                 out.push(Record::Job(record));
             }
         }
-        self.missed += expected - got;
+        self.next_done = Some(next);
+        let behind = next < changes.done.end;
         // Hosts that logged in or out.
         let everyone = changes.lagged || changes.new_session;
         let ids: Vec<u32> = if everyone {
@@ -158,7 +176,11 @@ impl Reader {
                 .filter(|h| h.online && self.hosts.contains(&h.id));
             out.extend(online.map(|h| Record::Load(LoadSample::of(h, now))));
         }
-        out
+        state.hold_history(Some(next));
+        Taken {
+            records: out,
+            behind,
+        }
     }
 
     /// The recorded session ends at `at_ms`, its hosts with it.

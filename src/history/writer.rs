@@ -22,11 +22,13 @@ pub const COMMIT_EVERY: Duration = Duration::from_millis(250);
 pub const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// Records held in memory, taken from the state but not yet committed
-/// (while the database fails, or while a burst outpaces the writer); past
-/// this the reader leaves finished jobs in the state's own history
-/// (`--history`) until the writer has made room, and what leaves that
-/// meanwhile is counted in [`Status::lost`]. About 250 bytes a record.
-pub const MAX_HELD: usize = 200_000;
+/// (while the database fails, or while a burst outpaces the writer): two
+/// transactions' worth. Past this the reader leaves finished jobs in the
+/// state's own history, which holds them for it (up to
+/// [`MAX_HOLD`](crate::monitor::MAX_HOLD) past `--history`, at about a
+/// third of a record's size) until the writer has made room; what leaves
+/// even that is counted in [`Status::lost`]. About 250 bytes a record.
+pub const MAX_HELD: usize = 2 * MAX_BATCH;
 
 /// The most records one transaction carries while nothing fails.
 const MAX_BATCH: usize = 20_000;
@@ -41,6 +43,8 @@ pub struct Status {
     paused: Mutex<Option<String>>,
     /// Finished jobs left the state before the reader took them.
     lagging: AtomicBool,
+    /// The reader left finished jobs in the state for want of room.
+    waiting: AtomicBool,
     written: AtomicU64,
     held: AtomicU64,
     lost: AtomicU64,
@@ -56,6 +60,7 @@ impl Status {
             wake,
             paused: Mutex::new(None),
             lagging: AtomicBool::new(false),
+            waiting: AtomicBool::new(false),
             written: AtomicU64::new(0),
             held: AtomicU64::new(0),
             lost: AtomicU64::new(0),
@@ -103,10 +108,17 @@ impl Status {
         self.changes.load(Relaxed)
     }
 
-    /// Whether the reader should leave finished jobs in the state's own
-    /// history for now: [`MAX_HELD`] records wait for the database.
-    pub(crate) fn full(&self) -> bool {
-        self.held.load(Relaxed) >= MAX_HELD as u64
+    /// How many more records the reader may take now: [`MAX_HELD`] less
+    /// those that wait for the database.
+    pub(crate) fn room(&self) -> usize {
+        let held = usize::try_from(self.held.load(Relaxed)).unwrap_or(usize::MAX);
+        MAX_HELD.saturating_sub(held)
+    }
+
+    /// The reader left finished jobs in the state: the writer wakes it
+    /// after its next commit.
+    pub(crate) fn wait_for_room(&self) {
+        self.waiting.store(true, Relaxed);
     }
 
     /// Counts `batch` as held on its way to the writer, and `missed`
@@ -209,10 +221,9 @@ pub(crate) fn run(mut store: Database, records: Receiver<Vec<Record>>, status: A
         }
         match store.write(&pending) {
             Ok(()) => {
-                let full = status.full();
                 status.written.fetch_add(pending.len() as u64, Relaxed);
                 status.held.fetch_sub(pending.len() as u64, Relaxed);
-                if full {
+                if status.waiting.swap(false, Relaxed) {
                     // The reader left jobs in the state: there is room now.
                     status.wake_readers();
                 }
@@ -318,10 +329,10 @@ mod tests {
             (status.held(), status.lost(), status.paused()),
             (1, 0, None)
         );
-        assert!(!status.full());
+        assert_eq!(status.room(), MAX_HELD - 1);
 
         status.held.store(MAX_HELD as u64, Relaxed);
-        assert!(status.full(), "the reader leaves jobs in the state");
+        assert_eq!(status.room(), 0, "the reader leaves jobs in the state");
         assert_eq!(status.admit(vec![job(2)], 7).len(), 1);
         assert_eq!(status.lost(), 7);
         let why = status.paused().expect("lagging");

@@ -24,6 +24,12 @@ use std::num::NonZeroU16;
 /// asks.
 pub const MAX_HISTORY: usize = 1 << 24;
 
+/// The most finished jobs a hold
+/// ([`State::hold_history`](super::State::hold_history)) keeps beyond the
+/// history's limit: 256 Ki, about 20 MiB, which a database writer far
+/// behind takes some seconds to catch up with.
+pub const MAX_HOLD: usize = 1 << 18;
+
 /// Which counters a job raised, so that `leave` lowers exactly those: the
 /// slots of the hosts whose counters it raised (each keeps its slot while
 /// any job counts on it).
@@ -337,8 +343,11 @@ pub(crate) struct Jobs {
     history: VecDeque<Retired>,
     /// Jobs ever pushed to the history (the sequence number of the next one).
     pushed: u64,
-    /// At most this many finished jobs are kept.
+    /// At most this many finished jobs are kept, but for those held.
     history_limit: usize,
+    /// Finished jobs numbered from here on stay (up to [`MAX_HOLD`] past
+    /// the limit) until the hold moves past them.
+    hold: Option<u64>,
 }
 
 impl Jobs {
@@ -353,6 +362,7 @@ impl Jobs {
             history: VecDeque::new(),
             pushed: 0,
             history_limit: history_limit.clamp(1, MAX_HISTORY),
+            hold: None,
         }
     }
 
@@ -415,14 +425,16 @@ impl Jobs {
         ids
     }
 
-    /// The finished jobs, oldest first, their hosts named from `hosts`.
+    /// The newest finished jobs, at most the limit (not those only held),
+    /// oldest first, their hosts named from `hosts`.
     pub(crate) fn history<'a>(
         &'a self,
         hosts: &'a HostNames,
     ) -> impl DoubleEndedIterator<Item = JobRef<'a>> + ExactSizeIterator + 'a {
-        let first = self.first_finished();
+        let held = self.history.len().saturating_sub(self.history_limit);
+        let first = self.first_finished() + held as u64;
         self.history
-            .iter()
+            .range(held..)
             .enumerate()
             .map(move |(i, done)| self.lend_retired(done, first + i as u64, hosts))
     }
@@ -453,9 +465,35 @@ impl Jobs {
         self.pushed
     }
 
-    /// How many finished jobs are kept now, and at most.
+    /// How many finished jobs are kept now, held ones included, and at
+    /// most without a hold.
     pub(crate) fn history_len(&self) -> (usize, usize) {
         (self.history.len(), self.history_limit)
+    }
+
+    /// Keeps the finished jobs numbered `from` on (`None`: none) past the
+    /// limit, up to [`MAX_HOLD`] more, for a reader that must see every
+    /// one; what the hold no longer covers goes.
+    pub(crate) fn hold(&mut self, from: Option<u64>) {
+        self.hold = from;
+        while self.history.len() > self.history_limit && !self.holds_oldest() {
+            self.drop_oldest();
+        }
+        if self.hold.is_none() && self.history.capacity() > 2 * self.history_limit.max(64) {
+            self.history.shrink_to(self.history_limit);
+        }
+    }
+
+    /// Whether the oldest finished job kept is held, and may stay.
+    fn holds_oldest(&self) -> bool {
+        self.hold.is_some_and(|from| from <= self.first_finished())
+            && self.history.len() < self.history_limit + MAX_HOLD
+    }
+
+    fn drop_oldest(&mut self) {
+        if let Some(old) = self.history.pop_front() {
+            self.names.release(old.name);
+        }
     }
 
     /// Files a new active job `id` in `state`, started at `now_ms`, with the
@@ -509,14 +547,17 @@ impl Jobs {
     /// the history, and frees the slot; the oldest finished job leaves if
     /// the history is full.
     pub(crate) fn retire(&mut self, slot: Slot, end: JobEnd) {
-        if self.history.len() >= self.history_limit {
-            if let Some(old) = self.history.pop_front() {
-                self.names.release(old.name);
-            }
+        if self.history.len() >= self.history_limit && !self.holds_oldest() {
+            self.drop_oldest();
         } else if self.history.len() == self.history.capacity() {
             // Grown to the limit exactly, not to the next power of two,
-            // which the ring would then fill.
-            let want = (self.history.len() * 2).max(64).min(self.history_limit);
+            // which the ring would then fill; past it (held) in steps.
+            let limit = if self.history.len() < self.history_limit {
+                self.history_limit
+            } else {
+                self.history_limit + MAX_HOLD
+            };
+            let want = (self.history.len() * 2).max(64).min(limit);
             self.history.reserve_exact(want - self.history.len());
         }
         let job = &mut self.slots[slot as usize];
@@ -699,5 +740,54 @@ mod tests {
         assert_eq!(index.outside.len(), 1, "only the stuck job is hashed");
         agree(&index, &model, &[1, 2, 3 * JobIndex::WINDOW as u32 - 1]);
         assert!(index.table.len() - index.start <= 2);
+    }
+
+    #[test]
+    fn a_hold_keeps_finished_jobs_past_the_limit_up_to_its_bound() {
+        let mut jobs = Jobs::new(10);
+        let finish = |jobs: &mut Jobs, id: u32| {
+            let (slot, _) = jobs.start(id, JobState::Compiling, 0, format!("{id}.c").as_bytes());
+            jobs.take(id);
+            let end = JobEnd {
+                state: JobState::Finished,
+                reason: EndReason::Exit,
+                end_ms: 1,
+                exit_code: Some(0),
+                stats: None,
+                client_name: 0,
+                server_name: 0,
+            };
+            jobs.retire(slot, end);
+        };
+        let hosts = HostNames::default();
+        jobs.hold(Some(0));
+        for id in 0..100 {
+            finish(&mut jobs, id);
+        }
+        assert_eq!(jobs.history_len().0, 100, "all held");
+        let newest: Vec<u32> = jobs.history(&hosts).map(|j| j.id).collect();
+        assert_eq!(newest, (90..100).collect::<Vec<_>>(), "the limit's newest");
+        let held: Vec<String> = jobs
+            .history_since(0, &hosts)
+            .map(|j| j.file().into())
+            .collect();
+        assert_eq!(held.len(), 100);
+        assert_eq!((held[0].as_str(), held[99].as_str()), ("0.c", "99.c"));
+
+        // Moving the hold lets go of what it passed, down to the limit.
+        jobs.hold(Some(50));
+        assert_eq!(jobs.first_finished(), 50);
+        jobs.hold(Some(95));
+        assert_eq!(jobs.first_finished(), 90, "never below the limit");
+
+        // Past the bound, the oldest go even though held.
+        jobs.hold(Some(jobs.next_finished()));
+        for id in 100..(100 + super::MAX_HOLD as u32 + 20) {
+            finish(&mut jobs, id);
+        }
+        assert_eq!(jobs.history_len().0, 10 + super::MAX_HOLD);
+        jobs.hold(None);
+        assert_eq!(jobs.history_len().0, 10, "released");
+        assert!(jobs.history.capacity() < 1000, "its room given back");
     }
 }

@@ -69,7 +69,7 @@ pub use cluster::{
 };
 pub use connection::{run, run_from, ConnectError, ConnectOptions, Connection, Dialer};
 pub use feed::{Changes, Follower, FEED_LIMIT};
-pub use jobs::MAX_HISTORY;
+pub use jobs::{MAX_HISTORY, MAX_HOLD};
 pub use names::MAX_FILE_NAME;
 pub use snapshot::{write_job, JobShown, Link, Snapshot, SNAPSHOT_HISTORY};
 pub use state::{State, StateOptions, MAX_ACTIVE_JOBS, MAX_HOSTS, OFFLINE_HOST_LIMIT};

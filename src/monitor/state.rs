@@ -337,7 +337,8 @@ impl State {
         self.jobs.slot_of(id).map(|slot| self.lend(slot))
     }
 
-    /// Finished jobs, oldest first, at most `history_limit`.
+    /// Finished jobs, oldest first, at most `history_limit` (the newest:
+    /// not those kept only for a [hold](State::hold_history)).
     pub fn history(&self) -> impl DoubleEndedIterator<Item = JobRef<'_>> + ExactSizeIterator {
         self.jobs
             .history(&self.host_names)
@@ -439,7 +440,27 @@ impl State {
         self.clock_ms
     }
 
-    /// Finished jobs with history sequence number `from` or later, oldest first.
+    /// Keeps the finished jobs with history sequence number `from` or
+    /// later (`None`: none) in the history past `history_limit`, up to
+    /// [`MAX_HOLD`](super::MAX_HOLD) more, until a later call moves the
+    /// hold: for one reader that must not miss a job a burst would push
+    /// out (the history database). [`State::history_since`] reads them.
+    pub fn hold_history(&mut self, from: Option<u64>) {
+        self.jobs.hold(from);
+    }
+
+    /// The history sequence number of the oldest finished job kept.
+    pub fn first_finished(&self) -> u64 {
+        self.jobs.first_finished()
+    }
+
+    /// The history sequence number the next finished job will have.
+    pub fn next_finished(&self) -> u64 {
+        self.jobs.next_finished()
+    }
+
+    /// Finished jobs with history sequence number `from` or later, oldest
+    /// first, held ones included.
     pub fn history_since(&self, from: u64) -> impl Iterator<Item = JobRef<'_>> {
         self.jobs
             .history_since(from, &self.host_names)
@@ -879,7 +900,7 @@ impl State {
         }
         assert_eq!((c.hosts_online, c.total_slots), (online, slots));
         let (kept, limit) = self.jobs.history_len();
-        assert!(kept <= limit);
+        assert!(kept <= limit + super::MAX_HOLD);
         assert!(self.book.hosts.iter().filter(|h| !h.online).count() <= OFFLINE_HOST_LIMIT);
     }
 }
