@@ -47,6 +47,7 @@
 //! # }
 //! ```
 
+pub mod builds;
 mod database;
 mod kept;
 mod postgres;

@@ -11,6 +11,7 @@
 //! The synchronous client drives a runtime of its own: it is used from the
 //! writer's and the retention's threads, and from blocking tasks.
 
+use super::builds::{BuildRow, OpenBuilds, PgBuilds};
 use super::record::Record;
 use super::schema::{PG_MIGRATIONS, SCHEMA_VERSION, VERSION_TABLE};
 use super::store::{ms, HistoryError};
@@ -228,6 +229,7 @@ pub(crate) fn migrate_to(client: &mut Client, target: u32) -> Result<u32, postgr
         .take(target as usize)
         .skip(from as usize)
     {
+        super::schema::announce(i as u32 + 1);
         tx.batch_execute(sql)?;
         tracing::debug!("history schema migrated to version {}", i + 1);
     }
@@ -250,6 +252,7 @@ pub struct PgStore {
     sessions: HashMap<u32, i64>,
     names: HashMap<String, i64>,
     files: HashMap<String, i64>,
+    builds: OpenBuilds,
     /// The last write failed: the next connects again first.
     reconnect: bool,
 }
@@ -298,6 +301,7 @@ impl PgStore {
             sessions: HashMap::new(),
             names: HashMap::new(),
             files: HashMap::new(),
+            builds: OpenBuilds::default(),
             reconnect: false,
         })
     }
@@ -326,6 +330,7 @@ impl PgStore {
             Err(_) => {
                 self.names.clear();
                 self.files.clear();
+                self.builds.forget();
                 self.reconnect = true;
             }
         }
@@ -490,6 +495,12 @@ impl PgStore {
                 integers.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
             params.extend([&lang as &(dyn ToSql + Sync), &state, &reason]);
             tx.execute(INSERT_JOBS, &params)?;
+            let mut table = PgBuilds(&mut tx);
+            for (session, job) in &jobs {
+                let build = BuildRow::of(job, *session, name(&job.client_name));
+                self.builds.add(&mut table, build)?;
+            }
+            self.builds.flush(&mut table)?;
         }
         if !loads.name.is_empty() {
             tx.execute(
@@ -517,6 +528,7 @@ impl PgStore {
         let mut gone = 0;
         for sql in [
             "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE end_ms < $1 LIMIT $2)",
+            "DELETE FROM builds WHERE seq IN (SELECT seq FROM builds WHERE end_ms < $1 LIMIT $2)",
             "DELETE FROM load_samples WHERE ctid IN \
              (SELECT ctid FROM load_samples WHERE at_ms < $1 LIMIT $2)",
             "DELETE FROM host_sessions WHERE seq IN \

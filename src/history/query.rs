@@ -4,12 +4,16 @@
 //! before). `icewatch
 //! history` and `GET /api/v1/history/*` share these.
 
+use super::builds::{BuildRow, COLUMNS as BUILD_COLUMNS, KEPT_GAP_MS};
 use super::store::{ms, HistoryError};
 use super::SCHEMA_VERSION;
 pub use crate::insights::Build;
+use crate::insights::{end_reason, job_state, Finished, HostSpan};
 use rusqlite::{Connection, OpenFlags, Row};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The most rows one query returns.
 pub const MAX_LIMIT: usize = 10_000;
@@ -384,7 +388,7 @@ impl Conn for PgConn {
 }
 
 /// Conditions and their parameters, numbered as they are added.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Where {
     conditions: Vec<String>,
     params: Vec<Value>,
@@ -562,15 +566,35 @@ pub fn hosts<C: Conn>(conn: &C, filter: &Filter) -> Result<Vec<HostRow>, C::Erro
     })
 }
 
-/// Builds (`insights::builds`) of the jobs that ended in the filter's
-/// window, newest first: each submitter's jobs, split where none was
-/// submitted, ran nor began for `gap_ms`, with their reasons read against
-/// every job of the window and the host sessions. `host` picks a
-/// submitter; `failed` keeps builds with a failure; the cursor (the
-/// `start_ms` of the last build of the page before) pages back; `file`
-/// does not apply.
+/// Builds (`insights::builds`) of the filter's window, newest first: each
+/// submitter's jobs, split where none was submitted, ran nor began for
+/// `gap_ms`, with their reasons read against every job of the window and
+/// the host sessions. `host` picks a submitter; `failed` keeps builds
+/// with a failure; the cursor (the `start_ms` of the last build of the
+/// page before) pages back; `file` does not apply.
+///
+/// With the gap of the `builds` table ([`KEPT_GAP_MS`], the default
+/// `--build-gap`) the page's builds are read from that table, whole (a
+/// build that began before the window, or ends after it, comes with all
+/// its jobs), and only their own jobs are read for their details; with
+/// another gap, every job that ended in the window is grouped
+/// ([`grouped_builds`]).
 pub fn builds<C: Conn>(conn: &C, filter: &Filter, gap_ms: u64) -> Result<Vec<Build>, C::Error> {
-    use crate::insights::{end_reason, group, job_state, Finished, HostSpan};
+    if gap_ms == KEPT_GAP_MS {
+        kept_builds(conn, filter)
+    } else {
+        grouped_builds(conn, filter, gap_ms)
+    }
+}
+
+/// The jobs that ended in the filter's window (and of its scheduler),
+/// grouped into builds in memory with the gap `gap_ms`, newest first.
+pub fn grouped_builds<C: Conn>(
+    conn: &C,
+    filter: &Filter,
+    gap_ms: u64,
+) -> Result<Vec<Build>, C::Error> {
+    use crate::insights::group;
     let mut w = Where::default();
     if let Some(since) = filter.since_ms {
         w.add("j.end_ms >= ?", ms(since));
@@ -579,24 +603,164 @@ pub fn builds<C: Conn>(conn: &C, filter: &Filter, gap_ms: u64) -> Result<Vec<Bui
         w.add("j.end_ms < ?", ms(until));
     }
     w.scheduler("j", filter);
+    let names = host_names(conn)?;
+    let jobs = finished(conn, &w, &names)?;
+    let hosts = host_spans(conn, filter)?;
+    let mut builds = group(&jobs, &hosts, gap_ms, None);
+    Ok(newest_page(&mut builds, filter))
+}
+
+/// The builds of the page from the `builds` table, each with the details
+/// of its own jobs; the cluster around them (for their reasons) from the
+/// remote jobs of the window that ran while they did.
+fn kept_builds<C: Conn>(conn: &C, filter: &Filter) -> Result<Vec<Build>, C::Error> {
+    use crate::insights::builds::{one, Change};
+    use crate::insights::Cluster;
+    let mut window = Where::default();
+    if let Some(since) = filter.since_ms {
+        window.add("b.end_ms >= ?", ms(since));
+    }
+    if let Some(until) = filter.until_ms {
+        window.add("b.start_ms < ?", ms(until));
+    }
+    if let Some(address) = &filter.scheduler {
+        window.add("b.scheduler = ?", address.clone());
+    }
+    let mut w = window.clone();
+    if let Some(host) = &filter.host {
+        let Some(id) = host_id(conn, host)? else {
+            return Ok(Vec::new());
+        };
+        w.add("b.client_name = ?", id);
+    }
+    if filter.failed {
+        w.add("b.failed > ?", 0);
+    }
+    if let Some(cursor) = filter.cursor {
+        w.add("b.start_ms < ?", cursor);
+    }
     let conditions = w.clause();
-    // Host names are few: read once and shared, not joined per job.
-    let names: std::collections::HashMap<i64, std::sync::Arc<str>> = conn
+    w.params
+        .push(Value::Int(filter.limit.clamp(1, MAX_LIMIT) as i64));
+    let sql = format!(
+        "SELECT seq, {BUILD_COLUMNS} FROM builds b {conditions} \
+         ORDER BY b.start_ms DESC, b.seq DESC LIMIT ?{}",
+        w.params.len()
+    );
+    let rows = conn.rows(&sql, &w.params, |r| BuildRow::read(r))?;
+    let (Some(from), Some(to)) = (
+        rows.iter().map(|b| b.start_ms).min(),
+        rows.iter().map(|b| b.end_ms).max(),
+    ) else {
+        return Ok(Vec::new());
+    };
+    let names = host_names(conn)?;
+    // The cluster: remote jobs of the window that ran at some moment from
+    // the page's first build's start to its last one's end.
+    let mut c = Where::default();
+    c.add("j.end_ms > ?", ms(from));
+    c.add("j.start_ms <= ?", ms(to));
+    c.add("j.state <> ?", "local_finished");
+    if let Some(since) = filter.since_ms {
+        c.add("j.end_ms >= ?", ms(since));
+    }
+    if let Some(until) = filter.until_ms {
+        c.add("j.end_ms < ?", ms(until));
+    }
+    c.scheduler("j", filter);
+    let sql = format!(
+        "SELECT j.server_name, j.start_ms, j.end_ms FROM jobs j {}",
+        c.clause()
+    );
+    let remote = conn.rows(&sql, &c.params, |r| {
+        Some((names.get(&r.int(0)?)?.clone(), time(r, 1)?, time(r, 2)?))
+    })?;
+    let hosts = host_spans(conn, filter)?;
+    let cluster = Cluster::of(
+        remote.iter().flatten().map(|(s, a, b)| (&**s, *a, *b)),
+        &hosts,
+    );
+    let mut builds = Vec::with_capacity(rows.len());
+    for row in &rows {
+        // A submitter's jobs (at the build's scheduler) that ended within
+        // its build are the build's: its builds before ended before this
+        // one began, and those after it began after it ended.
+        let mut j = Where::default();
+        match row.client_name {
+            Some(id) => j.add("j.client_name = ?", id),
+            None => j.conditions.push("j.client_name IS NULL".to_owned()),
+        }
+        j.add("j.end_ms >= ?", ms(row.start_ms));
+        j.add("j.end_ms <= ?", ms(row.end_ms));
+        let theirs = "j.session IN (SELECT id FROM scheduler_sessions WHERE scheduler = ?)";
+        j.add(theirs, row.scheduler.clone());
+        let jobs = finished(conn, &j, &names)?;
+        if jobs.is_empty() {
+            continue;
+        }
+        let mut build = one(&jobs.iter().collect::<Vec<_>>(), &cluster, KEPT_GAP_MS);
+        let mut p = window.clone();
+        match row.client_name {
+            Some(id) => p.add("b.client_name = ?", id),
+            None => p.conditions.push("b.client_name IS NULL".to_owned()),
+        }
+        p.add("b.scheduler = ?", row.scheduler.clone());
+        p.add("b.end_ms < ?", ms(row.start_ms));
+        let sql = format!(
+            "SELECT seq, {BUILD_COLUMNS} FROM builds b {} ORDER BY b.end_ms DESC LIMIT 1",
+            p.clause()
+        );
+        let before = conn.rows(&sql, &p.params, |r| BuildRow::read(r))?;
+        build.previous = before.first().map(|a| {
+            let share = |b: &BuildRow| {
+                if b.jobs == 0 {
+                    0.0
+                } else {
+                    b.remote as f64 / b.jobs as f64
+                }
+            };
+            Change {
+                start_ms: a.start_ms,
+                duration_ms: build.duration_ms as i64 - (a.end_ms - a.start_ms) as i64,
+                jobs: build.jobs as i64 - a.jobs as i64,
+                remote_share: build.remote_share - share(a),
+            }
+        });
+        builds.push(build);
+    }
+    // As `group` orders builds that begin at once: by submitter.
+    builds.sort_by(|a, b| (b.start_ms, &a.host).cmp(&(a.start_ms, &b.host)));
+    Ok(builds)
+}
+
+/// Every host name by id: they are few, so read once and shared rather
+/// than joined to every job.
+fn host_names<C: Conn>(conn: &C) -> Result<HashMap<i64, Arc<str>>, C::Error> {
+    Ok(conn
         .rows("SELECT id, name FROM host_names", &[], |r| {
-            r.int(0).zip(r.text(1).map(std::sync::Arc::from))
+            r.int(0).zip(r.text(1).map(Arc::from))
         })?
         .into_iter()
         .flatten()
-        .collect();
+        .collect())
+}
+
+/// The jobs of `w` (on `jobs j`) as builds read them. A job this code
+/// cannot read whole (a state or reason of a newer writer's) is left out
+/// rather than guessed.
+fn finished<C: Conn>(
+    conn: &C,
+    w: &Where,
+    names: &HashMap<i64, Arc<str>>,
+) -> Result<Vec<Finished>, C::Error> {
     let name = |id: Option<i64>| id.and_then(|id| names.get(&id).cloned());
     let sql = format!(
         "SELECT j.client_name, j.server_name, f.name, j.state, j.reason, j.exit_code, \
          j.submit_ms, j.start_ms, j.end_ms, j.real_ms, j.in_uncompressed \
-         FROM jobs j JOIN files f ON f.id = j.file {conditions}"
+         FROM jobs j JOIN files f ON f.id = j.file {}",
+        w.clause()
     );
-    // A job this code cannot read whole (a state or reason of a newer
-    // writer's) is left out rather than guessed.
-    let jobs: Vec<Finished> = conn
+    Ok(conn
         .rows(&sql, &w.params, |r| {
             let n32 = |i| r.int(i).and_then(|v| u32::try_from(v).ok());
             Some(Finished {
@@ -615,7 +779,11 @@ pub fn builds<C: Conn>(conn: &C, filter: &Filter, gap_ms: u64) -> Result<Vec<Bui
         })?
         .into_iter()
         .flatten()
-        .collect();
+        .collect())
+}
+
+/// The host sessions of the filter's window.
+fn host_spans<C: Conn>(conn: &C, filter: &Filter) -> Result<Vec<HostSpan>, C::Error> {
     let mut h = Where::default();
     if let Some(since) = filter.since_ms {
         h.add("(h.logout_ms IS NULL OR h.logout_ms >= ?)", ms(since));
@@ -623,13 +791,13 @@ pub fn builds<C: Conn>(conn: &C, filter: &Filter, gap_ms: u64) -> Result<Vec<Bui
     if let Some(until) = filter.until_ms {
         h.add("h.login_ms < ?", ms(until));
     }
-    let conditions = h.clause();
     let sql = format!(
         "SELECT n.name, h.platform, h.protocol, h.features, h.max_jobs, h.no_remote, \
          h.login_ms, h.logout_ms FROM host_sessions h JOIN host_names n ON n.id = h.name \
-         {conditions}"
+         {}",
+        h.clause()
     );
-    let hosts: Vec<HostSpan> = conn
+    Ok(conn
         .rows(&sql, &h.params, |r| {
             let n32 = |i| r.int(i).and_then(|v| u32::try_from(v).ok());
             Some(HostSpan {
@@ -645,9 +813,7 @@ pub fn builds<C: Conn>(conn: &C, filter: &Filter, gap_ms: u64) -> Result<Vec<Bui
         })?
         .into_iter()
         .flatten()
-        .collect();
-    let mut builds = group(&jobs, &hosts, gap_ms, None);
-    Ok(newest_page(&mut builds, filter))
+        .collect())
 }
 
 /// `builds` that `filter`'s host, failed and cursor keep, newest first, at

@@ -3,6 +3,7 @@
 //! [`Record`]s in one transaction each, and deleting what is past the
 //! retention.
 
+use super::builds::{BuildRow, OpenBuilds, SqliteBuilds};
 use super::record::{JobRecord, Record};
 use super::schema::{MIGRATIONS, SCHEMA_VERSION, VERSION_TABLE};
 use rusqlite::types::ToSql;
@@ -153,6 +154,7 @@ pub struct Store {
     sessions: HashMap<u32, i64>,
     names: FxHashMap<String, i64>,
     files: FxHashMap<String, i64>,
+    builds: OpenBuilds,
 }
 
 /// Sets a connection up: WAL, and a bounded wait for locks.
@@ -203,6 +205,7 @@ pub(crate) fn migrate_to(conn: &mut Connection, target: u32) -> rusqlite::Result
         .take(target as usize)
         .skip(from as usize)
     {
+        super::schema::announce(i as u32 + 1);
         tx.execute_batch(sql)?;
         tracing::debug!("history schema migrated to version {}", i + 1);
     }
@@ -253,6 +256,7 @@ impl Store {
             sessions: HashMap::new(),
             names: FxHashMap::default(),
             files: FxHashMap::default(),
+            builds: OpenBuilds::default(),
         })
     }
 
@@ -282,6 +286,7 @@ impl Store {
             Err(_) => {
                 self.names.clear();
                 self.files.clear();
+                self.builds.forget();
             }
         }
         result
@@ -320,6 +325,9 @@ impl Store {
                             job,
                         )?;
                         bind_job(&mut insert, row, ids, job)?;
+                        let [session, _, client, _] = ids;
+                        let build = BuildRow::of(job, session.unwrap_or(0), client);
+                        self.builds.add(&mut SqliteBuilds(&tx), build)?;
                     }
                 }
                 insert.raw_execute()?;
@@ -396,6 +404,7 @@ impl Store {
                 }
             }
         }
+        self.builds.flush(&mut SqliteBuilds(&tx))?;
         tx.commit()
     }
 
@@ -414,6 +423,7 @@ pub(crate) fn expire(conn: &Connection, cutoff_ms: u64, chunk: usize) -> rusqlit
     let mut gone = 0;
     for sql in [
         "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE end_ms < ?1 LIMIT ?2)",
+        "DELETE FROM builds WHERE seq IN (SELECT seq FROM builds WHERE end_ms < ?1 LIMIT ?2)",
         "DELETE FROM load_samples WHERE rowid IN \
          (SELECT rowid FROM load_samples WHERE at_ms < ?1 LIMIT ?2)",
         "DELETE FROM host_sessions WHERE seq IN \

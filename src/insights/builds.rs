@@ -127,9 +127,8 @@ pub fn group(
         .into_iter()
         .map(|(from, to, _)| {
             let mine: Vec<&Finished> = order[from..to].iter().map(|&i| &jobs[i]).collect();
-            let mut b = summarise(&mine);
+            let mut b = one(&mine, &cluster, gap_ms);
             b.open = now_ms.is_some_and(|now| now < b.end_ms.saturating_add(gap_ms));
-            b.why = super::reasons::why(&mine, &cluster, gap_ms);
             b
         })
         .collect();
@@ -148,6 +147,27 @@ pub fn group(
     }
     builds.sort_by_key(|b| b.start_ms);
     builds
+}
+
+/// The build of `jobs` (one build's, not empty, in any order), with its
+/// reasons read against `cluster`; not open, without its change from the
+/// previous.
+pub fn one(jobs: &[&Finished], cluster: &super::Cluster<'_>, gap_ms: u64) -> Build {
+    // In the order they were seen, whatever order they came in, so that
+    // the examples a reason names are the same from the live state and
+    // from either way of reading the history.
+    let mut jobs = jobs.to_vec();
+    jobs.sort_by(|a, b| {
+        (a.first_ms(), a.end_ms, &a.file, a.start_ms).cmp(&(
+            b.first_ms(),
+            b.end_ms,
+            &b.file,
+            b.start_ms,
+        ))
+    });
+    let mut b = summarise(&jobs);
+    b.why = super::reasons::why(&jobs, cluster, gap_ms);
+    b
 }
 
 /// The numbers of one build's jobs (`jobs`, not empty).

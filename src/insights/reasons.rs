@@ -111,6 +111,19 @@ pub struct Cluster<'a> {
 impl<'a> Cluster<'a> {
     /// The cluster of `jobs` and `hosts`.
     pub fn new(jobs: &[Finished], hosts: &'a [HostSpan]) -> Cluster<'a> {
+        let remote = jobs.iter().filter(|j| !j.is_local());
+        Cluster::of(
+            remote.filter_map(|j| Some((j.server.as_deref()?, j.start_ms, j.end_ms))),
+            hosts,
+        )
+    }
+
+    /// The cluster of the remote jobs `remote` (each its server, start
+    /// and end) and `hosts`.
+    pub fn of<'j>(
+        remote: impl Iterator<Item = (&'j str, u64, u64)>,
+        hosts: &'a [HostSpan],
+    ) -> Cluster<'a> {
         let mut by_name: std::collections::HashMap<&str, Vec<&HostSpan>> = Default::default();
         for h in hosts.iter().filter(|h| !h.no_remote) {
             by_name.entry(h.name.as_str()).or_default().push(h);
@@ -122,13 +135,10 @@ impl<'a> Cluster<'a> {
         };
         let mut starts = Vec::new();
         let mut ends = Vec::new();
-        for j in jobs.iter().filter(|j| !j.is_local()) {
-            if j.server
-                .as_deref()
-                .is_some_and(|s| takes_remote(s, j.start_ms))
-            {
-                starts.push(j.start_ms);
-                ends.push(j.end_ms);
+        for (server, start_ms, end_ms) in remote {
+            if takes_remote(server, start_ms) {
+                starts.push(start_ms);
+                ends.push(end_ms);
             }
         }
         starts.sort_unstable();
