@@ -382,6 +382,8 @@ fn every_earlier_schema_version_migrates_keeping_what_it_held(backend: Backend) 
             assert_eq!(jobs[0].file, "old.c");
         }
         assert_eq!(hosts.len(), usize::from(version >= 2), "from {version}");
+        let builds = conn.builds(&all(Filter::default()), 60_000).unwrap();
+        assert_eq!(builds.len(), usize::from(version >= 1), "from {version}");
         // And it takes new records.
         store
             .write(&[Record::Session {

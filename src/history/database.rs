@@ -181,4 +181,18 @@ impl Reading {
             }
         }
     }
+
+    /// Builds grouped from the window's jobs in memory, newest first (see
+    /// [`query::grouped_builds`]): what [`Reading::builds`] does for a
+    /// gap other than the `builds` table's.
+    pub fn grouped_builds(&self, filter: &Filter, gap_ms: u64) -> Result<Vec<Build>, HistoryError> {
+        match self {
+            Reading::Sqlite(c, p) => {
+                query::grouped_builds(c, filter, gap_ms).map_err(|e| HistoryError::of(p, e))
+            }
+            Reading::Postgres(c, s) => {
+                query::grouped_builds(c.as_ref(), filter, gap_ms).map_err(|e| s.error(e))
+            }
+        }
+    }
 }
