@@ -230,13 +230,29 @@ fn size_and_queries(_: &mut Criterion) {
         };
         query::jobs(conn, &f).unwrap().len()
     });
-    timed("the builds of a day", &|conn| {
-        let f = Filter {
-            since_ms: Some(end.saturating_sub(86_400_000)),
-            limit: query::MAX_LIMIT,
-            ..Filter::default()
-        };
-        query::builds(conn, &f, 60_000).unwrap().len()
+    // The builds of a day: a page as `history builds` and the API give
+    // it, every build of the day, both from the `builds` table; and
+    // every build grouped from the day's jobs (the way before the table,
+    // and still the way with another --build-gap).
+    let day = |limit| Filter {
+        since_ms: Some(end.saturating_sub(86_400_000)),
+        limit,
+        ..Filter::default()
+    };
+    timed("the builds of a day, a page", &|conn| {
+        query::builds(conn, &day(query::DEFAULT_LIMIT), 60_000)
+            .unwrap()
+            .len()
+    });
+    timed("the builds of a day, all of them", &|conn| {
+        query::builds(conn, &day(query::MAX_LIMIT), 60_000)
+            .unwrap()
+            .len()
+    });
+    timed("the builds of a day, grouped from its jobs", &|conn| {
+        query::grouped_builds(conn, &day(query::MAX_LIMIT), 60_000)
+            .unwrap()
+            .len()
     });
 }
 
