@@ -17,6 +17,7 @@
 use super::query::Cells;
 use super::record::JobRecord;
 use rustc_hash::FxHashMap;
+use std::sync::Arc;
 
 /// The gap the table's builds are grouped with: the default
 /// `--build-gap`. Queries with another gap group the jobs themselves.
@@ -33,7 +34,7 @@ pub(crate) struct BuildRow {
     /// The lowest scheduler session of its jobs.
     pub session: i64,
     /// The address of the scheduler of its jobs.
-    pub scheduler: String,
+    pub scheduler: Arc<str>,
     /// The submitter's `host_names` id.
     pub client_name: Option<i64>,
     /// When its first job was first seen.
@@ -65,7 +66,7 @@ impl BuildRow {
         BuildRow {
             seq: None,
             session,
-            scheduler: String::new(),
+            scheduler: Arc::from(""),
             client_name,
             start_ms: job.submit_ms.unwrap_or(job.start_ms),
             end_ms: job.end_ms,
@@ -116,13 +117,16 @@ impl BuildRow {
         ]
     }
 
-    /// What an update of the row binds ([`UPDATE`]): the columns but
-    /// the submitter, then `seq`.
-    fn changed(&self) -> [Option<i64>; 10] {
-        let [session, _, rest @ ..] = self.values();
-        let mut out = [self.seq; 10];
-        out[0] = session;
-        out[1..9].copy_from_slice(&rest);
+    /// What an update of the row binds: with its start and session
+    /// ([`UPDATE`]) or without ([`UPDATE_END`]), then `seq`.
+    fn changed(&self, whole: bool) -> Vec<Option<i64>> {
+        let [session, _, start, rest @ ..] = self.values();
+        let mut out = Vec::with_capacity(10);
+        if whole {
+            out.extend([session, start]);
+        }
+        out.extend(rest);
+        out.push(self.seq);
         out
     }
 
@@ -132,7 +136,7 @@ impl BuildRow {
         BuildRow {
             seq: r.int(0),
             session: r.int(1).unwrap_or(0),
-            scheduler: r.text(11).unwrap_or_default(),
+            scheduler: Arc::from(r.text(11).unwrap_or_default()),
             client_name: r.int(2),
             start_ms: n(3),
             end_ms: n(4),
@@ -170,8 +174,9 @@ pub(crate) trait BuildTable {
     ) -> Result<Vec<BuildRow>, Self::Error>;
     /// Adds `row`; returns its `seq`.
     fn insert(&mut self, row: &BuildRow) -> Result<i64, Self::Error>;
-    /// Writes `row` over the one of its `seq`.
-    fn update(&mut self, row: &BuildRow) -> Result<(), Self::Error>;
+    /// Writes `row` over the one of its `seq`; its start and session too
+    /// if `whole`.
+    fn update(&mut self, row: &BuildRow, whole: bool) -> Result<(), Self::Error>;
     /// Deletes the row of `seq`.
     fn delete(&mut self, seq: i64) -> Result<(), Self::Error>;
 }
@@ -181,6 +186,8 @@ pub(crate) trait BuildTable {
 struct Latest {
     row: Option<BuildRow>,
     dirty: bool,
+    /// Its start or session changed since it was written.
+    moved: bool,
 }
 
 /// The builds the writer keeps up to date: each submitter's latest, read
@@ -188,11 +195,11 @@ struct Latest {
 #[derive(Debug, Default)]
 pub(crate) struct OpenBuilds {
     latest: FxHashMap<Submitter, Latest>,
-    schedulers: FxHashMap<i64, String>,
+    schedulers: FxHashMap<i64, Arc<str>>,
 }
 
 /// A submitter: its scheduler's address, its name's id.
-pub(crate) type Submitter = (String, Option<i64>);
+pub(crate) type Submitter = (Arc<str>, Option<i64>);
 
 impl OpenBuilds {
     /// Puts the build of one job (`BuildRow::of`) where it belongs.
@@ -200,7 +207,7 @@ impl OpenBuilds {
         job.scheduler = match self.schedulers.get(&job.session) {
             Some(s) => s.clone(),
             None => {
-                let s = table.scheduler(job.session)?;
+                let s: Arc<str> = Arc::from(table.scheduler(job.session)?);
                 if self.schedulers.len() >= CACHE_LIMIT {
                     self.schedulers.clear();
                 }
@@ -215,8 +222,7 @@ impl OpenBuilds {
                 self.latest.clear();
             }
             let row = table.latest(&client)?;
-            self.latest
-                .insert(client.clone(), Latest { row, dirty: false });
+            self.latest.insert(client.clone(), Latest::clean(row));
         }
         let Some(latest) = self.latest.get_mut(&client) else {
             return Ok(());
@@ -224,6 +230,7 @@ impl OpenBuilds {
         match &mut latest.row {
             Some(last) if job.start_ms >= last.start_ms => {
                 if last.reaches(job.start_ms, job.end_ms) {
+                    latest.moved |= job.session < last.session;
                     last.absorb(&job);
                 } else {
                     write(table, latest)?;
@@ -258,6 +265,7 @@ impl OpenBuilds {
                 let mut written = Latest {
                     row: Some(merged),
                     dirty: true,
+                    moved: true,
                 };
                 write(table, &mut written)?;
                 latest.row = table.latest(&client)?;
@@ -281,14 +289,26 @@ impl OpenBuilds {
     }
 }
 
+impl Latest {
+    /// `row` as the table has it.
+    fn clean(row: Option<BuildRow>) -> Latest {
+        Latest {
+            row,
+            dirty: false,
+            moved: false,
+        }
+    }
+}
+
 /// Writes `latest` if the table lags behind it.
 fn write<T: BuildTable>(table: &mut T, latest: &mut Latest) -> Result<(), T::Error> {
     if let (true, Some(row)) = (latest.dirty, latest.row.as_mut()) {
         match row.seq {
-            Some(_) => table.update(row)?,
+            Some(_) => table.update(row, latest.moved)?,
             None => row.seq = Some(table.insert(row)?),
         }
         latest.dirty = false;
+        latest.moved = false;
     }
     Ok(())
 }
@@ -305,7 +325,7 @@ fn whose(submitter: &Submitter) -> &'static str {
 /// The latest build of a submitter ([`whose`]).
 fn latest_sql(submitter: &Submitter) -> String {
     format!(
-        "SELECT seq, {COLUMNS} FROM builds WHERE {} ORDER BY end_ms DESC LIMIT 1",
+        "SELECT seq, {COLUMNS} FROM builds WHERE {} ORDER BY start_ms DESC LIMIT 1",
         whose(submitter)
     )
 }
@@ -313,7 +333,7 @@ fn latest_sql(submitter: &Submitter) -> String {
 /// A submitter's builds that end at or after `?3`.
 fn ending_since_sql(submitter: &Submitter) -> String {
     format!(
-        "SELECT seq, {COLUMNS} FROM builds WHERE {} AND end_ms >= ?3 ORDER BY end_ms",
+        "SELECT seq, {COLUMNS} FROM builds WHERE {} AND end_ms >= ?3 ORDER BY start_ms",
         whose(submitter)
     )
 }
@@ -323,9 +343,24 @@ const INSERT: &str = "INSERT INTO builds (session, client_name, start_ms, end_ms
      remote, given_back, local, failed, cut_short, scheduler) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
-/// A row's update: the values of [`BuildRow::changed`].
+/// A row's update: the values of [`BuildRow::changed`] (whole).
 const UPDATE: &str = "UPDATE builds SET session = ?1, start_ms = ?2, end_ms = ?3, jobs = ?4, \
      remote = ?5, given_back = ?6, local = ?7, failed = ?8, cut_short = ?9 WHERE seq = ?10";
+
+/// The update of a build that only grew: its start and session stay, and
+/// so do the entries of the indexes on them (a third of the cost of
+/// keeping the table, in `benches/history.rs`).
+const UPDATE_END: &str = "UPDATE builds SET end_ms = ?1, jobs = ?2, remote = ?3, \
+     given_back = ?4, local = ?5, failed = ?6, cut_short = ?7 WHERE seq = ?8";
+
+/// The update of `row`, whole or not.
+fn update_sql(whole: bool) -> &'static str {
+    if whole {
+        UPDATE
+    } else {
+        UPDATE_END
+    }
+}
 
 const SCHEDULER: &str = "SELECT coalesce(max(scheduler), '') FROM scheduler_sessions WHERE id = ?1";
 
@@ -352,7 +387,7 @@ impl BuildTable for SqliteBuilds<'_> {
     fn latest(&mut self, submitter: &Submitter) -> rusqlite::Result<Option<BuildRow>> {
         let (scheduler, client) = submitter;
         Ok(self
-            .rows(&latest_sql(submitter), &[client, scheduler])?
+            .rows(&latest_sql(submitter), &[client, &&**scheduler])?
             .pop())
     }
 
@@ -363,20 +398,26 @@ impl BuildTable for SqliteBuilds<'_> {
     ) -> rusqlite::Result<Vec<BuildRow>> {
         let (scheduler, client) = submitter;
         let from = super::store::ms(from_ms);
-        self.rows(&ending_since_sql(submitter), &[client, scheduler, &from])
+        self.rows(
+            &ending_since_sql(submitter),
+            &[client, &&**scheduler, &from],
+        )
     }
 
     fn insert(&mut self, row: &BuildRow) -> rusqlite::Result<i64> {
         let values = row.values();
         let mut params: Vec<&dyn rusqlite::ToSql> =
             values.iter().map(|v| v as &dyn rusqlite::ToSql).collect();
-        params.push(&row.scheduler);
+        let scheduler = &*row.scheduler;
+        params.push(&scheduler);
         self.0.prepare_cached(INSERT)?.execute(&*params)?;
         Ok(self.0.last_insert_rowid())
     }
 
-    fn update(&mut self, row: &BuildRow) -> rusqlite::Result<()> {
-        self.0.prepare_cached(UPDATE)?.execute(row.changed())?;
+    fn update(&mut self, row: &BuildRow, whole: bool) -> rusqlite::Result<()> {
+        self.0
+            .prepare_cached(update_sql(whole))?
+            .execute(rusqlite::params_from_iter(row.changed(whole)))?;
         Ok(())
     }
 
@@ -419,7 +460,7 @@ impl BuildTable for PgBuilds<'_, '_> {
     fn latest(&mut self, submitter: &Submitter) -> Result<Option<BuildRow>, postgres::Error> {
         let (scheduler, client) = submitter;
         Ok(self
-            .rows(&latest_sql(submitter), &[client, scheduler])?
+            .rows(&latest_sql(submitter), &[client, &&**scheduler])?
             .pop())
     }
 
@@ -430,21 +471,26 @@ impl BuildTable for PgBuilds<'_, '_> {
     ) -> Result<Vec<BuildRow>, postgres::Error> {
         let (scheduler, client) = submitter;
         let from = super::store::ms(from_ms);
-        self.rows(&ending_since_sql(submitter), &[client, scheduler, &from])
+        self.rows(
+            &ending_since_sql(submitter),
+            &[client, &&**scheduler, &from],
+        )
     }
 
     fn insert(&mut self, row: &BuildRow) -> Result<i64, postgres::Error> {
         let values = row.values();
         let mut params: Vec<PgParam<'_>> = values.iter().map(|v| v as PgParam<'_>).collect();
-        params.push(&row.scheduler);
+        let scheduler = &*row.scheduler;
+        params.push(&scheduler);
         let sql = format!("{} RETURNING seq", INSERT.replace('?', "$"));
         Ok(self.0.query_one(&sql, &params)?.get(0))
     }
 
-    fn update(&mut self, row: &BuildRow) -> Result<(), postgres::Error> {
-        let values = row.changed();
+    fn update(&mut self, row: &BuildRow, whole: bool) -> Result<(), postgres::Error> {
+        let values = row.changed(whole);
         let params: Vec<PgParam<'_>> = values.iter().map(|v| v as PgParam<'_>).collect();
-        self.0.execute(&UPDATE.replace('?', "$"), &params)?;
+        self.0
+            .execute(&update_sql(whole).replace('?', "$"), &params)?;
         Ok(())
     }
 

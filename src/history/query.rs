@@ -693,7 +693,7 @@ fn kept_builds<C: Conn>(conn: &C, filter: &Filter) -> Result<Vec<Build>, C::Erro
         j.add("j.end_ms >= ?", ms(row.start_ms));
         j.add("j.end_ms <= ?", ms(row.end_ms));
         let theirs = "j.session IN (SELECT id FROM scheduler_sessions WHERE scheduler = ?)";
-        j.add(theirs, row.scheduler.clone());
+        j.add(theirs, &*row.scheduler);
         let jobs = finished(conn, &j, &names)?;
         if jobs.is_empty() {
             continue;
@@ -704,10 +704,10 @@ fn kept_builds<C: Conn>(conn: &C, filter: &Filter) -> Result<Vec<Build>, C::Erro
             Some(id) => p.add("b.client_name = ?", id),
             None => p.conditions.push("b.client_name IS NULL".to_owned()),
         }
-        p.add("b.scheduler = ?", row.scheduler.clone());
-        p.add("b.end_ms < ?", ms(row.start_ms));
+        p.add("b.scheduler = ?", &*row.scheduler);
+        p.add("b.start_ms < ?", ms(row.start_ms));
         let sql = format!(
-            "SELECT seq, {BUILD_COLUMNS} FROM builds b {} ORDER BY b.end_ms DESC LIMIT 1",
+            "SELECT seq, {BUILD_COLUMNS} FROM builds b {} ORDER BY b.start_ms DESC LIMIT 1",
             p.clause()
         );
         let before = conn.rows(&sql, &p.params, |r| BuildRow::read(r))?;

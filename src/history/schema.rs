@@ -62,7 +62,7 @@ macro_rules! builds_indexes {
     () => {
         "CREATE INDEX builds_start ON builds (start_ms);
         CREATE INDEX builds_end ON builds (end_ms);
-        CREATE INDEX builds_client ON builds (client_name, end_ms);"
+        CREATE INDEX builds_client ON builds (client_name, start_ms);"
     };
 }
 
