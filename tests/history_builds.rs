@@ -8,7 +8,7 @@
 mod support;
 
 use icewatch::history::query::Filter;
-use icewatch::history::schema::{MIGRATIONS, PG_MIGRATIONS};
+use icewatch::history::schema::{BUILDS_VERSION, MIGRATIONS, PG_MIGRATIONS};
 use icewatch::history::{Database, JobRecord, Record, SCHEMA_VERSION};
 use icewatch::insights::Build;
 use icewatch::monitor::{EndReason, JobState};
@@ -295,6 +295,11 @@ fn the_migration_groups_the_jobs_already_kept(backend: Backend) {
         .iter()
         .position(|m| m.contains("CREATE TABLE builds"))
         .expect("a migration adds builds");
+    assert_eq!(
+        before + 1,
+        BUILDS_VERSION as usize,
+        "the version said at start"
+    );
     for seed in 0..3 {
         let db = TestDb::new(backend, &format!("migrate-builds-{seed}"));
         let mut store = db.open();

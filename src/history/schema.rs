@@ -24,7 +24,7 @@ const VIEWS: &str = "CREATE INDEX jobs_client ON jobs (client_name, end_ms);
                h.no_remote, h.protocol, h.features, h.login_ms, h.logout_ms
         FROM host_sessions h JOIN host_names n ON n.id = h.name;";
 
-/// The builds of the jobs already kept (migration 5, the same in both
+/// The builds of the jobs already kept (migration 6, the same in both
 /// dialects): each submitter's jobs (a name at a scheduler) by when they were first seen
 /// (`coalesce(submit_ms, start_ms)`), a new build where one begins more
 /// than the gap (60 s, `insights::DEFAULT_BUILD_GAP`) after every earlier
@@ -56,7 +56,7 @@ macro_rules! builds_backfill {
     };
 }
 
-/// The indexes of `builds` (migration 5, the same in both dialects): the
+/// The indexes of `builds` (migration 6, the same in both dialects): the
 /// newest first, those of a window, a submitter's.
 macro_rules! builds_indexes {
     () => {
@@ -154,7 +154,24 @@ pub const MIGRATIONS: &[&str] = &[
         said TEXT NOT NULL
     );
     CREATE INDEX admin_actions_at ON admin_actions (at_ms);",
-    // 5: builds, kept as the writer writes their jobs (`history::builds`),
+    // 5: kept blocks and audit rows by scheduler, for icewatch instances
+    // of several clusters sharing one database. SQLite cannot change a
+    // primary key in place: the table is made again, same name, same
+    // columns and one more; the rows kept so far get the scheduler ''
+    // (the first `--keep-blocks` to open the database adopts them).
+    "CREATE TABLE kept_blocks_5 (
+        name TEXT NOT NULL,
+        since_ms INTEGER NOT NULL,
+        seen_ms INTEGER NOT NULL,
+        scheduler TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (scheduler, name)
+    );
+    INSERT INTO kept_blocks_5 (name, since_ms, seen_ms)
+        SELECT name, since_ms, seen_ms FROM kept_blocks;
+    DROP TABLE kept_blocks;
+    ALTER TABLE kept_blocks_5 RENAME TO kept_blocks;
+    ALTER TABLE admin_actions ADD COLUMN scheduler TEXT NOT NULL DEFAULT '';",
+    // 6: builds, kept as the writer writes their jobs (`history::builds`),
     // with those of the jobs already kept.
     concat!(
         "CREATE TABLE builds (
@@ -179,7 +196,7 @@ pub const MIGRATIONS: &[&str] = &[
 /// The version whose migration adds `builds` and groups every job
 /// already kept into it: the one migration that takes time on a large
 /// history (said at start).
-pub const BUILDS_VERSION: u32 = 5;
+pub const BUILDS_VERSION: u32 = 6;
 
 /// What to say before migrating to `version`, if it may take long.
 pub(crate) fn announce(version: u32) {
@@ -290,7 +307,12 @@ pub const PG_MIGRATIONS: &[&str] = &[
         said TEXT NOT NULL
     );
     CREATE INDEX admin_actions_at ON admin_actions (at_ms);",
-    // 5: builds, kept as the writer writes their jobs (`history::builds`),
+    // 5: kept blocks and audit rows by scheduler.
+    "ALTER TABLE kept_blocks ADD COLUMN scheduler TEXT NOT NULL DEFAULT '';
+    ALTER TABLE kept_blocks DROP CONSTRAINT kept_blocks_pkey;
+    ALTER TABLE kept_blocks ADD PRIMARY KEY (scheduler, name);
+    ALTER TABLE admin_actions ADD COLUMN scheduler TEXT NOT NULL DEFAULT '';",
+    // 6: builds, kept as the writer writes their jobs (`history::builds`),
     // with those of the jobs already kept.
     concat!(
         "CREATE TABLE builds (

@@ -429,7 +429,9 @@ pub struct BuildsArgs {
     pub query: HistoryQuery,
 
     /// A pause this long without a job of a submitter (none submitted,
-    /// running or beginning) ends its build
+    /// running or beginning) ends its build. At the default, builds are
+    /// read from those the history keeps; another gap groups every job of
+    /// the window again, which takes seconds on a day of a large cluster
     #[arg(long = "build-gap", visible_alias = "gap", value_name = "DURATION",
           default_value = "60s", value_parser = duration)]
     pub gap: Duration,
