@@ -25,6 +25,8 @@
 //! - [`Book`] (`kept.rs`): the blocks `monitor --keep-blocks` keeps and
 //!   the audit of actions on the scheduler, written by the text port's
 //!   task on a connection of its own.
+//! - [`builds`]: the `builds` table, kept by the writer as it writes
+//!   jobs, so that the builds of a window come back through an index.
 //! - [`query`]: what the history holds, filtered, newest first.
 //! - [`trace`]: jobs as a timeline for Perfetto (Chrome trace events).
 //!
