@@ -85,13 +85,21 @@ fn page(live: &Live, history: Option<&Location>, filter: &Filter) -> Result<Stri
     let mut builds: Vec<Build> = live_builds.iter().filter(|b| within(b)).cloned().collect();
     if let Some(at) = history {
         let held_from = live.oldest_ms().unwrap_or_else(|| live.now_ms());
+        // The page's newest builds at most, and as many more as the live
+        // reader may show instead (below).
         let before = Filter {
             until_ms: Some(filter.until_ms.map_or(held_from, |u| u.min(held_from))),
-            limit: query::MAX_LIMIT,
-            cursor: None,
+            limit: filter.limit.saturating_add(live_builds.len()),
             ..filter.clone()
         };
-        builds.extend(Reading::open_read(at)?.builds(&before, live.gap_ms())?);
+        // The history's builds are whole: one the live reader holds the
+        // end of is shown as the live reader has it, not twice.
+        let live_hosts: Vec<&Option<String>> = live_builds.iter().map(|b| &b.host).collect();
+        let kept = Reading::open_read(at)?.builds(&before, live.gap_ms())?;
+        builds.extend(
+            kept.into_iter()
+                .filter(|b| b.end_ms < held_from || !live_hosts.contains(&&b.host)),
+        );
     }
     let limit = filter.limit.clamp(1, query::MAX_LIMIT);
     let rows = query::newest_page(&mut builds, filter);
