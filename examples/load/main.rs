@@ -221,9 +221,12 @@ struct Cost {
     wall: Duration,
     /// Records the history dropped (`database.lost` of the snapshot).
     lost: u64,
-    /// CPU of the PostgreSQL server's backends of the history, seconds
-    /// (10 ms ticks).
+    /// CPU of the PostgreSQL server's backends of the history's
+    /// connections, seconds (10 ms ticks).
     backends: f64,
+    /// CPU of the server's other processes on the history's database
+    /// (autovacuum workers) seen at the end, seconds.
+    autovacuum: f64,
 }
 
 impl Opts {
@@ -348,10 +351,11 @@ fn e2e(opts: &Opts) -> Result<()> {
             let written = pg.jobs()?;
             println!(
                 "run {run}: icewatch with history in PostgreSQL cpu {:.3} s + its backends {:.2} s \
-                 peak {:.1} MiB in {:.2?} | ratio to --db none {:.2}x, with the backends {:.2}x | \
-                 {written} of {jobs} jobs in the database, {} records lost",
+                 (autovacuum seen {:.2} s) peak {:.1} MiB in {:.2?} | ratio to --db none {:.2}x, \
+                 with the backends {:.2}x | {written} of {jobs} jobs in the database, {} records lost",
                 cost.cpu_sched,
                 cost.backends,
+                cost.autovacuum,
                 cost.peak_kib as f64 / 1024.0,
                 cost.wall,
                 cost.cpu_sched / ice.cpu_sched,
@@ -394,6 +398,7 @@ fn e2e(opts: &Opts) -> Result<()> {
             &[
                 ("icewatch with PostgreSQL cpu s", |r| r.0.cpu_sched),
                 ("its backends cpu s", |r| r.0.backends),
+                ("autovacuum seen cpu s", |r| r.0.autovacuum),
                 ("ratio PostgreSQL/--db none", |r| {
                     r.0.cpu_sched / r.1.cpu_sched
                 }),
@@ -457,12 +462,13 @@ impl Postgres {
     }
 }
 
-/// The server's backend processes of a database (but the one asking),
-/// each with its CPU so far (user + sys ticks of /proc/PID/stat).
-fn backends(client: &mut postgres::Client) -> Result<HashMap<i32, u64>> {
+/// The server's processes on a database (but the one asking), each with
+/// whether it serves a client (else an autovacuum worker) and its CPU so
+/// far (user + sys ticks of /proc/PID/stat).
+fn backends(client: &mut postgres::Client) -> Result<HashMap<i32, (bool, u64)>> {
     let rows = client.query(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-         AND pid <> pg_backend_pid()",
+        "SELECT pid, backend_type = 'client backend' FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
         &[],
     )?;
     let mut cpu_of = HashMap::new();
@@ -471,7 +477,7 @@ fn backends(client: &mut postgres::Client) -> Result<HashMap<i32, u64>> {
         // One that has gone since is not counted.
         if let Ok(pid_u32) = u32::try_from(pid) {
             if let Ok((ticks, _, _)) = cpu(pid_u32) {
-                cpu_of.insert(pid, ticks);
+                cpu_of.insert(pid, (row.get(1), ticks));
             }
         }
     }
@@ -822,11 +828,15 @@ fn run_icewatch(bin: &Path, stream: &Arc<stream::Stream>, history: u64, db: &str
     }
     let mut cost = sample(pid, started, before)?;
     if let Some((client, before)) = &mut pg {
-        let ticks: u64 = backends(client)?
-            .into_iter()
-            .map(|(pid, now)| now.saturating_sub(before.get(&pid).copied().unwrap_or(0)))
-            .sum();
-        cost.backends = ticks as f64 / 100.0;
+        for (pid, (serves, now)) in backends(client)? {
+            let since = before.get(&pid).map_or(0, |b| b.1);
+            let seconds = now.saturating_sub(since) as f64 / 100.0;
+            if serves {
+                cost.backends += seconds;
+            } else {
+                cost.autovacuum += seconds;
+            }
+        }
     }
     let snap: serde_json::Value = serde_json::from_str(&http_get(page, "/api/v1/snapshot")?)?;
     cost.lost = snap["database"]["lost"].as_u64().unwrap_or(0);
@@ -923,6 +933,7 @@ fn sample(pid: u32, started: Instant, before: (u64, u64, u64)) -> Result<Cost> {
         wall: started.elapsed(),
         lost: 0,
         backends: 0.0,
+        autovacuum: 0.0,
     })
 }
 
