@@ -93,12 +93,20 @@ async fn a_burst_in_one_batch_waits_in_the_states_history_for_the_database() {
     let done = {
         let mut state = lock_state(&state);
         state.scheduler_connected("sched:8765".into(), 44, start);
+        let mut page = state.follow();
         let first = state.next_finished();
         while state.next_finished() - first < burst {
             let (at, event) = sim.step();
             state.apply(&event.message(0), start + at);
         }
         assert_eq!(state.history().len(), 100, "the page sees --history");
+        let changes = state.changes(&mut page);
+        assert_eq!(
+            state.history_since(changes.done.start).count(),
+            100,
+            "and its diff is as long, the held jobs are the database's"
+        );
+        state.unfollow(page);
         state.next_finished() - first
     };
     changed.send_modify(|()| {});

@@ -10,10 +10,11 @@ mod support;
 use icewatch::history::query::Filter;
 use icewatch::history::schema::{MIGRATIONS, PG_MIGRATIONS, VERSION_TABLE};
 use icewatch::history::{
-    Database, HistoryError, Location, Reader, Record, Server, Store, SCHEMA_VERSION,
+    Book, Database, HistoryError, Location, Reader, Record, Server, Store, SCHEMA_VERSION,
 };
 use icewatch::monitor::{State, StateOptions};
 use icewatch::protocol::{GetCs, JobDone, Language, Message, MonGetCs, MonJobBegin, MonStats};
+use icewatch::publisher::keep_blocks::{AuditRecord, BlockBook, Kept};
 use libtest_mimic::{Arguments, Trial};
 use support::databases::{self, Backend, TestDb};
 
@@ -28,6 +29,7 @@ fn main() {
         a_newer_schema_is_refused_naming_the_database_and_what_to_do,
         retention_deletes_only_what_ended_before_the_cutoff,
         one_scheduler_is_picked_out_of_several_sharing_the_database,
+        kept_blocks_and_audit_rows_are_each_schedulers_own_and_outlive_the_connection,
     ] {
         trials.extend(databases::both(name, test));
     }
@@ -363,6 +365,12 @@ fn database_at(db: &TestDb, version: usize) {
                  VALUES (1, 3, 1, '10.0.0.3', 'x86_64', 4, 0, 43, '', 100);",
         );
     }
+    if version == 4 {
+        // Kept before blocks had a scheduler.
+        db.execute(
+            "INSERT INTO kept_blocks (name, since_ms, seen_ms) VALUES ('oldhost', 100, 200);",
+        );
+    }
 }
 
 fn every_earlier_schema_version_migrates_keeping_what_it_held(backend: Backend) {
@@ -382,6 +390,17 @@ fn every_earlier_schema_version_migrates_keeping_what_it_held(backend: Backend) 
             assert_eq!(jobs[0].file, "old.c");
         }
         assert_eq!(hosts.len(), usize::from(version >= 2), "from {version}");
+        // The first scheduler to keep blocks there adopts the old ones.
+        let book = Book::open(&db.location(), "old:8765").unwrap();
+        let kept: Vec<String> = book.kept().unwrap().into_iter().map(|k| k.name).collect();
+        assert_eq!(
+            kept,
+            if version == 4 {
+                vec!["oldhost"]
+            } else {
+                vec![]
+            }
+        );
         // And it takes new records.
         store
             .write(&[Record::Session {
@@ -392,6 +411,47 @@ fn every_earlier_schema_version_migrates_keeping_what_it_held(backend: Backend) 
             }])
             .unwrap();
     }
+}
+
+fn kept_blocks_and_audit_rows_are_each_schedulers_own_and_outlive_the_connection(backend: Backend) {
+    let db = TestDb::new(backend, "kept-blocks");
+    drop(db.open());
+    let k = |name: &str, seen_ms| Kept {
+        name: name.to_owned(),
+        since_ms: 5,
+        seen_ms,
+    };
+    let a = Book::open(&db.location(), "a:8765").unwrap();
+    let b = Book::open(&db.location(), "b:8765").unwrap();
+    a.keep(&k("remote2", 5)).unwrap();
+    a.keep(&k("remote1", 5)).unwrap();
+    // Seen again: the first sighting stays.
+    a.keep(&Kept {
+        since_ms: 99,
+        ..k("remote2", 70)
+    })
+    .unwrap();
+    // The same name blocked on another cluster is that cluster's.
+    b.keep(&k("remote1", 8)).unwrap();
+    a.forget("remote1").unwrap();
+    a.audit(&AuditRecord {
+        at_ms: 80,
+        action: "reapply",
+        host: "remote2".into(),
+        who: "icewatch --keep-blocks".into(),
+        result: "done",
+        said: "blocked remote2 again".into(),
+    })
+    .unwrap();
+    drop((a, b));
+    let a = Book::open(&db.location(), "a:8765").unwrap();
+    let b = Book::open(&db.location(), "b:8765").unwrap();
+    assert_eq!(a.kept().unwrap(), vec![k("remote2", 70)]);
+    assert_eq!(b.kept().unwrap(), vec![k("remote1", 8)]);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM admin_actions WHERE scheduler = 'a:8765' AND at_ms = 80 AND action = 'reapply' AND result = 'done'"),
+        Some(1)
+    );
 }
 
 fn one_line(e: &HistoryError, at: &Location) -> String {

@@ -14,6 +14,7 @@ mod support;
 
 use icewatch::monitor::{
     lock_state, run_from, ConnectError, ConnectOptions, Connection, JobState, Target,
+    RECEIVE_BUFFER,
 };
 use icewatch::protocol::{Language, Message, MsgType};
 use std::time::Duration;
@@ -401,4 +402,28 @@ async fn a_restarted_scheduler_is_back_within_two_seconds_of_accepting_again() {
         logged_in - back
     );
     recovers(m).await;
+}
+
+/// A new session's first burst (every host) is larger than the window a
+/// TCP connection starts with; the scheduler closes a monitor it cannot
+/// write to at once. So the connection asks for RECEIVE_BUFFER before it
+/// connects, and gets it up to the kernel's cap.
+#[tokio::test]
+async fn the_connection_asks_for_a_receive_buffer_that_holds_a_large_clusters_burst() {
+    let sched = FakeScheduler::start(vec![vec![Step::Handshake(43)]]).await;
+    let opts = ConnectOptions::new(Target::Address {
+        host: "127.0.0.1".into(),
+        port: sched.port(),
+    });
+    let conn = Connection::connect(&opts).await.unwrap();
+    let cap = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(usize::MAX);
+    let wanted = (RECEIVE_BUFFER as usize).min(cap);
+    let got = conn.receive_buffer().unwrap();
+    assert!(
+        got >= wanted,
+        "{got} bytes, {wanted} asked for (rmem_max {cap})"
+    );
 }

@@ -184,7 +184,7 @@ async fn internals_are_asked_for_at_most_once_per_gap_across_hosts() {
 async fn kept_blocks_show_from_the_history_and_every_action_is_audited_in_it() {
     let dir = tempfile::tempdir().expect("a folder");
     let path = dir.path().join("history.sqlite");
-    let book = Book::open(&path).expect("the history");
+    let book = Book::open(&path.clone().into(), "127.0.0.1:8765").expect("the history");
     let kept = Kept {
         name: "remote2".into(),
         since_ms: 1_765_090_000_000,

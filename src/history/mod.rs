@@ -169,14 +169,21 @@ impl History {
                     _ = tick.tick() => false,
                     _ = &mut stopped => true,
                 };
-                let room = if last { usize::MAX } else { held.room() };
+                let mut room = if last { usize::MAX } else { held.room() };
                 if room == 0 {
                     held.wait_for_room();
-                    continue;
+                    // The writer may have made room before it could see
+                    // that the reader waits.
+                    room = held.room();
+                    if room == 0 {
+                        continue;
+                    }
                 }
                 let missed = reader.missed();
                 let taken = reader.take(&mut lock_state(&state), room);
                 if taken.behind {
+                    // The batch below is the writer's to commit: it wakes
+                    // the reader after.
                     held.wait_for_room();
                 }
                 let batch = held.admit(taken.records, reader.missed() - missed);

@@ -1,6 +1,6 @@
 //! The reader: a follower of the state's [feed](crate::monitor::feed) that
 //! copies, under the lock and nothing more, what is to be kept: jobs that
-//! finished ([`State::history_since`]), hosts that logged in or out (by
+//! finished ([`State::held_since`]), hosts that logged in or out (by
 //! comparing the hosts it has seen), scheduler sessions that began or
 //! ended, and each host's load once a minute. The records go to the writer
 //! thread; the reader never waits for the database.
@@ -121,7 +121,7 @@ impl Reader {
         let first = from.max(state.first_finished());
         self.missed += first - from;
         let mut next = first;
-        for job in state.history_since(first).take(room) {
+        for job in state.held_since(first).take(room) {
             next += 1;
             let submit = if job.session() == session {
                 self.submitted.remove(&job.id)

@@ -112,6 +112,23 @@ pub const MIGRATIONS: &[&str] = &[
         said TEXT NOT NULL
     );
     CREATE INDEX admin_actions_at ON admin_actions (at_ms);",
+    // 5: kept blocks and audit rows by scheduler, for icewatch instances
+    // of several clusters sharing one database. SQLite cannot change a
+    // primary key in place: the table is made again, same name, same
+    // columns and one more; the rows kept so far get the scheduler ''
+    // (the first `--keep-blocks` to open the database adopts them).
+    "CREATE TABLE kept_blocks_5 (
+        name TEXT NOT NULL,
+        since_ms INTEGER NOT NULL,
+        seen_ms INTEGER NOT NULL,
+        scheduler TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (scheduler, name)
+    );
+    INSERT INTO kept_blocks_5 (name, since_ms, seen_ms)
+        SELECT name, since_ms, seen_ms FROM kept_blocks;
+    DROP TABLE kept_blocks;
+    ALTER TABLE kept_blocks_5 RENAME TO kept_blocks;
+    ALTER TABLE admin_actions ADD COLUMN scheduler TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this code writes.
@@ -213,4 +230,9 @@ pub const PG_MIGRATIONS: &[&str] = &[
         said TEXT NOT NULL
     );
     CREATE INDEX admin_actions_at ON admin_actions (at_ms);",
+    // 5: kept blocks and audit rows by scheduler.
+    "ALTER TABLE kept_blocks ADD COLUMN scheduler TEXT NOT NULL DEFAULT '';
+    ALTER TABLE kept_blocks DROP CONSTRAINT kept_blocks_pkey;
+    ALTER TABLE kept_blocks ADD PRIMARY KEY (scheduler, name);
+    ALTER TABLE admin_actions ADD COLUMN scheduler TEXT NOT NULL DEFAULT '';",
 ];

@@ -212,6 +212,13 @@ impl Connection {
         self.version
     }
 
+    /// The receive buffer the kernel gave the connection, in bytes: what
+    /// icewatch asked for ([`RECEIVE_BUFFER`]) doubled for the kernel's
+    /// own bookkeeping, but capped by `net.core.rmem_max`.
+    pub fn receive_buffer(&self) -> io::Result<usize> {
+        socket2::SockRef::from(&self.stream).recv_buffer_size()
+    }
+
     /// The scheduler's address.
     pub fn peer(&self) -> SocketAddr {
         self.peer

@@ -440,13 +440,17 @@ impl Jobs {
     }
 
     /// The finished jobs with history sequence number `from` or later,
-    /// oldest first.
+    /// oldest first: of the newest `history_limit`, or also of those held
+    /// past it if `held`.
     pub(crate) fn history_since<'a>(
         &'a self,
         from: u64,
+        held: bool,
         hosts: &'a HostNames,
     ) -> impl Iterator<Item = JobRef<'a>> + 'a {
         let first = self.first_finished();
+        let visible = self.pushed - self.history.len().min(self.history_limit) as u64;
+        let from = if held { from } else { from.max(visible) };
         let skip = usize::try_from(from.saturating_sub(first)).unwrap_or(usize::MAX);
         let skip = skip.min(self.history.len());
         self.history
@@ -768,10 +772,12 @@ mod tests {
         let newest: Vec<u32> = jobs.history(&hosts).map(|j| j.id).collect();
         assert_eq!(newest, (90..100).collect::<Vec<_>>(), "the limit's newest");
         let held: Vec<String> = jobs
-            .history_since(0, &hosts)
+            .history_since(0, true, &hosts)
             .map(|j| j.file().into())
             .collect();
         assert_eq!(held.len(), 100);
+        let seen: Vec<u32> = jobs.history_since(0, false, &hosts).map(|j| j.id).collect();
+        assert_eq!(seen, newest, "other readers see the limit's newest only");
         assert_eq!((held[0].as_str(), held[99].as_str()), ("0.c", "99.c"));
 
         // Moving the hold lets go of what it passed, down to the limit.

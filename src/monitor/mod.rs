@@ -67,7 +67,9 @@ pub mod text_port;
 pub use cluster::{
     EndReason, Host, Job, JobRef, JobState, JobStats, Replay, SchedulerStatus, Totals,
 };
-pub use connection::{run, run_from, ConnectError, ConnectOptions, Connection, Dialer};
+pub use connection::{
+    run, run_from, ConnectError, ConnectOptions, Connection, Dialer, RECEIVE_BUFFER,
+};
 pub use feed::{Changes, Follower, FEED_LIMIT};
 pub use jobs::{MAX_HISTORY, MAX_HOLD};
 pub use names::MAX_FILE_NAME;

@@ -444,7 +444,7 @@ impl State {
     /// later (`None`: none) in the history past `history_limit`, up to
     /// [`MAX_HOLD`](super::MAX_HOLD) more, until a later call moves the
     /// hold: for one reader that must not miss a job a burst would push
-    /// out (the history database). [`State::history_since`] reads them.
+    /// out (the history database). [`State::held_since`] reads them.
     pub fn hold_history(&mut self, from: Option<u64>) {
         self.jobs.hold(from);
     }
@@ -460,10 +460,18 @@ impl State {
     }
 
     /// Finished jobs with history sequence number `from` or later, oldest
-    /// first, held ones included.
+    /// first, of the newest `history_limit` (as [`State::history`]).
     pub fn history_since(&self, from: u64) -> impl Iterator<Item = JobRef<'_>> {
         self.jobs
-            .history_since(from, &self.host_names)
+            .history_since(from, false, &self.host_names)
+            .map(|job| self.in_session(job))
+    }
+
+    /// [`State::history_since`], and the jobs held past `history_limit`
+    /// ([`State::hold_history`]): for the hold's reader.
+    pub fn held_since(&self, from: u64) -> impl Iterator<Item = JobRef<'_>> {
+        self.jobs
+            .history_since(from, true, &self.host_names)
             .map(|job| self.in_session(job))
     }
 

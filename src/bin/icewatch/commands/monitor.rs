@@ -3,7 +3,7 @@
 use super::{history, page};
 use crate::cli::{Db, MonitorArgs};
 use anyhow::Result;
-use icewatch::history::{Book, Database};
+use icewatch::history::Book;
 use icewatch::publisher::keep_blocks::BlockBook;
 use icewatch::publisher::ControlOptions;
 use std::sync::Arc;
@@ -33,18 +33,13 @@ pub async fn run(args: MonitorArgs, shutdown: CancellationToken) -> Result<()> {
     }
     let opts = super::connect_options(&args.scheduler)?;
     let history = history::open(&args.history, true)?;
+    // The kept blocks and the audit rows are this scheduler's, by the
+    // name it was given, where several clusters share one database.
     let book = match &history {
-        Some((Database::Sqlite(store), _)) => {
-            Some(Arc::new(Book::open(store.path())?) as Arc<dyn BlockBook>)
-        }
-        Some((Database::Postgres(_), _)) if args.keep_blocks => anyhow::bail!(
-            "--keep-blocks keeps its list in an SQLite history only, for now: several clusters \
-             sharing one PostgreSQL database would share one list. Give --db PATH, or leave \
-             out --keep-blocks"
+        Some((db, _)) => Some(
+            Arc::new(Book::open(&db.location(), &opts.target.to_string())?) as Arc<dyn BlockBook>,
         ),
-        // The audit's rows too are SQLite's only; stderr and the metric
-        // have them either way.
-        Some((Database::Postgres(_), _)) | None => None,
+        None => None,
     };
     let control = (!args.no_text_port).then(|| ControlOptions {
         admin: args.admin,
