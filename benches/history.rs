@@ -193,7 +193,7 @@ impl Month {
             .map(|(pid, before)| {
                 format!(
                     ", {:.1} CPU-s of its server backend",
-                    (process_cpu(pid) - before).as_secs_f64()
+                    process_cpu(pid).saturating_sub(before).as_secs_f64()
                 )
             })
             .unwrap_or_default();
