@@ -17,12 +17,23 @@
 //! jobs in, one binary `COPY` against one `INSERT ... SELECT unnest(...)`
 //! of arrays, on the same rows.
 //!
-//! Run: `cargo bench --bench history`
+//! Bytes per job and the query times are measured in PostgreSQL too, on
+//! the same jobs written the same way: bytes from `pg_total_relation_size`
+//! of every table (indexes and TOAST included) after a `VACUUM ANALYZE`,
+//! as autovacuum leaves a database; queries through the same [`Reading`]
+//! as `icewatch history` and the API. `HISTORY_BENCH_DIR` keeps the SQLite
+//! file, `HISTORY_BENCH_PGDB=NAME` the PostgreSQL database `NAME`: a later
+//! run with the same number of jobs queries them again without filling
+//! them (drop them when done: `dropdb NAME`).
+//!
+//! Run: `cargo bench --bench history`; the large databases alone, without
+//! criterion's ingest loop: `HISTORY_BENCH_JOBS=10000000 cargo bench
+//! --bench history -- size`
 
 use cpu_time::ThreadTime;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use icewatch::history::query::{self, Filter};
-use icewatch::history::{Database, Location, Reader, Record, Server, Store};
+use icewatch::history::{Database, Location, PgStore, Reader, Reading, Record, Server, Store};
 use icewatch::monitor::{State, StateOptions};
 use icewatch::standin::simulation::Simulation;
 use postgres::binary_copy::BinaryCopyInWriter;
@@ -88,9 +99,9 @@ fn fresh_store(dir: &Path) -> Store {
     Store::open(&path).expect("a new database")
 }
 
-fn write_all(store: &mut Store, records: &[Record]) {
+fn write_all(db: &mut Database, records: &[Record]) {
     for batch in records.chunks(BATCH) {
-        store.write(batch).expect("written");
+        db.write(batch).expect("written");
     }
 }
 
@@ -103,17 +114,17 @@ fn ingest(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("ingest", |b| {
         b.iter_batched(
-            || fresh_store(dir.path()),
-            |mut store| write_all(&mut store, &recs),
+            || Database::from(fresh_store(dir.path())),
+            |mut db| write_all(&mut db, &recs),
             BatchSize::PerIteration,
         )
     });
     group.finish();
 
     // Once, on the writing thread's CPU clock.
-    let mut store = fresh_store(dir.path());
+    let mut db = Database::from(fresh_store(dir.path()));
     let cpu = ThreadTime::now();
-    write_all(&mut store, &recs);
+    write_all(&mut db, &recs);
     let spent = cpu.elapsed().as_secs_f64();
     println!(
         "history/ingest: {jobs} jobs in {:.3} CPU-s of the writer: {:.0} jobs per CPU-second",
@@ -125,35 +136,161 @@ fn ingest(c: &mut Criterion) {
 /// A month, over which the copies of the stream are spread.
 const MONTH_MS: u64 = 30 * 86_400_000;
 
+/// The large database of `size_and_queries`: copies of the same stream (a
+/// burst of a few minutes each), shifted in time so that they spread over
+/// a month.
+struct Month {
+    recs: Vec<Record>,
+    copies: usize,
+    /// From one copy to the next.
+    step: u64,
+    /// One copy's length.
+    span: u64,
+    jobs: usize,
+}
+
+impl Month {
+    fn new(wanted: usize) -> Month {
+        let recs = records(stream_jobs());
+        let per_copy = jobs_in(&recs);
+        let span = recs
+            .iter()
+            .filter_map(|r| match r {
+                Record::Job(j) => Some(j.end_ms),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+            - 1_800_000_000_000
+            + 60_000;
+        let copies = wanted.div_ceil(per_copy);
+        let step = span.max(MONTH_MS / copies as u64);
+        Month {
+            recs,
+            copies,
+            step,
+            span,
+            jobs: copies * per_copy,
+        }
+    }
+
+    /// Writes every copy as the writer would, in batches; prints the CPU
+    /// of the writing thread (and of `backend`, the server's process, if
+    /// any).
+    fn fill(&self, db: &mut Database, what: &str, backend: Option<i32>) {
+        let (cpu, server) = (ThreadTime::now(), backend.map(process_cpu));
+        for copy in 0..self.copies as u64 {
+            let shifted: Vec<Record> = self
+                .recs
+                .iter()
+                .cloned()
+                .map(|r| shift(r, copy, copy * self.step))
+                .collect();
+            write_all(db, &shifted);
+        }
+        let server = backend
+            .zip(server)
+            .map(|(pid, before)| {
+                format!(
+                    ", {:.1} CPU-s of its server backend",
+                    process_cpu(pid).saturating_sub(before).as_secs_f64()
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "history/{what}fill: {} jobs in {:.1} CPU-s of the writer{server}",
+            self.jobs,
+            cpu.elapsed().as_secs_f64()
+        );
+    }
+
+    /// The queries of `icewatch history` and the HTTP API, on a
+    /// connection of their own as a request opens it, and on one kept
+    /// open.
+    fn queries(&self, at: &Location, what: &str) {
+        let jobs = self.jobs;
+        let timed = |query: &str, run: &dyn Fn(&Reading) -> usize| {
+            let (mut cold, mut warm) = (Duration::MAX, Duration::MAX);
+            let mut rows = 0;
+            let kept = Reading::open_read(at).unwrap();
+            for _ in 0..5 {
+                let t = Instant::now();
+                rows = run(&Reading::open_read(at).unwrap());
+                cold = cold.min(t.elapsed());
+                let t = Instant::now();
+                run(&kept);
+                warm = warm.min(t.elapsed());
+            }
+            println!(
+                "history/{what}query {query}: {rows} rows in {cold:?} on a new connection, \
+                 {warm:?} on one kept open (best of 5, {jobs} jobs)"
+            );
+        };
+        let last = 1_800_000_000_000 + (self.copies as u64 - 1) * self.step;
+        let end = last + self.span;
+        let window = last + self.span / 2;
+        timed("a 10-minute window", &|db| {
+            let f = Filter {
+                since_ms: Some(window),
+                until_ms: Some(window + 600_000),
+                limit: query::MAX_LIMIT,
+                ..Filter::default()
+            };
+            db.jobs(&f).unwrap().len()
+        });
+        let newest = Filter {
+            limit: 1,
+            ..Filter::default()
+        };
+        let host = Reading::open_read(at).unwrap().jobs(&newest).unwrap()[0]
+            .server_name
+            .clone();
+        timed("one host's last day", &|db| {
+            let f = Filter {
+                since_ms: Some(end.saturating_sub(86_400_000)),
+                host: host.clone(),
+                limit: query::MAX_LIMIT,
+                ..Filter::default()
+            };
+            db.jobs(&f).unwrap().len()
+        });
+        // The builds of a day: a page as `history builds` and the API
+        // give it, every build of the day, both from the `builds` table;
+        // and every build grouped from the day's jobs (the way before the
+        // table, and still the way with another --build-gap).
+        let day = |limit| Filter {
+            since_ms: Some(end.saturating_sub(86_400_000)),
+            limit,
+            ..Filter::default()
+        };
+        timed("the builds of a day, a page", &|db| {
+            db.builds(&day(query::DEFAULT_LIMIT), 60_000).unwrap().len()
+        });
+        timed("the builds of a day, all of them", &|db| {
+            db.builds(&day(query::MAX_LIMIT), 60_000).unwrap().len()
+        });
+        timed("the builds of a day, grouped from its jobs", &|db| {
+            db.grouped_builds(&day(query::MAX_LIMIT), 60_000)
+                .unwrap()
+                .len()
+        });
+    }
+}
+
 fn size_and_queries(_: &mut Criterion) {
     let wanted: usize = std::env::var("HISTORY_BENCH_JOBS")
         .ok()
         .and_then(|n| n.parse().ok())
         .filter(|_| benching())
         .unwrap_or(if benching() { 1_000_000 } else { 4_000 });
+    let month = Month::new(wanted);
+    let jobs = month.jobs;
     // HISTORY_BENCH_DIR keeps the database there, and a later run with the
     // same number of jobs queries it again without filling it.
     let temp = tempfile::tempdir().unwrap();
     let dir = std::env::var_os("HISTORY_BENCH_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| temp.path().to_path_buf());
-    let recs = records(stream_jobs());
-    let per_copy = jobs_in(&recs);
-    // Copies of the same stream (a burst of a few minutes each), shifted
-    // in time so that they spread over a month.
-    let span = recs
-        .iter()
-        .filter_map(|r| match r {
-            Record::Job(j) => Some(j.end_ms),
-            _ => None,
-        })
-        .max()
-        .unwrap_or(0)
-        - 1_800_000_000_000
-        + 60_000;
-    let copies = wanted.div_ceil(per_copy);
-    let step = span.max(MONTH_MS / copies as u64);
-    let jobs = copies * per_copy;
     let path = dir.join("history.sqlite");
     let filled = query::open_read(&path).is_ok_and(|c| {
         c.query_row("SELECT count(*) FROM jobs", [], |r| r.get::<_, usize>(0))
@@ -162,98 +299,79 @@ fn size_and_queries(_: &mut Criterion) {
     let store = if filled {
         Store::open(&path).unwrap()
     } else {
-        let mut store = fresh_store(&dir);
-        let cpu = ThreadTime::now();
-        for copy in 0..copies as u64 {
-            let shifted: Vec<Record> = recs
-                .iter()
-                .cloned()
-                .map(|r| shift(r, copy, copy * step))
-                .collect();
-            write_all(&mut store, &shifted);
-        }
-        println!(
-            "history/fill: {jobs} jobs in {:.1} CPU-s of the writer",
-            cpu.elapsed().as_secs_f64()
-        );
+        let mut db = Database::from(fresh_store(&dir));
+        month.fill(&mut db, "", None);
+        let Database::Sqlite(store) = db else {
+            unreachable!("an SQLite file")
+        };
         store
     };
-    let conn = store.connection();
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+    store
+        .connection()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
         .unwrap();
     let bytes = std::fs::metadata(&path).unwrap().len();
     println!(
         "history/size: {jobs} jobs, {bytes} bytes: {:.0} bytes per job, indexes included",
         bytes as f64 / jobs as f64
     );
-    // The queries of `icewatch history` and the HTTP API, on a connection
-    // of their own as a request opens it, and on one kept open.
-    let last = 1_800_000_000_000 + (copies as u64 - 1) * step;
-    let end = last + span;
-    let timed = |what: &str, run: &dyn Fn(&rusqlite::Connection) -> usize| {
-        let (mut cold, mut warm) = (Duration::MAX, Duration::MAX);
-        let mut rows = 0;
-        let kept = query::open_read(&path).unwrap();
-        for _ in 0..5 {
-            let t = Instant::now();
-            rows = run(&query::open_read(&path).unwrap());
-            cold = cold.min(t.elapsed());
-            let t = Instant::now();
-            run(&kept);
-            warm = warm.min(t.elapsed());
-        }
-        println!(
-            "history/query {what}: {rows} rows in {cold:?} on a new connection, \
-             {warm:?} on one kept open (best of 5, {jobs} jobs)"
-        );
+    drop(store);
+    month.queries(&Location::File(path), "");
+    postgres_size_and_queries(&month);
+}
+
+/// The same in PostgreSQL: a database of its own, or the one named by
+/// `HISTORY_BENCH_PGDB`, kept and queried again by a later run with the
+/// same number of jobs.
+fn postgres_size_and_queries(month: &Month) {
+    let Some((mut admin, server)) = postgres_admin() else {
+        return;
     };
-    timed("a 10-minute window", &|conn| {
-        let f = Filter {
-            since_ms: Some(last + span / 2),
-            until_ms: Some(last + span / 2 + 600_000),
-            limit: query::MAX_LIMIT,
-            ..Filter::default()
+    let kept = std::env::var("HISTORY_BENCH_PGDB").ok();
+    let name = kept
+        .clone()
+        .unwrap_or_else(|| format!("icewatch_bench_month_{}", std::process::id()));
+    let server = server.with_database(&name);
+    let at = Location::Postgres(server.clone());
+    let filled = server.connect().is_ok_and(|mut c| {
+        c.query_one("SELECT count(*) FROM jobs", &[])
+            .is_ok_and(|r| r.get::<_, i64>(0) == month.jobs as i64)
+    });
+    if !filled {
+        recreate(&mut admin, &name);
+        let mut db = Database::open(&at).expect("the bench database opens");
+        let Database::Postgres(pg) = &db else {
+            unreachable!("a postgres:// location")
         };
-        query::jobs(conn, &f).unwrap().len()
-    });
-    let newest = Filter {
-        limit: 1,
-        ..Filter::default()
-    };
-    let host = query::jobs(conn, &newest).unwrap()[0].server_name.clone();
-    timed("one host's last day", &|conn| {
-        let f = Filter {
-            since_ms: Some(end.saturating_sub(86_400_000)),
-            host: host.clone(),
-            limit: query::MAX_LIMIT,
-            ..Filter::default()
-        };
-        query::jobs(conn, &f).unwrap().len()
-    });
-    // The builds of a day: a page as `history builds` and the API give
-    // it, every build of the day, both from the `builds` table; and
-    // every build grouped from the day's jobs (the way before the table,
-    // and still the way with another --build-gap).
-    let day = |limit| Filter {
-        since_ms: Some(end.saturating_sub(86_400_000)),
-        limit,
-        ..Filter::default()
-    };
-    timed("the builds of a day, a page", &|conn| {
-        query::builds(conn, &day(query::DEFAULT_LIMIT), 60_000)
-            .unwrap()
-            .len()
-    });
-    timed("the builds of a day, all of them", &|conn| {
-        query::builds(conn, &day(query::MAX_LIMIT), 60_000)
-            .unwrap()
-            .len()
-    });
-    timed("the builds of a day, grouped from its jobs", &|conn| {
-        query::grouped_builds(conn, &day(query::MAX_LIMIT), 60_000)
-            .unwrap()
-            .len()
-    });
+        let backend = writer_backend(pg);
+        month.fill(&mut db, "postgres/", Some(backend));
+        drop(db);
+        // What autovacuum does over a month of writes: the planner's
+        // statistics and the visibility map (index-only scans).
+        let mut client = server.connect().unwrap();
+        client.batch_execute("VACUUM ANALYZE").unwrap();
+    }
+    let mut client = server.connect().unwrap();
+    // Every table of the history with its indexes and TOAST.
+    let bytes: i64 = client
+        .query_one(
+            "SELECT sum(pg_total_relation_size(c.oid))::int8 FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND c.relkind = 'r'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    drop(client);
+    println!(
+        "history/postgres/size: {} jobs, {bytes} bytes: {:.0} bytes per job, indexes included",
+        month.jobs,
+        bytes as f64 / month.jobs as f64
+    );
+    month.queries(&at, "postgres/");
+    if kept.is_none() {
+        drop_database(&mut admin, &name);
+    }
 }
 
 /// CPU time (user + system) of the process `pid` so far, from
@@ -279,38 +397,39 @@ fn backend_pid(client: &mut postgres::Client) -> i32 {
         .get(0)
 }
 
-fn postgres_ingest(_: &mut Criterion) {
-    let admin_url = std::env::var("ICEWATCH_TEST_POSTGRES")
+/// The server of `ICEWATCH_TEST_POSTGRES` (default the local socket),
+/// connected; `None` (said) where it cannot be reached.
+fn postgres_admin() -> Option<(postgres::Client, Server)> {
+    let url = std::env::var("ICEWATCH_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres:///postgres?host=/var/run/postgresql".to_owned());
-    let admin = Server::parse(&admin_url).expect("ICEWATCH_TEST_POSTGRES is a URL");
-    let mut admin = match admin.connect() {
-        Ok(c) => c,
+    let server = Server::parse(&url).expect("ICEWATCH_TEST_POSTGRES is a URL");
+    match server.connect() {
+        Ok(c) => Some((c, server)),
         Err(e) => {
-            println!("history/postgres: skipped, {admin_url} cannot be reached: {e}");
-            return;
+            println!("history/postgres: skipped, {url} cannot be reached: {e}");
+            None
         }
-    };
-    let name = format!("icewatch_bench_{}", std::process::id());
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-        .unwrap();
+    }
+}
+
+/// A new, empty database `name` (a former one dropped).
+fn recreate(admin: &mut postgres::Client, name: &str) {
+    drop_database(admin, name);
     admin
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .unwrap();
-    let (scheme, rest) = admin_url.split_once("://").unwrap_or(("postgres", ""));
-    let (rest, params) = rest.split_once('?').unwrap_or((rest, ""));
-    let authority = rest.split_once('/').map_or(rest, |(a, _)| a);
-    let url = format!("{scheme}://{authority}/{name}?{params}");
-    let at = Location::parse(&url).unwrap();
+}
 
-    let recs = records(stream_jobs());
-    let jobs = jobs_in(&recs);
-    let mut store = Database::open(&at).expect("the bench database opens");
-    let Database::Postgres(pg) = &store else {
-        unreachable!("a postgres:// location")
-    };
+fn drop_database(admin: &mut postgres::Client, name: &str) {
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+}
+
+/// The server's backend process of `pg`'s connection: the one connection
+/// to its database besides a new one made to ask.
+fn writer_backend(pg: &PgStore) -> i32 {
     let mut watch = pg.server().connect().unwrap();
-    // The writer's backend: the connection that is not this one.
     let others = watch
         .query(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
@@ -318,7 +437,25 @@ fn postgres_ingest(_: &mut Criterion) {
             &[],
         )
         .unwrap();
-    let backend: i32 = others.first().map_or(0, |r| r.get(0));
+    others.first().map_or(0, |r| r.get(0))
+}
+
+fn postgres_ingest(_: &mut Criterion) {
+    let Some((mut admin, server)) = postgres_admin() else {
+        return;
+    };
+    let name = format!("icewatch_bench_{}", std::process::id());
+    recreate(&mut admin, &name);
+    let bench = server.with_database(&name);
+    let at = Location::Postgres(bench.clone());
+
+    let recs = records(stream_jobs());
+    let jobs = jobs_in(&recs);
+    let mut store = Database::open(&at).expect("the bench database opens");
+    let Database::Postgres(pg) = &store else {
+        unreachable!("a postgres:// location")
+    };
+    let backend = writer_backend(pg);
     let (cpu, server) = (ThreadTime::now(), process_cpu(backend));
     let wall = Instant::now();
     for batch in recs.chunks(BATCH) {
@@ -342,7 +479,7 @@ fn postgres_ingest(_: &mut Criterion) {
             _ => None,
         })
         .collect();
-    let mut client = watch;
+    let mut client = bench.connect().unwrap();
     let backend = backend_pid(&mut client);
     let columns = "session, id, file, state, reason, exit_code, start_ms, end_ms, real_ms";
     let measure =
@@ -425,9 +562,7 @@ fn postgres_ingest(_: &mut Criterion) {
         }
     });
     drop(client);
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .unwrap();
+    drop_database(&mut admin, &name);
 }
 
 /// `r` of copy `copy`: `offset` ms later, in its own scheduler session.

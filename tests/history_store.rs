@@ -281,7 +281,10 @@ fn pages_follow_one_another_by_cursor_newest_first(backend: Backend) {
     for id in 1..=25 {
         job(&mut state, id, &format!("f{id}.c"), 1, u64::from(id) * 10);
         begin(&mut state, id, 1, u64::from(id) * 10 + 1);
-        done(&mut state, id, 0, u64::from(id) * 10 + 2);
+    }
+    // Five at a time end in the same millisecond: the later one first.
+    for id in 1..=25 {
+        done(&mut state, id, 0, 300 + u64::from(id / 5) * 10);
     }
     store.write(&state.records).unwrap();
     let conn = db.reading();

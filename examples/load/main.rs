@@ -18,7 +18,12 @@
 //!
 //! and a third, the same monitor keeping its history (`--db` a fresh file
 //! in the temporary folder, the other one `--db none`): the history's cost
-//! end to end, the writer's commits included.
+//! end to end, the writer's commits included. With `--db URL` (a
+//! PostgreSQL database, e.g. `postgres:///icewatch_e2e?host=/var/run/postgresql`,
+//! dropped and created again before each run) a fourth keeps its history
+//! there; its cost counts the CPU of the server's backend processes of
+//! that database too (from `pg_stat_activity` and `/proc/PID/stat`).
+//! Both count the jobs that reached the database.
 //!
 //! For each it reports the CPU time (user + sys, from `/proc/PID/stat`,
 //! and the precise on-CPU time of all its threads from
@@ -61,8 +66,10 @@ mod top;
 mod watch;
 
 use anyhow::{bail, ensure, Context, Result};
+use icewatch::history::Server;
 use icewatch::protocol::handshake::handshake_blocking;
 use icewatch::protocol::PROTOCOL_VERSION;
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -87,6 +94,9 @@ struct Opts {
     baselines: Vec<PathBuf>,
     /// The page of a running icewatch: `--page` (mode `watch`).
     page: Option<SocketAddr>,
+    /// A PostgreSQL database for a run with its history there: `--db`
+    /// (mode `e2e`).
+    db: Option<String>,
 }
 
 fn main() -> Result<()> {
@@ -104,6 +114,7 @@ fn main() -> Result<()> {
         icewatch: None,
         baselines: Vec::new(),
         page: None,
+        db: None,
     };
     match what.as_str() {
         "fanout" => opts.hosts = 1_000,
@@ -127,6 +138,10 @@ fn main() -> Result<()> {
             "--icewatch" => opts.icewatch = Some(PathBuf::from(value)),
             "--baseline" => opts.baselines.push(PathBuf::from(value)),
             "--page" => opts.page = Some(value.parse().context("--page takes IP:PORT")?),
+            "--db" => {
+                ensure!(Server::is_url(&value), "--db takes a postgres:// URL");
+                opts.db = Some(value);
+            }
             _ => bail!("unknown flag {flag}"),
         }
     }
@@ -158,7 +173,7 @@ fn main() -> Result<()> {
         ),
         "watch" => watch_clients(&opts),
         _ => bail!(
-            "usage: load e2e [--runs N] [--messages N] [--hosts N] [--history N]\n       \
+            "usage: load e2e [--runs N] [--messages N] [--hosts N] [--history N] [--db postgres://...]\n       \
              load apply [--runs N] [--messages N] [--hosts N] [--history N]\n       \
              load fanout [--runs N] [--hosts N] [--clients N] [--rate N] [--seconds N] [--baseline PATH]\n       \
              load clients [--runs N] [--clients N] [--baseline PATH]\n       \
@@ -206,6 +221,12 @@ struct Cost {
     wall: Duration,
     /// Records the history dropped (`database.lost` of the snapshot).
     lost: u64,
+    /// CPU of the PostgreSQL server's backends of the history's
+    /// connections, seconds (10 ms ticks).
+    backends: f64,
+    /// CPU of the server's other processes on the history's database
+    /// (autovacuum workers) seen at the end, seconds.
+    autovacuum: f64,
 }
 
 impl Opts {
@@ -282,11 +303,13 @@ fn e2e(opts: &Opts) -> Result<()> {
     println!("machine: {} cores, {}", cores(), cpu_model());
     let stream = Arc::new(stream);
     let mut rows = Vec::new();
+    let mut postgres_rows = Vec::new();
     // Each run's history starts empty, as a new installation's.
     let db_dir = std::env::temp_dir().join(format!("icewatch-load-{}", std::process::id()));
     std::fs::create_dir_all(&db_dir)?;
     let db = db_dir.join("history.sqlite");
     let db_arg = db.to_str().context("a UTF-8 temporary path")?;
+    let pg = opts.db.as_deref().map(Postgres::new).transpose()?;
     for run in 1..=opts.runs {
         let base = run_reader(&reader, &stream)?;
         let ice = run_icewatch(&icewatch, &stream, opts.history, "none")?;
@@ -322,9 +345,31 @@ fn e2e(opts: &Opts) -> Result<()> {
             kept.cpu_sched / ice.cpu_sched,
             kept.lost
         );
+        if let Some(pg) = &pg {
+            pg.recreate()?;
+            let cost = run_icewatch(&icewatch, &stream, opts.history, &pg.url)?;
+            let written = pg.jobs()?;
+            println!(
+                "run {run}: icewatch with history in PostgreSQL cpu {:.3} s + its backends {:.2} s \
+                 (autovacuum seen {:.2} s) peak {:.1} MiB in {:.2?} | ratio to --db none {:.2}x, \
+                 with the backends {:.2}x | {written} of {jobs} jobs in the database, {} records lost",
+                cost.cpu_sched,
+                cost.backends,
+                cost.autovacuum,
+                cost.peak_kib as f64 / 1024.0,
+                cost.wall,
+                cost.cpu_sched / ice.cpu_sched,
+                (cost.cpu_sched + cost.backends) / ice.cpu_sched,
+                cost.lost
+            );
+            postgres_rows.push(cost);
+        }
         rows.push((base, ice, kept));
     }
     let _ = std::fs::remove_dir_all(&db_dir);
+    if let Some(pg) = &pg {
+        pg.drop_database()?;
+    }
     summarise(
         &rows,
         3,
@@ -341,7 +386,102 @@ fn e2e(opts: &Opts) -> Result<()> {
             }),
         ],
     );
+    if !postgres_rows.is_empty() {
+        let with_none: Vec<_> = postgres_rows
+            .iter()
+            .zip(&rows)
+            .map(|(p, r)| (*p, r.1))
+            .collect();
+        summarise(
+            &with_none,
+            3,
+            &[
+                ("icewatch with PostgreSQL cpu s", |r| r.0.cpu_sched),
+                ("its backends cpu s", |r| r.0.backends),
+                ("autovacuum seen cpu s", |r| r.0.autovacuum),
+                ("ratio PostgreSQL/--db none", |r| {
+                    r.0.cpu_sched / r.1.cpu_sched
+                }),
+                ("ratio PostgreSQL with backends/--db none", |r| {
+                    (r.0.cpu_sched + r.0.backends) / r.1.cpu_sched
+                }),
+                ("icewatch with PostgreSQL peak MiB", |r| {
+                    r.0.peak_kib as f64 / 1024.0
+                }),
+            ],
+        );
+    }
     Ok(())
+}
+
+/// The PostgreSQL database of the e2e runs: dropped and made again empty
+/// before each run, dropped at the end.
+struct Postgres {
+    url: String,
+    server: Server,
+}
+
+impl Postgres {
+    fn new(url: &str) -> Result<Postgres> {
+        let server = Server::parse(url).map_err(anyhow::Error::msg)?;
+        let name = server.database();
+        ensure!(
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "--db {server}: the database is dropped and created at each run: name it with \
+             letters, digits and _ only"
+        );
+        Ok(Postgres {
+            url: url.to_owned(),
+            server,
+        })
+    }
+
+    /// Runs `sql` on the server's `postgres` database.
+    fn admin(&self, sql: &str) -> Result<()> {
+        let admin = self.server.with_database("postgres");
+        let mut client = admin.connect().map_err(|e| admin.error(e))?;
+        client.batch_execute(sql)?;
+        Ok(())
+    }
+
+    fn drop_database(&self) -> Result<()> {
+        let name = self.server.database();
+        self.admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    }
+
+    fn recreate(&self) -> Result<()> {
+        self.drop_database()?;
+        self.admin(&format!("CREATE DATABASE {}", self.server.database()))
+    }
+
+    /// The jobs in the database.
+    fn jobs(&self) -> Result<u64> {
+        let mut client = self.server.connect().map_err(|e| self.server.error(e))?;
+        let n: i64 = client.query_one("SELECT count(*) FROM jobs", &[])?.get(0);
+        Ok(u64::try_from(n)?)
+    }
+}
+
+/// The server's processes on a database (but the one asking), each with
+/// whether it serves a client (else an autovacuum worker) and its CPU so
+/// far (user + sys ticks of /proc/PID/stat).
+fn backends(client: &mut postgres::Client) -> Result<HashMap<i32, (bool, u64)>> {
+    let rows = client.query(
+        "SELECT pid, backend_type = 'client backend' FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        &[],
+    )?;
+    let mut cpu_of = HashMap::new();
+    for row in rows {
+        let pid: i32 = row.get(0);
+        // One that has gone since is not counted.
+        if let Ok(pid_u32) = u32::try_from(pid) {
+            if let Ok((ticks, _, _)) = cpu(pid_u32) {
+                cpu_of.insert(pid, (row.get(1), ticks));
+            }
+        }
+    }
+    Ok(cpu_of)
 }
 
 fn apply_runs(opts: &Opts) -> Result<()> {
@@ -630,8 +770,8 @@ fn run_reader(bin: &Path, stream: &Arc<stream::Stream>) -> Result<Cost> {
     Ok(cost)
 }
 
-/// `icewatch monitor` on `stream`, keeping its history in `db` (a path, or
-/// "none").
+/// `icewatch monitor` on `stream`, keeping its history in `db` (a path, a
+/// `postgres://` URL or "none").
 fn run_icewatch(bin: &Path, stream: &Arc<stream::Stream>, history: u64, db: &str) -> Result<Cost> {
     let child_pid = Arc::new(OnceLock::new());
     let (addr, done) = fake_scheduler(stream.clone(), child_pid.clone())?;
@@ -652,6 +792,16 @@ fn run_icewatch(bin: &Path, stream: &Arc<stream::Stream>, history: u64, db: &str
     let pid = child.id();
     let _ = child_pid.set(pid);
     let page = page_addr(&mut child)?;
+    // The history's backends once it has opened it (a backend that comes
+    // later counts whole).
+    let mut pg = if Server::is_url(db) {
+        let server = Server::parse(db).map_err(anyhow::Error::msg)?;
+        let mut client = server.connect().map_err(|e| server.error(e))?;
+        let before = backends(&mut client)?;
+        Some((client, before))
+    } else {
+        None
+    };
     let (conn, started, before) = done.recv_timeout(Duration::from_secs(120))?;
     let sched_port = addr.port();
     let child_port = conn.peer_addr()?.port();
@@ -677,6 +827,17 @@ fn run_icewatch(bin: &Path, stream: &Arc<stream::Stream>, history: u64, db: &str
         }
     }
     let mut cost = sample(pid, started, before)?;
+    if let Some((client, before)) = &mut pg {
+        for (pid, (serves, now)) in backends(client)? {
+            let since = before.get(&pid).map_or(0, |b| b.1);
+            let seconds = now.saturating_sub(since) as f64 / 100.0;
+            if serves {
+                cost.backends += seconds;
+            } else {
+                cost.autovacuum += seconds;
+            }
+        }
+    }
     let snap: serde_json::Value = serde_json::from_str(&http_get(page, "/api/v1/snapshot")?)?;
     cost.lost = snap["database"]["lost"].as_u64().unwrap_or(0);
     let t = &snap["totals"];
@@ -771,6 +932,8 @@ fn sample(pid: u32, started: Instant, before: (u64, u64, u64)) -> Result<Cost> {
         peak_kib: status_kib(pid, "VmHWM:")?,
         wall: started.elapsed(),
         lost: 0,
+        backends: 0.0,
+        autovacuum: 0.0,
     })
 }
 

@@ -90,6 +90,18 @@ impl Server {
         }
         config.connect_timeout(CONNECT_TIMEOUT);
         config.application_name("icewatch");
+        Ok(Server::of(config))
+    }
+
+    /// The same server's database `name`.
+    pub fn with_database(&self, name: &str) -> Server {
+        let mut config = (*self.config).clone();
+        config.dbname(name);
+        Server::of(config)
+    }
+
+    /// The server `config` names, shown without its password.
+    fn of(config: Config) -> Server {
         let port = config.get_ports().first().copied().unwrap_or(5432);
         let user = config
             .get_user()
@@ -108,10 +120,10 @@ impl Server {
             Some(Host::Tcp(host)) => format!("postgres://{user}{host}:{port}/{db}"),
             None => format!("postgres://{user}/{db}"),
         };
-        Ok(Server {
+        Server {
             config: Box::new(config),
             shown,
-        })
+        }
     }
 
     /// The database's name (by default the user's, as PostgreSQL does).

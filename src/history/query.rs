@@ -491,9 +491,21 @@ pub fn jobs<C: Conn>(conn: &C, filter: &Filter) -> Result<Vec<JobRow>, C::Error>
         w.add("j.state = ?", "failed");
     }
     w.scheduler("j", filter);
-    let select = format!("SELECT {JOB_COLUMNS} FROM jobs j {JOB_JOINS}");
-    let (sql, params) = w.query(conn, &select, ("jobs", "j", "end_ms"), filter)?;
-    conn.rows(&sql, &params, job_row)
+    // The page first, through the index on end_ms, then the names of its
+    // jobs alone: PostgreSQL, misjudging how many jobs a window of a
+    // burst holds, joined and sorted all of them before the limit (92
+    // against 39 ms on 10 M jobs, BENCHMARKS.md). The joins keep no order:
+    // the page's is put back here, cheaper than a sort in the database.
+    let (page, params) = w.query(
+        conn,
+        "SELECT j.* FROM jobs j",
+        ("jobs", "j", "end_ms"),
+        filter,
+    )?;
+    let sql = format!("SELECT {JOB_COLUMNS} FROM ({page}) j {JOB_JOINS}");
+    let mut rows = conn.rows(&sql, &params, job_row)?;
+    rows.sort_unstable_by_key(|r| std::cmp::Reverse((r.end_ms, r.seq)));
+    Ok(rows)
 }
 
 /// A host's session: from its login to its logout.
