@@ -163,15 +163,28 @@ pub(crate) trait BuildTable {
     type Error;
     /// The address of the scheduler of the database's `session`.
     fn scheduler(&mut self, session: i64) -> Result<String, Self::Error>;
+    /// The rows of `sql` (SQLite's dialect) with the submitter as `?1`
+    /// (its name's id) and `?2` (its scheduler), and `?3` if given.
+    fn select(
+        &mut self,
+        sql: &str,
+        submitter: &Submitter,
+        and: Option<i64>,
+    ) -> Result<Vec<BuildRow>, Self::Error>;
     /// The submitter's latest build.
-    fn latest(&mut self, submitter: &Submitter) -> Result<Option<BuildRow>, Self::Error>;
+    fn latest(&mut self, submitter: &Submitter) -> Result<Option<BuildRow>, Self::Error> {
+        Ok(self.select(&latest_sql(submitter), submitter, None)?.pop())
+    }
     /// The submitter's builds that end at or after `from_ms` (oldest
     /// first).
     fn ending_since(
         &mut self,
         submitter: &Submitter,
         from_ms: u64,
-    ) -> Result<Vec<BuildRow>, Self::Error>;
+    ) -> Result<Vec<BuildRow>, Self::Error> {
+        let from = super::store::ms(from_ms);
+        self.select(&ending_since_sql(submitter), submitter, Some(from))
+    }
     /// Adds `row`; returns its `seq`.
     fn insert(&mut self, row: &BuildRow) -> Result<i64, Self::Error>;
     /// Writes `row` over the one of its `seq`; its start and session too
@@ -367,14 +380,6 @@ const SCHEDULER: &str = "SELECT coalesce(max(scheduler), '') FROM scheduler_sess
 /// `builds` in an SQLite transaction.
 pub(crate) struct SqliteBuilds<'a>(pub &'a rusqlite::Connection);
 
-impl SqliteBuilds<'_> {
-    fn rows(&self, sql: &str, params: &[&dyn rusqlite::ToSql]) -> rusqlite::Result<Vec<BuildRow>> {
-        let mut stmt = self.0.prepare_cached(sql)?;
-        let rows = stmt.query_map(params, |r| Ok(BuildRow::read(r)))?;
-        rows.collect()
-    }
-}
-
 impl BuildTable for SqliteBuilds<'_> {
     type Error = rusqlite::Error;
 
@@ -384,24 +389,18 @@ impl BuildTable for SqliteBuilds<'_> {
             .query_row([session], |r| r.get(0))
     }
 
-    fn latest(&mut self, submitter: &Submitter) -> rusqlite::Result<Option<BuildRow>> {
-        let (scheduler, client) = submitter;
-        Ok(self
-            .rows(&latest_sql(submitter), &[client, &&**scheduler])?
-            .pop())
-    }
-
-    fn ending_since(
+    fn select(
         &mut self,
-        submitter: &Submitter,
-        from_ms: u64,
+        sql: &str,
+        (scheduler, client): &Submitter,
+        and: Option<i64>,
     ) -> rusqlite::Result<Vec<BuildRow>> {
-        let (scheduler, client) = submitter;
-        let from = super::store::ms(from_ms);
-        self.rows(
-            &ending_since_sql(submitter),
-            &[client, &&**scheduler, &from],
-        )
+        let scheduler: &str = scheduler;
+        let mut params: Vec<&dyn rusqlite::ToSql> = vec![client, &scheduler];
+        params.extend(and.as_ref().map(|v| v as &dyn rusqlite::ToSql));
+        let mut stmt = self.0.prepare_cached(sql)?;
+        let rows = stmt.query_map(&*params, |r| Ok(BuildRow::read(r)))?;
+        rows.collect()
     }
 
     fn insert(&mut self, row: &BuildRow) -> rusqlite::Result<i64> {
@@ -435,20 +434,6 @@ pub(crate) struct PgBuilds<'a, 'b>(pub &'a mut postgres::Transaction<'b>);
 /// A PostgreSQL parameter.
 type PgParam<'a> = &'a (dyn postgres::types::ToSql + Sync);
 
-impl PgBuilds<'_, '_> {
-    fn rows(
-        &mut self,
-        sql: &str,
-        params: &[PgParam<'_>],
-    ) -> Result<Vec<BuildRow>, postgres::Error> {
-        let sql = sql
-            .replace("?1 IS NULL", "?1::int8 IS NULL")
-            .replace('?', "$");
-        let rows = self.0.query(&sql, params)?;
-        Ok(rows.iter().map(|r| BuildRow::read(r)).collect())
-    }
-}
-
 impl BuildTable for PgBuilds<'_, '_> {
     type Error = postgres::Error;
 
@@ -457,24 +442,20 @@ impl BuildTable for PgBuilds<'_, '_> {
         Ok(self.0.query_one(&sql, &[&session])?.get(0))
     }
 
-    fn latest(&mut self, submitter: &Submitter) -> Result<Option<BuildRow>, postgres::Error> {
-        let (scheduler, client) = submitter;
-        Ok(self
-            .rows(&latest_sql(submitter), &[client, &&**scheduler])?
-            .pop())
-    }
-
-    fn ending_since(
+    fn select(
         &mut self,
-        submitter: &Submitter,
-        from_ms: u64,
+        sql: &str,
+        (scheduler, client): &Submitter,
+        and: Option<i64>,
     ) -> Result<Vec<BuildRow>, postgres::Error> {
-        let (scheduler, client) = submitter;
-        let from = super::store::ms(from_ms);
-        self.rows(
-            &ending_since_sql(submitter),
-            &[client, &&**scheduler, &from],
-        )
+        let scheduler: &str = scheduler;
+        let mut params: Vec<PgParam<'_>> = vec![client, &scheduler];
+        params.extend(and.as_ref().map(|v| v as PgParam<'_>));
+        let sql = sql
+            .replace("?1 IS NULL", "?1::int8 IS NULL")
+            .replace('?', "$");
+        let rows = self.0.query(&sql, &params)?;
+        Ok(rows.iter().map(|r| BuildRow::read(r)).collect())
     }
 
     fn insert(&mut self, row: &BuildRow) -> Result<i64, postgres::Error> {
