@@ -4,17 +4,31 @@
 //! must reach the database, or be counted as lost.
 
 use icewatch::history::{History, HistoryOptions, Store, MAX_HELD};
-use icewatch::monitor::{self, lock_state, SharedState, State, StateOptions, MAX_HOLD};
+use icewatch::monitor::{self, lock_state, Changed, SharedState, State, StateOptions, MAX_HOLD};
 use icewatch::standin::simulation::Simulation;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// A new database in a folder of its own.
-fn database(name: &str) -> std::path::PathBuf {
+fn database(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir.join("history.sqlite")
+}
+
+/// A state made with `opts` and its history, kept in a new database
+/// (its path is returned).
+fn kept_in_a_new_database(
+    name: &str,
+    opts: StateOptions,
+) -> (PathBuf, SharedState, Changed, History) {
+    let path = database(name);
+    let state: SharedState = Arc::new(Mutex::new(State::new(opts)));
+    let changed = monitor::changed();
+    let store = Store::open(&path).unwrap();
+    let history = History::start(store, state.clone(), &changed, HistoryOptions::default());
+    (path, state, changed, history)
 }
 
 /// The jobs in the database at `path`.
@@ -26,13 +40,9 @@ fn rows(path: &Path) -> u64 {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_burst_of_six_times_the_states_history_reaches_the_database_whole() {
-    let path = database("history-burst");
     let opts = StateOptions::default();
     let kept = opts.history_limit as u64;
-    let state: SharedState = Arc::new(Mutex::new(State::new(opts)));
-    let changed = monitor::changed();
-    let store = Store::open(&path).unwrap();
-    let history = History::start(store, state.clone(), &changed, HistoryOptions::default());
+    let (path, state, changed, history) = kept_in_a_new_database("history-burst", opts);
     let status = history.status();
 
     // The connection: a batch of messages under the lock, a wakeup, and on
@@ -75,15 +85,11 @@ async fn a_burst_of_six_times_the_states_history_reaches_the_database_whole() {
 /// database's reader until it has taken them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_in_one_batch_waits_in_the_states_history_for_the_database() {
-    let path = database("history-burst-one-batch");
     let opts = StateOptions {
         history_limit: 100,
         ..StateOptions::default()
     };
-    let state: SharedState = Arc::new(Mutex::new(State::new(opts)));
-    let changed = monitor::changed();
-    let store = Store::open(&path).unwrap();
-    let history = History::start(store, state.clone(), &changed, HistoryOptions::default());
+    let (path, state, changed, history) = kept_in_a_new_database("history-burst-one-batch", opts);
     let status = history.status();
 
     let start = monitor::now_ms();

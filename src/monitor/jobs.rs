@@ -688,6 +688,19 @@ mod tests {
         }
     }
 
+    /// The end of a job the compiler finished with exit code 0.
+    fn exited() -> JobEnd {
+        JobEnd {
+            state: JobState::Finished,
+            reason: EndReason::Exit,
+            end_ms: 1,
+            exit_code: Some(0),
+            stats: None,
+            client_name: 0,
+            server_name: 0,
+        }
+    }
+
     #[test]
     fn names_read_back_when_long_jobs_make_their_chunks_compact() {
         // 20 jobs in flight, each ending 20 jobs after it started, but one
@@ -701,16 +714,7 @@ mod tests {
                 continue;
             };
             let slot = jobs.take(old).expect("active");
-            let end = JobEnd {
-                state: JobState::Finished,
-                reason: EndReason::Exit,
-                end_ms: 1,
-                exit_code: Some(0),
-                stats: None,
-                client_name: 0,
-                server_name: 0,
-            };
-            jobs.retire(slot, end);
+            jobs.retire(slot, exited());
         }
         let mut live = 0;
         for job in jobs
@@ -752,16 +756,7 @@ mod tests {
         let finish = |jobs: &mut Jobs, id: u32| {
             let (slot, _) = jobs.start(id, JobState::Compiling, 0, format!("{id}.c").as_bytes());
             jobs.take(id);
-            let end = JobEnd {
-                state: JobState::Finished,
-                reason: EndReason::Exit,
-                end_ms: 1,
-                exit_code: Some(0),
-                stats: None,
-                client_name: 0,
-                server_name: 0,
-            };
-            jobs.retire(slot, end);
+            jobs.retire(slot, exited());
         };
         let hosts = HostNames::default();
         jobs.hold(Some(0));
