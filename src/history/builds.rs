@@ -356,15 +356,18 @@ const INSERT: &str = "INSERT INTO builds (session, client_name, start_ms, end_ms
      remote, given_back, local, failed, cut_short, scheduler) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
-/// A row's update: the values of [`BuildRow::changed`] (whole).
+/// A row's update: the values of [`BuildRow::changed`] (whole). Its
+/// details, worked out before it grew, are to be worked out again
+/// (`history::summaries`).
 const UPDATE: &str = "UPDATE builds SET session = ?1, start_ms = ?2, end_ms = ?3, jobs = ?4, \
-     remote = ?5, given_back = ?6, local = ?7, failed = ?8, cut_short = ?9 WHERE seq = ?10";
+     remote = ?5, given_back = ?6, local = ?7, failed = ?8, cut_short = ?9, details = NULL \
+     WHERE seq = ?10";
 
 /// The update of a build that only grew: its start and session stay, and
 /// so do the entries of the indexes on them (a third of the cost of
 /// keeping the table, in `benches/history.rs`).
 const UPDATE_END: &str = "UPDATE builds SET end_ms = ?1, jobs = ?2, remote = ?3, \
-     given_back = ?4, local = ?5, failed = ?6, cut_short = ?7 WHERE seq = ?8";
+     given_back = ?4, local = ?5, failed = ?6, cut_short = ?7, details = NULL WHERE seq = ?8";
 
 /// The update of `row`, whole or not.
 fn update_sql(whole: bool) -> &'static str {

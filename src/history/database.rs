@@ -182,6 +182,20 @@ impl Reading {
         }
     }
 
+    /// Builds as [`Reading::builds`] gives them with the table's gap, each
+    /// worked out from its jobs even where its details are kept (see
+    /// [`query::computed_builds`]).
+    pub fn computed_builds(&self, filter: &Filter) -> Result<Vec<Build>, HistoryError> {
+        match self {
+            Reading::Sqlite(c, p) => {
+                query::computed_builds(c, filter).map_err(|e| HistoryError::of(p, e))
+            }
+            Reading::Postgres(c, s) => {
+                query::computed_builds(c.as_ref(), filter).map_err(|e| s.error(e))
+            }
+        }
+    }
+
     /// Builds grouped from the window's jobs in memory, newest first (see
     /// [`query::grouped_builds`]): what [`Reading::builds`] does for a
     /// gap other than the `builds` table's.

@@ -27,6 +27,9 @@
 //!   task on a connection of its own.
 //! - [`builds`]: the `builds` table, kept by the writer as it writes
 //!   jobs, so that the builds of a window come back through an index.
+//! - [`summaries`]: each build's details, worked out once it is over by
+//!   a thread of its own, so that the builds of a day come back without
+//!   reading their jobs.
 //! - [`query`]: what the history holds, filtered, newest first.
 //! - [`trace`]: jobs as a timeline for Perfetto (Chrome trace events).
 //!
@@ -58,6 +61,7 @@ mod reader;
 mod record;
 pub mod schema;
 mod store;
+pub mod summaries;
 pub mod trace;
 mod writer;
 
@@ -105,8 +109,8 @@ impl Default for HistoryOptions {
     }
 }
 
-/// A running history: the reader task, the writer thread and the
-/// retention thread. [`History::stop`] commits what is left.
+/// A running history: the reader task, the writer thread, the
+/// retention thread and the summaries' thread. [`History::stop`] commits what is left.
 #[derive(Debug)]
 pub struct History {
     status: Arc<Status>,
@@ -115,6 +119,7 @@ pub struct History {
     reader: tokio::task::JoinHandle<()>,
     writer: std::thread::JoinHandle<()>,
     stop_retention: mpsc::Sender<()>,
+    stop_summaries: mpsc::Sender<()>,
 }
 
 /// How often the reader looks even when nothing wakes it (for the load
@@ -154,6 +159,11 @@ impl History {
         let _ = std::thread::Builder::new()
             .name("history retention".into())
             .spawn(move || writer::retain(retention_at, opts.retain, retention_stop));
+        let (stop_summaries, summaries_stop) = mpsc::channel();
+        let (summaries_at, committed) = (location.clone(), status.clone());
+        let _ = std::thread::Builder::new()
+            .name("history summaries".into())
+            .spawn(move || summaries::run(summaries_at, committed, summaries_stop));
         let (stop_reader, mut stopped) = oneshot::channel();
         let mut wakeups = changed.subscribe();
         let held = status.clone();
@@ -213,6 +223,7 @@ impl History {
             reader,
             writer,
             stop_retention,
+            stop_summaries,
         }
     }
 
@@ -232,6 +243,7 @@ impl History {
             let _ = stop.send(());
         }
         let _ = self.stop_retention.send(());
+        let _ = self.stop_summaries.send(());
         let _ = (&mut self.reader).await;
         let writer = self.writer;
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;

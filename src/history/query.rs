@@ -291,6 +291,9 @@ pub trait Conn {
         params: &[Value],
         row: impl FnMut(&dyn Cells) -> T,
     ) -> Result<Vec<T>, Self::Error>;
+    /// Runs `sql` (an update, same dialect) with `params`; returns how
+    /// many rows it changed.
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<usize, Self::Error>;
 }
 
 impl rusqlite::ToSql for Value {
@@ -324,6 +327,11 @@ impl Conn for Connection {
         let mut stmt = self.prepare_cached(sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| Ok(row(r)))?;
         rows.collect()
+    }
+
+    fn execute(&self, sql: &str, params: &[Value]) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?
+            .execute(rusqlite::params_from_iter(params))
     }
 }
 
@@ -374,17 +382,32 @@ impl Conn for PgConn {
         params: &[Value],
         mut row: impl FnMut(&dyn Cells) -> T,
     ) -> Result<Vec<T>, postgres::Error> {
-        let sql = sql.replace('?', "$").replace("instr(", "strpos(");
-        let params: Vec<&(dyn postgres::types::ToSql + Sync)> = params
-            .iter()
-            .map(|p| match p {
-                Value::Int(v) => v as &(dyn postgres::types::ToSql + Sync),
-                Value::Text(v) => v,
-            })
-            .collect();
-        let rows = self.client.borrow_mut().query(&sql, &params)?;
+        let sql = pg_sql(sql);
+        let rows = self.client.borrow_mut().query(&sql, &pg_params(params))?;
         Ok(rows.iter().map(|r| row(r)).collect())
     }
+
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<usize, postgres::Error> {
+        let sql = pg_sql(sql);
+        let n = self.client.borrow_mut().execute(&sql, &pg_params(params))?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+}
+
+/// SQLite's SQL of the queries in PostgreSQL's dialect.
+fn pg_sql(sql: &str) -> String {
+    sql.replace('?', "$").replace("instr(", "strpos(")
+}
+
+/// `params` as the PostgreSQL client takes them.
+fn pg_params(params: &[Value]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| match p {
+            Value::Int(v) => v as &(dyn postgres::types::ToSql + Sync),
+            Value::Text(v) => v,
+        })
+        .collect()
 }
 
 /// Conditions and their parameters, numbered as they are added.
@@ -588,15 +611,23 @@ pub fn hosts<C: Conn>(conn: &C, filter: &Filter) -> Result<Vec<HostRow>, C::Erro
 /// With the gap of the `builds` table ([`KEPT_GAP_MS`], the default
 /// `--build-gap`) the page's builds are read from that table, whole (a
 /// build that began before the window, or ends after it, comes with all
-/// its jobs), and only their own jobs are read for their details; with
-/// another gap, every job that ended in the window is grouped
-/// ([`grouped_builds`]).
+/// its jobs), each with the details worked out once it was over
+/// (`builds.details`, [`super::summaries`]); only those not worked out
+/// yet have their own jobs read for their details. With another gap,
+/// every job that ended in the window is grouped ([`grouped_builds`]).
 pub fn builds<C: Conn>(conn: &C, filter: &Filter, gap_ms: u64) -> Result<Vec<Build>, C::Error> {
     if gap_ms == KEPT_GAP_MS {
-        kept_builds(conn, filter)
+        kept_builds(conn, filter, true)
     } else {
         grouped_builds(conn, filter, gap_ms)
     }
+}
+
+/// The page of [`builds`] (with the table's gap), every build's details
+/// worked out from its jobs even where `builds.details` holds them: what
+/// the stored details stand for.
+pub fn computed_builds<C: Conn>(conn: &C, filter: &Filter) -> Result<Vec<Build>, C::Error> {
+    kept_builds(conn, filter, false)
 }
 
 /// The jobs that ended in the filter's window (and of its scheduler),
@@ -617,17 +648,14 @@ pub fn grouped_builds<C: Conn>(
     w.scheduler("j", filter);
     let names = host_names(conn)?;
     let jobs = finished(conn, &w, &names)?;
-    let hosts = host_spans(conn, filter)?;
+    let hosts = host_spans(conn, (filter.since_ms, filter.until_ms))?;
     let mut builds = group(&jobs, &hosts, gap_ms, None);
     Ok(newest_page(&mut builds, filter))
 }
 
-/// The builds of the page from the `builds` table, each with the details
-/// of its own jobs; the cluster around them (for their reasons) from the
-/// remote jobs of the window that ran while they did.
-fn kept_builds<C: Conn>(conn: &C, filter: &Filter) -> Result<Vec<Build>, C::Error> {
-    use crate::insights::builds::{one, Change};
-    use crate::insights::Cluster;
+/// The window's conditions on `builds b`: ends at or after `since`,
+/// begins before `until`, at the filter's scheduler.
+fn build_window(filter: &Filter) -> Where {
     let mut window = Where::default();
     if let Some(since) = filter.since_ms {
         window.add("b.end_ms >= ?", ms(since));
@@ -638,11 +666,24 @@ fn kept_builds<C: Conn>(conn: &C, filter: &Filter) -> Result<Vec<Build>, C::Erro
     if let Some(address) = &filter.scheduler {
         window.add("b.scheduler = ?", address.clone());
     }
+    window
+}
+
+/// The builds of the page from the `builds` table, each with its stored
+/// details if `stored` and they are those of the row as it is now, else
+/// with the details of its own jobs ([`work_out`]); and the change from
+/// the previous build of its submitter in the window.
+fn kept_builds<C: Conn>(conn: &C, filter: &Filter, stored: bool) -> Result<Vec<Build>, C::Error> {
+    let window = build_window(filter);
     let mut w = window.clone();
-    if let Some(host) = &filter.host {
-        let Some(id) = host_id(conn, host)? else {
-            return Ok(Vec::new());
-        };
+    let host = match &filter.host {
+        Some(host) => match host_id(conn, host)? {
+            Some(id) => Some(id),
+            None => return Ok(Vec::new()),
+        },
+        None => None,
+    };
+    if let Some(id) = host {
         w.add("b.client_name = ?", id);
     }
     if filter.failed {
@@ -655,11 +696,46 @@ fn kept_builds<C: Conn>(conn: &C, filter: &Filter) -> Result<Vec<Build>, C::Erro
     w.params
         .push(Value::Int(filter.limit.clamp(1, MAX_LIMIT) as i64));
     let sql = format!(
-        "SELECT seq, {BUILD_COLUMNS} FROM builds b {conditions} \
+        "SELECT seq, {BUILD_COLUMNS}, details FROM builds b {conditions} \
          ORDER BY b.start_ms DESC, b.seq DESC LIMIT ?{}",
         w.params.len()
     );
-    let rows = conn.rows(&sql, &w.params, |r| BuildRow::read(r))?;
+    let rows = conn.rows(&sql, &w.params, |r| (BuildRow::read(r), r.text(12)))?;
+    let mut builds = Vec::with_capacity(rows.len());
+    let mut pending = Vec::new();
+    for (row, details) in rows {
+        match details.filter(|_| stored).and_then(|d| super::summaries::read(&d, &row)) {
+            Some(build) => builds.extend(build.map(|b| (row, b))),
+            None => pending.push(row),
+        }
+    }
+    let worked_out = work_out(conn, &pending, filter)?;
+    builds.extend(
+        pending
+            .into_iter()
+            .zip(worked_out)
+            .filter_map(|(row, b)| Some((row, b?))),
+    );
+    previous(conn, &mut builds, &window, host)?;
+    let mut builds: Vec<Build> = builds.into_iter().map(|(_, b)| b).collect();
+    // As `group` orders builds that begin at once: by submitter.
+    builds.sort_by(|a, b| (b.start_ms, &a.host).cmp(&(a.start_ms, &b.host)));
+    Ok(builds)
+}
+
+/// The build of each of `rows` (`None`: none of its jobs could be read)
+/// from its own jobs, as the page of `filter` shows it: the cluster
+/// around them (for their reasons) from the remote jobs of the filter's
+/// window that ran while they did, and its host sessions. Without a
+/// window (`Filter::default()`) these are the details `builds.details`
+/// keeps.
+pub(crate) fn work_out<C: Conn>(
+    conn: &C,
+    rows: &[BuildRow],
+    filter: &Filter,
+) -> Result<Vec<Option<Build>>, C::Error> {
+    use crate::insights::builds::one;
+    use crate::insights::Cluster;
     let (Some(from), Some(to)) = (
         rows.iter().map(|b| b.start_ms).min(),
         rows.iter().map(|b| b.end_ms).max(),
@@ -668,7 +744,7 @@ fn kept_builds<C: Conn>(conn: &C, filter: &Filter) -> Result<Vec<Build>, C::Erro
     };
     let names = host_names(conn)?;
     // The cluster: remote jobs of the window that ran at some moment from
-    // the page's first build's start to its last one's end.
+    // the first build's start to the last one's end.
     let mut c = Where::default();
     c.add("j.end_ms > ?", ms(from));
     c.add("j.start_ms <= ?", ms(to));
@@ -684,16 +760,25 @@ fn kept_builds<C: Conn>(conn: &C, filter: &Filter) -> Result<Vec<Build>, C::Erro
         "SELECT j.server_name, j.start_ms, j.end_ms FROM jobs j {}",
         c.clause()
     );
-    let remote = conn.rows(&sql, &c.params, |r| {
-        Some((names.get(&r.int(0)?)?.clone(), time(r, 1)?, time(r, 2)?))
-    })?;
-    let hosts = host_spans(conn, filter)?;
-    let cluster = Cluster::of(
-        remote.iter().flatten().map(|(s, a, b)| (&**s, *a, *b)),
-        &hosts,
-    );
+    let remote: Vec<(Arc<str>, u64, u64)> = conn
+        .rows(&sql, &c.params, |r| {
+            Some((names.get(&r.int(0)?)?.clone(), time(r, 1)?, time(r, 2)?))
+        })?
+        .into_iter()
+        .flatten()
+        .collect();
+    // The host sessions of the window that matter from the first of these
+    // jobs to the last build's end: one that logged out before then, or
+    // logged in after, changes neither the slots nor who was online.
+    let first = remote.iter().map(|r| r.1).min().map_or(from, |s| s.min(from));
+    let since = filter.since_ms.map_or(first, |s| s.max(first));
+    let until = filter
+        .until_ms
+        .map_or(to.saturating_add(1), |u| u.min(to.saturating_add(1)));
+    let hosts = host_spans(conn, (Some(since), Some(until)))?;
+    let cluster = Cluster::of(remote.iter().map(|(s, a, b)| (&**s, *a, *b)), &hosts);
     let mut builds = Vec::with_capacity(rows.len());
-    for row in &rows {
+    for row in rows {
         // A submitter's jobs (at the build's scheduler) that ended within
         // its build are the build's: its builds before ended before this
         // one began, and those after it began after it ended.
@@ -707,42 +792,86 @@ fn kept_builds<C: Conn>(conn: &C, filter: &Filter) -> Result<Vec<Build>, C::Erro
         let theirs = "j.session IN (SELECT id FROM scheduler_sessions WHERE scheduler = ?)";
         j.add(theirs, &*row.scheduler);
         let jobs = finished(conn, &j, &names)?;
-        if jobs.is_empty() {
-            continue;
-        }
-        let mut build = one(&jobs.iter().collect::<Vec<_>>(), &cluster, KEPT_GAP_MS);
-        let mut p = window.clone();
-        match row.client_name {
-            Some(id) => p.add("b.client_name = ?", id),
-            None => p.conditions.push("b.client_name IS NULL".to_owned()),
-        }
-        p.add("b.scheduler = ?", &*row.scheduler);
-        p.add("b.start_ms < ?", ms(row.start_ms));
-        let sql = format!(
-            "SELECT seq, {BUILD_COLUMNS} FROM builds b {} ORDER BY b.start_ms DESC LIMIT 1",
-            p.clause()
+        builds.push(
+            (!jobs.is_empty())
+                .then(|| one(&jobs.iter().collect::<Vec<_>>(), &cluster, KEPT_GAP_MS)),
         );
-        let before = conn.rows(&sql, &p.params, |r| BuildRow::read(r))?;
-        build.previous = before.first().map(|a| {
-            let share = |b: &BuildRow| {
-                if b.jobs == 0 {
-                    0.0
-                } else {
-                    b.remote as f64 / b.jobs as f64
-                }
-            };
-            Change {
-                start_ms: a.start_ms,
-                duration_ms: build.duration_ms as i64 - (a.end_ms - a.start_ms) as i64,
-                jobs: build.jobs as i64 - a.jobs as i64,
-                remote_share: build.remote_share - share(a),
-            }
-        });
-        builds.push(build);
     }
-    // As `group` orders builds that begin at once: by submitter.
-    builds.sort_by(|a, b| (b.start_ms, &a.host).cmp(&(a.start_ms, &b.host)));
     Ok(builds)
+}
+
+/// Sets each build's change from the previous build of its submitter in
+/// the window (`host`: the page is that submitter's): those of the
+/// window that began from the page's first on, read at once, and for
+/// each submitter's first build of the page the one before, a query each.
+fn previous<C: Conn>(
+    conn: &C,
+    builds: &mut [(BuildRow, Build)],
+    window: &Where,
+    host: Option<i64>,
+) -> Result<(), C::Error> {
+    use crate::insights::builds::Change;
+    let (Some(from), Some(to)) = (
+        builds.iter().map(|(r, _)| r.start_ms).min(),
+        builds.iter().map(|(r, _)| r.start_ms).max(),
+    ) else {
+        return Ok(());
+    };
+    let mut w = window.clone();
+    if let Some(id) = host {
+        w.add("b.client_name = ?", id);
+    }
+    w.add("b.start_ms >= ?", ms(from));
+    w.add("b.start_ms < ?", ms(to));
+    let sql = format!("SELECT seq, {BUILD_COLUMNS} FROM builds b {}", w.clause());
+    let mut known: HashMap<(Arc<str>, Option<i64>), Vec<BuildRow>> = HashMap::new();
+    for row in conn.rows(&sql, &w.params, |r| BuildRow::read(r))? {
+        known
+            .entry((row.scheduler.clone(), row.client_name))
+            .or_default()
+            .push(row);
+    }
+    for list in known.values_mut() {
+        list.sort_by_key(|b| b.start_ms);
+    }
+    let share = |b: &BuildRow| {
+        if b.jobs == 0 {
+            0.0
+        } else {
+            b.remote as f64 / b.jobs as f64
+        }
+    };
+    for (row, build) in builds.iter_mut() {
+        let theirs = known
+            .get(&(row.scheduler.clone(), row.client_name))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let before = match theirs.partition_point(|b| b.start_ms < row.start_ms) {
+            0 => {
+                let mut p = window.clone();
+                match row.client_name {
+                    Some(id) => p.add("b.client_name = ?", id),
+                    None => p.conditions.push("b.client_name IS NULL".to_owned()),
+                }
+                p.add("b.scheduler = ?", &*row.scheduler);
+                p.add("b.start_ms < ?", ms(row.start_ms));
+                let sql = format!(
+                    "SELECT seq, {BUILD_COLUMNS} FROM builds b {} \
+                     ORDER BY b.start_ms DESC LIMIT 1",
+                    p.clause()
+                );
+                conn.rows(&sql, &p.params, |r| BuildRow::read(r))?.pop()
+            }
+            n => theirs.get(n - 1).cloned(),
+        };
+        build.previous = before.map(|a| Change {
+            start_ms: a.start_ms,
+            duration_ms: build.duration_ms as i64 - (a.end_ms - a.start_ms) as i64,
+            jobs: build.jobs as i64 - a.jobs as i64,
+            remote_share: build.remote_share - share(&a),
+        });
+    }
+    Ok(())
 }
 
 /// Every host name by id: they are few, so read once and shared rather
@@ -794,13 +923,17 @@ fn finished<C: Conn>(
         .collect())
 }
 
-/// The host sessions of the filter's window.
-fn host_spans<C: Conn>(conn: &C, filter: &Filter) -> Result<Vec<HostSpan>, C::Error> {
+/// The host sessions still logged in at `since` (or later) that logged
+/// in before `until`.
+fn host_spans<C: Conn>(
+    conn: &C,
+    (since, until): (Option<u64>, Option<u64>),
+) -> Result<Vec<HostSpan>, C::Error> {
     let mut h = Where::default();
-    if let Some(since) = filter.since_ms {
+    if let Some(since) = since {
         h.add("(h.logout_ms IS NULL OR h.logout_ms >= ?)", ms(since));
     }
-    if let Some(until) = filter.until_ms {
+    if let Some(until) = until {
         h.add("h.login_ms < ?", ms(until));
     }
     let sql = format!(

@@ -66,6 +66,11 @@ macro_rules! builds_indexes {
     };
 }
 
+/// Migration 7, the same in both dialects: a build's details as JSON
+/// (`history::summaries`), and the builds still to work out, by end.
+const SUMMARIES: &str = "ALTER TABLE builds ADD COLUMN details TEXT;
+    CREATE INDEX builds_pending ON builds (end_ms) WHERE details IS NULL;";
+
 /// Migrations in order; the schema version is how many were applied.
 pub const MIGRATIONS: &[&str] = &[
     // 1: scheduler sessions and finished jobs.
@@ -191,6 +196,9 @@ pub const MIGRATIONS: &[&str] = &[
         builds_backfill!(),
         builds_indexes!()
     ),
+    // 7: each build's details (waits, servers, slowest files, reasons),
+    // worked out once it is over (`history::summaries`), NULL until then.
+    SUMMARIES,
 ];
 
 /// The version whose migration adds `builds` and groups every job
@@ -332,4 +340,7 @@ pub const PG_MIGRATIONS: &[&str] = &[
         builds_backfill!(),
         builds_indexes!()
     ),
+    // 7: each build's details (waits, servers, slowest files, reasons),
+    // worked out once it is over (`history::summaries`), NULL until then.
+    SUMMARIES,
 ];

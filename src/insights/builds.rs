@@ -5,7 +5,7 @@
 //! developer or the CI started another build.
 
 use super::{quantile, Finished, HostSpan, Reason};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ pub const DEFAULT_BUILD_GAP: Duration = Duration::from_secs(60);
 pub const SLOWEST: usize = 5;
 
 /// One build of one submitting host.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Build {
     /// The submitter's name (`None`: never announced).
     pub host: Option<String>,
@@ -59,7 +59,7 @@ pub struct Build {
 }
 
 /// One of a build's slowest jobs.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SlowJob {
     /// Its file.
     pub file: String,
@@ -70,7 +70,7 @@ pub struct SlowJob {
 }
 
 /// A host that compiled a build's jobs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerJobs {
     /// Its name.
     pub name: String,
@@ -79,7 +79,7 @@ pub struct ServerJobs {
 }
 
 /// A build against the previous one of the same host.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     /// When the previous one began.
     pub start_ms: u64,

@@ -8,14 +8,13 @@
 
 use super::{Finished, HostSpan};
 use crate::monitor::EndReason;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// One reason a build did not distribute, with its evidence.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Reason {
-    /// Which rule (`cluster_full`, `given_back`, `local_unasked`,
-    /// `retried_locally`, `servers_left`, `few_eligible`).
+    /// Which rule (one of [`KINDS`]).
     pub kind: &'static str,
     /// Jobs of the build it concerns.
     pub jobs: u64,
@@ -23,6 +22,42 @@ pub struct Reason {
     pub summary: String,
     /// What shows it: jobs, hosts, counts.
     pub evidence: Vec<String>,
+}
+
+/// Every rule, as [`Reason::kind`] names it.
+pub const KINDS: [&str; 6] = [
+    "cluster_full",
+    "given_back",
+    "local_unasked",
+    "retried_locally",
+    "servers_left",
+    "few_eligible",
+];
+
+/// A [`Reason`] as JSON has it (the history's `builds.details`).
+#[derive(Deserialize)]
+struct ReasonRead {
+    kind: String,
+    jobs: u64,
+    summary: String,
+    evidence: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for Reason {
+    /// The reason, if its rule is one of [`KINDS`].
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Reason, D::Error> {
+        let r = ReasonRead::deserialize(d)?;
+        let kind = KINDS
+            .into_iter()
+            .find(|k| *k == r.kind)
+            .ok_or_else(|| serde::de::Error::custom(format!("no rule {:?}", r.kind)))?;
+        Ok(Reason {
+            kind,
+            jobs: r.jobs,
+            summary: r.summary,
+            evidence: r.evidence,
+        })
+    }
 }
 
 /// At most this many examples in a reason's evidence.
