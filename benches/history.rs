@@ -33,6 +33,7 @@
 use cpu_time::ThreadTime;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use icewatch::history::query::{self, Filter};
+use icewatch::history::summaries::Summaries;
 use icewatch::history::{Database, Location, PgStore, Reader, Reading, Record, Server, Store};
 use icewatch::monitor::{State, StateOptions};
 use icewatch::standin::simulation::Simulation;
@@ -204,6 +205,43 @@ impl Month {
         );
     }
 
+    /// Works out the details of every build that is over, as the
+    /// history's summaries thread does (nothing if a run before did);
+    /// prints the CPU of the working thread (and of its server backend).
+    fn summarize(&self, at: &Location, what: &str) {
+        let reading = Reading::open(at).unwrap();
+        let backend = match &reading {
+            Reading::Postgres(c, _) => {
+                query::Conn::rows(&**c, "SELECT pg_backend_pid()", &[], |r| r.int(0))
+                    .unwrap()
+                    .pop()
+                    .flatten()
+                    .and_then(|pid| i32::try_from(pid).ok())
+            }
+            Reading::Sqlite(..) => None,
+        };
+        let (cpu, server) = (ThreadTime::now(), backend.map(process_cpu));
+        let wall = Instant::now();
+        let pass = Summaries::default().catch_up(&reading).unwrap();
+        let server = backend
+            .zip(server)
+            .map(|(pid, before)| {
+                format!(
+                    ", {:.1} CPU-s of its server backend",
+                    process_cpu(pid).saturating_sub(before).as_secs_f64()
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "history/{what}summaries: {} builds worked out in {:.1} CPU-s of the thread{server}, \
+             {:.1} s ({} jobs)",
+            pass.written,
+            cpu.elapsed().as_secs_f64(),
+            wall.elapsed().as_secs_f64(),
+            self.jobs
+        );
+    }
+
     /// The queries of `icewatch history` and the HTTP API, on a
     /// connection of their own as a request opens it, and on one kept
     /// open.
@@ -269,6 +307,10 @@ impl Month {
         timed("the builds of a day, all of them", &|db| {
             db.builds(&day(query::MAX_LIMIT), 60_000).unwrap().len()
         });
+        timed(
+            "the builds of a day, all of them, worked out from their jobs",
+            &|db| db.computed_builds(&day(query::MAX_LIMIT)).unwrap().len(),
+        );
         timed("the builds of a day, grouped from its jobs", &|db| {
             db.grouped_builds(&day(query::MAX_LIMIT), 60_000)
                 .unwrap()
@@ -306,6 +348,10 @@ fn size_and_queries(_: &mut Criterion) {
         };
         store
     };
+    drop(store);
+    let at = Location::File(path.clone());
+    month.summarize(&at, "");
+    let store = Store::open(&path).unwrap();
     store
         .connection()
         .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -316,7 +362,7 @@ fn size_and_queries(_: &mut Criterion) {
         bytes as f64 / jobs as f64
     );
     drop(store);
-    month.queries(&Location::File(path), "");
+    month.queries(&at, "");
     postgres_size_and_queries(&month);
 }
 
@@ -351,7 +397,9 @@ fn postgres_size_and_queries(month: &Month) {
         let mut client = server.connect().unwrap();
         client.batch_execute("VACUUM ANALYZE").unwrap();
     }
+    month.summarize(&at, "postgres/");
     let mut client = server.connect().unwrap();
+    client.batch_execute("VACUUM ANALYZE builds").unwrap();
     // Every table of the history with its indexes and TOAST.
     let bytes: i64 = client
         .query_one(

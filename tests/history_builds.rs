@@ -3,13 +3,17 @@
 //! those of grouping the same jobs in memory, whatever order the jobs
 //! finish in and however the commits cut them; a build that spans
 //! commits and a restart of the writer is one row; the migration groups
-//! the jobs a database already held the same way.
+//! the jobs a database already held the same way. The details kept in
+//! `builds.details` (`history::summaries`) are those worked out from the
+//! jobs, whenever they are worked out, and the query takes them while
+//! they are those of the build as it is.
 
 mod support;
 
 use icewatch::history::query::Filter;
 use icewatch::history::schema::{BUILDS_VERSION, MIGRATIONS, PG_MIGRATIONS};
-use icewatch::history::{Database, JobRecord, Record, SCHEMA_VERSION};
+use icewatch::history::summaries::Summaries;
+use icewatch::history::{Database, HostRecord, JobRecord, Record, SCHEMA_VERSION};
 use icewatch::insights::Build;
 use icewatch::monitor::{EndReason, JobState};
 use libtest_mimic::{Arguments, Trial};
@@ -26,6 +30,11 @@ fn main() {
         a_build_across_commits_and_a_restart_is_one_row,
         a_long_job_that_ends_late_joins_the_builds_it_reaches,
         the_migration_groups_the_jobs_already_kept,
+        kept_details_are_those_worked_out_from_the_jobs,
+        the_builds_of_a_database_of_version_6_are_worked_out,
+        the_query_takes_kept_details_until_a_late_job_joins_the_build,
+        a_long_compile_written_late_makes_the_builds_it_ran_beside_worked_out_again,
+        two_schedulers_sharing_a_database_keep_a_submitter_s_builds_apart,
     ] {
         trials.extend(databases::both(name, test));
     }
@@ -319,5 +328,305 @@ fn the_migration_groups_the_jobs_already_kept(backend: Backend) {
         let (kept, grouped) = both_ways(&db, &all(Filter::default()));
         assert_eq!(kept, grouped, "seed {seed}");
         assert_eq!(kept, written, "seed {seed}");
+    }
+}
+
+/// A host that takes remote jobs, logged in to session `session` at 0.
+fn login(session: u32, host_id: u32, name: &str, max_jobs: u32) -> Record {
+    Record::HostLogin(HostRecord {
+        session,
+        host_id,
+        name: name.into(),
+        ip: format!("10.0.0.{host_id}"),
+        platform: "x86_64".into(),
+        max_jobs,
+        no_remote: false,
+        protocol: 44,
+        features: String::new(),
+        login_ms: 0,
+    })
+}
+
+/// [`random_jobs`] with two servers logged in, a slot each (so that the
+/// cluster is full now and then), and the
+/// south scheduler's session ended after its last job.
+fn random_cluster(seed: u64, n: u32) -> Vec<Record> {
+    let mut records = random_jobs(seed, n);
+    records.splice(3..3, [login(1, 1, "beta", 1), login(1, 2, "gamma", 1)]);
+    let end = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Job(j) if j.session == 2 => Some(j.end_ms),
+            _ => None,
+        })
+        .max();
+    let at = records
+        .iter()
+        .rposition(|r| matches!(r, Record::Job(j) if Some(j.end_ms) == end));
+    if let (Some(at), Some(end_ms)) = (at, end) {
+        records.insert(at + 1, Record::SessionEnd { local: 2, end_ms });
+    }
+    records
+}
+
+/// The builds of `filter` with their kept details, and worked out from
+/// the jobs.
+fn kept_and_computed(db: &TestDb, filter: &Filter) -> (Vec<Build>, Vec<Build>) {
+    let reading = db.reading();
+    let kept = reading.builds(filter, GAP).unwrap();
+    (kept, reading.computed_builds(filter).unwrap())
+}
+
+/// Works out the details of every build that is over.
+fn catch_up(db: &TestDb, summaries: &mut Summaries) {
+    summaries.catch_up(&db.reading()).unwrap();
+}
+
+/// Builds with details kept, and without.
+fn kept_and_not(db: &TestDb) -> (i64, i64) {
+    let count = |sql| db.scalar(sql).unwrap_or(0);
+    (
+        count("SELECT count(*) FROM builds WHERE details IS NOT NULL"),
+        count("SELECT count(*) FROM builds WHERE details IS NULL"),
+    )
+}
+
+fn kept_details_are_those_worked_out_from_the_jobs(backend: Backend) {
+    let mut reasons = std::collections::BTreeSet::new();
+    for seed in 0..5 {
+        let db = TestDb::new(backend, &format!("details-{seed}"));
+        let mut store = db.open();
+        let mut rng = StdRng::seed_from_u64(seed + 200);
+        let records = random_cluster(seed, 500);
+        // Passes between the writer's commits, as the thread makes them:
+        // builds grow, merge and have late compiles run beside them after
+        // they were worked out.
+        let mut summaries = Summaries::default();
+        let mut rest = &records[..];
+        while !rest.is_empty() {
+            let n = rng.random_range(1..=rest.len().min(60));
+            store.write(&rest[..n]).unwrap();
+            rest = &rest[n..];
+            if rng.random_bool(0.3) {
+                summaries.pass_on(&db.reading(), 5).unwrap();
+            }
+        }
+        catch_up(&db, &mut summaries);
+        let (kept, open) = kept_and_not(&db);
+        assert!(kept > 10, "seed {seed}: {kept} builds worked out");
+        // At most north's last builds are not over: south's session ended.
+        assert!(open <= 3, "seed {seed}: {open} builds open");
+        let south =
+            "SELECT count(*) FROM builds WHERE scheduler = 'south:8765' AND details IS NULL";
+        assert_eq!(db.scalar(south), Some(0), "seed {seed}");
+        for filter in filters(&db) {
+            let (kept, computed) = kept_and_computed(&db, &filter);
+            assert!(!computed.is_empty(), "seed {seed}, {filter:?}");
+            assert_eq!(kept, computed, "seed {seed}, {filter:?}");
+        }
+        let all = kept_and_computed(&db, &all(Filter::default())).0;
+        reasons.extend(all.iter().flat_map(|b| b.why.iter().map(|r| r.kind)));
+    }
+    // The details compared hold reasons of every kind the jobs can show.
+    for kind in [
+        "cluster_full",
+        "given_back",
+        "local_unasked",
+        "retried_locally",
+    ] {
+        assert!(reasons.contains(kind), "{kind} in {reasons:?}");
+    }
+}
+
+fn the_builds_of_a_database_of_version_6_are_worked_out(backend: Backend) {
+    let db = TestDb::new(backend, "details-from-6");
+    let mut store = db.open();
+    let mut rng = StdRng::seed_from_u64(7);
+    write_in_batches(&mut store, &random_cluster(7, 400), &mut rng);
+    drop(store);
+    // The same database as version 6 left it.
+    db.execute(
+        "DROP INDEX builds_pending; ALTER TABLE builds DROP COLUMN details; \
+         UPDATE icewatch_schema SET version = 6",
+    );
+    drop(db.open());
+    assert_eq!(
+        db.scalar("SELECT version FROM icewatch_schema"),
+        Some(i64::from(SCHEMA_VERSION))
+    );
+    assert_eq!(kept_and_not(&db).0, 0, "none worked out by the migration");
+    // A batch at a time, newest first.
+    let mut summaries = Summaries::default();
+    let pass = summaries.pass_on(&db.reading(), 4).unwrap();
+    assert_eq!((pass.taken, pass.written), (4, 4));
+    let newest = "SELECT max(end_ms) FROM builds WHERE details IS NOT NULL";
+    let oldest = "SELECT min(end_ms) FROM builds WHERE details IS NULL";
+    assert!(db.scalar(newest) > db.scalar(oldest));
+    catch_up(&db, &mut summaries);
+    let (kept, open) = kept_and_not(&db);
+    assert!(kept > 10 && open <= 3, "{kept} worked out, {open} not");
+    let (kept, computed) = kept_and_computed(&db, &all(Filter::default()));
+    assert_eq!(kept, computed);
+}
+
+/// A remote job of `alpha` at north, compiled on beta from `at` for
+/// `took` ms.
+fn alpha(id: u32, at: u64, took: u64) -> Record {
+    Record::Job(job(
+        1,
+        id,
+        Some("alpha"),
+        Some("beta"),
+        JobState::Finished,
+        (Some(at), at + 10, at + 10 + took),
+    ))
+}
+
+fn the_query_takes_kept_details_until_a_late_job_joins_the_build(backend: Backend) {
+    let db = TestDb::new(backend, "details-stale");
+    let mut store = db.open();
+    store
+        .write(&[
+            session(1, "north:8765"),
+            alpha(1, 0, 1_000),
+            alpha(2, 500, 2_000),
+        ])
+        .unwrap();
+    // A second build, far enough after the first to end it.
+    store.write(&[alpha(3, 300_000, 1_000)]).unwrap();
+    let mut summaries = Summaries::default();
+    catch_up(&db, &mut summaries);
+    assert_eq!(kept_and_not(&db), (1, 1));
+    // Kept details are what the query gives: changed behind its back, the
+    // query shows the change.
+    db.execute("UPDATE builds SET details = replace(details, 'src/f', 'kept/f')");
+    let kept = kept_and_computed(&db, &all(Filter::default())).0;
+    let first = kept.last().unwrap();
+    assert_eq!(first.slowest[0].file, "kept/f2.c", "{first:?}");
+    assert!(kept[0].slowest.iter().all(|s| s.file.starts_with("src/")));
+    // A compile that began in the first build ends late and joins it:
+    // its kept details are no longer its own.
+    store.write(&[alpha(4, 2_000, 200_000)]).unwrap();
+    assert_eq!(kept_and_not(&db).0, 0);
+    let (kept, computed) = kept_and_computed(&db, &all(Filter::default()));
+    assert_eq!(kept, computed);
+    assert_eq!(kept.last().unwrap().jobs, 3);
+    // Details that are not the row's (changed by hand) are not taken.
+    catch_up(&db, &mut summaries);
+    db.execute("UPDATE builds SET details = replace(details, 'src/f', 'kept/f')");
+    db.execute("UPDATE builds SET end_ms = end_ms + 1 WHERE start_ms = 0");
+    let kept = kept_and_computed(&db, &all(Filter::default())).0;
+    assert!(kept.last().unwrap().slowest[0].file.starts_with("src/"));
+}
+
+fn a_long_compile_written_late_makes_the_builds_it_ran_beside_worked_out_again(backend: Backend) {
+    let db = TestDb::new(backend, "details-beside");
+    let mut store = db.open();
+    let beta = |id: u32, at: u64, took: u64| {
+        Record::Job(job(
+            1,
+            id,
+            Some("beta"),
+            Some("gamma"),
+            JobState::Finished,
+            (Some(at), at, at + took),
+        ))
+    };
+    // gamma has one slot. alpha's job waits for it at 1,000 while beta's
+    // long compile holds it, written only when it ends, after alpha's
+    // build was worked out.
+    store
+        .write(&[
+            session(1, "north:8765"),
+            login(1, 1, "gamma", 1),
+            alpha(1, 1_000, 500),
+        ])
+        .unwrap();
+    store.write(&[alpha(2, 100_000, 500)]).unwrap();
+    let mut summaries = Summaries::default();
+    catch_up(&db, &mut summaries);
+    let first = |db: &TestDb| {
+        kept_and_computed(db, &all(Filter::default()))
+            .0
+            .last()
+            .cloned()
+    };
+    assert!(first(&db).unwrap().why.is_empty());
+    store.write(&[beta(3, 0, 300_000)]).unwrap();
+    let pass = summaries.pass_on(&db.reading(), 10).unwrap();
+    assert!(pass.stale >= 1, "{pass:?}");
+    let (kept, computed) = kept_and_computed(&db, &all(Filter::default()));
+    assert_eq!(kept, computed);
+    let alpha_first = kept
+        .iter()
+        .filter(|b| b.host.as_deref() == Some("alpha"))
+        .last()
+        .unwrap();
+    let kinds: Vec<_> = alpha_first.why.iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, ["cluster_full"]);
+    assert_eq!(kept_and_not(&db).1, 1, "only beta's build is open");
+}
+
+fn two_schedulers_sharing_a_database_keep_a_submitter_s_builds_apart(backend: Backend) {
+    let db = TestDb::new(backend, "details-shared");
+    drop(db.open());
+    // Two icewatch, each watching its own scheduler, write at once; a
+    // host named alpha submits to each, at the same moments.
+    let writers: Vec<_> = [("north:8765", "n1"), ("south:8765", "s1")]
+        .into_iter()
+        .map(|(scheduler, server)| {
+            let mut store = db.open();
+            std::thread::spawn(move || {
+                let mut records = vec![session(1, scheduler)];
+                for i in 0..60u32 {
+                    // Two builds: a pause of two gaps after the 30th job.
+                    let at = u64::from(i) * 1_000 + u64::from(i / 30) * 2 * GAP;
+                    records.push(Record::Job(job(
+                        1,
+                        i,
+                        Some("alpha"),
+                        Some(server),
+                        JobState::Finished,
+                        (Some(at), at + 5, at + 800),
+                    )));
+                }
+                for chunk in records.chunks(7) {
+                    // The other writer may hold SQLite's lock past the
+                    // wait: the writer thread tries again, and so does
+                    // this.
+                    let mut tries = 0;
+                    while let Err(e) = store.write(chunk) {
+                        tries += 1;
+                        assert!(tries < 20, "{e}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    catch_up(&db, &mut Summaries::default());
+    let (kept, computed) = kept_and_computed(&db, &all(Filter::default()));
+    assert_eq!(kept, computed);
+    let spans: Vec<_> = kept.iter().map(|b| (b.start_ms, b.jobs)).collect();
+    let second = 30_000 + 2 * GAP;
+    assert_eq!(spans, [(second, 30), (second, 30), (0, 30), (0, 30)]);
+    for (scheduler, server) in [("north:8765", "n1"), ("south:8765", "s1")] {
+        let theirs = db
+            .reading()
+            .builds(
+                &all(Filter {
+                    scheduler: Some(scheduler.into()),
+                    ..Filter::default()
+                }),
+                GAP,
+            )
+            .unwrap();
+        assert_eq!(theirs.len(), 2, "{scheduler}");
+        for b in &theirs {
+            let servers: Vec<_> = b.servers.iter().map(|s| s.name.as_str()).collect();
+            assert_eq!(servers, [server], "{scheduler}");
+        }
     }
 }

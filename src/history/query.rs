@@ -7,8 +7,9 @@
 use super::builds::{BuildRow, COLUMNS as BUILD_COLUMNS, KEPT_GAP_MS};
 use super::store::{ms, HistoryError};
 use super::SCHEMA_VERSION;
+use crate::insights::builds::one;
 pub use crate::insights::Build;
-use crate::insights::{end_reason, job_state, Finished, HostSpan};
+use crate::insights::{end_reason, job_state, Cluster, Finished, HostSpan};
 use rusqlite::{Connection, OpenFlags, Row};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -648,7 +649,7 @@ pub fn grouped_builds<C: Conn>(
     w.scheduler("j", filter);
     let names = host_names(conn)?;
     let jobs = finished(conn, &w, &names)?;
-    let hosts = host_spans(conn, (filter.since_ms, filter.until_ms))?;
+    let hosts = host_spans(conn, (filter.since_ms, filter.until_ms), None)?;
     let mut builds = group(&jobs, &hosts, gap_ms, None);
     Ok(newest_page(&mut builds, filter))
 }
@@ -704,7 +705,10 @@ fn kept_builds<C: Conn>(conn: &C, filter: &Filter, stored: bool) -> Result<Vec<B
     let mut builds = Vec::with_capacity(rows.len());
     let mut pending = Vec::new();
     for (row, details) in rows {
-        match details.filter(|_| stored).and_then(|d| super::summaries::read(&d, &row)) {
+        match details
+            .filter(|_| stored)
+            .and_then(|d| super::summaries::read(&d, &row))
+        {
             Some(build) => builds.extend(build.map(|b| (row, b))),
             None => pending.push(row),
         }
@@ -725,26 +729,65 @@ fn kept_builds<C: Conn>(conn: &C, filter: &Filter, stored: bool) -> Result<Vec<B
 
 /// The build of each of `rows` (`None`: none of its jobs could be read)
 /// from its own jobs, as the page of `filter` shows it: the cluster
-/// around them (for their reasons) from the remote jobs of the filter's
-/// window that ran while they did, and its host sessions. Without a
-/// window (`Filter::default()`) these are the details `builds.details`
-/// keeps.
+/// around them (for their reasons) from the remote jobs of their
+/// scheduler that ran while they did and ended in the filter's window,
+/// and its host sessions. Without a window (`Filter::default()`) these
+/// are the details `builds.details` keeps.
 pub(crate) fn work_out<C: Conn>(
     conn: &C,
     rows: &[BuildRow],
     filter: &Filter,
 ) -> Result<Vec<Option<Build>>, C::Error> {
-    use crate::insights::builds::one;
-    use crate::insights::Cluster;
-    let (Some(from), Some(to)) = (
-        rows.iter().map(|b| b.start_ms).min(),
-        rows.iter().map(|b| b.end_ms).max(),
-    ) else {
-        return Ok(Vec::new());
-    };
+    let mut builds = vec![None; rows.len()];
+    if rows.is_empty() {
+        return Ok(builds);
+    }
     let names = host_names(conn)?;
-    // The cluster: remote jobs of the window that ran at some moment from
-    // the first build's start to the last one's end.
+    let mut schedulers: Vec<&str> = rows.iter().map(|r| &*r.scheduler).collect();
+    schedulers.sort_unstable();
+    schedulers.dedup();
+    for scheduler in schedulers {
+        let theirs: Vec<usize> = (0..rows.len())
+            .filter(|&i| &*rows[i].scheduler == scheduler)
+            .collect();
+        let of = theirs.iter().map(|&i| &rows[i]);
+        let span = (
+            of.clone().map(|b| b.start_ms).min().unwrap_or(0),
+            of.map(|b| b.end_ms).max().unwrap_or(0),
+        );
+        let remote = cluster_jobs(conn, scheduler, span, filter, &names)?;
+        // The host sessions that matter from the first of these jobs to
+        // the last build's end: one that logged out before then, or
+        // logged in after, changes neither the slots nor who was online.
+        let (from, to) = span;
+        let first = remote
+            .iter()
+            .map(|r| r.1)
+            .min()
+            .map_or(from, |s| s.min(from));
+        let last = to.saturating_add(1);
+        let since = filter.since_ms.map_or(first, |s| s.max(first));
+        let until = filter.until_ms.map_or(last, |u| u.min(last));
+        let hosts = host_spans(conn, (Some(since), Some(until)), Some(scheduler))?;
+        let cluster = Cluster::of(remote.iter().map(|(s, a, b)| (&**s, *a, *b)), &hosts);
+        for i in theirs {
+            let jobs = build_jobs(conn, &rows[i], &names)?;
+            builds[i] = (!jobs.is_empty())
+                .then(|| one(&jobs.iter().collect::<Vec<_>>(), &cluster, KEPT_GAP_MS));
+        }
+    }
+    Ok(builds)
+}
+
+/// The remote jobs (server, start, end) of `scheduler`'s sessions that ran
+/// at some moment of `span` and ended in the filter's window.
+fn cluster_jobs<C: Conn>(
+    conn: &C,
+    scheduler: &str,
+    (from, to): (u64, u64),
+    filter: &Filter,
+    names: &HashMap<i64, Arc<str>>,
+) -> Result<Vec<(Arc<str>, u64, u64)>, C::Error> {
     let mut c = Where::default();
     c.add("j.end_ms > ?", ms(from));
     c.add("j.start_ms <= ?", ms(to));
@@ -755,49 +798,40 @@ pub(crate) fn work_out<C: Conn>(
     if let Some(until) = filter.until_ms {
         c.add("j.end_ms < ?", ms(until));
     }
-    c.scheduler("j", filter);
+    c.add(THEIRS, scheduler);
     let sql = format!(
         "SELECT j.server_name, j.start_ms, j.end_ms FROM jobs j {}",
         c.clause()
     );
-    let remote: Vec<(Arc<str>, u64, u64)> = conn
+    Ok(conn
         .rows(&sql, &c.params, |r| {
             Some((names.get(&r.int(0)?)?.clone(), time(r, 1)?, time(r, 2)?))
         })?
         .into_iter()
         .flatten()
-        .collect();
-    // The host sessions of the window that matter from the first of these
-    // jobs to the last build's end: one that logged out before then, or
-    // logged in after, changes neither the slots nor who was online.
-    let first = remote.iter().map(|r| r.1).min().map_or(from, |s| s.min(from));
-    let since = filter.since_ms.map_or(first, |s| s.max(first));
-    let until = filter
-        .until_ms
-        .map_or(to.saturating_add(1), |u| u.min(to.saturating_add(1)));
-    let hosts = host_spans(conn, (Some(since), Some(until)))?;
-    let cluster = Cluster::of(remote.iter().map(|(s, a, b)| (&**s, *a, *b)), &hosts);
-    let mut builds = Vec::with_capacity(rows.len());
-    for row in rows {
-        // A submitter's jobs (at the build's scheduler) that ended within
-        // its build are the build's: its builds before ended before this
-        // one began, and those after it began after it ended.
-        let mut j = Where::default();
-        match row.client_name {
-            Some(id) => j.add("j.client_name = ?", id),
-            None => j.conditions.push("j.client_name IS NULL".to_owned()),
-        }
-        j.add("j.end_ms >= ?", ms(row.start_ms));
-        j.add("j.end_ms <= ?", ms(row.end_ms));
-        let theirs = "j.session IN (SELECT id FROM scheduler_sessions WHERE scheduler = ?)";
-        j.add(theirs, &*row.scheduler);
-        let jobs = finished(conn, &j, &names)?;
-        builds.push(
-            (!jobs.is_empty())
-                .then(|| one(&jobs.iter().collect::<Vec<_>>(), &cluster, KEPT_GAP_MS)),
-        );
+        .collect())
+}
+
+/// Jobs (`j`) of the sessions of the scheduler at an address (`?`).
+const THEIRS: &str = "j.session IN (SELECT id FROM scheduler_sessions WHERE scheduler = ?)";
+
+/// The jobs of the build of `row`: its submitter's jobs (at the build's
+/// scheduler) that ended within it; its builds before ended before this
+/// one began, and those after it began after it ended.
+fn build_jobs<C: Conn>(
+    conn: &C,
+    row: &BuildRow,
+    names: &HashMap<i64, Arc<str>>,
+) -> Result<Vec<Finished>, C::Error> {
+    let mut j = Where::default();
+    match row.client_name {
+        Some(id) => j.add("j.client_name = ?", id),
+        None => j.conditions.push("j.client_name IS NULL".to_owned()),
     }
-    Ok(builds)
+    j.add("j.end_ms >= ?", ms(row.start_ms));
+    j.add("j.end_ms <= ?", ms(row.end_ms));
+    j.add(THEIRS, &*row.scheduler);
+    finished(conn, &j, names)
 }
 
 /// Sets each build's change from the previous build of its submitter in
@@ -924,12 +958,17 @@ fn finished<C: Conn>(
 }
 
 /// The host sessions still logged in at `since` (or later) that logged
-/// in before `until`.
+/// in before `until`, of the scheduler at an address if given.
 fn host_spans<C: Conn>(
     conn: &C,
     (since, until): (Option<u64>, Option<u64>),
+    scheduler: Option<&str>,
 ) -> Result<Vec<HostSpan>, C::Error> {
     let mut h = Where::default();
+    if let Some(address) = scheduler {
+        let theirs = "h.session IN (SELECT id FROM scheduler_sessions WHERE scheduler = ?)";
+        h.add(theirs, address);
+    }
     if let Some(since) = since {
         h.add("(h.logout_ms IS NULL OR h.logout_ms >= ?)", ms(since));
     }
