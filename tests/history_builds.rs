@@ -559,8 +559,7 @@ fn a_long_compile_written_late_makes_the_builds_it_ran_beside_worked_out_again(b
     assert_eq!(kept, computed);
     let alpha_first = kept
         .iter()
-        .filter(|b| b.host.as_deref() == Some("alpha"))
-        .last()
+        .rfind(|b| b.host.as_deref() == Some("alpha"))
         .unwrap();
     let kinds: Vec<_> = alpha_first.why.iter().map(|r| r.kind).collect();
     assert_eq!(kinds, ["cluster_full"]);

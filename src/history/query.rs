@@ -779,7 +779,10 @@ pub(crate) fn work_out<C: Conn>(
     Ok(builds)
 }
 
-/// The remote jobs (server, start, end) of `scheduler`'s sessions that ran
+/// A remote job as the cluster counts it: its server, start and end.
+type RemoteJob = (Arc<str>, u64, u64);
+
+/// The remote jobs of `scheduler`'s sessions that ran
 /// at some moment of `span` and ended in the filter's window.
 fn cluster_jobs<C: Conn>(
     conn: &C,
@@ -787,7 +790,7 @@ fn cluster_jobs<C: Conn>(
     (from, to): (u64, u64),
     filter: &Filter,
     names: &HashMap<i64, Arc<str>>,
-) -> Result<Vec<(Arc<str>, u64, u64)>, C::Error> {
+) -> Result<Vec<RemoteJob>, C::Error> {
     let mut c = Where::default();
     c.add("j.end_ms > ?", ms(from));
     c.add("j.start_ms <= ?", ms(to));
