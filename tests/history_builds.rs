@@ -35,6 +35,7 @@ fn main() {
         the_query_takes_kept_details_until_a_late_job_joins_the_build,
         a_long_compile_written_late_makes_the_builds_it_ran_beside_worked_out_again,
         two_schedulers_sharing_a_database_keep_a_submitter_s_builds_apart,
+        a_running_history_works_out_the_builds_that_end,
     ] {
         trials.extend(databases::both(name, test));
     }
@@ -628,4 +629,61 @@ fn two_schedulers_sharing_a_database_keep_a_submitter_s_builds_apart(backend: Ba
             assert_eq!(servers, [server], "{scheduler}");
         }
     }
+}
+
+fn a_running_history_works_out_the_builds_that_end(backend: Backend) {
+    use icewatch::history::{History, HistoryOptions};
+    use icewatch::monitor::{self, lock_state, SharedState, State, StateOptions};
+    use icewatch::standin::simulation::Simulation;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    const START: u64 = 1_800_000_000_000;
+    let db = TestDb::new(backend, "details-running");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let state: SharedState = Arc::new(Mutex::new(State::new(StateOptions::default())));
+    let changed = monitor::changed();
+    let store = db.open();
+    let history = runtime.block_on(async {
+        let history = History::start(store, state.clone(), &changed, HistoryOptions::default());
+        // The simulated cluster's builds, over half an hour of its time.
+        let mut sim = Simulation::new(40, 3);
+        lock_state(&state).scheduler_connected("sched:8765".into(), 44, START);
+        let mut at = 0;
+        while at < 30 * 60_000 {
+            {
+                let mut state = lock_state(&state);
+                for _ in 0..500 {
+                    let (t, event) = sim.step();
+                    at = t;
+                    state.apply(&event.message(0), START + t);
+                }
+            }
+            changed.send_modify(|()| {});
+            tokio::task::yield_now().await;
+        }
+        history
+    });
+    // The runtime's threads go on: the reader, then the writer's commits,
+    // after which the thread works the builds out. Every build that is
+    // over gets its details.
+    let over = "SELECT count(*) FROM builds WHERE details IS NULL AND end_ms <= \
+                (SELECT max(end_ms) FROM jobs) - 60000";
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while db.scalar(over) != Some(0) || kept_and_not(&db).0 == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{:?} not worked out",
+            db.scalar(over)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    runtime.block_on(history.stop());
+    let (kept, open) = kept_and_not(&db);
+    assert!(kept >= 5, "{kept} builds worked out, {open} not");
+    let (kept, computed) = kept_and_computed(&db, &all(Filter::default()));
+    assert_eq!(kept, computed);
 }
