@@ -401,6 +401,14 @@ fn database_at(db: &TestDb, version: usize) {
                  VALUES (1, 3, 1, '10.0.0.3', 'x86_64', 4, 0, 43, '', 100);",
         );
     }
+    if version >= 6 {
+        // The job's build, as the writer of version 6 kept it.
+        db.execute(
+            "INSERT INTO builds (session, scheduler, client_name, start_ms, end_ms, jobs, remote,
+                 given_back, local, failed, cut_short)
+                 VALUES (1, 'old:8765', 1, 200, 300, 1, 0, 1, 0, 0, 0);",
+        );
+    }
     if version == 4 {
         // Kept before blocks had a scheduler.
         db.execute(

@@ -781,10 +781,11 @@ fn kept_builds<C: Conn>(conn: &C, filter: &Filter, stored: bool) -> Result<Vec<B
             .filter_map(|(row, b)| Some((row, b?))),
     );
     previous(conn, &mut builds, &window, host)?;
-    let mut builds: Vec<Build> = builds.into_iter().map(|(_, b)| b).collect();
-    // As `group` orders builds that begin at once: by submitter.
-    builds.sort_by(|a, b| (b.start_ms, &a.host).cmp(&(a.start_ms, &b.host)));
-    Ok(builds)
+    // As `group` orders builds that begin at once: by submitter; then as
+    // the page's rows are.
+    builds
+        .sort_by(|(r, a), (s, b)| (b.start_ms, &a.host, s.seq).cmp(&(a.start_ms, &b.host, r.seq)));
+    Ok(builds.into_iter().map(|(_, b)| b).collect())
 }
 
 /// The build of each of `rows` (`None`: none of its jobs could be read)
