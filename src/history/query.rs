@@ -791,7 +791,8 @@ fn kept_builds<C: Conn>(conn: &C, filter: &Filter, stored: bool) -> Result<Vec<B
 /// The build of each of `rows` (`None`: none of its jobs could be read)
 /// from its own jobs, as the page of `filter` shows it: the cluster
 /// around them (for their reasons) from the remote jobs of their
-/// scheduler that ran while they did and ended in the filter's window,
+/// scheduler that ran while they did ([`LONGEST_JOB_MS`] at most) and
+/// ended in the filter's window,
 /// and its host sessions. Without a window (`Filter::default()`) these
 /// are the details `builds.details` keeps.
 pub(crate) fn work_out<C: Conn>(
@@ -843,7 +844,13 @@ pub(crate) fn work_out<C: Conn>(
 /// A remote job as the cluster counts it: its server, start and end.
 type RemoteJob = (Arc<str>, u64, u64);
 
-/// The remote jobs of `scheduler`'s sessions that ran
+/// The longest remote job the cluster around a build counts: the jobs of
+/// the cluster are read through the index on `end_ms`, from the build's
+/// start to its end and this much more.
+pub const LONGEST_JOB_MS: u64 = 3_600_000;
+
+/// The remote jobs of `scheduler`'s sessions (at most [`LONGEST_JOB_MS`]
+/// long) that ran
 /// at some moment of `span` and ended in the filter's window.
 fn cluster_jobs<C: Conn>(
     conn: &C,
@@ -854,6 +861,7 @@ fn cluster_jobs<C: Conn>(
 ) -> Result<Vec<RemoteJob>, C::Error> {
     let mut c = Where::default();
     c.add("j.end_ms > ?", ms(from));
+    c.add("j.end_ms <= ?", ms(to.saturating_add(LONGEST_JOB_MS)));
     c.add("j.start_ms <= ?", ms(to));
     c.add("j.state <> ?", "local_finished");
     if let Some(since) = filter.since_ms {
