@@ -780,7 +780,7 @@ fn kept_builds<C: Conn>(conn: &C, filter: &Filter, stored: bool) -> Result<Vec<B
             .zip(worked_out)
             .filter_map(|(row, b)| Some((row, b?))),
     );
-    previous(conn, &mut builds, &window, host)?;
+    previous(conn, &mut builds, (&window, filter.since_ms), host)?;
     // As `group` orders builds that begin at once: by submitter; then as
     // the page's rows are.
     builds
@@ -913,7 +913,7 @@ fn build_jobs<C: Conn>(
 fn previous<C: Conn>(
     conn: &C,
     builds: &mut [(BuildRow, Build)],
-    window: &Where,
+    (window, since): (&Where, Option<u64>),
     host: Option<i64>,
 ) -> Result<(), C::Error> {
     use crate::insights::builds::Change;
@@ -953,8 +953,12 @@ fn previous<C: Conn>(
             .map(Vec::as_slice)
             .unwrap_or_default();
         let before = match theirs.partition_point(|b| b.start_ms < row.start_ms) {
+            // The submitter's latest build before, through `builds_client`
+            // (with the window's conditions the planners took `builds_end`
+            // and read every build since); in the window if it ends in it,
+            // as the submitter's builds before it end earlier still.
             0 => {
-                let mut p = window.clone();
+                let mut p = Where::default();
                 match row.client_name {
                     Some(id) => p.add("b.client_name = ?", id),
                     None => p.conditions.push("b.client_name IS NULL".to_owned()),
@@ -966,7 +970,8 @@ fn previous<C: Conn>(
                      ORDER BY b.start_ms DESC LIMIT 1",
                     p.clause()
                 );
-                conn.rows(&sql, &p.params, |r| BuildRow::read(r))?.pop()
+                let latest = conn.rows(&sql, &p.params, |r| BuildRow::read(r))?.pop();
+                latest.filter(|b| since.is_none_or(|s| b.end_ms >= s))
             }
             n => theirs.get(n - 1).cloned(),
         };
