@@ -189,15 +189,7 @@ impl Month {
                 .collect();
             write_all(db, &shifted);
         }
-        let server = backend
-            .zip(server)
-            .map(|(pid, before)| {
-                format!(
-                    ", {:.1} CPU-s of its server backend",
-                    process_cpu(pid).saturating_sub(before).as_secs_f64()
-                )
-            })
-            .unwrap_or_default();
+        let server = backend_cpu(backend.zip(server));
         println!(
             "history/{what}fill: {} jobs in {:.1} CPU-s of the writer{server}",
             self.jobs,
@@ -223,15 +215,7 @@ impl Month {
         let (cpu, server) = (ThreadTime::now(), backend.map(process_cpu));
         let wall = Instant::now();
         let pass = Summaries::default().catch_up(&reading).unwrap();
-        let server = backend
-            .zip(server)
-            .map(|(pid, before)| {
-                format!(
-                    ", {:.1} CPU-s of its server backend",
-                    process_cpu(pid).saturating_sub(before).as_secs_f64()
-                )
-            })
-            .unwrap_or_default();
+        let server = backend_cpu(backend.zip(server));
         println!(
             "history/{what}summaries: {} builds worked out in {:.1} CPU-s of the thread{server}, \
              {:.1} s ({} jobs)",
@@ -436,6 +420,19 @@ fn postgres_size_and_queries(month: &Month) {
     if kept.is_none() {
         drop_database(&mut admin, &name);
     }
+}
+
+/// ", N CPU-s of its server backend": what the backend process `pid` took
+/// since it had taken `before`; nothing without a backend.
+fn backend_cpu(backend: Option<(i32, Duration)>) -> String {
+    backend
+        .map(|(pid, before)| {
+            format!(
+                ", {:.1} CPU-s of its server backend",
+                process_cpu(pid).saturating_sub(before).as_secs_f64()
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// CPU time (user + system) of the process `pid` so far, from

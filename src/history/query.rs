@@ -971,7 +971,7 @@ fn previous<C: Conn>(
                     p.clause()
                 );
                 let latest = conn.rows(&sql, &p.params, |r| BuildRow::read(r))?.pop();
-                latest.filter(|b| since.is_none_or(|s| b.end_ms >= s))
+                latest.filter(|b| since.map_or(true, |s| b.end_ms >= s))
             }
             n => theirs.get(n - 1).cloned(),
         };
