@@ -65,15 +65,14 @@ fn benching() -> bool {
 }
 
 /// Whether the part `name` runs: no filter given, or one that `name`
-/// contains (criterion's own filter decides for its loop).
+/// contains (criterion's own filter decides for its loop). A filter is an
+/// argument that is neither an option nor a number (an option's value).
 fn asked(name: &str) -> bool {
-    let mut filters = std::env::args().skip(1).filter(|a| !a.starts_with('-'));
-    let mut any = false;
-    let hit = filters.any(|f| {
-        any = true;
-        name.contains(&f)
-    });
-    hit || !any
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-') && a.parse::<f64>().is_err())
+        .collect();
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
 }
 
 /// At least `jobs` finished jobs of the simulated cluster, with the host
@@ -145,8 +144,8 @@ fn ingest(c: &mut Criterion) {
         .ok()
         .and_then(|n| n.parse().ok())
         .filter(|_| benching())
-        .unwrap_or(if benching() { 5 } else { 1 });
-    let turns = if asked("history/ingest") { turns } else { 0 };
+        .unwrap_or(if benching() { 5 } else { 1 })
+        * usize::from(asked("history/ingest"));
     let mut rates = Vec::new();
     for turn in 1..=turns {
         let mut db = Database::from(fresh_store(dir.path()));
