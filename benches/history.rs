@@ -7,7 +7,9 @@
 //! Criterion measures the wall-clock ingest (`history/ingest`); the run
 //! also prints jobs per CPU-second of the writing thread and of the whole
 //! process (which counts any thread SQLite's work moves to), in
-//! `HISTORY_BENCH_TURNS` turns (default 5) and their median; and, once
+//! `HISTORY_BENCH_TURNS` turns (default 5) and their median, beside the
+//! same records written into a database whose `jobs` has no index
+//! (SQLite's floor for these rows); and, once
 //! each, bytes per job and the query times on a database of `HISTORY_BENCH_JOBS` jobs
 //! (default 1,000,000; the goals in BENCHMARKS.md are for 10,000,000).
 //! `cargo test --all-targets` runs it once on a few thousand jobs.
@@ -146,35 +148,54 @@ fn ingest(c: &mut Criterion) {
         .filter(|_| benching())
         .unwrap_or(if benching() { 5 } else { 1 })
         * usize::from(asked("history/ingest"));
-    let mut rates = Vec::new();
+    // Each turn also writes the same records through the same code into a
+    // database whose `jobs` has no index: SQLite's floor for these rows,
+    // beside which the indexes' cost shows.
+    let (mut rates, mut floor) = (Vec::new(), Vec::new());
     for turn in 1..=turns {
-        let mut db = Database::from(fresh_store(dir.path()));
-        let (thread, process) = (ThreadTime::now(), ProcessTime::now());
-        write_all(&mut db, &recs);
-        drop(db);
-        let (thread, process) = (
-            thread.elapsed().as_secs_f64(),
-            process.elapsed().as_secs_f64(),
-        );
-        println!(
-            "history/ingest: turn {turn}, {jobs} jobs in {thread:.3} CPU-s of the writer, \
-             {process:.3} of the process: {:.0} jobs per CPU-second of the writer, {:.0} of \
-             the process",
-            jobs as f64 / thread,
-            jobs as f64 / process
-        );
-        rates.push(jobs as f64 / process);
+        for indexed in [true, false] {
+            let store = fresh_store(dir.path());
+            if !indexed {
+                let unindexed = "DROP INDEX jobs_end; DROP INDEX jobs_client; \
+                    DROP INDEX jobs_server; DROP INDEX jobs_file;";
+                store.connection().execute_batch(unindexed).unwrap();
+            }
+            let mut db = Database::from(store);
+            let (thread, process) = (ThreadTime::now(), ProcessTime::now());
+            write_all(&mut db, &recs);
+            drop(db);
+            let (thread, process) = (
+                thread.elapsed().as_secs_f64(),
+                process.elapsed().as_secs_f64(),
+            );
+            let what = if indexed { "" } else { ", jobs unindexed" };
+            println!(
+                "history/ingest: turn {turn}{what}, {jobs} jobs in {thread:.3} CPU-s of the \
+                 writer, {process:.3} of the process: {:.0} jobs per CPU-second of the writer, \
+                 {:.0} of the process",
+                jobs as f64 / thread,
+                jobs as f64 / process
+            );
+            let rate = jobs as f64 / process;
+            if indexed {
+                rates.push(rate)
+            } else {
+                floor.push(rate)
+            }
+        }
     }
     if rates.is_empty() {
         return;
     }
-    rates.sort_by(f64::total_cmp);
-    println!(
-        "history/ingest: median {:.0} jobs per CPU-second of the process ({:.0} to {:.0})",
-        rates[rates.len() / 2],
-        rates[0],
-        rates[rates.len() - 1]
-    );
+    for (what, rates) in [("", &mut rates), (", jobs unindexed", &mut floor)] {
+        rates.sort_by(f64::total_cmp);
+        println!(
+            "history/ingest{what}: median {:.0} jobs per CPU-second of the process ({:.0} to {:.0})",
+            rates[rates.len() / 2],
+            rates[0],
+            rates[rates.len() - 1]
+        );
+    }
 }
 
 /// A month, over which the copies of the stream are spread.
