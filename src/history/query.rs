@@ -436,15 +436,19 @@ impl Conn for PgConn {
         params: &[Value],
         mut row: impl FnMut(&dyn Cells) -> T,
     ) -> Result<Vec<T>, postgres::Error> {
+        use postgres::types::{ToSql, Type};
         let sql = sql.replace('?', "$").replace("instr(", "strpos(");
-        let params: Vec<&(dyn postgres::types::ToSql + Sync)> = params
+        // Typed, a query is one round trip instead of three (prepare,
+        // execute, close): the API reads on a new connection each time,
+        // where no prepared statement could be kept.
+        let params: Vec<(&(dyn ToSql + Sync), Type)> = params
             .iter()
             .map(|p| match p {
-                Value::Int(v) => v as &(dyn postgres::types::ToSql + Sync),
-                Value::Text(v) => v,
+                Value::Int(v) => (v as &(dyn ToSql + Sync), Type::INT8),
+                Value::Text(v) => (v as &(dyn ToSql + Sync), Type::TEXT),
             })
             .collect();
-        let rows = self.client.borrow_mut().query(&sql, &params)?;
+        let rows = self.client.borrow_mut().query_typed(&sql, &params)?;
         Ok(rows.iter().map(|r| row(r)).collect())
     }
 
@@ -457,7 +461,11 @@ impl Conn for PgConn {
     ) -> Result<(), postgres::Error> {
         // One array, one statement, however many ids.
         let sql = format!("SELECT id, {column} FROM {table} WHERE id = ANY($1)");
-        for r in self.client.borrow_mut().query(&sql, &[&ids])? {
+        let ids = [(
+            &ids as &(dyn postgres::types::ToSql + Sync),
+            postgres::types::Type::INT8_ARRAY,
+        )];
+        for r in self.client.borrow_mut().query_typed(&sql, &ids)? {
             found(r.try_get(0)?, r.try_get(1)?);
         }
         Ok(())
