@@ -199,6 +199,10 @@ pub const MIGRATIONS: &[&str] = &[
     // 7: each build's details (waits, servers, slowest files, reasons),
     // worked out once it is over (`history::summaries`), NULL until then.
     SUMMARIES,
+    // 8: `jobs_end` in the order pages are read, newest first by
+    // `(end_ms, seq)`. An SQLite index's entries end with the rowid, which
+    // is `seq`: it has that order already.
+    "-- jobs_end is (end_ms, seq) already",
 ];
 
 /// The version whose migration adds `builds` and groups every job
@@ -343,4 +347,10 @@ pub const PG_MIGRATIONS: &[&str] = &[
     // 7: each build's details (waits, servers, slowest files, reasons),
     // worked out once it is over (`history::summaries`), NULL until then.
     SUMMARIES,
+    // 8: `jobs_end` in the order pages are read, newest first by
+    // `(end_ms, seq)`: on `end_ms` alone PostgreSQL sorted each page by
+    // `seq` among jobs that ended in the same millisecond (a third of a
+    // 10-minute window's time on 10 M jobs, BENCHMARKS.md).
+    "DROP INDEX jobs_end;
+    CREATE INDEX jobs_end ON jobs (end_ms, seq);",
 ];
