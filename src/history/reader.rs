@@ -42,7 +42,7 @@ pub struct Reader {
     /// before the first take): its own, so that a feed that lagged (and
     /// reports no finished jobs) costs nothing the state still holds.
     next_done: Option<u64>,
-    /// Host names, shared by the records.
+    /// Host and file names, shared by the records.
     names: Names,
 }
 
