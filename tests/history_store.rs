@@ -24,6 +24,7 @@ fn main() {
     for (name, test) in crate::named![
         a_states_jobs_hosts_and_sessions_come_back_from_the_database,
         pages_follow_one_another_by_cursor_newest_first,
+        a_page_names_each_jobs_file_hosts_and_scheduler,
         builds_end_at_a_pause_of_their_submitter,
         every_earlier_schema_version_migrates_keeping_what_it_held,
         a_newer_schema_is_refused_naming_the_database_and_what_to_do,
@@ -303,6 +304,38 @@ fn pages_follow_one_another_by_cursor_newest_first(backend: Backend) {
         ids.extend(page.iter().map(|j| j.id));
     }
     assert_eq!(ids, (1..=25).rev().collect::<Vec<_>>());
+}
+
+/// The names of a page's jobs are read apart, a list of ids a statement
+/// (up to 512): more files and hosts than one list holds, and every job
+/// still gets its own.
+fn a_page_names_each_jobs_file_hosts_and_scheduler(backend: Backend) {
+    let db = TestDb::new(backend, "names");
+    let mut store = db.open();
+    let mut state = Watched::new();
+    state.connected(0);
+    let hosts = 600;
+    for id in 1..=hosts {
+        host(&mut state, id, &format!("h{id}"), 0);
+    }
+    let jobs = 1_100;
+    for id in 1..=jobs {
+        let at = 10 + u64::from(id);
+        job(&mut state, id, &format!("f{id}.c"), id % hosts + 1, at);
+        begin(&mut state, id, (id + 7) % hosts + 1, at);
+        done(&mut state, id, 0, at + 1);
+    }
+    store.write(&state.records).unwrap();
+    let page = db.reading().jobs(&all(Filter::default())).unwrap();
+    let ids: Vec<u32> = page.iter().map(|j| j.id).collect();
+    assert_eq!(ids, (1..=jobs).rev().collect::<Vec<_>>());
+    for j in &page {
+        let name = |n: u32| Some(format!("h{}", n % hosts + 1));
+        assert_eq!(j.file, format!("f{}.c", j.id));
+        assert_eq!(j.client_name, name(j.id), "job {}", j.id);
+        assert_eq!(j.server_name, name(j.id + 7), "job {}", j.id);
+        assert_eq!(j.scheduler.as_deref(), Some("sched:8765"));
+    }
 }
 
 fn builds_end_at_a_pause_of_their_submitter(backend: Backend) {

@@ -10,6 +10,7 @@ use super::SCHEMA_VERSION;
 pub use crate::insights::Build;
 use crate::insights::{end_reason, job_state, Finished, HostSpan};
 use rusqlite::{Connection, OpenFlags, Row};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,6 +18,12 @@ use std::sync::Arc;
 
 /// The most rows one query returns.
 pub const MAX_LIMIT: usize = 10_000;
+
+/// How the queries open an SQLite file to read: without SQLite's lock on
+/// the connection, taken at every column read otherwise (about a tenth
+/// of a page's time); a `Connection` is never shared between threads.
+const READ_ONLY: OpenFlags =
+    OpenFlags::SQLITE_OPEN_READ_ONLY.union(OpenFlags::SQLITE_OPEN_NO_MUTEX);
 
 /// Opens the history at `path` to read it; it must exist and have this
 /// code's schema.
@@ -29,8 +36,7 @@ pub fn open(path: &Path) -> Result<Connection, HistoryError> {
     match super::Store::open(path) {
         Ok(store) => Ok(store.into_connection()),
         Err(HistoryError::ReadOnly(_)) => {
-            let conn =
-                Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
+            let conn = Connection::open_with_flags(path, READ_ONLY).map_err(err)?;
             let found = super::store::version(&conn).map_err(err)?;
             if found != SCHEMA_VERSION {
                 return Err(HistoryError::Newer {
@@ -52,7 +58,7 @@ pub fn open_read(path: &Path) -> Result<Connection, HistoryError> {
         return Err(HistoryError::Missing(path.to_path_buf()));
     }
     let err = |e| HistoryError::of(path, e);
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
+    let conn = Connection::open_with_flags(path, READ_ONLY).map_err(err)?;
     conn.busy_timeout(std::time::Duration::from_secs(1))
         .map_err(err)?;
     Ok(conn)
@@ -197,44 +203,84 @@ pub struct JobRow {
     pub out_uncompressed: Option<u32>,
 }
 
-const JOB_COLUMNS: &str = "j.seq, j.id, j.session, s.scheduler, f.name, j.lang, j.client, \
-     c.name, j.server, v.name, j.state, j.reason, j.submit_ms, j.start_ms, j.end_ms, \
+/// The columns of a page of jobs: the names (file, hosts, scheduler) by
+/// their ids, read apart once each ([`names`]).
+const JOB_COLUMNS: &str = "j.seq, j.id, j.session, j.file, j.lang, j.client, j.client_name, \
+     j.server, j.server_name, j.state, j.reason, j.submit_ms, j.start_ms, j.end_ms, \
      j.exit_code, j.real_ms, j.user_ms, j.sys_ms, j.page_faults, j.in_compressed, \
      j.in_uncompressed, j.out_compressed, j.out_uncompressed";
 
-const JOB_JOINS: &str = "JOIN files f ON f.id = j.file \
-     LEFT JOIN scheduler_sessions s ON s.id = j.session \
-     LEFT JOIN host_names c ON c.id = j.client_name \
-     LEFT JOIN host_names v ON v.id = j.server_name";
-
-fn job_row(r: &dyn Cells) -> JobRow {
+/// A row of [`JOB_COLUMNS`], and the ids of its file and host names.
+fn job_row(r: &dyn Cells) -> (JobRow, [Option<i64>; 3]) {
     let n = |i| r.int(i).and_then(|v| u32::try_from(v).ok());
-    JobRow {
+    let row = JobRow {
         seq: r.int(0).unwrap_or_default(),
         id: n(1).unwrap_or_default(),
         session: r.int(2).unwrap_or_default(),
-        scheduler: r.text(3),
-        file: r.text(4).unwrap_or_default(),
-        lang: r.text(5),
-        client: n(6),
-        client_name: r.text(7),
-        server: n(8),
-        server_name: r.text(9),
-        state: r.text(10).unwrap_or_default(),
-        reason: r.text(11).unwrap_or_default(),
-        submit_ms: time(r, 12),
-        start_ms: time(r, 13).unwrap_or_default(),
-        end_ms: time(r, 14).unwrap_or_default(),
-        exit_code: r.int(15).and_then(|v| i32::try_from(v).ok()),
-        real_ms: n(16),
-        user_ms: n(17),
-        sys_ms: n(18),
-        page_faults: n(19),
-        in_compressed: n(20),
-        in_uncompressed: n(21),
-        out_compressed: n(22),
-        out_uncompressed: n(23),
+        scheduler: None,
+        file: String::new(),
+        lang: r.text(4),
+        client: n(5),
+        client_name: None,
+        server: n(7),
+        server_name: None,
+        state: r.text(9).unwrap_or_default(),
+        reason: r.text(10).unwrap_or_default(),
+        submit_ms: time(r, 11),
+        start_ms: time(r, 12).unwrap_or_default(),
+        end_ms: time(r, 13).unwrap_or_default(),
+        exit_code: r.int(14).and_then(|v| i32::try_from(v).ok()),
+        real_ms: n(15),
+        user_ms: n(16),
+        sys_ms: n(17),
+        page_faults: n(18),
+        in_compressed: n(19),
+        in_uncompressed: n(20),
+        out_compressed: n(21),
+        out_uncompressed: n(22),
+    };
+    (row, [r.int(3), r.int(6), r.int(8)])
+}
+
+/// The ids of `ids` one `IN` list takes, at most; shorter lists are
+/// filled up to one of these lengths, so that a few statements serve
+/// every page.
+const IN_LISTS: [usize; 3] = [8, 64, 512];
+
+/// `column` of the rows of `table` whose `id` is one of `ids`, by id:
+/// each name once, however many jobs of a page share it (joined, it was
+/// looked up again for every job).
+fn names<C: Conn>(
+    conn: &C,
+    table: &str,
+    column: &str,
+    ids: impl Iterator<Item = i64>,
+) -> Result<FxHashMap<i64, String>, C::Error> {
+    let mut ids: Vec<i64> = ids.collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut found = FxHashMap::default();
+    for chunk in ids.chunks(IN_LISTS[IN_LISTS.len() - 1]) {
+        let len = IN_LISTS.into_iter().find(|&l| l >= chunk.len());
+        let len = len.unwrap_or(chunk.len());
+        let list = (1..=len).map(|i| format!("?{i}")).collect::<Vec<_>>();
+        let sql = format!(
+            "SELECT id, {column} FROM {table} WHERE id IN ({})",
+            list.join(",")
+        );
+        let last = chunk[chunk.len() - 1];
+        let params: Vec<Value> = (chunk.iter().copied())
+            .chain(std::iter::repeat(last))
+            .take(len)
+            .map(Value::Int)
+            .collect();
+        for (id, name) in conn.rows(&sql, &params, |r| (r.int(0), r.text(1)))? {
+            if let (Some(id), Some(name)) = (id, name) {
+                found.insert(id, name);
+            }
+        }
     }
+    Ok(found)
 }
 
 /// Column `i` as ms since the epoch.
@@ -491,20 +537,34 @@ pub fn jobs<C: Conn>(conn: &C, filter: &Filter) -> Result<Vec<JobRow>, C::Error>
         w.add("j.state = ?", "failed");
     }
     w.scheduler("j", filter);
-    // The page first, through the index on end_ms, then the names of its
-    // jobs alone: PostgreSQL, misjudging how many jobs a window of a
-    // burst holds, joined and sorted all of them before the limit (92
-    // against 39 ms on 10 M jobs, BENCHMARKS.md). The joins keep no order:
-    // the page's is put back here, cheaper than a sort in the database.
-    let (page, params) = w.query(
-        conn,
-        "SELECT j.* FROM jobs j",
-        ("jobs", "j", "end_ms"),
-        filter,
-    )?;
-    let sql = format!("SELECT {JOB_COLUMNS} FROM ({page}) j {JOB_JOINS}");
-    let mut rows = conn.rows(&sql, &params, job_row)?;
-    rows.sort_unstable_by_key(|r| std::cmp::Reverse((r.end_ms, r.seq)));
+    // The page alone, through the index on end_ms, then the names of its
+    // jobs, each once. Joined in the query, PostgreSQL misjudged how many
+    // jobs a window of a burst holds and joined and sorted all of them
+    // before the limit (92 against 39 ms on 10 M jobs, BENCHMARKS.md).
+    let select = format!("SELECT {JOB_COLUMNS} FROM jobs j");
+    let (sql, params) = w.query(conn, &select, ("jobs", "j", "end_ms"), filter)?;
+    // Into vectors of the page's size: grown row by row, they were a
+    // tenth of the time (copies, page faults).
+    let limit = filter.limit.clamp(1, MAX_LIMIT);
+    let (mut rows, mut ids) = (Vec::with_capacity(limit), Vec::with_capacity(limit));
+    conn.rows(&sql, &params, |r| {
+        let (row, id) = job_row(r);
+        rows.push(row);
+        ids.push(id);
+    })?;
+    let files = names(conn, "files", "name", ids.iter().filter_map(|[f, ..]| *f))?;
+    let hosts = ids.iter().flat_map(|[_, c, s]| [*c, *s]).flatten();
+    let hosts = names(conn, "host_names", "name", hosts)?;
+    let sessions = rows.iter().map(|r| r.session);
+    let schedulers = names(conn, "scheduler_sessions", "scheduler", sessions)?;
+    let name =
+        |map: &FxHashMap<i64, String>, id: Option<i64>| id.and_then(|id| map.get(&id).cloned());
+    for (row, [file, client, server]) in rows.iter_mut().zip(ids) {
+        row.file = name(&files, file).unwrap_or_default();
+        row.client_name = name(&hosts, client);
+        row.server_name = name(&hosts, server);
+        row.scheduler = schedulers.get(&row.session).cloned();
+    }
     Ok(rows)
 }
 
