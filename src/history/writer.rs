@@ -27,7 +27,8 @@ pub const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// state's own history, which holds them for it (up to
 /// [`MAX_HOLD`](crate::monitor::MAX_HOLD) past `--history`, at about a
 /// third of a record's size) until the writer has made room; what leaves
-/// even that is counted in [`Status::lost`]. About 250 bytes a record.
+/// even that is counted in [`Status::lost`]. 168 bytes a record, its
+/// names shared.
 pub const MAX_HELD: usize = 2 * MAX_BATCH;
 
 /// The most records one transaction carries while nothing fails.
@@ -252,7 +253,7 @@ pub(crate) fn run(mut store: Database, records: Receiver<Vec<Record>>, status: A
 
 /// Adds the reader's `batch` to the `pending` records: the batch itself if
 /// none are, else with room for exactly it, so that what waits never takes
-/// twice its size (a record is about 250 bytes, a burst tens of thousands).
+/// twice its size (168 bytes a record, tens of thousands in a burst).
 fn gather(pending: &mut Vec<Record>, batch: Vec<Record>) {
     if pending.is_empty() {
         *pending = batch;
