@@ -25,8 +25,8 @@ pub const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// (while the database fails, or while a burst outpaces the writer): two
 /// transactions' worth. Past this the reader leaves finished jobs in the
 /// state's own history, which holds them for it (up to
-/// [`MAX_HOLD`](crate::monitor::MAX_HOLD) past `--history`, at about a
-/// third of a record's size) until the writer has made room; what leaves
+/// [`MAX_HOLD`](crate::monitor::MAX_HOLD) past `--history`, at 80 bytes
+/// and a file name each) until the writer has made room; what leaves
 /// even that is counted in [`Status::lost`]. 168 bytes a record, its
 /// names shared.
 pub const MAX_HELD: usize = 2 * MAX_BATCH;
