@@ -5,8 +5,12 @@
 //! `icewatch history` and the HTTP API take on a large database.
 //!
 //! Criterion measures the wall-clock ingest (`history/ingest`); the run
-//! also prints, once each: jobs per CPU-second of the writing thread, bytes
-//! per job, and the query times on a database of `HISTORY_BENCH_JOBS` jobs
+//! also prints jobs per CPU-second of the writing thread and of the whole
+//! process (which counts any thread SQLite's work moves to), in
+//! `HISTORY_BENCH_TURNS` turns (default 5) and their median, beside the
+//! same records written into a database whose `jobs` has no index
+//! (SQLite's floor for these rows); and, once
+//! each, bytes per job and the query times on a database of `HISTORY_BENCH_JOBS` jobs
 //! (default 1,000,000; the goals in BENCHMARKS.md are for 10,000,000).
 //! `cargo test --all-targets` runs it once on a few thousand jobs.
 //!
@@ -28,9 +32,12 @@
 //!
 //! Run: `cargo bench --bench history`; the large databases alone, without
 //! criterion's ingest loop: `HISTORY_BENCH_JOBS=10000000 cargo bench
-//! --bench history -- size`
+//! --bench history -- size`; the ingest alone: `cargo bench --bench
+//! history -- history/ingest` (a filter runs the parts whose names
+//! contain it: `history/ingest`, `history/postgres/ingest`,
+//! `history/size`, `history/postgres/size`).
 
-use cpu_time::ThreadTime;
+use cpu_time::{ProcessTime, ThreadTime};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use icewatch::history::query::{self, Filter};
 use icewatch::history::{Database, Location, PgStore, Reader, Reading, Record, Server, Store};
@@ -57,6 +64,17 @@ fn stream_jobs() -> usize {
 /// Whether `cargo bench` runs this (it passes `--bench`), not `cargo test`.
 fn benching() -> bool {
     std::env::args().any(|a| a == "--bench")
+}
+
+/// Whether the part `name` runs: no filter given, or one that `name`
+/// contains (criterion's own filter decides for its loop). A filter is an
+/// argument that is neither an option nor a number (an option's value).
+fn asked(name: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-') && a.parse::<f64>().is_err())
+        .collect();
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
 }
 
 /// At least `jobs` finished jobs of the simulated cluster, with the host
@@ -121,16 +139,63 @@ fn ingest(c: &mut Criterion) {
     });
     group.finish();
 
-    // Once, on the writing thread's CPU clock.
-    let mut db = Database::from(fresh_store(dir.path()));
-    let cpu = ThreadTime::now();
-    write_all(&mut db, &recs);
-    let spent = cpu.elapsed().as_secs_f64();
-    println!(
-        "history/ingest: {jobs} jobs in {:.3} CPU-s of the writer: {:.0} jobs per CPU-second",
-        spent,
-        jobs as f64 / spent
-    );
+    // On the CPU clocks: the writing thread's, and the whole process's
+    // (which counts any thread the database works on besides it), in
+    // `HISTORY_BENCH_TURNS` turns (default 5), each into a new database.
+    let turns = std::env::var("HISTORY_BENCH_TURNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|_| benching())
+        .unwrap_or(if benching() { 5 } else { 1 })
+        * usize::from(asked("history/ingest"));
+    // Each turn also writes the same records through the same code into a
+    // database whose `jobs` has no index: SQLite's floor for these rows,
+    // beside which the indexes' cost shows.
+    let (mut rates, mut floor) = (Vec::new(), Vec::new());
+    for turn in 1..=turns {
+        for indexed in [true, false] {
+            let store = fresh_store(dir.path());
+            if !indexed {
+                let unindexed = "DROP INDEX jobs_end; DROP INDEX jobs_client; \
+                    DROP INDEX jobs_server; DROP INDEX jobs_file;";
+                store.connection().execute_batch(unindexed).unwrap();
+            }
+            let mut db = Database::from(store);
+            let (thread, process) = (ThreadTime::now(), ProcessTime::now());
+            write_all(&mut db, &recs);
+            drop(db);
+            let (thread, process) = (
+                thread.elapsed().as_secs_f64(),
+                process.elapsed().as_secs_f64(),
+            );
+            let what = if indexed { "" } else { ", jobs unindexed" };
+            println!(
+                "history/ingest: turn {turn}{what}, {jobs} jobs in {thread:.3} CPU-s of the \
+                 writer, {process:.3} of the process: {:.0} jobs per CPU-second of the writer, \
+                 {:.0} of the process",
+                jobs as f64 / thread,
+                jobs as f64 / process
+            );
+            let rate = jobs as f64 / process;
+            if indexed {
+                rates.push(rate)
+            } else {
+                floor.push(rate)
+            }
+        }
+    }
+    if rates.is_empty() {
+        return;
+    }
+    for (what, rates) in [("", &mut rates), (", jobs unindexed", &mut floor)] {
+        rates.sort_by(f64::total_cmp);
+        println!(
+            "history/ingest{what}: median {:.0} jobs per CPU-second of the process ({:.0} to {:.0})",
+            rates[rates.len() / 2],
+            rates[0],
+            rates[rates.len() - 1]
+        );
+    }
 }
 
 /// A month, over which the copies of the stream are spread.
@@ -278,6 +343,9 @@ impl Month {
 }
 
 fn size_and_queries(_: &mut Criterion) {
+    if !asked("history/size") && !asked("history/postgres/size") {
+        return;
+    }
     let wanted: usize = std::env::var("HISTORY_BENCH_JOBS")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -441,6 +509,9 @@ fn writer_backend(pg: &PgStore) -> i32 {
 }
 
 fn postgres_ingest(_: &mut Criterion) {
+    if !asked("history/postgres/ingest") {
+        return;
+    }
     let Some((mut admin, server)) = postgres_admin() else {
         return;
     };

@@ -242,11 +242,6 @@ fn job_row(r: &dyn Cells) -> (JobRow, [Option<i64>; 3]) {
     (row, [r.int(3), r.int(6), r.int(8)])
 }
 
-/// The ids of `ids` one `IN` list takes, at most; shorter lists are
-/// filled up to one of these lengths, so that a few statements serve
-/// every page.
-const IN_LISTS: [usize; 3] = [8, 64, 512];
-
 /// `column` of the rows of `table` whose `id` is one of `ids`, by id:
 /// each name once, however many jobs of a page share it (joined, it was
 /// looked up again for every job).
@@ -260,28 +255,16 @@ fn names<C: Conn>(
     ids.sort_unstable();
     ids.dedup();
     let mut found = FxHashMap::default();
-    for chunk in ids.chunks(IN_LISTS[IN_LISTS.len() - 1]) {
-        let len = IN_LISTS.into_iter().find(|&l| l >= chunk.len());
-        let len = len.unwrap_or(chunk.len());
-        let list = (1..=len).map(|i| format!("?{i}")).collect::<Vec<_>>();
-        let sql = format!(
-            "SELECT id, {column} FROM {table} WHERE id IN ({})",
-            list.join(",")
-        );
-        let last = chunk[chunk.len() - 1];
-        let params: Vec<Value> = (chunk.iter().copied())
-            .chain(std::iter::repeat(last))
-            .take(len)
-            .map(Value::Int)
-            .collect();
-        for (id, name) in conn.rows(&sql, &params, |r| (r.int(0), r.text(1)))? {
-            if let (Some(id), Some(name)) = (id, name) {
-                found.insert(id, name);
-            }
-        }
-    }
+    conn.texts_by_id(table, column, &ids, &mut |id, name| {
+        found.insert(id, name);
+    })?;
     Ok(found)
 }
+
+/// The lengths of the `IN` lists SQLite reads names by: a list of ids is
+/// filled up to one of them (repeating its last), so that a few
+/// statements serve every page.
+const IN_LISTS: [usize; 3] = [8, 64, 512];
 
 /// Column `i` as ms since the epoch.
 fn time(r: &dyn Cells, i: usize) -> Option<u64> {
@@ -337,6 +320,16 @@ pub trait Conn {
         params: &[Value],
         row: impl FnMut(&dyn Cells) -> T,
     ) -> Result<Vec<T>, Self::Error>;
+
+    /// Gives `found` the text `column` of each row of `table` whose `id`
+    /// is one of `ids` (sorted, distinct), with its id.
+    fn texts_by_id(
+        &self,
+        table: &str,
+        column: &str,
+        ids: &[i64],
+        found: &mut dyn FnMut(i64, String),
+    ) -> Result<(), Self::Error>;
 }
 
 impl rusqlite::ToSql for Value {
@@ -370,6 +363,29 @@ impl Conn for Connection {
         let mut stmt = self.prepare_cached(sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| Ok(row(r)))?;
         rows.collect()
+    }
+
+    fn texts_by_id(
+        &self,
+        table: &str,
+        column: &str,
+        ids: &[i64],
+        found: &mut dyn FnMut(i64, String),
+    ) -> rusqlite::Result<()> {
+        for chunk in ids.chunks(IN_LISTS[IN_LISTS.len() - 1]) {
+            let len = IN_LISTS.into_iter().find(|&l| l >= chunk.len());
+            let len = len.unwrap_or(chunk.len());
+            let list = vec!["?"; len].join(",");
+            let sql = format!("SELECT id, {column} FROM {table} WHERE id IN ({list})");
+            let last = chunk[chunk.len() - 1];
+            let params = chunk.iter().chain(std::iter::repeat(&last)).take(len);
+            let mut stmt = self.prepare_cached(&sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+            while let Some(r) = rows.next()? {
+                found(r.get(0)?, r.get(1)?);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -430,6 +446,21 @@ impl Conn for PgConn {
             .collect();
         let rows = self.client.borrow_mut().query(&sql, &params)?;
         Ok(rows.iter().map(|r| row(r)).collect())
+    }
+
+    fn texts_by_id(
+        &self,
+        table: &str,
+        column: &str,
+        ids: &[i64],
+        found: &mut dyn FnMut(i64, String),
+    ) -> Result<(), postgres::Error> {
+        // One array, one statement, however many ids.
+        let sql = format!("SELECT id, {column} FROM {table} WHERE id = ANY($1)");
+        for r in self.client.borrow_mut().query(&sql, &[&ids])? {
+            found(r.try_get(0)?, r.try_get(1)?);
+        }
+        Ok(())
     }
 }
 
