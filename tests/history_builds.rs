@@ -75,7 +75,7 @@ fn job(
     JobRecord {
         session,
         id,
-        file: format!("src/f{}.c", id % 13),
+        file: format!("src/f{}.c", id % 13).into(),
         lang: Some("C++"),
         client: client.map(|_| 1),
         client_name: client.map(Arc::from),

@@ -371,7 +371,7 @@ impl PgStore {
         for record in records {
             match record {
                 Record::Job(j) => {
-                    files.insert(j.file.as_str());
+                    files.insert(&*j.file);
                     names.extend(j.client_name.as_deref());
                     names.extend(j.server_name.as_deref());
                 }
@@ -474,7 +474,7 @@ impl PgStore {
             for (session, job) in &jobs {
                 let st = job.stats.as_ref();
                 let stat = |f: fn(&crate::monitor::JobStats) -> u32| st.map(|s| i64::from(f(s)));
-                let file = self.files.get(&job.file).copied().unwrap_or_default();
+                let file = self.files.get(&*job.file).copied().unwrap_or_default();
                 let row: [Option<i64>; JOB_INTEGERS] = [
                     Some(*session),
                     Some(i64::from(job.id)),

@@ -42,7 +42,7 @@ pub struct Reader {
     /// before the first take): its own, so that a feed that lagged (and
     /// reports no finished jobs) costs nothing the state still holds.
     next_done: Option<u64>,
-    /// Host names, shared by the records.
+    /// Host and file names, shared by the records.
     names: Names,
 }
 
@@ -121,7 +121,11 @@ impl Reader {
         let first = from.max(state.first_finished());
         self.missed += first - from;
         let mut next = first;
-        for job in state.held_since(first).take(room) {
+        // As many as are taken, so that the batch never doubles its room
+        // (a burst takes tens of thousands at once).
+        let count = usize::try_from(state.next_finished() - first).map_or(room, |n| n.min(room));
+        out.reserve_exact(count);
+        for job in state.held_since(first).take(count) {
             next += 1;
             let submit = if job.session() == session {
                 self.submitted.remove(&job.id)
@@ -145,6 +149,7 @@ impl Reader {
         } else {
             changes.hosts
         };
+        out.reserve_exact(2 * ids.len());
         for id in ids {
             match state.host(id).filter(|h| h.online) {
                 Some(host) if session > 0 => {

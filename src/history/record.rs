@@ -51,8 +51,9 @@ pub struct JobRecord {
     pub session: u32,
     /// The scheduler's job id.
     pub id: u32,
-    /// Source (remote) or output (local) file.
-    pub file: String,
+    /// Source (remote) or output (local) file (shared by the records of
+    /// its jobs while they wait for the database).
+    pub file: Arc<str>,
     /// Its language's name (`C++`).
     pub lang: Option<&'static str>,
     /// The submitter's id in its session.
@@ -81,12 +82,12 @@ pub struct JobRecord {
 
 impl JobRecord {
     /// The record of a finished job; `None` for one still active. Host
-    /// names come from `names`, which keeps each once.
+    /// and file names come from `names`, which keeps each once.
     pub fn of(job: &JobRef<'_>, submit_ms: Option<u64>, names: &mut Names) -> Option<JobRecord> {
         Some(JobRecord {
             session: job.session(),
             id: job.id,
-            file: job.file().into_owned(),
+            file: names.get(&job.file()),
             lang: job.lang.map(|l| l.name()),
             client: job.client,
             client_name: job.client_name().map(|n| names.get(n)),
@@ -103,7 +104,8 @@ impl JobRecord {
     }
 }
 
-/// Host names, each kept once for the records that name it.
+/// Host and file names, each kept once for the records that name it: a
+/// burst of jobs waiting for the database holds each file name once.
 #[derive(Debug, Default)]
 pub struct Names(FxHashSet<Arc<str>>);
 

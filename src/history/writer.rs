@@ -25,9 +25,10 @@ pub const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// (while the database fails, or while a burst outpaces the writer): two
 /// transactions' worth. Past this the reader leaves finished jobs in the
 /// state's own history, which holds them for it (up to
-/// [`MAX_HOLD`](crate::monitor::MAX_HOLD) past `--history`, at about a
-/// third of a record's size) until the writer has made room; what leaves
-/// even that is counted in [`Status::lost`]. About 250 bytes a record.
+/// [`MAX_HOLD`](crate::monitor::MAX_HOLD) past `--history`, at 80 bytes
+/// and a file name each) until the writer has made room; what leaves
+/// even that is counted in [`Status::lost`]. 168 bytes a record, its
+/// names shared.
 pub const MAX_HELD: usize = 2 * MAX_BATCH;
 
 /// The most records one transaction carries while nothing fails.
@@ -109,10 +110,11 @@ impl Status {
     }
 
     /// How many more records the reader may take now: [`MAX_HELD`] less
-    /// those that wait for the database.
+    /// those that wait for the database, and at most a transaction's
+    /// worth at once (the writer then takes the batch whole).
     pub(crate) fn room(&self) -> usize {
         let held = usize::try_from(self.held.load(Relaxed)).unwrap_or(usize::MAX);
-        MAX_HELD.saturating_sub(held)
+        MAX_HELD.saturating_sub(held).min(MAX_BATCH)
     }
 
     /// The reader left finished jobs in the state: the writer wakes it
@@ -193,10 +195,10 @@ pub(crate) fn run(mut store: Database, records: Receiver<Vec<Record>>, status: A
             };
             match received {
                 Ok(batch) => {
-                    pending.extend(batch);
+                    gather(&mut pending, batch);
                     while pending.len() < MAX_BATCH {
                         match records.try_recv() {
-                            Ok(more) => pending.extend(more),
+                            Ok(more) => gather(&mut pending, more),
                             Err(_) => break,
                         }
                     }
@@ -246,6 +248,18 @@ pub(crate) fn run(mut store: Database, records: Receiver<Vec<Record>>, status: A
                 }
             }
         }
+    }
+}
+
+/// Adds the reader's `batch` to the `pending` records: the batch itself if
+/// none are, else with room for exactly it, so that what waits never takes
+/// twice its size (168 bytes a record, tens of thousands in a burst).
+fn gather(pending: &mut Vec<Record>, batch: Vec<Record>) {
+    if pending.is_empty() {
+        *pending = batch;
+    } else {
+        pending.reserve_exact(batch.len());
+        pending.extend(batch);
     }
 }
 
@@ -322,6 +336,18 @@ mod tests {
     }
 
     #[test]
+    fn gathered_batches_take_the_room_of_their_records_only() {
+        let batch = |n: u32| (0..n).map(job).collect::<Vec<_>>();
+        let mut pending = Vec::new();
+        let first = batch(MAX_BATCH as u32);
+        let at = first.as_ptr();
+        gather(&mut pending, first);
+        assert_eq!(pending.as_ptr(), at, "the first batch is taken as it is");
+        gather(&mut pending, batch(100));
+        assert_eq!(pending.capacity(), MAX_BATCH + 100, "not twice the first");
+    }
+
+    #[test]
     fn missed_jobs_are_counted_and_the_history_lags_until_half_is_written() {
         let status = Status::new(std::path::PathBuf::from("h.sqlite"), None);
         assert_eq!(status.admit(vec![job(1)], 0).len(), 1);
@@ -329,7 +355,9 @@ mod tests {
             (status.held(), status.lost(), status.paused()),
             (1, 0, None)
         );
-        assert_eq!(status.room(), MAX_HELD - 1);
+        assert_eq!(status.room(), MAX_BATCH, "a transaction's worth at once");
+        status.held.store(MAX_HELD as u64 - 5, Relaxed);
+        assert_eq!(status.room(), 5);
 
         status.held.store(MAX_HELD as u64, Relaxed);
         assert_eq!(status.room(), 0, "the reader leaves jobs in the state");

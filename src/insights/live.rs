@@ -109,10 +109,26 @@ impl Live {
             }
         }
         let count = (changes.done.end - changes.done.start) as usize;
-        for job in state.history_since(changes.done.start).take(count) {
+        // Of a burst only the newest KEEP_JOBS are kept: the older ones are
+        // not copied only to go again, nor do the kept ones ever grow past
+        // the bound; but none of them is waiting any more.
+        let shown = state.next_finished() - state.history().len() as u64;
+        let readable = changes
+            .done
+            .end
+            .saturating_sub(changes.done.start.max(shown));
+        let skip = usize::try_from(readable).map_or(usize::MAX, |n| n.saturating_sub(KEEP_JOBS));
+        let finished = state.history_since(changes.done.start).take(count);
+        for (n, job) in finished.enumerate() {
             let submit = (job.session() == session)
                 .then(|| k.submitted.remove(&job.id))
                 .flatten();
+            if n < skip {
+                continue;
+            }
+            if k.jobs.len() >= KEEP_JOBS {
+                k.jobs.pop_front();
+            }
             k.jobs.extend(Finished::of(&job, submit));
             k.revision += 1;
         }
@@ -250,5 +266,49 @@ impl Kept {
             .chain(self.online.values())
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::StateOptions;
+    use crate::protocol::{JobDone, Language, Message, MonJobBegin};
+
+    #[test]
+    fn a_burst_past_the_kept_jobs_keeps_its_newest_and_never_grows_past_the_bound() {
+        let burst = 2 * KEEP_JOBS as u32 + 5;
+        let mut state = State::new(StateOptions {
+            history_limit: burst as usize,
+            ..StateOptions::default()
+        });
+        state.scheduler_connected("s:8765".into(), 43, 0);
+        let live = Live::new(Duration::from_secs(60));
+        let mut follower = state.follow();
+        for job_id in 1..=burst {
+            let file = format!("{job_id}.c");
+            let request = Message::mon_get_cs(job_id, 1, &file, Language::C);
+            state.apply(&request, 1);
+            let begin = MonJobBegin {
+                job_id,
+                start_time: 0,
+                host_id: 2,
+            };
+            state.apply(&Message::MonJobBegin(begin), 2);
+            state.apply(&Message::MonJobDone(JobDone::new(job_id, 0)), 3);
+        }
+        live.take(&mut state, &mut follower);
+        let k = live.kept();
+        assert_eq!(k.jobs.len(), KEEP_JOBS);
+        assert!(
+            k.jobs.capacity() < 2 * KEEP_JOBS,
+            "{} kept for {KEEP_JOBS}",
+            k.jobs.capacity()
+        );
+        let files = [k.jobs.front(), k.jobs.back()].map(|j| j.map(|j| j.file.clone()));
+        let newest = |n: u32| Some(format!("{n}.c"));
+        assert_eq!(files, [newest(burst - KEEP_JOBS as u32 + 1), newest(burst)]);
+        drop(k);
+        state.unfollow(follower);
     }
 }

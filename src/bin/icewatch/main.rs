@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
+    memory::configure();
     let cli = Cli::parse();
     // Full screen, a log line would tear the picture: the status line
     // says what the log would (RUST_LOG still asks for it).

@@ -19,3 +19,33 @@ pub fn release() {
 /// Elsewhere the allocator has no such call or returns memory by itself.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn release() {}
+
+/// Blocks at least this large get pages of their own, given back when
+/// freed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const OWN_PAGES_FROM: libc::c_int = 256 * 1024;
+
+/// Tells glibc's allocator to give every block of [`OWN_PAGES_FROM`] or
+/// more pages of its own (unless `MALLOC_MMAP_THRESHOLD_` says
+/// otherwise). By default glibc raises that threshold up to 32 MiB as
+/// large blocks are freed, and then serves the next ones from its heaps,
+/// which keep the pages after they are freed and copy a block that grows:
+/// the batches a burst of finished jobs passes from the state to the
+/// history's database are megabytes each, and with this the peak RSS of
+/// `load e2e` with the history fell by 4 to 8 MiB.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub fn configure() {
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() {
+        return;
+    }
+    // SAFETY: `mallopt` takes no pointer and only sets one of the
+    // allocator's parameters, under its locks, before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, OWN_PAGES_FROM);
+    }
+}
+
+/// Elsewhere the allocator is left as it is.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn configure() {}
