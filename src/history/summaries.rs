@@ -15,10 +15,10 @@
 //! A build is over once its gap ([`KEPT_GAP_MS`]) has passed since its
 //! last job, against the newest end the history holds, or once no
 //! session of its scheduler is open. Work is done off the writer's path:
-//! [`run`] is a thread with its own connection that looks, every
+//! a thread with its own connection (`run`) looks, every
 //! `COMMIT_EVERY`, whether the writer has committed since its last pass
-//! (one atomic load), and then works out a batch of [`BATCH`] builds at a time, the
-//! newest first (so a database from before version 7 has its builds
+//! (one atomic load), and then works out a batch of [`BATCH`] builds at
+//! a time, the newest first (so a database from before version 7 has its builds
 //! filled in, newest first, while the writer goes on). Details go stale
 //! three ways, each handled:
 //!
