@@ -112,6 +112,8 @@ test('a lost connection greys the last picture and retries; the next snapshot ma
   const first = await socket(1);
   first.send(JSON.stringify(snapshot(10, [host(1, 'alpha')])));
   await page.waitForSelector('[data-testid=connection][data-state=live]', { timeout: WAIT });
+  // The host table is drawn in a frame of its own, after the chip says live.
+  await eventually('the snapshot shown', async () => (await hostNames(page)).join() === 'alpha');
   await first.close();
   await page.waitForSelector('body.stale', { timeout: WAIT });
   assert.match(await page.locator('[data-testid=connection] .text').innerText(), /^(disconnected · retry in \d+ s|reconnecting…)$/);
