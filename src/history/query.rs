@@ -445,19 +445,7 @@ impl Conn for PgConn {
         params: &[Value],
         mut row: impl FnMut(&dyn Cells) -> T,
     ) -> Result<Vec<T>, postgres::Error> {
-        use postgres::types::{ToSql, Type};
-        let sql = pg_sql(sql);
-        // Typed, a query is one round trip instead of three (prepare,
-        // execute, close): the API reads on a new connection each time,
-        // where no prepared statement could be kept.
-        let params: Vec<(&(dyn ToSql + Sync), Type)> = params
-            .iter()
-            .map(|p| match p {
-                Value::Int(v) => (v as &(dyn ToSql + Sync), Type::INT8),
-                Value::Text(v) => (v as &(dyn ToSql + Sync), Type::TEXT),
-            })
-            .collect();
-        let rows = self.client.borrow_mut().query_typed(&sql, &params)?;
+        let rows = (self.client.borrow_mut()).query_typed(&pg_sql(sql), &typed(params))?;
         Ok(rows.iter().map(|r| row(r)).collect())
     }
 
@@ -481,16 +469,23 @@ impl Conn for PgConn {
     }
 
     fn execute(&self, sql: &str, params: &[Value]) -> Result<usize, postgres::Error> {
-        let params: Vec<&(dyn postgres::types::ToSql + Sync)> = params
-            .iter()
-            .map(|p| match p {
-                Value::Int(v) => v as &(dyn postgres::types::ToSql + Sync),
-                Value::Text(v) => v,
-            })
-            .collect();
-        let n = self.client.borrow_mut().execute(&pg_sql(sql), &params)?;
+        let n = (self.client.borrow_mut()).execute_typed(&pg_sql(sql), &typed(params))?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
+}
+
+/// `params` with their PostgreSQL types. Typed, a statement is one round
+/// trip instead of three (prepare, execute, close): the API reads on a
+/// new connection each time, where nothing prepared could be kept.
+fn typed(params: &[Value]) -> Vec<(&(dyn postgres::types::ToSql + Sync), postgres::types::Type)> {
+    use postgres::types::Type;
+    params
+        .iter()
+        .map(|p| match p {
+            Value::Int(v) => (v as &(dyn postgres::types::ToSql + Sync), Type::INT8),
+            Value::Text(v) => (v as &(dyn postgres::types::ToSql + Sync), Type::TEXT),
+        })
+        .collect()
 }
 
 /// SQLite's SQL of the queries in PostgreSQL's dialect.
