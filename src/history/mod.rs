@@ -20,8 +20,9 @@
 //!   either backend, where [`Location`] says.
 //! - the writer (`writer.rs`): commits at least every
 //!   [`COMMIT_EVERY`], so that a killed process loses at most that last
-//!   moment; while the database fails it holds up to [`MAX_HELD`]
-//!   records and the [`Status`] says the history is paused.
+//!   moment; what waits for it is packed (`packed.rs`, about 40 bytes a
+//!   job), up to [`MAX_HELD_BYTES`]; while the database fails the
+//!   [`Status`] says the history is paused.
 //! - [`Book`] (`kept.rs`): the blocks `monitor --keep-blocks` keeps and
 //!   the audit of actions on the scheduler, written by the text port's
 //!   task on a connection of its own.
@@ -55,6 +56,7 @@
 pub mod builds;
 mod database;
 mod kept;
+mod packed;
 mod postgres;
 pub mod query;
 mod reader;
@@ -72,9 +74,10 @@ pub use reader::{Reader, Taken, LOAD_EVERY_MS};
 pub use record::{HostRecord, JobRecord, LoadSample, Names, Record};
 pub use schema::SCHEMA_VERSION;
 pub use store::{HistoryError, Store};
-pub use writer::{Status, COMMIT_EVERY, MAX_HELD, RETRY_EVERY};
+pub use writer::{Status, COMMIT_EVERY, MAX_BATCH, MAX_HELD_BYTES, RETRY_EVERY};
 
 use crate::monitor::{lock_state, Changed, SharedState};
+use packed::Packed;
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -173,35 +176,35 @@ impl History {
         let reader = tokio::spawn(async move {
             let mut tick = tokio::time::interval(READ_EVERY);
             // The reader never waits for the writer: at every wakeup it
-            // takes what finished, as much as MAX_HELD leaves room for;
-            // the rest waits in the state's history, held for it, and the
-            // writer wakes it when it has made room.
-            loop {
+            // takes what finished, a transaction's worth at a time, packed,
+            // as long as MAX_HELD_BYTES leaves room; the rest waits in the
+            // state's history, held for it, and the writer wakes it when
+            // it has made room. It takes without a pause between: what
+            // the state holds for it takes three times the room it takes
+            // packed.
+            'wakeups: loop {
                 let last = tokio::select! {
                     r = wakeups.changed() => r.is_err(),
                     _ = tick.tick() => false,
                     _ = &mut stopped => true,
                 };
-                let mut room = if last { usize::MAX } else { held.room() };
-                if room == 0 {
-                    held.wait_for_room();
-                    // The writer may have made room before it could see
-                    // that the reader waits.
-                    room = held.room();
+                loop {
+                    let mut room = if last { usize::MAX } else { held.room() };
                     if room == 0 {
-                        continue;
+                        held.wait_for_room();
+                        // The writer may have made room before it could
+                        // see that the reader waits.
+                        room = held.room();
                     }
-                }
-                let missed = reader.missed();
-                let taken = reader.take(&mut lock_state(&state), room);
-                if taken.behind {
-                    // The batch below is the writer's to commit: it wakes
-                    // the reader after.
-                    held.wait_for_room();
-                }
-                let batch = held.admit(taken.records, reader.missed() - missed);
-                if !batch.is_empty() && records.send(batch).is_err() {
-                    break;
+                    let missed = reader.missed();
+                    let taken = reader.take(&mut lock_state(&state), room);
+                    let batch = held.admit(Packed::of(taken.records), reader.missed() - missed);
+                    if !batch.is_empty() && records.send(batch).is_err() {
+                        break 'wakeups;
+                    }
+                    if !taken.behind || room == 0 {
+                        break;
+                    }
                 }
                 if last {
                     break;

@@ -149,18 +149,20 @@ impl Reader {
         } else {
             changes.hosts
         };
-        out.reserve_exact(2 * ids.len());
+        // Few of the hosts that changed logged in or out: their records
+        // apart, so that the batch grows by exactly them.
+        let mut logins = Vec::new();
         for id in ids {
             match state.host(id).filter(|h| h.online) {
                 Some(host) if session > 0 => {
                     if self.hosts.insert(id) {
-                        out.push(Record::HostLogin(HostRecord::of(host, session, now)));
-                        out.push(Record::Load(LoadSample::of(host, now)));
+                        logins.push(Record::HostLogin(HostRecord::of(host, session, now)));
+                        logins.push(Record::Load(LoadSample::of(host, now)));
                     }
                 }
                 _ => {
                     if self.hosts.remove(&id) {
-                        out.push(Record::HostLogout {
+                        logins.push(Record::HostLogout {
                             session,
                             host_id: id,
                             at_ms: now,
@@ -169,6 +171,8 @@ impl Reader {
                 }
             }
         }
+        out.reserve_exact(logins.len());
+        out.append(&mut logins);
         if self.online && !scheduler.online {
             self.end_session(scheduler.since_ms.unwrap_or(now), &mut out);
         }

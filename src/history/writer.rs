@@ -1,14 +1,17 @@
 //! The writer: a thread of its own that gathers the reader's records and
 //! commits them in one transaction at least every [`COMMIT_EVERY`]; and
 //! the retention, another thread that deletes what is too old in small
-//! transactions. When the database fails (a full disk, a file made
-//! read-only, a lock held too long) the writer keeps the records, up to
-//! [`MAX_HELD`], says that the history is paused ([`Status`]), and tries
-//! again every [`RETRY_EVERY`]; the live page goes on regardless.
+//! transactions. The records come [packed](super::packed) and wait so
+//! until their transaction, up to [`MAX_HELD_BYTES`]. When the database
+//! fails (a full disk, a file made read-only, a lock held too long) the
+//! writer keeps them, says that the history is paused ([`Status`]), and
+//! tries again every [`RETRY_EVERY`]; the live page goes on regardless.
 
 use super::database::{Database, Location};
+use super::packed::{Packed, Unreadable};
 use super::record::Record;
 use crate::monitor::Changed;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,18 +24,20 @@ pub const COMMIT_EVERY: Duration = Duration::from_millis(250);
 /// While the database fails, a new attempt this often.
 pub const RETRY_EVERY: Duration = Duration::from_secs(1);
 
-/// Records held in memory, taken from the state but not yet committed
-/// (while the database fails, or while a burst outpaces the writer): two
-/// transactions' worth. Past this the reader leaves finished jobs in the
-/// state's own history, which holds them for it (up to
-/// [`MAX_HOLD`](crate::monitor::MAX_HOLD) past `--history`, at 80 bytes
-/// and a file name each) until the writer has made room; what leaves
-/// even that is counted in [`Status::lost`]. 168 bytes a record, its
-/// names shared.
-pub const MAX_HELD: usize = 2 * MAX_BATCH;
+/// The most memory that records taken from the state but not yet
+/// committed may take, packed (while the database fails, or while a burst
+/// outpaces the writer): about 400,000 finished jobs at 40 bytes each,
+/// more than the 317,093 of `load e2e`'s burst. Past this the reader
+/// leaves finished jobs in the state's own history, which holds them for
+/// it (up to [`MAX_HOLD`](crate::monitor::MAX_HOLD) past `--history`, at
+/// 80 bytes and a file name each) until the writer has made room; what
+/// leaves even that is counted in [`Status::lost`]. Besides these, the
+/// transaction being written holds up to [`MAX_BATCH`] records unpacked.
+pub const MAX_HELD_BYTES: usize = 16 << 20;
 
-/// The most records one transaction carries while nothing fails.
-const MAX_BATCH: usize = 20_000;
+/// The most records one transaction carries (168 bytes each unpacked,
+/// its names shared).
+pub const MAX_BATCH: usize = 20_000;
 
 /// How the history fares, for the page and the logs.
 #[derive(Debug)]
@@ -48,6 +53,8 @@ pub struct Status {
     waiting: AtomicBool,
     written: AtomicU64,
     held: AtomicU64,
+    /// The memory the held records take, packed.
+    held_bytes: AtomicU64,
     lost: AtomicU64,
     changes: AtomicU64,
 }
@@ -64,6 +71,7 @@ impl Status {
             waiting: AtomicBool::new(false),
             written: AtomicU64::new(0),
             held: AtomicU64::new(0),
+            held_bytes: AtomicU64::new(0),
             lost: AtomicU64::new(0),
             changes: AtomicU64::new(0),
         }
@@ -109,12 +117,15 @@ impl Status {
         self.changes.load(Relaxed)
     }
 
-    /// How many more records the reader may take now: [`MAX_HELD`] less
-    /// those that wait for the database, and at most a transaction's
-    /// worth at once (the writer then takes the batch whole).
+    /// How many more records the reader may take now: a transaction's
+    /// worth while what waits for the database takes less than
+    /// [`MAX_HELD_BYTES`], else none.
     pub(crate) fn room(&self) -> usize {
-        let held = usize::try_from(self.held.load(Relaxed)).unwrap_or(usize::MAX);
-        MAX_HELD.saturating_sub(held).min(MAX_BATCH)
+        if self.held_bytes.load(Relaxed) < MAX_HELD_BYTES as u64 {
+            MAX_BATCH
+        } else {
+            0
+        }
     }
 
     /// The reader left finished jobs in the state: the writer wakes it
@@ -123,19 +134,20 @@ impl Status {
         self.waiting.store(true, Relaxed);
     }
 
-    /// Counts `batch` as held on its way to the writer, and `missed`
-    /// finished jobs that left the state before the reader took them as
-    /// lost: then the history lags until nothing is missed and the writer
-    /// has caught up by half.
-    pub(crate) fn admit(&self, mut batch: Vec<Record>, missed: u64) -> Vec<Record> {
+    /// Counts `batch` as held on its way to the writer, and
+    /// `missed` finished jobs that left the state before the reader took
+    /// them as lost: then the history lags until nothing is missed and the
+    /// writer has caught up by half.
+    pub(crate) fn admit(&self, batch: Packed, missed: u64) -> Packed {
+        let missed = missed + batch.dropped() as u64;
         if missed > 0 {
             self.lost.fetch_add(missed, Relaxed);
             self.set_lagging(true);
-        } else if self.held.load(Relaxed) <= MAX_HELD as u64 / 2 {
+        } else if self.held_bytes.load(Relaxed) <= MAX_HELD_BYTES as u64 / 2 {
             self.set_lagging(false);
         }
-        batch.shrink_to_fit();
         self.held.fetch_add(batch.len() as u64, Relaxed);
+        self.held_bytes.fetch_add(batch.size() as u64, Relaxed);
         batch
     }
 
@@ -177,10 +189,10 @@ impl Status {
 }
 
 /// Runs the writer until every sender is gone, then commits what is left
-/// (one last attempt). A transaction carries at most about [`MAX_BATCH`]
-/// records; what waits beyond that stays in the channel, in the reader's
-/// batches.
-pub(crate) fn run(mut store: Database, records: Receiver<Vec<Record>>, status: Arc<Status>) {
+/// (one last attempt). A transaction carries at most [`MAX_BATCH`]
+/// records, unpacked from the reader's batches as it is made.
+pub(crate) fn run(mut store: Database, records: Receiver<Packed>, status: Arc<Status>) {
+    let mut waiting = Waiting::default();
     let mut pending: Vec<Record> = Vec::new();
     // When the pending records are due: COMMIT_EVERY after the first came,
     // or RETRY_EVERY after a failure.
@@ -188,6 +200,10 @@ pub(crate) fn run(mut store: Database, records: Receiver<Vec<Record>>, status: A
     let mut failing = false;
     let mut open = true;
     loop {
+        waiting.unpack(&mut pending, &status);
+        if !pending.is_empty() {
+            due.get_or_insert_with(|| Instant::now() + COMMIT_EVERY);
+        }
         if open && pending.len() < MAX_BATCH {
             let received = match due {
                 None => records.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -195,13 +211,9 @@ pub(crate) fn run(mut store: Database, records: Receiver<Vec<Record>>, status: A
             };
             match received {
                 Ok(batch) => {
-                    gather(&mut pending, batch);
-                    while pending.len() < MAX_BATCH {
-                        match records.try_recv() {
-                            Ok(more) => gather(&mut pending, more),
-                            Err(_) => break,
-                        }
-                    }
+                    waiting.0.push_back(batch);
+                    waiting.0.extend(records.try_iter());
+                    waiting.unpack(&mut pending, &status);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => open = false,
@@ -211,7 +223,7 @@ pub(crate) fn run(mut store: Database, records: Receiver<Vec<Record>>, status: A
             std::thread::sleep(at.saturating_duration_since(Instant::now()));
         }
         if pending.is_empty() {
-            if !open {
+            if !open && waiting.0.is_empty() {
                 return;
             }
             continue;
@@ -229,7 +241,8 @@ pub(crate) fn run(mut store: Database, records: Receiver<Vec<Record>>, status: A
                     // The reader left jobs in the state: there is room now.
                     status.wake_readers();
                 }
-                pending.clear();
+                // Its room goes back to the system between bursts.
+                pending = Vec::new();
                 due = None;
                 failing = false;
                 status.set_paused(None);
@@ -239,11 +252,9 @@ pub(crate) fn run(mut store: Database, records: Receiver<Vec<Record>>, status: A
                 due = Some(Instant::now() + RETRY_EVERY);
                 failing = true;
                 if !open {
-                    tracing::warn!(
-                        "history: {} records could not be written before the end",
-                        pending.len()
-                    );
-                    status.lost.fetch_add(pending.len() as u64, Relaxed);
+                    let left = pending.len() + waiting.0.iter().map(Packed::len).sum::<usize>();
+                    tracing::warn!("history: {left} records could not be written before the end");
+                    status.lost.fetch_add(left as u64, Relaxed);
                     return;
                 }
             }
@@ -251,15 +262,29 @@ pub(crate) fn run(mut store: Database, records: Receiver<Vec<Record>>, status: A
     }
 }
 
-/// Adds the reader's `batch` to the `pending` records: the batch itself if
-/// none are, else with room for exactly it, so that what waits never takes
-/// twice its size (168 bytes a record, tens of thousands in a burst).
-fn gather(pending: &mut Vec<Record>, batch: Vec<Record>) {
-    if pending.is_empty() {
-        *pending = batch;
-    } else {
-        pending.reserve_exact(batch.len());
-        pending.extend(batch);
+/// The reader's batches that wait for the database, oldest first.
+#[derive(Debug, Default)]
+struct Waiting(VecDeque<Packed>);
+
+impl Waiting {
+    /// Unpacks the oldest records into `pending`, up to [`MAX_BATCH`]; a
+    /// batch all unpacked no longer counts in `status`'s held bytes.
+    fn unpack(&mut self, pending: &mut Vec<Record>, status: &Status) {
+        while let Some(oldest) = self.0.front_mut() {
+            let room = MAX_BATCH.saturating_sub(pending.len());
+            if room == 0 {
+                return;
+            }
+            if let Err(Unreadable(lost)) = oldest.unpack(pending, room) {
+                tracing::error!("history: {lost} records could not be unpacked");
+                status.held.fetch_sub(lost as u64, Relaxed);
+                status.lost.fetch_add(lost as u64, Relaxed);
+            }
+            if oldest.is_empty() {
+                status.held_bytes.fetch_sub(oldest.size() as u64, Relaxed);
+                self.0.pop_front();
+            }
+        }
     }
 }
 
@@ -336,43 +361,60 @@ mod tests {
     }
 
     #[test]
-    fn gathered_batches_take_the_room_of_their_records_only() {
-        let batch = |n: u32| (0..n).map(job).collect::<Vec<_>>();
+    fn waiting_batches_are_unpacked_a_transaction_at_a_time_and_then_let_go() {
+        let status = Status::new(std::path::PathBuf::from("h.sqlite"), None);
+        let batch = |from: u32, n: u32| (from..from + n).map(job).collect::<Vec<_>>();
+        let mut waiting = Waiting::default();
+        waiting.0.push_back(status.admit(Packed::of(batch(0, MAX_BATCH as u32 - 10)), 0));
+        waiting.0.push_back(status.admit(Packed::of(batch(MAX_BATCH as u32, 100)), 0));
+        let both = status.held_bytes.load(Relaxed);
+        assert!(both > 0);
+        assert_eq!(status.held(), MAX_BATCH as u64 + 90);
+
         let mut pending = Vec::new();
-        let first = batch(MAX_BATCH as u32);
-        let at = first.as_ptr();
-        gather(&mut pending, first);
-        assert_eq!(pending.as_ptr(), at, "the first batch is taken as it is");
-        gather(&mut pending, batch(100));
-        assert_eq!(pending.capacity(), MAX_BATCH + 100, "not twice the first");
+        waiting.unpack(&mut pending, &status);
+        assert_eq!(pending.len(), MAX_BATCH, "a transaction's worth");
+        assert_eq!(pending.capacity(), MAX_BATCH, "and its room only");
+        assert_eq!(pending[0], job(0));
+        assert_eq!(pending[MAX_BATCH - 10], job(MAX_BATCH as u32));
+        assert_eq!(waiting.0.len(), 1, "the first batch is let go");
+        assert!(status.held_bytes.load(Relaxed) < both);
+
+        pending.clear();
+        waiting.unpack(&mut pending, &status);
+        assert_eq!(pending.len(), 90);
+        assert_eq!(pending[89], job(MAX_BATCH as u32 + 99));
+        assert!(waiting.0.is_empty());
+        assert_eq!(status.held_bytes.load(Relaxed), 0);
     }
 
     #[test]
     fn missed_jobs_are_counted_and_the_history_lags_until_half_is_written() {
         let status = Status::new(std::path::PathBuf::from("h.sqlite"), None);
-        assert_eq!(status.admit(vec![job(1)], 0).len(), 1);
+        assert_eq!(status.admit(Packed::of(vec![job(1)]), 0).len(), 1);
         assert_eq!(
             (status.held(), status.lost(), status.paused()),
             (1, 0, None)
         );
         assert_eq!(status.room(), MAX_BATCH, "a transaction's worth at once");
-        status.held.store(MAX_HELD as u64 - 5, Relaxed);
-        assert_eq!(status.room(), 5);
+        let bytes = |n: usize| status.held_bytes.store(n as u64, Relaxed);
+        bytes(MAX_HELD_BYTES - 1);
+        assert_eq!(status.room(), MAX_BATCH);
 
-        status.held.store(MAX_HELD as u64, Relaxed);
+        bytes(MAX_HELD_BYTES);
         assert_eq!(status.room(), 0, "the reader leaves jobs in the state");
-        assert_eq!(status.admit(vec![job(2)], 7).len(), 1);
+        assert_eq!(status.admit(Packed::of(vec![job(2)]), 7).len(), 1);
         assert_eq!(status.lost(), 7);
         let why = status.paused().expect("lagging");
         assert!(why.contains("h.sqlite") && why.contains("lost"), "{why}");
 
         // Still more than half held: still lagging.
-        status.held.store(MAX_HELD as u64 / 2 + 1, Relaxed);
-        status.admit(Vec::new(), 0);
+        bytes(MAX_HELD_BYTES / 2 + 1);
+        status.admit(Packed::default(), 0);
         assert!(status.paused().is_some());
         let revisions = status.revision();
-        status.held.store(MAX_HELD as u64 / 2, Relaxed);
-        status.admit(Vec::new(), 0);
+        bytes(MAX_HELD_BYTES / 2);
+        status.admit(Packed::default(), 0);
         assert_eq!(status.paused(), None);
         assert_eq!(status.revision(), revisions + 1, "caught up");
     }

@@ -27,22 +27,33 @@ const OWN_PAGES_FROM: libc::c_int = 256 * 1024;
 
 /// Tells glibc's allocator to give every block of [`OWN_PAGES_FROM`] or
 /// more pages of its own (unless `MALLOC_MMAP_THRESHOLD_` says
-/// otherwise). By default glibc raises that threshold up to 32 MiB as
-/// large blocks are freed, and then serves the next ones from its heaps,
-/// which keep the pages after they are freed and copy a block that grows:
-/// the batches a burst of finished jobs passes from the state to the
-/// history's database are megabytes each, and with this the peak RSS of
-/// `load e2e` with the history fell by 4 to 8 MiB.
+/// otherwise), and to keep one heap for every thread (unless
+/// `MALLOC_ARENA_MAX` says otherwise). By default glibc raises that
+/// threshold up to 32 MiB as large blocks are freed, and then serves the
+/// next ones from its heaps, which keep the pages after they are freed and
+/// copy a block that grows: the batches a burst of finished jobs passes
+/// from the state to the history's database are megabytes each, and with
+/// this the peak RSS of `load e2e` with the history fell by 4 to 8 MiB.
+/// And by default each thread that allocates while another holds a heap
+/// gets a heap of its own (up to 8 a core), each keeping what its threads
+/// freed: the state's reader, the history's writer and its SQLite, the
+/// page server. One heap: the peak of `load e2e`'s burst with the history
+/// 69.9 MiB (median of 3) against 76.9 (BENCHMARKS.md, History).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 pub fn configure() {
-    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() {
-        return;
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        // SAFETY: `mallopt` takes no pointer and only sets one of the
+        // allocator's parameters, under its locks, before any thread starts.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, OWN_PAGES_FROM);
+        }
     }
-    // SAFETY: `mallopt` takes no pointer and only sets one of the
-    // allocator's parameters, under its locks, before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, OWN_PAGES_FROM);
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: as above.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
     }
 }
 
