@@ -612,6 +612,14 @@ fn two_schedulers_sharing_a_database_keep_a_submitter_s_builds_apart(backend: Ba
     let spans: Vec<_> = kept.iter().map(|b| (b.start_ms, b.jobs)).collect();
     let second = 30_000 + 2 * GAP;
     assert_eq!(spans, [(second, 30), (second, 30), (0, 30), (0, 30)]);
+    // Grouped from the jobs (another --build-gap), apart too; builds
+    // that begin together come in either order.
+    let by_server = |mut builds: Vec<Build>| {
+        builds.sort_by_key(|b| (b.start_ms, b.servers.first().map(|s| s.name.clone())));
+        builds
+    };
+    let grouped = db.reading().grouped_builds(&all(Filter::default()), GAP);
+    assert_eq!(by_server(grouped.unwrap()), by_server(kept.clone()));
     for (scheduler, server) in [("north:8765", "n1"), ("south:8765", "s1")] {
         let theirs = db
             .reading()
