@@ -169,15 +169,7 @@ async fn a_burst_past_what_the_state_holds_waits_whole_for_a_database_that_takes
             break done;
         }
     };
-    // The reader runs at each yield: by now it took all but what the
-    // state keeps anyway.
-    let held = {
-        let state = lock_state(&state);
-        state.next_finished() - state.first_finished()
-    };
-    assert!(held <= kept, "{held} finished jobs still held in the state");
     assert_eq!((status.written(), status.lost()), (0, 0));
-    assert!(status.held() >= done, "{} held", status.held());
 
     lock.execute_batch("ROLLBACK").unwrap();
     drop(lock);

@@ -26,14 +26,15 @@ pub const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// The most memory that records taken from the state but not yet
 /// committed may take, packed (while the database fails, or while a burst
-/// outpaces the writer): about 400,000 finished jobs at 40 bytes each,
-/// more than the 317,093 of `load e2e`'s burst. Past this the reader
+/// outpaces the writer), their names counted: about 400,000 finished jobs
+/// of `load e2e`'s burst (317,093), 41 bytes each and 20 more for their
+/// batch's names. Past this the reader
 /// leaves finished jobs in the state's own history, which holds them for
 /// it (up to [`MAX_HOLD`](crate::monitor::MAX_HOLD) past `--history`, at
 /// 80 bytes and a file name each) until the writer has made room; what
 /// leaves even that is counted in [`Status::lost`]. Besides these, the
 /// transaction being written holds up to [`MAX_BATCH`] records unpacked.
-pub const MAX_HELD_BYTES: usize = 16 << 20;
+pub const MAX_HELD_BYTES: usize = 24 << 20;
 
 /// The most records one transaction carries (168 bytes each unpacked,
 /// its names shared).
@@ -364,9 +365,9 @@ mod tests {
     fn waiting_batches_are_unpacked_a_transaction_at_a_time_and_then_let_go() {
         let status = Status::new(std::path::PathBuf::from("h.sqlite"), None);
         let batch = |from: u32, n: u32| (from..from + n).map(job).collect::<Vec<_>>();
-        let mut waiting = Waiting::default();
-        waiting.0.push_back(status.admit(Packed::of(batch(0, MAX_BATCH as u32 - 10)), 0));
-        waiting.0.push_back(status.admit(Packed::of(batch(MAX_BATCH as u32, 100)), 0));
+        let first = status.admit(Packed::of(batch(0, MAX_BATCH as u32 - 10)), 0);
+        let second = status.admit(Packed::of(batch(MAX_BATCH as u32, 100)), 0);
+        let mut waiting = Waiting(VecDeque::from([first, second]));
         let both = status.held_bytes.load(Relaxed);
         assert!(both > 0);
         assert_eq!(status.held(), MAX_BATCH as u64 + 90);
