@@ -229,16 +229,6 @@ impl Packed {
             0 => Some(None),
             i => name(i - 1).map(Some),
         };
-        let stats = j.stats.map(|s| JobStats {
-            real_ms: s[0],
-            user_ms: s[1],
-            sys_ms: s[2],
-            page_faults: s[3],
-            in_compressed: s[4],
-            in_uncompressed: s[5],
-            out_compressed: s[6],
-            out_uncompressed: s[7],
-        });
         Some(Record::Job(JobRecord {
             session: j.session,
             id,
@@ -254,8 +244,22 @@ impl Packed {
             submit_ms: j.submit.map(|s| start_ms.wrapping_sub(s as u64)),
             start_ms,
             end_ms,
-            stats,
+            stats: j.stats.map(stats_of),
         }))
+    }
+}
+
+/// The statistics packed in the order of [`JobStats`]' fields.
+fn stats_of(s: [u32; 8]) -> JobStats {
+    JobStats {
+        real_ms: s[0],
+        user_ms: s[1],
+        sys_ms: s[2],
+        page_faults: s[3],
+        in_compressed: s[4],
+        in_uncompressed: s[5],
+        out_compressed: s[6],
+        out_uncompressed: s[7],
     }
 }
 
@@ -342,16 +346,7 @@ mod tests {
                 submit_ms: d.0,
                 start_ms: d.1,
                 end_ms: d.2,
-                stats: stats.map(|s| JobStats {
-                    real_ms: s[0],
-                    user_ms: s[1],
-                    sys_ms: s[2],
-                    page_faults: s[3],
-                    in_compressed: s[4],
-                    in_uncompressed: s[5],
-                    out_compressed: s[6],
-                    out_uncompressed: s[7],
-                }),
+                stats: stats.map(stats_of),
             })
     }
 
