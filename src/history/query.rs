@@ -800,10 +800,15 @@ fn kept_builds<C: Conn>(conn: &C, filter: &Filter, stored: bool) -> Result<Vec<B
     let rows = conn.rows(&sql, &w.params, |r| (BuildRow::read(r), r.text(12)))?;
     let mut builds = Vec::with_capacity(rows.len());
     let mut pending = Vec::new();
+    let names = if stored {
+        host_names(conn)?
+    } else {
+        HashMap::new()
+    };
     for (row, details) in rows {
         match details
             .filter(|_| stored)
-            .and_then(|d| super::summaries::read(&d, &row))
+            .and_then(|d| super::summaries::read(&d, &row, &names))
         {
             Some(build) => builds.extend(build.map(|b| (row, b))),
             None => pending.push(row),
@@ -1023,7 +1028,7 @@ fn previous<C: Conn>(
 
 /// Every host name by id: they are few, so read once and shared rather
 /// than joined to every job.
-fn host_names<C: Conn>(conn: &C) -> Result<HashMap<i64, Arc<str>>, C::Error> {
+pub(crate) fn host_names<C: Conn>(conn: &C) -> Result<HashMap<i64, Arc<str>>, C::Error> {
     Ok(conn
         .rows("SELECT id, name FROM host_names", &[], |r| {
             r.int(0).zip(r.text(1).map(Arc::from))
