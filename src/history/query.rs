@@ -950,7 +950,8 @@ fn build_jobs<C: Conn>(
 /// Sets each build's change from the previous build of its submitter in
 /// the window (`host`: the page is that submitter's): those of the
 /// window that began from the page's first on, read at once, and for
-/// each submitter's first build of the page the one before, a query each.
+/// each submitter's first build of the page the one before, all in one
+/// more query.
 fn previous<C: Conn>(
     conn: &C,
     builds: &mut [(BuildRow, Build)],
@@ -988,32 +989,32 @@ fn previous<C: Conn>(
             b.remote as f64 / b.jobs as f64
         }
     };
+    let first_of_theirs = |row: &BuildRow| {
+        known
+            .get(&(row.scheduler.clone(), row.client_name))
+            .map_or(true, |theirs| {
+                theirs.partition_point(|b| b.start_ms < row.start_ms) == 0
+            })
+    };
+    let firsts: Vec<&BuildRow> = builds
+        .iter()
+        .map(|(r, _)| r)
+        .filter(|r| first_of_theirs(r))
+        .collect();
+    let earlier = latest_before(conn, &firsts)?;
     for (row, build) in builds.iter_mut() {
         let theirs = known
             .get(&(row.scheduler.clone(), row.client_name))
             .map(Vec::as_slice)
             .unwrap_or_default();
         let before = match theirs.partition_point(|b| b.start_ms < row.start_ms) {
-            // The submitter's latest build before, through `builds_client`
-            // (with the window's conditions the planners took `builds_end`
-            // and read every build since); in the window if it ends in it,
-            // as the submitter's builds before it end earlier still.
-            0 => {
-                let mut p = Where::default();
-                match row.client_name {
-                    Some(id) => p.add("b.client_name = ?", id),
-                    None => p.conditions.push("b.client_name IS NULL".to_owned()),
-                }
-                p.add("b.scheduler = ?", &*row.scheduler);
-                p.add("b.start_ms < ?", ms(row.start_ms));
-                let sql = format!(
-                    "SELECT seq, {BUILD_COLUMNS} FROM builds b {} \
-                     ORDER BY b.start_ms DESC LIMIT 1",
-                    p.clause()
-                );
-                let latest = conn.rows(&sql, &p.params, |r| BuildRow::read(r))?.pop();
-                latest.filter(|b| since.map_or(true, |s| b.end_ms >= s))
-            }
+            // In the window if it ends in it, as the submitter's builds
+            // before it end earlier still.
+            0 => row
+                .seq
+                .and_then(|seq| earlier.get(&seq))
+                .filter(|b| since.map_or(true, |s| b.end_ms >= s))
+                .cloned(),
             n => theirs.get(n - 1).cloned(),
         };
         build.previous = before.map(|a| Change {
@@ -1024,6 +1025,46 @@ fn previous<C: Conn>(
         });
     }
     Ok(())
+}
+
+/// The latest build of the submitter of each of `rows` that began before
+/// it, by the `seq` of the row: one query, through `builds_client` (with
+/// the window's conditions the planners took `builds_end` and read every
+/// build since), whose rows without a submitter ask a query each.
+fn latest_before<C: Conn>(
+    conn: &C,
+    rows: &[&BuildRow],
+) -> Result<HashMap<i64, BuildRow>, C::Error> {
+    let mut latest = HashMap::new();
+    let named: Vec<Value> = rows
+        .iter()
+        .filter(|r| r.client_name.is_some())
+        .filter_map(|r| r.seq.map(Value::Int))
+        .collect();
+    if !named.is_empty() {
+        let list: Vec<String> = (1..=named.len()).map(|n| format!("?{n}")).collect();
+        let sql = format!(
+            "SELECT seq, {BUILD_COLUMNS}, x.f FROM (SELECT f.seq AS f, \
+             (SELECT p.seq FROM builds p WHERE p.client_name = f.client_name \
+             AND p.scheduler = f.scheduler AND p.start_ms < f.start_ms \
+             ORDER BY p.start_ms DESC LIMIT 1) AS p \
+             FROM builds f WHERE f.seq IN ({})) x JOIN builds b ON b.seq = x.p",
+            list.join(", ")
+        );
+        for (first, row) in conn.rows(&sql, &named, |r| (r.int(12), BuildRow::read(r)))? {
+            latest.extend(first.map(|f| (f, row)));
+        }
+    }
+    for row in rows.iter().filter(|r| r.client_name.is_none()) {
+        let sql = format!(
+            "SELECT seq, {BUILD_COLUMNS} FROM builds b WHERE b.client_name IS NULL \
+             AND b.scheduler = ?1 AND b.start_ms < ?2 ORDER BY b.start_ms DESC LIMIT 1"
+        );
+        let params = [Value::from(&*row.scheduler), Value::Int(ms(row.start_ms))];
+        let found = conn.rows(&sql, &params, |r| BuildRow::read(r))?.pop();
+        latest.extend(row.seq.zip(found));
+    }
+    Ok(latest)
 }
 
 /// Every host name by id: they are few, so read once and shared rather
