@@ -38,6 +38,7 @@ fn main() {
         a_running_history_works_out_the_builds_that_end,
         builds_still_open_have_their_details_kept,
         details_of_an_earlier_form_are_worked_out_again,
+        a_window_s_builds_are_those_that_overlap_it,
     ] {
         trials.extend(databases::both(name, test));
     }
@@ -750,4 +751,52 @@ fn details_of_an_earlier_form_are_worked_out_again(backend: Backend) {
     let this_form = "SELECT count(*) FROM builds WHERE details LIKE '{\"v\":2,%'";
     assert_eq!(db.scalar(this_form), Some(worked_out));
     assert_eq!(kept_and_computed(&db, &all(Filter::default())).0, computed);
+}
+
+fn a_window_s_builds_are_those_that_overlap_it(backend: Backend) {
+    let db = TestDb::new(backend, "window");
+    let mut store = db.open();
+    let mut rng = StdRng::seed_from_u64(13);
+    write_in_batches(&mut store, &random_jobs(13, 400), &mut rng);
+    let key = |b: &Build| (b.host.clone(), b.start_ms, b.end_ms, b.jobs);
+    let every = db.reading().builds(&all(Filter::default()), GAP).unwrap();
+    let first = every.iter().map(|b| b.start_ms).min().unwrap();
+    let last = every.iter().map(|b| b.end_ms).max().unwrap();
+    let at = |tenths: u64| first + (last - first) * tenths / 10;
+    // Windows whose builds since are many beside the page (read newest
+    // first through `builds_start`) and few (listed from `builds_end`):
+    // more than four pages of 3 since at(1), fewer since at(9).
+    let ending_from = |t: u64| every.iter().filter(|b| b.end_ms >= t).count();
+    assert!(
+        ending_from(at(1)) > 12 && ending_from(at(9)) <= 12,
+        "{}",
+        every.len()
+    );
+    for (since, until, limit) in [
+        (at(1), None, 3),
+        (at(1), Some(at(5)), 10_000),
+        (at(4), Some(at(6)), 4),
+        (at(9), None, 3),
+        (at(9), None, 10_000),
+        (last + 1, None, 10),
+    ] {
+        let filter = Filter {
+            since_ms: Some(since),
+            until_ms: until,
+            limit,
+            ..Filter::default()
+        };
+        let got: Vec<_> = db.reading().builds(&filter, GAP).unwrap();
+        let expected: Vec<_> = every
+            .iter()
+            .filter(|b| b.end_ms >= since && until.map_or(true, |u| b.start_ms < u))
+            .take(limit)
+            .map(key)
+            .collect();
+        assert_eq!(
+            got.iter().map(key).collect::<Vec<_>>(),
+            expected,
+            "{filter:?}"
+        );
+    }
 }

@@ -766,19 +766,48 @@ fn build_window(filter: &Filter) -> Where {
     window
 }
 
+/// The window's conditions with the builds that end from `since` on
+/// listed from `builds_end` alone, when they are few beside the page
+/// (`None`: they are not). Newest first through `builds_start`, SQLite
+/// reads every build that began before the window's end until the page
+/// is full: the whole history before it when the window holds less than
+/// a page (every build of a day), where the list reads only the builds
+/// since; a page of a window that holds many more stops early that way.
+fn since_listed<C: Conn>(conn: &C, filter: &Filter, since: u64) -> Result<Option<Where>, C::Error> {
+    let since = ms(since);
+    let since_on = conn.rows(
+        "SELECT count(*) FROM builds WHERE end_ms >= ?1",
+        &[Value::Int(since)],
+        |r| r.int(0),
+    )?;
+    let page = filter.limit.clamp(1, MAX_LIMIT) as i64;
+    if since_on.into_iter().flatten().next().unwrap_or(0) > 4 * page {
+        return Ok(None);
+    }
+    let mut w = build_window(&Filter {
+        since_ms: None,
+        ..filter.clone()
+    });
+    w.add("b.seq IN (SELECT seq FROM builds WHERE end_ms >= ?)", since);
+    Ok(Some(w))
+}
+
 /// The builds of the page from the `builds` table, each with its stored
 /// details if `stored` and they are those of the row as it is now, else
 /// with the details of its own jobs ([`work_out`]); and the change from
 /// the previous build of its submitter in the window.
 fn kept_builds<C: Conn>(conn: &C, filter: &Filter, stored: bool) -> Result<Vec<Build>, C::Error> {
     let window = build_window(filter);
-    let mut w = window.clone();
     let host = match &filter.host {
         Some(host) => match host_id(conn, host)? {
             Some(id) => Some(id),
             None => return Ok(Vec::new()),
         },
         None => None,
+    };
+    let mut w = match (filter.since_ms, host) {
+        (Some(since), None) => since_listed(conn, filter, since)?.unwrap_or_else(|| window.clone()),
+        _ => window.clone(),
     };
     if let Some(id) = host {
         w.add("b.client_name = ?", id);
@@ -792,9 +821,13 @@ fn kept_builds<C: Conn>(conn: &C, filter: &Filter, stored: bool) -> Result<Vec<B
     let conditions = w.clause();
     w.params
         .push(Value::Int(filter.limit.clamp(1, MAX_LIMIT) as i64));
+    // The page's rows chosen first, then read with their details: sorted
+    // with them, they filled SQLite's cache and went to a temporary file.
+    // The page is sorted below.
     let sql = format!(
-        "SELECT seq, {BUILD_COLUMNS}, details FROM builds b {conditions} \
-         ORDER BY b.start_ms DESC, b.seq DESC LIMIT ?{}",
+        "SELECT seq, {BUILD_COLUMNS}, details FROM builds WHERE seq IN \
+         (SELECT b.seq FROM builds b {conditions} \
+         ORDER BY b.start_ms DESC, b.seq DESC LIMIT ?{})",
         w.params.len()
     );
     let rows = conn.rows(&sql, &w.params, |r| (BuildRow::read(r), r.text(12)))?;
