@@ -766,13 +766,12 @@ fn build_window(filter: &Filter) -> Where {
     window
 }
 
-/// The window's conditions with the builds that end from `since` on
-/// listed from `builds_end` alone, when they are few beside the page
-/// (`None`: they are not). Newest first through `builds_start`, SQLite
-/// reads every build that began before the window's end until the page
-/// is full: the whole history before it when the window holds less than
-/// a page (every build of a day), where the list reads only the builds
-/// since; a page of a window that holds many more stops early that way.
+/// The window's conditions, the builds that end from `since` on listed
+/// from the index `builds_end` alone, if they are at most four pages
+/// (`None`: more). Without the list SQLite reads builds newest first
+/// through `builds_start` from the window's end until the page is full:
+/// when the window holds less than a page (every build of a day), every
+/// build before it down to the first.
 fn since_listed<C: Conn>(conn: &C, filter: &Filter, since: u64) -> Result<Option<Where>, C::Error> {
     let since = ms(since);
     let since_on = conn.rows(
