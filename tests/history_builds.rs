@@ -35,6 +35,7 @@ fn main() {
         the_query_takes_kept_details_until_a_late_job_joins_the_build,
         a_long_compile_written_late_makes_the_builds_it_ran_beside_worked_out_again,
         two_schedulers_sharing_a_database_keep_a_submitter_s_builds_apart,
+        the_retention_leaves_a_build_that_ends_after_the_cutoff_whole,
         a_running_history_works_out_the_builds_that_end,
         builds_still_open_have_their_details_kept,
         details_of_an_earlier_form_are_worked_out_again,
@@ -616,6 +617,14 @@ fn two_schedulers_sharing_a_database_keep_a_submitter_s_builds_apart(backend: Ba
     let spans: Vec<_> = kept.iter().map(|b| (b.start_ms, b.jobs)).collect();
     let second = 30_000 + 2 * GAP;
     assert_eq!(spans, [(second, 30), (second, 30), (0, 30), (0, 30)]);
+    // Grouped from the jobs (another --build-gap), apart too; builds
+    // that begin together come in either order.
+    let by_server = |mut builds: Vec<Build>| {
+        builds.sort_by_key(|b| (b.start_ms, b.servers.first().map(|s| s.name.clone())));
+        builds
+    };
+    let grouped = db.reading().grouped_builds(&all(Filter::default()), GAP);
+    assert_eq!(by_server(grouped.unwrap()), by_server(kept.clone()));
     for (scheduler, server) in [("north:8765", "n1"), ("south:8765", "s1")] {
         let theirs = db
             .reading()
@@ -633,6 +642,33 @@ fn two_schedulers_sharing_a_database_keep_a_submitter_s_builds_apart(backend: Ba
             assert_eq!(servers, [server], "{scheduler}");
         }
     }
+}
+
+fn the_retention_leaves_a_build_that_ends_after_the_cutoff_whole(backend: Backend) {
+    let db = TestDb::new(backend, "retained");
+    let mut store = db.open();
+    let mut records = vec![session(1, "north:8765")];
+    for i in 0..20u32 {
+        // A build from 0 to 19.8 s, and one more two gaps later.
+        let at = u64::from(i) * 1_000 + u64::from(i / 19) * 2 * GAP;
+        records.push(Record::Job(job(
+            1,
+            i,
+            Some("alpha"),
+            Some("beta"),
+            JobState::Finished,
+            (Some(at), at + 5, at + 800),
+        )));
+    }
+    store.write(&records).unwrap();
+    catch_up(&db, &mut Summaries::default());
+    let before = db.reading().builds(&all(Filter::default()), GAP).unwrap();
+    assert_eq!(before.iter().map(|b| b.jobs).collect::<Vec<_>>(), [1, 19]);
+    // The cutoff falls in the first build: its first ten jobs go.
+    while store.expire(10_000, 4).unwrap() > 0 {}
+    assert_eq!(db.scalar("SELECT count(*) FROM jobs"), Some(10));
+    let after = db.reading().builds(&all(Filter::default()), GAP).unwrap();
+    assert_eq!(after, before);
 }
 
 fn a_running_history_works_out_the_builds_that_end(backend: Backend) {

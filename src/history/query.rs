@@ -729,24 +729,51 @@ pub fn computed_builds<C: Conn>(conn: &C, filter: &Filter) -> Result<Vec<Build>,
 
 /// The jobs that ended in the filter's window (and of its scheduler),
 /// grouped into builds in memory with the gap `gap_ms`, newest first.
+/// Where several schedulers share the database, each one's jobs are
+/// grouped apart, against its own hosts, as the `builds` table keeps
+/// them: a submitter of the same name at two schedulers is two hosts.
 pub fn grouped_builds<C: Conn>(
     conn: &C,
     filter: &Filter,
     gap_ms: u64,
 ) -> Result<Vec<Build>, C::Error> {
     use crate::insights::group;
-    let mut w = Where::default();
-    if let Some(since) = filter.since_ms {
-        w.add("j.end_ms >= ?", ms(since));
-    }
-    if let Some(until) = filter.until_ms {
-        w.add("j.end_ms < ?", ms(until));
-    }
-    w.scheduler("j", filter);
+    let schedulers = match &filter.scheduler {
+        Some(address) => vec![Some(address.clone())],
+        None => {
+            let sql = "SELECT DISTINCT scheduler FROM scheduler_sessions";
+            let all: Vec<String> = conn
+                .rows(sql, &[], |r| r.text(0))?
+                .into_iter()
+                .flatten()
+                .collect();
+            if all.len() > 1 {
+                all.into_iter().map(Some).collect()
+            } else {
+                vec![None]
+            }
+        }
+    };
     let names = host_names(conn)?;
-    let jobs = finished(conn, &w, &names)?;
-    let hosts = host_spans(conn, (filter.since_ms, filter.until_ms), None)?;
-    let mut builds = group(&jobs, &hosts, gap_ms, None);
+    let mut builds = Vec::new();
+    for scheduler in schedulers {
+        let theirs = Filter {
+            scheduler,
+            ..filter.clone()
+        };
+        let mut w = Where::default();
+        if let Some(since) = filter.since_ms {
+            w.add("j.end_ms >= ?", ms(since));
+        }
+        if let Some(until) = filter.until_ms {
+            w.add("j.end_ms < ?", ms(until));
+        }
+        w.scheduler("j", &theirs);
+        let jobs = finished(conn, &w, &names)?;
+        let window = (filter.since_ms, filter.until_ms);
+        let hosts = host_spans(conn, window, theirs.scheduler.as_deref())?;
+        builds.extend(group(&jobs, &hosts, gap_ms, None));
+    }
     Ok(newest_page(&mut builds, filter))
 }
 

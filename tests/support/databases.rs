@@ -100,6 +100,27 @@ pub struct TestDb {
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
+/// Once a process: [`sweep`].
+static SWEEP: std::sync::Once = std::sync::Once::new();
+
+/// Drops the test databases of test processes that are gone (killed
+/// before their `Drop` ran), so that they do not pile up on the server.
+fn sweep(admin: &mut postgres::Client) {
+    let Ok(rows) = admin.query(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'icewatch\\_test\\_%'",
+        &[],
+    ) else {
+        return;
+    };
+    for row in rows {
+        let name: String = row.get(0);
+        let pid = name.split('_').nth(2).unwrap_or_default();
+        if !pid.is_empty() && !Path::new("/proc").join(pid).exists() {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
 impl TestDb {
     /// A new, empty database for the test `test`.
     pub fn new(backend: Backend, test: &str) -> TestDb {
@@ -122,6 +143,7 @@ impl TestDb {
                     NEXT.fetch_add(1, Ordering::Relaxed)
                 );
                 let mut admin = connect(&admin_url()).unwrap();
+                SWEEP.call_once(|| sweep(&mut admin));
                 let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
                 admin.batch_execute(&drop).unwrap();
                 admin
