@@ -334,6 +334,14 @@ pub trait Conn {
         ids: &[i64],
         found: &mut dyn FnMut(i64, String),
     ) -> Result<(), Self::Error>;
+
+    /// Whether the planner picks indexes by the tables' statistics
+    /// (PostgreSQL's), rather than by the form of the query (SQLite's,
+    /// without `ANALYZE`), so that a query need not be written for the
+    /// plan it wants.
+    fn plans_by_statistics(&self) -> bool {
+        false
+    }
 }
 
 impl rusqlite::ToSql for Value {
@@ -471,6 +479,10 @@ impl Conn for PgConn {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<usize, postgres::Error> {
         let n = (self.client.borrow_mut()).execute_typed(&pg_sql(sql), &typed(params))?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    fn plans_by_statistics(&self) -> bool {
+        true
     }
 }
 
@@ -795,7 +807,7 @@ fn build_window(filter: &Filter) -> Where {
 
 /// The window's conditions, the builds that end from `since` on listed
 /// from the index `builds_end` alone, if they are at most four pages
-/// (`None`: more). Without the list SQLite reads builds newest first
+/// (`None`: more), for SQLite. Without the list it reads builds newest first
 /// through `builds_start` from the window's end until the page is full:
 /// when the window holds less than a page (every build of a day), every
 /// build before it down to the first.
@@ -831,8 +843,11 @@ fn kept_builds<C: Conn>(conn: &C, filter: &Filter, stored: bool) -> Result<Vec<B
         },
         None => None,
     };
+    let by_form = !conn.plans_by_statistics();
     let mut w = match (filter.since_ms, host) {
-        (Some(since), None) => since_listed(conn, filter, since)?.unwrap_or_else(|| window.clone()),
+        (Some(since), None) if by_form => {
+            since_listed(conn, filter, since)?.unwrap_or_else(|| window.clone())
+        }
         _ => window.clone(),
     };
     if let Some(id) = host {
@@ -847,15 +862,21 @@ fn kept_builds<C: Conn>(conn: &C, filter: &Filter, stored: bool) -> Result<Vec<B
     let conditions = w.clause();
     w.params
         .push(Value::Int(filter.limit.clamp(1, MAX_LIMIT) as i64));
-    // The page's rows chosen first, then read with their details: sorted
-    // with them, they filled SQLite's cache and went to a temporary file.
-    // The page is sorted below.
-    let sql = format!(
-        "SELECT seq, {BUILD_COLUMNS}, details FROM builds WHERE seq IN \
-         (SELECT b.seq FROM builds b {conditions} \
-         ORDER BY b.start_ms DESC, b.seq DESC LIMIT ?{})",
+    // In SQLite the page's rows are chosen first, then read with their
+    // details: sorted with them, they filled its cache and went to a
+    // temporary file. The page is sorted below.
+    let page = format!(
+        "{conditions} ORDER BY b.start_ms DESC, b.seq DESC LIMIT ?{}",
         w.params.len()
     );
+    let sql = if by_form {
+        format!(
+            "SELECT seq, {BUILD_COLUMNS}, details FROM builds WHERE seq IN \
+             (SELECT b.seq FROM builds b {page})"
+        )
+    } else {
+        format!("SELECT seq, {BUILD_COLUMNS}, details FROM builds b {page}")
+    };
     let rows = conn.rows(&sql, &w.params, |r| (BuildRow::read(r), r.text(12)))?;
     let mut builds = Vec::with_capacity(rows.len());
     let mut pending = Vec::new();
