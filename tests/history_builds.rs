@@ -728,13 +728,19 @@ fn a_running_history_works_out_the_builds_that_end(backend: Backend) {
     assert_eq!(kept, computed);
 }
 
-fn builds_still_open_have_their_details_kept(backend: Backend) {
-    let db = TestDb::new(backend, "details-open");
+/// A database `name` with `records` written in batches of a random size
+/// (seeded by `seed`), and its writer.
+fn written(backend: Backend, name: &str, seed: u64, records: &[Record]) -> (TestDb, Database) {
+    let db = TestDb::new(backend, name);
     let mut store = db.open();
-    let mut rng = StdRng::seed_from_u64(11);
+    write_in_batches(&mut store, records, &mut StdRng::seed_from_u64(seed));
+    (db, store)
+}
+
+fn builds_still_open_have_their_details_kept(backend: Backend) {
     // North's session stays open: its last builds have not had their gap.
     let records = random_cluster(11, 400);
-    write_in_batches(&mut store, &records, &mut rng);
+    let (db, mut store) = written(backend, "details-open", 11, &records);
     let end = "SELECT max(end_ms) FROM jobs";
     let open = format!("SELECT count(*) FROM builds WHERE end_ms > ({end}) - {GAP}");
     assert!(db.scalar(&open) > Some(0));
@@ -769,10 +775,7 @@ fn builds_still_open_have_their_details_kept(backend: Backend) {
 }
 
 fn details_of_an_earlier_form_are_worked_out_again(backend: Backend) {
-    let db = TestDb::new(backend, "details-form");
-    let mut store = db.open();
-    let mut rng = StdRng::seed_from_u64(12);
-    write_in_batches(&mut store, &random_cluster(12, 300), &mut rng);
+    let (db, _store) = written(backend, "details-form", 12, &random_cluster(12, 300));
     catch_up(&db, &mut Summaries::default());
     let (worked_out, _) = kept_and_not(&db);
     let (kept, computed) = kept_and_computed(&db, &all(Filter::default()));
@@ -790,10 +793,7 @@ fn details_of_an_earlier_form_are_worked_out_again(backend: Backend) {
 }
 
 fn a_window_s_builds_are_those_that_overlap_it(backend: Backend) {
-    let db = TestDb::new(backend, "window");
-    let mut store = db.open();
-    let mut rng = StdRng::seed_from_u64(13);
-    write_in_batches(&mut store, &random_jobs(13, 400), &mut rng);
+    let (db, _store) = written(backend, "window", 13, &random_jobs(13, 400));
     let key = |b: &Build| (b.host.clone(), b.start_ms, b.end_ms, b.jobs);
     let every = db.reading().builds(&all(Filter::default()), GAP).unwrap();
     let first = every.iter().map(|b| b.start_ms).min().unwrap();
