@@ -179,13 +179,25 @@ impl Summaries {
     pub fn pass<C: Conn>(&mut self, conn: &C, batch: usize) -> Result<Pass, C::Error> {
         let mut pass = Pass::default();
         if !self.formed {
-            pass.stale += conn.execute(
+            // Found by a read, which takes no lock from the writer, and
+            // set aside a few at a time.
+            let other = conn.rows(
                 &format!(
-                    "UPDATE builds SET details = NULL \
+                    "SELECT seq FROM builds \
                      WHERE details IS NOT NULL AND details NOT LIKE '{{\"v\":{FORM},%'"
                 ),
                 &[],
+                |r| r.int(0).map(Value::Int),
             )?;
+            let other: Vec<Value> = other.into_iter().flatten().collect();
+            for some in other.chunks(BATCH) {
+                let list: Vec<String> = (1..=some.len()).map(|n| format!("?{n}")).collect();
+                let sql = format!(
+                    "UPDATE builds SET details = NULL WHERE seq IN ({})",
+                    list.join(", ")
+                );
+                pass.stale += conn.execute(&sql, some)?;
+            }
             self.formed = true;
         }
         let newest = |sql: &str| -> Result<Option<i64>, C::Error> {
