@@ -394,6 +394,16 @@ fn size_and_queries(_: &mut Criterion) {
         .filter(|_| benching())
         .unwrap_or(if benching() { 1_000_000 } else { 4_000 });
     let month = Month::new(wanted);
+    if asked("history/size") {
+        sqlite_size_and_queries(&month);
+    }
+    if asked("history/postgres/size") {
+        postgres_size_and_queries(&month);
+    }
+}
+
+/// Bytes per job and the queries in SQLite.
+fn sqlite_size_and_queries(month: &Month) {
     let jobs = month.jobs;
     // HISTORY_BENCH_DIR keeps the database there, and a later run with the
     // same number of jobs queries it again without filling it.
@@ -431,7 +441,6 @@ fn size_and_queries(_: &mut Criterion) {
     );
     drop(store);
     month.queries(&at, "");
-    postgres_size_and_queries(&month);
 }
 
 /// The same in PostgreSQL: a database of its own, or the one named by

@@ -243,21 +243,28 @@ fn job_row(r: &dyn Cells) -> (JobRow, [Option<i64>; 3]) {
     (row, [r.int(3), r.int(6), r.int(8)])
 }
 
-/// `column` of the rows of `table` whose `id` is one of `ids`, by id:
-/// each name once, however many jobs of a page share it (joined, it was
-/// looked up again for every job).
-fn names<C: Conn>(
+/// For each `(table, column, ids)` of `lookups`, `column` of the rows of
+/// `table` whose `id` is one of `ids`, by id: each name once, however
+/// many jobs of a page share it (joined, it was looked up again for every
+/// job).
+fn names<C: Conn, const N: usize>(
     conn: &C,
-    table: &str,
-    column: &str,
-    ids: impl Iterator<Item = i64>,
-) -> Result<FxHashMap<i64, String>, C::Error> {
-    let mut ids: Vec<i64> = ids.collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut found = FxHashMap::default();
-    conn.texts_by_id(table, column, &ids, &mut |id, name| {
-        found.insert(id, name);
+    lookups: [(&str, &str, Vec<i64>); N],
+) -> Result<[FxHashMap<i64, String>; N], C::Error> {
+    let lookups = lookups.map(|(table, column, mut ids)| {
+        ids.sort_unstable();
+        ids.dedup();
+        (table, column, ids)
+    });
+    let asked: Vec<_> = lookups
+        .iter()
+        .map(|(t, c, ids)| (*t, *c, &ids[..]))
+        .collect();
+    let mut found = std::array::from_fn(|_| FxHashMap::default());
+    conn.texts_by_id(&asked, &mut |i, id, name| {
+        if let Some(map) = found.get_mut(i) {
+            map.insert(id, name);
+        }
     })?;
     Ok(found)
 }
@@ -325,14 +332,13 @@ pub trait Conn {
     /// many rows it changed.
     fn execute(&self, sql: &str, params: &[Value]) -> Result<usize, Self::Error>;
 
-    /// Gives `found` the text `column` of each row of `table` whose `id`
-    /// is one of `ids` (sorted, distinct), with its id.
+    /// For each `(table, column, ids)` of `lookups`, gives `found` the
+    /// text `column` of each row of `table` whose `id` is one of `ids`
+    /// (sorted, distinct), with the lookup's index and the row's id.
     fn texts_by_id(
         &self,
-        table: &str,
-        column: &str,
-        ids: &[i64],
-        found: &mut dyn FnMut(i64, String),
+        lookups: &[(&str, &str, &[i64])],
+        found: &mut dyn FnMut(usize, i64, String),
     ) -> Result<(), Self::Error>;
 
     /// Whether the planner picks indexes by the tables' statistics
@@ -384,12 +390,17 @@ impl Conn for Connection {
 
     fn texts_by_id(
         &self,
-        table: &str,
-        column: &str,
-        ids: &[i64],
-        found: &mut dyn FnMut(i64, String),
+        lookups: &[(&str, &str, &[i64])],
+        found: &mut dyn FnMut(usize, i64, String),
     ) -> rusqlite::Result<()> {
-        for chunk in ids.chunks(IN_LISTS[IN_LISTS.len() - 1]) {
+        let chunks = lookups
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (table, column, ids))| {
+                (ids.chunks(IN_LISTS[IN_LISTS.len() - 1]))
+                    .map(move |chunk| (i, table, column, chunk))
+            });
+        for (i, table, column, chunk) in chunks {
             let len = IN_LISTS.into_iter().find(|&l| l >= chunk.len());
             let len = len.unwrap_or(chunk.len());
             let list = vec!["?"; len].join(",");
@@ -399,7 +410,7 @@ impl Conn for Connection {
             let mut stmt = self.prepare_cached(&sql)?;
             let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
             while let Some(r) = rows.next()? {
-                found(r.get(0)?, r.get(1)?);
+                found(i, r.get(0)?, r.get(1)?);
             }
         }
         Ok(())
@@ -424,19 +435,15 @@ impl PgConn {
 
 impl Cells for postgres::Row {
     fn int(&self, i: usize) -> Option<i64> {
-        (self.try_get::<_, Option<i64>>(i).ok().flatten())
-            .or_else(|| {
-                self.try_get::<_, Option<i32>>(i)
-                    .ok()
-                    .flatten()
-                    .map(i64::from)
-            })
-            .or_else(|| {
-                self.try_get::<_, Option<bool>>(i)
-                    .ok()
-                    .flatten()
-                    .map(i64::from)
-            })
+        use postgres::types::Type;
+        // By the column's type, read once: trying each type in turn made
+        // an error (two allocations) for every null cell.
+        match *self.columns().get(i)?.type_() {
+            Type::INT8 => self.try_get::<_, Option<i64>>(i).ok()?,
+            Type::INT4 => self.try_get::<_, Option<i32>>(i).ok()?.map(i64::from),
+            Type::BOOL => self.try_get::<_, Option<bool>>(i).ok()?.map(i64::from),
+            _ => None,
+        }
     }
 
     fn text(&self, i: usize) -> Option<String> {
@@ -459,19 +466,30 @@ impl Conn for PgConn {
 
     fn texts_by_id(
         &self,
-        table: &str,
-        column: &str,
-        ids: &[i64],
-        found: &mut dyn FnMut(i64, String),
+        lookups: &[(&str, &str, &[i64])],
+        found: &mut dyn FnMut(usize, i64, String),
     ) -> Result<(), postgres::Error> {
-        // One array, one statement, however many ids.
-        let sql = format!("SELECT id, {column} FROM {table} WHERE id = ANY($1)");
-        let ids = [(
-            &ids as &(dyn postgres::types::ToSql + Sync),
-            postgres::types::Type::INT8_ARRAY,
-        )];
+        // One array a lookup, one statement (one round trip) for them all,
+        // however many ids.
+        let sql = lookups
+            .iter()
+            .enumerate()
+            .map(|(i, (table, column, _))| {
+                let n = i + 1;
+                format!("SELECT {i}, id, {column} FROM {table} WHERE id = ANY(${n})")
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let ids: Vec<_> = lookups
+            .iter()
+            .map(|(_, _, ids)| {
+                let ids = ids as &(dyn postgres::types::ToSql + Sync);
+                (ids, postgres::types::Type::INT8_ARRAY)
+            })
+            .collect();
         for r in self.client.borrow_mut().query_typed(&sql, &ids)? {
-            found(r.try_get(0)?, r.try_get(1)?);
+            let i = usize::try_from(r.try_get::<_, i32>(0)?).unwrap_or(usize::MAX);
+            found(i, r.try_get(1)?, r.try_get(2)?);
         }
         Ok(())
     }
@@ -624,11 +642,21 @@ pub fn jobs<C: Conn>(conn: &C, filter: &Filter) -> Result<Vec<JobRow>, C::Error>
         rows.push(row);
         ids.push(id);
     })?;
-    let files = names(conn, "files", "name", ids.iter().filter_map(|[f, ..]| *f))?;
-    let hosts = ids.iter().flat_map(|[_, c, s]| [*c, *s]).flatten();
-    let hosts = names(conn, "host_names", "name", hosts)?;
-    let sessions = rows.iter().map(|r| r.session);
-    let schedulers = names(conn, "scheduler_sessions", "scheduler", sessions)?;
+    let files = ids.iter().filter_map(|[f, ..]| *f).collect();
+    let hosts = ids
+        .iter()
+        .flat_map(|[_, c, s]| [*c, *s])
+        .flatten()
+        .collect();
+    let sessions = rows.iter().map(|r| r.session).collect();
+    let [files, hosts, schedulers] = names(
+        conn,
+        [
+            ("files", "name", files),
+            ("host_names", "name", hosts),
+            ("scheduler_sessions", "scheduler", sessions),
+        ],
+    )?;
     let name =
         |map: &FxHashMap<i64, String>, id: Option<i64>| id.and_then(|id| map.get(&id).cloned());
     for (row, [file, client, server]) in rows.iter_mut().zip(ids) {
