@@ -340,6 +340,14 @@ pub trait Conn {
         lookups: &[(&str, &str, &[i64])],
         found: &mut dyn FnMut(usize, i64, String),
     ) -> Result<(), Self::Error>;
+
+    /// Whether the planner picks indexes by the tables' statistics
+    /// (PostgreSQL's), rather than by the form of the query (SQLite's,
+    /// without `ANALYZE`), so that a query need not be written for the
+    /// plan it wants.
+    fn plans_by_statistics(&self) -> bool {
+        false
+    }
 }
 
 impl rusqlite::ToSql for Value {
@@ -489,6 +497,10 @@ impl Conn for PgConn {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<usize, postgres::Error> {
         let n = (self.client.borrow_mut()).execute_typed(&pg_sql(sql), &typed(params))?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    fn plans_by_statistics(&self) -> bool {
+        true
     }
 }
 
@@ -821,19 +833,50 @@ fn build_window(filter: &Filter) -> Where {
     window
 }
 
+/// The window's conditions, the builds that end from `since` on listed
+/// from the index `builds_end` alone, if they are at most four pages
+/// (`None`: more), for SQLite. Without the list it reads builds newest first
+/// through `builds_start` from the window's end until the page is full:
+/// when the window holds less than a page (every build of a day), every
+/// build before it down to the first.
+fn since_listed<C: Conn>(conn: &C, filter: &Filter, since: u64) -> Result<Option<Where>, C::Error> {
+    let since = ms(since);
+    let since_on = conn.rows(
+        "SELECT count(*) FROM builds WHERE end_ms >= ?1",
+        &[Value::Int(since)],
+        |r| r.int(0),
+    )?;
+    let page = filter.limit.clamp(1, MAX_LIMIT) as i64;
+    if since_on.into_iter().flatten().next().unwrap_or(0) > 4 * page {
+        return Ok(None);
+    }
+    let mut w = build_window(&Filter {
+        since_ms: None,
+        ..filter.clone()
+    });
+    w.add("b.seq IN (SELECT seq FROM builds WHERE end_ms >= ?)", since);
+    Ok(Some(w))
+}
+
 /// The builds of the page from the `builds` table, each with its stored
 /// details if `stored` and they are those of the row as it is now, else
 /// with the details of its own jobs ([`work_out`]); and the change from
 /// the previous build of its submitter in the window.
 fn kept_builds<C: Conn>(conn: &C, filter: &Filter, stored: bool) -> Result<Vec<Build>, C::Error> {
     let window = build_window(filter);
-    let mut w = window.clone();
     let host = match &filter.host {
         Some(host) => match host_id(conn, host)? {
             Some(id) => Some(id),
             None => return Ok(Vec::new()),
         },
         None => None,
+    };
+    let by_form = !conn.plans_by_statistics();
+    let mut w = match (filter.since_ms, host) {
+        (Some(since), None) if by_form => {
+            since_listed(conn, filter, since)?.unwrap_or_else(|| window.clone())
+        }
+        _ => window.clone(),
     };
     if let Some(id) = host {
         w.add("b.client_name = ?", id);
@@ -847,18 +890,33 @@ fn kept_builds<C: Conn>(conn: &C, filter: &Filter, stored: bool) -> Result<Vec<B
     let conditions = w.clause();
     w.params
         .push(Value::Int(filter.limit.clamp(1, MAX_LIMIT) as i64));
-    let sql = format!(
-        "SELECT seq, {BUILD_COLUMNS}, details FROM builds b {conditions} \
-         ORDER BY b.start_ms DESC, b.seq DESC LIMIT ?{}",
+    // In SQLite the page's rows are chosen first, then read with their
+    // details: sorted with them, they filled its cache and went to a
+    // temporary file. The page is sorted below.
+    let page = format!(
+        "{conditions} ORDER BY b.start_ms DESC, b.seq DESC LIMIT ?{}",
         w.params.len()
     );
+    let sql = if by_form {
+        format!(
+            "SELECT seq, {BUILD_COLUMNS}, details FROM builds WHERE seq IN \
+             (SELECT b.seq FROM builds b {page})"
+        )
+    } else {
+        format!("SELECT seq, {BUILD_COLUMNS}, details FROM builds b {page}")
+    };
     let rows = conn.rows(&sql, &w.params, |r| (BuildRow::read(r), r.text(12)))?;
     let mut builds = Vec::with_capacity(rows.len());
     let mut pending = Vec::new();
+    let names = if stored {
+        host_names(conn)?
+    } else {
+        HashMap::new()
+    };
     for (row, details) in rows {
         match details
             .filter(|_| stored)
-            .and_then(|d| super::summaries::read(&d, &row))
+            .and_then(|d| super::summaries::read(&d, &row, &names))
         {
             Some(build) => builds.extend(build.map(|b| (row, b))),
             None => pending.push(row),
@@ -1000,7 +1058,8 @@ fn build_jobs<C: Conn>(
 /// Sets each build's change from the previous build of its submitter in
 /// the window (`host`: the page is that submitter's): those of the
 /// window that began from the page's first on, read at once, and for
-/// each submitter's first build of the page the one before, a query each.
+/// each submitter's first build of the page the one before, all in one
+/// more query.
 fn previous<C: Conn>(
     conn: &C,
     builds: &mut [(BuildRow, Build)],
@@ -1038,32 +1097,32 @@ fn previous<C: Conn>(
             b.remote as f64 / b.jobs as f64
         }
     };
+    let first_of_theirs = |row: &BuildRow| {
+        known
+            .get(&(row.scheduler.clone(), row.client_name))
+            .map_or(true, |theirs| {
+                theirs.partition_point(|b| b.start_ms < row.start_ms) == 0
+            })
+    };
+    let firsts: Vec<&BuildRow> = builds
+        .iter()
+        .map(|(r, _)| r)
+        .filter(|r| first_of_theirs(r))
+        .collect();
+    let earlier = latest_before(conn, &firsts)?;
     for (row, build) in builds.iter_mut() {
         let theirs = known
             .get(&(row.scheduler.clone(), row.client_name))
             .map(Vec::as_slice)
             .unwrap_or_default();
         let before = match theirs.partition_point(|b| b.start_ms < row.start_ms) {
-            // The submitter's latest build before, through `builds_client`
-            // (with the window's conditions the planners took `builds_end`
-            // and read every build since); in the window if it ends in it,
-            // as the submitter's builds before it end earlier still.
-            0 => {
-                let mut p = Where::default();
-                match row.client_name {
-                    Some(id) => p.add("b.client_name = ?", id),
-                    None => p.conditions.push("b.client_name IS NULL".to_owned()),
-                }
-                p.add("b.scheduler = ?", &*row.scheduler);
-                p.add("b.start_ms < ?", ms(row.start_ms));
-                let sql = format!(
-                    "SELECT seq, {BUILD_COLUMNS} FROM builds b {} \
-                     ORDER BY b.start_ms DESC LIMIT 1",
-                    p.clause()
-                );
-                let latest = conn.rows(&sql, &p.params, |r| BuildRow::read(r))?.pop();
-                latest.filter(|b| since.map_or(true, |s| b.end_ms >= s))
-            }
+            // In the window if it ends in it, as the submitter's builds
+            // before it end earlier still.
+            0 => row
+                .seq
+                .and_then(|seq| earlier.get(&seq))
+                .filter(|b| since.map_or(true, |s| b.end_ms >= s))
+                .cloned(),
             n => theirs.get(n - 1).cloned(),
         };
         build.previous = before.map(|a| Change {
@@ -1076,9 +1135,49 @@ fn previous<C: Conn>(
     Ok(())
 }
 
+/// The latest build of the submitter of each of `rows` that began before
+/// it, by the `seq` of the row: one query, through `builds_client` (with
+/// the window's conditions the planners took `builds_end` and read every
+/// build since), whose rows without a submitter ask a query each.
+fn latest_before<C: Conn>(
+    conn: &C,
+    rows: &[&BuildRow],
+) -> Result<HashMap<i64, BuildRow>, C::Error> {
+    let mut latest = HashMap::new();
+    let named: Vec<Value> = rows
+        .iter()
+        .filter(|r| r.client_name.is_some())
+        .filter_map(|r| r.seq.map(Value::Int))
+        .collect();
+    if !named.is_empty() {
+        let list: Vec<String> = (1..=named.len()).map(|n| format!("?{n}")).collect();
+        let sql = format!(
+            "SELECT seq, {BUILD_COLUMNS}, x.f FROM (SELECT f.seq AS f, \
+             (SELECT p.seq FROM builds p WHERE p.client_name = f.client_name \
+             AND p.scheduler = f.scheduler AND p.start_ms < f.start_ms \
+             ORDER BY p.start_ms DESC LIMIT 1) AS p \
+             FROM builds f WHERE f.seq IN ({})) x JOIN builds b ON b.seq = x.p",
+            list.join(", ")
+        );
+        for (first, row) in conn.rows(&sql, &named, |r| (r.int(12), BuildRow::read(r)))? {
+            latest.extend(first.map(|f| (f, row)));
+        }
+    }
+    for row in rows.iter().filter(|r| r.client_name.is_none()) {
+        let sql = format!(
+            "SELECT seq, {BUILD_COLUMNS} FROM builds b WHERE b.client_name IS NULL \
+             AND b.scheduler = ?1 AND b.start_ms < ?2 ORDER BY b.start_ms DESC LIMIT 1"
+        );
+        let params = [Value::from(&*row.scheduler), Value::Int(ms(row.start_ms))];
+        let found = conn.rows(&sql, &params, |r| BuildRow::read(r))?.pop();
+        latest.extend(row.seq.zip(found));
+    }
+    Ok(latest)
+}
+
 /// Every host name by id: they are few, so read once and shared rather
 /// than joined to every job.
-fn host_names<C: Conn>(conn: &C) -> Result<HashMap<i64, Arc<str>>, C::Error> {
+pub(crate) fn host_names<C: Conn>(conn: &C) -> Result<HashMap<i64, Arc<str>>, C::Error> {
     Ok(conn
         .rows("SELECT id, name FROM host_names", &[], |r| {
             r.int(0).zip(r.text(1).map(Arc::from))
