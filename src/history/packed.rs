@@ -73,7 +73,8 @@ struct Job {
     start: i64,
     /// Less the previous job's end.
     end: i64,
-    stats: Option<[u32; 8]>,
+    /// In the order of its fields, varints like the rest.
+    stats: Option<JobStats>,
 }
 
 /// The records of a [`Packed`] that could not be read back (a packing
@@ -139,18 +140,7 @@ impl Packed {
             submit: j.submit_ms.map(|s| j.start_ms.wrapping_sub(s) as i64),
             start: j.end_ms.wrapping_sub(j.start_ms) as i64,
             end: j.end_ms.wrapping_sub(last_end) as i64,
-            stats: j.stats.map(|s| {
-                [
-                    s.real_ms,
-                    s.user_ms,
-                    s.sys_ms,
-                    s.page_faults,
-                    s.in_compressed,
-                    s.in_uncompressed,
-                    s.out_compressed,
-                    s.out_uncompressed,
-                ]
-            }),
+            stats: j.stats,
         }
     }
 
@@ -244,22 +234,8 @@ impl Packed {
             submit_ms: j.submit.map(|s| start_ms.wrapping_sub(s as u64)),
             start_ms,
             end_ms,
-            stats: j.stats.map(stats_of),
+            stats: j.stats,
         }))
-    }
-}
-
-/// The statistics packed in the order of [`JobStats`]' fields.
-fn stats_of(s: [u32; 8]) -> JobStats {
-    JobStats {
-        real_ms: s[0],
-        user_ms: s[1],
-        sys_ms: s[2],
-        page_faults: s[3],
-        in_compressed: s[4],
-        in_uncompressed: s[5],
-        out_compressed: s[6],
-        out_uncompressed: s[7],
     }
 }
 
@@ -346,7 +322,7 @@ mod tests {
                 submit_ms: d.0,
                 start_ms: d.1,
                 end_ms: d.2,
-                stats: stats.map(stats_of),
+                stats: stats.map(JobStats::from),
             })
     }
 

@@ -326,7 +326,7 @@ impl JobState {
 }
 
 /// What a server reports when a remote job ends.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobStats {
     /// Wall-clock ms.
     pub real_ms: u32,
@@ -344,6 +344,24 @@ pub struct JobStats {
     pub out_compressed: u32,
     /// Bytes sent back, uncompressed.
     pub out_uncompressed: u32,
+}
+
+/// The fields in their order.
+impl From<[u32; 8]> for JobStats {
+    fn from(s: [u32; 8]) -> Self {
+        let [real_ms, user_ms, sys_ms, page_faults, in_compressed, in_uncompressed, out_compressed, out_uncompressed] =
+            s;
+        JobStats {
+            real_ms,
+            user_ms,
+            sys_ms,
+            page_faults,
+            in_compressed,
+            in_uncompressed,
+            out_compressed,
+            out_uncompressed,
+        }
+    }
 }
 
 impl From<&JobDone> for JobStats {

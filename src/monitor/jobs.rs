@@ -640,16 +640,7 @@ mod tests {
                 reason,
                 end_ms: times.1,
                 exit_code,
-                stats: stats.map(|s| JobStats {
-                    real_ms: s[0],
-                    user_ms: s[1],
-                    sys_ms: s[2],
-                    page_faults: s[3],
-                    in_compressed: s[4],
-                    in_uncompressed: s[5],
-                    out_compressed: s[6],
-                    out_uncompressed: s[7],
-                }),
+                stats: stats.map(JobStats::from),
                 client_name: 0,
                 server_name: 0,
             };
