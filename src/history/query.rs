@@ -9,7 +9,7 @@ use super::store::{ms, HistoryError};
 use super::SCHEMA_VERSION;
 use crate::insights::builds::one;
 pub use crate::insights::Build;
-use crate::insights::{end_reason, job_state, Cluster, Finished, HostSpan};
+use crate::insights::{end_reason, job_state, Finished, Gathering, HostSpan};
 use rusqlite::{Connection, OpenFlags, Row};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -320,14 +320,27 @@ pub trait Cells {
 pub trait Conn {
     /// What a query may fail with.
     type Error;
-    /// The rows of `sql` (SQLite's dialect, parameters `?1`, `?2`...)
-    /// with `params`, each made by `row`.
+    /// Gives each row of `sql` (SQLite's dialect, parameters `?1`,
+    /// `?2`...) with `params` to `row` as it is read: none is kept.
+    fn each(
+        &self,
+        sql: &str,
+        params: &[Value],
+        row: &mut dyn FnMut(&dyn Cells),
+    ) -> Result<(), Self::Error>;
+
+    /// The rows of `sql` with `params`, each made by `row`.
     fn rows<T>(
         &self,
         sql: &str,
         params: &[Value],
-        row: impl FnMut(&dyn Cells) -> T,
-    ) -> Result<Vec<T>, Self::Error>;
+        mut row: impl FnMut(&dyn Cells) -> T,
+    ) -> Result<Vec<T>, Self::Error> {
+        let mut made = Vec::new();
+        self.each(sql, params, &mut |r| made.push(row(r)))?;
+        Ok(made)
+    }
+
     /// Runs `sql` (an update, same dialect) with `params`; returns how
     /// many rows it changed.
     fn execute(&self, sql: &str, params: &[Value]) -> Result<usize, Self::Error>;
@@ -372,15 +385,18 @@ impl Cells for Row<'_> {
 impl Conn for Connection {
     type Error = rusqlite::Error;
 
-    fn rows<T>(
+    fn each(
         &self,
         sql: &str,
         params: &[Value],
-        mut row: impl FnMut(&dyn Cells) -> T,
-    ) -> rusqlite::Result<Vec<T>> {
+        row: &mut dyn FnMut(&dyn Cells),
+    ) -> rusqlite::Result<()> {
         let mut stmt = self.prepare_cached(sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| Ok(row(r)))?;
-        rows.collect()
+        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+        while let Some(r) = rows.next()? {
+            row(r);
+        }
+        Ok(())
     }
 
     fn execute(&self, sql: &str, params: &[Value]) -> rusqlite::Result<usize> {
@@ -454,14 +470,19 @@ impl Cells for postgres::Row {
 impl Conn for PgConn {
     type Error = postgres::Error;
 
-    fn rows<T>(
+    fn each(
         &self,
         sql: &str,
         params: &[Value],
-        mut row: impl FnMut(&dyn Cells) -> T,
-    ) -> Result<Vec<T>, postgres::Error> {
-        let rows = (self.client.borrow_mut()).query_typed(&pg_sql(sql), &typed(params))?;
-        Ok(rows.iter().map(|r| row(r)).collect())
+        row: &mut dyn FnMut(&dyn Cells),
+    ) -> Result<(), postgres::Error> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut client = self.client.borrow_mut();
+        let mut rows = client.query_typed_raw(&pg_sql(sql), typed(params))?;
+        while let Some(r) = rows.next()? {
+            row(&r);
+        }
+        Ok(())
     }
 
     fn texts_by_id(
@@ -950,8 +971,24 @@ pub(crate) fn work_out<C: Conn>(
     filter: &Filter,
 ) -> Result<Vec<Option<Build>>, C::Error> {
     let mut builds = vec![None; rows.len()];
+    work_out_each(conn, rows, filter, &mut |i, build| {
+        builds[i] = build;
+        Ok(())
+    })?;
+    Ok(builds)
+}
+
+/// [`work_out`], each build given to `done` with its index in `rows` as
+/// soon as it is worked out (no statement is open then: `done` may use
+/// `conn`).
+pub(crate) fn work_out_each<C: Conn>(
+    conn: &C,
+    rows: &[BuildRow],
+    filter: &Filter,
+    done: &mut dyn FnMut(usize, Option<Build>) -> Result<(), C::Error>,
+) -> Result<(), C::Error> {
     if rows.is_empty() {
-        return Ok(builds);
+        return Ok(());
     }
     let names = host_names(conn)?;
     let mut schedulers: Vec<&str> = rows.iter().map(|r| &*r.scheduler).collect();
@@ -966,48 +1003,54 @@ pub(crate) fn work_out<C: Conn>(
             of.clone().map(|b| b.start_ms).min().unwrap_or(0),
             of.map(|b| b.end_ms).max().unwrap_or(0),
         );
-        let remote = cluster_jobs(conn, scheduler, span, filter, &names)?;
-        // The host sessions that matter from the first of these jobs to
-        // the last build's end: one that logged out before then, or
-        // logged in after, changes neither the slots nor who was online.
+        // The host sessions that matter from the first job the cluster
+        // counts to the last build's end: one that logged out before
+        // then, or logged in after, changes neither the slots nor who was
+        // online. A job that ran while the builds did began at most
+        // LONGEST_JOB_MS before the first, or else on a server still
+        // online then.
         let (from, to) = span;
-        let first = remote
-            .iter()
-            .map(|r| r.1)
-            .min()
-            .map_or(from, |s| s.min(from));
+        let first = from.saturating_sub(LONGEST_JOB_MS);
         let last = to.saturating_add(1);
         let since = filter.since_ms.map_or(first, |s| s.max(first));
         let until = filter.until_ms.map_or(last, |u| u.min(last));
         let hosts = host_spans(conn, (Some(since), Some(until)), Some(scheduler))?;
-        let cluster = Cluster::of(remote.iter().map(|(s, a, b)| (&**s, *a, *b)), &hosts);
+        let mut cluster = Gathering::new(&hosts);
+        cluster_jobs(conn, scheduler, span, filter, &mut |server, start, end| {
+            if let Some(server) = names.get(&server) {
+                cluster.add(server, start, end);
+            }
+        })?;
+        let cluster = cluster.cluster();
         for i in theirs {
             let jobs = build_jobs(conn, &rows[i], &names)?;
-            builds[i] = (!jobs.is_empty())
-                .then(|| one(&jobs.iter().collect::<Vec<_>>(), &cluster, KEPT_GAP_MS));
+            done(
+                i,
+                (!jobs.is_empty())
+                    .then(|| one(&jobs.iter().collect::<Vec<_>>(), &cluster, KEPT_GAP_MS)),
+            )?;
         }
     }
-    Ok(builds)
+    Ok(())
 }
-
-/// A remote job as the cluster counts it: its server, start and end.
-type RemoteJob = (Arc<str>, u64, u64);
 
 /// The longest remote job the cluster around a build counts: the jobs of
 /// the cluster are read through the index on `end_ms`, from the build's
 /// start to its end and this much more.
 pub const LONGEST_JOB_MS: u64 = 3_600_000;
 
-/// The remote jobs of `scheduler`'s sessions (at most [`LONGEST_JOB_MS`]
-/// long) that ran
-/// at some moment of `span` and ended in the filter's window.
+/// Gives `job` the server (`host_names.id`), start and end of each remote
+/// job of `scheduler`'s sessions that ran at some moment of `span` and
+/// ended in the filter's window (and at most [`LONGEST_JOB_MS`] after
+/// the span), as they are read: a busy cluster runs hundreds of
+/// thousands of jobs beside a long build.
 fn cluster_jobs<C: Conn>(
     conn: &C,
     scheduler: &str,
     (from, to): (u64, u64),
     filter: &Filter,
-    names: &HashMap<i64, Arc<str>>,
-) -> Result<Vec<RemoteJob>, C::Error> {
+    job: &mut dyn FnMut(i64, u64, u64),
+) -> Result<(), C::Error> {
     let mut c = Where::default();
     c.add("j.end_ms > ?", ms(from));
     c.add("j.end_ms <= ?", ms(to.saturating_add(LONGEST_JOB_MS)));
@@ -1024,13 +1067,11 @@ fn cluster_jobs<C: Conn>(
         "SELECT j.server_name, j.start_ms, j.end_ms FROM jobs j {}",
         c.clause()
     );
-    Ok(conn
-        .rows(&sql, &c.params, |r| {
-            Some((names.get(&r.int(0)?)?.clone(), time(r, 1)?, time(r, 2)?))
-        })?
-        .into_iter()
-        .flatten()
-        .collect())
+    conn.each(&sql, &c.params, &mut |r| {
+        if let (Some(server), Some(start), Some(end)) = (r.int(0), time(r, 1), time(r, 2)) {
+            job(server, start, end);
+        }
+    })
 }
 
 /// Jobs (`j`) of the sessions of the scheduler at an address (`?`).

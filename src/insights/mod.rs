@@ -28,7 +28,7 @@ pub use builds::{group, Build, DEFAULT_BUILD_GAP};
 pub use hosts::{flag_hosts, HostFlag};
 #[cfg(feature = "server")]
 pub use live::Live;
-pub use reasons::{why, Cluster, Reason};
+pub use reasons::{why, Cluster, Gathering, Reason};
 
 use crate::monitor::{EndReason, JobRef, JobState};
 use serde::Serialize;

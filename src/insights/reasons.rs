@@ -9,6 +9,7 @@
 use super::{Finished, HostSpan};
 use crate::monitor::EndReason;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// One reason a build did not distribute, with its evidence.
@@ -159,23 +160,77 @@ impl<'a> Cluster<'a> {
         remote: impl Iterator<Item = (&'j str, u64, u64)>,
         hosts: &'a [HostSpan],
     ) -> Cluster<'a> {
-        let mut by_name: std::collections::HashMap<&str, Vec<&HostSpan>> = Default::default();
+        let mut gathering = Gathering::new(hosts);
+        for (server, start_ms, end_ms) in remote {
+            gathering.add(server, start_ms, end_ms);
+        }
+        gathering.cluster()
+    }
+
+    /// Remote jobs compiling on hosts that take remote jobs at `t`.
+    fn busy(&self, t: u64) -> u64 {
+        let began = self.starts.partition_point(|&s| s <= t);
+        let ended = self.ends.partition_point(|&e| e <= t);
+        began.saturating_sub(ended) as u64
+    }
+
+    /// The slots of the hosts that take remote jobs at `t`, and how many
+    /// hosts they are.
+    fn slots(&self, t: u64) -> (u64, usize) {
+        let at = self.slots.partition_point(|&(from, _, _)| from <= t);
+        at.checked_sub(1)
+            .and_then(|i| self.slots.get(i))
+            .map_or((0, 0), |&(_, slots, hosts)| (slots, hosts))
+    }
+}
+
+/// A [`Cluster`] in the making: its hosts first, then its remote jobs one
+/// at a time, as a query reads them, so that none is held but for its
+/// start and end.
+pub struct Gathering<'a> {
+    /// The sessions of each host that takes remote jobs.
+    by_name: HashMap<&'a str, Vec<&'a HostSpan>>,
+    starts: Vec<u64>,
+    ends: Vec<u64>,
+    hosts: &'a [HostSpan],
+}
+
+impl<'a> Gathering<'a> {
+    /// The cluster of `hosts`, without jobs yet.
+    pub fn new(hosts: &'a [HostSpan]) -> Gathering<'a> {
+        let mut by_name: HashMap<&str, Vec<&HostSpan>> = HashMap::new();
         for h in hosts.iter().filter(|h| !h.no_remote) {
             by_name.entry(h.name.as_str()).or_default().push(h);
         }
-        let takes_remote = |name: &str, at: u64| {
-            by_name
-                .get(name)
-                .is_some_and(|spans| spans.iter().any(|h| h.online_at(at)))
-        };
-        let mut starts = Vec::new();
-        let mut ends = Vec::new();
-        for (server, start_ms, end_ms) in remote {
-            if takes_remote(server, start_ms) {
-                starts.push(start_ms);
-                ends.push(end_ms);
-            }
+        Gathering {
+            by_name,
+            starts: Vec::new(),
+            ends: Vec::new(),
+            hosts,
         }
+    }
+
+    /// Counts a remote job on `server` from `start_ms` to `end_ms`, if
+    /// the server took remote jobs when it began.
+    pub fn add(&mut self, server: &str, start_ms: u64, end_ms: u64) {
+        let takes_remote = self
+            .by_name
+            .get(server)
+            .is_some_and(|spans| spans.iter().any(|h| h.online_at(start_ms)));
+        if takes_remote {
+            self.starts.push(start_ms);
+            self.ends.push(end_ms);
+        }
+    }
+
+    /// The cluster of the hosts and the jobs counted.
+    pub fn cluster(self) -> Cluster<'a> {
+        let Gathering {
+            mut starts,
+            mut ends,
+            hosts,
+            ..
+        } = self;
         starts.sort_unstable();
         ends.sort_unstable();
         // Logins add slots, logouts take them away.
@@ -201,22 +256,6 @@ impl<'a> Cluster<'a> {
             slots,
             hosts,
         }
-    }
-
-    /// Remote jobs compiling on hosts that take remote jobs at `t`.
-    fn busy(&self, t: u64) -> u64 {
-        let began = self.starts.partition_point(|&s| s <= t);
-        let ended = self.ends.partition_point(|&e| e <= t);
-        began.saturating_sub(ended) as u64
-    }
-
-    /// The slots of the hosts that take remote jobs at `t`, and how many
-    /// hosts they are.
-    fn slots(&self, t: u64) -> (u64, usize) {
-        let at = self.slots.partition_point(|&(from, _, _)| from <= t);
-        at.checked_sub(1)
-            .and_then(|i| self.slots.get(i))
-            .map_or((0, 0), |&(_, slots, hosts)| (slots, hosts))
     }
 }
 
