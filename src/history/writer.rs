@@ -26,14 +26,15 @@ pub const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// The most memory that records taken from the state but not yet
 /// committed may take, packed (while the database fails, or while a burst
-/// outpaces the writer), their names counted: about 400,000 finished jobs
-/// of `load e2e`'s burst (317,093), 41 bytes each and 20 more for their
-/// batch's names. Past this the reader
+/// outpaces the writer), their names counted: about 640,000 finished jobs
+/// of `load e2e`'s burst (317,093), 19.5 bytes each compressed and 19
+/// more for their batch's names. Past this the reader
 /// leaves finished jobs in the state's own history, which holds them for
 /// it (up to [`MAX_HOLD`](crate::monitor::MAX_HOLD) past `--history`, at
 /// 80 bytes and a file name each) until the writer has made room; what
 /// leaves even that is counted in [`Status::lost`]. Besides these, the
-/// transaction being written holds up to [`MAX_BATCH`] records unpacked.
+/// transaction being written holds up to [`MAX_BATCH`] records unpacked,
+/// and the batch they come from uncompressed.
 pub const MAX_HELD_BYTES: usize = 24 << 20;
 
 /// The most records one transaction carries (168 bytes each unpacked,
