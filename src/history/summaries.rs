@@ -60,7 +60,7 @@ use std::time::{Duration, Instant};
 
 /// Builds worked out in one go, the cluster around them read once: on a
 /// burst of 317,093 jobs from 5,000 hosts, a batch of 100 read it again
-/// for each of 50 batches of the builds still open (6 s of CPU).
+/// for each of 50 batches of the builds still open (5 s of CPU).
 pub const BATCH: usize = 1000;
 
 /// The details written in one transaction, at most (and about): the
