@@ -181,14 +181,12 @@ fn write_all<C: Conn>(conn: &C, details: Vec<(&BuildRow, String)>) -> Result<usi
         )?;
         Ok(written + n)
     });
-    match written {
-        Ok(written) => conn.execute("COMMIT", &[]).map(|_| written),
-        Err(e) => {
-            // The caller hears of the error, not of the rollback's.
-            let _ = conn.execute("ROLLBACK", &[]);
-            Err(e)
-        }
+    let written = written.and_then(|written| conn.execute("COMMIT", &[]).map(|_| written));
+    if written.is_err() {
+        // The caller hears of the error, not of the rollback's.
+        let _ = conn.execute("ROLLBACK", &[]);
     }
+    written
 }
 
 /// What one pass did.
