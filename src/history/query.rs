@@ -929,11 +929,8 @@ fn kept_builds<C: Conn>(conn: &C, filter: &Filter, stored: bool) -> Result<Vec<B
     let rows = conn.rows(&sql, &w.params, |r| (BuildRow::read(r), r.text(12)))?;
     let mut builds = Vec::with_capacity(rows.len());
     let mut pending = Vec::new();
-    let names = if stored {
-        host_names(conn)?
-    } else {
-        HashMap::new()
-    };
+    // For the details kept and for the builds worked out alike.
+    let names = host_names(conn)?;
     for (row, details) in rows {
         match details
             .filter(|_| stored)
@@ -943,7 +940,7 @@ fn kept_builds<C: Conn>(conn: &C, filter: &Filter, stored: bool) -> Result<Vec<B
             None => pending.push(row),
         }
     }
-    let worked_out = work_out(conn, &pending, filter)?;
+    let worked_out = work_out(conn, &pending, filter, &names)?;
     builds.extend(
         pending
             .into_iter()
@@ -964,14 +961,15 @@ fn kept_builds<C: Conn>(conn: &C, filter: &Filter, stored: bool) -> Result<Vec<B
 /// scheduler that ran while they did ([`LONGEST_JOB_MS`] at most) and
 /// ended in the filter's window,
 /// and its host sessions. Without a window (`Filter::default()`) these
-/// are the details `builds.details` keeps.
+/// are the details `builds.details` keeps. `names`: [`host_names`].
 pub(crate) fn work_out<C: Conn>(
     conn: &C,
     rows: &[BuildRow],
     filter: &Filter,
+    names: &HashMap<i64, Arc<str>>,
 ) -> Result<Vec<Option<Build>>, C::Error> {
     let mut builds = vec![None; rows.len()];
-    work_out_each(conn, rows, filter, &mut |i, build| {
+    work_out_each(conn, rows, filter, names, &mut |i, build| {
         builds[i] = build;
         Ok(())
     })?;
@@ -985,12 +983,9 @@ pub(crate) fn work_out_each<C: Conn>(
     conn: &C,
     rows: &[BuildRow],
     filter: &Filter,
+    names: &HashMap<i64, Arc<str>>,
     done: &mut dyn FnMut(usize, Option<Build>) -> Result<(), C::Error>,
 ) -> Result<(), C::Error> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let names = host_names(conn)?;
     let mut schedulers: Vec<&str> = rows.iter().map(|r| &*r.scheduler).collect();
     schedulers.sort_unstable();
     schedulers.dedup();
@@ -1023,7 +1018,7 @@ pub(crate) fn work_out_each<C: Conn>(
         })?;
         let cluster = cluster.cluster();
         for i in theirs {
-            let jobs = build_jobs(conn, &rows[i], &names)?;
+            let jobs = build_jobs(conn, &rows[i], names)?;
             done(
                 i,
                 (!jobs.is_empty())

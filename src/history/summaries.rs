@@ -297,7 +297,7 @@ impl Summaries {
         // time, each as soon as they take WRITE_BYTES.
         let mut details = Vec::new();
         let mut bytes = 0;
-        query::work_out_each(conn, &rows, &Filter::default(), &mut |i, build| {
+        query::work_out_each(conn, &rows, &Filter::default(), &names, &mut |i, build| {
             if let Some(json) = write(&rows[i], build, &ids) {
                 bytes += json.len();
                 details.push((&rows[i], json));
