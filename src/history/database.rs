@@ -93,6 +93,14 @@ impl Database {
         }
     }
 
+    /// Frees what the connection caches between writes (SQLite's pages;
+    /// a PostgreSQL connection caches none here).
+    pub fn release_memory(&self) {
+        if let Database::Sqlite(s) = self {
+            s.release_memory();
+        }
+    }
+
     /// Deletes at most `chunk` rows of each table that ended before
     /// `cutoff_ms`; returns how many went.
     pub fn expire(&mut self, cutoff_ms: u64, chunk: usize) -> Result<usize, HistoryError> {
@@ -151,6 +159,14 @@ impl Reading {
                     server.clone(),
                 ))
             }
+        }
+    }
+
+    /// Frees the pages SQLite's cache holds (a PostgreSQL connection
+    /// caches none here).
+    pub fn release_memory(&self) {
+        if let Reading::Sqlite(c, _) = self {
+            let _ = c.release_memory();
         }
     }
 

@@ -102,12 +102,17 @@ pub fn default_path() -> Option<PathBuf> {
 pub struct HistoryOptions {
     /// What ended longer ago than this is deleted.
     pub retain: Duration,
+    /// Called once the writer, or the thread that works out the builds'
+    /// details, has freed what a burst made it cache, to hand the pages
+    /// the allocator keeps back to the system.
+    pub release_memory: Option<fn()>,
 }
 
 impl Default for HistoryOptions {
     fn default() -> Self {
         HistoryOptions {
             retain: DEFAULT_RETAIN,
+            release_memory: None,
         }
     }
 }
@@ -147,7 +152,7 @@ impl History {
             let status = status.clone();
             std::thread::Builder::new()
                 .name("history writer".into())
-                .spawn(move || writer::run(store, inbox, status))
+                .spawn(move || writer::run(store, inbox, status, opts.release_memory))
         };
         let writer = match writer {
             Ok(w) => w,
@@ -164,9 +169,10 @@ impl History {
             .spawn(move || writer::retain(retention_at, opts.retain, retention_stop));
         let (stop_summaries, summaries_stop) = mpsc::channel();
         let (summaries_at, committed) = (location.clone(), status.clone());
+        let release = opts.release_memory;
         let _ = std::thread::Builder::new()
             .name("history summaries".into())
-            .spawn(move || summaries::run(summaries_at, committed, summaries_stop));
+            .spawn(move || summaries::run(summaries_at, committed, summaries_stop, release));
         let (stop_reader, mut stopped) = oneshot::channel();
         let mut wakeups = changed.subscribe();
         let held = status.clone();

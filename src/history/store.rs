@@ -273,6 +273,13 @@ impl Store {
         })
     }
 
+    /// Frees the pages SQLite's cache holds between writes (those of a
+    /// burst's indexes: up to the cache's 8 MiB); the next write reads
+    /// back the few it needs.
+    pub fn release_memory(&self) {
+        let _ = self.conn.release_memory();
+    }
+
     /// The database's file.
     pub fn path(&self) -> &Path {
         &self.path

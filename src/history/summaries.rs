@@ -359,7 +359,9 @@ impl Summaries {
 /// Works out the builds of the history `at` as they end, on a connection
 /// of its own, until `stop` has a message or is gone: a pass whenever the
 /// writer has committed (`status`), batch after batch while builds wait.
-pub(crate) fn run(at: Location, status: Arc<Status>, stop: Receiver<()>) {
+/// After passes that worked builds out, it frees the pages its connection
+/// cached and calls `release`.
+pub(crate) fn run(at: Location, status: Arc<Status>, stop: Receiver<()>, release: Option<fn()>) {
     let mut summaries = Summaries::default();
     let mut reading = None;
     let mut done = None;
@@ -378,13 +380,20 @@ pub(crate) fn run(at: Location, status: Arc<Status>, stop: Receiver<()>) {
                     Err(e) => tracing::debug!("history summaries: {e}; again later"),
                 }
             }
+            let mut worked = false;
             while let Some(r) = &reading {
                 match summaries.pass_on(r, BATCH) {
                     Ok(pass) if pass.taken < BATCH || pass.written == 0 => {
                         done = Some(written);
+                        if worked || pass.taken > 0 {
+                            r.release_memory();
+                            if let Some(release) = release {
+                                release();
+                            }
+                        }
                         break;
                     }
-                    Ok(_) => {}
+                    Ok(_) => worked = true,
                     Err(e) => {
                         tracing::debug!("history summaries: {e}; again later");
                         reading = None;

@@ -190,10 +190,23 @@ impl Status {
     }
 }
 
+/// How long the writer waits with nothing to write before it frees what
+/// its connection caches (and calls the history's `release_memory`):
+/// after a burst, the 8 MiB of pages of its indexes would stay resident
+/// for nothing; at a busy cluster's pace the writer never waits so long.
+pub const RELEASE_AFTER: Duration = Duration::from_secs(1);
+
 /// Runs the writer until every sender is gone, then commits what is left
 /// (one last attempt). A transaction carries at most [`MAX_BATCH`]
-/// records, unpacked from the reader's batches as it is made.
-pub(crate) fn run(mut store: Database, records: Receiver<Packed>, status: Arc<Status>) {
+/// records, unpacked from the reader's batches as it is made. Once it
+/// has waited [`RELEASE_AFTER`] for more, it frees what it cached, then
+/// calls `release`.
+pub(crate) fn run(
+    mut store: Database,
+    records: Receiver<Packed>,
+    status: Arc<Status>,
+    release: Option<fn()>,
+) {
     let mut waiting = Waiting::default();
     let mut pending: Vec<Record> = Vec::new();
     // When the pending records are due: COMMIT_EVERY after the first came,
@@ -201,6 +214,8 @@ pub(crate) fn run(mut store: Database, records: Receiver<Packed>, status: Arc<St
     let mut due: Option<Instant> = None;
     let mut failing = false;
     let mut open = true;
+    // Written since the connection's cache was last freed.
+    let mut cached = false;
     loop {
         waiting.unpack(&mut pending, &status);
         if !pending.is_empty() {
@@ -208,6 +223,17 @@ pub(crate) fn run(mut store: Database, records: Receiver<Packed>, status: Arc<St
         }
         if open && pending.len() < MAX_BATCH {
             let received = match due {
+                None if cached => match records.recv_timeout(RELEASE_AFTER) {
+                    Err(RecvTimeoutError::Timeout) => {
+                        store.release_memory();
+                        if let Some(release) = release {
+                            release();
+                        }
+                        cached = false;
+                        continue;
+                    }
+                    received => received,
+                },
                 None => records.recv().map_err(|_| RecvTimeoutError::Disconnected),
                 Some(at) => records.recv_timeout(at.saturating_duration_since(Instant::now())),
             };
@@ -245,6 +271,7 @@ pub(crate) fn run(mut store: Database, records: Receiver<Packed>, status: Arc<St
                 }
                 // Its room goes back to the system between bursts.
                 pending = Vec::new();
+                cached = true;
                 due = None;
                 failing = false;
                 status.set_paused(None);
@@ -360,6 +387,62 @@ mod tests {
             end_ms: 2,
             stats: None,
         })
+    }
+
+    /// Calls of [`count_release`].
+    static RELEASED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    fn count_release() {
+        RELEASED.fetch_add(1, Relaxed);
+    }
+
+    /// Waits until `done`, a minute at most.
+    fn wait_until(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}: not after a minute");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_writer_left_waiting_frees_what_it_cached_then_writes_on() {
+        let dir = std::env::temp_dir().join(format!("icewatch-release-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("history.sqlite");
+        let store = Database::from(super::super::Store::open(&path).unwrap());
+        let status = Arc::new(Status::new(path.clone(), None));
+        let (send, inbox) = std::sync::mpsc::channel();
+        let writer = {
+            let status = status.clone();
+            std::thread::spawn(move || run(store, inbox, status, Some(count_release)))
+        };
+        let session = Record::Session {
+            local: 1,
+            scheduler: "sched:8765".into(),
+            protocol: Some(44),
+            start_ms: 0,
+        };
+        let batch = |records| status.admit(Packed::of(records), 0);
+        send.send(batch(vec![session, job(1), job(2)])).unwrap();
+        wait_until("freed after the first write", || {
+            RELEASED.load(Relaxed) == 1
+        });
+        assert_eq!(status.written(), 3);
+
+        send.send(batch(vec![job(3)])).unwrap();
+        wait_until("freed after the second", || RELEASED.load(Relaxed) == 2);
+        assert_eq!(status.written(), 4, "written on a connection freed before");
+        drop(send);
+        writer.join().unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let jobs: i64 = conn
+            .query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(jobs, 3);
+        assert_eq!(RELEASED.load(Relaxed), 2, "nothing to free at the end");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

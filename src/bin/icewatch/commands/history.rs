@@ -34,6 +34,7 @@ pub fn open(args: &HistoryArgs, by_default: bool) -> Result<Option<(Database, Hi
     );
     let opts = HistoryOptions {
         retain: args.retain,
+        release_memory: Some(crate::memory::release),
     };
     Ok(Some((store, opts)))
 }
