@@ -460,10 +460,12 @@ fn the_builds_of_a_database_of_version_6_are_worked_out(backend: Backend) {
         Some(i64::from(SCHEMA_VERSION))
     );
     assert_eq!(kept_and_not(&db).0, 0, "none worked out by the migration");
-    // A batch at a time, newest first.
+    // A batch at a time, newest first: 4, and those that ran within
+    // their span (the cluster around them is read once for all).
     let mut summaries = Summaries::default();
     let pass = summaries.pass_on(&db.reading(), 4).unwrap();
-    assert_eq!((pass.taken, pass.written), (4, 4));
+    assert!(pass.taken >= 4, "{pass:?}");
+    assert_eq!(pass.written, pass.taken);
     let newest = "SELECT max(end_ms) FROM builds WHERE details IS NOT NULL";
     let oldest = "SELECT min(end_ms) FROM builds WHERE details IS NULL";
     assert!(db.scalar(newest) > db.scalar(oldest));

@@ -63,6 +63,10 @@ use std::time::{Duration, Instant};
 /// for each of 50 batches of the builds still open (5 s of CPU).
 pub const BATCH: usize = 1000;
 
+/// How many times its batch a pass takes at most, when builds after
+/// the batch ran within its span (their cluster is read once).
+const WIDEST: usize = 20;
+
 /// The details written in one transaction, at most (and about): the
 /// writer waits for none longer, and a batch of large builds (a server
 /// list of every host of a large cluster) is not held whole.
@@ -218,8 +222,10 @@ pub struct Summaries {
 
 impl Summaries {
     /// One pass on `conn`: the builds that jobs written since the last
-    /// pass make stale, then up to `batch` builds that are over, newest
-    /// first; and those still open too when [`Summaries::open_due`].
+    /// pass make stale, then `batch` builds that are over, newest first,
+    /// with those that ran within their span (up to [`WIDEST`] times
+    /// `batch` in all); and those still open too when
+    /// [`Summaries::open_due`].
     /// The first pass also sets aside details of another form than this
     /// code's, to be worked out again.
     pub fn pass<C: Conn>(&mut self, conn: &C, batch: usize) -> Result<Pass, C::Error> {
@@ -280,13 +286,36 @@ impl Summaries {
                 vec![Value::Int(over)],
             )
         };
-        params.push(Value::Int(i64::try_from(batch).unwrap_or(i64::MAX)));
-        let sql = format!(
-            "SELECT seq, {BUILD_COLUMNS} FROM builds b WHERE details IS NULL {which} \
-             ORDER BY end_ms DESC LIMIT ?{}",
-            params.len()
-        );
-        let rows = conn.rows(&sql, &params, |r| BuildRow::read(r))?;
+        let taken = |params: &[Value], span: &str| {
+            let sql = format!(
+                "SELECT seq, {BUILD_COLUMNS} FROM builds b WHERE details IS NULL {which} {span} \
+                 ORDER BY end_ms DESC LIMIT ?{}",
+                params.len()
+            );
+            conn.rows(&sql, params, |r| BuildRow::read(r))
+        };
+        let limit = |n: usize| Value::Int(i64::try_from(n).unwrap_or(i64::MAX));
+        let mut rows = taken(&[params.as_slice(), &[limit(batch)]].concat(), "")?;
+        if let (true, Some(newest)) = (rows.len() == batch, rows.first()) {
+            // And the others that ran within the span of these, up to
+            // WIDEST batches: the cluster around them is read once for
+            // all (the 5,000 builds of a burst ran at once).
+            let from = rows.iter().map(|b| b.start_ms).min().unwrap_or(0);
+            let n = params.len();
+            params.extend([
+                Value::Int(ms(from)),
+                Value::Int(ms(newest.end_ms)),
+                limit(WIDEST * batch),
+            ]);
+            // (A build ends after it starts: the index on `end_ms` is
+            // read from `from` only.)
+            let span = format!(
+                "AND start_ms >= ?{0} AND end_ms >= ?{0} AND end_ms <= ?{1}",
+                n + 1,
+                n + 2
+            );
+            rows = taken(&params, &span)?;
+        }
         pass.taken = rows.len();
         if open && pass.taken < batch {
             self.open_done = Some((Instant::now(), seq));
