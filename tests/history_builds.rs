@@ -753,6 +753,10 @@ fn builds_still_open_have_their_details_kept(backend: Backend) {
     assert!(db.scalar(&open) > Some(0));
     // While jobs are being written, they wait.
     let mut summaries = Summaries::default();
+    assert!(
+        !summaries.release_due(),
+        "nothing worked out, nothing to free"
+    );
     summaries.set_busy(true);
     catch_up(&db, &mut summaries);
     let (kept, left) = kept_and_not(&db);
@@ -761,9 +765,14 @@ fn builds_still_open_have_their_details_kept(backend: Backend) {
         Some(left) <= db.scalar(&open),
         "only builds still open are left"
     );
+    // What the passes cached is freed once the writer pauses, once.
+    assert!(!summaries.release_due(), "not while jobs are written");
     summaries.set_busy(false);
+    assert!(summaries.release_due());
+    assert!(!summaries.release_due());
     catch_up(&db, &mut summaries);
     assert_eq!(kept_and_not(&db).1, 0, "every build worked out");
+    assert!(summaries.release_due(), "the open builds' pass cached too");
     let (kept, computed) = kept_and_computed(&db, &all(Filter::default()));
     assert_eq!(kept, computed);
     // A job joins north's newest build: the query works it out until the

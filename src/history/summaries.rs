@@ -218,6 +218,8 @@ pub struct Summaries {
     open_done: Option<(Instant, i64)>,
     /// Jobs are being written: the builds still open wait.
     busy: bool,
+    /// Builds were worked out since the connection's cache was freed.
+    cached: bool,
 }
 
 impl Summaries {
@@ -317,6 +319,7 @@ impl Summaries {
             rows = taken(&params, &span)?;
         }
         pass.taken = rows.len();
+        self.cached |= pass.taken > 0;
         if open && pass.taken < batch {
             self.open_done = Some((Instant::now(), seq));
         }
@@ -345,6 +348,16 @@ impl Summaries {
     /// the builds still open for when the cluster pauses.
     pub fn set_busy(&mut self, busy: bool) {
         self.busy = busy;
+    }
+
+    /// Whether it is time to free what the connection cached: builds
+    /// were worked out since the last time, and jobs are not being
+    /// written (a busy cluster's next pass reads the same pages). Says so
+    /// once.
+    pub fn release_due(&mut self) -> bool {
+        let due = self.cached && !self.busy;
+        self.cached &= !due;
+        due
     }
 
     /// Whether the next pass takes the builds still open too: jobs are not
@@ -388,8 +401,8 @@ impl Summaries {
 /// Works out the builds of the history `at` as they end, on a connection
 /// of its own, until `stop` has a message or is gone: a pass whenever the
 /// writer has committed (`status`), batch after batch while builds wait.
-/// After passes that worked builds out, it frees the pages its connection
-/// cached and calls `release`.
+/// Once builds were worked out and the writer pauses, it frees the pages
+/// its connection cached and calls `release`.
 pub(crate) fn run(at: Location, status: Arc<Status>, stop: Receiver<()>, release: Option<fn()>) {
     let mut summaries = Summaries::default();
     let mut reading = None;
@@ -409,20 +422,13 @@ pub(crate) fn run(at: Location, status: Arc<Status>, stop: Receiver<()>, release
                     Err(e) => tracing::debug!("history summaries: {e}; again later"),
                 }
             }
-            let mut worked = false;
             while let Some(r) = &reading {
                 match summaries.pass_on(r, BATCH) {
                     Ok(pass) if pass.taken < BATCH || pass.written == 0 => {
                         done = Some(written);
-                        if worked || pass.taken > 0 {
-                            r.release_memory();
-                            if let Some(release) = release {
-                                release();
-                            }
-                        }
                         break;
                     }
-                    Ok(_) => worked = true,
+                    Ok(_) => {}
                     Err(e) => {
                         tracing::debug!("history summaries: {e}; again later");
                         reading = None;
@@ -433,6 +439,14 @@ pub(crate) fn run(at: Location, status: Arc<Status>, stop: Receiver<()>, release
                     Err(RecvTimeoutError::Timeout) => {}
                     _ => return,
                 }
+            }
+        }
+        if summaries.release_due() {
+            if let Some(r) = &reading {
+                r.release_memory();
+            }
+            if let Some(release) = release {
+                release();
             }
         }
         match stop.recv_timeout(LOOK_EVERY) {
