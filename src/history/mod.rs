@@ -74,7 +74,7 @@ pub use reader::{Reader, Taken, LOAD_EVERY_MS};
 pub use record::{HostRecord, JobRecord, LoadSample, Names, Record};
 pub use schema::SCHEMA_VERSION;
 pub use store::{HistoryError, Store};
-pub use writer::{Status, COMMIT_EVERY, MAX_BATCH, MAX_HELD_BYTES, RETRY_EVERY};
+pub use writer::{Status, COMMIT_EVERY, MAX_BATCH, MAX_HELD_BYTES, RELEASE_AFTER, RETRY_EVERY};
 
 use crate::monitor::{lock_state, Changed, SharedState};
 use packed::Packed;

@@ -65,7 +65,7 @@ pub const BATCH: usize = 1000;
 
 /// How many times its batch a pass takes at most, when builds after
 /// the batch ran within its span (their cluster is read once).
-const WIDEST: usize = 20;
+pub const WIDEST: usize = 20;
 
 /// The details written in one transaction, at most (and about): the
 /// writer waits for none longer, and a batch of large builds (a server
