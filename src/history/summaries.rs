@@ -23,7 +23,8 @@
 //! a thread with its own connection (`run`) looks, every
 //! `COMMIT_EVERY`, whether the writer has committed since its last pass
 //! (one atomic load), and then works out a batch of [`BATCH`] builds at
-//! a time, the newest first (so a database from before version 7 has its
+//! a time (and those that ran within the batch's span, whose cluster is
+//! the same), the newest first (so a database from before version 7 has its
 //! builds filled in, newest first, while the writer goes on). Builds
 //! still open are worked out too, so that the last minutes' builds have
 //! details once the cluster pauses: once the writer has committed nothing
@@ -196,7 +197,8 @@ fn write_all<C: Conn>(conn: &C, details: Vec<(&BuildRow, String)>) -> Result<usi
 /// What one pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pass {
-    /// Builds over and not worked out, taken (at most [`BATCH`]).
+    /// Builds over and not worked out, taken (the batch, and at most
+    /// [`WIDEST`] times it with those that ran within its span).
     pub taken: usize,
     /// Of those, worked out and written (the others changed meanwhile).
     pub written: usize,

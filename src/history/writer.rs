@@ -411,7 +411,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("history.sqlite");
-        let store = Database::from(super::super::Store::open(&path).unwrap());
+        let store = Database::from(crate::history::Store::open(&path).unwrap());
         let status = Arc::new(Status::new(path.clone(), None));
         let (send, inbox) = std::sync::mpsc::channel();
         let writer = {
