@@ -241,7 +241,7 @@ pub(crate) fn migrate_to(client: &mut Client, target: u32) -> Result<u32, postgr
         .take(target as usize)
         .skip(from as usize)
     {
-        super::schema::announce(i as u32 + 1);
+        super::schema::announce(from, i as u32 + 1);
         tx.batch_execute(sql)?;
         tracing::debug!("history schema migrated to version {}", i + 1);
     }

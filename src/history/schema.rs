@@ -210,13 +210,21 @@ pub const MIGRATIONS: &[&str] = &[
 /// history (said at start).
 pub const BUILDS_VERSION: u32 = 6;
 
-/// What to say before migrating to `version`, if it may take long.
-pub(crate) fn announce(version: u32) {
-    if version == BUILDS_VERSION {
-        tracing::info!(
+/// What to say before migrating from version `from` to `version`, if it
+/// may take long: a new database (`from` 0) holds no jobs to group.
+fn announcement(from: u32, version: u32) -> Option<String> {
+    (from > 0 && version == BUILDS_VERSION).then(|| {
+        format!(
             "the history database is being migrated to schema version {version}: \
              grouping the jobs it holds into builds (on millions of jobs this takes a while)"
-        );
+        )
+    })
+}
+
+/// Says [`announcement`], if any.
+pub(crate) fn announce(from: u32, version: u32) {
+    if let Some(said) = announcement(from, version) {
+        tracing::info!("{said}");
     }
 }
 
@@ -354,3 +362,16 @@ pub const PG_MIGRATIONS: &[&str] = &[
     "DROP INDEX jobs_end;
     CREATE INDEX jobs_end ON jobs (end_ms, seq);",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_database_that_holds_jobs_hears_that_grouping_them_takes_a_while() {
+        assert_eq!(announcement(0, BUILDS_VERSION), None, "a new database");
+        let said = announcement(BUILDS_VERSION - 1, BUILDS_VERSION).expect("an older one");
+        assert!(said.contains("grouping the jobs"), "{said}");
+        assert_eq!(announcement(BUILDS_VERSION - 1, BUILDS_VERSION + 1), None);
+    }
+}

@@ -218,7 +218,7 @@ pub(crate) fn migrate_to(conn: &mut Connection, target: u32) -> rusqlite::Result
         .take(target as usize)
         .skip(from as usize)
     {
-        super::schema::announce(i as u32 + 1);
+        super::schema::announce(from, i as u32 + 1);
         tx.execute_batch(sql)?;
         tracing::debug!("history schema migrated to version {}", i + 1);
     }
